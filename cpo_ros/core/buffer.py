@@ -1,0 +1,176 @@
+"""Rollouts: collecting (T, N) arrays while stepping N envs, and GAE for reward and each cost.
+
+A rollout is a dict of numpy arrays (it travels as .npz bytes between the ROS nodes):
+
+    obs (T, N, D), u (T, N, A) raw policy samples, logp (T, N), reward (T, N), cost (T, N),
+    terminated (T, N), truncated (T, N), final_obs (T, N, D) the last observation of an episode
+    that ended at t (only rows where terminated | truncated matter), last_obs (N, D) the
+    observation after the final step, episode_return / episode_cost / episode_length (E,) of the
+    episodes that ended inside the rollout, policy_version () the policy that sampled it.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+ROLLOUT_KEYS = ('obs', 'u', 'logp', 'reward', 'cost', 'terminated', 'truncated', 'final_obs',
+                'last_obs', 'episode_return', 'episode_cost', 'episode_length', 'policy_version')
+
+
+class RolloutCollector:
+    """Accumulate N parallel env streams for T steps, tracking finished episodes' sums."""
+
+    def __init__(self, num_envs: int, obs_dim: int, act_dim: int, steps: int) -> None:
+        self.num_envs, self.obs_dim, self.act_dim, self.steps = num_envs, obs_dim, act_dim, steps
+        n, t = num_envs, steps
+        self.obs = np.zeros((t, n, obs_dim), np.float32)
+        self.u = np.zeros((t, n, act_dim), np.float32)
+        self.logp = np.zeros((t, n), np.float32)
+        self.reward = np.zeros((t, n), np.float32)
+        self.cost = np.zeros((t, n), np.float32)
+        self.terminated = np.zeros((t, n), bool)
+        self.truncated = np.zeros((t, n), bool)
+        self.final_obs = np.zeros((t, n, obs_dim), np.float32)
+        self._ret = np.zeros(n)
+        self._cst = np.zeros(n)
+        self._len = np.zeros(n, np.int64)
+        self.clear()
+
+    def clear(self) -> None:
+        """Start a new rollout; episodes in progress carry on."""
+        self.t = 0
+        self.episode_return: list[float] = []
+        self.episode_cost: list[float] = []
+        self.episode_length: list[int] = []
+
+    def reset_episodes(self) -> None:
+        """Forget episodes in progress (the envs were reset)."""
+        self._ret[:] = 0.0
+        self._cst[:] = 0.0
+        self._len[:] = 0
+
+    @property
+    def full(self) -> bool:
+        """Return whether T steps have been added."""
+        return self.t >= self.steps
+
+    def add(self, obs: np.ndarray, u: np.ndarray, logp: np.ndarray, reward: np.ndarray,
+            cost: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+            final_obs: np.ndarray) -> None:
+        """Store one vector step; final_obs rows matter where an episode ended."""
+        t = self.t
+        if t >= self.steps:
+            raise IndexError(f'rollout already holds {self.steps} steps')
+        self.obs[t], self.u[t], self.logp[t] = obs, u, logp
+        self.reward[t], self.cost[t] = reward, cost
+        self.terminated[t], self.truncated[t] = terminated, truncated
+        done = np.logical_or(terminated, truncated)
+        if done.any():
+            self.final_obs[t][done] = final_obs[done]
+        self._ret += reward
+        self._cst += cost
+        self._len += 1
+        for i in np.flatnonzero(done):
+            self.episode_return.append(float(self._ret[i]))
+            self.episode_cost.append(float(self._cst[i]))
+            self.episode_length.append(int(self._len[i]))
+        self._ret[done] = 0.0
+        self._cst[done] = 0.0
+        self._len[done] = 0
+        self.t = t + 1
+
+    def arrays(self, last_obs: np.ndarray, policy_version: int = 0) -> dict[str, np.ndarray]:
+        """Return the rollout as a dict of arrays (copies), see the module docstring."""
+        t = self.t
+        return {
+            'obs': self.obs[:t].copy(), 'u': self.u[:t].copy(), 'logp': self.logp[:t].copy(),
+            'reward': self.reward[:t].copy(), 'cost': self.cost[:t].copy(),
+            'terminated': self.terminated[:t].copy(), 'truncated': self.truncated[:t].copy(),
+            'final_obs': self.final_obs[:t].copy(),
+            'last_obs': np.asarray(last_obs, np.float32).copy(),
+            'episode_return': np.asarray(self.episode_return, np.float64),
+            'episode_cost': np.asarray(self.episode_cost, np.float64),
+            'episode_length': np.asarray(self.episode_length, np.int64),
+            'policy_version': np.asarray(policy_version, np.int64),
+        }
+
+
+def validate_rollout(rollout: dict[str, np.ndarray], obs_dim: int, act_dim: int) -> None:
+    """Raise ValueError unless rollout has every key with consistent shapes and finite values."""
+    missing = [k for k in ROLLOUT_KEYS if k not in rollout]
+    if missing:
+        raise ValueError(f'rollout lacks {missing}')
+    obs = rollout['obs']
+    if obs.ndim != 3 or obs.shape[2] != obs_dim or obs.shape[0] == 0:
+        raise ValueError(f'rollout obs has shape {obs.shape}, expected (T>0, N, {obs_dim})')
+    t, n = obs.shape[:2]
+    expected = {'u': (t, n, act_dim), 'logp': (t, n), 'reward': (t, n), 'cost': (t, n),
+                'terminated': (t, n), 'truncated': (t, n), 'final_obs': (t, n, obs_dim),
+                'last_obs': (n, obs_dim), 'policy_version': ()}
+    for key, shape in expected.items():
+        if tuple(rollout[key].shape) != shape:
+            raise ValueError(f'rollout {key} has shape {rollout[key].shape}, expected {shape}')
+    for key in ('obs', 'u', 'logp', 'reward', 'cost', 'final_obs', 'last_obs'):
+        if not np.all(np.isfinite(rollout[key])):
+            raise ValueError(f'rollout {key} holds non-finite values')
+    sizes = {len(rollout[k]) for k in ('episode_return', 'episode_cost', 'episode_length')}
+    if len(sizes) != 1:
+        raise ValueError('rollout episode_return, episode_cost and episode_length differ in length')
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, dones: np.ndarray,
+        gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return (advantages, value targets) over (T, N) arrays.
+
+    next_values[t] is the value of the state after step t: 0 where the episode terminated, the
+    value of the final observation where it was truncated, V(obs[t + 1]) otherwise. dones[t]
+    (terminated or truncated) stops the recursion from reaching into the next episode.
+    """
+    t_len = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    last = np.zeros(rewards.shape[1:], dtype=np.float64)
+    deltas = rewards + gamma * next_values - values
+    keep = 1.0 - dones.astype(np.float64)
+    for t in reversed(range(t_len)):
+        last = deltas[t] + gamma * lam * keep[t] * last
+        adv[t] = last
+    return adv, adv + values
+
+
+def next_values(values: np.ndarray, last_value: np.ndarray, final_values: np.ndarray,
+                terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+    """Return the bootstrap value after each step: SB3's rule for truncated vs terminated."""
+    nxt = np.concatenate([values[1:], last_value[None]], axis=0)
+    nxt = np.where(truncated, final_values, nxt)
+    return np.where(terminated, 0.0, nxt)
+
+
+class Batch(NamedTuple):
+    """Flat training batch of one iteration (all torch-ready numpy arrays)."""
+
+    obs: np.ndarray
+    u: np.ndarray
+    logp: np.ndarray
+    adv_reward: np.ndarray
+    adv_cost: np.ndarray
+    target_reward: np.ndarray
+    target_cost: np.ndarray
+
+
+def episode_summary(rollout: dict[str, np.ndarray], max_episode_steps: int | None
+                    ) -> dict[str, float]:
+    """Return mean episode return, cost and length of the episodes that ended in the rollout.
+
+    With no finished episode (a rollout shorter than an episode) the per-step means are scaled
+    to an episode of max_episode_steps (or of the rollout's length), so J_C is still measured on
+    the newest batch.
+    """
+    if len(rollout['episode_cost']) > 0:
+        return {'episode_return': float(np.mean(rollout['episode_return'])),
+                'episode_cost': float(np.mean(rollout['episode_cost'])),
+                'episode_length': float(np.mean(rollout['episode_length'])),
+                'episodes': float(len(rollout['episode_cost']))}
+    length = float(max_episode_steps or rollout['reward'].shape[0])
+    return {'episode_return': float(rollout['reward'].mean() * length),
+            'episode_cost': float(rollout['cost'].mean() * length),
+            'episode_length': length, 'episodes': 0.0}

@@ -1,0 +1,156 @@
+"""Configuration dataclasses for training: one docstring per field, validated in one place."""
+
+from dataclasses import asdict, dataclass, field, fields
+import math
+from typing import Any
+
+ALGOS = ('cpo', 'trpo', 'pdo')
+
+
+def _check_range(name: str, value: float, low: float, high: float,
+                 low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ValueError naming the field when value lies outside [low, high]."""
+    bad = (not math.isfinite(value) if isinstance(value, float) else False)
+    bad = bad or value < low or value > high or (low_open and value == low) or (
+        high_open and value == high)
+    if bad:
+        left = '(' if low_open else '['
+        right = ')' if high_open else ']'
+        raise ValueError(f'{name} = {value!r} is out of range: allowed {left}{low}, {high}{right}')
+
+
+@dataclass
+class AlgoConfig:
+    """Settings of the policy update (CPO and the TRPO and PDO baselines that share its parts)."""
+
+    algo: str = 'cpo'
+    """Update rule: 'cpo', 'trpo' (ignores the cost) or 'pdo' (primal-dual Lagrangian)."""
+    cost_limit: float = 5.0
+    """Limit d on the expected undiscounted cost per episode."""
+    gamma: float = 0.995
+    """Discount of the reward."""
+    lam: float = 0.95
+    """GAE lambda of the reward."""
+    cost_gamma: float = 0.995
+    """Discount of the cost (for its advantages; the constraint itself is undiscounted)."""
+    cost_lam: float = 1.0
+    """GAE lambda of the cost (the paper uses 1 for Point)."""
+    target_kl: float = 0.01
+    """Trust-region size delta on the mean KL divergence."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for H^-1 g and H^-1 b."""
+    cg_damping: float = 0.01
+    """Damping added to the Fisher-vector product (H + damping I)."""
+    backtrack_ratio: float = 0.8
+    """Shrink factor of the backtracking line search."""
+    backtrack_iters: int = 15
+    """Maximum line-search steps before the old parameters are kept."""
+    hidden_sizes: tuple[int, ...] = (64, 32)
+    """Hidden layers of the policy (tanh)."""
+    value_hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layers of the reward and cost critics (tanh)."""
+    init_log_std: float = -0.5
+    """Initial log standard deviation of the Gaussian policy (in action units scaled to [-1, 1])."""
+    value_lr: float = 1e-3
+    """Adam learning rate of the critics."""
+    value_epochs: int = 10
+    """Passes over the batch when fitting the critics."""
+    value_minibatch: int = 4096
+    """Minibatch size when fitting the critics."""
+    pdo_lambda_lr: float = 0.01
+    """Dual step size of PDO: lambda <- max(0, lambda + lr (J_C - d))."""
+    pdo_lambda_init: float = 0.0
+    """Initial Lagrange multiplier of PDO."""
+    obs_clip: float = 10.0
+    """Clip on normalised observations."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field outside its allowed range."""
+        if self.algo not in ALGOS:
+            raise ValueError(f'algo = {self.algo!r} is not one of {ALGOS}')
+        _check_range('cost_limit', self.cost_limit, 0.0, math.inf)
+        for name in ('gamma', 'lam', 'cost_gamma', 'cost_lam'):
+            _check_range(name, getattr(self, name), 0.0, 1.0)
+        _check_range('target_kl', self.target_kl, 0.0, 1.0, low_open=True)
+        _check_range('cg_iters', self.cg_iters, 1, 1000)
+        _check_range('cg_damping', self.cg_damping, 0.0, 10.0)
+        _check_range('backtrack_ratio', self.backtrack_ratio, 0.0, 1.0, True, True)
+        _check_range('backtrack_iters', self.backtrack_iters, 1, 100)
+        _check_range('value_lr', self.value_lr, 0.0, 1.0, low_open=True)
+        _check_range('value_epochs', self.value_epochs, 0, 1000)
+        _check_range('value_minibatch', self.value_minibatch, 1, 10_000_000)
+        _check_range('pdo_lambda_lr', self.pdo_lambda_lr, 0.0, 100.0)
+        _check_range('pdo_lambda_init', self.pdo_lambda_init, 0.0, 1e6)
+        _check_range('obs_clip', self.obs_clip, 0.0, math.inf, low_open=True)
+        for name in ('hidden_sizes', 'value_hidden_sizes'):
+            sizes = getattr(self, name)
+            if not sizes or any(int(h) < 1 for h in sizes):
+                raise ValueError(f'{name} = {sizes!r}: need one or more positive layer sizes')
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: task, budget, sampling and the update settings."""
+
+    task: str | None = 'circle'
+    """Project task ('circle'), or None when env_id is given."""
+    env_id: str | None = None
+    """Any Gymnasium id whose step reports info['cost'], or a Safety-Gymnasium id."""
+    iterations: int = 100
+    """Policy updates to run."""
+    steps_per_iteration: int = 50_000
+    """Environment samples per update (all envs together)."""
+    num_envs: int = 16
+    """Copies of the environment stepped together."""
+    seed: int = 0
+    """Seed of torch, numpy and the environments."""
+    out: str = 'runs/circle_cpo'
+    """Directory for progress.csv, config.yaml, curves.png and checkpoints."""
+    checkpoint_every: int = 1
+    """Write a checkpoint every this many iterations (and always at the end)."""
+    torch_threads: int = 2
+    """Threads torch may use for the update."""
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    """Update settings."""
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the task's constants (e.g. {'x_limit': 3.0})."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field outside its allowed range."""
+        if (self.task is None) == (self.env_id is None):
+            raise ValueError('give exactly one of task and env_id')
+        _check_range('iterations', self.iterations, 1, 10_000_000)
+        _check_range('num_envs', self.num_envs, 1, 4096)
+        _check_range('steps_per_iteration', self.steps_per_iteration, self.num_envs, 100_000_000)
+        _check_range('checkpoint_every', self.checkpoint_every, 1, 10_000_000)
+        _check_range('torch_threads', self.torch_threads, 1, 256)
+        self.algo.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain data (lists, not tuples) for YAML and checkpoints."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, tuple):
+                return list(value)
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+        return plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'TrainConfig':
+        """Build from to_dict() output; unknown keys are an error, not silently dropped."""
+        data = dict(data)
+        algo = dict(data.pop('algo', {}))
+        _reject_unknown(AlgoConfig, algo, 'algo.')
+        _reject_unknown(cls, data, '')
+        for name in ('hidden_sizes', 'value_hidden_sizes'):
+            if name in algo:
+                algo[name] = tuple(int(h) for h in algo[name])
+        return cls(algo=AlgoConfig(**algo), **data)
+
+
+def _reject_unknown(kind: type, data: dict[str, Any], prefix: str) -> None:
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f'unknown configuration keys: {", ".join(prefix + k for k in unknown)}')

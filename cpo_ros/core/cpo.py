@@ -1,0 +1,101 @@
+"""The CPO step: the closed-form solution of the linearised trust-region problem.
+
+Ascent form throughout. With g the gradient of the reward surrogate, b the gradient of the cost
+surrogate (on the per-episode scale of c), c = J_C - d and H the Fisher, the step solves
+
+    max_x  g.x   subject to   c + b.x <= 0,   1/2 x.H.x <= delta.
+
+Writing q = g.H^-1.g, r = g.H^-1.b, s = b.H^-1.b, the KKT conditions give
+x = (H^-1 g - nu H^-1 b) / lambda with nu = max(0, lambda c + r) / s, and the dual
+
+    lambda c + r > 0 :  D_a(lambda) = A / (2 lambda) + lambda B / 2 - r c / s,
+                        A = q - r^2/s, B = 2 delta - c^2/s,
+    lambda c + r <= 0:  D_b(lambda) = q / (2 lambda) + lambda delta,
+
+to be minimised over lambda > 0. Each piece is convex in lambda, so its minimiser on its own
+interval is the unconstrained minimiser clipped to that interval (this is the paper's projection,
+with the sign of r that belongs to the ascent form: several public ports get this wrong).
+"""
+
+import math
+from typing import Callable
+
+import numpy as np
+
+from cpo_ros.core.trust_region import numpy_solver
+
+CASE_TRPO = 'trpo'                  # constraint ignored: no usable cost gradient
+CASE_INACTIVE = 'inactive'          # c < 0 and the whole trust region satisfies the constraint
+CASE_DUAL = 'dual'                  # constraint active at the optimum (nu > 0)
+CASE_DUAL_INACTIVE = 'dual_nu0'     # dual solution with nu = 0: the TRPO step is feasible
+CASE_RECOVERY = 'recovery'          # infeasible: step that decreases the cost the most
+CASES = (CASE_TRPO, CASE_INACTIVE, CASE_DUAL, CASE_DUAL_INACTIVE, CASE_RECOVERY)
+
+_EPS = 1e-8
+
+
+def _interval_clip(value: float, low: float, high: float) -> float:
+    return min(max(value, low), high)
+
+
+def step_direction(g: np.ndarray, b: np.ndarray,
+                   H: np.ndarray | Callable[[np.ndarray], np.ndarray],  # noqa: N803 - paper's name
+                   c: float, delta: float, cg_iters: int = 10) -> tuple[np.ndarray, str]:
+    """Return the CPO step x for the linearised problem and the name of the case taken.
+
+    g, b: 1-D gradients of the reward and cost surrogates (b already on the scale of c).
+    H: dense symmetric positive-definite matrix, or a callable v -> H v (solved by CG).
+    c: J_C - d, the measured constraint value of the newest batch. delta: the KL bound.
+    """
+    g = np.asarray(g, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if g.ndim != 1 or g.shape != b.shape:
+        raise ValueError(f'g and b must be 1-D of the same length, got {g.shape} and {b.shape}')
+    if not (delta > 0 and math.isfinite(c)):
+        raise ValueError(f'need delta > 0 and a finite c, got delta={delta}, c={c}')
+    solve = numpy_solver(H, cg_iters)
+    v = solve(g)
+    q = float(g @ v)
+
+    def trpo_step() -> np.ndarray:
+        return math.sqrt(2.0 * delta / max(q, _EPS)) * v
+
+    if float(b @ b) < _EPS ** 2:
+        return trpo_step(), CASE_TRPO
+    w = solve(b)
+    r = float(g @ w)
+    s = float(b @ w)
+    if s < _EPS:
+        return trpo_step(), CASE_TRPO
+    big_a = max(q - r * r / s, 0.0)
+    big_b = 2.0 * delta - c * c / s
+    if big_b < 0.0:
+        if c < 0.0:
+            return trpo_step(), CASE_INACTIVE
+        return -math.sqrt(2.0 * delta / s) * w, CASE_RECOVERY
+
+    # Intervals of lambda > 0 where nu > 0 (a) or nu = 0 (b): split at lambda = -r / c.
+    inf = math.inf
+    if c > 0.0:
+        split = -r / c
+        interval_a = (max(split, 0.0), inf)
+        interval_b = (0.0, split) if split > 0.0 else None
+    elif c < 0.0:
+        split = -r / c
+        interval_a = (0.0, split) if split > 0.0 else None
+        interval_b = (max(split, 0.0), inf)
+    else:
+        interval_a, interval_b = ((0.0, inf), None) if r > 0.0 else (None, (0.0, inf))
+
+    candidates = []
+    if interval_a is not None:
+        lam_a = _interval_clip(math.sqrt(big_a / max(big_b, _EPS)), *interval_a)
+        lam_a = max(lam_a, _EPS)
+        candidates.append((big_a / (2 * lam_a) + lam_a * big_b / 2 - r * c / s, lam_a))
+    if interval_b is not None:
+        lam_b = max(_interval_clip(math.sqrt(q / (2.0 * delta)), *interval_b), _EPS)
+        candidates.append((q / (2 * lam_b) + lam_b * delta, lam_b))
+    _dual_value, lam = min(candidates)
+    nu = max(0.0, lam * c + r) / s
+    x = (v - nu * w) / lam
+    return x, (CASE_DUAL if nu > 0.0 else CASE_DUAL_INACTIVE)

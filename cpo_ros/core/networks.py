@@ -1,0 +1,150 @@
+"""Networks: the Gaussian policy (with its observation normaliser and action scale) and critics."""
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def mlp(sizes: tuple[int, ...], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
+    """Return a tanh MLP; the last layer is linear."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class RunningNorm(nn.Module):
+    """Running mean and variance of observations (Chan et al. parallel update), kept as buffers."""
+
+    def __init__(self, dim: int, clip: float = 10.0) -> None:
+        super().__init__()
+        self.clip = clip
+        self.register_buffer('mean', torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer('var', torch.ones(dim, dtype=torch.float64))
+        self.register_buffer('count', torch.tensor(1e-4, dtype=torch.float64))
+
+    def update(self, batch: np.ndarray) -> None:
+        """Fold a batch of observations (n, dim) into the statistics."""
+        x = torch.as_tensor(np.asarray(batch, dtype=np.float64).reshape(-1, self.mean.numel()))
+        n = x.shape[0]
+        if n == 0:
+            return
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+        total = self.count + n
+        delta = mean - self.mean
+        new_mean = self.mean + delta * n / total
+        m2 = self.var * self.count + var * n + delta.pow(2) * self.count * n / total
+        self.mean.copy_(new_mean)
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Return clipped normalised observations in obs's float type (float32 otherwise)."""
+        dtype = obs.dtype if obs.is_floating_point() else torch.float32
+        std = torch.sqrt(self.var + 1e-8)
+        out = (obs.to(torch.float64) - self.mean) / std
+        return out.clamp(-self.clip, self.clip).to(dtype)
+
+
+class GaussianPolicy(nn.Module):
+    """Diagonal Gaussian policy with a state-independent learned log-std.
+
+    The network works in a unit action space; `action_scale` and `action_bias` map a sample u to
+    the environment's units (a = bias + scale * u), so the initial exploration is the same on
+    every action dimension. Log-probabilities are of u.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: tuple[int, ...] = (64, 32),
+                 init_log_std: float = -0.5, action_low: np.ndarray | None = None,
+                 action_high: np.ndarray | None = None, obs_clip: float = 10.0) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.norm = RunningNorm(obs_dim, obs_clip)
+        self.mean_net = mlp((obs_dim, *self.hidden_sizes, act_dim))
+        # Small last layer: the initial policy is near the centre of the action range.
+        with torch.no_grad():
+            self.mean_net[-1].weight.mul_(0.01)
+            self.mean_net[-1].bias.zero_()
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+        low, high = _finite_bounds(action_low, action_high, act_dim)
+        self.register_buffer('action_scale', torch.as_tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer('action_bias', torch.as_tensor((high + low) / 2, dtype=torch.float32))
+
+    def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        """Return the action distribution (unit space) for raw observations."""
+        mean = self.mean_net(self.norm(obs))
+        return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
+
+    def log_prob(self, obs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Return log pi(u | obs) summed over action dimensions."""
+        return self.distribution(obs).log_prob(u).sum(-1)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (u, log-prob, action in env units) for a batch of raw observations."""
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        mean = self.mean_net(self.norm(obs_t))
+        std = self.log_std.exp()
+        if deterministic:
+            u = mean
+        else:
+            noise = torch.randn(mean.shape, generator=generator)
+            u = mean + std * noise
+        logp = (-0.5 * ((u - mean) / std).pow(2) - self.log_std
+                - 0.5 * math.log(2 * math.pi)).sum(-1)
+        action = self.action_bias + self.action_scale * u
+        return u.numpy(), logp.numpy(), action.numpy()
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Return every weight and buffer as numpy arrays (for the wire and for export)."""
+        arrays = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+        arrays['hidden_sizes'] = np.asarray(self.hidden_sizes, dtype=np.int64)
+        return arrays
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load weights from to_arrays() output, refusing any shape or key mismatch."""
+        hidden = tuple(int(h) for h in arrays.get('hidden_sizes', ()))
+        if hidden != self.hidden_sizes:
+            raise ValueError(f'policy hidden sizes {hidden} do not match {self.hidden_sizes}')
+        own = self.state_dict()
+        missing = sorted(set(own) - set(arrays))
+        if missing:
+            raise ValueError(f'policy arrays lack {missing}')
+        tensors = {}
+        for key, value in own.items():
+            array = np.asarray(arrays[key])
+            if tuple(array.shape) != tuple(value.shape):
+                raise ValueError(f'policy array {key} has shape {array.shape}, '
+                                 f'expected {tuple(value.shape)}')
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f'policy array {key} holds non-finite values')
+            tensors[key] = torch.as_tensor(array, dtype=value.dtype)
+        self.load_state_dict(tensors)
+
+
+class Critic(nn.Module):
+    """State-value network over normalised observations (the normaliser is the policy's)."""
+
+    def __init__(self, obs_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)) -> None:
+        super().__init__()
+        self.net = mlp((obs_dim, *hidden_sizes, 1))
+
+    def forward(self, norm_obs: torch.Tensor) -> torch.Tensor:
+        """Return values (n,) for normalised observations (n, obs_dim)."""
+        return self.net(norm_obs).squeeze(-1)
+
+
+def _finite_bounds(low: np.ndarray | None, high: np.ndarray | None,
+                   dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return action bounds, falling back to [-1, 1] where a bound is missing or infinite."""
+    lo = np.full(dim, -1.0) if low is None else np.asarray(low, dtype=np.float64).reshape(dim)
+    hi = np.full(dim, 1.0) if high is None else np.asarray(high, dtype=np.float64).reshape(dim)
+    unbounded = ~(np.isfinite(lo) & np.isfinite(hi))
+    lo, hi = np.where(unbounded, -1.0, lo), np.where(unbounded, 1.0, hi)
+    return lo, hi

@@ -1,0 +1,95 @@
+"""Direct training without ROS: sample N envs in-process, update, log (the fastest path)."""
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cpo_ros.core.buffer import RolloutCollector
+from cpo_ros.core.config import TrainConfig
+from cpo_ros.core.networks import GaussianPolicy
+from cpo_ros.core.run import TrainingRun
+
+
+def iteration_seed(seed: int, iteration: int) -> int:
+    """Return the seed of an iteration's env resets and action noise (exact resume needs it)."""
+    return (seed * 1_000_003 + iteration * 7_919) % (2 ** 31)
+
+
+def summary_line(row: dict[str, Any]) -> str:
+    """Return the one-line report of an iteration (shared by the trainer and the learner)."""
+    return (f"it {row['iteration']:4d} | steps {row['env_steps']:9d} | "
+            f"return {float(row['episode_return']):8.2f} | cost {float(row['episode_cost']):6.2f}"
+            f" / {float(row['cost_limit']):.2f} | kl {float(row['kl']):.4f} | {row['case']:9s} |"
+            f" {float(row['steps_per_s']):7.0f} steps/s")
+
+
+def sample(env: Any, policy: GaussianPolicy, collector: RolloutCollector, obs: np.ndarray,
+           generator: torch.Generator, version: int) -> tuple[dict[str, np.ndarray], np.ndarray,
+                                                              dict[str, float]]:
+    """Fill collector with one rollout from env; return it, the next obs and the timings."""
+    collector.clear()
+    env_time = policy_time = 0.0
+    while not collector.full:
+        t0 = time.perf_counter()
+        u, logp, action = policy.act(obs, generator=generator)
+        t1 = time.perf_counter()
+        next_obs, reward, cost, terminated, truncated, info = env.step(action)
+        t2 = time.perf_counter()
+        collector.add(obs, u, logp, reward, cost, terminated, truncated,
+                      info.get('final_obs', next_obs))
+        obs = next_obs
+        policy_time += t1 - t0
+        env_time += t2 - t1
+    return collector.arrays(obs, version), obs, {'env_time_s': env_time,
+                                                 'policy_time_s': policy_time}
+
+
+def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
+          on_iteration: Callable[[dict[str, Any]], None] | None = None) -> TrainingRun:
+    """Run a whole training; return the finished run (its out dir holds every result)."""
+    from cpo_ros.envs.make import make_vec_env
+
+    config.validate()
+    torch.set_num_threads(config.torch_threads)
+    env = make_vec_env(task=config.task, env_id=config.env_id, num_envs=config.num_envs,
+                       seed=config.seed, **config.task_kwargs)
+    space = env.single_action_space
+    run = TrainingRun(config, env.obs_dim, env.act_dim, space.low, space.high,
+                      max_episode_steps(env), resume=resume,
+                      extra_config={'env': type(env).__name__})
+    steps = max(1, config.steps_per_iteration // config.num_envs)
+    collector = RolloutCollector(config.num_envs, env.obs_dim, env.act_dim, steps)
+    bar = tqdm(total=config.iterations, initial=run.iteration, disable=not show_progress,
+               unit='it', dynamic_ncols=True)
+    try:
+        while not run.done:
+            seed = iteration_seed(config.seed, run.iteration)
+            obs = env.reset(seed=seed)
+            collector.reset_episodes()
+            generator = torch.Generator().manual_seed(seed)
+            t0 = time.perf_counter()
+            rollout, obs, timings = sample(env, run.algorithm.policy, collector, obs, generator,
+                                           run.algorithm.version)
+            timings['sample_time_s'] = time.perf_counter() - t0
+            row = run.record(rollout, timings)
+            bar.update(1)
+            if show_progress:
+                bar.write(summary_line(row))
+            if on_iteration is not None:
+                on_iteration(row)
+    finally:
+        bar.close()
+    plot = run.finish()
+    if show_progress:
+        print(f'results: {run.out}  plot: {plot}  checkpoint: {run.checkpoint_path}')
+    return run
+
+
+def max_episode_steps(env: Any) -> int | None:
+    """Return the env's episode step limit when it has one."""
+    task = getattr(env, 'task', None)
+    limit = getattr(task, 'max_episode_steps', None) or getattr(env, 'max_episode_steps', None)
+    return int(limit) if limit else None

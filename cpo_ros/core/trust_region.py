@@ -1,0 +1,87 @@
+"""Trust-region pieces shared by TRPO, PDO and CPO: flat parameters, Fisher-vector products, CG."""
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def flat_params(module: nn.Module) -> torch.Tensor:
+    """Return all parameters of module as one detached 1-D tensor."""
+    return torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+
+
+def set_flat_params(module: nn.Module, flat: torch.Tensor) -> None:
+    """Copy a 1-D tensor into the parameters of module (the inverse of flat_params)."""
+    offset = 0
+    with torch.no_grad():
+        for p in module.parameters():
+            n = p.numel()
+            p.copy_(flat[offset:offset + n].view_as(p))
+            offset += n
+    if offset != flat.numel():
+        raise ValueError(f'flat vector has {flat.numel()} entries, the module {offset}')
+
+
+def flat_grad(output: torch.Tensor, module: nn.Module, create_graph: bool = False,
+              retain_graph: bool | None = None) -> torch.Tensor:
+    """Return d output / d parameters as one 1-D tensor (zeros for unused parameters)."""
+    params = list(module.parameters())
+    grads = torch.autograd.grad(output, params, create_graph=create_graph,
+                                retain_graph=retain_graph, allow_unused=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                      for g, p in zip(grads, params)])
+
+
+def fisher_vector_product(kl_fn: Callable[[], torch.Tensor], module: nn.Module,
+                          damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return v -> (H + damping I) v, H the Hessian of the mean KL at the current parameters.
+
+    kl_fn computes the mean KL between the (detached) current policy and the policy with the
+    module's live parameters; its value and gradient are zero here, its Hessian is the Fisher.
+    The gradient graph is built once and reused for every product.
+    """
+    grad_kl = flat_grad(kl_fn(), module, create_graph=True)
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        hv = flat_grad((grad_kl * v).sum(), module, retain_graph=True)
+        return hv + damping * v
+
+    return product
+
+
+def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
+                       iters: int = 10, residual_tol: float = 1e-10) -> torch.Tensor:
+    """Solve A x = b for symmetric positive-definite A given only x -> A x."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = b.clone()
+    rr = r @ r
+    for _ in range(iters):
+        if rr < residual_tol:
+            break
+        ap = matvec(p)
+        alpha = rr / (p @ ap)
+        x += alpha * p
+        r -= alpha * ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x
+
+
+def numpy_solver(h: np.ndarray | Callable[[np.ndarray], np.ndarray],
+                 cg_iters: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Return v -> H^-1 v for a dense matrix (exact) or a matrix-vector callable (CG)."""
+    if callable(h):
+        def solve_cg(v: np.ndarray) -> np.ndarray:
+            def matvec(t: torch.Tensor) -> torch.Tensor:
+                return torch.as_tensor(np.asarray(h(t.numpy()), dtype=np.float64))
+            return conjugate_gradient(matvec, torch.as_tensor(v, dtype=torch.float64),
+                                      iters=cg_iters).numpy()
+        return solve_cg
+    matrix = np.asarray(h, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f'H must be a square matrix, got shape {matrix.shape}')
+    return lambda v: np.linalg.solve(matrix, v)

@@ -1,0 +1,138 @@
+"""cpo.step_direction against an independent numerical solution of the trust-region QP."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+from cpo_ros.core.cpo import (CASE_DUAL, CASE_DUAL_INACTIVE, CASE_INACTIVE, CASE_RECOVERY,
+                              CASE_TRPO, step_direction)
+
+DELTA = 0.01
+
+
+def random_problem(rng: np.random.Generator, n: int = 5):
+    m = rng.normal(size=(n, n))
+    h = m @ m.T + 0.5 * np.eye(n)
+    return rng.normal(size=n), rng.normal(size=n), h
+
+
+def qp_reference(g, b, h, c, delta):
+    """Solve max g.x s.t. c + b.x <= 0, x.H.x / 2 <= delta with SLSQP from several starts."""
+    cons = [{'type': 'ineq', 'fun': lambda x: delta - 0.5 * x @ h @ x,
+             'jac': lambda x: -h @ x},
+            {'type': 'ineq', 'fun': lambda x: -(c + b @ x), 'jac': lambda x: -b}]
+    best = None
+    for x0 in (np.zeros_like(g), 1e-3 * g, -1e-3 * b):
+        res = minimize(lambda x: -g @ x, x0, jac=lambda x: -g, constraints=cons,
+                       method='SLSQP', options={'ftol': 1e-14, 'maxiter': 500})
+        feasible = (0.5 * res.x @ h @ res.x <= delta * (1 + 1e-6)
+                    and c + b @ res.x <= 1e-7)
+        if feasible and (best is None or g @ res.x > g @ best):
+            best = res.x
+    return best
+
+
+def recovery_reference(b, h, delta):
+    """Solve min b.x s.t. x.H.x / 2 <= delta numerically."""
+    cons = [{'type': 'ineq', 'fun': lambda x: delta - 0.5 * x @ h @ x, 'jac': lambda x: -h @ x}]
+    res = minimize(lambda x: b @ x, -1e-3 * b, jac=lambda x: b, constraints=cons,
+                   method='SLSQP', options={'ftol': 1e-14, 'maxiter': 500})
+    return res.x
+
+
+def c_for(kind: str, b, h, rng) -> float:
+    """Return a constraint value that puts the problem in the requested regime."""
+    s = b @ np.linalg.solve(h, b)
+    edge = math.sqrt(2 * DELTA * s)  # B = 0 here: the trust region just touches c + b.x = 0
+    return {'inactive': -edge * rng.uniform(1.2, 3.0),
+            'near_neg': -edge * rng.uniform(0.05, 0.95),
+            'zero': 0.0,
+            'near_pos': edge * rng.uniform(0.05, 0.95),
+            'infeasible': edge * rng.uniform(1.2, 3.0)}[kind]
+
+
+@pytest.mark.parametrize('kind', ['inactive', 'near_neg', 'zero', 'near_pos'])
+@pytest.mark.parametrize('seed', range(12))
+def test_feasible_cases_match_qp(kind, seed):
+    rng = np.random.default_rng([seed, len(kind), ord(kind[-1])])
+    g, b, h = random_problem(rng)
+    c = c_for(kind, b, h, rng)
+    x, case = step_direction(g, b, h, c, DELTA)
+    ref = qp_reference(g, b, h, c, DELTA)
+    assert ref is not None
+    # Same optimum value, and the step itself satisfies both constraints of the linear problem.
+    assert g @ x == pytest.approx(g @ ref, rel=1e-4, abs=1e-7)
+    np.testing.assert_allclose(x, ref, rtol=2e-3, atol=2e-5)
+    assert 0.5 * x @ h @ x <= DELTA * (1 + 1e-6)
+    assert c + b @ x <= 1e-7
+    if kind == 'inactive':
+        assert case == CASE_INACTIVE
+    else:
+        assert case in (CASE_DUAL, CASE_DUAL_INACTIVE)
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_infeasible_recovery_minimises_cost(seed):
+    rng = np.random.default_rng(seed)
+    g, b, h = random_problem(rng)
+    c = c_for('infeasible', b, h, rng)
+    x, case = step_direction(g, b, h, c, DELTA)
+    assert case == CASE_RECOVERY
+    ref = recovery_reference(b, h, DELTA)
+    np.testing.assert_allclose(x, ref, rtol=1e-3, atol=1e-6)
+    # The recovery uses the whole trust region.
+    assert 0.5 * x @ h @ x == pytest.approx(DELTA, rel=1e-6)
+
+
+def test_every_dual_case_is_reached():
+    """Random instances in the feasible regimes reach both nu > 0 and nu = 0."""
+    seen = set()
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        g, b, h = random_problem(rng)
+        _, case = step_direction(g, b, h, c_for(str(rng.choice(['near_neg', 'near_pos'])),
+                                                b, h, rng), DELTA)
+        seen.add(case)
+    assert {CASE_DUAL, CASE_DUAL_INACTIVE} <= seen
+
+
+def test_nu_zero_case_is_the_trpo_step():
+    rng = np.random.default_rng(3)
+    g, b, h = random_problem(rng)
+    # Make the cost gradient point against the reward gradient: the TRPO step lowers the cost.
+    b = -np.linalg.solve(np.linalg.inv(h), g) * 0.3 + 0.01 * rng.normal(size=g.size)
+    c = -0.1 * math.sqrt(2 * DELTA * (b @ np.linalg.solve(h, b)))
+    x, case = step_direction(g, b, h, c, DELTA)
+    v = np.linalg.solve(h, g)
+    assert case == CASE_DUAL_INACTIVE
+    np.testing.assert_allclose(x, math.sqrt(2 * DELTA / (g @ v)) * v, rtol=1e-9)
+
+
+def test_zero_cost_gradient_is_trpo():
+    rng = np.random.default_rng(0)
+    g, _, h = random_problem(rng)
+    x, case = step_direction(g, np.zeros_like(g), h, 3.0, DELTA)
+    assert case == CASE_TRPO
+    v = np.linalg.solve(h, g)
+    np.testing.assert_allclose(x, math.sqrt(2 * DELTA / (g @ v)) * v)
+
+
+def test_callable_h_matches_dense():
+    rng = np.random.default_rng(11)
+    g, b, h = random_problem(rng, n=8)
+    c = c_for('near_pos', b, h, rng)
+    x_dense, case_dense = step_direction(g, b, h, c, DELTA)
+    x_cg, case_cg = step_direction(g, b, lambda v: h @ v, c, DELTA, cg_iters=50)
+    assert case_cg == case_dense
+    np.testing.assert_allclose(x_cg, x_dense, rtol=1e-6, atol=1e-9)
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match='same length'):
+        step_direction(np.ones(3), np.ones(2), np.eye(3), 0.0, DELTA)
+    with pytest.raises(ValueError, match='delta'):
+        step_direction(np.ones(3), np.ones(3), np.eye(3), 0.0, -1.0)
+    with pytest.raises(ValueError, match='square'):
+        step_direction(np.ones(3), np.ones(3), np.ones((3, 2)), 0.0, DELTA)

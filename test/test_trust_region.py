@@ -1,0 +1,70 @@
+"""Conjugate gradients, the Fisher-vector product and flat parameter helpers."""
+
+import numpy as np
+import pytest
+import torch
+
+from cpo_ros.core.networks import GaussianPolicy
+from cpo_ros.core.trust_region import (conjugate_gradient, fisher_vector_product, flat_params,
+                                       set_flat_params)
+
+
+def test_cg_matches_direct_solve():
+    rng = np.random.default_rng(0)
+    m = rng.normal(size=(20, 20))
+    a = torch.as_tensor(m @ m.T + np.eye(20))
+    b = torch.as_tensor(rng.normal(size=20))
+    x = conjugate_gradient(lambda v: a @ v, b, iters=60)
+    np.testing.assert_allclose(x.numpy(), np.linalg.solve(a.numpy(), b.numpy()), rtol=1e-6,
+                               atol=1e-8)
+
+
+def test_flat_params_round_trip():
+    policy = GaussianPolicy(4, 2, (8, 8))
+    flat = flat_params(policy)
+    set_flat_params(policy, flat + 1.0)
+    assert torch.allclose(flat_params(policy), flat + 1.0)
+    with pytest.raises(ValueError):
+        set_flat_params(policy, torch.zeros(flat.numel() + 3))
+
+
+def test_fisher_vector_product_is_the_hessian_of_the_mean_kl():
+    torch.manual_seed(0)
+    policy = GaussianPolicy(3, 2, (5, 4)).double()
+    obs = torch.randn(64, 3, dtype=torch.float64)
+    with torch.no_grad():
+        old = policy.distribution(obs)
+        old = torch.distributions.Normal(old.loc.clone(), old.scale.clone())
+    theta0 = flat_params(policy).clone()
+
+    def kl_at(theta):
+        # Functional KL(old || pi_theta) for the autograd Hessian.
+        set_flat_params(policy, theta.detach())
+        names = [n for n, _ in policy.named_parameters()]
+        shapes = [p.shape for p in policy.parameters()]
+        params, offset = {}, 0
+        for name, shape in zip(names, shapes):
+            n = int(np.prod(shape))
+            params[name] = theta[offset:offset + n].view(shape)
+            offset += n
+        mean = torch.func.functional_call(policy.mean_net, {
+            k.removeprefix('mean_net.'): v for k, v in params.items()
+            if k.startswith('mean_net.')}, (policy.norm(obs),))
+        std = params['log_std'].exp().expand_as(mean)
+        dist = torch.distributions.Normal(mean, std)
+        return torch.distributions.kl_divergence(old, dist).sum(-1).mean()
+
+    hessian = torch.autograd.functional.hessian(kl_at, theta0)
+    set_flat_params(policy, theta0)
+
+    def mean_kl():
+        return torch.distributions.kl_divergence(old, policy.distribution(obs)).sum(-1).mean()
+
+    fvp = fisher_vector_product(mean_kl, policy, damping=0.0)
+    for _ in range(3):
+        v = torch.randn_like(theta0)
+        np.testing.assert_allclose(fvp(v).numpy(), (hessian @ v).numpy(), rtol=1e-6, atol=1e-9)
+    damped = fisher_vector_product(mean_kl, policy, damping=0.1)
+    v = torch.randn_like(theta0)
+    np.testing.assert_allclose(damped(v).numpy(), (hessian @ v + 0.1 * v).numpy(), rtol=1e-6,
+                               atol=1e-9)
