@@ -3,8 +3,13 @@
 import numpy as np
 import pytest
 
-from cpo_ros.core.buffer import (episode_summary, gae, next_values, RolloutCollector,
-                                 validate_rollout)
+from cpo_ros.core.buffer import (
+    episode_summary,
+    gae,
+    next_values,
+    RolloutCollector,
+    validate_rollout,
+)
 
 
 def naive_gae(rewards, values, final_values, last_value, terminated, truncated, gamma, lam):

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from cpo_ros.core.cpo import (CASE_DUAL, CASE_DUAL_INACTIVE, CASE_INACTIVE, CASE_RECOVERY,
-                              CASE_TRPO, step_direction)
+from cpo_ros.core.cpo import (
+    CASE_DUAL,
+    CASE_DUAL_INACTIVE,
+    CASE_INACTIVE,
+    CASE_RECOVERY,
+    CASE_TRPO,
+    step_direction,
+)
 
 DELTA = 0.01
 

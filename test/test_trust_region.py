@@ -5,8 +5,12 @@ import pytest
 import torch
 
 from cpo_ros.core.networks import GaussianPolicy
-from cpo_ros.core.trust_region import (conjugate_gradient, fisher_vector_product, flat_params,
-                                       set_flat_params)
+from cpo_ros.core.trust_region import (
+    conjugate_gradient,
+    fisher_vector_product,
+    flat_params,
+    set_flat_params,
+)
 
 
 def test_cg_matches_direct_solve():

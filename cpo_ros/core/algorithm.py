@@ -16,8 +16,12 @@ from cpo_ros.core.buffer import episode_summary, gae, next_values, validate_roll
 from cpo_ros.core.config import AlgoConfig
 from cpo_ros.core.cpo import CASE_RECOVERY, step_direction
 from cpo_ros.core.networks import Critic, GaussianPolicy
-from cpo_ros.core.trust_region import (fisher_vector_product, flat_grad, flat_params,
-                                       set_flat_params)
+from cpo_ros.core.trust_region import (
+    fisher_vector_product,
+    flat_grad,
+    flat_params,
+    set_flat_params,
+)
 
 
 class ConstrainedTrustRegion:

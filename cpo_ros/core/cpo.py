@@ -17,8 +17,8 @@ interval is the unconstrained minimiser clipped to that interval (this is the pa
 with the sign of r that belongs to the ascent form: several public ports get this wrong).
 """
 
+from collections.abc import Callable
 import math
-from typing import Callable
 
 import numpy as np
 

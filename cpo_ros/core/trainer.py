@@ -1,7 +1,8 @@
 """Direct training without ROS: sample N envs in-process, update, log (the fastest path)."""
 
+from collections.abc import Callable
 import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,6 +1,6 @@
 """Trust-region pieces shared by TRPO, PDO and CPO: flat parameters, Fisher-vector products, CG."""
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
