@@ -47,7 +47,7 @@ def test_fisher_vector_product_is_the_hessian_of_the_mean_kl():
         names = [n for n, _ in policy.named_parameters()]
         shapes = [p.shape for p in policy.parameters()]
         params, offset = {}, 0
-        for name, shape in zip(names, shapes):
+        for name, shape in zip(names, shapes, strict=True):
             n = int(np.prod(shape))
             params[name] = theta[offset:offset + n].view(shape)
             offset += n

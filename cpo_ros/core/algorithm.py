@@ -47,7 +47,8 @@ class ConstrainedTrustRegion:
     # -- state for checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Return everything an exact resume needs (tensors and plain numbers only)."""
-        return {'policy': self.policy.state_dict(), 'reward_critic': self.reward_critic.state_dict(),
+        return {'policy': self.policy.state_dict(),
+                'reward_critic': self.reward_critic.state_dict(),
                 'cost_critic': self.cost_critic.state_dict(),
                 'critic_optim': self.critic_optim.state_dict(), 'lagrange': self.lagrange,
                 'version': self.version}
@@ -157,8 +158,9 @@ class ConstrainedTrustRegion:
         (adv_r, tgt_r), (adv_c, tgt_c) = out
         return obs, adv_r, adv_c, tgt_r, tgt_c
 
-    def _line_search(self, step: torch.Tensor, surrogates, mean_kl, loss_r: float, loss_c: float,
-                     c: float, ep_len: float, case: str) -> tuple[bool, float, float, float, float]:
+    def _line_search(self, step: torch.Tensor, surrogates, mean_kl, loss_r: float,
+                     loss_c: float, c: float, ep_len: float,
+                     case: str) -> tuple[bool, float, float, float, float]:
         """Backtrack along step; keep the old parameters when no fraction is acceptable.
 
         Accept when the mean KL is within delta, the cost surrogate (per episode) rose no more

@@ -115,7 +115,8 @@ def validate_rollout(rollout: dict[str, np.ndarray], obs_dim: int, act_dim: int)
             raise ValueError(f'rollout {key} holds non-finite values')
     sizes = {len(rollout[k]) for k in ('episode_return', 'episode_cost', 'episode_length')}
     if len(sizes) != 1:
-        raise ValueError('rollout episode_return, episode_cost and episode_length differ in length')
+        raise ValueError('rollout episode_return, episode_cost and episode_length differ in '
+                         'length')
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, dones: np.ndarray,

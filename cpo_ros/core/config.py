@@ -50,7 +50,7 @@ class AlgoConfig:
     value_hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layers of the reward and cost critics (tanh)."""
     init_log_std: float = -0.5
-    """Initial log standard deviation of the Gaussian policy (in action units scaled to [-1, 1])."""
+    """Initial log standard deviation of the Gaussian policy (actions scaled to [-1, 1])."""
     value_lr: float = 1e-3
     """Adam learning rate of the critics."""
     value_epochs: int = 10

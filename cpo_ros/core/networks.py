@@ -72,7 +72,8 @@ class GaussianPolicy(nn.Module):
             self.mean_net[-1].bias.zero_()
         self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
         low, high = _finite_bounds(action_low, action_high, act_dim)
-        self.register_buffer('action_scale', torch.as_tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer('action_scale',
+                             torch.as_tensor((high - low) / 2, dtype=torch.float32))
         self.register_buffer('action_bias', torch.as_tensor((high + low) / 2, dtype=torch.float32))
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:

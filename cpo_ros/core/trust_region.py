@@ -31,7 +31,7 @@ def flat_grad(output: torch.Tensor, module: nn.Module, create_graph: bool = Fals
     grads = torch.autograd.grad(output, params, create_graph=create_graph,
                                 retain_graph=retain_graph, allow_unused=True)
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                      for g, p in zip(grads, params)])
+                      for g, p in zip(grads, params, strict=True)])
 
 
 def fisher_vector_product(kl_fn: Callable[[], torch.Tensor], module: nn.Module,
