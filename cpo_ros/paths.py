@@ -1,6 +1,6 @@
 """Locate the package's data (sim/, config/, launch/) from a ROS, pip or source install."""
 
-from functools import lru_cache
+from functools import cache
 import os
 from pathlib import Path
 import sys
@@ -8,7 +8,7 @@ import sys
 PACKAGE = 'cpo_ros'
 
 
-@lru_cache(maxsize=None)
+@cache
 def share_dir() -> Path:
     """Return the directory holding sim/, config/ and launch/.
 

@@ -108,6 +108,19 @@ class GaussianPolicy(nn.Module):
         arrays['hidden_sizes'] = np.asarray(self.hidden_sizes, dtype=np.int64)
         return arrays
 
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> 'GaussianPolicy':
+        """Build a policy of the architecture the arrays describe and load them."""
+        try:
+            hidden = tuple(int(h) for h in arrays['hidden_sizes'])
+            obs_dim = int(np.asarray(arrays['norm.mean']).shape[0])
+            act_dim = int(np.asarray(arrays['log_std']).shape[0])
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ValueError(f'policy arrays do not describe a policy: {exc}') from exc
+        policy = cls(obs_dim, act_dim, hidden)
+        policy.load_arrays(arrays)
+        return policy
+
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Load weights from to_arrays() output, refusing any shape or key mismatch."""
         hidden = tuple(int(h) for h in arrays.get('hidden_sizes', ()))

@@ -1,0 +1,99 @@
+"""The `cpo-ros` command: train, eval and bringup (export comes with deployment)."""
+
+import argparse
+import sys
+
+from cpo_ros.core.checkpoint import CheckpointError
+from cpo_ros.core.config import AlgoConfig, ALGOS, TrainConfig
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser('train', help='train directly, without ROS (the fastest path)')
+    where = p.add_mutually_exclusive_group()
+    where.add_argument('--task', default=None, help="project task: 'circle' (default)")
+    where.add_argument('--env-id', default=None,
+                       help='any Gymnasium id reporting info["cost"], or a Safety-Gymnasium id')
+    p.add_argument('--algo', choices=ALGOS, default='cpo')
+    p.add_argument('--iterations', type=int, default=100)
+    p.add_argument('--steps-per-iteration', type=int, default=50_000)
+    p.add_argument('--num-envs', type=int, default=16)
+    p.add_argument('--cost-limit', type=float, default=AlgoConfig.cost_limit)
+    p.add_argument('--target-kl', type=float, default=AlgoConfig.target_kl)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--out', default=None,
+                   help='run directory (default runs/<task>_<algo>_s<seed>)')
+    p.add_argument('--resume', action='store_true',
+                   help='continue from OUT/checkpoints/last.pt at the next iteration')
+    p.add_argument('--torch-threads', type=int, default=2)
+    p.add_argument('--quiet', action='store_true', help='no progress bar or per-iteration lines')
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser('eval', help='evaluate a checkpoint')
+    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--episodes', type=int, default=10)
+    p.add_argument('--stochastic', action='store_true', help='sample actions (default: mean)')
+    p.add_argument('--seed', type=int, default=12345)
+    p.add_argument('--plot', default=None, help='write a top-down trajectory plot (PNG) here')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of `cpo-ros`."""
+    parser = argparse.ArgumentParser(prog='cpo-ros', description=__doc__)
+    sub = parser.add_subparsers(dest='command', required=True)
+    _train_parser(sub)
+    _eval_parser(sub)
+    p = sub.add_parser('bringup', help='start the nodes of a launch file in one process',
+                       description='Start the nodes of launch/<name>.launch.py with '
+                       'config/<name>.yaml in one process. Arguments after the name are ROS '
+                       'arguments, e.g. --ros-args -p learner:iterations:=5')
+    p.add_argument('name', help='circle_sim, gather_sim or deploy')
+    p.add_argument('ros_args', nargs=argparse.REMAINDER)
+    return parser
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cpo_ros.core.trainer import train
+
+    task = args.task if args.task or args.env_id else 'circle'
+    name = task or args.env_id.replace('/', '_')
+    config = TrainConfig(
+        task=task, env_id=args.env_id, iterations=args.iterations,
+        steps_per_iteration=args.steps_per_iteration, num_envs=args.num_envs, seed=args.seed,
+        out=args.out or f'runs/{name}_{args.algo}_s{args.seed}', torch_threads=args.torch_threads,
+        algo=AlgoConfig(algo=args.algo, cost_limit=args.cost_limit, target_kl=args.target_kl))
+    train(config, resume=args.resume, show_progress=not args.quiet)
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from cpo_ros.core.evaluate import evaluate
+
+    result = evaluate(args.checkpoint, args.episodes, deterministic=not args.stochastic,
+                      seed=args.seed, plot=args.plot)
+    print(f"episodes {result['episodes']} | mean return {result['mean_return']:.3f} | "
+          f"mean cost {result['mean_cost']:.3f} (limit {result['cost_limit']:.3f})")
+    if 'plot' in result:
+        print(f"plot: {result['plot']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `cpo-ros`; bad input ends with a one-line error and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == 'train':
+            return _cmd_train(args)
+        if args.command == 'eval':
+            return _cmd_eval(args)
+        from cpo_ros.ros.bringup import bringup
+        return bringup(args.name, args.ros_args)
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        print(f'cpo-ros {args.command}: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

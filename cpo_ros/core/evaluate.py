@@ -1,0 +1,97 @@
+"""Evaluate a checkpoint: mean episode return and cost, optionally a top-down trajectory plot."""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cpo_ros.core.checkpoint import CheckpointError, load_checkpoint
+from cpo_ros.core.config import TrainConfig
+from cpo_ros.core.networks import GaussianPolicy
+
+
+def load_policy(path: str | os.PathLike) -> tuple[GaussianPolicy, TrainConfig]:
+    """Return the policy and the training configuration stored in a checkpoint."""
+    payload = load_checkpoint(path, ('config', 'dims', 'algorithm'))
+    config = TrainConfig.from_dict(payload['config'])
+    dims = payload['dims']
+    policy = GaussianPolicy(dims['obs_dim'], dims['act_dim'], config.algo.hidden_sizes,
+                            config.algo.init_log_std, obs_clip=config.algo.obs_clip)
+    try:
+        policy.load_state_dict(payload['algorithm']['policy'])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f'checkpoint {path}: policy does not load ({exc})') from exc
+    return policy, config
+
+
+def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = True,
+             seed: int = 12345, plot: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run whole episodes with the checkpoint's policy; return the means (and plot path)."""
+    from cpo_ros.envs.make import make_vec_env
+
+    policy, config = load_policy(path)
+    num_envs = max(1, min(episodes, 16))
+    env = make_vec_env(task=config.task, env_id=config.env_id, num_envs=num_envs, seed=seed,
+                       **config.task_kwargs)
+    obs = env.reset(seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    returns, costs = [], []
+    ret, cst = np.zeros(num_envs), np.zeros(num_envs)
+    tracks: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
+    finished_tracks: list[np.ndarray] = []
+    has_pose = hasattr(env, 'poses')
+    while len(returns) < episodes:
+        if has_pose:
+            for i, p in enumerate(env.poses()):
+                tracks[i].append(p[:2].copy())
+        _, _, action = policy.act(obs, deterministic=deterministic, generator=generator)
+        obs, reward, cost, terminated, truncated, _info = env.step(action)
+        ret += reward
+        cst += cost
+        for i in np.flatnonzero(terminated | truncated):
+            if len(returns) < episodes:
+                returns.append(float(ret[i]))
+                costs.append(float(cst[i]))
+                if has_pose:
+                    finished_tracks.append(np.asarray(tracks[i]))
+            ret[i] = cst[i] = 0.0
+            tracks[i] = []
+    result: dict[str, Any] = {'episodes': episodes, 'mean_return': float(np.mean(returns)),
+                              'mean_cost': float(np.mean(costs)),
+                              'cost_limit': config.algo.cost_limit}
+    if plot is not None and finished_tracks:
+        result['plot'] = str(plot_tracks(finished_tracks, getattr(env, 'task', None), plot))
+    return result
+
+
+def plot_tracks(tracks: list[np.ndarray], task: Any, path: str | os.PathLike) -> Path:
+    """Draw trajectories from above with the safe strip and the target circle of the task."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for track in tracks:
+        ax.plot(track[:, 0], track[:, 1], lw=1, alpha=0.7)
+    extent = max(5.0, max(float(np.abs(t).max()) for t in tracks) * 1.1)
+    x_limit = getattr(task, 'x_limit', None)
+    if x_limit is not None:
+        ax.axvspan(-x_limit, x_limit, color='tab:green', alpha=0.15, label='safe area')
+    radius = getattr(task, 'target_radius', None)
+    if radius is not None:
+        angle = np.linspace(0, 2 * np.pi, 200)
+        ax.plot(radius * np.cos(angle), radius * np.sin(angle), 'k:', lw=1, label='target circle')
+        extent = max(extent, radius * 1.1)
+    ax.set_xlim(-extent, extent)
+    ax.set_ylim(-extent, extent)
+    ax.set_aspect('equal')
+    ax.set_xlabel('x [m]')
+    ax.set_ylabel('y [m]')
+    ax.legend(loc='upper right')
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
