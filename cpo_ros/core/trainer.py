@@ -8,10 +8,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cpo_ros.core.buffer import RolloutCollector
 from cpo_ros.core.config import TrainConfig
-from cpo_ros.core.networks import GaussianPolicy
 from cpo_ros.core.run import TrainingRun
+from cpo_ros.core.worker import RolloutWorker
 
 
 def iteration_seed(seed: int, iteration: int) -> int:
@@ -27,25 +26,22 @@ def summary_line(row: dict[str, Any]) -> str:
             f" {float(row['steps_per_s']):7.0f} steps/s")
 
 
-def sample(env: Any, policy: GaussianPolicy, collector: RolloutCollector, obs: np.ndarray,
-           generator: torch.Generator, version: int) -> tuple[dict[str, np.ndarray], np.ndarray,
-                                                              dict[str, float]]:
-    """Fill collector with one rollout from env; return it, the next obs and the timings."""
-    collector.clear()
+def sample(env: Any, worker: RolloutWorker, obs: np.ndarray
+           ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]:
+    """Step env with the worker until it hands out a rollout; return it, next obs, timings."""
     env_time = policy_time = 0.0
-    while not collector.full:
+    rollout = None
+    while rollout is None:
         t0 = time.perf_counter()
-        u, logp, action = policy.act(obs, generator=generator)
+        action = worker.act(obs)
         t1 = time.perf_counter()
-        next_obs, reward, cost, terminated, truncated, info = env.step(action)
+        obs, reward, cost, terminated, truncated, info = env.step(action)
         t2 = time.perf_counter()
-        collector.add(obs, u, logp, reward, cost, terminated, truncated,
-                      info.get('final_obs', next_obs))
-        obs = next_obs
+        worker.record(reward, cost, terminated, truncated, info.get('final_obs', obs))
+        rollout = worker.take_rollout(obs)
         policy_time += t1 - t0
         env_time += t2 - t1
-    return collector.arrays(obs, version), obs, {'env_time_s': env_time,
-                                                 'policy_time_s': policy_time}
+    return rollout, obs, {'env_time_s': env_time, 'policy_time_s': policy_time}
 
 
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
@@ -62,18 +58,17 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
                       max_episode_steps(env), resume=resume,
                       extra_config={'env': type(env).__name__})
     steps = max(1, config.steps_per_iteration // config.num_envs)
-    collector = RolloutCollector(config.num_envs, env.obs_dim, env.act_dim, steps)
+    worker = RolloutWorker(config.num_envs, env.obs_dim, env.act_dim, steps)
     bar = tqdm(total=config.iterations, initial=run.iteration, disable=not show_progress,
                unit='it', dynamic_ncols=True)
     try:
         while not run.done:
             seed = iteration_seed(config.seed, run.iteration)
             obs = env.reset(seed=seed)
-            collector.reset_episodes()
-            generator = torch.Generator().manual_seed(seed)
+            worker.reseed(seed)
+            worker.use_policy(run.algorithm.policy, run.algorithm.version)
             t0 = time.perf_counter()
-            rollout, obs, timings = sample(env, run.algorithm.policy, collector, obs, generator,
-                                           run.algorithm.version)
+            rollout, obs, timings = sample(env, worker, obs)
             timings['sample_time_s'] = time.perf_counter() - t0
             row = run.record(rollout, timings)
             bar.update(1)

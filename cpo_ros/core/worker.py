@@ -1,0 +1,88 @@
+"""The executor's side of on-policy training, free of ROS: act, record, cut rollouts.
+
+Steps arrive as a stream (observation after the step, reward, cost, episode flags). The worker
+answers each with an action from the newest policy and, every `steps` vector steps, hands out a
+rollout. Then it stops acting until a policy newer than the one that sampled the rollout
+arrives: CPO's guarantees hold for on-policy data only.
+"""
+
+import numpy as np
+import torch
+
+from cpo_ros.core.buffer import RolloutCollector
+from cpo_ros.core.networks import GaussianPolicy
+
+
+class RolloutWorker:
+    """Sample actions with the latest policy version and collect rollouts of fixed length."""
+
+    def __init__(self, num_envs: int, obs_dim: int, act_dim: int, steps: int, seed: int = 0,
+                 deterministic: bool = False) -> None:
+        self.num_envs, self.obs_dim, self.act_dim = num_envs, obs_dim, act_dim
+        self.collector = RolloutCollector(num_envs, obs_dim, act_dim, steps)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.deterministic = deterministic
+        self.policy: GaussianPolicy | None = None
+        self.version = -1
+        self._min_version = 0
+        self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def set_policy(self, arrays: dict[str, np.ndarray]) -> bool:
+        """Swap in a policy from its arrays (with 'version'); return False for an older one.
+
+        The new policy is built completely before the reference is swapped, so an action is
+        never computed from half-loaded weights. Raises ValueError on arrays that do not fit.
+        """
+        version = int(np.asarray(arrays.get('version', -1)))
+        if version <= self.version:
+            return False
+        policy = GaussianPolicy.from_arrays(arrays)
+        if (policy.obs_dim, policy.act_dim) != (self.obs_dim, self.act_dim):
+            raise ValueError(f'policy is for obs/action sizes ({policy.obs_dim}, '
+                             f'{policy.act_dim}), this task has ({self.obs_dim}, {self.act_dim})')
+        self.policy, self.version = policy, version
+        return True
+
+    def use_policy(self, policy: GaussianPolicy, version: int) -> None:
+        """Act with a policy object shared in-process (the direct trainer's path)."""
+        self.policy, self.version = policy, int(version)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the action noise from seed and forget episodes in progress (envs were reset)."""
+        self.generator.manual_seed(seed)
+        self.collector.reset_episodes()
+        self._pending = None
+
+    @property
+    def can_act(self) -> bool:
+        """Return whether a policy recent enough for the next sample is loaded."""
+        return self.policy is not None and self.version >= self._min_version
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Return actions (env units) for obs and remember the sample for record()."""
+        if not self.can_act:
+            raise RuntimeError('no policy recent enough to act')
+        u, logp, action = self.policy.act(obs, self.deterministic, self.generator)
+        self._pending = (np.asarray(obs, np.float32), u, logp)
+        return action
+
+    def record(self, reward: np.ndarray, cost: np.ndarray, terminated: np.ndarray,
+               truncated: np.ndarray, final_obs: np.ndarray) -> list[tuple[float, float]]:
+        """Complete the last action's transition; return (return, cost) of episodes that ended."""
+        if self._pending is None:
+            return []
+        obs, u, logp = self._pending
+        self._pending = None
+        before = len(self.collector.episode_return)
+        self.collector.add(obs, u, logp, reward, cost, terminated, truncated, final_obs)
+        return list(zip(self.collector.episode_return[before:],
+                        self.collector.episode_cost[before:], strict=True))
+
+    def take_rollout(self, next_obs: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Return the finished rollout (and start the next one), or None when not full yet."""
+        if not self.collector.full:
+            return None
+        rollout = self.collector.arrays(next_obs, self.version)
+        self.collector.clear()
+        self._min_version = self.version + 1
+        return rollout

@@ -1,0 +1,62 @@
+"""RolloutWorker: versioned policy swaps, on-policy pauses, rollouts of fixed length."""
+
+import numpy as np
+import pytest
+
+from cpo_ros.core.networks import GaussianPolicy
+from cpo_ros.core.worker import RolloutWorker
+
+
+def arrays(version: int, obs_dim: int = 3, act_dim: int = 2) -> dict[str, np.ndarray]:
+    out = GaussianPolicy(obs_dim, act_dim, (8,)).to_arrays()
+    out['version'] = np.asarray(version)
+    return out
+
+
+def step(worker: RolloutWorker, obs: np.ndarray, done: bool = False):
+    worker.act(obs)
+    flags = np.full(worker.num_envs, done)
+    return worker.record(np.ones(worker.num_envs), np.zeros(worker.num_envs),
+                         np.zeros(worker.num_envs, bool), flags, obs)
+
+
+def test_rollout_then_wait_for_a_newer_policy():
+    worker = RolloutWorker(num_envs=2, obs_dim=3, act_dim=2, steps=3, seed=1)
+    assert not worker.can_act
+    assert worker.set_policy(arrays(0))
+    obs = np.zeros((2, 3), np.float32)
+    ended = []
+    for t in range(3):
+        ended += step(worker, obs, done=(t == 1))
+    assert ended == [(2.0, 0.0), (2.0, 0.0)]
+    rollout = worker.take_rollout(obs)
+    assert rollout is not None and rollout['obs'].shape == (3, 2, 3)
+    assert int(rollout['policy_version']) == 0
+    assert not worker.can_act  # on-policy: the next sample needs version 1
+    with pytest.raises(RuntimeError):
+        worker.act(obs)
+    assert not worker.set_policy(arrays(0))  # a stale or repeated version is ignored
+    assert worker.set_policy(arrays(1))
+    assert worker.can_act and worker.take_rollout(obs) is None
+
+
+def test_mismatched_policy_is_refused_and_the_old_one_kept():
+    worker = RolloutWorker(num_envs=1, obs_dim=3, act_dim=2, steps=2)
+    worker.set_policy(arrays(0))
+    old = worker.policy
+    with pytest.raises(ValueError, match='obs/action sizes'):
+        worker.set_policy(arrays(1, obs_dim=4))
+    bad = arrays(2)
+    bad['mean_net.0.weight'] = bad['mean_net.0.weight'][:, :2]
+    with pytest.raises(ValueError):
+        worker.set_policy(bad)
+    assert worker.policy is old and worker.version == 0
+
+
+def test_same_seed_same_actions():
+    a, b = (RolloutWorker(1, 3, 2, 5, seed=4) for _ in range(2))
+    policy = arrays(0)
+    a.set_policy(policy)
+    b.set_policy(policy)
+    obs = np.ones((1, 3), np.float32)
+    np.testing.assert_array_equal(a.act(obs), b.act(obs))
