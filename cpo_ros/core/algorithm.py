@@ -116,7 +116,7 @@ class ConstrainedTrustRegion:
 
         accepted, frac, kl, d_r, d_c = self._line_search(
             torch.as_tensor(step, dtype=torch.float32), surrogates, mean_kl,
-            float(loss_r), float(loss_c), c, ep_len, case)
+            loss_r.item(), loss_c.item(), c, ep_len, case)
         if cfg.algo == 'pdo':
             self.lagrange = max(0.0, self.lagrange + cfg.pdo_lambda_lr * c)
         value_loss_r, value_loss_c = self._fit_critics(obs, tgt_r, tgt_c)

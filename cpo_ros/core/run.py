@@ -113,7 +113,7 @@ class TrainingRun:
     def _write_config(self, extra: dict[str, Any]) -> None:
         data = {'config': self.config.to_dict(), **self.dims, **extra,
                 'versions': {'cpo_ros': __version__, 'python': platform.python_version(),
-                             'torch': torch.__version__, 'numpy': np.__version__}}
+                             'torch': str(torch.__version__), 'numpy': np.__version__}}
         tmp = self.out / 'config.yaml.tmp'
         with open(tmp, 'w') as f:
             yaml.safe_dump(data, f, sort_keys=False)

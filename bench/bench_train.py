@@ -1,0 +1,44 @@
+"""Throughput of `cpo-ros train` on Point-Circle: sampling and update split, steps per second.
+
+Run: .venv/bin/python bench/bench_train.py [--num-envs 16] [--steps 50000] [--iterations 3]
+Prints env steps/s of sampling (env stepping and policy forward separately) and the wall time of
+a whole iteration (sampling + CPO update).
+"""
+
+import argparse
+import tempfile
+
+from cpo_ros.core.config import AlgoConfig, TrainConfig
+from cpo_ros.core.trainer import train
+
+
+def main() -> None:
+    """Train a few iterations and print the per-iteration split."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--num-envs', type=int, default=16)
+    parser.add_argument('--steps', type=int, default=50_000)
+    parser.add_argument('--iterations', type=int, default=3)
+    parser.add_argument('--algo', default='cpo')
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as out:
+        config = TrainConfig(task='circle', iterations=args.iterations,
+                             steps_per_iteration=args.steps, num_envs=args.num_envs, out=out,
+                             algo=AlgoConfig(algo=args.algo))
+        rows = []
+        train(config, show_progress=False, on_iteration=rows.append)
+    print(f'cpo-ros train, {args.algo}, {args.num_envs} envs, {args.steps} samples/iteration')
+    print(f"{'it':>3} {'sample s':>9} {'env s':>7} {'policy s':>9} {'update s':>9} "
+          f"{'iter s':>7} {'sampling steps/s':>17}")
+    for r in rows:
+        sample, update = r['sample_time_s'], r['update_time_s']
+        print(f"{r['iteration']:>3} {sample:9.2f} {r['env_time_s']:7.2f} "
+              f"{r['policy_time_s']:9.2f} {update:9.2f} {sample + update:7.2f} "
+              f"{r['samples'] / sample:17.0f}")
+    best = rows[-1]
+    print(f"last iteration: sampling {best['samples'] / best['sample_time_s']:.0f} env steps/s "
+          f"(target >= 25000), iteration {best['sample_time_s'] + best['update_time_s']:.2f} s "
+          f'(target <= 4 s)')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,74 @@
+"""The Circle task (CPO paper, Point-Circle): reward, cost and observation from odometry.
+
+These functions are the only definition of the task: the simulator, the policy executor and
+the safe-area monitor on a real robot all call them with odometry quantities (pose x, y, yaw and
+twist v, yaw rate), so a robot computes exactly what the simulation trained on.
+"""
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+OBS_LABELS = ('x', 'y', 'cos_yaw', 'sin_yaw', 'v', 'w')
+"""Observation layout: position [m], heading as cos/sin, forward velocity [m/s], yaw rate."""
+
+
+@dataclass(frozen=True)
+class CircleTask:
+    """Constants of the Circle task (defaults: the paper's Point-Circle)."""
+
+    target_radius: float = 15.0
+    """Radius of the circle the reward asks to run along [m]."""
+    x_limit: float = 2.5
+    """Safe area: the strip |x| <= x_limit; cost 1 per step outside it."""
+    max_episode_steps: int = 50
+    """Steps per episode (the paper's trajectories are 50-65 steps)."""
+    init_position_noise: float = 0.1
+    """Start positions are uniform in +- this around the origin; yaw is uniform."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field outside its allowed range."""
+        checks = (('target_radius', self.target_radius, 0.0, 1e4),
+                  ('x_limit', self.x_limit, 0.0, 1e4),
+                  ('init_position_noise', self.init_position_noise, -1e-12, 1e4))
+        for name, value, low, high in checks:
+            if not (math.isfinite(value) and low < value <= high):
+                raise ValueError(f'{name} = {value!r} is out of range: allowed ({max(low, 0)}, '
+                                 f'{high}]')
+        if not (isinstance(self.max_episode_steps, int) and 1 <= self.max_episode_steps <= 10**6):
+            raise ValueError(f'max_episode_steps = {self.max_episode_steps!r} is out of range: '
+                             f'allowed [1, 1000000]')
+
+
+def _pose2d(pose: np.ndarray) -> np.ndarray:
+    return np.atleast_2d(np.asarray(pose, dtype=np.float64))
+
+
+def observation(pose: np.ndarray, twist: np.ndarray) -> np.ndarray:
+    """Return (N, 6) float32 observations (OBS_LABELS) from poses (N, 3) and twists (N, 2)."""
+    pose, twist = _pose2d(pose), _pose2d(twist)
+    return np.stack([pose[:, 0], pose[:, 1], np.cos(pose[:, 2]), np.sin(pose[:, 2]),
+                     twist[:, 0], twist[:, 1]], axis=1).astype(np.float32)
+
+
+def reward(pose: np.ndarray, twist: np.ndarray, task: CircleTask) -> np.ndarray:
+    """Return (N,) rewards v_world . [-y, x] / (1 + | |(x, y)| - target_radius |).
+
+    v_world = v (cos yaw, sin yaw) from the odometry twist: the robot computes the same value.
+    """
+    pose, twist = _pose2d(pose), _pose2d(twist)
+    x, y, yaw = pose[:, 0], pose[:, 1], pose[:, 2]
+    vx, vy = twist[:, 0] * np.cos(yaw), twist[:, 0] * np.sin(yaw)
+    radius = np.hypot(x, y)
+    return ((-y * vx + x * vy) / (1.0 + np.abs(radius - task.target_radius))).astype(np.float32)
+
+
+def in_safe_area(pose: np.ndarray, task: CircleTask) -> np.ndarray:
+    """Return (N,) bool: inside the strip |x| <= x_limit."""
+    return np.abs(_pose2d(pose)[:, 0]) <= task.x_limit
+
+
+def cost(pose: np.ndarray, task: CircleTask) -> np.ndarray:
+    """Return (N,) float32 cost: 1 outside the safe strip, 0 inside."""
+    return (~in_safe_area(pose, task)).astype(np.float32)

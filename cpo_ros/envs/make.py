@@ -1,0 +1,127 @@
+"""Make a vectorised env for the trainer: a project task, any Gymnasium id, Safety-Gymnasium."""
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from cpo_ros.envs.point_circle import VecPointCircle
+
+
+class VecEnv(Protocol):
+    """What the trainer needs of an env: VecPointCircle's interface."""
+
+    num_envs: int
+    obs_dim: int
+    act_dim: int
+    single_observation_space: gym.spaces.Box
+    single_action_space: gym.spaces.Box
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset every env; return observations (N, obs_dim)."""
+
+    def step(self, actions: np.ndarray) -> tuple:
+        """Return obs, reward, cost, terminated, truncated, info (auto-reset, final_obs)."""
+
+
+TASKS: dict[str, Callable[..., VecEnv]] = {
+    'circle': lambda num_envs, seed, **kw: VecPointCircle(num_envs, seed=seed, **kw),
+}
+
+
+class GymVecEnv:
+    """Step Gymnasium envs one after the other with VecPointCircle's auto-reset semantics.
+
+    Accepts envs whose step returns (obs, reward, terminated, truncated, info) with
+    info['cost'], and Safety-Gymnasium envs whose step returns (obs, reward, cost, terminated,
+    truncated, info).
+    """
+
+    def __init__(self, env_fns: list[Callable[[], gym.Env]], env_id: str, seed: int = 0) -> None:
+        self.envs = [fn() for fn in env_fns]
+        self.env_id = env_id
+        self.num_envs = len(self.envs)
+        first = self.envs[0]
+        for name, space in (('observation', first.observation_space),
+                            ('action', first.action_space)):
+            if not isinstance(space, gym.spaces.Box):
+                raise ValueError(f'{env_id}: only Box spaces are supported, its {name} space is '
+                                 f'{space}')
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        self.obs_dim = int(np.prod(first.observation_space.shape))
+        self.act_dim = int(np.prod(first.action_space.shape))
+        spec = getattr(first, 'spec', None)
+        self.max_episode_steps = getattr(spec, 'max_episode_steps', None)
+        self.seed = seed
+
+    def _flat(self, obs: Any) -> np.ndarray:
+        return np.asarray(obs, dtype=np.float32).reshape(self.obs_dim)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset every env (env i seeded with seed + i); return observations (N, obs_dim)."""
+        base = self.seed if seed is None else seed
+        return np.stack([self._flat(env.reset(seed=base + i)[0])
+                         for i, env in enumerate(self.envs)])
+
+    def step(self, actions: np.ndarray):
+        """Step every env; see VecPointCircle.step for what returns."""
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.shape != (self.num_envs, self.act_dim):
+            raise ValueError(f'action has shape {actions.shape}, expected '
+                             f'({self.num_envs}, {self.act_dim})')
+        n = self.num_envs
+        obs = np.zeros((n, self.obs_dim), np.float32)
+        final_obs = np.zeros_like(obs)
+        reward, cost = np.zeros(n, np.float32), np.zeros(n, np.float32)
+        terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
+        shape = self.single_action_space.shape
+        for i, env in enumerate(self.envs):
+            out = env.step(actions[i].reshape(shape))
+            if len(out) == 6:
+                o, r, c, te, tr, info = out
+            elif len(out) == 5:
+                o, r, te, tr, info = out
+                if 'cost' not in info:
+                    raise ValueError(f'{self.env_id}: step() info has no "cost" entry; the '
+                                     f'trainer needs a cost per step')
+                c = info['cost']
+            else:
+                raise ValueError(f'{self.env_id}: step() returned {len(out)} values, expected 5 '
+                                 f'(with info["cost"]) or 6 (Safety-Gymnasium)')
+            obs[i], reward[i], cost[i] = self._flat(o), r, c
+            terminated[i], truncated[i] = te, tr
+            if te or tr:
+                final_obs[i] = obs[i]
+                obs[i] = self._flat(env.reset()[0])
+        return obs, reward, cost, terminated, truncated, {'final_obs': final_obs}
+
+
+def _gym_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
+    if env_id.startswith('Safety'):
+        try:
+            import safety_gymnasium
+        except ImportError as exc:
+            raise ValueError(f'{env_id} is a Safety-Gymnasium id: pip install safety-gymnasium '
+                             f'to use it') from exc
+        return lambda: safety_gymnasium.make(env_id, **kwargs)
+    return lambda: gym.make(env_id, **kwargs)
+
+
+def make_vec_env(task: str | None = None, env_id: str | None = None, num_envs: int = 1,
+                 seed: int = 0, **task_kwargs: Any) -> VecEnv:
+    """Return num_envs copies of a project task ('circle') or of a Gymnasium/Safety id."""
+    if (task is None) == (env_id is None):
+        raise ValueError('give exactly one of task and env_id')
+    if task is not None:
+        if task not in TASKS:
+            raise ValueError(f'unknown task {task!r}: the project has {sorted(TASKS)}')
+        return TASKS[task](num_envs, seed, **task_kwargs)
+    import cpo_ros.envs  # noqa: F401 - registers the project's own ids
+    if not env_id.startswith('Safety') and env_id not in gym.registry:
+        raise ValueError(f'unknown env id {env_id!r}: not registered with Gymnasium (project '
+                         f'tasks: {sorted(TASKS)}; cpo_ros ids: '
+                         f'{sorted(k for k in gym.registry if k.startswith("cpo_ros/"))})')
+    factory = _gym_factory(env_id, task_kwargs)
+    return GymVecEnv([factory] * num_envs, env_id, seed)

@@ -1,0 +1,133 @@
+"""Point-Circle on MuJoCo: a vectorised env (the fast path) and a Gymnasium env over it."""
+
+from dataclasses import replace
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from cpo_ros.envs import circle
+from cpo_ros.envs.circle import CircleTask
+from cpo_ros.envs.robot import PointRobots, RobotConfig
+
+
+def _with_overrides(task: CircleTask | None, robot: RobotConfig | None,
+                    overrides: dict[str, Any]) -> tuple[CircleTask, RobotConfig]:
+    """Apply keyword overrides to whichever config owns each field; unknown keys are errors."""
+    task = task or CircleTask()
+    robot = robot or RobotConfig()
+    task_fields = {k: v for k, v in overrides.items() if k in CircleTask.__dataclass_fields__}
+    robot_fields = {k: v for k, v in overrides.items() if k in RobotConfig.__dataclass_fields__}
+    unknown = set(overrides) - set(task_fields) - set(robot_fields)
+    if unknown:
+        raise ValueError(f'unknown Point-Circle settings: {sorted(unknown)}')
+    task, robot = replace(task, **task_fields), replace(robot, **robot_fields)
+    task.validate()
+    robot.validate()
+    return task, robot
+
+
+class VecPointCircle:
+    """num_envs Point-Circle episodes stepped together in one MuJoCo model, with auto-reset.
+
+    step() returns (obs, reward, cost, terminated, truncated, info). Envs whose episode ended
+    are reset in the same call: obs holds their new first observation, info['final_obs'],
+    info['final_pose'] and info['final_twist'] the last state of the episode that ended.
+    """
+
+    def __init__(self, num_envs: int = 1, task: CircleTask | None = None,
+                 robot: RobotConfig | None = None, seed: int = 0, autoreset: bool = True,
+                 **overrides: Any) -> None:
+        self.task, robot = _with_overrides(task, robot, overrides)
+        self.robots = PointRobots(num_envs, robot)
+        self.num_envs = self.robots.num_robots
+        self.autoreset = autoreset
+        self.max_episode_steps = self.task.max_episode_steps
+        self.obs_dim, self.act_dim = len(circle.OBS_LABELS), 2
+        limits = np.array([robot.max_linear_velocity, robot.max_angular_velocity], np.float32)
+        self.single_action_space = gym.spaces.Box(-limits, limits, dtype=np.float32)
+        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,),
+                                                       np.float32)
+        self.episode_step = np.zeros(self.num_envs, np.int64)
+        self.rng = np.random.default_rng(seed)
+
+    def _reset_envs(self, idx: np.ndarray) -> None:
+        noise = self.task.init_position_noise
+        n = len(idx)
+        self.robots.set_pose(idx, self.rng.uniform(-noise, noise, n),
+                             self.rng.uniform(-noise, noise, n),
+                             self.rng.uniform(-np.pi, np.pi, n))
+        self.episode_step[idx] = 0
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset every env; return observations (N, obs_dim)."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self._reset_envs(np.arange(self.num_envs))
+        return self.observation()
+
+    def poses(self) -> np.ndarray:
+        """Return (N, 3) x, y, yaw."""
+        return self.robots.pose()
+
+    def twists(self) -> np.ndarray:
+        """Return (N, 2) forward velocity and yaw rate."""
+        return self.robots.twist()
+
+    def observation(self) -> np.ndarray:
+        """Return the current observations (N, obs_dim)."""
+        return circle.observation(self.robots.pose(), self.robots.twist())
+
+    def step(self, actions: np.ndarray):
+        """Apply actions (N, 2) [v, yaw rate]; see the class docstring for what returns."""
+        actions = np.asarray(actions, dtype=np.float64)
+        if actions.shape != (self.num_envs, self.act_dim):
+            raise ValueError(f'action has shape {actions.shape}, expected '
+                             f'({self.num_envs}, {self.act_dim})')
+        if not np.all(np.isfinite(actions)):
+            raise ValueError('action holds non-finite values')
+        self.robots.step(actions)
+        pose, twist = self.robots.pose(), self.robots.twist()
+        rew = circle.reward(pose, twist, self.task)
+        cst = circle.cost(pose, self.task)
+        obs = circle.observation(pose, twist)
+        self.episode_step += 1
+        truncated = self.episode_step >= self.task.max_episode_steps
+        terminated = np.zeros(self.num_envs, bool)
+        info = {'final_obs': obs.copy(), 'final_pose': pose, 'final_twist': twist,
+                'episode_step': self.episode_step.copy(), 'cost_safe_area': cst}
+        if self.autoreset and truncated.any():
+            idx = np.flatnonzero(truncated)
+            self._reset_envs(idx)
+            obs = obs.copy()
+            obs[idx] = circle.observation(self.robots.pose()[idx], self.robots.twist()[idx])
+        return obs, rew, cst, terminated, truncated, info
+
+
+class PointCircleEnv(gym.Env):
+    """Gymnasium Point-Circle: one robot; info['cost'] is 1 outside the safe strip."""
+
+    metadata = {'render_modes': []}
+
+    def __init__(self, task: CircleTask | None = None, robot: RobotConfig | None = None,
+                 **overrides: Any) -> None:
+        self._vec = VecPointCircle(1, task, robot, autoreset=False, **overrides)
+        self.task = self._vec.task
+        self.action_space = self._vec.single_action_space
+        self.observation_space = self._vec.single_observation_space
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start an episode near the origin with a random heading."""
+        super().reset(seed=seed)
+        obs = self._vec.reset(seed=int(self.np_random.integers(2 ** 31)))
+        return obs[0], {}
+
+    def step(self, action):
+        """Apply one (v, yaw rate) action; truncates at max_episode_steps."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self.action_space.shape:
+            raise ValueError(f'action has shape {action.shape}, expected '
+                             f'{self.action_space.shape}')
+        obs, rew, cst, terminated, truncated, info = self._vec.step(action[None])
+        return (obs[0], float(rew[0]), bool(terminated[0]), bool(truncated[0]),
+                {'cost': float(cst[0]), 'cost_safe_area': float(cst[0])})
