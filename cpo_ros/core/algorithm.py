@@ -212,8 +212,8 @@ class ConstrainedTrustRegion:
                 self.critic_optim.zero_grad()
                 (loss_r + loss_c).backward()
                 self.critic_optim.step()
-                loss_r_sum += float(loss_r)
-                loss_c_sum += float(loss_c)
+                loss_r_sum += loss_r.item()
+                loss_c_sum += loss_c.item()
                 batches += 1
         if batches == 0:
             return 0.0, 0.0

@@ -1,0 +1,161 @@
+"""Learner node: CPO updates from rollouts on `cpo/rollout`, policies out on `cpo/policy`.
+
+The update runs on a worker thread, never in the subscription callback, so the executor that
+serves this node keeps delivering other callbacks (odom, cmd_vel, clock) while it computes.
+"""
+
+import queue
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import Float32, UInt8MultiArray
+
+from cpo_ros.core.checkpoint import CheckpointError
+from cpo_ros.core.config import AlgoConfig, TrainConfig
+from cpo_ros.core.run import TrainingRun
+from cpo_ros.core.trainer import max_episode_steps, summary_line
+from cpo_ros.ros import qos
+from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
+from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
+
+# Per-iteration figures for rqt_plot, one std_msgs/Float32 topic each.
+METRIC_TOPICS = ('episode_return', 'episode_cost', 'cost_limit', 'kl', 'steps_per_s',
+                 'lagrange', 'policy_std')
+
+
+class Learner(Node):
+    """Run the constrained policy update on rollouts and publish each new policy version."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('learner', **kwargs)
+        p = declare_parameters(self, LEARNER_PARAMS + TASK_PARAMS)
+        from cpo_ros.envs.make import make_vec_env
+
+        task_kwargs = {k: p[k] for k in ('target_radius', 'x_limit', 'max_episode_steps')}
+        probe = make_vec_env(task=p['task'], num_envs=1, seed=p['seed'], **task_kwargs)
+        algo = AlgoConfig(
+            algo=p['algo'], cost_limit=p['cost_limit'], target_kl=p['target_kl'],
+            gamma=p['gamma'], lam=p['lam'], cost_gamma=p['cost_gamma'], cost_lam=p['cost_lam'],
+            cg_iters=p['cg_iters'], cg_damping=p['cg_damping'],
+            backtrack_ratio=p['backtrack_ratio'], backtrack_iters=p['backtrack_iters'],
+            hidden_sizes=tuple(p['hidden_sizes']),
+            value_hidden_sizes=tuple(p['value_hidden_sizes']), init_log_std=p['init_log_std'],
+            value_lr=p['value_lr'], value_epochs=p['value_epochs'],
+            value_minibatch=p['value_minibatch'], pdo_lambda_lr=p['pdo_lambda_lr'])
+        self.config = TrainConfig(
+            task=p['task'], iterations=p['iterations'],
+            steps_per_iteration=p['steps_per_iteration'], num_envs=p['num_envs'],
+            seed=p['seed'], out=p['out'], checkpoint_every=p['checkpoint_every'],
+            torch_threads=p['torch_threads'], algo=algo, task_kwargs=task_kwargs)
+        space = probe.single_action_space
+        self.run = TrainingRun(self.config, probe.obs_dim, probe.act_dim, space.low, space.high,
+                               max_episode_steps(probe), resume=p['resume'],
+                               extra_config={'transport': 'ros2', 'node': self.get_name()})
+        self.obs_dim, self.act_dim = probe.obs_dim, probe.act_dim
+        self.shutdown_when_done = p['shutdown_when_done']
+        self.done = threading.Event()
+        self.exit_code = 0
+
+        self.policy_pub = self.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
+        self.metric_pubs = {name: self.create_publisher(Float32, f'cpo/{name}', qos.METRICS)
+                            for name in METRIC_TOPICS}
+        self.create_subscription(UInt8MultiArray, 'cpo/rollout', self._on_rollout,
+                                 qos.ROLLOUT)
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._worker = threading.Thread(target=self._work, name='cpo_update', daemon=True)
+        self._t_wait = time.perf_counter()
+        self._publish_policy()
+        self.get_logger().info(
+            f'{self.config.algo.algo.upper()} learner: iteration {self.run.iteration}/'
+            f'{self.config.iterations}, {self.config.steps_per_iteration} samples per iteration, '
+            f'cost limit {self.config.algo.cost_limit}, results in {self.run.out}')
+        if self.run.done:
+            self._finish()
+        else:
+            self._worker.start()
+
+    def _publish_policy(self) -> None:
+        arrays = self.run.algorithm.policy.to_arrays()
+        arrays['version'] = np.asarray(self.run.algorithm.version, np.int64)
+        self.policy_pub.publish(arrays_to_msg(arrays))
+
+    def _on_rollout(self, msg: UInt8MultiArray) -> None:
+        # Cheap checks only: the update itself runs on the worker thread.
+        try:
+            rollout = msg_to_arrays(msg)
+            version = int(np.asarray(rollout.get('policy_version', -1)))
+        except (ValueError, TypeError) as exc:
+            self.get_logger().warn(f'dropped a malformed rollout: {exc}',
+                                   throttle_duration_sec=5.0)
+            return
+        if version != self.run.algorithm.version:
+            self.get_logger().warn(
+                f'dropped a rollout of policy version {version}; the current version is '
+                f'{self.run.algorithm.version} (on-policy updates need fresh samples)',
+                throttle_duration_sec=5.0)
+            return
+        try:
+            self._queue.put_nowait(rollout)
+        except queue.Full:
+            self.get_logger().warn('dropped a rollout: an update is already queued',
+                                   throttle_duration_sec=5.0)
+
+    def _work(self) -> None:
+        while not self.run.done and rclpy.ok(context=self.context):
+            try:
+                rollout = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if int(np.asarray(rollout['policy_version'])) != self.run.algorithm.version:
+                continue
+            wait = time.perf_counter() - self._t_wait
+            try:
+                row = self.run.record(rollout, {'sample_time_s': wait})
+            except ValueError as exc:
+                self.get_logger().warn(f'dropped a rollout that does not fit this task: {exc}',
+                                       throttle_duration_sec=5.0)
+                continue
+            self._t_wait = time.perf_counter()
+            self._publish_policy()
+            for name, pub in self.metric_pubs.items():
+                pub.publish(Float32(data=float(row[name])))
+            self.get_logger().info(summary_line(row))
+        if self.run.done:
+            self._finish()
+
+    def _finish(self) -> None:
+        plot = self.run.finish()
+        self.get_logger().info(f'training done: progress {self.run.progress.path}, plot {plot}, '
+                               f'checkpoint {self.run.checkpoint_path}')
+        if self.shutdown_when_done:
+            self.done.set()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the learner alone (`ros2 run cpo_ros learner`)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = Learner()
+        while rclpy.ok() and not node.done.is_set():
+            rclpy.spin_once(node, timeout_sec=0.1)
+        return 0
+    except (ValueError, CheckpointError) as exc:
+        # A bad parameter or checkpoint: the message names it.
+        print(f'learner: error: {exc}', flush=True)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

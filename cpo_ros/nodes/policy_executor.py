@@ -1,0 +1,126 @@
+"""Policy executor node: act on the robots' state with the newest policy, collect rollouts.
+
+Training transport (lock-step, any number of simulated robots): `batch/state` in, one
+`batch/cmd_vel` out per state sequence number; every `steps_per_iteration` samples the rollout
+goes to the learner on `cpo/rollout` and sampling pauses until a newer policy arrives on
+`cpo/policy`. Episode returns and costs are published live on `episode/return` and
+`episode/cost` as each episode ends.
+"""
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
+
+from cpo_ros.core.worker import RolloutWorker
+from cpo_ros.envs import circle
+from cpo_ros.ros import qos
+from cpo_ros.ros.conversions import (
+    arrays_to_msg,
+    CMD_FIELDS,
+    decode_batch,
+    encode_batch,
+    msg_to_arrays,
+    STATE_FIELDS,
+)
+from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.specs import EXECUTOR_PARAMS, TASK_PARAMS
+
+_POSE = [STATE_FIELDS.index(f) for f in ('x', 'y', 'yaw')]
+_TWIST = [STATE_FIELDS.index(f) for f in ('v', 'w')]
+_FINAL_POSE = [STATE_FIELDS.index(f) for f in ('final_x', 'final_y', 'final_yaw')]
+_FINAL_TWIST = [STATE_FIELDS.index(f) for f in ('final_v', 'final_w')]
+_COL = {f: STATE_FIELDS.index(f) for f in ('reward', 'cost', 'terminated', 'truncated')}
+
+
+class PolicyExecutor(Node):
+    """Turn robot state into velocity commands with the latest policy; feed the learner."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('policy_executor', **kwargs)
+        p = declare_parameters(self, EXECUTOR_PARAMS + TASK_PARAMS)
+        self.num_envs = p['num_envs']
+        obs_dim = len(circle.OBS_LABELS)
+        steps = max(1, p['steps_per_iteration'] // self.num_envs)
+        self.worker = RolloutWorker(self.num_envs, obs_dim, 2, steps, seed=p['seed'],
+                                    deterministic=p['deterministic'])
+        self._last_seq: int | None = None
+        self._waiting: tuple[int, np.ndarray] | None = None
+        self.cmd_pub = self.create_publisher(Float32MultiArray, 'batch/cmd_vel', qos.LOCKSTEP)
+        self.rollout_pub = self.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
+        self.return_pub = self.create_publisher(Float32, 'episode/return', qos.METRICS)
+        self.cost_pub = self.create_publisher(Float32, 'episode/cost', qos.METRICS)
+        self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
+        self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
+
+    def _on_policy(self, msg: UInt8MultiArray) -> None:
+        try:
+            arrays = msg_to_arrays(msg)
+            swapped = self.worker.set_policy(arrays)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.get_logger().warn(f'ignored a policy that does not fit: {exc}',
+                                   throttle_duration_sec=5.0)
+            return
+        if swapped:
+            self.get_logger().debug(f'policy version {self.worker.version} loaded')
+            if self._waiting is not None and self.worker.can_act:
+                seq, obs = self._waiting
+                self._waiting = None
+                self._act(seq, obs)
+
+    def _on_state(self, msg: Float32MultiArray) -> None:
+        try:
+            state, seq = decode_batch(msg, STATE_FIELDS)
+            if state.shape[0] != self.num_envs:
+                raise ValueError(f'{state.shape[0]} robots, this executor runs {self.num_envs}')
+        except ValueError as exc:
+            self.get_logger().warn(f'dropped a malformed batch/state: {exc}',
+                                   throttle_duration_sec=5.0)
+            return
+        if seq == self._last_seq or (self._waiting is not None and self._waiting[0] == seq):
+            return  # a re-sent state we already hold
+        obs = circle.observation(state[:, _POSE], state[:, _TWIST])
+        if self._last_seq is not None:
+            final_obs = circle.observation(state[:, _FINAL_POSE], state[:, _FINAL_TWIST])
+            ended = self.worker.record(
+                state[:, _COL['reward']], state[:, _COL['cost']],
+                state[:, _COL['terminated']] > 0.5, state[:, _COL['truncated']] > 0.5, final_obs)
+            for ret, cost in ended:
+                self.return_pub.publish(Float32(data=ret))
+                self.cost_pub.publish(Float32(data=cost))
+            rollout = self.worker.take_rollout(obs)
+            if rollout is not None:
+                self.rollout_pub.publish(arrays_to_msg(rollout))
+        if self.worker.can_act:
+            self._act(seq, obs)
+        else:
+            self._waiting = (seq, obs)
+
+    def _act(self, seq: int, obs: np.ndarray) -> None:
+        action = self.worker.act(obs)
+        self.cmd_pub.publish(encode_batch(action, CMD_FIELDS, seq))
+        self._last_seq = seq
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the executor alone (`ros2 run cpo_ros policy_executor`)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PolicyExecutor()
+        rclpy.spin(node)
+        return 0
+    except ValueError as exc:
+        print(f'policy_executor: error: {exc}', flush=True)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Simulator node: MuJoCo Point-Circle robots behind the topics a real robot would offer.
+
+lockstep (training): `batch/state` out, one step per answered `batch/cmd_vel`, faster than real
+time; an unanswered state is re-published every resend_period_s (late or restarted executors).
+realtime (a robot stand-in): steps at control_rate_hz with the latest `cmd_vel`; a command
+older than cmd_timeout_s means stop. Both modes publish robot 0's `odom` and `safety/cost`
+(in simulation this node is the one publisher of the cost) and `/clock`.
+"""
+
+import time
+
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from std_msgs.msg import Float32, Float32MultiArray
+
+from cpo_ros.envs.circle import CircleTask
+from cpo_ros.envs.point_circle import VecPointCircle
+from cpo_ros.envs.robot import RobotConfig
+from cpo_ros.ros import qos
+from cpo_ros.ros.conversions import (
+    CMD_FIELDS,
+    decode_batch,
+    encode_batch,
+    pose_twist_to_odometry,
+    STATE_FIELDS,
+    twist_to_array,
+)
+from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.specs import SIM_BRIDGE_PARAMS, TASK_PARAMS
+
+
+def sim_time(seconds: float) -> Time:
+    """Return a builtin_interfaces/Time of simulated seconds."""
+    nanoseconds = int(round(seconds * 1e9))
+    return Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9)
+
+
+class SimBridge(Node):
+    """Step the MuJoCo robots on velocity commands and publish what a robot's driver would."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('sim_bridge', **kwargs)
+        p = declare_parameters(self, SIM_BRIDGE_PARAMS + TASK_PARAMS)
+        task = CircleTask(target_radius=p['target_radius'], x_limit=p['x_limit'],
+                          max_episode_steps=p['max_episode_steps'],
+                          init_position_noise=p['init_position_noise'])
+        robot = RobotConfig(max_linear_velocity=p['max_linear_velocity'],
+                            max_angular_velocity=p['max_angular_velocity'],
+                            control_dt=p['control_dt'], physics_dt=p['physics_dt'],
+                            mass=p['mass'], actuator_gain=p['actuator_gain'])
+        self.mode = p['mode']
+        num_envs = p['num_envs'] if self.mode == 'lockstep' else 1
+        self.env = VecPointCircle(num_envs, task, robot, seed=p['seed'])
+        self.odom_frame, self.base_frame = p['odom_frame'], p['base_frame']
+        self.cmd_timeout = p['cmd_timeout_s']
+        self.seq = 0
+        self._state = np.zeros((num_envs, len(STATE_FIELDS) - 1), np.float32)
+        self._last_cmd = np.zeros(2)
+        self._last_cmd_time = -float('inf')
+
+        self.odom_pub = self.create_publisher(Odometry, 'odom', qos.METRICS)
+        self.cost_pub = self.create_publisher(Float32, 'safety/cost', qos.METRICS)
+        self.clock_pub = self.create_publisher(Clock, '/clock', qos.METRICS)
+        self.env.reset(seed=p['seed'])
+        self._fill_state(np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, bool),
+                         np.zeros(num_envs, bool), self.env.poses(), self.env.twists())
+        if self.mode == 'lockstep':
+            self.state_pub = self.create_publisher(Float32MultiArray, 'batch/state',
+                                                   qos.LOCKSTEP)
+            self.create_subscription(Float32MultiArray, 'batch/cmd_vel', self._on_batch_cmd,
+                                     qos.LOCKSTEP)
+            # Wall-clock timer: sim time stands still until the executor answers.
+            self._resend_timer = self.create_timer(p['resend_period_s'], self._publish_state,
+                                                   clock=rclpy.clock.Clock())
+        else:
+            self.create_subscription(Twist, 'cmd_vel', self._on_cmd_vel, qos.COMMAND)
+            self.create_timer(1.0 / p['control_rate_hz'], self._realtime_step,
+                              clock=rclpy.clock.Clock())
+        self._publish_outputs(0.0)
+        if self.mode == 'lockstep':
+            self._publish_state()
+        self.get_logger().info(f'{num_envs} robot(s), {self.mode} mode, control period '
+                               f'{robot.control_dt} s')
+
+    # -- lock-step training ---------------------------------------------------------------------
+    def _on_batch_cmd(self, msg: Float32MultiArray) -> None:
+        try:
+            cmd, seq = decode_batch(msg, CMD_FIELDS)
+            if cmd.shape[0] != self.env.num_envs:
+                raise ValueError(f'{cmd.shape[0]} commands for {self.env.num_envs} robots')
+        except ValueError as exc:
+            self.get_logger().warn(f'dropped a malformed batch/cmd_vel: {exc}',
+                                   throttle_duration_sec=5.0)
+            return
+        if seq != self.seq:
+            return  # an answer to a state already stepped (a duplicate)
+        self._step(cmd)
+        self._publish_state()
+        self._resend_timer.reset()
+
+    def _publish_state(self) -> None:
+        self.state_pub.publish(encode_batch(self._state, STATE_FIELDS, self.seq))
+
+    # -- real-time robot stand-in ---------------------------------------------------------------
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        try:
+            self._last_cmd = twist_to_array(msg)
+        except ValueError as exc:
+            self._last_cmd = np.zeros(2)  # fail safe: a garbled command means stop
+            self.get_logger().warn(f'dropped cmd_vel: {exc}', throttle_duration_sec=5.0)
+            return
+        self._last_cmd_time = time.monotonic()
+
+    def _realtime_step(self) -> None:
+        fresh = time.monotonic() - self._last_cmd_time <= self.cmd_timeout
+        cmd = self._last_cmd if fresh else np.zeros(2)
+        self._step(cmd[None])
+
+    # -- shared ---------------------------------------------------------------------------------
+    def _step(self, cmd: np.ndarray) -> None:
+        _obs, reward, cost, terminated, truncated, info = self.env.step(cmd)
+        self._fill_state(reward, cost, terminated, truncated, info['final_pose'],
+                         info['final_twist'])
+        self.seq = (self.seq + 1) % (2 ** 24)
+        self._publish_outputs(float(cost[0]))
+
+    def _fill_state(self, reward, cost, terminated, truncated, final_pose, final_twist) -> None:
+        s = self._state
+        s[:, 0:3], s[:, 3:5] = self.env.poses(), self.env.twists()
+        s[:, 5], s[:, 6], s[:, 7], s[:, 8] = reward, cost, terminated, truncated
+        s[:, 9:12], s[:, 12:14] = final_pose, final_twist
+
+    def _publish_outputs(self, cost: float) -> None:
+        stamp = sim_time(self.env.robots.time)
+        self.clock_pub.publish(Clock(clock=stamp))
+        self.odom_pub.publish(pose_twist_to_odometry(
+            self.env.poses()[0], self.env.twists()[0], stamp, self.odom_frame, self.base_frame))
+        self.cost_pub.publish(Float32(data=cost))
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the simulator alone (`ros2 run cpo_ros sim_bridge`)."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimBridge()
+        rclpy.spin(node)
+        return 0
+    except ValueError as exc:
+        print(f'sim_bridge: error: {exc}', flush=True)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

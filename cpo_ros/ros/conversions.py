@@ -1,0 +1,136 @@
+"""Every conversion between ROS messages and numpy arrays.
+
+Batched lock-step transport (std_msgs/Float32MultiArray, row-major):
+
+    layout.dim[0]: label 'env',  size N, stride N * F
+    layout.dim[1]: label the comma-joined field names, size F, stride F
+
+`batch/state` (sim_bridge -> policy_executor) has the fields STATE_FIELDS: the pose and twist
+after the step (of the new episode where one ended), the step's reward and cost, the episode
+flags, the last pose and twist of an episode that ended at this step (final_*), and 'seq'.
+`batch/cmd_vel` (policy_executor -> sim_bridge) has CMD_FIELDS: linear_x, angular_z and the
+'seq' of the state it answers. seq counts steps modulo 2**24, where float32 is still exact; it
+is compared for equality only.
+
+Rollouts and policies travel as std_msgs/UInt8MultiArray holding .npz bytes, read with
+allow_pickle=False: no pickle on the wire.
+"""
+
+import io
+import math
+import zipfile
+
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+import numpy as np
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
+
+SEQ_MODULO = 2 ** 24
+STATE_FIELDS = ('x', 'y', 'yaw', 'v', 'w', 'reward', 'cost', 'terminated', 'truncated',
+                'final_x', 'final_y', 'final_yaw', 'final_v', 'final_w', 'seq')
+CMD_FIELDS = ('linear_x', 'angular_z', 'seq')
+
+
+def encode_batch(array: np.ndarray, fields: tuple[str, ...], seq: int) -> Float32MultiArray:
+    """Return a Float32MultiArray of array (N, F - 1) plus the trailing 'seq' column."""
+    array = np.asarray(array, dtype=np.float32)
+    n, f = array.shape[0], len(fields)
+    if fields[-1] != 'seq' or array.shape != (n, f - 1):
+        raise ValueError(f'array of shape {array.shape} does not fit fields {fields}')
+    full = np.empty((n, f), np.float32)
+    full[:, :-1] = array
+    full[:, -1] = seq % SEQ_MODULO
+    msg = Float32MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label='env', size=n, stride=n * f),
+                      MultiArrayDimension(label=','.join(fields), size=f, stride=f)]
+    msg.data = full.ravel()
+    return msg
+
+
+def decode_batch(msg: Float32MultiArray, fields: tuple[str, ...]) -> tuple[np.ndarray, int]:
+    """Return (array (N, F - 1) without 'seq', seq); ValueError on any layout mismatch."""
+    dims = msg.layout.dim
+    if len(dims) != 2 or dims[0].label != 'env' or dims[1].label != ','.join(fields):
+        labels = [d.label for d in dims]
+        raise ValueError(f'layout labels {labels} are not [env, {",".join(fields)}]')
+    n, f = dims[0].size, dims[1].size
+    data = np.asarray(msg.data, dtype=np.float32)
+    if f != len(fields) or n < 1 or data.size != n * f or msg.layout.data_offset != 0:
+        raise ValueError(f'data of {data.size} values does not fit {n} x {len(fields)}')
+    if not np.all(np.isfinite(data)):
+        raise ValueError('data holds non-finite values')
+    full = data.reshape(n, f)
+    seqs = full[:, -1]
+    if np.any(seqs != seqs[0]):
+        raise ValueError('rows carry different seq values')
+    return full[:, :-1], int(seqs[0])
+
+
+def arrays_to_msg(arrays: dict[str, np.ndarray]) -> UInt8MultiArray:
+    """Return a UInt8MultiArray holding arrays as uncompressed .npz bytes."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    msg = UInt8MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label='npz', size=buffer.tell(), stride=1)]
+    msg.data = buffer.getvalue()
+    return msg
+
+
+def msg_to_arrays(msg: UInt8MultiArray) -> dict[str, np.ndarray]:
+    """Return the arrays of an .npz message; ValueError when the bytes are not a clean .npz."""
+    try:
+        with np.load(io.BytesIO(bytes(msg.data)), allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(f'not a readable .npz payload ({type(exc).__name__}: {exc})') from exc
+
+
+def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    """Return (x, y, z, w) of a rotation by yaw about z."""
+    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+
+
+def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
+    """Return the yaw of a quaternion (roll and pitch ignored: planar robots)."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def pose_twist_to_odometry(pose: np.ndarray, twist: np.ndarray, stamp, frame_id: str,
+                           child_frame_id: str) -> Odometry:
+    """Return an Odometry of a planar pose (x, y, yaw) and body twist (v, yaw rate)."""
+    msg = Odometry()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.child_frame_id = child_frame_id
+    msg.pose.pose.position.x, msg.pose.pose.position.y = float(pose[0]), float(pose[1])
+    q = yaw_to_quaternion(float(pose[2]))
+    o = msg.pose.pose.orientation
+    o.x, o.y, o.z, o.w = q
+    msg.twist.twist.linear.x = float(twist[0])
+    msg.twist.twist.angular.z = float(twist[1])
+    return msg
+
+
+def odometry_to_pose_twist(msg: Odometry) -> tuple[np.ndarray, np.ndarray]:
+    """Return (pose (3,), twist (2,)) of an Odometry; ValueError on non-finite values."""
+    p, o = msg.pose.pose.position, msg.pose.pose.orientation
+    pose = np.array([p.x, p.y, quaternion_to_yaw(o.x, o.y, o.z, o.w)])
+    twist = np.array([msg.twist.twist.linear.x, msg.twist.twist.angular.z])
+    if not (np.all(np.isfinite(pose)) and np.all(np.isfinite(twist))):
+        raise ValueError('odometry holds non-finite values')
+    return pose, twist
+
+
+def twist_to_array(msg: Twist) -> np.ndarray:
+    """Return [linear.x, angular.z]; ValueError on non-finite values."""
+    cmd = np.array([msg.linear.x, msg.angular.z])
+    if not np.all(np.isfinite(cmd)):
+        raise ValueError('velocity command holds non-finite values')
+    return cmd
+
+
+def array_to_twist(cmd: np.ndarray) -> Twist:
+    """Return a Twist with linear.x = cmd[0] and angular.z = cmd[1]."""
+    msg = Twist()
+    msg.linear.x, msg.angular.z = float(cmd[0]), float(cmd[1])
+    return msg

@@ -1,0 +1,38 @@
+"""The nodes of each bring-up: one list that feeds the launch files and `cpo-ros bringup`."""
+
+from dataclasses import dataclass
+import importlib
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """A node of a bring-up: its `ros2 run` executable, node name and Python class."""
+
+    executable: str
+    name: str
+    target: str
+
+    def load(self) -> type:
+        """Import and return the node class."""
+        module, cls = self.target.split(':')
+        return getattr(importlib.import_module(module), cls)
+
+
+SIM_BRIDGE = NodeEntry('sim_bridge', 'sim_bridge', 'cpo_ros.nodes.sim_bridge:SimBridge')
+MONITOR = NodeEntry('safe_area_monitor', 'safe_area_monitor',
+                    'cpo_ros.nodes.safe_area_monitor:SafeAreaMonitor')
+EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
+                     'cpo_ros.nodes.policy_executor:PolicyExecutor')
+LEARNER = NodeEntry('learner', 'learner', 'cpo_ros.nodes.learner:Learner')
+
+GRAPHS: dict[str, tuple[NodeEntry, ...]] = {
+    'circle_sim': (SIM_BRIDGE, MONITOR, EXECUTOR, LEARNER),
+}
+"""Bring-up name -> its nodes, in start order (the learner last: it publishes the policy)."""
+
+
+def graph(name: str) -> tuple[NodeEntry, ...]:
+    """Return the nodes of a bring-up, or raise ValueError listing the known names."""
+    if name not in GRAPHS:
+        raise ValueError(f'unknown bring-up {name!r}: choose one of {sorted(GRAPHS)}')
+    return GRAPHS[name]

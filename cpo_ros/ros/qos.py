@@ -1,0 +1,37 @@
+"""Named QoS profiles: one place decides what may drop and what must arrive."""
+
+from rclpy.qos import (
+                       DurabilityPolicy,
+                       HistoryPolicy,
+                       qos_profile_sensor_data,
+                       QoSProfile,
+                       ReliabilityPolicy,
+)
+
+SENSOR = qos_profile_sensor_data
+"""Best effort: subscribers of `odom` match any robot driver, reliable or not."""
+
+LOCKSTEP = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+"""Lock-step training traffic (`batch/state`, `batch/cmd_vel`): a lost sample stalls a step."""
+
+ROLLOUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=4,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+"""Rollouts to the learner: a dropped cost sample would bias the constraint."""
+
+LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""Latched state (`cpo/policy`, `safe_area/markers`): a late subscriber gets the latest."""
+
+METRICS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+"""Figures for rqt_plot, costs on `safety/cost`, `diagnostics`."""
+
+COMMAND = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.VOLATILE)
+"""Velocity commands: only the newest matters."""

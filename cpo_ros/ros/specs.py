@@ -1,0 +1,97 @@
+"""The parameters of every node, described once (config/*.yaml sets them; tests check both).
+
+TASK_PARAMS are shared by several nodes and live under the `/**:` key of the parameter files,
+so the simulator, the executor, the learner and the monitor can never disagree about them.
+"""
+
+from cpo_ros.core.config import AlgoConfig
+from cpo_ros.envs.circle import CircleTask
+from cpo_ros.envs.robot import RobotConfig
+from cpo_ros.ros.params import ParamSpec
+
+_A = AlgoConfig()
+_T = CircleTask()
+_R = RobotConfig()
+
+TASK_PARAMS = [
+    ParamSpec('task', 'circle', 'task to simulate and learn', choices=('circle',)),
+    ParamSpec('num_envs', 16, 'robots simulated side by side (batched lock-step)', 1, 1024),
+    ParamSpec('seed', 0, 'seed of the simulator, the action noise and the networks', 0, 2**31 - 1),
+    ParamSpec('steps_per_iteration', 50_000, 'samples (all robots) per policy update', 1,
+              100_000_000),
+    ParamSpec('target_radius', _T.target_radius, 'radius of the rewarded circle [m]', 0.01, 1e4),
+    ParamSpec('x_limit', _T.x_limit, 'safe area: the strip |x| <= x_limit [m]', 0.01, 1e4),
+    ParamSpec('max_episode_steps', _T.max_episode_steps, 'steps per episode', 1, 1_000_000),
+]
+
+SIM_BRIDGE_PARAMS = [
+    ParamSpec('mode', 'lockstep', 'lockstep: step when the executor answers (training); '
+              'realtime: step at control_rate_hz with the latest cmd_vel (a robot stand-in)',
+              choices=('lockstep', 'realtime')),
+    ParamSpec('control_rate_hz', 5.0, 'realtime mode: steps per wall-clock second', 0.1, 1000.0),
+    ParamSpec('cmd_timeout_s', 0.5, 'realtime mode: an older cmd_vel means stop [s]', 0.001,
+              60.0),
+    ParamSpec('resend_period_s', 1.0, 'lockstep: re-publish an unanswered state after [s]',
+              0.01, 60.0),
+    ParamSpec('odom_frame', 'odom', 'frame of the odometry pose'),
+    ParamSpec('base_frame', 'base_link', 'child frame of the odometry'),
+    ParamSpec('init_position_noise', _T.init_position_noise, 'start position spread [m]', 0.0,
+              1e3),
+    ParamSpec('max_linear_velocity', _R.max_linear_velocity, 'forward speed limit [m/s]', 0.01,
+              100.0),
+    ParamSpec('max_angular_velocity', _R.max_angular_velocity, 'yaw rate limit [rad/s]', 0.01,
+              100.0),
+    ParamSpec('control_dt', _R.control_dt, 'simulated seconds per step [s]', 0.001, 10.0),
+    ParamSpec('physics_dt', _R.physics_dt, 'MuJoCo timestep [s]', 0.0001, 1.0),
+    ParamSpec('mass', _R.mass, 'robot mass [kg]', 0.01, 1000.0),
+    ParamSpec('actuator_gain', _R.actuator_gain, 'servo gain error factor', 0.01, 10.0),
+]
+
+EXECUTOR_PARAMS = [
+    ParamSpec('deterministic', False, 'act with the mean action (true) or sample (training)'),
+]
+
+LEARNER_PARAMS = [
+    ParamSpec('algo', 'cpo', 'update rule', choices=('cpo', 'trpo', 'pdo')),
+    ParamSpec('iterations', 100, 'policy updates to run', 1, 10_000_000),
+    ParamSpec('out', 'runs/circle_sim', 'run directory: progress.csv, curves.png, checkpoints'),
+    ParamSpec('resume', False, 'continue from out/checkpoints/last.pt'),
+    ParamSpec('checkpoint_every', 1, 'iterations between checkpoints', 1, 1_000_000),
+    ParamSpec('torch_threads', 2, 'threads for the update', 1, 256),
+    ParamSpec('shutdown_when_done', True, 'end the process after the last iteration'),
+    ParamSpec('cost_limit', _A.cost_limit, 'limit d on the expected cost per episode', 0.0, 1e9),
+    ParamSpec('target_kl', _A.target_kl, 'trust region delta (mean KL)', 1e-6, 1.0),
+    ParamSpec('gamma', _A.gamma, 'reward discount', 0.0, 1.0),
+    ParamSpec('lam', _A.lam, 'reward GAE lambda', 0.0, 1.0),
+    ParamSpec('cost_gamma', _A.cost_gamma, 'cost discount', 0.0, 1.0),
+    ParamSpec('cost_lam', _A.cost_lam, 'cost GAE lambda', 0.0, 1.0),
+    ParamSpec('cg_iters', _A.cg_iters, 'conjugate-gradient iterations', 1, 1000),
+    ParamSpec('cg_damping', _A.cg_damping, 'Fisher damping', 0.0, 10.0),
+    ParamSpec('backtrack_ratio', _A.backtrack_ratio, 'line-search shrink factor', 0.01, 0.99),
+    ParamSpec('backtrack_iters', _A.backtrack_iters, 'line-search steps', 1, 100),
+    ParamSpec('hidden_sizes', list(_A.hidden_sizes), 'policy hidden layers (tanh)', 1, 4096),
+    ParamSpec('value_hidden_sizes', list(_A.value_hidden_sizes), 'critic hidden layers', 1,
+              4096),
+    ParamSpec('init_log_std', _A.init_log_std, 'initial policy log-std', -10.0, 2.0),
+    ParamSpec('value_lr', _A.value_lr, 'critic learning rate', 1e-7, 1.0),
+    ParamSpec('value_epochs', _A.value_epochs, 'critic epochs per update', 0, 1000),
+    ParamSpec('value_minibatch', _A.value_minibatch, 'critic minibatch size', 1, 10_000_000),
+    ParamSpec('pdo_lambda_lr', _A.pdo_lambda_lr, 'PDO dual step size', 0.0, 100.0),
+]
+
+MONITOR_PARAMS = [
+    ParamSpec('publish_cost', False, 'publish safety/cost from the pose (on a robot); in '
+              'simulation the bridge owns that topic and the monitor compares'),
+    ParamSpec('odom_timeout_s', 1.0, 'odometry older than this is stale (ERROR) [s]', 0.001,
+              60.0),
+    ParamSpec('diagnostics_rate_hz', 1.0, 'diagnostics publication rate', 0.01, 100.0),
+    ParamSpec('odom_frame', 'odom', 'frame of the safe-area markers'),
+]
+
+NODE_PARAMS = {
+    'sim_bridge': SIM_BRIDGE_PARAMS,
+    'policy_executor': EXECUTOR_PARAMS,
+    'learner': LEARNER_PARAMS,
+    'safe_area_monitor': MONITOR_PARAMS,
+}
+"""Node-specific parameters; every node also declares TASK_PARAMS."""
