@@ -59,6 +59,11 @@ class SimBridge(Node):
         self.env = VecPointCircle(num_envs, task, robot, seed=p['seed'])
         self.odom_frame, self.base_frame = p['odom_frame'], p['base_frame']
         self.cmd_timeout = p['cmd_timeout_s']
+        # Lock-step runs thousands of steps a second: robot 0's odom, cost and /clock go out at
+        # telemetry_rate_hz of wall time there (each still one consistent step), every step in
+        # realtime mode.
+        self._telemetry_period = 1.0 / p['telemetry_rate_hz'] if self.mode == 'lockstep' else 0.0
+        self._last_telemetry = -float('inf')
         self.seq = 0
         self._state = np.zeros((num_envs, len(STATE_FIELDS) - 1), np.float32)
         self._last_cmd = np.zeros(2)
@@ -128,7 +133,10 @@ class SimBridge(Node):
         self._fill_state(reward, cost, terminated, truncated, info['final_pose'],
                          info['final_twist'])
         self.seq = (self.seq + 1) % (2 ** 24)
-        self._publish_outputs(float(cost[0]))
+        now = time.monotonic()
+        if now - self._last_telemetry >= self._telemetry_period:
+            self._last_telemetry = now
+            self._publish_outputs(float(cost[0]))
 
     def _fill_state(self, reward, cost, terminated, truncated, final_pose, final_twist) -> None:
         s = self._state

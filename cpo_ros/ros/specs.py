@@ -33,6 +33,8 @@ SIM_BRIDGE_PARAMS = [
               60.0),
     ParamSpec('resend_period_s', 1.0, 'lockstep: re-publish an unanswered state after [s]',
               0.01, 60.0),
+    ParamSpec('telemetry_rate_hz', 50.0, 'lockstep: wall-clock rate of robot 0 odom, '
+              'safety/cost and /clock (realtime mode publishes every step)', 0.1, 100000.0),
     ParamSpec('odom_frame', 'odom', 'frame of the odometry pose'),
     ParamSpec('base_frame', 'base_link', 'child frame of the odometry'),
     ParamSpec('init_position_noise', _T.init_position_noise, 'start position spread [m]', 0.0,
