@@ -106,7 +106,8 @@ def _gym_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
             raise ValueError(f'{env_id} is a Safety-Gymnasium id: pip install safety-gymnasium '
                              f'to use it') from exc
         return lambda: safety_gymnasium.make(env_id, **kwargs)
-    return lambda: gym.make(env_id, **kwargs)
+    # Gymnasium's passive checker rejects the 6-tuple step of safety-style envs.
+    return lambda: gym.make(env_id, disable_env_checker=True, **kwargs)
 
 
 def make_vec_env(task: str | None = None, env_id: str | None = None, num_envs: int = 1,

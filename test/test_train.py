@@ -1,0 +1,90 @@
+"""The real `cpo-ros train` and `cpo-ros eval` commands with tiny budgets."""
+
+import csv
+import subprocess
+import sys
+
+import pytest
+
+from cpo_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cpo_ros.core.progress import COLUMNS
+
+
+def cpo_ros(*args, check=True):
+    result = subprocess.run([sys.executable, '-m', 'cpo_ros.cli', *args], capture_output=True,
+                            text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f'cpo-ros {args} failed:\n{result.stdout}\n{result.stderr}')
+    return result
+
+
+def rows(out):
+    with open(out / 'progress.csv') as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize('algo', ['cpo', 'pdo'])
+def test_training_writes_its_files_and_learns(tmp_path, algo):
+    out = tmp_path / algo
+    cpo_ros('train', '--task', 'circle', '--algo', algo, '--iterations', '8',
+            '--steps-per-iteration', '8000', '--num-envs', '8', '--seed', '1', '--out', str(out),
+            '--quiet')
+    for name in ('progress.csv', 'config.yaml', 'curves.png', 'checkpoints/last.pt'):
+        assert (out / name).is_file(), name
+    table = rows(out)
+    assert [int(r['iteration']) for r in table] == list(range(1, 9))
+    assert set(COLUMNS) <= set(table[0])
+    first, last = float(table[0]['episode_return']), float(table[-1]['episode_return'])
+    assert last > first + 1.0, (first, last)
+    assert all(float(r['kl']) <= 0.01 + 1e-9 for r in table)
+    config = (out / 'config.yaml').read_text()
+    assert f'algo: {algo}' in config and 'cost_limit: 5.0' in config
+
+
+def test_resume_continues_at_the_next_iteration_exactly(tmp_path):
+    common = ['train', '--iterations', '4', '--steps-per-iteration', '2000', '--num-envs', '4',
+              '--seed', '3', '--quiet']
+    cpo_ros(*common, '--out', str(tmp_path / 'whole'))
+    # Interrupted after 2 iterations, then resumed to 4.
+    cpo_ros(*common[:2], '2', *common[3:], '--out', str(tmp_path / 'split'))
+    cpo_ros(*common, '--out', str(tmp_path / 'split'), '--resume')
+    whole, split = rows(tmp_path / 'whole'), rows(tmp_path / 'split')
+    assert [r['iteration'] for r in split] == ['1', '2', '3', '4']
+    for key in ('env_steps', 'episode_return', 'episode_cost', 'kl', 'case'):
+        assert [r[key] for r in split] == [r[key] for r in whole], key
+
+
+def test_eval_prints_means_and_plots(tmp_path):
+    out = tmp_path / 'run'
+    cpo_ros('train', '--iterations', '1', '--steps-per-iteration', '1000', '--num-envs', '4',
+            '--out', str(out), '--quiet')
+    result = cpo_ros('eval', '--checkpoint', str(out / 'checkpoints/last.pt'), '--episodes',
+                     '3', '--plot', str(tmp_path / 'tracks.png'))
+    assert 'mean return' in result.stdout and 'mean cost' in result.stdout
+    assert (tmp_path / 'tracks.png').stat().st_size > 1000
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--cost-limit', '-1'], 'cost_limit'),
+    (['--env-id', 'NoSuchEnv-v0'], 'unknown env id'),
+    (['--num-envs', '0'], 'num_envs'),
+])
+def test_bad_input_is_a_clear_error(tmp_path, args, message):
+    result = cpo_ros('train', '--iterations', '1', '--out', str(tmp_path / 'x'), '--quiet',
+                     *args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_corrupt_checkpoint_is_refused_with_path_and_reason(tmp_path):
+    bad = tmp_path / 'bad.pt'
+    bad.write_bytes(b'not a checkpoint')
+    with pytest.raises(CheckpointError, match=str(bad)):
+        load_checkpoint(bad)
+    result = cpo_ros('eval', '--checkpoint', str(bad), check=False)
+    assert result.returncode == 2 and str(bad) in result.stderr
+    foreign = save_checkpoint(tmp_path / 'foreign.pt', {'x': 1})
+    with pytest.raises(CheckpointError, match='lacks'):
+        load_checkpoint(foreign, ('config',))
+    with pytest.raises(CheckpointError, match='no such file'):
+        load_checkpoint(tmp_path / 'missing.pt')
