@@ -81,7 +81,7 @@ def test_gym_env_passes_the_checker():
 def test_vector_env_autoresets_with_final_obs():
     env = VecPointCircle(3, max_episode_steps=4, seed=1)
     env.reset(seed=1)
-    for t in range(4):
+    for _ in range(4):
         obs, reward, cost, terminated, truncated, info = env.step(np.tile([1.5, 0.0], (3, 1)))
     assert truncated.all() and not terminated.any()
     # The returned observation is of the new episode (near the origin, at rest) ...
@@ -147,7 +147,7 @@ def test_any_env_with_a_cost_is_accepted(env_id):
     env = make_vec_env(env_id=env_id, num_envs=2, seed=0)
     obs = env.reset(seed=0)
     assert obs.shape == (2, 2) and env.act_dim == 1
-    for t in range(3):
+    for _ in range(3):
         obs, reward, cost, terminated, truncated, info = env.step(np.full((2, 1), 0.25))
     np.testing.assert_allclose(cost, 0.5)
     np.testing.assert_allclose(reward, 0.25)

@@ -129,7 +129,7 @@ class ConstrainedTrustRegion:
             'cost_limit': cfg.cost_limit, 'kl': kl, 'case': case, 'accepted': accepted,
             'step_frac': frac, 'surrogate_reward_gain': d_r, 'surrogate_cost_change': d_c,
             'lagrange': self.lagrange, 'value_loss_reward': value_loss_r,
-            'value_loss_cost': value_loss_c, 'policy_std': float(policy.log_std.exp().mean()),
+            'value_loss_cost': value_loss_c, 'policy_std': policy.log_std.exp().mean().item(),
             'samples': int(rollout['reward'].size), 'policy_version': self.version,
         }
 

@@ -1,0 +1,153 @@
+"""The ROS 2 graph with real rclpy: CPO iterations through the topics, several processes."""
+
+import csv
+import sys
+
+from conftest import CONFIG, NodeProcess, wait_until
+import numpy as np
+from std_msgs.msg import UInt8MultiArray
+
+from cpo_ros.ros import qos
+from cpo_ros.ros.conversions import msg_to_arrays
+
+SMALL = ['num_envs:=4', 'steps_per_iteration:=400', 'max_episode_steps:=20']
+
+
+def learner_params(out, iterations=3):
+    return [f'out:={out}', f'iterations:={iterations}', 'value_epochs:=2']
+
+
+def progress_rows(out):
+    path = out / 'progress.csv'
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+EXPECTED_TOPICS = {
+    '/batch/state': 'std_msgs/msg/Float32MultiArray',
+    '/batch/cmd_vel': 'std_msgs/msg/Float32MultiArray',
+    '/odom': 'nav_msgs/msg/Odometry',
+    '/safety/cost': 'std_msgs/msg/Float32',
+    '/clock': 'rosgraph_msgs/msg/Clock',
+    '/cpo/rollout': 'std_msgs/msg/UInt8MultiArray',
+    '/cpo/policy': 'std_msgs/msg/UInt8MultiArray',
+    '/cpo/episode_return': 'std_msgs/msg/Float32',
+    '/cpo/episode_cost': 'std_msgs/msg/Float32',
+    '/cpo/cost_limit': 'std_msgs/msg/Float32',
+    '/cpo/kl': 'std_msgs/msg/Float32',
+    '/episode/return': 'std_msgs/msg/Float32',
+    '/episode/cost': 'std_msgs/msg/Float32',
+    '/safety/in_safe_area': 'std_msgs/msg/Bool',
+    '/diagnostics': 'diagnostic_msgs/msg/DiagnosticArray',
+    '/safe_area/markers': 'visualization_msgs/msg/MarkerArray',
+}
+
+
+def test_four_node_processes_train_through_the_topics(start_node, probe, tmp_path):
+    rollouts = []
+    probe.create_subscription(UInt8MultiArray, 'cpo/rollout',
+                              lambda m: rollouts.append(int(msg_to_arrays(m)['policy_version'])),
+                              qos.ROLLOUT)
+    procs = [start_node('sim_bridge', *SMALL), start_node('safe_area_monitor', *SMALL),
+             start_node('policy_executor', *SMALL),
+             start_node('learner', *SMALL, *learner_params(tmp_path))]
+    names = {'sim_bridge', 'safe_area_monitor', 'policy_executor', 'learner'}
+    assert wait_until(lambda: names <= set(probe.get_node_names()), 60), probe.get_node_names()
+
+    def topics():
+        return {name: types[0] for name, types in probe.get_topic_names_and_types()}
+    assert wait_until(lambda: set(EXPECTED_TOPICS) <= set(topics()), 30), topics()
+    for name, kind in EXPECTED_TOPICS.items():
+        assert topics()[name] == kind, name
+
+    learner = procs[-1]
+    assert learner.wait(timeout=180) == 0, learner.output
+    assert [int(r['iteration']) for r in progress_rows(tmp_path)] == [1, 2, 3]
+    assert (tmp_path / 'curves.png').is_file() and (tmp_path / 'checkpoints/last.pt').is_file()
+    # The executor sampled with each new version: rollouts of versions 0, 1, 2 reached the learner.
+    assert wait_until(lambda: {0, 1, 2} <= set(rollouts), 10), rollouts
+    for proc in procs[:-1]:
+        assert proc.proc.poll() is None, proc.output  # still serving
+        assert proc.stop() == 0, proc.output
+
+
+def test_bringup_runs_the_same_graph_in_one_process(ros_env, tmp_path):
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
+           *[x for p in SMALL for x in ('-p', p)],  # "/**" settings: a bare -p reaches all
+           '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
+           '-p', 'learner:value_epochs:=2']
+    bringup = NodeProcess(cmd, ros_env)
+    assert bringup.wait(timeout=180) == 0, bringup.output
+    assert [int(r['iteration']) for r in progress_rows(tmp_path)] == [1, 2]
+    assert 'it    2' in bringup.output and 'training done' in bringup.output
+    assert (tmp_path / 'curves.png').is_file()
+
+
+def test_a_late_executor_gets_the_latest_policy_and_training_goes_on(start_node, probe,
+                                                                     tmp_path):
+    start_node('sim_bridge', *SMALL)
+    learner = start_node('learner', *SMALL, *learner_params(tmp_path, iterations=4))
+    first = start_node('policy_executor', *SMALL)
+    assert wait_until(lambda: len(progress_rows(tmp_path)) >= 2, 120), learner.output
+    assert first.stop() == 0
+    done = len(progress_rows(tmp_path))
+    # A subscriber that arrives late still receives the newest policy (transient local).
+    versions = []
+    probe.create_subscription(UInt8MultiArray, 'cpo/policy',
+                              lambda m: versions.append(int(msg_to_arrays(m)['version'])),
+                              qos.LATCHED)
+    assert wait_until(lambda: versions, 20)
+    assert versions[-1] >= done
+    start_node('policy_executor', *SMALL)
+    assert learner.wait(timeout=180) == 0, learner.output
+    assert [int(r['iteration']) for r in progress_rows(tmp_path)] == [1, 2, 3, 4]
+
+
+def test_a_bad_parameter_is_refused_at_start_up(start_node, tmp_path):
+    learner = start_node('learner', f'out:={tmp_path}', 'cost_limit:=-1.0')
+    assert learner.wait(timeout=60) == 2
+    assert 'cost_limit' in learner.output and 'allowed' in learner.output
+    bridge = start_node('sim_bridge', 'num_envs:=0')
+    assert bridge.wait(timeout=60) == 2
+    assert 'num_envs' in bridge.output and '[1, 1024]' in bridge.output
+    bridge = start_node('sim_bridge', 'mode:=fast')
+    assert bridge.wait(timeout=60) == 2
+    assert 'mode' in bridge.output and 'lockstep' in bridge.output
+
+
+def test_malformed_messages_are_dropped_and_the_graph_keeps_running(start_node, probe,
+                                                                   tmp_path):
+    from std_msgs.msg import Float32MultiArray
+
+    from cpo_ros.ros.conversions import (CMD_FIELDS, decode_batch, encode_batch,
+                                         STATE_FIELDS)
+
+    bridge = start_node('sim_bridge', 'num_envs:=2', 'resend_period_s:=0.2')
+    learner = start_node('learner', 'num_envs:=2', *learner_params(tmp_path))
+    states = []
+    probe.create_subscription(Float32MultiArray, 'batch/state',
+                              lambda m: states.append(decode_batch(m, STATE_FIELDS)),
+                              qos.LOCKSTEP)
+    cmd_pub = probe.create_publisher(Float32MultiArray, 'batch/cmd_vel', qos.LOCKSTEP)
+    rollout_pub = probe.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
+    assert wait_until(lambda: states, 60), bridge.output
+    seq = states[-1][1]
+    # Three robots' commands for a two-robot bridge, then a message with a foreign layout.
+    cmd_pub.publish(encode_batch(np.zeros((3, 2)), CMD_FIELDS, seq))
+    cmd_pub.publish(Float32MultiArray(data=[1.0, 2.0, 3.0]))
+    assert bridge.wait_for_output('dropped a malformed batch/cmd_vel', 20), bridge.output
+    # Garbage and a wrongly shaped rollout for the learner.
+    assert wait_until(lambda: rollout_pub.get_subscription_count() > 0, 60), learner.output
+    rollout_pub.publish(UInt8MultiArray(data=b'not an npz file'))
+    assert learner.wait_for_output('dropped a malformed rollout', 20), learner.output
+    from cpo_ros.ros.conversions import arrays_to_msg
+    rollout_pub.publish(arrays_to_msg({'obs': np.zeros((2, 2, 9), np.float32),
+                                       'policy_version': np.asarray(0)}))
+    assert learner.wait_for_output('does not fit', 20), learner.output
+    # Both still serve: the bridge steps on a well-formed command.
+    cmd_pub.publish(encode_batch(np.zeros((2, 2)), CMD_FIELDS, seq))
+    assert wait_until(lambda: states[-1][1] == seq + 1, 20)
+    assert bridge.proc.poll() is None and learner.proc.poll() is None
+    assert CONFIG.is_file()
