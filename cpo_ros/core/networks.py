@@ -77,7 +77,7 @@ class GaussianPolicy(nn.Module):
         self.register_buffer('action_bias', torch.as_tensor((high + low) / 2, dtype=torch.float32))
 
     def distribution(self, obs: torch.Tensor) -> torch.distributions.Normal:
-        """Return the action distribution (unit space) for raw observations."""
+        """Return the Gaussian over unit-space actions for raw observations."""
         mean = self.mean_net(self.norm(obs))
         return torch.distributions.Normal(mean, self.log_std.exp().expand_as(mean))
 

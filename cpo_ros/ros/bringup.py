@@ -27,7 +27,9 @@ def ros_arguments(name: str, argv: list[str]) -> list[str]:
         user = user[1:]
     if user and user[0] != '--ros-args':
         user = ['--ros-args', *user]
-    return ['cpo-ros', '--ros-args', '--params-file', str(params), *user]
+    # Sim time by default, as the launch files' use_sim_time argument; the user may override.
+    return ['cpo-ros', '--ros-args', '--params-file', str(params), '-p', 'use_sim_time:=true',
+            *user]
 
 
 def bringup(name: str, argv: list[str]) -> int:
@@ -47,7 +49,8 @@ def bringup(name: str, argv: list[str]) -> int:
             node = entry.load()(context=context)
             nodes.append(node)
             executor.add_node(node)
-        done_events = [n.done for n in nodes if hasattr(n, 'done')]
+        done_events = [node.done for node, entry in zip(nodes, entries, strict=True)
+                       if entry.ends_bringup]
         while context.ok() and not stop.is_set() and not any(e.is_set() for e in done_events):
             executor.spin_once(timeout_sec=0.1)
         return 0

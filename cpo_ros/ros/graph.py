@@ -11,6 +11,8 @@ class NodeEntry:
     executable: str
     name: str
     target: str
+    ends_bringup: bool = False
+    """When this node's process ends (the learner after its budget), the bring-up ends."""
 
     def load(self) -> type:
         """Import and return the node class."""
@@ -23,7 +25,7 @@ MONITOR = NodeEntry('safe_area_monitor', 'safe_area_monitor',
                     'cpo_ros.nodes.safe_area_monitor:SafeAreaMonitor')
 EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
                      'cpo_ros.nodes.policy_executor:PolicyExecutor')
-LEARNER = NodeEntry('learner', 'learner', 'cpo_ros.nodes.learner:Learner')
+LEARNER = NodeEntry('learner', 'learner', 'cpo_ros.nodes.learner:Learner', ends_bringup=True)
 
 GRAPHS: dict[str, tuple[NodeEntry, ...]] = {
     'circle_sim': (SIM_BRIDGE, MONITOR, EXECUTOR, LEARNER),
