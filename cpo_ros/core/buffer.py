@@ -80,7 +80,7 @@ class RolloutCollector:
         self.t = t + 1
 
     def arrays(self, last_obs: np.ndarray, policy_version: int = 0) -> dict[str, np.ndarray]:
-        """Return the rollout as a dict of copied numpy arrays (see the module docstring)."""
+        """Return copies of the rollout data in a dict; the module docstring lists the keys."""
         t = self.t
         return {
             'obs': self.obs[:t].copy(), 'u': self.u[:t].copy(), 'logp': self.logp[:t].copy(),
