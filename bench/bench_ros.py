@@ -1,0 +1,137 @@
+"""Through-ROS training throughput against the direct trainer, and the executor's latency.
+
+Run: .venv/bin/python bench/bench_ros.py [--num-envs 16] [--steps 20000] [--iterations 4]
+(set ROS_DOMAIN_ID to a free domain). Prints
+- sampling env steps/s of `cpo-ros train` and of `cpo-ros bringup circle_sim` (lock-step, same
+  settings, same seed) and their ratio;
+- the policy executor's state -> command round trip through DDS (p50, p99): a probe publishes
+  `batch/state` and times the `batch/cmd_vel` answer, so the figure includes two DDS hops.
+"""
+
+import argparse
+import csv
+import os
+from pathlib import Path
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+
+def sampling_rate(progress: Path) -> tuple[float, float]:
+    """Return (samples per second of sampling, mean update seconds), first iteration skipped."""
+    with open(progress) as f:
+        rows = list(csv.DictReader(f))[1:]
+    per_iter = float(rows[0]['env_steps']) / float(rows[0]['iteration'])
+    sample_s = np.mean([float(r['sample_time_s']) for r in rows])
+    return per_iter / sample_s, float(np.mean([float(r['update_time_s']) for r in rows]))
+
+
+def direct(args, out: Path) -> tuple[float, float]:
+    """Train without ROS; return its sampling rate and update time."""
+    from cpo_ros.core.config import TrainConfig
+    from cpo_ros.core.trainer import train
+    train(TrainConfig(task='circle', iterations=args.iterations,
+                      steps_per_iteration=args.steps, num_envs=args.num_envs, seed=0,
+                      out=str(out)), show_progress=False)
+    return sampling_rate(out / 'progress.csv')
+
+
+def through_ros(args, out: Path) -> tuple[float, float]:
+    """Train with `cpo-ros bringup circle_sim`; return its sampling rate and update time."""
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
+           '-p', f'num_envs:={args.num_envs}', '-p', f'steps_per_iteration:={args.steps}',
+           '-p', 'seed:=0', '-p', f'learner:iterations:={args.iterations}',
+           '-p', f'learner:out:={out}']
+    subprocess.run(cmd, check=True, capture_output=True, timeout=1200)
+    return sampling_rate(out / 'progress.csv')
+
+
+def latency(args) -> np.ndarray:
+    """Return state -> command round-trip times [s] of a policy_executor process."""
+    import rclpy
+    from std_msgs.msg import Float32MultiArray, UInt8MultiArray
+
+    from cpo_ros.core.networks import GaussianPolicy
+    from cpo_ros.ros import qos
+    from cpo_ros.ros.conversions import (
+        arrays_to_msg,
+        CMD_FIELDS,
+        decode_batch,
+        encode_batch,
+        STATE_FIELDS,
+    )
+
+    executor = subprocess.Popen(
+        [sys.executable, '-m', 'cpo_ros.nodes.policy_executor', '--ros-args', '-p',
+         f'num_envs:={args.num_envs}', '-p', 'steps_per_iteration:=100000000'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rclpy.init()
+    node = rclpy.create_node('latency_probe')
+    answered = threading.Event()
+    got: dict[str, int] = {}
+
+    def on_cmd(msg):
+        got['seq'] = decode_batch(msg, CMD_FIELDS)[1]
+        answered.set()
+    node.create_subscription(Float32MultiArray, 'batch/cmd_vel', on_cmd, qos.LOCKSTEP)
+    state_pub = node.create_publisher(Float32MultiArray, 'batch/state', qos.LOCKSTEP)
+    policy_pub = node.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
+    arrays = GaussianPolicy(6, 2).to_arrays()
+    arrays['version'] = np.asarray(0)
+    policy_pub.publish(arrays_to_msg(arrays))
+    spin = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
+    spin.start()
+    state = np.zeros((args.num_envs, len(STATE_FIELDS) - 1), np.float32)
+    times = []
+    try:
+        end = time.monotonic() + 60
+        while state_pub.get_subscription_count() == 0 and time.monotonic() < end:
+            time.sleep(0.1)
+        for seq in range(args.latency_samples + 200):
+            answered.clear()
+            t0 = time.perf_counter()
+            state_pub.publish(encode_batch(state, STATE_FIELDS, seq))
+            if not answered.wait(2.0 if seq else 30.0) or got.get('seq') != seq:
+                continue
+            if seq >= 200:  # warm-up
+                times.append(time.perf_counter() - t0)
+    finally:
+        executor.terminate()
+        executor.wait()
+        node.destroy_node()
+        rclpy.shutdown()
+    return np.asarray(times)
+
+
+def main() -> None:
+    """Measure and print."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--num-envs', type=int, default=16)
+    parser.add_argument('--steps', type=int, default=20_000)
+    parser.add_argument('--iterations', type=int, default=4)
+    parser.add_argument('--latency-samples', type=int, default=2000)
+    args = parser.parse_args()
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    with tempfile.TemporaryDirectory() as tmp:
+        d_rate, d_update = direct(args, Path(tmp) / 'direct')
+        r_rate, r_update = through_ros(args, Path(tmp) / 'ros')
+    print(f'{args.num_envs} envs, {args.steps} samples/iteration, {args.iterations} iterations '
+          f'(first skipped)')
+    print(f'direct  cpo-ros train:   sampling {d_rate:8.0f} env steps/s, update {d_update:.2f} s')
+    print(f'through ROS (bringup):   sampling {r_rate:8.0f} env steps/s, update {r_update:.2f} s')
+    print(f'ratio through-ROS / direct: {r_rate / d_rate:.2f} (target >= 0.6)')
+    rtt = latency(args) * 1e3
+    if rtt.size:
+        print(f'executor batch/state -> batch/cmd_vel round trip ({args.num_envs} robots, '
+              f'{rtt.size} samples): p50 {np.percentile(rtt, 50):.3f} ms, '
+              f'p99 {np.percentile(rtt, 99):.3f} ms')
+    else:
+        print('executor latency: no answers received')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,78 @@
+"""Single nodes with real rclpy: the safe-area monitor and the sim bridge's real-time mode."""
+
+from conftest import wait_until
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+import numpy as np
+from rclpy.clock import Clock
+from std_msgs.msg import Bool, Float32
+from visualization_msgs.msg import MarkerArray
+
+from cpo_ros.ros import qos
+from cpo_ros.ros.conversions import odometry_to_pose_twist, pose_twist_to_odometry
+
+
+def odom(x, y=0.0, yaw=0.0):
+    return pose_twist_to_odometry(np.array([x, y, yaw]), np.zeros(2), Clock().now().to_msg(),
+                                  'odom', 'base_link')
+
+
+def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_node, probe):
+    monitor = start_node('safe_area_monitor', 'publish_cost:=true', 'odom_timeout_s:=0.5',
+                         'diagnostics_rate_hz:=10.0')
+    costs, inside, diags, markers = [], [], [], []
+    probe.create_subscription(Float32, 'safety/cost', lambda m: costs.append(m.data),
+                              qos.METRICS)
+    probe.create_subscription(Bool, 'safety/in_safe_area', lambda m: inside.append(m.data),
+                              qos.METRICS)
+    probe.create_subscription(DiagnosticArray, 'diagnostics', lambda m: diags.append(m.status[0]),
+                              qos.METRICS)
+    probe.create_subscription(MarkerArray, 'safe_area/markers', markers.append, qos.LATCHED)
+    pub = probe.create_publisher(Odometry, 'odom', qos.METRICS)
+    assert wait_until(lambda: pub.get_subscription_count() > 0 and markers, 60), monitor.output
+    assert markers[0].markers[0].scale.x == 5.0  # the strip |x| <= 2.5
+    # No odometry yet: ERROR.
+    assert wait_until(lambda: diags and diags[-1].level == DiagnosticStatus.ERROR, 10)
+    pub.publish(odom(1.0))
+    assert wait_until(lambda: costs and inside, 10)
+    assert costs[-1] == 0.0 and inside[-1] is True
+    diags.clear()
+    for _ in range(3):
+        pub.publish(odom(3.0))
+    assert wait_until(lambda: len(costs) >= 2 and costs[-1] == 1.0 and inside[-1] is False, 10)
+    assert wait_until(lambda: diags and diags[-1].level == DiagnosticStatus.WARN, 10)
+    values = {kv.key: kv.value for kv in diags[-1].values}
+    assert values['exits'] == '1'
+    # A non-finite pose is dropped with a warning, never trusted; then odometry goes stale.
+    bad = odom(0.0)
+    bad.pose.pose.position.x = float('nan')
+    pub.publish(bad)
+    assert monitor.wait_for_output('dropped odometry', 10), monitor.output
+    assert wait_until(lambda: diags[-1].level == DiagnosticStatus.ERROR
+                      and 'stale' in diags[-1].message, 10)
+    assert monitor.proc.poll() is None
+
+
+def test_realtime_bridge_follows_cmd_vel_and_stops_when_it_goes_stale(start_node, probe):
+    bridge = start_node('sim_bridge', 'mode:=realtime', 'control_rate_hz:=20.0',
+                        'cmd_timeout_s:=0.3', 'control_dt:=0.04')
+    poses = []
+    probe.create_subscription(Odometry, 'odom',
+                              lambda m: poses.append(odometry_to_pose_twist(m)), qos.SENSOR)
+    cmd_pub = probe.create_publisher(Twist, 'cmd_vel', qos.COMMAND)
+    assert wait_until(lambda: len(poses) > 2 and cmd_pub.get_subscription_count() > 0, 60), \
+        bridge.output
+    cmd = Twist()
+    cmd.linear.x = 1.0
+    for _ in range(10):
+        cmd_pub.publish(cmd)
+        wait_until(lambda: False, 0.1)
+    assert wait_until(lambda: poses[-1][1][0] > 0.5, 5), poses[-1]
+    # No new command: after cmd_timeout_s the robot is commanded to stop.
+    assert wait_until(lambda: abs(poses[-1][1][0]) < 0.05, 5), poses[-1]
+    nan = Twist()
+    nan.linear.x = float('nan')
+    cmd_pub.publish(nan)
+    assert bridge.wait_for_output('dropped cmd_vel', 10), bridge.output
+    assert bridge.proc.poll() is None
