@@ -21,6 +21,13 @@ import time
 import numpy as np
 
 
+def curve(progress: Path) -> list[tuple[float, float]]:
+    """Return (episode return, episode cost) per iteration."""
+    with open(progress) as f:
+        return [(float(r['episode_return']), float(r['episode_cost']))
+                for r in csv.DictReader(f)]
+
+
 def sampling_rate(progress: Path) -> tuple[float, float]:
     """Return (samples per second of sampling, mean update seconds), first iteration skipped."""
     with open(progress) as f:
@@ -119,6 +126,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d_rate, d_update = direct(args, Path(tmp) / 'direct')
         r_rate, r_update = through_ros(args, Path(tmp) / 'ros')
+        d_curve = curve(Path(tmp) / 'direct' / 'progress.csv')
+        r_curve = curve(Path(tmp) / 'ros' / 'progress.csv')
+    print('learning curves, same seed and budget (CPO): iteration, direct return/cost, '
+          'through-ROS return/cost')
+    for i, ((dr, dc), (rr, rc)) in enumerate(zip(d_curve, r_curve, strict=True), start=1):
+        if i % max(1, len(d_curve) // 10) == 0 or i == len(d_curve):
+            print(f'{i:4d}  {dr:8.2f} {dc:6.2f}   {rr:8.2f} {rc:6.2f}')
     print(f'{args.num_envs} envs, {args.steps} samples/iteration, {args.iterations} iterations '
           f'(first skipped)')
     print(f'direct  cpo-ros train:   sampling {d_rate:8.0f} env steps/s, update {d_update:.2f} s')
