@@ -120,8 +120,7 @@ class ConstrainedTrustRegion:
         if cfg.algo == 'pdo':
             self.lagrange = max(0.0, self.lagrange + cfg.pdo_lambda_lr * c)
         value_loss_r, value_loss_c = self._fit_critics(obs, tgt_r, tgt_c)
-        # Statistics move after the update, so the step above saw one fixed normalisation.
-        policy.norm.update(rollout['obs'])
+        self._update_normalizer(rollout['obs'])
         self.version += 1
         return {
             'episode_return': summary['episode_return'], 'episode_cost': j_c,
@@ -132,6 +131,25 @@ class ConstrainedTrustRegion:
             'value_loss_cost': value_loss_c, 'policy_std': policy.log_std.exp().mean().item(),
             'samples': int(rollout['reward'].size), 'policy_version': self.version,
         }
+
+    def _update_normalizer(self, obs: np.ndarray) -> None:
+        """Fold obs into the running statistics without changing what the networks compute.
+
+        A plain update would move the policy outside the trust region (and outside CPO's
+        control of the cost: the measured cost then drifts above the limit). The first layer of
+        each network absorbs the change instead: W (x - m) / s + c = W' (x - m') / s' + c' with
+        W' = W s' / s and c' = c + W (m' - m) / s (exact for unclipped inputs).
+        """
+        norm = self.policy.norm
+        old_mean, old_std = norm.mean.clone(), torch.sqrt(norm.var + 1e-8)
+        norm.update(obs)
+        new_mean, new_std = norm.mean, torch.sqrt(norm.var + 1e-8)
+        with torch.no_grad():
+            for first in (self.policy.mean_net[0], self.reward_critic.net[0],
+                          self.cost_critic.net[0]):
+                w = first.weight.double()
+                first.bias.add_((w @ ((new_mean - old_mean) / old_std)).float())
+                first.weight.copy_((w * (new_std / old_std)).float())
 
     def _advantages(self, rollout: dict[str, np.ndarray]):
         """Return flat torch obs, reward/cost advantages and value targets (GAE each)."""
