@@ -1,4 +1,4 @@
-"""The `cpo-ros` command: train, eval and bringup (export comes with deployment)."""
+"""The `cpo-ros` command: train, eval, export and bringup."""
 
 import argparse
 import sys
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', required=True)
     _train_parser(sub)
     _eval_parser(sub)
+    p = sub.add_parser('export', help='export a checkpoint for a robot (TorchScript + JSON)')
+    p.add_argument('--checkpoint', required=True)
+    p.add_argument('--out', required=True, help='directory for policy.pt and policy.json')
     p = sub.add_parser('bringup', help='start the nodes of a launch file in one process',
                        description='Start the nodes of launch/<name>.launch.py with '
                        'config/<name>.yaml in one process. Arguments after the name are ROS '
@@ -86,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_train(args)
         if args.command == 'eval':
             return _cmd_eval(args)
+        if args.command == 'export':
+            from cpo_ros.core.export import export_policy
+            out = export_policy(args.checkpoint, args.out)
+            print(f'exported: {out / "policy.pt"} and {out / "policy.json"}')
+            return 0
         from cpo_ros.ros.bringup import bringup
         return bringup(args.name, args.ros_args)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
