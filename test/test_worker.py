@@ -60,3 +60,30 @@ def test_same_seed_same_actions():
     b.set_policy(policy)
     obs = np.ones((1, 3), np.float32)
     np.testing.assert_array_equal(a.act(obs), b.act(obs))
+
+
+def test_numpy_actor_matches_the_torch_policy():
+    import torch
+
+    from cpo_ros.core.networks import NumpyActor
+
+    policy = GaussianPolicy(3, 2, (16, 8), action_low=np.array([-1.5, -2.0]),
+                            action_high=np.array([1.5, 2.0]))
+    rng = np.random.default_rng(0)
+    policy.norm.update(rng.normal(2.0, 3.0, size=(100, 3)))
+    with torch.no_grad():
+        policy.log_std.fill_(-0.3)
+    actor = NumpyActor(policy)
+    obs = rng.normal(size=(7, 3)).astype(np.float32)
+    u, logp, action = actor.act(obs, rng=np.random.default_rng(1))
+    with torch.no_grad():
+        dist = policy.distribution(torch.as_tensor(obs))
+        np.testing.assert_allclose(actor.mean_action(obs), dist.loc.numpy(), rtol=1e-5,
+                                   atol=1e-6)
+        np.testing.assert_allclose(logp, dist.log_prob(torch.as_tensor(u)).sum(-1).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(action, policy.action_bias.numpy()
+                               + policy.action_scale.numpy() * u, rtol=1e-6)
+    _u, _logp, mean = actor.act(obs, deterministic=True)
+    np.testing.assert_allclose(mean, policy.act(obs, deterministic=True)[2], rtol=1e-5,
+                               atol=1e-6)

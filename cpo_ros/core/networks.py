@@ -142,6 +142,54 @@ class GaussianPolicy(nn.Module):
         self.load_state_dict(tensors)
 
 
+class NumpyActor:
+    """A frozen copy of a GaussianPolicy that acts with numpy.
+
+    Sampling calls the network on a handful of observations per step; torch's per-operation
+    overhead (and its thread pool, shared with an update running on another thread) costs far
+    more than the arithmetic there, so acting happens in numpy.
+    """
+
+    def __init__(self, policy: GaussianPolicy) -> None:
+        with torch.no_grad():
+            self.mean = policy.norm.mean.numpy().astype(np.float64)
+            self.std = np.sqrt(policy.norm.var.numpy() + 1e-8)
+            self.clip = float(policy.norm.clip)
+            linears = [m for m in policy.mean_net if isinstance(m, nn.Linear)]
+            self.layers = [(m.weight.numpy().T.astype(np.float32).copy(),
+                            m.bias.numpy().astype(np.float32).copy()) for m in linears]
+            self.log_std = policy.log_std.numpy().astype(np.float32).copy()
+            self.scale = policy.action_scale.numpy().copy()
+            self.bias = policy.action_bias.numpy().copy()
+        self.act_std = np.exp(self.log_std)
+        self._logp_const = float(-self.log_std.sum() - 0.5 * len(self.log_std)
+                                 * math.log(2 * math.pi))
+
+    def mean_action(self, obs: np.ndarray) -> np.ndarray:
+        """Return the mean of the unit-space action for raw observations (N, obs_dim)."""
+        x = np.clip((np.asarray(obs, np.float64) - self.mean) / self.std, -self.clip,
+                    self.clip).astype(np.float32)
+        for i, (w, b) in enumerate(self.layers):
+            x = x @ w + b
+            if i < len(self.layers) - 1:
+                x = np.tanh(x)
+        return x
+
+    def act(self, obs: np.ndarray, deterministic: bool = False,
+            rng: np.random.Generator | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (u, log-prob, action in env units) like GaussianPolicy.act."""
+        mean = self.mean_action(obs)
+        if deterministic:
+            noise = np.zeros_like(mean)
+        else:
+            noise = (rng or np.random.default_rng()).standard_normal(mean.shape).astype(
+                np.float32)
+        u = mean + self.act_std * noise
+        logp = (self._logp_const - 0.5 * np.square(noise).sum(-1)).astype(np.float32)
+        return u, logp, (self.bias + self.scale * u).astype(np.float32)
+
+
 class Critic(nn.Module):
     """State-value network over normalised observations (the normaliser is the policy's)."""
 

@@ -7,10 +7,9 @@ arrives: CPO's guarantees hold for on-policy data only.
 """
 
 import numpy as np
-import torch
 
 from cpo_ros.core.buffer import RolloutCollector
-from cpo_ros.core.networks import GaussianPolicy
+from cpo_ros.core.networks import GaussianPolicy, NumpyActor
 
 
 class RolloutWorker:
@@ -20,9 +19,9 @@ class RolloutWorker:
                  deterministic: bool = False) -> None:
         self.num_envs, self.obs_dim, self.act_dim = num_envs, obs_dim, act_dim
         self.collector = RolloutCollector(num_envs, obs_dim, act_dim, steps)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
         self.deterministic = deterministic
-        self.policy: GaussianPolicy | None = None
+        self.policy: NumpyActor | None = None
         self.version = -1
         self._min_version = 0
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -40,16 +39,16 @@ class RolloutWorker:
         if (policy.obs_dim, policy.act_dim) != (self.obs_dim, self.act_dim):
             raise ValueError(f'policy is for obs/action sizes ({policy.obs_dim}, '
                              f'{policy.act_dim}), this task has ({self.obs_dim}, {self.act_dim})')
-        self.policy, self.version = policy, version
+        self.policy, self.version = NumpyActor(policy), version
         return True
 
     def use_policy(self, policy: GaussianPolicy, version: int) -> None:
-        """Act with a policy object shared in-process (the direct trainer's path)."""
-        self.policy, self.version = policy, int(version)
+        """Act with a snapshot of an in-process policy (the direct trainer's path)."""
+        self.policy, self.version = NumpyActor(policy), int(version)
 
     def reseed(self, seed: int) -> None:
         """Restart the action noise from seed and forget episodes in progress (envs were reset)."""
-        self.generator.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
         self.collector.reset_episodes()
         self._pending = None
 
@@ -62,7 +61,7 @@ class RolloutWorker:
         """Return actions (env units) for obs and remember the sample for record()."""
         if not self.can_act:
             raise RuntimeError('no policy recent enough to act')
-        u, logp, action = self.policy.act(obs, self.deterministic, self.generator)
+        u, logp, action = self.policy.act(obs, self.deterministic, self.rng)
         self._pending = (np.asarray(obs, np.float32), u, logp)
         return action
 
