@@ -31,7 +31,7 @@ def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_n
     probe.create_subscription(MarkerArray, 'safe_area/markers', markers.append, qos.LATCHED)
     pub = probe.create_publisher(Odometry, 'odom', qos.METRICS)
     assert wait_until(lambda: pub.get_subscription_count() > 0 and markers, 60), monitor.output
-    assert markers[0].markers[0].scale.x == 5.0  # the strip |x| <= 2.5
+    assert {p.x for p in markers[0].markers[0].points} == {-2.5, 2.5}  # the strip |x| <= 2.5
     # No odometry yet: ERROR.
     assert wait_until(lambda: diags and diags[-1].level == DiagnosticStatus.ERROR, 10)
     pub.publish(odom(1.0))

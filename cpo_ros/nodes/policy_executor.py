@@ -104,11 +104,22 @@ class PolicyExecutor(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the executor alone (`ros2 run cpo_ros policy_executor`)."""
-    rclpy.init(args=args)
+    """Run the executor alone: `ros2 run cpo_ros policy_executor [--deploy]`.
+
+    --deploy runs the lifecycle node of deployment (an exported policy on a robot's odom).
+    """
+    import sys
+    argv = list(sys.argv if args is None else args)
+    deploy = '--deploy' in argv[:argv.index('--ros-args')] if '--ros-args' in argv else (
+        '--deploy' in argv)
+    rclpy.init(args=[a for a in argv if a != '--deploy'])
     node = None
     try:
-        node = PolicyExecutor()
+        if deploy:
+            from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
+            node = DeployedPolicyExecutor()
+        else:
+            node = PolicyExecutor()
         rclpy.spin(node)
         return 0
     except ValueError as exc:

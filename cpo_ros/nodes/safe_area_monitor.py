@@ -1,14 +1,19 @@
-"""Safe-area monitor node: the safety cost from odometry, with diagnostics and RViz markers.
+"""Safe-area monitor node: the safety cost from odometry, diagnostics, markers, and the shield.
 
 On a robot (publish_cost true) this node is the one publisher of `safety/cost`, computed from
-the pose with the task's own cost function. In simulation the bridge publishes the ground-truth
-cost; the monitor computes its estimate for each odometry message and counts disagreements.
+the pose and the safe area. In simulation the bridge publishes the ground-truth cost; the
+monitor computes its estimate for each odometry message and counts disagreements.
+
+In deployment (shield_mode gate) it sits between the policy and the robot: `policy/cmd_vel` in,
+`cmd_vel` out. A command passes while the robot is inside and would stay inside over a short
+horizon; otherwise the shield turns the robot back. Stale, missing or non-finite odometry, a
+stale command, or a latched e-stop (`e_stop` true until a false arrives) mean zero velocity.
 """
 
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, Twist
 from nav_msgs.msg import Odometry
 import numpy as np
 import rclpy
@@ -17,14 +22,23 @@ from rclpy.node import Node
 from std_msgs.msg import Bool, Float32
 from visualization_msgs.msg import Marker, MarkerArray
 
-from cpo_ros.envs import circle
-from cpo_ros.envs.circle import CircleTask
+from cpo_ros.core.shield import shield_command, ShieldConfig
+from cpo_ros.envs.safe_area import SafeArea
 from cpo_ros.ros import qos
-from cpo_ros.ros.conversions import odometry_to_pose_twist
+from cpo_ros.ros.conversions import array_to_twist, odometry_to_pose_twist, twist_to_array
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import MONITOR_PARAMS, TASK_PARAMS
 
 STATUS_NAME = 'cpo_ros: safe area'
+
+
+def safe_area_from(p: dict) -> SafeArea:
+    """Return the configured safe area (the task strip, a rectangle or a polygon)."""
+    if p['area_type'] == 'rectangle':
+        return SafeArea.rectangle(*p['area_rectangle'])
+    if p['area_type'] == 'polygon':
+        return SafeArea.from_flat(p['area_polygon'])
+    return SafeArea.strip(p['x_limit'])
 
 
 class SafeAreaMonitor(Node):
@@ -33,17 +47,26 @@ class SafeAreaMonitor(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('safe_area_monitor', **kwargs)
         p = declare_parameters(self, MONITOR_PARAMS + TASK_PARAMS)
-        self.task = CircleTask(target_radius=p['target_radius'], x_limit=p['x_limit'],
-                               max_episode_steps=p['max_episode_steps'])
+        if p['area_type'] == 'rectangle' and len(p['area_rectangle']) != 4:
+            raise ValueError('safe_area_monitor: parameter area_rectangle needs 4 values '
+                             '[x_min, x_max, y_min, y_max]')
+        self.area = safe_area_from(p)
         self.publish_cost = p['publish_cost']
         self.odom_timeout = p['odom_timeout_s']
+        self.cmd_timeout = p['cmd_timeout_s']
         self.frame = p['odom_frame']
-        self.exits = 0
-        self.rejected = 0
-        self.disagreements = 0
+        self.shield_mode = p['shield_mode']
+        self.shield = ShieldConfig(horizon_s=p['shield_horizon_s'],
+                                   turn_rate=p['shield_turn_rate'],
+                                   creep_speed=p['shield_creep_speed'])
+        self.exits = self.rejected = self.disagreements = self.interventions = 0
         self.inside: bool | None = None
         self.cost_estimate: float | None = None
+        self.pose: np.ndarray | None = None
+        self.e_stop = False
         self._last_odom = -float('inf')
+        self._policy_cmd: np.ndarray | None = None
+        self._last_cmd = -float('inf')
         self._pending_estimates: list[float] = []
 
         self.inside_pub = self.create_publisher(Bool, 'safety/in_safe_area', qos.METRICS)
@@ -54,30 +77,43 @@ class SafeAreaMonitor(Node):
         else:
             self.create_subscription(Float32, 'safety/cost', self._on_sim_cost, qos.METRICS)
         self.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR)
-        # Wall-clock timer: staleness must be noticed even when sim time stands still.
+        if self.shield_mode != 'none':
+            self.cmd_pub = self.create_publisher(Twist, 'cmd_vel', qos.COMMAND)
+            self.interventions_pub = self.create_publisher(Float32, 'shield/interventions',
+                                                           qos.METRICS)
+            self.create_subscription(Twist, 'policy/cmd_vel', self._on_policy_cmd, qos.COMMAND)
+            self.create_subscription(Bool, 'e_stop', self._on_e_stop, qos.LATCHED)
+            self.create_timer(1.0 / p['gate_rate_hz'], self._gate, clock=rclpy.clock.Clock())
+        # Wall-clock timers: staleness must be noticed even when sim time stands still.
         self.create_timer(1.0 / p['diagnostics_rate_hz'], self._publish_diagnostics,
                           clock=rclpy.clock.Clock())
         self.marker_pub.publish(self._markers())
 
+    # -- monitoring -----------------------------------------------------------------------------
     def _on_odom(self, msg: Odometry) -> None:
         try:
             pose, _twist = odometry_to_pose_twist(msg)
         except ValueError as exc:
             self.rejected += 1
+            self.pose = None  # fail safe: the last good pose is no longer the robot's pose
             self.get_logger().warn(f'dropped odometry: {exc}', throttle_duration_sec=5.0)
+            self._gate()
             return
         self._last_odom = time.monotonic()
-        inside = bool(circle.in_safe_area(pose, self.task)[0])
+        self.pose = pose
+        inside = bool(self.area.contains(pose[:2])[0])
         if self.inside and not inside:
             self.exits += 1
         self.inside = inside
-        self.cost_estimate = float(circle.cost(pose, self.task)[0])
+        self.cost_estimate = 0.0 if inside else 1.0
         self.inside_pub.publish(Bool(data=inside))
         if self.publish_cost:
             self.cost_pub.publish(Float32(data=self.cost_estimate))
         else:
             # The bridge publishes odom and then the cost of the same step.
             self._pending_estimates = (self._pending_estimates + [self.cost_estimate])[-10:]
+        if self.shield_mode != 'none':
+            self._gate()
 
     def _on_sim_cost(self, msg: Float32) -> None:
         if not self._pending_estimates:
@@ -86,43 +122,88 @@ class SafeAreaMonitor(Node):
         if not np.isfinite(msg.data) or abs(float(msg.data) - estimate) > 1e-6:
             self.disagreements += 1
 
+    # -- the shield -----------------------------------------------------------------------------
+    def _on_policy_cmd(self, msg: Twist) -> None:
+        try:
+            self._policy_cmd = twist_to_array(msg)
+            self._last_cmd = time.monotonic()
+        except ValueError as exc:
+            self._policy_cmd = None
+            self.get_logger().warn(f'dropped policy/cmd_vel: {exc}', throttle_duration_sec=5.0)
+        self._gate()
+
+    def _on_e_stop(self, msg: Bool) -> None:
+        if msg.data and not self.e_stop:
+            self.get_logger().warn('e-stop: stopping until released')
+        elif not msg.data and self.e_stop:
+            self.get_logger().info('e-stop released')
+        self.e_stop = bool(msg.data)
+        self._gate()
+
+    def stop_reason(self) -> str | None:
+        """Return why the robot must stand still, or None when commands may pass."""
+        now = time.monotonic()
+        if self.e_stop:
+            return 'e-stop latched'
+        if self.pose is None or now - self._last_odom > self.odom_timeout:
+            return 'odometry missing or stale'
+        if self._policy_cmd is None or now - self._last_cmd > self.cmd_timeout:
+            return 'policy command missing or stale'
+        return None
+
+    def _gate(self) -> None:
+        if self.shield_mode == 'none':
+            return
+        reason = self.stop_reason()
+        if reason is not None:
+            cmd = np.zeros(2)
+        elif self.shield_mode == 'pass':
+            cmd = self._policy_cmd
+        else:
+            cmd, intervened = shield_command(self.pose, self._policy_cmd, self.area,
+                                             self.shield)
+            if intervened:
+                self.interventions += 1
+                self.interventions_pub.publish(Float32(data=float(self.interventions)))
+        self.cmd_pub.publish(array_to_twist(cmd))
+
+    # -- reporting ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         status = DiagnosticStatus(name=STATUS_NAME, hardware_id=self.get_namespace())
         age = time.monotonic() - self._last_odom
-        if age > self.odom_timeout:
+        if self.e_stop:
+            status.level, status.message = DiagnosticStatus.ERROR, 'e-stop latched'
+        elif age > self.odom_timeout:
             status.level = DiagnosticStatus.ERROR
             status.message = ('no odometry yet' if self.inside is None
                               else f'odometry stale for {age:.1f} s')
-        elif self.inside:
-            status.level, status.message = DiagnosticStatus.OK, 'inside the safe area'
-        else:
+        elif not self.inside:
             status.level, status.message = DiagnosticStatus.WARN, 'outside the safe area'
+        elif self.interventions and self.shield_mode == 'gate':
+            status.level = DiagnosticStatus.OK
+            status.message = f'inside the safe area ({self.interventions} interventions)'
+        else:
+            status.level, status.message = DiagnosticStatus.OK, 'inside the safe area'
         status.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('in_safe_area', self.inside), ('exits', self.exits),
             ('cost_estimate', self.cost_estimate), ('disagreements', self.disagreements),
-            ('rejected_odometry', self.rejected), ('x_limit', self.task.x_limit))]
+            ('rejected_odometry', self.rejected), ('shield_mode', self.shield_mode),
+            ('interventions', self.interventions), ('e_stop', self.e_stop))]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)
 
     def _markers(self) -> MarkerArray:
-        """Return the safe strip as a translucent rectangle and the target circle."""
-        strip = Marker(ns='safe_area', id=0, type=Marker.CUBE, action=Marker.ADD)
-        strip.header.frame_id = self.frame
-        strip.scale.x = 2 * self.task.x_limit
-        strip.scale.y = 4 * self.task.target_radius
-        strip.scale.z = 0.01
-        strip.pose.orientation.w = 1.0
-        strip.color.g, strip.color.a = 0.8, 0.25
-        ring = Marker(ns='safe_area', id=1, type=Marker.LINE_STRIP, action=Marker.ADD)
-        ring.header.frame_id = self.frame
-        ring.scale.x = 0.05
-        ring.pose.orientation.w = 1.0
-        ring.color.b, ring.color.a = 0.8, 0.8
-        for angle in np.linspace(0.0, 2 * np.pi, 73):
-            ring.points.append(Point(x=float(self.task.target_radius * np.cos(angle)),
-                                     y=float(self.task.target_radius * np.sin(angle))))
-        return MarkerArray(markers=[strip, ring])
+        """Return the safe area's outline (a closed line strip) in the odom frame."""
+        outline = Marker(ns='safe_area', id=0, type=Marker.LINE_STRIP, action=Marker.ADD)
+        outline.header.frame_id = self.frame
+        outline.scale.x = 0.05
+        outline.pose.orientation.w = 1.0
+        outline.color.g, outline.color.a = 0.8, 0.9
+        vertices = list(self.area.vertices) + [self.area.vertices[0]]
+        outline.points = [Point(x=float(max(min(x, 1e3), -1e3)), y=float(max(min(y, 1e3), -1e3)))
+                          for x, y in vertices]
+        return MarkerArray(markers=[outline])
 
 
 def main(args: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from cpo_ros.paths import config_file
 from cpo_ros.ros.graph import graph
 
 
-def ros_arguments(name: str, argv: list[str]) -> list[str]:
+def ros_arguments(name: str, argv: list[str], use_sim_time: bool) -> list[str]:
     """Return rclpy arguments: the bring-up's parameter file, then the user's ROS arguments."""
     params = config_file(name)
     if not params.is_file():
@@ -27,15 +27,17 @@ def ros_arguments(name: str, argv: list[str]) -> list[str]:
         user = user[1:]
     if user and user[0] != '--ros-args':
         user = ['--ros-args', *user]
-    # Sim time by default, as the launch files' use_sim_time argument; the user may override.
-    return ['cpo-ros', '--ros-args', '--params-file', str(params), '-p', 'use_sim_time:=true',
-            *user]
+    # The launch files' use_sim_time default; the user's -p use_sim_time:=... comes later.
+    sim_time = 'true' if use_sim_time else 'false'
+    return ['cpo-ros', '--ros-args', '--params-file', str(params), '-p',
+            f'use_sim_time:={sim_time}', *user]
 
 
 def bringup(name: str, argv: list[str]) -> int:
     """Start the nodes of bring-up `name`; return the process exit code."""
-    entries = graph(name)
-    args = ros_arguments(name, argv)
+    spec = graph(name)
+    entries = spec.nodes
+    args = ros_arguments(name, argv, spec.use_sim_time)
     context = rclpy.Context()
     rclpy.init(args=args, context=context)
     nodes = []

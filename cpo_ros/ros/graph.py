@@ -13,6 +13,8 @@ class NodeEntry:
     target: str
     ends_bringup: bool = False
     """When this node's process ends (the learner after its budget), the bring-up ends."""
+    arguments: tuple[str, ...] = ()
+    """Command-line arguments of the executable before --ros-args (e.g. --deploy)."""
 
     def load(self) -> type:
         """Import and return the node class."""
@@ -27,13 +29,28 @@ EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
                      'cpo_ros.nodes.policy_executor:PolicyExecutor')
 LEARNER = NodeEntry('learner', 'learner', 'cpo_ros.nodes.learner:Learner', ends_bringup=True)
 
-GRAPHS: dict[str, tuple[NodeEntry, ...]] = {
-    'circle_sim': (SIM_BRIDGE, MONITOR, EXECUTOR, LEARNER),
+DEPLOYED_EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
+                              'cpo_ros.nodes.deployed_executor:DeployedPolicyExecutor',
+                              arguments=('--deploy',))
+
+
+@dataclass(frozen=True)
+class Bringup:
+    """The nodes of a bring-up, in start order, and whether they follow /clock."""
+
+    nodes: tuple[NodeEntry, ...]
+    use_sim_time: bool
+
+
+GRAPHS: dict[str, Bringup] = {
+    # The learner last: it publishes the first policy once everything listens.
+    'circle_sim': Bringup((SIM_BRIDGE, MONITOR, EXECUTOR, LEARNER), use_sim_time=True),
+    # On a robot its driver replaces the sim bridge: odom in, cmd_vel out.
+    'deploy': Bringup((MONITOR, DEPLOYED_EXECUTOR), use_sim_time=False),
 }
-"""Bring-up name -> its nodes, in start order (the learner last: it publishes the policy)."""
 
 
-def graph(name: str) -> tuple[NodeEntry, ...]:
+def graph(name: str) -> Bringup:
     """Return the nodes of a bring-up, or raise ValueError listing the known names."""
     if name not in GRAPHS:
         raise ValueError(f'unknown bring-up {name!r}: choose one of {sorted(GRAPHS)}')

@@ -53,6 +53,17 @@ EXECUTOR_PARAMS = [
     ParamSpec('deterministic', False, 'act with the mean action (true) or sample (training)'),
 ]
 
+DEPLOY_EXECUTOR_PARAMS = [
+    ParamSpec('policy_dir', 'policy', 'directory of an exported policy (policy.pt, policy.json)'),
+    ParamSpec('autostart', True, 'configure and activate at start (no lifecycle manager)'),
+    ParamSpec('control_rate_hz', 10.0, 'command rate', 0.1, 1000.0),
+    ParamSpec('odom_timeout_s', 0.5, 'older odometry means stop [s]', 0.001, 60.0),
+    ParamSpec('max_linear_velocity', 1.5, 'output limit [m/s]', 0.0, 100.0),
+    ParamSpec('max_angular_velocity', 2.0, 'output limit [rad/s]', 0.0, 100.0),
+    ParamSpec('max_linear_accel', 3.0, 'output change limit [m/s^2]', 0.001, 1000.0),
+    ParamSpec('max_angular_accel', 6.0, 'output change limit [rad/s^2]', 0.001, 1000.0),
+]
+
 LEARNER_PARAMS = [
     ParamSpec('algo', 'cpo', 'update rule', choices=('cpo', 'trpo', 'pdo')),
     ParamSpec('iterations', 100, 'policy updates to run', 1, 10_000_000),
@@ -82,6 +93,22 @@ LEARNER_PARAMS = [
 ]
 
 MONITOR_PARAMS = [
+    ParamSpec('area_type', 'strip', "safe area: the task's strip |x| <= x_limit, a rectangle "
+              'or a polygon (odom frame)', choices=('strip', 'rectangle', 'polygon')),
+    ParamSpec('area_rectangle', [-2.5, 2.5, -100.0, 100.0],
+              'rectangle [x_min, x_max, y_min, y_max] [m]', -1e6, 1e6),
+    ParamSpec('area_polygon', [-2.5, -100.0, 2.5, -100.0, 2.5, 100.0, -2.5, 100.0],
+              'polygon [x0, y0, x1, y1, ...] [m]', -1e6, 1e6),
+    ParamSpec('shield_mode', 'none', 'none: no cmd_vel (simulation training); gate: pass '
+              'policy/cmd_vel only when it keeps the robot inside; pass: forward it unchanged',
+              choices=('none', 'gate', 'pass')),
+    ParamSpec('cmd_timeout_s', 0.5, 'a policy command older than this means stop [s]', 0.001,
+              60.0),
+    ParamSpec('gate_rate_hz', 20.0, 'rate of the gated cmd_vel when no new input arrives',
+              0.1, 1000.0),
+    ParamSpec('shield_horizon_s', 0.8, 'look-ahead of the command rollout [s]', 0.01, 10.0),
+    ParamSpec('shield_turn_rate', 1.0, 'yaw rate of the turn back inside [rad/s]', 0.01, 100.0),
+    ParamSpec('shield_creep_speed', 0.2, 'speed back inside once facing it [m/s]', 0.0, 10.0),
     ParamSpec('publish_cost', False, 'publish safety/cost from the pose (on a robot); in '
               'simulation the bridge owns that topic and the monitor compares'),
     ParamSpec('odom_timeout_s', 1.0, 'odometry older than this is stale (ERROR) [s]', 0.001,

@@ -1,0 +1,107 @@
+"""Hardware-in-the-loop: the real-time sim bridge as the robot, an exported policy deployed
+with `cpo-ros bringup deploy`, and the safe-area monitor as the shield.
+"""
+
+import subprocess
+import sys
+import time
+
+from conftest import NodeProcess, wait_until
+from geometry_msgs.msg import Twist
+import pytest
+from std_msgs.msg import Bool, Float32
+import torch
+
+from cpo_ros.core.checkpoint import load_checkpoint, save_checkpoint
+from cpo_ros.ros import qos
+
+ROBOT = ['mode:=realtime', 'control_rate_hz:=20.0', 'control_dt:=0.04',
+         'max_episode_steps:=1000000', 'cmd_timeout_s:=0.5', 'seed:=4']
+
+
+@pytest.fixture(scope='module')
+def unsafe_policy(tmp_path_factory):
+    """Export a policy that drives fast on a wide arc: it leaves the strip within seconds."""
+    run = tmp_path_factory.mktemp('unsafe')
+    subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'train', '--iterations', '1',
+                    '--steps-per-iteration', '400', '--num-envs', '4', '--out', str(run),
+                    '--quiet'], check=True, timeout=300)
+    ckpt = run / 'checkpoints' / 'last.pt'
+    payload = load_checkpoint(ckpt)
+    policy = payload['algorithm']['policy']
+    policy['mean_net.4.weight'] = torch.zeros_like(policy['mean_net.4.weight'])
+    policy['mean_net.4.bias'] = torch.tensor([0.8, 0.1])  # 1.2 m/s, 0.2 rad/s
+    payload.pop('format')
+    save_checkpoint(ckpt, payload)
+    subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'export', '--checkpoint', str(ckpt),
+                    '--out', str(run / 'policy')], check=True, timeout=300)
+    return run / 'policy'
+
+
+def deploy(ros_env, policy_dir, shield_mode):
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'deploy', '--ros-args',
+           '-p', f'policy_executor:policy_dir:={policy_dir}',
+           '-p', f'safe_area_monitor:shield_mode:={shield_mode}']
+    return NodeProcess(cmd, ros_env)
+
+
+def count_exits(probe, seconds):
+    states = []
+    probe.create_subscription(Bool, 'safety/in_safe_area', lambda m: states.append(m.data),
+                              qos.METRICS)
+    time.sleep(seconds)
+    exits = sum(1 for a, b in zip(states, states[1:], strict=False) if a and not b)
+    return exits + (1 if states and not states[0] else 0), len(states)
+
+
+@pytest.mark.parametrize('shield_mode,expect_exits', [('gate', False), ('pass', True)])
+def test_shield_keeps_an_unsafe_policy_inside(start_node, probe, ros_env, unsafe_policy,
+                                              shield_mode, expect_exits):
+    robot = start_node('sim_bridge', *ROBOT)
+    stack = deploy(ros_env, unsafe_policy, shield_mode)
+    try:
+        assert stack.wait_for_output('policy from', 60), stack.output
+        interventions = []
+        probe.create_subscription(Float32, 'shield/interventions',
+                                  lambda m: interventions.append(m.data), qos.METRICS)
+        exits, samples = count_exits(probe, 12.0)
+        assert samples > 100, (samples, robot.output, stack.output)
+        if expect_exits:
+            assert exits > 0  # the same run without the shield leaves the area
+        else:
+            assert exits == 0
+            assert interventions and interventions[-1] > 0
+    finally:
+        assert stack.stop() == 0, stack.output
+
+
+def test_stale_odometry_and_e_stop_mean_stop(start_node, probe, ros_env, unsafe_policy):
+    robot = start_node('sim_bridge', *ROBOT)
+    stack = deploy(ros_env, unsafe_policy, 'gate')
+    commands = []
+    probe.create_subscription(Twist, 'cmd_vel',
+                              lambda m: commands.append((time.monotonic(), m.linear.x,
+                                                         m.angular.z)), qos.COMMAND)
+    e_stop = probe.create_publisher(Bool, 'e_stop', qos.LATCHED)
+    try:
+        assert wait_until(lambda: any(abs(c[1]) > 0.1 or abs(c[2]) > 0.1 for c in commands),
+                          60), stack.output
+        # E-stop latches a stop until released.
+        e_stop.publish(Bool(data=True))
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        time.sleep(1.0)
+        latched = [c for c in commands if c[0] > t0]
+        assert latched and all(c[1] == 0.0 and c[2] == 0.0 for c in latched)
+        e_stop.publish(Bool(data=False))
+        assert wait_until(lambda: commands[-1][1] != 0.0 or commands[-1][2] != 0.0, 10)
+        # The robot's odometry stops (driver dead): zero velocity within the timeout.
+        robot.stop()
+        t_dead = time.monotonic()
+        assert wait_until(lambda: commands[-1][0] > t_dead + 0.5 and commands[-1][1] == 0.0
+                          and commands[-1][2] == 0.0, 5)
+        time.sleep(1.0)
+        stopped = [c for c in commands if c[0] > t_dead + 0.6]
+        assert stopped and all(c[1] == 0.0 and c[2] == 0.0 for c in stopped)
+    finally:
+        assert stack.stop() == 0, stack.output
