@@ -150,3 +150,21 @@ def test_malformed_messages_are_dropped_and_the_graph_keeps_running(start_node, 
     assert wait_until(lambda: states[-1][1] == seq + 1, 20)
     assert bridge.proc.poll() is None and learner.proc.poll() is None
     assert CONFIG.is_file()
+
+
+def test_a_killed_learner_resumes_from_its_checkpoint(start_node, tmp_path):
+    import signal
+
+    start_node('sim_bridge', *SMALL)
+    start_node('policy_executor', *SMALL)
+    learner = start_node('learner', *SMALL, *learner_params(tmp_path, iterations=5))
+    assert wait_until(lambda: len(progress_rows(tmp_path)) >= 2, 120), learner.output
+    learner.proc.send_signal(signal.SIGKILL)
+    learner.wait(timeout=10)
+    again = start_node('learner', *SMALL, *learner_params(tmp_path, iterations=5),
+                       'resume:=true')
+    assert again.wait(timeout=180) == 0, again.output
+    # Nothing lost, nothing repeated: one row per iteration, in order.
+    assert [int(r['iteration']) for r in progress_rows(tmp_path)] == [1, 2, 3, 4, 5]
+    steps = [int(r['env_steps']) for r in progress_rows(tmp_path)]
+    assert steps == [400 * i for i in range(1, 6)]

@@ -87,3 +87,16 @@ def test_numpy_actor_matches_the_torch_policy():
     _u, _logp, mean = actor.act(obs, deterministic=True)
     np.testing.assert_allclose(mean, policy.act(obs, deterministic=True)[2], rtol=1e-5,
                                atol=1e-6)
+
+
+def test_a_restarted_learner_is_followed():
+    worker = RolloutWorker(num_envs=1, obs_dim=3, act_dim=2, steps=1)
+    first = dict(arrays(2), session=np.asarray(7))
+    worker.set_policy(first)
+    obs = np.zeros((1, 3), np.float32)
+    step(worker, obs)
+    assert worker.take_rollout(obs) is not None and not worker.can_act
+    # The learner died during the update and resumed at version 2 under a new session.
+    assert not worker.set_policy(dict(arrays(2), session=np.asarray(7)))
+    assert worker.set_policy(dict(arrays(2), session=np.asarray(8)))
+    assert worker.can_act and worker.version == 2

@@ -23,23 +23,32 @@ class RolloutWorker:
         self.deterministic = deterministic
         self.policy: NumpyActor | None = None
         self.version = -1
+        self.session = 0
         self._min_version = 0
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def set_policy(self, arrays: dict[str, np.ndarray]) -> bool:
         """Swap in a policy from its arrays (with 'version'); return False for an older one.
 
+        A new 'session' (a restarted learner) is accepted whatever its version.
+
         The new policy is built completely before the reference is swapped, so an action is
         never computed from half-loaded weights. Raises ValueError on arrays that do not fit.
         """
         version = int(np.asarray(arrays.get('version', -1)))
-        if version <= self.version:
+        session = int(np.asarray(arrays.get('session', 0)))
+        restarted = session != self.session and self.policy is not None
+        if version <= self.version and not restarted:
             return False
         policy = GaussianPolicy.from_arrays(arrays)
         if (policy.obs_dim, policy.act_dim) != (self.obs_dim, self.act_dim):
             raise ValueError(f'policy is for obs/action sizes ({policy.obs_dim}, '
                              f'{policy.act_dim}), this task has ({self.obs_dim}, {self.act_dim})')
-        self.policy, self.version = NumpyActor(policy), version
+        self.policy, self.version, self.session = NumpyActor(policy), version, session
+        if restarted:
+            # A restarted learner resumed from its checkpoint: sample for that version again
+            # (a rollout it never used is lost with the old process).
+            self._min_version = version
         return True
 
     def use_policy(self, policy: GaussianPolicy, version: int) -> None:

@@ -4,6 +4,7 @@ The update runs on a worker thread, never in the subscription callback, so the e
 serves this node keeps delivering other callbacks (odom, cmd_vel, clock) while it computes.
 """
 
+import os
 import queue
 import threading
 import time
@@ -60,6 +61,8 @@ class Learner(Node):
         self.shutdown_when_done = p['shutdown_when_done']
         self.done = threading.Event()
         self.exit_code = 0
+        # Tells executors that a restarted learner re-publishes a version they already have.
+        self.session = int.from_bytes(os.urandom(4), 'little') + 1
 
         self.policy_pub = self.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
         self.metric_pubs = {name: self.create_publisher(Float32, f'cpo/{name}', qos.METRICS)
@@ -82,6 +85,7 @@ class Learner(Node):
     def _publish_policy(self) -> None:
         arrays = self.run.algorithm.policy.to_arrays()
         arrays['version'] = np.asarray(self.run.algorithm.version, np.int64)
+        arrays['session'] = np.asarray(self.session, np.int64)
         self.policy_pub.publish(arrays_to_msg(arrays))
 
     def _on_rollout(self, msg: UInt8MultiArray) -> None:
