@@ -169,3 +169,30 @@ def test_clear_errors():
         VecPointCircle(1, x_limit=-1.0)
     with pytest.raises(ValueError, match='unknown Point-Circle settings'):
         VecPointCircle(1, x_limt=1.0)
+
+
+def test_domain_randomization_changes_dynamics_latency_and_odometry():
+    from cpo_ros.envs.point_circle import DomainRandomization
+
+    def distance(randomization, steps=10):
+        env = VecPointCircle(1, seed=0, init_position_noise=0.0, randomization=randomization)
+        env.reset(seed=0)
+        start = env.poses()[0, :2]
+        for _ in range(steps):
+            env.step(np.array([[1.0, 0.0]]))
+        return float(np.linalg.norm(env.poses()[0, :2] - start))
+    nominal = distance(DomainRandomization())
+    assert distance(DomainRandomization(gain_scale=(0.5, 0.5))) == pytest.approx(
+        nominal / 2, rel=0.05)
+    assert distance(DomainRandomization(max_latency_steps=0), 2) > 0.2
+    # With latency the first commands have not acted yet (drawn 0..3 per episode: seed 0 > 0).
+    late = VecPointCircle(4, seed=0, randomization=DomainRandomization(max_latency_steps=3))
+    late.reset(seed=0)
+    late.step(np.tile([1.0, 0.0], (4, 1)))
+    delayed = late.latency > 0
+    assert delayed.any() and np.all(np.abs(late.twists()[delayed, 0]) < 1e-9)
+    noisy = VecPointCircle(2, seed=0, randomization=DomainRandomization(position_noise=0.5))
+    obs = noisy.reset(seed=0)
+    assert np.abs(obs[:, :2] - noisy.poses()[:, :2]).max() > 0.05
+    with pytest.raises(ValueError, match='mass_scale'):
+        VecPointCircle(1, randomization=DomainRandomization(mass_scale=(2.0, 1.0)))

@@ -56,13 +56,16 @@ def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_n
 
 def test_realtime_bridge_follows_cmd_vel_and_stops_when_it_goes_stale(start_node, probe):
     bridge = start_node('sim_bridge', 'mode:=realtime', 'control_rate_hz:=20.0',
-                        'cmd_timeout_s:=0.3', 'control_dt:=0.04')
+                        'cmd_timeout_s:=0.3', 'control_dt:=0.04', 'dr_gain_scale:=[0.9, 1.1]',
+                        'dr_velocity_noise:=0.001')
     poses = []
     probe.create_subscription(Odometry, 'odom',
                               lambda m: poses.append(odometry_to_pose_twist(m)), qos.SENSOR)
     cmd_pub = probe.create_publisher(Twist, 'cmd_vel', qos.COMMAND)
     assert wait_until(lambda: len(poses) > 2 and cmd_pub.get_subscription_count() > 0, 60), \
         bridge.output
+    # The randomisation is logged with its settings.
+    assert bridge.wait_for_output('gain_scale=(0.9, 1.1)', 10), bridge.output
     cmd = Twist()
     cmd.linear.x = 1.0
     for _ in range(10):

@@ -1,6 +1,6 @@
 """Point-Circle on MuJoCo: a vectorised env (the fast path) and a Gymnasium env over it."""
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -9,6 +9,44 @@ import numpy as np
 from cpo_ros.envs import circle
 from cpo_ros.envs.circle import CircleTask
 from cpo_ros.envs.robot import PointRobots, RobotConfig
+
+
+@dataclass(frozen=True)
+class DomainRandomization:
+    """Per-episode randomisation of the robot for sim-to-real transfer (all off by default)."""
+
+    mass_scale: tuple[float, float] = (1.0, 1.0)
+    """Range of the factor on the robot's mass."""
+    gain_scale: tuple[float, float] = (1.0, 1.0)
+    """Range of the factor between commanded and achieved velocity."""
+    max_latency_steps: int = 0
+    """Commands act after 0..max_latency_steps control periods (drawn per episode)."""
+    position_noise: float = 0.0
+    """Standard deviation of the odometry position noise [m]."""
+    yaw_noise: float = 0.0
+    """Standard deviation of the odometry heading noise [rad]."""
+    velocity_noise: float = 0.0
+    """Standard deviation of the odometry velocity noise [m/s, rad/s]."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field outside its allowed range."""
+        for name in ('mass_scale', 'gain_scale'):
+            lo, hi = getattr(self, name)
+            if not 0.0 < lo <= hi <= 10.0:
+                raise ValueError(f'{name} = {(lo, hi)} is out of range: need 0 < low <= high '
+                                 f'<= 10')
+        if not 0 <= self.max_latency_steps <= 100:
+            raise ValueError(f'max_latency_steps = {self.max_latency_steps} is out of range: '
+                             f'allowed [0, 100]')
+        for name in ('position_noise', 'yaw_noise', 'velocity_noise'):
+            if not 0.0 <= getattr(self, name) <= 100.0:
+                raise ValueError(f'{name} = {getattr(self, name)} is out of range: allowed '
+                                 f'[0, 100]')
+
+    @property
+    def noisy(self) -> bool:
+        """Return whether odometry noise is on."""
+        return max(self.position_noise, self.yaw_noise, self.velocity_noise) > 0.0
 
 
 def _with_overrides(task: CircleTask | None, robot: RobotConfig | None,
@@ -37,8 +75,11 @@ class VecPointCircle:
 
     def __init__(self, num_envs: int = 1, task: CircleTask | None = None,
                  robot: RobotConfig | None = None, seed: int = 0, autoreset: bool = True,
+                 randomization: DomainRandomization | None = None,
                  **overrides: Any) -> None:
         self.task, robot = _with_overrides(task, robot, overrides)
+        self.randomization = randomization or DomainRandomization()
+        self.randomization.validate()
         self.robots = PointRobots(num_envs, robot)
         self.num_envs = self.robots.num_robots
         self.autoreset = autoreset
@@ -50,6 +91,8 @@ class VecPointCircle:
                                                        np.float32)
         self.episode_step = np.zeros(self.num_envs, np.int64)
         self.rng = np.random.default_rng(seed)
+        self.latency = np.zeros(self.num_envs, np.int64)
+        self._queue = np.zeros((self.randomization.max_latency_steps + 1, self.num_envs, 2))
 
     def _reset_envs(self, idx: np.ndarray) -> None:
         noise = self.task.init_position_noise
@@ -58,6 +101,12 @@ class VecPointCircle:
                              self.rng.uniform(-noise, noise, n),
                              self.rng.uniform(-np.pi, np.pi, n))
         self.episode_step[idx] = 0
+        dr = self.randomization
+        self.robots.set_dynamics(idx, self.rng.uniform(*dr.mass_scale, n),
+                                 self.robots.config.actuator_gain
+                                 * self.rng.uniform(*dr.gain_scale, n))
+        self.latency[idx] = self.rng.integers(0, dr.max_latency_steps + 1, n)
+        self._queue[:, idx] = 0.0
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Reset every env; return observations (N, obs_dim)."""
@@ -74,9 +123,20 @@ class VecPointCircle:
         """Return (N, 2) forward velocity and yaw rate."""
         return self.robots.twist()
 
+    def odometry(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (pose, twist) as the robots' odometry reports them (with any noise)."""
+        pose, twist = self.robots.pose(), self.robots.twist()
+        dr = self.randomization
+        if dr.noisy:
+            n = self.num_envs
+            pose = pose + self.rng.normal(0.0, 1.0, (n, 3)) * [dr.position_noise,
+                                                                dr.position_noise, dr.yaw_noise]
+            twist = twist + self.rng.normal(0.0, dr.velocity_noise, (n, 2))
+        return pose, twist
+
     def observation(self) -> np.ndarray:
-        """Return the current observations (N, obs_dim)."""
-        return circle.observation(self.robots.pose(), self.robots.twist())
+        """Return the current observations (N, obs_dim), from the odometry."""
+        return circle.observation(*self.odometry())
 
     def step(self, actions: np.ndarray):
         """Apply actions (N, 2) [v, yaw rate]; see the class docstring for what returns."""
@@ -86,11 +146,19 @@ class VecPointCircle:
                              f'({self.num_envs}, {self.act_dim})')
         if not np.all(np.isfinite(actions)):
             raise ValueError('action holds non-finite values')
+        if self.randomization.max_latency_steps:
+            # Row k holds what acts k periods from now: each robot reads its own delay.
+            self._queue[self.latency, np.arange(self.num_envs)] = actions
+            actions = self._queue[0].copy()
+            self._queue[:-1] = self._queue[1:]
+            self._queue[-1] = 0.0
         self.robots.step(actions)
         pose, twist = self.robots.pose(), self.robots.twist()
+        # Reward and cost from the true state; the policy sees the (noisy) odometry.
         rew = circle.reward(pose, twist, self.task)
         cst = circle.cost(pose, self.task)
-        obs = circle.observation(pose, twist)
+        obs = circle.observation(*self.odometry()) if self.randomization.noisy else (
+            circle.observation(pose, twist))
         self.episode_step += 1
         truncated = self.episode_step >= self.task.max_episode_steps
         terminated = np.zeros(self.num_envs, bool)
@@ -100,7 +168,7 @@ class VecPointCircle:
             idx = np.flatnonzero(truncated)
             self._reset_envs(idx)
             obs = obs.copy()
-            obs[idx] = circle.observation(self.robots.pose()[idx], self.robots.twist()[idx])
+            obs[idx] = self.observation()[idx]
         return obs, rew, cst, terminated, truncated, info
 
 

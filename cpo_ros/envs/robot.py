@@ -111,7 +111,18 @@ class PointRobots:
         self.data = mujoco.MjData(self.model)
         self._limits = np.array([self.config.max_linear_velocity,
                                  self.config.max_angular_velocity])
+        self.gain = np.full(self.num_robots, self.config.actuator_gain)
+        self._chassis = np.array([mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY,
+                                                    f'r{i}_robot')
+                                  for i in range(self.num_robots)])
+        self.nominal_mass = self.model.body_mass[self._chassis].copy()
         mujoco.mj_forward(self.model, self.data)
+
+    def set_dynamics(self, index, mass_scale, gain) -> None:
+        """Scale robots' masses and set their actuator gains (domain randomisation)."""
+        idx = np.atleast_1d(np.asarray(index, dtype=np.int64))
+        self.model.body_mass[self._chassis[idx]] = self.nominal_mass[idx] * mass_scale
+        self.gain[idx] = gain
 
     @property
     def time(self) -> float:
@@ -133,7 +144,7 @@ class PointRobots:
             raise ValueError(f'command has shape {cmd.shape}, expected ({self.num_robots}, 2)')
         if not np.all(np.isfinite(cmd)):
             raise ValueError('command holds non-finite values')
-        cmd = np.clip(cmd, -self._limits, self._limits) * self.config.actuator_gain
+        cmd = np.clip(cmd, -self._limits, self._limits) * self.gain[:, None]
         ctrl = self.data.ctrl.reshape(self.num_robots, 3)
         ctrl[:, 0] = cmd[:, 0]
         ctrl[:, 1] = 0.0

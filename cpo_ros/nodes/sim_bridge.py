@@ -20,7 +20,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Float32MultiArray
 
 from cpo_ros.envs.circle import CircleTask
-from cpo_ros.envs.point_circle import VecPointCircle
+from cpo_ros.envs.point_circle import DomainRandomization, VecPointCircle
 from cpo_ros.envs.robot import RobotConfig
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import (
@@ -56,7 +56,12 @@ class SimBridge(Node):
                             mass=p['mass'], actuator_gain=p['actuator_gain'])
         self.mode = p['mode']
         num_envs = p['num_envs'] if self.mode == 'lockstep' else 1
-        self.env = VecPointCircle(num_envs, task, robot, seed=p['seed'])
+        randomization = DomainRandomization(
+            mass_scale=tuple(p['dr_mass_scale']), gain_scale=tuple(p['dr_gain_scale']),
+            max_latency_steps=p['dr_max_latency_steps'], position_noise=p['dr_position_noise'],
+            yaw_noise=p['dr_yaw_noise'], velocity_noise=p['dr_velocity_noise'])
+        self.env = VecPointCircle(num_envs, task, robot, seed=p['seed'],
+                                  randomization=randomization)
         self.odom_frame, self.base_frame = p['odom_frame'], p['base_frame']
         self.cmd_timeout = p['cmd_timeout_s']
         # Lock-step runs thousands of steps a second: robot 0's odom, cost and /clock go out at
@@ -91,7 +96,7 @@ class SimBridge(Node):
         if self.mode == 'lockstep':
             self._publish_state()
         self.get_logger().info(f'{num_envs} robot(s), {self.mode} mode, control period '
-                               f'{robot.control_dt} s')
+                               f'{robot.control_dt} s, domain randomisation {randomization}')
 
     # -- lock-step training ---------------------------------------------------------------------
     def _on_batch_cmd(self, msg: Float32MultiArray) -> None:
@@ -140,15 +145,16 @@ class SimBridge(Node):
 
     def _fill_state(self, reward, cost, terminated, truncated, final_pose, final_twist) -> None:
         s = self._state
-        s[:, 0:3], s[:, 3:5] = self.env.poses(), self.env.twists()
+        s[:, 0:3], s[:, 3:5] = self.env.odometry()
         s[:, 5], s[:, 6], s[:, 7], s[:, 8] = reward, cost, terminated, truncated
         s[:, 9:12], s[:, 12:14] = final_pose, final_twist
 
     def _publish_outputs(self, cost: float) -> None:
         stamp = sim_time(self.env.robots.time)
         self.clock_pub.publish(Clock(clock=stamp))
-        self.odom_pub.publish(pose_twist_to_odometry(
-            self.env.poses()[0], self.env.twists()[0], stamp, self.odom_frame, self.base_frame))
+        pose, twist = self.env.odometry()
+        self.odom_pub.publish(pose_twist_to_odometry(pose[0], twist[0], stamp, self.odom_frame,
+                                                     self.base_frame))
         self.cost_pub.publish(Float32(data=cost))
 
 

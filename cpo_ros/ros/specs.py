@@ -47,6 +47,15 @@ SIM_BRIDGE_PARAMS = [
     ParamSpec('physics_dt', _R.physics_dt, 'MuJoCo timestep [s]', 0.0001, 1.0),
     ParamSpec('mass', _R.mass, 'robot mass [kg]', 0.01, 1000.0),
     ParamSpec('actuator_gain', _R.actuator_gain, 'servo gain error factor', 0.01, 10.0),
+    ParamSpec('dr_mass_scale', [1.0, 1.0], 'domain randomisation: mass factor range per '
+              'episode [low, high]', 0.01, 10.0),
+    ParamSpec('dr_gain_scale', [1.0, 1.0], 'domain randomisation: actuator gain factor range '
+              '[low, high]', 0.01, 10.0),
+    ParamSpec('dr_max_latency_steps', 0, 'domain randomisation: command latency 0..this '
+              'control periods', 0, 100),
+    ParamSpec('dr_position_noise', 0.0, 'odometry position noise std [m]', 0.0, 100.0),
+    ParamSpec('dr_yaw_noise', 0.0, 'odometry heading noise std [rad]', 0.0, 100.0),
+    ParamSpec('dr_velocity_noise', 0.0, 'odometry velocity noise std', 0.0, 100.0),
 ]
 
 EXECUTOR_PARAMS = [
