@@ -43,12 +43,17 @@ def step_direction(g: np.ndarray, b: np.ndarray,
                    c: float, delta: float, cg_iters: int = 10) -> tuple[np.ndarray, str]:
     """Return the CPO step x for the linearised problem and the name of the case taken.
 
-    g, b: 1-D gradients of the reward and cost surrogates (b already on the scale of c).
+    g, b: 1-D gradients of the reward and cost surrogates (b already on the scale of c); a
+    matrix b (n, m) with a vector c (m,) solves the problem with m constraints (see
+    step_direction_multi); m = 1 as a matrix gives the closed form's answer.
     H: dense symmetric positive-definite matrix, or a callable v -> H v (solved by CG).
     c: J_C - d, the measured constraint value of the newest batch. delta: the KL bound.
     """
     g = np.asarray(g, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
+    if b.ndim == 2:
+        return step_direction_multi(g, b, H, np.asarray(c, dtype=np.float64).reshape(-1),
+                                    delta, cg_iters)
     if g.ndim != 1 or g.shape != b.shape:
         raise ValueError(f'g and b must be 1-D of the same length, got {g.shape} and {b.shape}')
     if not (delta > 0 and math.isfinite(c)):
@@ -99,3 +104,75 @@ def step_direction(g: np.ndarray, b: np.ndarray,
     nu = max(0.0, lam * c + r) / s
     x = (v - nu * w) / lam
     return x, (CASE_DUAL if nu > 0.0 else CASE_DUAL_INACTIVE)
+
+
+def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper's names
+                         H: np.ndarray | Callable[[np.ndarray], np.ndarray],
+                         c: np.ndarray, delta: float, cg_iters: int = 10
+                         ) -> tuple[np.ndarray, str]:
+    """Return the CPO step for m constraints c + B.T x <= 0 (the paper's dual, eq. 12).
+
+    With r = B.T H^-1 g, S = B.T H^-1 B, minimising the dual over lambda in closed form leaves
+
+        min over nu >= 0 of  sqrt(2 delta (q - 2 nu.r + nu.S.nu)) - nu.c,
+
+    a convex problem in m variables (the square root is a norm of g - B nu), solved
+    numerically; then x = H^-1 (g - B nu) / lambda. The linearised problem is infeasible when
+    even the best step in the trust region leaves max_i (c_i + b_i.x) > 0: its value is
+    max over the simplex of mu.c - sqrt(2 delta mu.S.mu), and the recovery step
+    -sqrt(2 delta / mu.S.mu) H^-1 B mu lowers the worst constraint the most (for m = 1 the
+    single-constraint recovery step).
+    """
+    from scipy.optimize import minimize
+
+    g = np.asarray(g, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)  # noqa: N806
+    if B.ndim != 2 or B.shape[0] != g.shape[0] or c.shape != (B.shape[1],):
+        raise ValueError(f'B must be (n, m) with n = len(g) and c of length m, got g '
+                         f'{g.shape}, B {B.shape}, c {c.shape}')
+    if not (delta > 0 and np.all(np.isfinite(c))):
+        raise ValueError(f'need delta > 0 and finite c, got delta={delta}, c={c}')
+    m = B.shape[1]
+    solve = numpy_solver(H, cg_iters)
+    v = solve(g)
+    q = float(g @ v)
+    W = np.stack([solve(B[:, i]) for i in range(m)], axis=1)  # noqa: N806 - H^-1 B
+    r = B.T @ v
+    S = B.T @ W  # noqa: N806
+    S = 0.5 * (S + S.T)  # noqa: N806
+    active = np.diag(S) > _EPS
+    if not active.any():
+        return math.sqrt(2.0 * delta / max(q, _EPS)) * v, CASE_TRPO
+
+    # Feasibility: the smallest worst-case constraint value reachable in the trust region.
+    def worst(mu: np.ndarray) -> float:
+        return -(mu @ c - math.sqrt(max(2.0 * delta * mu @ S @ mu, 0.0)))
+    starts = [np.eye(m)[i] for i in range(m)] + [np.full(m, 1.0 / m)]
+    best = min((minimize(worst, mu0, method='SLSQP', bounds=[(0.0, 1.0)] * m,
+                         constraints=[{'type': 'eq', 'fun': lambda mu: mu.sum() - 1.0}],
+                         options={'ftol': 1e-14, 'maxiter': 500}) for mu0 in starts),
+               key=lambda res: res.fun)
+    mu = np.clip(best.x, 0.0, None)
+    if -best.fun > 0.0:
+        quad = float(mu @ S @ mu)
+        return -math.sqrt(2.0 * delta / max(quad, _EPS)) * (W @ mu), CASE_RECOVERY
+
+    def dual(nu: np.ndarray) -> float:
+        return math.sqrt(max(2.0 * delta * (q - 2.0 * nu @ r + nu @ S @ nu), _EPS ** 2)) - nu @ c
+
+    def dual_grad(nu: np.ndarray) -> np.ndarray:
+        root = math.sqrt(max(2.0 * delta * (q - 2.0 * nu @ r + nu @ S @ nu), _EPS ** 2))
+        return delta * (2.0 * S @ nu - 2.0 * r) / root - c
+
+    res = minimize(dual, np.zeros(m), jac=dual_grad, method='L-BFGS-B',
+                   bounds=[(0.0, None)] * m, options={'ftol': 1e-15, 'gtol': 1e-12,
+                                                      'maxiter': 1000})
+    nu = np.clip(res.x, 0.0, None)
+    quad = max(q - 2.0 * nu @ r + nu @ S @ nu, _EPS)
+    lam = math.sqrt(quad / (2.0 * delta))
+    x = (v - W @ nu) / lam
+    if np.all(nu <= 1e-12):
+        case = CASE_INACTIVE if np.all(c + B.T @ x < 0.0) and np.all(c < 0.0) else (
+            CASE_DUAL_INACTIVE)
+        return x, case
+    return x, CASE_DUAL
