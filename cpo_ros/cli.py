@@ -10,14 +10,16 @@ from cpo_ros.core.config import AlgoConfig, ALGOS, TrainConfig
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser('train', help='train directly, without ROS (the fastest path)')
     where = p.add_mutually_exclusive_group()
-    where.add_argument('--task', default=None, help="project task: 'circle' (default)")
+    where.add_argument('--task', default=None,
+                       help="project task: 'circle' (default) or 'gather'")
     where.add_argument('--env-id', default=None,
                        help='any Gymnasium id reporting info["cost"], or a Safety-Gymnasium id')
     p.add_argument('--algo', choices=ALGOS, default='cpo')
     p.add_argument('--iterations', type=int, default=100)
     p.add_argument('--steps-per-iteration', type=int, default=50_000)
     p.add_argument('--num-envs', type=int, default=16)
-    p.add_argument('--cost-limit', type=float, default=AlgoConfig.cost_limit)
+    p.add_argument('--cost-limit', type=float, default=None,
+                   help="limit d per episode (default: the task's, circle 5, gather 0.1)")
     p.add_argument('--target-kl', type=float, default=AlgoConfig.target_kl)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=None,
@@ -57,14 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from cpo_ros.core.trainer import train
+    from cpo_ros.envs.make import DEFAULT_COST_LIMITS
 
     task = args.task if args.task or args.env_id else 'circle'
     name = task or args.env_id.replace('/', '_')
+    cost_limit = args.cost_limit
+    if cost_limit is None:
+        cost_limit = DEFAULT_COST_LIMITS.get(task, AlgoConfig.cost_limit)
     config = TrainConfig(
         task=task, env_id=args.env_id, iterations=args.iterations,
         steps_per_iteration=args.steps_per_iteration, num_envs=args.num_envs, seed=args.seed,
         out=args.out or f'runs/{name}_{args.algo}_s{args.seed}', torch_threads=args.torch_threads,
-        algo=AlgoConfig(algo=args.algo, cost_limit=args.cost_limit, target_kl=args.target_kl))
+        algo=AlgoConfig(algo=args.algo, cost_limit=cost_limit, target_kl=args.target_kl))
     train(config, resume=args.resume, show_progress=not args.quiet)
     return 0
 

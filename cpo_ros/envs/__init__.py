@@ -6,3 +6,7 @@ if 'cpo_ros/PointCircle-v0' not in gym.registry:
     gym.register(id='cpo_ros/PointCircle-v0',
                  entry_point='cpo_ros.envs.point_circle:PointCircleEnv',
                  max_episode_steps=None)
+
+if 'cpo_ros/PointGather-v0' not in gym.registry:
+    gym.register(id='cpo_ros/PointGather-v0', entry_point='cpo_ros.envs.gather:PointGatherEnv',
+                 max_episode_steps=None)

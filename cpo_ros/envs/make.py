@@ -6,6 +6,7 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from cpo_ros.envs.gather import VecPointGather
 from cpo_ros.envs.point_circle import VecPointCircle
 
 
@@ -27,7 +28,11 @@ class VecEnv(Protocol):
 
 TASKS: dict[str, Callable[..., VecEnv]] = {
     'circle': lambda num_envs, seed, **kw: VecPointCircle(num_envs, seed=seed, **kw),
+    'gather': lambda num_envs, seed, **kw: VecPointGather(num_envs, seed=seed, **kw),
 }
+
+DEFAULT_COST_LIMITS = {'circle': 5.0, 'gather': 0.1}
+"""The paper's limits: 5 steps outside the strip, 0.1 bombs per trajectory."""
 
 
 class GymVecEnv:
