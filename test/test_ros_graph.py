@@ -66,8 +66,8 @@ def test_four_node_processes_train_through_the_topics(start_node, probe, tmp_pat
     assert learner.wait(timeout=180) == 0, learner.output
     assert [int(r['iteration']) for r in progress_rows(tmp_path)] == [1, 2, 3]
     assert (tmp_path / 'curves.png').is_file() and (tmp_path / 'checkpoints/last.pt').is_file()
-    # The executor sampled with each new version: rollouts of versions 0, 1, 2 reached the learner.
-    assert wait_until(lambda: {0, 1, 2} <= set(rollouts), 10), rollouts
+    # The executor sampled with each new version (the probe may join after version 0's rollout).
+    assert wait_until(lambda: {1, 2} <= set(rollouts), 10), rollouts
     for proc in procs[:-1]:
         assert proc.proc.poll() is None, proc.output  # still serving
         assert proc.stop() == 0, proc.output
