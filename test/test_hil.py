@@ -105,3 +105,17 @@ def test_stale_odometry_and_e_stop_mean_stop(start_node, probe, ros_env, unsafe_
         assert stopped and all(c[1] == 0.0 and c[2] == 0.0 for c in stopped)
     finally:
         assert stack.stop() == 0, stack.output
+
+
+def test_deploy_refuses_a_missing_or_mismatched_policy(ros_env, tmp_path, unsafe_policy):
+    missing = deploy(ros_env, tmp_path / 'nowhere', 'gate')
+    assert missing.wait_for_output('configure failed', 60), missing.output
+    assert f'{tmp_path / "nowhere"}' in missing.output and 'no such file' in missing.output
+    assert missing.stop() == 0
+    altered = tmp_path / 'altered'
+    altered.mkdir()
+    (altered / 'policy.json').write_text((unsafe_policy / 'policy.json').read_text())
+    (altered / 'policy.pt').write_bytes((unsafe_policy / 'policy.pt').read_bytes()[:-10])
+    stack = deploy(ros_env, altered, 'gate')
+    assert stack.wait_for_output('SHA-256 does not match', 60), stack.output
+    assert stack.stop() == 0
