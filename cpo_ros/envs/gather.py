@@ -6,14 +6,14 @@ of a kind. The functions here are the only definition of the task: the simulator
 nodes call them.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from cpo_ros.envs.robot import PointRobots, RobotConfig
+from cpo_ros.envs.robot import apply_overrides, PointRobots, RobotConfig
 
 
 @dataclass(frozen=True)
@@ -109,16 +109,8 @@ class VecPointGather:
     def __init__(self, num_envs: int = 1, task: GatherTask | None = None,
                  robot: RobotConfig | None = None, seed: int = 0, autoreset: bool = True,
                  **overrides: Any) -> None:
-        task = task or GatherTask()
-        robot = robot or RobotConfig()
-        task_keys, robot_keys = GatherTask.__dataclass_fields__, RobotConfig.__dataclass_fields__
-        task_fields = {k: v for k, v in overrides.items() if k in task_keys}
-        robot_fields = {k: v for k, v in overrides.items() if k in robot_keys}
-        unknown = set(overrides) - set(task_fields) - set(robot_fields)
-        if unknown:
-            raise ValueError(f'unknown Point-Gather settings: {sorted(unknown)}')
-        self.task, robot = replace(task, **task_fields), replace(robot, **robot_fields)
-        self.task.validate()
+        self.task, robot = apply_overrides(task or GatherTask(), robot or RobotConfig(),
+                                           overrides, 'Point-Gather')
         self.robots = PointRobots(num_envs, robot)
         self.num_envs = self.robots.num_robots
         self.autoreset = autoreset

@@ -1,6 +1,6 @@
 """Point-Circle on MuJoCo: a vectorised env (the fast path) and a Gymnasium env over it."""
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -8,7 +8,7 @@ import numpy as np
 
 from cpo_ros.envs import circle
 from cpo_ros.envs.circle import CircleTask
-from cpo_ros.envs.robot import PointRobots, RobotConfig
+from cpo_ros.envs.robot import apply_overrides, PointRobots, RobotConfig
 
 
 @dataclass(frozen=True)
@@ -49,22 +49,6 @@ class DomainRandomization:
         return max(self.position_noise, self.yaw_noise, self.velocity_noise) > 0.0
 
 
-def _with_overrides(task: CircleTask | None, robot: RobotConfig | None,
-                    overrides: dict[str, Any]) -> tuple[CircleTask, RobotConfig]:
-    """Apply keyword overrides to whichever config owns each field; unknown keys are errors."""
-    task = task or CircleTask()
-    robot = robot or RobotConfig()
-    task_fields = {k: v for k, v in overrides.items() if k in CircleTask.__dataclass_fields__}
-    robot_fields = {k: v for k, v in overrides.items() if k in RobotConfig.__dataclass_fields__}
-    unknown = set(overrides) - set(task_fields) - set(robot_fields)
-    if unknown:
-        raise ValueError(f'unknown Point-Circle settings: {sorted(unknown)}')
-    task, robot = replace(task, **task_fields), replace(robot, **robot_fields)
-    task.validate()
-    robot.validate()
-    return task, robot
-
-
 class VecPointCircle:
     """num_envs Point-Circle episodes stepped together in one MuJoCo model, with auto-reset.
 
@@ -77,7 +61,8 @@ class VecPointCircle:
                  robot: RobotConfig | None = None, seed: int = 0, autoreset: bool = True,
                  randomization: DomainRandomization | None = None,
                  **overrides: Any) -> None:
-        self.task, robot = _with_overrides(task, robot, overrides)
+        self.task, robot = apply_overrides(task or CircleTask(), robot or RobotConfig(),
+                                           overrides, 'Point-Circle')
         self.randomization = randomization or DomainRandomization()
         self.randomization.validate()
         self.robots = PointRobots(num_envs, robot)

@@ -1,8 +1,9 @@
 """N unicycle mobile robots in one MuJoCo model, commanded like a Twist (v, yaw rate)."""
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
+from typing import Any
 import xml.etree.ElementTree as ET
 
 import mujoco
@@ -56,6 +57,24 @@ class RobotConfig:
     def substeps(self) -> int:
         """Return MuJoCo steps per control period."""
         return int(round(self.control_dt / self.physics_dt))
+
+
+def apply_overrides(task: Any, robot: RobotConfig, overrides: dict[str, Any],
+                    label: str) -> tuple[Any, RobotConfig]:
+    """Return (task, robot) with keyword overrides applied to whichever dataclass owns each.
+
+    Unknown keys are an error naming the task (label), not silently ignored; both results are
+    validated.
+    """
+    task_keys, robot_keys = type(task).__dataclass_fields__, RobotConfig.__dataclass_fields__
+    unknown = set(overrides) - set(task_keys) - set(robot_keys)
+    if unknown:
+        raise ValueError(f'unknown {label} settings: {sorted(unknown)}')
+    task = replace(task, **{k: v for k, v in overrides.items() if k in task_keys})
+    robot = replace(robot, **{k: v for k, v in overrides.items() if k in robot_keys})
+    task.validate()
+    robot.validate()
+    return task, robot
 
 
 def build_model_xml(num_robots: int, config: RobotConfig) -> str:
