@@ -11,15 +11,14 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Float32, UInt8MultiArray
 
-from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.core.config import AlgoConfig, TrainConfig
 from cpo_ros.core.run import TrainingRun
 from cpo_ros.core.trainer import max_episode_steps, summary_line
 from cpo_ros.ros import qos
+from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
@@ -141,24 +140,8 @@ class Learner(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the learner alone (`ros2 run cpo_ros learner`)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = Learner()
-        while rclpy.ok() and not node.done.is_set():
-            rclpy.spin_once(node, timeout_sec=0.1)
-        return 0
-    except (ValueError, CheckpointError) as exc:
-        # A bad parameter or checkpoint: the message names it.
-        print(f'learner: error: {exc}', flush=True)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    """Run the learner alone (`ros2 run cpo_ros learner`); it ends after its iterations."""
+    return run_nodes('learner', [Learner], [True], args)
 
 
 if __name__ == '__main__':

@@ -8,14 +8,13 @@ goes to the learner on `cpo/rollout` and sampling pauses until a newer policy ar
 """
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
 
 from cpo_ros.core.worker import RolloutWorker
 from cpo_ros.envs import circle
 from cpo_ros.ros import qos
+from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import (
     arrays_to_msg,
     CMD_FIELDS,
@@ -110,27 +109,13 @@ def main(args: list[str] | None = None) -> int:
     """
     import sys
     argv = list(sys.argv if args is None else args)
-    deploy = '--deploy' in argv[:argv.index('--ros-args')] if '--ros-args' in argv else (
-        '--deploy' in argv)
-    rclpy.init(args=[a for a in argv if a != '--deploy'])
-    node = None
-    try:
-        if deploy:
-            from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
-            node = DeployedPolicyExecutor()
-        else:
-            node = PolicyExecutor()
-        rclpy.spin(node)
-        return 0
-    except ValueError as exc:
-        print(f'policy_executor: error: {exc}', flush=True)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    ros_start = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
+    deploy = '--deploy' in argv[:ros_start]
+    argv = [a for i, a in enumerate(argv) if not (i < ros_start and a == '--deploy')]
+    if deploy:
+        from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
+        return run_nodes('policy_executor', [DeployedPolicyExecutor], [False], argv)
+    return run_nodes('policy_executor', [PolicyExecutor], [False], argv)
 
 
 if __name__ == '__main__':

@@ -17,7 +17,6 @@ from geometry_msgs.msg import Point, Twist
 from nav_msgs.msg import Odometry
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float32
 from visualization_msgs.msg import Marker, MarkerArray
@@ -25,6 +24,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from cpo_ros.core.shield import shield_command, ShieldConfig
 from cpo_ros.envs.safe_area import SafeArea
 from cpo_ros.ros import qos
+from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import array_to_twist, odometry_to_pose_twist, twist_to_array
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import MONITOR_PARAMS, TASK_PARAMS
@@ -208,21 +208,7 @@ class SafeAreaMonitor(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the monitor alone (`ros2 run cpo_ros safe_area_monitor`)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SafeAreaMonitor()
-        rclpy.spin(node)
-        return 0
-    except ValueError as exc:
-        print(f'safe_area_monitor: error: {exc}', flush=True)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    return run_nodes('safe_area_monitor', [SafeAreaMonitor], [False], args)
 
 
 if __name__ == '__main__':

@@ -14,7 +14,6 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Float32MultiArray
@@ -23,6 +22,7 @@ from cpo_ros.envs.circle import CircleTask
 from cpo_ros.envs.point_circle import DomainRandomization, VecPointCircle
 from cpo_ros.envs.robot import RobotConfig
 from cpo_ros.ros import qos
+from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import (
     CMD_FIELDS,
     decode_batch,
@@ -160,21 +160,7 @@ class SimBridge(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the simulator alone (`ros2 run cpo_ros sim_bridge`)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimBridge()
-        rclpy.spin(node)
-        return 0
-    except ValueError as exc:
-        print(f'sim_bridge: error: {exc}', flush=True)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        return 0
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    return run_nodes('sim_bridge', [SimBridge], [False], args)
 
 
 if __name__ == '__main__':

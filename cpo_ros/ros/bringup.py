@@ -1,16 +1,18 @@
-"""`cpo-ros bringup <name>`: the nodes of launch/<name>.launch.py in one process.
+"""Run nodes in this process: `cpo-ros bringup <name>` and every node's own main().
 
-Manual composition (ros2/examples rclpy/executors composed.py): every node class is built in
-this process with the same config/<name>.yaml the launch file passes, and one executor spins
-them. Nodes never spin themselves. A node with a `done` event (the learner) ends the bring-up
-when it sets it.
+Manual composition (ros2/examples rclpy/executors composed.py): the node classes of a bring-up
+are built here with the same config/<name>.yaml the launch file passes, and one executor spins
+them; node classes never spin themselves. A node marked ends_bringup (the learner) ends the
+run when it sets its `done` event.
 """
 
+from collections.abc import Callable
 import signal
 import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.paths import config_file
@@ -33,38 +35,49 @@ def ros_arguments(name: str, argv: list[str], use_sim_time: bool) -> list[str]:
             f'use_sim_time:={sim_time}', *user]
 
 
-def bringup(name: str, argv: list[str]) -> int:
-    """Start the nodes of bring-up `name`; return the process exit code."""
-    spec = graph(name)
-    entries = spec.nodes
-    args = ros_arguments(name, argv, spec.use_sim_time)
+def run_nodes(label: str, classes: list[Callable], ends: list[bool],
+              args: list[str] | None) -> int:
+    """Build the node classes in one context, spin them until a stop; return the exit code.
+
+    Ctrl-C and SIGTERM end the spin loop between callbacks (rclpy's own signal handlers would
+    shut the context down under a callback). A bad parameter or checkpoint ends with code 2
+    and a message naming it.
+    """
     context = rclpy.Context()
-    rclpy.init(args=args, context=context)
-    nodes = []
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     # Single-threaded: the cheapest dispatch for the lock-step loop; the learner's update runs
     # on its own worker thread, so no callback waits for it.
     executor = SingleThreadedExecutor(context=context)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    nodes = []
     try:
-        for entry in entries:
-            node = entry.load()(context=context)
+        for cls in classes:
+            node = cls(context=context)
             nodes.append(node)
             executor.add_node(node)
-        done_events = [node.done for node, entry in zip(nodes, entries, strict=True)
-                       if entry.ends_bringup]
+        done_events = [node.done for node, end in zip(nodes, ends, strict=True) if end]
         while context.ok() and not stop.is_set() and not any(e.is_set() for e in done_events):
             executor.spin_once(timeout_sec=0.1)
         return 0
     except (ValueError, CheckpointError) as exc:
-        # A bad parameter (named, with its allowed range) or an unusable checkpoint.
-        print(f'cpo-ros bringup {name}: error: {exc}', flush=True)
+        print(f'{label}: error: {exc}', flush=True)
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         executor.shutdown(timeout_sec=1.0)
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def bringup(name: str, argv: list[str]) -> int:
+    """Start the nodes of bring-up `name`; return the process exit code."""
+    spec = graph(name)
+    args = ros_arguments(name, argv, spec.use_sim_time)
+    return run_nodes(f'cpo-ros bringup {name}', [entry.load() for entry in spec.nodes],
+                     [entry.ends_bringup for entry in spec.nodes], args)
