@@ -11,6 +11,7 @@ import torch
 from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.core.evaluate import load_policy
 from cpo_ros.core.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
+from cpo_ros.core.networks import NumpyActor
 
 
 @pytest.fixture(scope='module')
@@ -32,7 +33,7 @@ def test_exported_policy_matches_the_checkpoint(exported):
     module, meta = load_exported(out, CIRCLE_OBS, TWIST_ACTIONS)
     policy, _config = load_policy(run / 'checkpoints/last.pt')
     obs = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
-    _u, _logp, mean_action = policy.act(obs, deterministic=True)
+    _u, _logp, mean_action = NumpyActor(policy).act(obs, deterministic=True)
     np.testing.assert_allclose(module(torch.as_tensor(obs)).detach().numpy(), mean_action,
                                rtol=1e-5, atol=1e-6)
     assert meta['safe_area'] == {'type': 'strip', 'axis': 'x', 'limit': 2.5}

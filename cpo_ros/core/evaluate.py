@@ -5,11 +5,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from cpo_ros.core.checkpoint import CheckpointError, load_checkpoint
 from cpo_ros.core.config import TrainConfig
-from cpo_ros.core.networks import GaussianPolicy
+from cpo_ros.core.networks import GaussianPolicy, NumpyActor
 
 
 def load_policy(path: str | os.PathLike) -> tuple[GaussianPolicy, TrainConfig]:
@@ -36,7 +35,7 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
     env = make_vec_env(task=config.task, env_id=config.env_id, num_envs=num_envs, seed=seed,
                        **config.task_kwargs)
     obs = env.reset(seed=seed)
-    generator = torch.Generator().manual_seed(seed)
+    actor, rng = NumpyActor(policy), np.random.default_rng(seed)
     returns, costs = [], []
     ret, cst = np.zeros(num_envs), np.zeros(num_envs)
     tracks: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
@@ -46,7 +45,7 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
         if has_pose:
             for i, p in enumerate(env.poses()):
                 tracks[i].append(p[:2].copy())
-        _, _, action = policy.act(obs, deterministic=deterministic, generator=generator)
+        _, _, action = actor.act(obs, deterministic, rng)
         obs, reward, cost, terminated, truncated, _info = env.step(action)
         ret += reward
         cst += cost

@@ -85,23 +85,6 @@ class GaussianPolicy(nn.Module):
         """Return log pi(u | obs) summed over action dimensions."""
         return self.distribution(obs).log_prob(u).sum(-1)
 
-    @torch.no_grad()
-    def act(self, obs: np.ndarray, deterministic: bool = False,
-            generator: torch.Generator | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (u, log-prob, action in env units) for a batch of raw observations."""
-        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32))
-        mean = self.mean_net(self.norm(obs_t))
-        std = self.log_std.exp()
-        if deterministic:
-            u = mean
-        else:
-            noise = torch.randn(mean.shape, generator=generator)
-            u = mean + std * noise
-        logp = (-0.5 * ((u - mean) / std).pow(2) - self.log_std
-                - 0.5 * math.log(2 * math.pi)).sum(-1)
-        action = self.action_bias + self.action_scale * u
-        return u.numpy(), logp.numpy(), action.numpy()
-
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Return every weight and buffer as numpy arrays (for the wire and for export)."""
         arrays = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
