@@ -55,11 +55,11 @@ class Learner(Node):
         space = probe.single_action_space
         self.run = TrainingRun(self.config, probe.obs_dim, probe.act_dim, space.low, space.high,
                                max_episode_steps(probe), resume=p['resume'],
-                               extra_config={'transport': 'ros2', 'node': self.get_name()})
+                               extra_config={'transport': 'ros2', 'node': self.get_name(),
+                                             'ros_parameters': p})
         self.obs_dim, self.act_dim = probe.obs_dim, probe.act_dim
         self.shutdown_when_done = p['shutdown_when_done']
         self.done = threading.Event()
-        self.exit_code = 0
         # Tells executors that a restarted learner re-publishes a version they already have.
         self.session = int.from_bytes(os.urandom(4), 'little') + 1
 
