@@ -168,3 +168,30 @@ def test_a_killed_learner_resumes_from_its_checkpoint(start_node, tmp_path):
     assert [int(r['iteration']) for r in progress_rows(tmp_path)] == [1, 2, 3, 4, 5]
     steps = [int(r['env_steps']) for r in progress_rows(tmp_path)]
     assert steps == [400 * i for i in range(1, 6)]
+
+
+def test_gather_trains_through_the_graph_with_sensor_and_marker_topics(ros_env, probe,
+                                                                        tmp_path):
+    from std_msgs.msg import Float32MultiArray
+    from visualization_msgs.msg import MarkerArray
+
+    from cpo_ros.ros.conversions import decode_batch
+
+    readings, markers = [], []
+    labels = tuple(f'{k}_{i}' for k in ('apple', 'bomb') for i in range(10)) + ('seq',)
+    probe.create_subscription(Float32MultiArray, 'gather/sensors',
+                              lambda m: readings.append(decode_batch(m, labels)[0]),
+                              qos.METRICS)
+    probe.create_subscription(MarkerArray, 'gather/markers', markers.append, qos.METRICS)
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'gather_sim', '--ros-args',
+           '-p', 'num_envs:=4', '-p', 'steps_per_iteration:=600',
+           '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
+           '-p', 'learner:value_epochs:=2']
+    bringup = NodeProcess(cmd, ros_env)
+    assert bringup.wait(timeout=180) == 0, bringup.output
+    rows = progress_rows(tmp_path)
+    assert [int(r['iteration']) for r in rows] == [1, 2]
+    assert float(rows[0]['cost_limit']) == 0.1
+    assert readings and readings[-1].shape == (1, 20)
+    assert markers and {m.ns for m in markers[-1].markers} == {'apples', 'bombs'}
+    assert 'task: gather' in (tmp_path / 'config.yaml').read_text()

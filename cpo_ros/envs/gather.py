@@ -88,12 +88,27 @@ def sensor_readings(pose: np.ndarray, objects: np.ndarray, alive: np.ndarray,
     return out
 
 
+def sensors(pose, apples, apples_alive, bombs, bombs_alive, task: GatherTask) -> np.ndarray:
+    """Return (N, 2 n_bins): apple readings, then bomb readings (sensor_labels order)."""
+    return np.concatenate([sensor_readings(pose, apples, apples_alive, task),
+                           sensor_readings(pose, bombs, bombs_alive, task)], axis=1)
+
+
+def sensor_labels(task: GatherTask) -> tuple[str, ...]:
+    """Return the names of the sensor readings: apple_0.., bomb_0.."""
+    return tuple(f'{kind}_{i}' for kind in ('apple', 'bomb') for i in range(task.n_bins))
+
+
+def observation_from(pose, twist, readings: np.ndarray, task: GatherTask) -> np.ndarray:
+    """Return (N, 6 + 2 n_bins) observations from odometry and sensor readings."""
+    return np.concatenate([robot_obs(pose, twist, task), readings], axis=1).astype(np.float32)
+
+
 def observation(pose, twist, apples, apples_alive, bombs, bombs_alive,
                 task: GatherTask) -> np.ndarray:
     """Return (N, 6 + 2 n_bins): robot state, apple readings, bomb readings."""
-    return np.concatenate([robot_obs(pose, twist, task),
-                           sensor_readings(pose, apples, apples_alive, task),
-                           sensor_readings(pose, bombs, bombs_alive, task)], axis=1)
+    return observation_from(pose, twist, sensors(pose, apples, apples_alive, bombs,
+                                                 bombs_alive, task), task)
 
 
 def caught(pose: np.ndarray, objects: np.ndarray, alive: np.ndarray,
@@ -163,10 +178,19 @@ class VecPointGather:
         """Return (N, 2) forward velocity and yaw rate."""
         return self.robots.twist()
 
+    def odometry(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (pose, twist) as the robots' odometry reports them."""
+        return self.robots.pose(), self.robots.twist()
+
+    def sensors(self) -> np.ndarray:
+        """Return the current sensor readings (N, 2 n_bins)."""
+        return sensors(self.robots.pose(), self.apples, self.apples_alive, self.bombs,
+                       self.bombs_alive, self.task)
+
     def observation(self) -> np.ndarray:
         """Return the current observations (N, obs_dim)."""
-        return observation(self.robots.pose(), self.robots.twist(), self.apples,
-                           self.apples_alive, self.bombs, self.bombs_alive, self.task)
+        return observation_from(self.robots.pose(), self.robots.twist(), self.sensors(),
+                                self.task)
 
     def step(self, actions: np.ndarray):
         """Apply actions (N, 2) [v, yaw rate]; returns like VecPointCircle.step."""
@@ -189,7 +213,8 @@ class VecPointGather:
         truncated = self.episode_step >= self.task.max_episode_steps
         terminated = np.zeros(self.num_envs, bool)
         info = {'final_obs': obs.copy(), 'final_pose': pose, 'final_twist': self.twists(),
-                'episode_step': self.episode_step.copy(), 'apples': got_apples.sum(1)}
+                'final_sensors': obs[:, 6:].copy(), 'episode_step': self.episode_step.copy(),
+                'apples': got_apples.sum(1)}
         if self.autoreset and truncated.any():
             idx = np.flatnonzero(truncated)
             self._reset_envs(idx)

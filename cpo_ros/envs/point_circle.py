@@ -119,6 +119,10 @@ class VecPointCircle:
             twist = twist + self.rng.normal(0.0, dr.velocity_noise, (n, 2))
         return pose, twist
 
+    def sensors(self) -> np.ndarray:
+        """Return task sensor readings (N, 0): Circle needs odometry only."""
+        return np.zeros((self.num_envs, 0), np.float32)
+
     def observation(self) -> np.ndarray:
         """Return the current observations (N, obs_dim), from the odometry."""
         return circle.observation(*self.odometry())
@@ -148,6 +152,7 @@ class VecPointCircle:
         truncated = self.episode_step >= self.task.max_episode_steps
         terminated = np.zeros(self.num_envs, bool)
         info = {'final_obs': obs.copy(), 'final_pose': pose, 'final_twist': twist,
+                'final_sensors': np.zeros((self.num_envs, 0), np.float32),
                 'episode_step': self.episode_step.copy(), 'cost_safe_area': cst}
         if self.autoreset and truncated.any():
             idx = np.flatnonzero(truncated)

@@ -36,7 +36,9 @@ class Learner(Node):
         p = declare_parameters(self, LEARNER_PARAMS + TASK_PARAMS)
         from cpo_ros.envs.make import make_vec_env
 
-        task_kwargs = {k: p[k] for k in ('target_radius', 'x_limit', 'max_episode_steps')}
+        keys = (('target_radius', 'x_limit', 'max_episode_steps') if p['task'] == 'circle'
+                else ('max_episode_steps',))
+        task_kwargs = {k: p[k] for k in keys}
         probe = make_vec_env(task=p['task'], num_envs=1, seed=p['seed'], **task_kwargs)
         algo = AlgoConfig(
             algo=p['algo'], cost_limit=p['cost_limit'], target_kl=p['target_kl'],

@@ -12,7 +12,7 @@ from rclpy.node import Node
 from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
 
 from cpo_ros.core.worker import RolloutWorker
-from cpo_ros.envs import circle
+from cpo_ros.envs.tasks import task_info
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import (
@@ -21,16 +21,10 @@ from cpo_ros.ros.conversions import (
     decode_batch,
     encode_batch,
     msg_to_arrays,
-    STATE_FIELDS,
+    state_fields,
 )
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import EXECUTOR_PARAMS, TASK_PARAMS
-
-_POSE = [STATE_FIELDS.index(f) for f in ('x', 'y', 'yaw')]
-_TWIST = [STATE_FIELDS.index(f) for f in ('v', 'w')]
-_FINAL_POSE = [STATE_FIELDS.index(f) for f in ('final_x', 'final_y', 'final_yaw')]
-_FINAL_TWIST = [STATE_FIELDS.index(f) for f in ('final_v', 'final_w')]
-_COL = {f: STATE_FIELDS.index(f) for f in ('reward', 'cost', 'terminated', 'truncated')}
 
 
 class PolicyExecutor(Node):
@@ -40,7 +34,18 @@ class PolicyExecutor(Node):
         super().__init__('policy_executor', **kwargs)
         p = declare_parameters(self, EXECUTOR_PARAMS + TASK_PARAMS)
         self.num_envs = p['num_envs']
-        obs_dim = len(circle.OBS_LABELS)
+        self.info = task_info(p['task'])
+        self.fields = state_fields(self.info.sensor_labels)
+        col = {f: i for i, f in enumerate(self.fields)}
+        k = len(self.info.sensor_labels)
+        self._pose = [col['x'], col['y'], col['yaw']]
+        self._twist = [col['v'], col['w']]
+        self._sensors = list(range(col['truncated'] + 1, col['truncated'] + 1 + k))
+        self._final_pose = [col['final_x'], col['final_y'], col['final_yaw']]
+        self._final_twist = [col['final_v'], col['final_w']]
+        self._final_sensors = list(range(col['final_w'] + 1, col['final_w'] + 1 + k))
+        self._col = {f: col[f] for f in ('reward', 'cost', 'terminated', 'truncated')}
+        obs_dim = self.info.obs_dim
         steps = max(1, p['steps_per_iteration'] // self.num_envs)
         self.worker = RolloutWorker(self.num_envs, obs_dim, 2, steps, seed=p['seed'],
                                     deterministic=p['deterministic'])
@@ -70,7 +75,7 @@ class PolicyExecutor(Node):
 
     def _on_state(self, msg: Float32MultiArray) -> None:
         try:
-            state, seq = decode_batch(msg, STATE_FIELDS)
+            state, seq = decode_batch(msg, self.fields)
             if state.shape[0] != self.num_envs:
                 raise ValueError(f'{state.shape[0]} robots, this executor runs {self.num_envs}')
         except ValueError as exc:
@@ -79,12 +84,16 @@ class PolicyExecutor(Node):
             return
         if seq == self._last_seq or (self._waiting is not None and self._waiting[0] == seq):
             return  # a re-sent state we already hold
-        obs = circle.observation(state[:, _POSE], state[:, _TWIST])
+        obs = self.info.observation(state[:, self._pose], state[:, self._twist],
+                                    state[:, self._sensors])
         if self._last_seq is not None:
-            final_obs = circle.observation(state[:, _FINAL_POSE], state[:, _FINAL_TWIST])
+            final_obs = self.info.observation(state[:, self._final_pose],
+                                              state[:, self._final_twist],
+                                              state[:, self._final_sensors])
+            c = self._col
             ended = self.worker.record(
-                state[:, _COL['reward']], state[:, _COL['cost']],
-                state[:, _COL['terminated']] > 0.5, state[:, _COL['truncated']] > 0.5, final_obs)
+                state[:, c['reward']], state[:, c['cost']], state[:, c['terminated']] > 0.5,
+                state[:, c['truncated']] > 0.5, final_obs)
             for ret, cost in ended:
                 self.return_pub.publish(Float32(data=ret))
                 self.cost_pub.publish(Float32(data=cost))

@@ -10,17 +10,20 @@ older than cmd_timeout_s means stop. Both modes publish robot 0's `odom` and `sa
 import time
 
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import Point, Twist
 from nav_msgs.msg import Odometry
 import numpy as np
 import rclpy
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Float32MultiArray
+from visualization_msgs.msg import Marker, MarkerArray
 
 from cpo_ros.envs.circle import CircleTask
+from cpo_ros.envs.gather import VecPointGather
 from cpo_ros.envs.point_circle import DomainRandomization, VecPointCircle
 from cpo_ros.envs.robot import RobotConfig
+from cpo_ros.envs.tasks import task_info
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import (
@@ -28,7 +31,7 @@ from cpo_ros.ros.conversions import (
     decode_batch,
     encode_batch,
     pose_twist_to_odometry,
-    STATE_FIELDS,
+    state_fields,
     twist_to_array,
 )
 from cpo_ros.ros.params import declare_parameters
@@ -47,9 +50,6 @@ class SimBridge(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('sim_bridge', **kwargs)
         p = declare_parameters(self, SIM_BRIDGE_PARAMS + TASK_PARAMS)
-        task = CircleTask(target_radius=p['target_radius'], x_limit=p['x_limit'],
-                          max_episode_steps=p['max_episode_steps'],
-                          init_position_noise=p['init_position_noise'])
         robot = RobotConfig(max_linear_velocity=p['max_linear_velocity'],
                             max_angular_velocity=p['max_angular_velocity'],
                             control_dt=p['control_dt'], physics_dt=p['physics_dt'],
@@ -60,8 +60,26 @@ class SimBridge(Node):
             mass_scale=tuple(p['dr_mass_scale']), gain_scale=tuple(p['dr_gain_scale']),
             max_latency_steps=p['dr_max_latency_steps'], position_noise=p['dr_position_noise'],
             yaw_noise=p['dr_yaw_noise'], velocity_noise=p['dr_velocity_noise'])
-        self.env = VecPointCircle(num_envs, task, robot, seed=p['seed'],
-                                  randomization=randomization)
+        if p['task'] == 'gather':
+            self.env = VecPointGather(num_envs, robot=robot, seed=p['seed'],
+                                      max_episode_steps=p['max_episode_steps'])
+        else:
+            task = CircleTask(target_radius=p['target_radius'], x_limit=p['x_limit'],
+                              max_episode_steps=p['max_episode_steps'],
+                              init_position_noise=p['init_position_noise'])
+            self.env = VecPointCircle(num_envs, task, robot, seed=p['seed'],
+                                      randomization=randomization)
+        self.info = task_info(p['task'])
+        self.fields = state_fields(self.info.sensor_labels)
+        col = {f: i for i, f in enumerate(self.fields)}
+        k = len(self.info.sensor_labels)
+        self._cols = {name: slice(col[first], col[first] + width) for name, first, width in (
+            ('pose', 'x', 3), ('twist', 'v', 2), ('reward', 'reward', 1), ('cost', 'cost', 1),
+            ('terminated', 'terminated', 1), ('truncated', 'truncated', 1),
+            ('final_pose', 'final_x', 3), ('final_twist', 'final_v', 2))}
+        if k:
+            self._cols['sensors'] = slice(col['truncated'] + 1, col['truncated'] + 1 + k)
+            self._cols['final_sensors'] = slice(col['final_w'] + 1, col['final_w'] + 1 + k)
         self.odom_frame, self.base_frame = p['odom_frame'], p['base_frame']
         self.cmd_timeout = p['cmd_timeout_s']
         # Lock-step runs thousands of steps a second: robot 0's odom, cost and /clock go out at
@@ -70,16 +88,22 @@ class SimBridge(Node):
         self._telemetry_period = 1.0 / p['telemetry_rate_hz'] if self.mode == 'lockstep' else 0.0
         self._last_telemetry = -float('inf')
         self.seq = 0
-        self._state = np.zeros((num_envs, len(STATE_FIELDS) - 1), np.float32)
+        self._state = np.zeros((num_envs, len(self.fields) - 1), np.float32)
         self._last_cmd = np.zeros(2)
         self._last_cmd_time = -float('inf')
 
         self.odom_pub = self.create_publisher(Odometry, 'odom', qos.METRICS)
         self.cost_pub = self.create_publisher(Float32, 'safety/cost', qos.METRICS)
         self.clock_pub = self.create_publisher(Clock, '/clock', qos.METRICS)
+        if self.info.sensor_labels:
+            self.sensor_pub = self.create_publisher(Float32MultiArray, f'{p["task"]}/sensors',
+                                                    qos.METRICS)
+            self.marker_pub = self.create_publisher(MarkerArray, f'{p["task"]}/markers',
+                                                    qos.METRICS)
         self.env.reset(seed=p['seed'])
         self._fill_state(np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, bool),
-                         np.zeros(num_envs, bool), self.env.poses(), self.env.twists())
+                         np.zeros(num_envs, bool), self.env.poses(), self.env.twists(),
+                         self.env.sensors())
         if self.mode == 'lockstep':
             self.state_pub = self.create_publisher(Float32MultiArray, 'batch/state',
                                                    qos.LOCKSTEP)
@@ -115,7 +139,7 @@ class SimBridge(Node):
         self._resend_timer.reset()
 
     def _publish_state(self) -> None:
-        self.state_pub.publish(encode_batch(self._state, STATE_FIELDS, self.seq))
+        self.state_pub.publish(encode_batch(self._state, self.fields, self.seq))
 
     # -- real-time robot stand-in ---------------------------------------------------------------
     def _on_cmd_vel(self, msg: Twist) -> None:
@@ -136,18 +160,23 @@ class SimBridge(Node):
     def _step(self, cmd: np.ndarray) -> None:
         _obs, reward, cost, terminated, truncated, info = self.env.step(cmd)
         self._fill_state(reward, cost, terminated, truncated, info['final_pose'],
-                         info['final_twist'])
+                         info['final_twist'], info['final_sensors'])
         self.seq = (self.seq + 1) % (2 ** 24)
         now = time.monotonic()
         if now - self._last_telemetry >= self._telemetry_period:
             self._last_telemetry = now
             self._publish_outputs(float(cost[0]))
 
-    def _fill_state(self, reward, cost, terminated, truncated, final_pose, final_twist) -> None:
-        s = self._state
-        s[:, 0:3], s[:, 3:5] = self.env.odometry()
-        s[:, 5], s[:, 6], s[:, 7], s[:, 8] = reward, cost, terminated, truncated
-        s[:, 9:12], s[:, 12:14] = final_pose, final_twist
+    def _fill_state(self, reward, cost, terminated, truncated, final_pose, final_twist,
+                    final_sensors) -> None:
+        s, c = self._state, self._cols
+        s[:, c['pose']], s[:, c['twist']] = self.env.odometry()
+        s[:, c['reward']], s[:, c['cost']] = reward[:, None], cost[:, None]
+        s[:, c['terminated']], s[:, c['truncated']] = terminated[:, None], truncated[:, None]
+        s[:, c['final_pose']], s[:, c['final_twist']] = final_pose, final_twist
+        if 'sensors' in c:
+            s[:, c['sensors']] = self.env.sensors()
+            s[:, c['final_sensors']] = final_sensors
 
     def _publish_outputs(self, cost: float) -> None:
         stamp = sim_time(self.env.robots.time)
@@ -156,6 +185,27 @@ class SimBridge(Node):
         self.odom_pub.publish(pose_twist_to_odometry(pose[0], twist[0], stamp, self.odom_frame,
                                                      self.base_frame))
         self.cost_pub.publish(Float32(data=cost))
+        if self.info.sensor_labels:
+            readings = self.env.sensors()[:1]
+            self.sensor_pub.publish(encode_batch(readings, (*self.info.sensor_labels, 'seq'),
+                                                 self.seq))
+            self.marker_pub.publish(self._object_markers(stamp))
+
+    def _object_markers(self, stamp) -> MarkerArray:
+        """Return robot 0's live apples (green) and bombs (red) as spheres for RViz."""
+        markers = MarkerArray()
+        for kind, objects, alive, (r, g) in (
+                ('apples', self.env.apples[0], self.env.apples_alive[0], (0.1, 0.8)),
+                ('bombs', self.env.bombs[0], self.env.bombs_alive[0], (0.9, 0.1))):
+            m = Marker(ns=kind, id=0, type=Marker.SPHERE_LIST, action=Marker.ADD)
+            m.header.frame_id, m.header.stamp = self.odom_frame, stamp
+            m.pose.orientation.w = 1.0
+            m.scale.x = m.scale.y = m.scale.z = 0.5
+            m.color.r, m.color.g, m.color.a = r, g, 1.0
+            m.points = [Point(x=float(x), y=float(y)) for (x, y), a in zip(objects, alive,
+                                                                           strict=True) if a]
+            markers.markers.append(m)
+        return markers
 
 
 def main(args: list[str] | None = None) -> int:

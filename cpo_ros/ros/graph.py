@@ -45,6 +45,8 @@ class Bringup:
 GRAPHS: dict[str, Bringup] = {
     # The learner last: it publishes the first policy once everything listens.
     'circle_sim': Bringup((SIM_BRIDGE, MONITOR, EXECUTOR, LEARNER), use_sim_time=True),
+    # Gather's cost (bombs) is not a function of the pose: no monitor estimate to compare.
+    'gather_sim': Bringup((SIM_BRIDGE, EXECUTOR, LEARNER), use_sim_time=True),
     # On a robot its driver replaces the sim bridge: odom in, cmd_vel out.
     'deploy': Bringup((MONITOR, DEPLOYED_EXECUTOR), use_sim_time=False),
 }

@@ -14,7 +14,7 @@ _T = CircleTask()
 _R = RobotConfig()
 
 TASK_PARAMS = [
-    ParamSpec('task', 'circle', 'task to simulate and learn', choices=('circle',)),
+    ParamSpec('task', 'circle', 'task to simulate and learn', choices=('circle', 'gather')),
     ParamSpec('num_envs', 16, 'robots simulated side by side (batched lock-step)', 1, 1024),
     ParamSpec('seed', 0, 'seed of the simulator, the action noise and the networks', 0, 2**31 - 1),
     ParamSpec('steps_per_iteration', 50_000, 'samples (all robots) per policy update', 1,
