@@ -1,9 +1,10 @@
-"""Point-Circle at the paper's settings: CPO vs TRPO vs PDO over seeds, per-iteration figures.
+"""Point-Circle (or Gather) at the paper's settings: CPO vs TRPO vs PDO over seeds.
 
 Run: .venv/bin/python bench/bench_circle_algos.py --iterations 100 --seeds 0 1 2 --out runs/bench
+     [--task gather --algos cpo pdo]
 Writes one run directory per (algo, seed), then a table of mean episode cost and return over
 seeds every 10 iterations, the share of iterations after the 10th with cost <= 1.2 d, and a
-plot (OUT/circle_algos.png).
+plot (OUT/<task>_algos.png).
 """
 
 import argparse
@@ -31,9 +32,14 @@ def main() -> None:
     parser.add_argument('--steps', type=int, default=50_000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--algos', nargs='+', default=['cpo', 'trpo', 'pdo'])
-    parser.add_argument('--cost-limit', type=float, default=5.0)
+    parser.add_argument('--task', default='circle', choices=('circle', 'gather'))
+    parser.add_argument('--cost-limit', type=float, default=None,
+                        help="default: the task's (circle 5, gather 0.1)")
     parser.add_argument('--out', default='runs/bench_circle')
     args = parser.parse_args()
+    from cpo_ros.envs.make import DEFAULT_COST_LIMITS
+    if args.cost_limit is None:
+        args.cost_limit = DEFAULT_COST_LIMITS[args.task]
     out = Path(args.out)
     results: dict[str, list[dict[str, np.ndarray]]] = {}
     for algo in args.algos:
@@ -41,14 +47,15 @@ def main() -> None:
             run_dir = out / f'{algo}_s{seed}'
             if not (run_dir / 'progress.csv').is_file() or len(
                     load(run_dir / 'progress.csv')['iteration']) < args.iterations:
-                train(TrainConfig(task='circle', iterations=args.iterations,
+                train(TrainConfig(task=args.task, iterations=args.iterations,
                                   steps_per_iteration=args.steps, num_envs=16, seed=seed,
                                   out=str(run_dir),
                                   algo=AlgoConfig(algo=algo, cost_limit=args.cost_limit)),
                       resume=True, show_progress=False)
             results.setdefault(algo, []).append(load(run_dir / 'progress.csv'))
     d = args.cost_limit
-    print(f'Point-Circle, {args.steps} samples/iteration, d = {d}, seeds {args.seeds}')
+    print(f'Point-{args.task.title()}, {args.steps} samples/iteration, d = {d}, '
+          f'seeds {args.seeds}')
     print('mean over seeds of the per-iteration mean episode cost / return')
     header = 'iter ' + ' '.join(f'{a + " cost":>10} {a + " return":>11}' for a in results)
     print(header)
@@ -83,8 +90,8 @@ def main() -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / 'circle_algos.png', dpi=100)
-    print(f'plot: {out / "circle_algos.png"}')
+    fig.savefig(out / f'{args.task}_algos.png', dpi=100)
+    print(f'plot: {out / f"{args.task}_algos.png"}')
 
 
 if __name__ == '__main__':

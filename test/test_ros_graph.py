@@ -50,9 +50,11 @@ def test_four_node_processes_train_through_the_topics(start_node, probe, tmp_pat
     probe.create_subscription(UInt8MultiArray, 'cpo/rollout',
                               lambda m: rollouts.append(int(msg_to_arrays(m)['policy_version'])),
                               qos.ROLLOUT)
+    # The learner stays up after its budget, so all four names can be seen together.
     procs = [start_node('sim_bridge', *SMALL), start_node('safe_area_monitor', *SMALL),
              start_node('policy_executor', *SMALL),
-             start_node('learner', *SMALL, *learner_params(tmp_path))]
+             start_node('learner', *SMALL, *learner_params(tmp_path),
+                        'shutdown_when_done:=false')]
     names = {'sim_bridge', 'safe_area_monitor', 'policy_executor', 'learner'}
     assert wait_until(lambda: names <= set(probe.get_node_names()), 60), probe.get_node_names()
 
@@ -63,12 +65,12 @@ def test_four_node_processes_train_through_the_topics(start_node, probe, tmp_pat
         assert topics()[name] == kind, name
 
     learner = procs[-1]
-    assert learner.wait(timeout=180) == 0, learner.output
+    assert learner.wait_for_output('training done', 180), learner.output
     assert [int(r['iteration']) for r in progress_rows(tmp_path)] == [1, 2, 3]
     assert (tmp_path / 'curves.png').is_file() and (tmp_path / 'checkpoints/last.pt').is_file()
     # The executor sampled with each new version (the probe may join after version 0's rollout).
     assert wait_until(lambda: {1, 2} <= set(rollouts), 10), rollouts
-    for proc in procs[:-1]:
+    for proc in procs:
         assert proc.proc.poll() is None, proc.output  # still serving
         assert proc.stop() == 0, proc.output
 
