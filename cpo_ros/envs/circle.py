@@ -6,9 +6,12 @@ twist v, yaw rate), so a robot computes exactly what the simulation trained on.
 """
 
 from dataclasses import dataclass
+from functools import lru_cache
 import math
 
 import numpy as np
+
+from cpo_ros.envs.safe_area import SafeArea
 
 OBS_LABELS = ('x', 'y', 'cos_yaw', 'sin_yaw', 'v', 'w')
 """Observation layout: position [m], heading as cos/sin, forward velocity [m/s], yaw rate."""
@@ -64,9 +67,15 @@ def reward(pose: np.ndarray, twist: np.ndarray, task: CircleTask) -> np.ndarray:
     return ((-y * vx + x * vy) / (1.0 + np.abs(radius - task.target_radius))).astype(np.float32)
 
 
+@lru_cache(maxsize=32)
+def safe_area(task: CircleTask) -> SafeArea:
+    """Return the task's safe area: the strip |x| <= x_limit (what the monitor guards too)."""
+    return SafeArea.strip(task.x_limit)
+
+
 def in_safe_area(pose: np.ndarray, task: CircleTask) -> np.ndarray:
     """Return (N,) bool: inside the strip |x| <= x_limit."""
-    return np.abs(_pose2d(pose)[:, 0]) <= task.x_limit
+    return safe_area(task).contains(_pose2d(pose)[:, :2])
 
 
 def cost(pose: np.ndarray, task: CircleTask) -> np.ndarray:

@@ -44,9 +44,21 @@ class SafeArea:
             raise ValueError(f'polygon needs pairs of numbers, got {len(flat)} values')
         return cls(tuple((float(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)))
 
+    def _box(self) -> tuple[float, float, float, float] | None:
+        """Return (x_min, x_max, y_min, y_max) when the area is an axis-aligned rectangle."""
+        pts = np.asarray(self.vertices)
+        xs, ys = np.unique(pts[:, 0]), np.unique(pts[:, 1])
+        if len(pts) == 4 and len(xs) == 2 and len(ys) == 2:
+            return float(xs[0]), float(xs[1]), float(ys[0]), float(ys[1])
+        return None
+
     def contains(self, xy: np.ndarray) -> np.ndarray:
         """Return bool (N,): points (N, 2) inside or on the boundary (even-odd rule)."""
         pts = np.atleast_2d(np.asarray(xy, dtype=np.float64))
+        box = self._box()
+        if box is not None:  # the common case (strips, rectangles): a bounds check
+            x, y = pts[:, 0], pts[:, 1]
+            return (x >= box[0]) & (x <= box[1]) & (y >= box[2]) & (y <= box[3])
         poly = np.asarray(self.vertices)
         x, y = pts[:, 0:1], pts[:, 1:2]
         x1, y1 = poly[:, 0], poly[:, 1]

@@ -22,6 +22,8 @@ from std_msgs.msg import Bool, Float32
 from visualization_msgs.msg import Marker, MarkerArray
 
 from cpo_ros.core.shield import shield_command, ShieldConfig
+from cpo_ros.envs import circle
+from cpo_ros.envs.circle import CircleTask
 from cpo_ros.envs.safe_area import SafeArea
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
@@ -38,7 +40,7 @@ def safe_area_from(p: dict) -> SafeArea:
         return SafeArea.rectangle(*p['area_rectangle'])
     if p['area_type'] == 'polygon':
         return SafeArea.from_flat(p['area_polygon'])
-    return SafeArea.strip(p['x_limit'])
+    return circle.safe_area(CircleTask(x_limit=p['x_limit']))
 
 
 class SafeAreaMonitor(Node):
