@@ -18,8 +18,18 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--iterations', type=int, default=100)
     p.add_argument('--steps-per-iteration', type=int, default=50_000)
     p.add_argument('--num-envs', type=int, default=16)
-    p.add_argument('--cost-limit', type=float, default=None,
-                   help="limit d per episode (default: the task's, circle 5, gather 0.1)")
+    p.add_argument('--cost-limit', type=float, nargs='+', default=None,
+                   help="limit d per episode, one per constraint (default: the task's, "
+                   'circle 5, gather 0.1; with --speed-limit circle 5 10)')
+    p.add_argument('--speed-limit', type=float, default=None,
+                   help='circle: add a second constraint, cost 1 per step faster than this '
+                   '[m/s]')
+    p.add_argument('--cost-shaping', action='store_true',
+                   help='paper section 6.3: constrain cost + w P(violation within T steps)')
+    p.add_argument('--shaping-horizon', type=int, default=AlgoConfig.shaping_horizon,
+                   help='T of --cost-shaping [steps]')
+    p.add_argument('--shaping-weight', type=float, default=AlgoConfig.shaping_weight,
+                   help='w of --cost-shaping')
     p.add_argument('--target-kl', type=float, default=AlgoConfig.target_kl)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=None,
@@ -59,18 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from cpo_ros.core.trainer import train
-    from cpo_ros.envs.make import DEFAULT_COST_LIMITS
+    from cpo_ros.envs.make import default_cost_limits
 
     task = args.task if args.task or args.env_id else 'circle'
     name = task or args.env_id.replace('/', '_')
-    cost_limit = args.cost_limit
-    if cost_limit is None:
-        cost_limit = DEFAULT_COST_LIMITS.get(task, AlgoConfig.cost_limit)
+    task_kwargs = {}
+    if args.speed_limit is not None:
+        if task != 'circle':
+            raise ValueError('--speed-limit is a constraint of the circle task')
+        task_kwargs['speed_limit'] = args.speed_limit
+    limits = tuple(args.cost_limit or default_cost_limits(task, **task_kwargs))
     config = TrainConfig(
         task=task, env_id=args.env_id, iterations=args.iterations,
         steps_per_iteration=args.steps_per_iteration, num_envs=args.num_envs, seed=args.seed,
         out=args.out or f'runs/{name}_{args.algo}_s{args.seed}', torch_threads=args.torch_threads,
-        algo=AlgoConfig(algo=args.algo, cost_limit=cost_limit, target_kl=args.target_kl))
+        task_kwargs=task_kwargs,
+        algo=AlgoConfig(algo=args.algo, cost_limit=limits[0] if len(limits) == 1 else limits,
+                        target_kl=args.target_kl, cost_shaping=args.cost_shaping,
+                        shaping_horizon=args.shaping_horizon,
+                        shaping_weight=args.shaping_weight))
     train(config, resume=args.resume, show_progress=not args.quiet)
     return 0
 
@@ -80,8 +97,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate(args.checkpoint, args.episodes, deterministic=not args.stochastic,
                       seed=args.seed, plot=args.plot)
+    costs = ', '.join(f'{c:.3f} (limit {d:.3f})' for c, d in zip(
+        result['mean_costs'], result['cost_limits'], strict=True))
     print(f"episodes {result['episodes']} | mean return {result['mean_return']:.3f} | "
-          f"mean cost {result['mean_cost']:.3f} (limit {result['cost_limit']:.3f})")
+          f"mean cost {costs}")
     if 'plot' in result:
         print(f"plot: {result['plot']}")
     return 0

@@ -20,7 +20,7 @@ def test_normaliser_update_leaves_policy_and_critics_unchanged():
         with torch.no_grad():
             norm = algo.policy.norm(obs)
             return (algo.policy.distribution(obs).loc, algo.reward_critic(norm),
-                    algo.cost_critic(norm))
+                    algo.cost_critics[0](norm))
     before = outputs()
     algo._update_normalizer(rng.normal(loc=3.0, scale=5.0, size=(2000, 4)))
     assert not torch.allclose(algo.policy.norm.mean, torch.zeros(4, dtype=torch.float64),

@@ -197,3 +197,31 @@ def test_gather_trains_through_the_graph_with_sensor_and_marker_topics(ros_env, 
     assert readings and readings[-1].shape == (1, 20)
     assert markers and {m.ns for m in markers[-1].markers} == {'apples', 'bombs'}
     assert 'task: gather' in (tmp_path / 'config.yaml').read_text()
+
+
+def test_a_second_constraint_trains_through_the_graph_with_per_constraint_topics(ros_env, probe,
+                                                                                 tmp_path):
+    from std_msgs.msg import Float32
+
+    seen = {}
+    for i in (0, 1):
+        for name in ('episode_cost', 'cost_limit'):
+            topic = f'cpo/{name}_{i}'
+            probe.create_subscription(Float32, topic,
+                                      lambda m, t=topic: seen.setdefault(t, m.data),
+                                      qos.METRICS)
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
+           *[x for p in SMALL for x in ('-p', p)], '-p', 'speed_limit:=0.5',
+           '-p', 'learner:cost_limit:=[5.0, 4.0]', '-p', f'learner:out:={tmp_path}',
+           '-p', 'learner:iterations:=2', '-p', 'learner:value_epochs:=2',
+           '-p', 'learner:shutdown_when_done:=false']
+    bringup = NodeProcess(cmd, ros_env)
+    try:
+        assert wait_until(lambda: len(progress_rows(tmp_path)) >= 2 and len(seen) == 4, 180), (
+            bringup.output)
+    finally:
+        bringup.stop()
+    rows = progress_rows(tmp_path)
+    assert float(rows[0]['cost_limit_1']) == 4.0 and rows[-1]['episode_cost_1'] != ''
+    assert seen['cpo/cost_limit_1'] == 4.0 and seen['cpo/cost_limit_0'] == 5.0
+    assert 'cost   ' in bringup.output and '/ 4.00' in bringup.output

@@ -1,9 +1,12 @@
 """The policy update of CPO and of the TRPO and PDO baselines, which share every piece.
 
-One iteration: GAE for reward and cost from the critics, the surrogate gradients g (reward) and
-b (cost, rescaled to the per-episode scale of c = J_C - d by the mean episode length), a Fisher
-matrix through Fisher-vector products, a step direction (`cpo.step_direction`), a backtracking
-line search, then the critics. The measured J_C of the newest batch is passed in explicitly.
+One iteration: GAE for reward and each cost from the critics, the surrogate gradients g
+(reward) and b_i (cost i, rescaled to the per-episode scale of c_i = J_Ci - d_i by the mean
+episode length), a Fisher matrix through Fisher-vector products, a step direction
+(`cpo.step_direction`: the closed form for one constraint, the numerical dual for several), a
+backtracking line search, then the critics. The measured J_C of the newest batch is passed in
+explicitly. With cost shaping (paper section 6.3) each cost becomes C + w P(violation within T
+steps), P from `shaping.ViolationPredictor`, under the same limit.
 """
 
 import math
@@ -11,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from cpo_ros.core.buffer import episode_summary, gae, next_values, validate_rollout
+from cpo_ros.core.buffer import cost_matrix, episode_summary, gae, next_values, validate_rollout
 from cpo_ros.core.config import AlgoConfig
 from cpo_ros.core.cpo import CASE_RECOVERY, step_direction
 from cpo_ros.core.networks import Critic, GaussianPolicy
+from cpo_ros.core.shaping import ViolationPredictor
 from cpo_ros.core.trust_region import (
     fisher_vector_product,
     flat_grad,
@@ -29,59 +34,91 @@ class ConstrainedTrustRegion:
 
     def __init__(self, obs_dim: int, act_dim: int, config: AlgoConfig,
                  action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
-                 max_episode_steps: int | None = None) -> None:
+                 max_episode_steps: int | None = None, num_costs: int = 1) -> None:
         config.validate()
+        if len(config.limits) != num_costs:
+            raise ValueError(f'cost_limit has {len(config.limits)} value(s) '
+                             f'{list(config.limits)} but the task has {num_costs} '
+                             f'constraint(s): give one limit each')
         self.config = config
-        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.obs_dim, self.act_dim, self.num_costs = obs_dim, act_dim, num_costs
+        self.limits = np.asarray(config.limits, np.float64)
         self.max_episode_steps = max_episode_steps
         self.policy = GaussianPolicy(obs_dim, act_dim, config.hidden_sizes, config.init_log_std,
                                      action_low, action_high, config.obs_clip)
         self.reward_critic = Critic(obs_dim, config.value_hidden_sizes)
-        self.cost_critic = Critic(obs_dim, config.value_hidden_sizes)
+        self.cost_critics = nn.ModuleList(Critic(obs_dim, config.value_hidden_sizes)
+                                          for _ in range(num_costs))
         self.critic_optim = torch.optim.Adam(
-            list(self.reward_critic.parameters()) + list(self.cost_critic.parameters()),
+            list(self.reward_critic.parameters()) + list(self.cost_critics.parameters()),
             lr=config.value_lr)
-        self.lagrange = float(config.pdo_lambda_init)
+        self.shaper = (ViolationPredictor(obs_dim, num_costs, config.value_hidden_sizes,
+                                          config.shaping_horizon, config.value_lr,
+                                          config.value_epochs, config.value_minibatch)
+                       if config.cost_shaping else None)
+        self.lagrange = np.full(num_costs, float(config.pdo_lambda_init))
         self.version = 0
 
     # -- state for checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Return everything an exact resume needs (tensors and plain numbers only)."""
-        return {'policy': self.policy.state_dict(),
-                'reward_critic': self.reward_critic.state_dict(),
-                'cost_critic': self.cost_critic.state_dict(),
-                'critic_optim': self.critic_optim.state_dict(), 'lagrange': self.lagrange,
-                'version': self.version}
+        state = {'policy': self.policy.state_dict(),
+                 'reward_critic': self.reward_critic.state_dict(),
+                 'cost_critics': self.cost_critics.state_dict(),
+                 'critic_optim': self.critic_optim.state_dict(),
+                 'lagrange': [float(v) for v in self.lagrange], 'version': self.version}
+        if self.shaper is not None:
+            state['shaper'] = self.shaper.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from state_dict() output (shapes are checked by torch)."""
+        lagrange = np.asarray(state['lagrange'], np.float64).reshape(-1)
+        if lagrange.shape != (self.num_costs,):
+            raise ValueError(f'the checkpoint has {lagrange.size} constraint(s), this run '
+                             f'{self.num_costs}')
+        if (self.shaper is None) != ('shaper' not in state):
+            raise ValueError('cost_shaping differs between the checkpoint and this run')
         self.policy.load_state_dict(state['policy'])
         self.reward_critic.load_state_dict(state['reward_critic'])
-        self.cost_critic.load_state_dict(state['cost_critic'])
+        self.cost_critics.load_state_dict(state['cost_critics'])
         self.critic_optim.load_state_dict(state['critic_optim'])
-        self.lagrange = float(state['lagrange'])
+        if self.shaper is not None:
+            self.shaper.load_state_dict(state['shaper'])
+        self.lagrange = lagrange
         self.version = int(state['version'])
 
     # -- the update -----------------------------------------------------------------------------
-    def update(self, rollout: dict[str, np.ndarray], episode_cost: float | None = None
-               ) -> dict[str, Any]:
+    def update(self, rollout: dict[str, np.ndarray],
+               episode_cost: float | np.ndarray | None = None) -> dict[str, Any]:
         """Run one policy and critic update from a rollout; return the iteration's figures.
 
         episode_cost: J_C of the policy that sampled the rollout (undiscounted cost per
-        episode); measured from the rollout's finished episodes when not given.
+        episode, one per constraint); measured from the rollout's finished episodes when not
+        given.
         """
-        cfg = self.config
-        validate_rollout(rollout, self.obs_dim, self.act_dim)
+        cfg, m = self.config, self.num_costs
+        validate_rollout(rollout, self.obs_dim, self.act_dim, m)
         summary = episode_summary(rollout, self.max_episode_steps)
-        j_c = summary['episode_cost'] if episode_cost is None else float(episode_cost)
-        c = j_c - cfg.cost_limit
+        j_c = summary['episode_costs'] if episode_cost is None else np.asarray(
+            episode_cost, np.float64).reshape(m)
         # The cost surrogate is a per-sample mean; c is per episode.
         ep_len = summary['episode_length']
+        costs = cost_matrix(rollout['cost'], 2).astype(np.float64)
+        j_constrained, shaping_loss = j_c, float('nan')
+        if self.shaper is not None:
+            # Shaped cost C + w P, P fit to this batch (the policy whose J_C is measured): its
+            # J adds w P summed over an episode, under the same limit.
+            shaping_loss = self.shaper.fit(self.policy.norm, rollout)
+            prob = self.shaper.predict(self.policy.norm, rollout['obs'])
+            costs = costs + cfg.shaping_weight * prob
+            j_constrained = j_c + cfg.shaping_weight * prob.mean(axis=(0, 1)) * ep_len
+        c = j_constrained - self.limits
 
-        obs, adv_r, adv_c, tgt_r, tgt_c = self._advantages(rollout)
+        obs, adv_r, adv_c, tgt_r, tgt_c = self._advantages(rollout, costs)
         u = torch.as_tensor(rollout['u'].reshape(-1, self.act_dim))
         adv_r = (adv_r - adv_r.mean()) / (adv_r.std() + 1e-8)
-        adv_c = adv_c - adv_c.mean()  # centred, never scaled: its size carries the cost
+        adv_c = adv_c - adv_c.mean(0)  # centred, never scaled: its size carries the cost
 
         policy = self.policy
         with torch.no_grad():
@@ -90,7 +127,7 @@ class ConstrainedTrustRegion:
 
         def surrogates() -> tuple[torch.Tensor, torch.Tensor]:
             ratio = torch.exp(policy.log_prob(obs, u) - old_logp)
-            return (ratio * adv_r).mean(), (ratio * adv_c).mean()
+            return (ratio * adv_r).mean(), (ratio[:, None] * adv_c).mean(0)
 
         def mean_kl() -> torch.Tensor:
             dist = policy.distribution(obs)
@@ -98,17 +135,21 @@ class ConstrainedTrustRegion:
 
         loss_r, loss_c = surrogates()
         g = flat_grad(loss_r, policy, retain_graph=True)
-        b = flat_grad(loss_c, policy)
+        bs = [flat_grad(loss_c[i], policy, retain_graph=i < m - 1) for i in range(m)]
         if cfg.algo == 'pdo':
-            g = g - self.lagrange * b
+            g = g - sum(float(lam) * b for lam, b in zip(self.lagrange, bs, strict=True))
         fvp = fisher_vector_product(mean_kl, policy, cfg.cg_damping)
 
         def hvp(v: np.ndarray) -> np.ndarray:
             return fvp(torch.as_tensor(v, dtype=torch.float32)).double().numpy()
 
         g_np = g.double().numpy()
-        if cfg.algo == 'cpo':
-            b_np = b.double().numpy() * ep_len
+        if cfg.algo == 'cpo' and m == 1:
+            b_np = bs[0].double().numpy() * ep_len
+            step, case = step_direction(g_np, b_np, hvp, float(c[0]), cfg.target_kl,
+                                        cfg.cg_iters)
+        elif cfg.algo == 'cpo':
+            b_np = np.stack([b.double().numpy() for b in bs], axis=1) * ep_len
             step, case = step_direction(g_np, b_np, hvp, c, cfg.target_kl, cfg.cg_iters)
         else:
             step, case = step_direction(g_np, np.zeros_like(g_np), hvp, 0.0, cfg.target_kl,
@@ -116,19 +157,24 @@ class ConstrainedTrustRegion:
 
         accepted, frac, kl, d_r, d_c = self._line_search(
             torch.as_tensor(step, dtype=torch.float32), surrogates, mean_kl,
-            loss_r.item(), loss_c.item(), c, ep_len, case)
+            loss_r.item(), loss_c.detach().double().numpy(), c, ep_len, case)
         if cfg.algo == 'pdo':
-            self.lagrange = max(0.0, self.lagrange + cfg.pdo_lambda_lr * c)
+            self.lagrange = np.maximum(0.0, self.lagrange + cfg.pdo_lambda_lr * c)
         value_loss_r, value_loss_c = self._fit_critics(obs, tgt_r, tgt_c)
         self._update_normalizer(rollout['obs'])
         self.version += 1
         return {
-            'episode_return': summary['episode_return'], 'episode_cost': j_c,
+            'episode_return': summary['episode_return'], 'episode_cost': float(j_c[0]),
+            'episode_costs': [float(v) for v in j_c],
+            'constrained_costs': [float(v) for v in j_constrained],
             'episode_length': ep_len, 'episodes': summary['episodes'],
-            'cost_limit': cfg.cost_limit, 'kl': kl, 'case': case, 'accepted': accepted,
-            'step_frac': frac, 'surrogate_reward_gain': d_r, 'surrogate_cost_change': d_c,
-            'lagrange': self.lagrange, 'value_loss_reward': value_loss_r,
-            'value_loss_cost': value_loss_c, 'policy_std': policy.log_std.exp().mean().item(),
+            'cost_limit': float(self.limits[0]),
+            'cost_limits': [float(v) for v in self.limits], 'kl': kl, 'case': case,
+            'accepted': accepted, 'step_frac': frac, 'surrogate_reward_gain': d_r,
+            'surrogate_cost_change': float(d_c[0]), 'lagrange': float(self.lagrange[0]),
+            'lagranges': [float(v) for v in self.lagrange], 'value_loss_reward': value_loss_r,
+            'value_loss_cost': value_loss_c, 'shaping_loss': shaping_loss,
+            'policy_std': policy.log_std.exp().mean().item(),
             'samples': int(rollout['reward'].size), 'policy_version': self.version,
         }
 
@@ -145,69 +191,82 @@ class ConstrainedTrustRegion:
         norm.update(obs)
         new_mean, new_std = norm.mean, torch.sqrt(norm.var + 1e-8)
         with torch.no_grad():
-            for first in (self.policy.mean_net[0], self.reward_critic.net[0],
-                          self.cost_critic.net[0]):
+            firsts = [self.policy.mean_net[0], self.reward_critic.net[0]]
+            firsts += [critic.net[0] for critic in self.cost_critics]
+            if self.shaper is not None:
+                firsts.append(self.shaper.net[0])
+            for first in firsts:
                 w = first.weight.double()
                 first.bias.add_((w @ ((new_mean - old_mean) / old_std)).float())
                 first.weight.copy_((w * (new_std / old_std)).float())
 
-    def _advantages(self, rollout: dict[str, np.ndarray]):
-        """Return flat torch obs, reward/cost advantages and value targets (GAE each)."""
+    def _advantages(self, rollout: dict[str, np.ndarray], costs: np.ndarray):
+        """Return flat torch obs, reward/cost advantages and value targets (GAE each).
+
+        costs: (T, N, m) per-step costs (shaped when shaping is on); cost advantages and
+        targets come back as (T * N, m).
+        """
         cfg = self.config
         t, n = rollout['reward'].shape
         obs = torch.as_tensor(rollout['obs'].reshape(t * n, -1))
         extra = torch.as_tensor(np.concatenate(
             [rollout['final_obs'].reshape(t * n, -1), rollout['last_obs']], axis=0))
+        dones = rollout['terminated'] | rollout['truncated']
+        streams = [(self.reward_critic, cfg.gamma, cfg.lam,
+                    rollout['reward'].astype(np.float64))]
+        streams += [(critic, cfg.cost_gamma, cfg.cost_lam, costs[:, :, i])
+                    for i, critic in enumerate(self.cost_critics)]
         with torch.no_grad():
             norm_obs, norm_extra = self.policy.norm(obs), self.policy.norm(extra)
             out = []
-            for critic, gamma, lam, key in (
-                    (self.reward_critic, cfg.gamma, cfg.lam, 'reward'),
-                    (self.cost_critic, cfg.cost_gamma, cfg.cost_lam, 'cost')):
+            for critic, gamma, lam, signal in streams:
                 values = critic(norm_obs).double().numpy().reshape(t, n)
                 extra_v = critic(norm_extra).double().numpy()
                 final_v, last_v = extra_v[:t * n].reshape(t, n), extra_v[t * n:]
                 nxt = next_values(values, last_v, final_v, rollout['terminated'],
                                   rollout['truncated'])
-                dones = rollout['terminated'] | rollout['truncated']
-                adv, target = gae(rollout[key].astype(np.float64), values, nxt, dones, gamma, lam)
+                adv, target = gae(signal, values, nxt, dones, gamma, lam)
                 out.append((torch.as_tensor(adv.reshape(-1), dtype=torch.float32),
                             torch.as_tensor(target.reshape(-1), dtype=torch.float32)))
-        (adv_r, tgt_r), (adv_c, tgt_c) = out
+        (adv_r, tgt_r), cost_out = out[0], out[1:]
+        adv_c = torch.stack([a for a, _ in cost_out], dim=1)
+        tgt_c = torch.stack([tg for _, tg in cost_out], dim=1)
         return obs, adv_r, adv_c, tgt_r, tgt_c
 
     def _line_search(self, step: torch.Tensor, surrogates, mean_kl, loss_r: float,
-                     loss_c: float, c: float, ep_len: float,
-                     case: str) -> tuple[bool, float, float, float, float]:
+                     loss_c: np.ndarray, c: np.ndarray, ep_len: float,
+                     case: str) -> tuple[bool, float, float, float, np.ndarray]:
         """Backtrack along step; keep the old parameters when no fraction is acceptable.
 
-        Accept when the mean KL is within delta, the cost surrogate (per episode) rose no more
-        than max(-c, 0) (CPO only), and the reward surrogate improved — required unless the
-        batch violates the constraint (c >= 0), where a step that lowers the cost may cost
+        Accept when the mean KL is within delta, each cost surrogate (per episode) rose no more
+        than max(-c_i, 0) (CPO only), and the reward surrogate improved — required unless the
+        batch violates a constraint (some c_i >= 0), where a step that lowers the cost may cost
         reward, and in recovery, which ignores the reward.
         """
         cfg = self.config
         old = flat_params(self.policy)
-        need_reward_gain = cfg.algo != 'cpo' or (case != CASE_RECOVERY and c < 0.0)
+        need_reward_gain = cfg.algo != 'cpo' or (case != CASE_RECOVERY and bool(np.all(c < 0.0)))
+        allowed = np.maximum(-c, 0.0)
         frac = 1.0
         for _ in range(cfg.backtrack_iters):
             set_flat_params(self.policy, old + frac * step)
             with torch.no_grad():
                 new_r, new_c = surrogates()
                 kl = float(mean_kl())
-            d_r, d_c = float(new_r) - loss_r, (float(new_c) - loss_c) * ep_len
+            new_c = new_c.double().numpy()
+            d_r, d_c = float(new_r) - loss_r, (new_c - loss_c) * ep_len
             ok = math.isfinite(kl) and kl <= cfg.target_kl
             if need_reward_gain:
                 # PDO climbs the Lagrangian, not the reward alone.
-                gain = d_r - self.lagrange * (float(new_c) - loss_c) if cfg.algo == 'pdo' else d_r
+                gain = d_r - float(self.lagrange @ (new_c - loss_c)) if cfg.algo == 'pdo' else d_r
                 ok = ok and gain > 0.0
             if cfg.algo == 'cpo':
-                ok = ok and d_c <= max(-c, 0.0)
+                ok = ok and bool(np.all(d_c <= allowed))
             if ok:
                 return True, frac, kl, d_r, d_c
             frac *= cfg.backtrack_ratio
         set_flat_params(self.policy, old)
-        return False, 0.0, 0.0, 0.0, 0.0
+        return False, 0.0, 0.0, 0.0, np.zeros_like(c)
 
     def _fit_critics(self, obs: torch.Tensor, tgt_r: torch.Tensor,
                      tgt_c: torch.Tensor) -> tuple[float, float]:
@@ -226,7 +285,8 @@ class ConstrainedTrustRegion:
             for start in range(0, n, mb):
                 idx = perm[start:start + mb]
                 loss_r = (self.reward_critic(norm_obs[idx]) - tgt_r[idx]).pow(2).mean()
-                loss_c = (self.cost_critic(norm_obs[idx]) - tgt_c[idx]).pow(2).mean()
+                loss_c = sum((critic(norm_obs[idx]) - tgt_c[idx, i]).pow(2).mean()
+                             for i, critic in enumerate(self.cost_critics))
                 self.critic_optim.zero_grad()
                 (loss_r + loss_c).backward()
                 self.critic_optim.step()

@@ -2,14 +2,13 @@
 
 A rollout is a dict of numpy arrays (it travels as .npz bytes between the ROS nodes):
 
-    obs (T, N, D), u (T, N, A) raw policy samples, logp (T, N), reward (T, N), cost (T, N),
+    obs (T, N, D), u (T, N, A) raw policy samples, logp (T, N), reward (T, N), cost (T, N)
+    with one constraint or (T, N, m) with m > 1 (episode_cost then (E, m)),
     terminated (T, N), truncated (T, N), final_obs (T, N, D) the last observation of an episode
     that ended at t (only rows where terminated | truncated matter), last_obs (N, D) the
     observation after the final step, episode_return / episode_cost / episode_length (E,) of the
     episodes that ended inside the rollout, policy_version () the policy that sampled it.
 """
-
-from typing import NamedTuple
 
 import numpy as np
 
@@ -20,19 +19,21 @@ ROLLOUT_KEYS = ('obs', 'u', 'logp', 'reward', 'cost', 'terminated', 'truncated',
 class RolloutCollector:
     """Accumulate N parallel env streams for T steps, tracking finished episodes' sums."""
 
-    def __init__(self, num_envs: int, obs_dim: int, act_dim: int, steps: int) -> None:
+    def __init__(self, num_envs: int, obs_dim: int, act_dim: int, steps: int,
+                 num_costs: int = 1) -> None:
         self.num_envs, self.obs_dim, self.act_dim, self.steps = num_envs, obs_dim, act_dim, steps
-        n, t = num_envs, steps
+        self.num_costs = num_costs
+        n, t, m = num_envs, steps, num_costs
         self.obs = np.zeros((t, n, obs_dim), np.float32)
         self.u = np.zeros((t, n, act_dim), np.float32)
         self.logp = np.zeros((t, n), np.float32)
         self.reward = np.zeros((t, n), np.float32)
-        self.cost = np.zeros((t, n), np.float32)
+        self.cost = np.zeros((t, n, m), np.float32)
         self.terminated = np.zeros((t, n), bool)
         self.truncated = np.zeros((t, n), bool)
         self.final_obs = np.zeros((t, n, obs_dim), np.float32)
         self._ret = np.zeros(n)
-        self._cst = np.zeros(n)
+        self._cst = np.zeros((n, m))
         self._len = np.zeros(n, np.int64)
         self.clear()
 
@@ -40,7 +41,7 @@ class RolloutCollector:
         """Start a new rollout; episodes in progress carry on."""
         self.t = 0
         self.episode_return: list[float] = []
-        self.episode_cost: list[float] = []
+        self.episode_cost: list[np.ndarray] = []
         self.episode_length: list[int] = []
 
     def reset_episodes(self) -> None:
@@ -57,8 +58,12 @@ class RolloutCollector:
     def add(self, obs: np.ndarray, u: np.ndarray, logp: np.ndarray, reward: np.ndarray,
             cost: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
             final_obs: np.ndarray) -> None:
-        """Store one vector step; final_obs rows matter where an episode ended."""
+        """Store one vector step; final_obs rows matter where an episode ended.
+
+        cost is (N,) with one constraint, (N, m) with several.
+        """
         t = self.t
+        cost = np.asarray(cost, np.float32).reshape(self.num_envs, self.num_costs)
         if t >= self.steps:
             raise IndexError(f'rollout already holds {self.steps} steps')
         self.obs[t], self.u[t], self.logp[t] = obs, u, logp
@@ -72,7 +77,7 @@ class RolloutCollector:
         self._len += 1
         for i in np.flatnonzero(done):
             self.episode_return.append(float(self._ret[i]))
-            self.episode_cost.append(float(self._cst[i]))
+            self.episode_cost.append(self._cst[i].copy())
             self.episode_length.append(int(self._len[i]))
         self._ret[done] = 0.0
         self._cst[done] = 0.0
@@ -81,21 +86,30 @@ class RolloutCollector:
 
     def arrays(self, last_obs: np.ndarray, policy_version: int = 0) -> dict[str, np.ndarray]:
         """Return copies of the rollout data in a dict; the module docstring lists the keys."""
-        t = self.t
+        t, m = self.t, self.num_costs
+        episode_cost = np.asarray(self.episode_cost, np.float64).reshape(-1, m)
         return {
             'obs': self.obs[:t].copy(), 'u': self.u[:t].copy(), 'logp': self.logp[:t].copy(),
-            'reward': self.reward[:t].copy(), 'cost': self.cost[:t].copy(),
+            'reward': self.reward[:t].copy(),
+            'cost': self.cost[:t, :, 0].copy() if m == 1 else self.cost[:t].copy(),
             'terminated': self.terminated[:t].copy(), 'truncated': self.truncated[:t].copy(),
             'final_obs': self.final_obs[:t].copy(),
             'last_obs': np.asarray(last_obs, np.float32).copy(),
             'episode_return': np.asarray(self.episode_return, np.float64),
-            'episode_cost': np.asarray(self.episode_cost, np.float64),
+            'episode_cost': episode_cost[:, 0] if m == 1 else episode_cost,
             'episode_length': np.asarray(self.episode_length, np.int64),
             'policy_version': np.asarray(policy_version, np.int64),
         }
 
 
-def validate_rollout(rollout: dict[str, np.ndarray], obs_dim: int, act_dim: int) -> None:
+def cost_matrix(costs: np.ndarray, leading: int) -> np.ndarray:
+    """Return costs with the constraint axis last: (..., m), m = 1 for a single constraint."""
+    costs = np.asarray(costs)
+    return costs[..., None] if costs.ndim == leading else costs
+
+
+def validate_rollout(rollout: dict[str, np.ndarray], obs_dim: int, act_dim: int,
+                     num_costs: int = 1) -> None:
     """Raise ValueError unless rollout has every key with consistent shapes and finite values."""
     missing = [k for k in ROLLOUT_KEYS if k not in rollout]
     if missing:
@@ -104,7 +118,8 @@ def validate_rollout(rollout: dict[str, np.ndarray], obs_dim: int, act_dim: int)
     if obs.ndim != 3 or obs.shape[2] != obs_dim or obs.shape[0] == 0:
         raise ValueError(f'rollout obs has shape {obs.shape}, expected (T>0, N, {obs_dim})')
     t, n = obs.shape[:2]
-    expected = {'u': (t, n, act_dim), 'logp': (t, n), 'reward': (t, n), 'cost': (t, n),
+    cost_shape = (t, n) if num_costs == 1 else (t, n, num_costs)
+    expected = {'u': (t, n, act_dim), 'logp': (t, n), 'reward': (t, n), 'cost': cost_shape,
                 'terminated': (t, n), 'truncated': (t, n), 'final_obs': (t, n, obs_dim),
                 'last_obs': (n, obs_dim), 'policy_version': ()}
     for key, shape in expected.items():
@@ -117,6 +132,10 @@ def validate_rollout(rollout: dict[str, np.ndarray], obs_dim: int, act_dim: int)
     if len(sizes) != 1:
         raise ValueError('rollout episode_return, episode_cost and episode_length differ in '
                          'length')
+    width = rollout['episode_cost'].shape[1:]
+    if width != cost_shape[2:]:
+        raise ValueError(f'rollout episode_cost has shape {rollout["episode_cost"].shape}, '
+                         f'expected one column per constraint ({num_costs})')
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, dones: np.ndarray,
@@ -146,32 +165,24 @@ def next_values(values: np.ndarray, last_value: np.ndarray, final_values: np.nda
     return np.where(terminated, 0.0, nxt)
 
 
-class Batch(NamedTuple):
-    """Flat training batch of one iteration (all torch-ready numpy arrays)."""
-
-    obs: np.ndarray
-    u: np.ndarray
-    logp: np.ndarray
-    adv_reward: np.ndarray
-    adv_cost: np.ndarray
-    target_reward: np.ndarray
-    target_cost: np.ndarray
-
-
 def episode_summary(rollout: dict[str, np.ndarray], max_episode_steps: int | None
                     ) -> dict[str, float]:
     """Return mean episode return, cost and length of the episodes that ended in the rollout.
+
+    'episode_costs' holds the mean cost of each constraint, 'episode_cost' the first's.
 
     With no finished episode (a rollout shorter than an episode) the per-step means are scaled
     to an episode of max_episode_steps (or of the rollout's length), so J_C is still measured on
     the newest batch.
     """
     if len(rollout['episode_cost']) > 0:
+        costs = cost_matrix(rollout['episode_cost'], 1).mean(axis=0)
         return {'episode_return': float(np.mean(rollout['episode_return'])),
-                'episode_cost': float(np.mean(rollout['episode_cost'])),
+                'episode_cost': float(costs[0]), 'episode_costs': costs,
                 'episode_length': float(np.mean(rollout['episode_length'])),
                 'episodes': float(len(rollout['episode_cost']))}
     length = float(max_episode_steps or rollout['reward'].shape[0])
+    costs = cost_matrix(rollout['cost'], 2).mean(axis=(0, 1)) * length
     return {'episode_return': float(rollout['reward'].mean() * length),
-            'episode_cost': float(rollout['cost'].mean() * length),
+            'episode_cost': float(costs[0]), 'episode_costs': costs,
             'episode_length': length, 'episodes': 0.0}

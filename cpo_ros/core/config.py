@@ -25,8 +25,9 @@ class AlgoConfig:
 
     algo: str = 'cpo'
     """Update rule: 'cpo', 'trpo' (ignores the cost) or 'pdo' (primal-dual Lagrangian)."""
-    cost_limit: float = 5.0
-    """Limit d on the expected undiscounted cost per episode."""
+    cost_limit: float | tuple[float, ...] = 5.0
+    """Limit d on the expected undiscounted cost per episode; one per constraint when the task
+    has several (e.g. Circle with a speed limit: (5.0, 2.0))."""
     gamma: float = 0.995
     """Discount of the reward."""
     lam: float = 0.95
@@ -63,12 +64,29 @@ class AlgoConfig:
     """Initial Lagrange multiplier of PDO."""
     obs_clip: float = 10.0
     """Clip on normalised observations."""
+    cost_shaping: bool = False
+    """Paper section 6.3: constrain C + w P(violation within shaping_horizon steps), with P a
+    learned predictor and the same limit (conservative: the shaped cost bounds the cost)."""
+    shaping_horizon: int = 10
+    """Look-ahead T of the violation predictor [steps]."""
+    shaping_weight: float = 1.0
+    """Weight w of the predicted violation probability in the shaped cost."""
+
+    @property
+    def limits(self) -> tuple[float, ...]:
+        """Return the cost limits as a tuple (one per constraint)."""
+        if isinstance(self.cost_limit, (tuple, list)):
+            return tuple(float(v) for v in self.cost_limit)
+        return (float(self.cost_limit),)
 
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""
         if self.algo not in ALGOS:
             raise ValueError(f'algo = {self.algo!r} is not one of {ALGOS}')
-        _check_range('cost_limit', self.cost_limit, 0.0, math.inf)
+        if not self.limits:
+            raise ValueError('cost_limit = (): need one limit per constraint')
+        for limit in self.limits:
+            _check_range('cost_limit', limit, 0.0, math.inf)
         for name in ('gamma', 'lam', 'cost_gamma', 'cost_lam'):
             _check_range(name, getattr(self, name), 0.0, 1.0)
         _check_range('target_kl', self.target_kl, 0.0, 1.0, low_open=True)
@@ -82,6 +100,8 @@ class AlgoConfig:
         _check_range('pdo_lambda_lr', self.pdo_lambda_lr, 0.0, 100.0)
         _check_range('pdo_lambda_init', self.pdo_lambda_init, 0.0, 1e6)
         _check_range('obs_clip', self.obs_clip, 0.0, math.inf, low_open=True)
+        _check_range('shaping_horizon', self.shaping_horizon, 1, 100_000)
+        _check_range('shaping_weight', self.shaping_weight, 0.0, 1e6)
         for name in ('hidden_sizes', 'value_hidden_sizes'):
             sizes = getattr(self, name)
             if not sizes or any(int(h) < 1 for h in sizes):
@@ -146,6 +166,8 @@ class TrainConfig:
         for name in ('hidden_sizes', 'value_hidden_sizes'):
             if name in algo:
                 algo[name] = tuple(int(h) for h in algo[name])
+        if isinstance(algo.get('cost_limit'), list):
+            algo['cost_limit'] = tuple(float(v) for v in algo['cost_limit'])
         return cls(algo=AlgoConfig(**algo), **data)
 
 

@@ -37,7 +37,8 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
     obs = env.reset(seed=seed)
     actor, rng = NumpyActor(policy), np.random.default_rng(seed)
     returns, costs = [], []
-    ret, cst = np.zeros(num_envs), np.zeros(num_envs)
+    m = getattr(env, 'num_costs', 1)
+    ret, cst = np.zeros(num_envs), np.zeros((num_envs, m))
     tracks: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
     finished_tracks: list[np.ndarray] = []
     has_pose = hasattr(env, 'poses')
@@ -48,18 +49,20 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
         _, _, action = actor.act(obs, deterministic, rng)
         obs, reward, cost, terminated, truncated, _info = env.step(action)
         ret += reward
-        cst += cost
+        cst += np.asarray(cost).reshape(num_envs, m)
         for i in np.flatnonzero(terminated | truncated):
             if len(returns) < episodes:
                 returns.append(float(ret[i]))
-                costs.append(float(cst[i]))
+                costs.append(cst[i].copy())
                 if has_pose:
                     finished_tracks.append(np.asarray(tracks[i]))
             ret[i] = cst[i] = 0.0
             tracks[i] = []
+    mean_costs = [float(v) for v in np.mean(costs, axis=0)]
     result: dict[str, Any] = {'episodes': episodes, 'mean_return': float(np.mean(returns)),
-                              'mean_cost': float(np.mean(costs)),
-                              'cost_limit': config.algo.cost_limit}
+                              'mean_cost': mean_costs[0], 'mean_costs': mean_costs,
+                              'cost_limit': config.algo.limits[0],
+                              'cost_limits': list(config.algo.limits)}
     if plot is not None and finished_tracks:
         result['plot'] = str(plot_tracks(finished_tracks, getattr(env, 'task', None), plot))
     return result

@@ -12,11 +12,44 @@ COLUMNS = ('iteration', 'env_steps', 'episode_return', 'episode_cost', 'cost_lim
            'policy_time_s')
 
 
+def progress_columns(num_costs: int = 1, cost_shaping: bool = False) -> tuple[str, ...]:
+    """Return the CSV columns of a run: COLUMNS, then one set per constraint when several.
+
+    episode_cost, cost_limit and lagrange are the first constraint's; with m > 1 constraints
+    episode_cost_<i>, cost_limit_<i> and lagrange_<i> follow for each. With cost shaping,
+    constrained_cost(_<i>) is the shaped J_C that CPO held under the limit.
+    """
+    columns = list(COLUMNS)
+    if num_costs > 1:
+        for i in range(num_costs):
+            columns += [f'episode_cost_{i}', f'cost_limit_{i}', f'lagrange_{i}']
+    if cost_shaping:
+        columns += (['constrained_cost'] if num_costs == 1 else
+                    [f'constrained_cost_{i}' for i in range(num_costs)]) + ['shaping_loss']
+    return tuple(columns)
+
+
+def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Return row with its per-constraint lists spread into the numbered columns."""
+    flat = dict(row)
+    for key, column in (('episode_costs', 'episode_cost'), ('cost_limits', 'cost_limit'),
+                        ('lagranges', 'lagrange'), ('constrained_costs', 'constrained_cost')):
+        values = row.get(key)
+        if values is None:
+            continue
+        if len(values) == 1 and column == 'constrained_cost':
+            flat[column] = values[0]
+        for i, value in enumerate(values):
+            flat[f'{column}_{i}'] = value
+    return flat
+
+
 class ProgressLog:
     """Append-only CSV of iteration figures that a resume can cut back to its checkpoint."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, columns: tuple[str, ...] = COLUMNS) -> None:
         self.path = Path(path)
+        self.columns = columns
 
     def rows(self) -> list[dict[str, str]]:
         """Return the rows written so far (empty when there is no file)."""
@@ -30,19 +63,19 @@ class ProgressLog:
         keep = [r for r in self.rows() if int(r['iteration']) <= last_iteration]
         tmp = self.path.with_suffix('.csv.tmp')
         with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction='ignore')
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction='ignore')
             writer.writeheader()
             writer.writerows(keep)
         os.replace(tmp, self.path)
 
     def append(self, row: dict[str, Any]) -> None:
-        """Append one row; columns not in COLUMNS are ignored, missing ones left empty."""
+        """Append one row; keys outside the columns are ignored, missing ones left empty."""
         new = not self.path.is_file()
         with open(self.path, 'a', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction='ignore')
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction='ignore')
             if new:
                 writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k, '')) for k in COLUMNS})
+            writer.writerow({k: _fmt(row.get(k, '')) for k in self.columns})
 
 
 def _fmt(value: Any) -> Any:
@@ -62,9 +95,17 @@ def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike,
     ax_r.plot(steps, [float(r['episode_return']) for r in rows], color='tab:blue')
     ax_r.set_xlabel('environment steps')
     ax_r.set_ylabel('mean episode return')
-    ax_c.plot(steps, [float(r['episode_cost']) for r in rows], color='tab:red', label='cost')
-    if rows:
-        ax_c.plot(steps, [float(r['cost_limit']) for r in rows], 'k--', label='limit')
+    several = bool(rows) and 'episode_cost_1' in rows[0]
+    names = [f'_{i}' for i in range(len([k for k in rows[0] if k.startswith('cost_limit_')]))
+             ] if several else ['']
+    for i, suffix in enumerate(names):
+        color = f'C{3 + i}'
+        label = f'cost {suffix[1:]}' if several else 'cost'
+        ax_c.plot(steps, [float(r['episode_cost' + suffix]) for r in rows], color=color,
+                  label=label)
+        if rows:
+            ax_c.plot(steps, [float(r['cost_limit' + suffix]) for r in rows], '--', color=color,
+                      alpha=0.7, label=f'limit {suffix[1:]}'.strip())
     ax_c.set_xlabel('environment steps')
     ax_c.set_ylabel('mean episode cost')
     ax_c.legend()

@@ -18,7 +18,7 @@ from cpo_ros import __version__
 from cpo_ros.core.algorithm import ConstrainedTrustRegion
 from cpo_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cpo_ros.core.config import TrainConfig
-from cpo_ros.core.progress import plot_curves, ProgressLog
+from cpo_ros.core.progress import flatten_row, plot_curves, progress_columns, ProgressLog
 
 
 class TrainingRun:
@@ -27,17 +27,20 @@ class TrainingRun:
     def __init__(self, config: TrainConfig, obs_dim: int, act_dim: int,
                  action_low: np.ndarray | None, action_high: np.ndarray | None,
                  max_episode_steps: int | None, resume: bool = False,
-                 extra_config: dict[str, Any] | None = None) -> None:
+                 extra_config: dict[str, Any] | None = None, num_costs: int = 1) -> None:
         config.validate()
         self.config = config
         self.out = Path(config.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.out / 'checkpoints' / 'last.pt'
-        self.progress = ProgressLog(self.out / 'progress.csv')
+        self.progress = ProgressLog(self.out / 'progress.csv',
+                                    progress_columns(num_costs, config.algo.cost_shaping))
         self.dims = {'obs_dim': int(obs_dim), 'act_dim': int(act_dim)}
+        if num_costs > 1:
+            self.dims['num_costs'] = int(num_costs)
         torch.manual_seed(config.seed)
         self.algorithm = ConstrainedTrustRegion(obs_dim, act_dim, config.algo, action_low,
-                                                action_high, max_episode_steps)
+                                                action_high, max_episode_steps, num_costs)
         self.iteration = 0
         self.env_steps = 0
         self.wall_time = 0.0
@@ -55,7 +58,7 @@ class TrainingRun:
         return self.iteration >= self.config.iterations
 
     def record(self, rollout: dict[str, np.ndarray], timings: dict[str, float] | None = None,
-               episode_cost: float | None = None) -> dict[str, Any]:
+               episode_cost: float | np.ndarray | None = None) -> dict[str, Any]:
         """Update from a rollout, append the progress row, checkpoint when due; return the row."""
         timings = dict(timings or {})
         t0 = time.perf_counter()
@@ -67,9 +70,9 @@ class TrainingRun:
         elapsed = now - self._t_last
         self._t_last = now
         self.wall_time += elapsed
-        row = {'iteration': self.iteration, 'env_steps': self.env_steps, **metrics, **timings,
-               'wall_time_s': self.wall_time,
-               'steps_per_s': metrics['samples'] / max(elapsed, 1e-9)}
+        row = flatten_row({'iteration': self.iteration, 'env_steps': self.env_steps, **metrics,
+                           **timings, 'wall_time_s': self.wall_time,
+                           'steps_per_s': metrics['samples'] / max(elapsed, 1e-9)})
         self.progress.append(row)
         if self.iteration % self.config.checkpoint_every == 0 or self.done:
             self.save()

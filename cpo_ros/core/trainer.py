@@ -20,9 +20,13 @@ def iteration_seed(seed: int, iteration: int) -> int:
 
 def summary_line(row: dict[str, Any]) -> str:
     """Return the one-line report of an iteration (shared by the trainer and the learner)."""
+    costs = row.get('episode_costs') or [row['episode_cost']]
+    limits = row.get('cost_limits') or [row['cost_limit']]
+    cost = ', '.join(f'{float(c):6.2f} / {float(d):.2f}' for c, d in zip(costs, limits,
+                                                                        strict=True))
     return (f"it {row['iteration']:4d} | steps {row['env_steps']:9d} | "
-            f"return {float(row['episode_return']):8.2f} | cost {float(row['episode_cost']):6.2f}"
-            f" / {float(row['cost_limit']):.2f} | kl {float(row['kl']):.4f} | {row['case']:9s} |"
+            f"return {float(row['episode_return']):8.2f} | cost {cost} | "
+            f"kl {float(row['kl']):.4f} | {row['case']:9s} |"
             f" {float(row['steps_per_s']):7.0f} steps/s")
 
 
@@ -56,9 +60,12 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     space = env.single_action_space
     run = TrainingRun(config, env.obs_dim, env.act_dim, space.low, space.high,
                       max_episode_steps(env), resume=resume,
-                      extra_config={'env': type(env).__name__})
+                      extra_config={'env': type(env).__name__,
+                                    'cost_names': list(getattr(env, 'cost_names', ('cost',)))},
+                      num_costs=env.num_costs)
     steps = max(1, config.steps_per_iteration // config.num_envs)
-    worker = RolloutWorker(config.num_envs, env.obs_dim, env.act_dim, steps)
+    worker = RolloutWorker(config.num_envs, env.obs_dim, env.act_dim, steps,
+                           num_costs=env.num_costs)
     bar = tqdm(total=config.iterations, initial=run.iteration, disable=not show_progress,
                unit='it', dynamic_ncols=True)
     try:

@@ -16,9 +16,9 @@ class RolloutWorker:
     """Sample actions with the latest policy version and collect rollouts of fixed length."""
 
     def __init__(self, num_envs: int, obs_dim: int, act_dim: int, steps: int, seed: int = 0,
-                 deterministic: bool = False) -> None:
+                 deterministic: bool = False, num_costs: int = 1) -> None:
         self.num_envs, self.obs_dim, self.act_dim = num_envs, obs_dim, act_dim
-        self.collector = RolloutCollector(num_envs, obs_dim, act_dim, steps)
+        self.collector = RolloutCollector(num_envs, obs_dim, act_dim, steps, num_costs)
         self.rng = np.random.default_rng(seed)
         self.deterministic = deterministic
         self.policy: NumpyActor | None = None
@@ -75,8 +75,12 @@ class RolloutWorker:
         return action
 
     def record(self, reward: np.ndarray, cost: np.ndarray, terminated: np.ndarray,
-               truncated: np.ndarray, final_obs: np.ndarray) -> list[tuple[float, float]]:
-        """Complete the last action's transition; return (return, cost) of episodes that ended."""
+               truncated: np.ndarray, final_obs: np.ndarray
+               ) -> list[tuple[float, np.ndarray]]:
+        """Complete the last action's transition; return (return, costs) of episodes that ended.
+
+        cost is (N,) with one constraint, (N, m) with several; costs per episode are (m,).
+        """
         if self._pending is None:
             return []
         obs, u, logp = self._pending

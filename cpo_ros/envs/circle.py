@@ -29,12 +29,20 @@ class CircleTask:
     """Steps per episode (the paper's trajectories are 50-65 steps)."""
     init_position_noise: float = 0.1
     """Start positions are uniform in +- this around the origin; yaw is uniform."""
+    speed_limit: float = 0.0
+    """A second constraint when > 0: cost 1 per step whose speed exceeds it [m/s] (0: off)."""
+
+    @property
+    def cost_names(self) -> tuple[str, ...]:
+        """Return the names of the task's constraints, in the order of the cost vector."""
+        return ('safe_area', 'speed') if self.speed_limit > 0.0 else ('safe_area',)
 
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""
         checks = (('target_radius', self.target_radius, 0.0, 1e4),
                   ('x_limit', self.x_limit, 0.0, 1e4),
-                  ('init_position_noise', self.init_position_noise, -1e-12, 1e4))
+                  ('init_position_noise', self.init_position_noise, -1e-12, 1e4),
+                  ('speed_limit', self.speed_limit, -1e-12, 1e4))
         for name, value, low, high in checks:
             if not (math.isfinite(value) and low < value <= high):
                 raise ValueError(f'{name} = {value!r} is out of range: allowed ({max(low, 0)}, '
@@ -81,3 +89,15 @@ def in_safe_area(pose: np.ndarray, task: CircleTask) -> np.ndarray:
 def cost(pose: np.ndarray, task: CircleTask) -> np.ndarray:
     """Return (N,) float32 cost: 1 outside the safe strip, 0 inside."""
     return (~in_safe_area(pose, task)).astype(np.float32)
+
+
+def costs(pose: np.ndarray, twist: np.ndarray, task: CircleTask) -> np.ndarray:
+    """Return (N, m) float32 costs in the order of task.cost_names.
+
+    safe_area: 1 outside the strip; speed (when task.speed_limit > 0): 1 when the forward
+    speed exceeds the limit.
+    """
+    columns = [cost(pose, task)]
+    if task.speed_limit > 0.0:
+        columns.append((np.abs(_pose2d(twist)[:, 0]) > task.speed_limit).astype(np.float32))
+    return np.stack(columns, axis=1)

@@ -131,6 +131,7 @@ class VecPointGather:
         self.autoreset = autoreset
         self.max_episode_steps = self.task.max_episode_steps
         self.obs_dim, self.act_dim = 6 + 2 * self.task.n_bins, 2
+        self.cost_names, self.num_costs = ('bombs',), 1
         limits = np.array([robot.max_linear_velocity, robot.max_angular_velocity], np.float32)
         self.single_action_space = gym.spaces.Box(-limits, limits, dtype=np.float32)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,),

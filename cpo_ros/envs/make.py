@@ -16,6 +16,8 @@ class VecEnv(Protocol):
     num_envs: int
     obs_dim: int
     act_dim: int
+    num_costs: int
+    """Constraints: step's cost is (N,) for one, (N, num_costs) for several."""
     single_observation_space: gym.spaces.Box
     single_action_space: gym.spaces.Box
 
@@ -33,6 +35,16 @@ TASKS: dict[str, Callable[..., VecEnv]] = {
 
 DEFAULT_COST_LIMITS = {'circle': 5.0, 'gather': 0.1}
 """The paper's limits: 5 steps outside the strip, 0.1 bombs per trajectory."""
+SPEED_COST_LIMIT = 10.0
+"""Default limit of Circle's speed constraint: steps above the speed limit per episode."""
+
+
+def default_cost_limits(task: str | None, **task_kwargs: Any) -> tuple[float, ...]:
+    """Return a task's default limits, one per constraint (5.0 for unknown ids)."""
+    limits = (DEFAULT_COST_LIMITS.get(task, 5.0),)
+    if task == 'circle' and float(task_kwargs.get('speed_limit', 0.0)) > 0.0:
+        limits += (SPEED_COST_LIMIT,)
+    return limits
 
 
 class GymVecEnv:
@@ -40,7 +52,7 @@ class GymVecEnv:
 
     Accepts envs whose step returns (obs, reward, terminated, truncated, info) with
     info['cost'], and Safety-Gymnasium envs whose step returns (obs, reward, cost, terminated,
-    truncated, info).
+    truncated, info). The cost must be one number per step (one constraint).
     """
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], env_id: str, seed: int = 0) -> None:
@@ -57,6 +69,7 @@ class GymVecEnv:
         self.single_action_space = first.action_space
         self.obs_dim = int(np.prod(first.observation_space.shape))
         self.act_dim = int(np.prod(first.action_space.shape))
+        self.cost_names, self.num_costs = ('cost',), 1
         spec = getattr(first, 'spec', None)
         self.max_episode_steps = getattr(spec, 'max_episode_steps', None)
         self.seed = seed
@@ -95,7 +108,10 @@ class GymVecEnv:
             else:
                 raise ValueError(f'{self.env_id}: step() returned {len(out)} values, expected 5 '
                                  f'(with info["cost"]) or 6 (Safety-Gymnasium)')
-            obs[i], reward[i], cost[i] = self._flat(o), r, c
+            if np.size(c) != 1:
+                raise ValueError(f'{self.env_id}: step() cost has shape {np.shape(c)}; '
+                                 f'Gymnasium ids need one cost per step')
+            obs[i], reward[i], cost[i] = self._flat(o), r, float(np.asarray(c).reshape(-1)[0])
             terminated[i], truncated[i] = te, tr
             if te or tr:
                 final_obs[i] = obs[i]

@@ -52,9 +52,11 @@ class DomainRandomization:
 class VecPointCircle:
     """num_envs Point-Circle episodes stepped together in one MuJoCo model, with auto-reset.
 
-    step() returns (obs, reward, cost, terminated, truncated, info). Envs whose episode ended
-    are reset in the same call: obs holds their new first observation, info['final_obs'],
-    info['final_pose'] and info['final_twist'] the last state of the episode that ended.
+    step() returns (obs, reward, cost, terminated, truncated, info); cost is (N,) with one
+    constraint and (N, m) with several (task.cost_names, e.g. a speed limit). Envs whose
+    episode ended are reset in the same call: obs holds their new first observation,
+    info['final_obs'], info['final_pose'] and info['final_twist'] the last state of the episode
+    that ended.
     """
 
     def __init__(self, num_envs: int = 1, task: CircleTask | None = None,
@@ -70,6 +72,8 @@ class VecPointCircle:
         self.autoreset = autoreset
         self.max_episode_steps = self.task.max_episode_steps
         self.obs_dim, self.act_dim = len(circle.OBS_LABELS), 2
+        self.cost_names = self.task.cost_names
+        self.num_costs = len(self.cost_names)
         limits = np.array([robot.max_linear_velocity, robot.max_angular_velocity], np.float32)
         self.single_action_space = gym.spaces.Box(-limits, limits, dtype=np.float32)
         self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,),
@@ -145,7 +149,8 @@ class VecPointCircle:
         pose, twist = self.robots.pose(), self.robots.twist()
         # Reward and cost from the true state; the policy sees the (noisy) odometry.
         rew = circle.reward(pose, twist, self.task)
-        cst = circle.cost(pose, self.task)
+        per_constraint = circle.costs(pose, twist, self.task)
+        cst = per_constraint[:, 0] if self.num_costs == 1 else per_constraint
         obs = circle.observation(*self.odometry()) if self.randomization.noisy else (
             circle.observation(pose, twist))
         self.episode_step += 1
@@ -153,7 +158,9 @@ class VecPointCircle:
         terminated = np.zeros(self.num_envs, bool)
         info = {'final_obs': obs.copy(), 'final_pose': pose, 'final_twist': twist,
                 'final_sensors': np.zeros((self.num_envs, 0), np.float32),
-                'episode_step': self.episode_step.copy(), 'cost_safe_area': cst}
+                'episode_step': self.episode_step.copy(),
+                **{f'cost_{name}': per_constraint[:, i]
+                   for i, name in enumerate(self.cost_names)}}
         if self.autoreset and truncated.any():
             idx = np.flatnonzero(truncated)
             self._reset_envs(idx)
@@ -163,7 +170,11 @@ class VecPointCircle:
 
 
 class PointCircleEnv(gym.Env):
-    """Gymnasium Point-Circle: one robot; info['cost'] is 1 outside the safe strip."""
+    """Gymnasium Point-Circle: one robot; info['cost'] is 1 outside the safe strip.
+
+    With a speed limit info['cost'] is the vector (safe_area, speed); info['cost_<name>'] holds
+    each constraint's cost.
+    """
 
     metadata = {'render_modes': []}
 
@@ -187,5 +198,7 @@ class PointCircleEnv(gym.Env):
             raise ValueError(f'action has shape {action.shape}, expected '
                              f'{self.action_space.shape}')
         obs, rew, cst, terminated, truncated, info = self._vec.step(action[None])
+        names = self._vec.cost_names
+        cost = float(cst[0]) if len(names) == 1 else cst[0].copy()
         return (obs[0], float(rew[0]), bool(terminated[0]), bool(truncated[0]),
-                {'cost': float(cst[0]), 'cost_safe_area': float(cst[0])})
+                {'cost': cost, **{f'cost_{n}': float(info[f'cost_{n}'][0]) for n in names}})

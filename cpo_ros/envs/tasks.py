@@ -21,18 +21,27 @@ class TaskInfo:
     obs_dim: int
     observation: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
     cost_limit: float
+    cost_names: tuple[str, ...] = ('cost',)
+
+    @property
+    def cost_fields(self) -> tuple[str, ...]:
+        """Return the cost columns of batch/state: 'cost', or 'cost_<name>' for several."""
+        if len(self.cost_names) == 1:
+            return ('cost',)
+        return tuple(f'cost_{name}' for name in self.cost_names)
 
 
-def task_info(name: str) -> TaskInfo:
-    """Return the TaskInfo of 'circle' or 'gather' (default constants)."""
+def task_info(name: str, speed_limit: float = 0.0) -> TaskInfo:
+    """Return the TaskInfo of 'circle' or 'gather' (speed_limit > 0: Circle's 2nd constraint)."""
     if name == 'circle':
         return TaskInfo('circle', (), len(circle.OBS_LABELS),
-                        lambda pose, twist, _sensors: circle.observation(pose, twist), 5.0)
+                        lambda pose, twist, _sensors: circle.observation(pose, twist), 5.0,
+                        circle.CircleTask(speed_limit=speed_limit).cost_names)
     if name == 'gather':
         task = gather.GatherTask()
         labels = gather.sensor_labels(task)
         return TaskInfo('gather', labels, 6 + len(labels),
                         lambda pose, twist, sensors: gather.observation_from(pose, twist,
                                                                              sensors, task),
-                        0.1)
+                        0.1, ('bombs',))
     raise ValueError(f"unknown task {name!r}: choose 'circle' or 'gather'")

@@ -23,9 +23,12 @@ from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
 
-# Per-iteration figures for rqt_plot, one std_msgs/Float32 topic each.
+# Per-iteration figures for rqt_plot, one std_msgs/Float32 topic each. With several
+# constraints episode_cost, cost_limit and lagrange are the first's, and cpo/<name>_<i> follow
+# for each constraint i.
 METRIC_TOPICS = ('episode_return', 'episode_cost', 'cost_limit', 'kl', 'steps_per_s',
                  'lagrange', 'policy_std')
+PER_CONSTRAINT_TOPICS = ('episode_cost', 'cost_limit', 'lagrange')
 
 
 class Learner(Node):
@@ -36,12 +39,19 @@ class Learner(Node):
         p = declare_parameters(self, LEARNER_PARAMS + TASK_PARAMS)
         from cpo_ros.envs.make import make_vec_env
 
-        keys = (('target_radius', 'x_limit', 'max_episode_steps') if p['task'] == 'circle'
-                else ('max_episode_steps',))
+        keys = (('target_radius', 'x_limit', 'max_episode_steps', 'speed_limit')
+                if p['task'] == 'circle' else ('max_episode_steps',))
         task_kwargs = {k: p[k] for k in keys}
         probe = make_vec_env(task=p['task'], num_envs=1, seed=p['seed'], **task_kwargs)
+        limits = p['cost_limit'] if isinstance(p['cost_limit'], list) else [p['cost_limit']]
+        if len(limits) != probe.num_costs:
+            raise ValueError(f'learner: parameter cost_limit = {p["cost_limit"]!r} gives '
+                             f'{len(limits)} limit(s), the task has {probe.num_costs} '
+                             f'constraint(s) {list(probe.cost_names)}: set one limit each')
         algo = AlgoConfig(
-            algo=p['algo'], cost_limit=p['cost_limit'], target_kl=p['target_kl'],
+            algo=p['algo'], cost_limit=limits[0] if len(limits) == 1 else tuple(limits),
+            target_kl=p['target_kl'], cost_shaping=p['cost_shaping'],
+            shaping_horizon=p['shaping_horizon'], shaping_weight=p['shaping_weight'],
             gamma=p['gamma'], lam=p['lam'], cost_gamma=p['cost_gamma'], cost_lam=p['cost_lam'],
             cg_iters=p['cg_iters'], cg_damping=p['cg_damping'],
             backtrack_ratio=p['backtrack_ratio'], backtrack_iters=p['backtrack_iters'],
@@ -58,7 +68,9 @@ class Learner(Node):
         self.run = TrainingRun(self.config, probe.obs_dim, probe.act_dim, space.low, space.high,
                                max_episode_steps(probe), resume=p['resume'],
                                extra_config={'transport': 'ros2', 'node': self.get_name(),
-                                             'ros_parameters': p})
+                                             'cost_names': list(probe.cost_names),
+                                             'ros_parameters': p},
+                               num_costs=probe.num_costs)
         self.obs_dim, self.act_dim = probe.obs_dim, probe.act_dim
         self.shutdown_when_done = p['shutdown_when_done']
         self.done = threading.Event()
@@ -66,8 +78,12 @@ class Learner(Node):
         self.session = int.from_bytes(os.urandom(4), 'little') + 1
 
         self.policy_pub = self.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
+        names = list(METRIC_TOPICS)
+        if probe.num_costs > 1:
+            names += [f'{name}_{i}' for i in range(probe.num_costs)
+                      for name in PER_CONSTRAINT_TOPICS]
         self.metric_pubs = {name: self.create_publisher(Float32, f'cpo/{name}', qos.METRICS)
-                            for name in METRIC_TOPICS}
+                            for name in names}
         self.create_subscription(UInt8MultiArray, 'cpo/rollout', self._on_rollout,
                                  qos.ROLLOUT)
         self._queue: queue.Queue = queue.Queue(maxsize=2)

@@ -4,7 +4,8 @@ Training transport (lock-step, any number of simulated robots): `batch/state` in
 `batch/cmd_vel` out per state sequence number; every `steps_per_iteration` samples the rollout
 goes to the learner on `cpo/rollout` and sampling pauses until a newer policy arrives on
 `cpo/policy`. Episode returns and costs are published live on `episode/return` and
-`episode/cost` as each episode ends.
+`episode/cost` as each episode ends (with several constraints `episode/cost` is the first's and
+`episode/cost_<i>` each one's).
 """
 
 import numpy as np
@@ -34,8 +35,8 @@ class PolicyExecutor(Node):
         super().__init__('policy_executor', **kwargs)
         p = declare_parameters(self, EXECUTOR_PARAMS + TASK_PARAMS)
         self.num_envs = p['num_envs']
-        self.info = task_info(p['task'])
-        self.fields = state_fields(self.info.sensor_labels)
+        self.info = task_info(p['task'], p['speed_limit'])
+        self.fields = state_fields(self.info.sensor_labels, self.info.cost_fields)
         col = {f: i for i, f in enumerate(self.fields)}
         k = len(self.info.sensor_labels)
         self._pose = [col['x'], col['y'], col['yaw']]
@@ -44,17 +45,22 @@ class PolicyExecutor(Node):
         self._final_pose = [col['final_x'], col['final_y'], col['final_yaw']]
         self._final_twist = [col['final_v'], col['final_w']]
         self._final_sensors = list(range(col['final_w'] + 1, col['final_w'] + 1 + k))
-        self._col = {f: col[f] for f in ('reward', 'cost', 'terminated', 'truncated')}
+        self._col = {f: col[f] for f in ('reward', 'terminated', 'truncated')}
+        self._costs = [col[f] for f in self.info.cost_fields]
         obs_dim = self.info.obs_dim
         steps = max(1, p['steps_per_iteration'] // self.num_envs)
+        num_costs = len(self._costs)
         self.worker = RolloutWorker(self.num_envs, obs_dim, 2, steps, seed=p['seed'],
-                                    deterministic=p['deterministic'])
+                                    deterministic=p['deterministic'], num_costs=num_costs)
         self._last_seq: int | None = None
         self._waiting: tuple[int, np.ndarray] | None = None
         self.cmd_pub = self.create_publisher(Float32MultiArray, 'batch/cmd_vel', qos.LOCKSTEP)
         self.rollout_pub = self.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
         self.return_pub = self.create_publisher(Float32, 'episode/return', qos.METRICS)
-        self.cost_pub = self.create_publisher(Float32, 'episode/cost', qos.METRICS)
+        self.cost_pubs = [self.create_publisher(Float32, 'episode/cost', qos.METRICS)]
+        if num_costs > 1:
+            self.cost_pubs += [self.create_publisher(Float32, f'episode/cost_{i}', qos.METRICS)
+                               for i in range(num_costs)]
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
 
@@ -92,11 +98,13 @@ class PolicyExecutor(Node):
                                               state[:, self._final_sensors])
             c = self._col
             ended = self.worker.record(
-                state[:, c['reward']], state[:, c['cost']], state[:, c['terminated']] > 0.5,
+                state[:, c['reward']], state[:, self._costs], state[:, c['terminated']] > 0.5,
                 state[:, c['truncated']] > 0.5, final_obs)
-            for ret, cost in ended:
+            for ret, costs in ended:
                 self.return_pub.publish(Float32(data=ret))
-                self.cost_pub.publish(Float32(data=cost))
+                self.cost_pubs[0].publish(Float32(data=float(costs[0])))
+                for pub, cost in zip(self.cost_pubs[1:], costs, strict=False):
+                    pub.publish(Float32(data=float(cost)))
             rollout = self.worker.take_rollout(obs)
             if rollout is not None:
                 self.rollout_pub.publish(arrays_to_msg(rollout))

@@ -4,7 +4,7 @@ lockstep (training): `batch/state` out, one step per answered `batch/cmd_vel`, f
 time; an unanswered state is re-published every resend_period_s (late or restarted executors).
 realtime (a robot stand-in): steps at control_rate_hz with the latest `cmd_vel`; a command
 older than cmd_timeout_s means stop. Both modes publish robot 0's `odom` and `safety/cost`
-(in simulation this node is the one publisher of the cost) and `/clock`.
+(the safe-area cost; in simulation this node is the one publisher of it) and `/clock`.
 """
 
 import time
@@ -66,15 +66,18 @@ class SimBridge(Node):
         else:
             task = CircleTask(target_radius=p['target_radius'], x_limit=p['x_limit'],
                               max_episode_steps=p['max_episode_steps'],
-                              init_position_noise=p['init_position_noise'])
+                              init_position_noise=p['init_position_noise'],
+                              speed_limit=p['speed_limit'])
             self.env = VecPointCircle(num_envs, task, robot, seed=p['seed'],
                                       randomization=randomization)
-        self.info = task_info(p['task'])
-        self.fields = state_fields(self.info.sensor_labels)
+        self.info = task_info(p['task'], p['speed_limit'])
+        costs = self.info.cost_fields
+        self.fields = state_fields(self.info.sensor_labels, costs)
         col = {f: i for i, f in enumerate(self.fields)}
         k = len(self.info.sensor_labels)
         self._cols = {name: slice(col[first], col[first] + width) for name, first, width in (
-            ('pose', 'x', 3), ('twist', 'v', 2), ('reward', 'reward', 1), ('cost', 'cost', 1),
+            ('pose', 'x', 3), ('twist', 'v', 2), ('reward', 'reward', 1),
+            ('cost', costs[0], len(costs)),
             ('terminated', 'terminated', 1), ('truncated', 'truncated', 1),
             ('final_pose', 'final_x', 3), ('final_twist', 'final_v', 2))}
         if k:
@@ -165,13 +168,14 @@ class SimBridge(Node):
         now = time.monotonic()
         if now - self._last_telemetry >= self._telemetry_period:
             self._last_telemetry = now
-            self._publish_outputs(float(cost[0]))
+            self._publish_outputs(float(np.ravel(cost[0])[0]))
 
     def _fill_state(self, reward, cost, terminated, truncated, final_pose, final_twist,
                     final_sensors) -> None:
         s, c = self._state, self._cols
         s[:, c['pose']], s[:, c['twist']] = self.env.odometry()
-        s[:, c['reward']], s[:, c['cost']] = reward[:, None], cost[:, None]
+        s[:, c['reward']] = reward[:, None]
+        s[:, c['cost']] = np.asarray(cost).reshape(len(s), -1)
         s[:, c['terminated']], s[:, c['truncated']] = terminated[:, None], truncated[:, None]
         s[:, c['final_pose']], s[:, c['final_twist']] = final_pose, final_twist
         if 'sensors' in c:

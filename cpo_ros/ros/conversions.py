@@ -9,7 +9,9 @@ Batched lock-step transport (std_msgs/Float32MultiArray, row-major):
 after the step (of the new episode where one ended), the step's reward and cost, the episode
 flags, the last pose and twist of an episode that ended at this step (final_*), and 'seq'.
 Tasks with sensors (Gather: apple_0..9, bomb_0..9) add their readings after the flags and
-their final_* readings after final_w (`state_fields`).
+their final_* readings after final_w (`state_fields`). A task with several constraints (Circle
+with a speed limit) has one cost column each, 'cost_<name>' (cost_safe_area, cost_speed), where
+a single-constraint task has 'cost'.
 `batch/cmd_vel` (policy_executor -> sim_bridge) has CMD_FIELDS: linear_x, angular_z and the
 'seq' of the state it answers. seq counts steps modulo 2**24, where float32 is still exact; it
 is compared for equality only.
@@ -28,14 +30,14 @@ import numpy as np
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
 
 SEQ_MODULO = 2 ** 24
-_STEP_FIELDS = ('x', 'y', 'yaw', 'v', 'w', 'reward', 'cost', 'terminated', 'truncated')
 _FINAL_FIELDS = ('final_x', 'final_y', 'final_yaw', 'final_v', 'final_w')
 
 
-def state_fields(sensors: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """Return the batch/state fields of a task with these sensor readings (Gather's bins)."""
-    return (_STEP_FIELDS + tuple(sensors) + _FINAL_FIELDS
-            + tuple(f'final_{s}' for s in sensors) + ('seq',))
+def state_fields(sensors: tuple[str, ...] = (),
+                 costs: tuple[str, ...] = ('cost',)) -> tuple[str, ...]:
+    """Return the batch/state fields of a task with these sensor readings and cost columns."""
+    return (('x', 'y', 'yaw', 'v', 'w', 'reward', *costs, 'terminated', 'truncated')
+            + tuple(sensors) + _FINAL_FIELDS + tuple(f'final_{s}' for s in sensors) + ('seq',))
 
 
 STATE_FIELDS = state_fields()

@@ -33,6 +33,8 @@ class ParamSpec:
     high: float | None = None
     choices: tuple[str, ...] | None = None
     read_only: bool = True
+    dynamic_typing: bool = False
+    """Also accept a list of numbers where the default is a number (e.g. one per constraint)."""
 
     def allowed(self) -> str:
         """Return the allowed values in words."""
@@ -56,11 +58,13 @@ class ParamSpec:
 
     def descriptor(self) -> ParameterDescriptor:
         """Return the ParameterDescriptor (ranges appear in rqt_reconfigure and ros2 param)."""
-        desc = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        desc = ParameterDescriptor(description=self.description, read_only=self.read_only,
+                                   dynamic_typing=self.dynamic_typing)
         if self.choices is not None:
             desc.additional_constraints = f'one of {list(self.choices)}'
         is_num = isinstance(self.default, (int, float)) and not isinstance(self.default, bool)
-        if is_num and self.low is not None and self.high is not None:
+        if is_num and self.low is not None and self.high is not None and not (
+                self.dynamic_typing):
             if isinstance(self.default, int):
                 desc.integer_range = [IntegerRange(from_value=int(self.low),
                                                    to_value=int(self.high), step=0)]
@@ -68,6 +72,17 @@ class ParamSpec:
                 desc.floating_point_range = [FloatingPointRange(
                     from_value=float(self.low), to_value=float(self.high), step=0.0)]
         return desc
+
+
+def _number_or_numbers(node_name: str, spec: ParamSpec, value: Any) -> float | list[float]:
+    """Return a number as float or a non-empty sequence of numbers as list[float]."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, (str, bytes, bool)) and hasattr(value, '__len__') and len(value) > 0:
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return [float(v) for v in value]
+    raise ValueError(f'{node_name}: parameter {spec.name} = {value!r}: need a number or a list '
+                     f'of numbers, each in {spec.allowed()}')
 
 
 def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
@@ -86,7 +101,9 @@ def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
             raise ValueError(f'{node.get_name()}: parameter {spec.name}: {exc} (allowed: '
                              f'{spec.allowed()}, type {type(spec.default).__name__})') from exc
         value = param.value
-        if isinstance(spec.default, list):
+        if spec.dynamic_typing:
+            value = _number_or_numbers(node.get_name(), spec, value)
+        elif isinstance(spec.default, list):
             value = [type(spec.default[0])(v) for v in value] if spec.default else list(value)
         reason = spec.check(value)
         if reason is not None:

@@ -22,6 +22,8 @@ TASK_PARAMS = [
     ParamSpec('target_radius', _T.target_radius, 'radius of the rewarded circle [m]', 0.01, 1e4),
     ParamSpec('x_limit', _T.x_limit, 'safe area: the strip |x| <= x_limit [m]', 0.01, 1e4),
     ParamSpec('max_episode_steps', _T.max_episode_steps, 'steps per episode', 1, 1_000_000),
+    ParamSpec('speed_limit', _T.speed_limit, 'circle: a second constraint, cost 1 per step '
+              'faster than this [m/s] (0: off; then give cost_limit one value each)', 0.0, 1e4),
 ]
 
 SIM_BRIDGE_PARAMS = [
@@ -81,7 +83,15 @@ LEARNER_PARAMS = [
     ParamSpec('checkpoint_every', 1, 'iterations between checkpoints', 1, 1_000_000),
     ParamSpec('torch_threads', 2, 'threads for the update', 1, 256),
     ParamSpec('shutdown_when_done', True, 'end the process after the last iteration'),
-    ParamSpec('cost_limit', _A.cost_limit, 'limit d on the expected cost per episode', 0.0, 1e9),
+    ParamSpec('cost_limit', _A.cost_limit, 'limit d on the expected cost per episode; a list '
+              'gives one per constraint (e.g. [5.0, 10.0] with speed_limit)', 0.0, 1e9,
+              dynamic_typing=True),
+    ParamSpec('cost_shaping', _A.cost_shaping, 'paper section 6.3: constrain cost + w P('
+              'violation within shaping_horizon steps), P learned'),
+    ParamSpec('shaping_horizon', _A.shaping_horizon, 'look-ahead of the violation predictor '
+              '[steps]', 1, 100_000),
+    ParamSpec('shaping_weight', _A.shaping_weight, 'weight w of the predicted probability', 0.0,
+              1e6),
     ParamSpec('target_kl', _A.target_kl, 'trust region delta (mean KL)', 1e-6, 1.0),
     ParamSpec('gamma', _A.gamma, 'reward discount', 0.0, 1.0),
     ParamSpec('lam', _A.lam, 'reward GAE lambda', 0.0, 1.0),
