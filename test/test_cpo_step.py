@@ -142,3 +142,23 @@ def test_bad_input_is_refused():
         step_direction(np.ones(3), np.ones(3), np.eye(3), 0.0, -1.0)
     with pytest.raises(ValueError, match='square'):
         step_direction(np.ones(3), np.ones(3), np.ones((3, 2)), 0.0, DELTA)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_nearly_parallel_gradients_with_inexact_cg_stay_in_the_trust_region(seed):
+    """g = k b + tiny noise makes A = q - r^2/s vanish; CG's error can make it negative.
+
+    The step must still be finite, inside the trust region and satisfy the constraint (a
+    huge step here once sent a training run's log-std to infinity).
+    """
+    rng = np.random.default_rng(seed)
+    n = 40
+    m = rng.normal(size=(n, n))
+    h = m @ m.T / n + np.diag(np.geomspace(1e-3, 10.0, n))
+    b = rng.normal(size=n)
+    g = 3.0 * b + 1e-6 * rng.normal(size=n)
+    c, delta = -0.05 * math.sqrt(b @ np.linalg.solve(h, b)), 0.01
+    x, case = step_direction(g, b, lambda v: h @ v, c, delta, cg_iters=4)
+    assert np.all(np.isfinite(x))
+    assert 0.5 * x @ h @ x <= delta * 1.011, case
+    assert c + b @ x <= 1e-3 * abs(c), case

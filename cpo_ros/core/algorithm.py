@@ -250,9 +250,13 @@ class ConstrainedTrustRegion:
         frac = 1.0
         for _ in range(cfg.backtrack_iters):
             set_flat_params(self.policy, old + frac * step)
-            with torch.no_grad():
-                new_r, new_c = surrogates()
-                kl = float(mean_kl())
+            try:
+                with torch.no_grad():
+                    new_r, new_c = surrogates()
+                    kl = float(mean_kl())
+            except ValueError:  # parameters so far off that the distribution is invalid
+                frac *= cfg.backtrack_ratio
+                continue
             new_c = new_c.double().numpy()
             d_r, d_c = float(new_r) - loss_r, (new_c - loss_c) * ep_len
             ok = math.isfinite(kl) and kl <= cfg.target_kl

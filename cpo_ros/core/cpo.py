@@ -32,6 +32,8 @@ CASE_RECOVERY = 'recovery'          # infeasible: step that decreases the cost t
 CASES = (CASE_TRPO, CASE_INACTIVE, CASE_DUAL, CASE_DUAL_INACTIVE, CASE_RECOVERY)
 
 _EPS = 1e-8
+_A_TOL = 1e-9       # A = q - r^2/s below this fraction of q: g and b are parallel
+_TR_SLACK = 1.01    # steps up to 1% outside the trust region pass (CG rounding)
 
 
 def _interval_clip(value: float, low: float, high: float) -> float:
@@ -102,8 +104,33 @@ def step_direction(g: np.ndarray, b: np.ndarray,
         candidates.append((q / (2 * lam_b) + lam_b * delta, lam_b))
     _dual_value, lam = min(candidates)
     nu = max(0.0, lam * c + r) / s
-    x = (v - nu * w) / lam
-    return x, (CASE_DUAL if nu > 0.0 else CASE_DUAL_INACTIVE)
+    if nu > 0.0:
+        # x = (v - nu w) / lam = u / lam - (c / s) w with u = v - (r / s) w, u.H.u = A. When g
+        # is parallel to b (A -> 0; CG can even make it slightly negative) the limit is
+        # x = -(c / s) w, not the noise in u divided by a vanishing lam.
+        u = v - (r / s) * w
+        x = (u / lam if big_a > _A_TOL * q else 0.0) - (c / s) * w
+    else:
+        x = v / lam
+    return _within_trust_region(x, H, delta), (CASE_DUAL if nu > 0.0 else CASE_DUAL_INACTIVE)
+
+
+def _within_trust_region(x: np.ndarray, H, delta: float) -> np.ndarray:  # noqa: N803
+    """Return x, scaled back onto 1/2 x.H.x = delta if inexact solves carried it outside.
+
+    The closed form and the dual put x inside the trust region in exact arithmetic; CG's
+    approximate H^-1 can break that when g and b are nearly parallel. A step far outside would
+    leave the policy with absurd parameters before the line search could look at it.
+    """
+    if not np.all(np.isfinite(x)):
+        return np.zeros_like(x)  # no step: the line search keeps the old policy
+    hx = H(x) if callable(H) else np.asarray(H, dtype=np.float64) @ x
+    quad = 0.5 * float(x @ np.asarray(hx, dtype=np.float64))
+    if not math.isfinite(quad):
+        return np.zeros_like(x)
+    if quad > delta * _TR_SLACK:
+        return x * math.sqrt(delta / quad)
+    return x
 
 
 def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper's names
@@ -170,7 +197,7 @@ def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper
     nu = np.clip(res.x, 0.0, None)
     quad = max(q - 2.0 * nu @ r + nu @ S @ nu, _EPS)
     lam = math.sqrt(quad / (2.0 * delta))
-    x = (v - W @ nu) / lam
+    x = _within_trust_region((v - W @ nu) / lam, H, delta)
     if np.all(nu <= 1e-12):
         case = CASE_INACTIVE if np.all(c + B.T @ x < 0.0) and np.all(c < 0.0) else (
             CASE_DUAL_INACTIVE)
