@@ -2,9 +2,11 @@
 
 Run: .venv/bin/python bench/bench_circle_algos.py --iterations 100 --seeds 0 1 2 --out runs/bench
      [--task gather --algos cpo pdo]
-Writes one run directory per (algo, seed), then a table of mean episode cost and return over
-seeds every 10 iterations, the share of iterations after the 10th with cost <= 1.2 d, and a
-plot (OUT/<task>_algos.png).
+     [--speed-limit 1.0 --cost-limit 5 10 --algos cpo cpo_shaped pdo]   (two constraints)
+Writes one run directory per (algo, seed), then a table of mean episode cost (each constraint)
+and return over seeds every 10 iterations, the share of iterations after the 10th with every
+cost <= 1.2 d, and a plot (OUT/<task>_algos.png). cpo_shaped is CPO with cost shaping
+(paper section 6.3).
 """
 
 import argparse
@@ -16,13 +18,19 @@ import numpy as np
 from cpo_ros.core.config import AlgoConfig, TrainConfig
 from cpo_ros.core.trainer import train
 
+VARIANTS = {'cpo': ('cpo', False), 'trpo': ('trpo', False), 'pdo': ('pdo', False),
+            'cpo_shaped': ('cpo', True)}
 
-def load(path: Path) -> dict[str, np.ndarray]:
-    """Return progress.csv columns as float arrays."""
+
+def load(path: Path, num_costs: int) -> dict[str, np.ndarray]:
+    """Return progress.csv columns as float arrays; 'costs' is (iterations, m)."""
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    return {k: np.array([float(r[k]) for r in rows]) for k in ('iteration', 'env_steps',
-                                                              'episode_return', 'episode_cost')}
+    data = {k: np.array([float(r[k]) for r in rows]) for k in ('iteration', 'env_steps',
+                                                              'episode_return')}
+    keys = ['episode_cost'] if num_costs == 1 else [f'episode_cost_{i}' for i in range(num_costs)]
+    data['costs'] = np.array([[float(r[k]) for k in keys] for r in rows]).reshape(len(rows), -1)
+    return data
 
 
 def main() -> None:
@@ -31,67 +39,82 @@ def main() -> None:
     parser.add_argument('--iterations', type=int, default=100)
     parser.add_argument('--steps', type=int, default=50_000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--algos', nargs='+', default=['cpo', 'trpo', 'pdo'])
+    parser.add_argument('--algos', nargs='+', default=['cpo', 'trpo', 'pdo'],
+                        choices=sorted(VARIANTS))
     parser.add_argument('--task', default='circle', choices=('circle', 'gather'))
-    parser.add_argument('--cost-limit', type=float, default=None,
-                        help="default: the task's (circle 5, gather 0.1)")
+    parser.add_argument('--speed-limit', type=float, default=None,
+                        help='circle: add the speed constraint [m/s]')
+    parser.add_argument('--cost-limit', type=float, nargs='+', default=None,
+                        help="one per constraint (default: the task's)")
     parser.add_argument('--out', default='runs/bench_circle')
     args = parser.parse_args()
-    from cpo_ros.envs.make import DEFAULT_COST_LIMITS
-    if args.cost_limit is None:
-        args.cost_limit = DEFAULT_COST_LIMITS[args.task]
+    from cpo_ros.envs.make import default_cost_limits
+    task_kwargs = {} if args.speed_limit is None else {'speed_limit': args.speed_limit}
+    limits = tuple(args.cost_limit or default_cost_limits(args.task, **task_kwargs))
+    m = len(limits)
     out = Path(args.out)
     results: dict[str, list[dict[str, np.ndarray]]] = {}
-    for algo in args.algos:
+    for variant in args.algos:
+        algo, shaping = VARIANTS[variant]
         for seed in args.seeds:
-            run_dir = out / f'{algo}_s{seed}'
-            if not (run_dir / 'progress.csv').is_file() or len(
-                    load(run_dir / 'progress.csv')['iteration']) < args.iterations:
+            run_dir = out / f'{variant}_s{seed}'
+            done = (run_dir / 'progress.csv').is_file() and len(
+                load(run_dir / 'progress.csv', m)['iteration']) >= args.iterations
+            if not done:
                 train(TrainConfig(task=args.task, iterations=args.iterations,
                                   steps_per_iteration=args.steps, num_envs=16, seed=seed,
-                                  out=str(run_dir),
-                                  algo=AlgoConfig(algo=algo, cost_limit=args.cost_limit)),
+                                  out=str(run_dir), task_kwargs=task_kwargs,
+                                  algo=AlgoConfig(algo=algo, cost_shaping=shaping,
+                                                  cost_limit=limits[0] if m == 1 else limits)),
                       resume=True, show_progress=False)
-            results.setdefault(algo, []).append(load(run_dir / 'progress.csv'))
-    d = args.cost_limit
-    print(f'Point-{args.task.title()}, {args.steps} samples/iteration, d = {d}, '
-          f'seeds {args.seeds}')
-    print('mean over seeds of the per-iteration mean episode cost / return')
-    header = 'iter ' + ' '.join(f'{a + " cost":>10} {a + " return":>11}' for a in results)
-    print(header)
+            results.setdefault(variant, []).append(load(run_dir / 'progress.csv', m))
+    extra = f', speed limit {args.speed_limit} m/s' if args.speed_limit else ''
+    print(f'Point-{args.task.title()}{extra}, {args.steps} samples/iteration, '
+          f'd = {list(limits)}, seeds {args.seeds}')
+    print('mean over seeds of the per-iteration mean episode cost (each constraint) / return')
+    names = ['cost'] if m == 1 else [f'cost{i}' for i in range(m)]
+    print('iter ' + ' '.join(' '.join(f'{v + " " + n:>14}' for n in names)
+                             + f' {v + " return":>13}' for v in results))
     n = min(len(r['iteration']) for runs in results.values() for r in runs)
     for i in list(range(9, n, 10)) + ([n - 1] if (n - 1) % 10 != 9 else []):
         cells = []
         for runs in results.values():
-            cells.append(f"{np.mean([r['episode_cost'][i] for r in runs]):10.2f} "
-                         f"{np.mean([r['episode_return'][i] for r in runs]):11.2f}")
+            costs = np.mean([r['costs'][i] for r in runs], axis=0)
+            cells.append(' '.join(f'{c:14.2f}' for c in costs)
+                         + f" {np.mean([r['episode_return'][i] for r in runs]):13.2f}")
         print(f'{i + 1:4d} ' + ' '.join(cells))
-    for algo, runs in results.items():
-        after = np.concatenate([r['episode_cost'][10:n] for r in runs])
+    for variant, runs in results.items():
+        after = np.concatenate([r['costs'][10:n] for r in runs])
+        within = np.all(after <= 1.2 * np.asarray(limits), axis=1)
         last = np.mean([r['episode_return'][max(0, n - 10):n].mean() for r in runs])
-        share = float(np.mean(after <= 1.2 * d)) if after.size else float('nan')
-        print(f'{algo}: iterations after the 10th with cost <= 1.2 d: {share:.0%}; '
-              f'mean return over the last 10 iterations {last:.2f}')
+        last_cost = np.mean([r['costs'][max(0, n - 10):n].mean(0) for r in runs], axis=0)
+        share = float(np.mean(within)) if within.size else float('nan')
+        print(f'{variant}: iterations after the 10th with every cost <= 1.2 d: {share:.0%}; '
+              f'last 10 iterations: mean return {last:.2f}, mean cost '
+              f'{", ".join(f"{c:.2f}" for c in last_cost)}')
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, (ax_r, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
-    for algo, runs in results.items():
+    fig, axes = plt.subplots(1, 1 + m, figsize=(5.5 * (1 + m), 4))
+    for variant, runs in results.items():
         steps = runs[0]['env_steps'][:n]
-        for ax, key in ((ax_r, 'episode_return'), (ax_c, 'episode_cost')):
-            values = np.stack([r[key][:n] for r in runs])
-            ax.plot(steps, values.mean(0), label=algo.upper())
+        series = [('episode return', np.stack([r['episode_return'][:n] for r in runs]))]
+        series += [(f'episode {names[i]}', np.stack([r['costs'][:n, i] for r in runs]))
+                   for i in range(m)]
+        for ax, (label, values) in zip(axes, series, strict=True):
+            ax.plot(steps, values.mean(0), label=variant.upper())
             ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2)
-    ax_c.axhline(d, color='k', ls='--', label='limit')
-    ax_r.set_ylabel('episode return')
-    ax_c.set_ylabel('episode cost')
-    for ax in (ax_r, ax_c):
+            ax.set_ylabel(label)
+    for i in range(m):
+        axes[1 + i].axhline(limits[i], color='k', ls='--', label='limit')
+    for ax in axes:
         ax.set_xlabel('environment steps')
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / f'{args.task}_algos.png', dpi=100)
-    print(f'plot: {out / f"{args.task}_algos.png"}')
+    name = f'{args.task}{"_speed" if args.speed_limit else ""}_algos.png'
+    fig.savefig(out / name, dpi=100)
+    print(f'plot: {out / name}')
 
 
 if __name__ == '__main__':
