@@ -1,9 +1,10 @@
 """Through-ROS training throughput against the direct trainer, and the executor's latency.
 
-Run: .venv/bin/python bench/bench_ros.py [--num-envs 16] [--steps 20000] [--iterations 4]
+Run: .venv/bin/python bench/bench_ros.py [--num-envs 16] [--steps 50000] [--iterations 5]
 (set ROS_DOMAIN_ID to a free domain). Prints
-- sampling env steps/s of `cpo-ros train` and of `cpo-ros bringup circle_sim` (lock-step, same
-  settings, same seed) and their ratio;
+- the training throughput (env steps per wall-clock second of whole iterations: sampling and
+  update) of `cpo-ros train` and of `cpo-ros bringup circle_sim` (lock-step, same settings,
+  same seed) and their ratio, and the same for sampling alone;
 - the policy executor's state -> command round trip through DDS (p50, p99): a probe publishes
   `batch/state` and times the `batch/cmd_vel` answer, so the figure includes two DDS hops.
 """
@@ -28,33 +29,38 @@ def curve(progress: Path) -> list[tuple[float, float]]:
                 for r in csv.DictReader(f)]
 
 
-def sampling_rate(progress: Path) -> tuple[float, float]:
-    """Return (samples per second of sampling, mean update seconds), first iteration skipped."""
+def rates(progress: Path) -> tuple[float, float, float]:
+    """Return (training env steps/s, sampling env steps/s, mean update seconds).
+
+    The first iteration (imports, discovery, warm-up) is skipped.
+    """
     with open(progress) as f:
         rows = list(csv.DictReader(f))[1:]
     per_iter = float(rows[0]['env_steps']) / float(rows[0]['iteration'])
     sample_s = np.mean([float(r['sample_time_s']) for r in rows])
-    return per_iter / sample_s, float(np.mean([float(r['update_time_s']) for r in rows]))
+    train_rate = float(np.mean([float(r['steps_per_s']) for r in rows]))
+    return train_rate, per_iter / sample_s, float(np.mean([float(r['update_time_s'])
+                                                          for r in rows]))
 
 
-def direct(args, out: Path) -> tuple[float, float]:
-    """Train without ROS; return its sampling rate and update time."""
+def direct(args, out: Path) -> tuple[float, float, float]:
+    """Train without ROS; return its rates and update time."""
     from cpo_ros.core.config import TrainConfig
     from cpo_ros.core.trainer import train
     train(TrainConfig(task='circle', iterations=args.iterations,
                       steps_per_iteration=args.steps, num_envs=args.num_envs, seed=0,
                       out=str(out)), show_progress=False)
-    return sampling_rate(out / 'progress.csv')
+    return rates(out / 'progress.csv')
 
 
-def through_ros(args, out: Path) -> tuple[float, float]:
-    """Train with `cpo-ros bringup circle_sim`; return its sampling rate and update time."""
+def through_ros(args, out: Path) -> tuple[float, float, float]:
+    """Train with `cpo-ros bringup circle_sim`; return its rates and update time."""
     cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
            '-p', f'num_envs:={args.num_envs}', '-p', f'steps_per_iteration:={args.steps}',
            '-p', 'seed:=0', '-p', f'learner:iterations:={args.iterations}',
            '-p', f'learner:out:={out}']
     subprocess.run(cmd, check=True, capture_output=True, timeout=1200)
-    return sampling_rate(out / 'progress.csv')
+    return rates(out / 'progress.csv')
 
 
 def latency(args) -> np.ndarray:
@@ -118,14 +124,14 @@ def main() -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--num-envs', type=int, default=16)
-    parser.add_argument('--steps', type=int, default=20_000)
-    parser.add_argument('--iterations', type=int, default=4)
+    parser.add_argument('--steps', type=int, default=50_000)
+    parser.add_argument('--iterations', type=int, default=5)
     parser.add_argument('--latency-samples', type=int, default=2000)
     args = parser.parse_args()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     with tempfile.TemporaryDirectory() as tmp:
-        d_rate, d_update = direct(args, Path(tmp) / 'direct')
-        r_rate, r_update = through_ros(args, Path(tmp) / 'ros')
+        d_train, d_rate, d_update = direct(args, Path(tmp) / 'direct')
+        r_train, r_rate, r_update = through_ros(args, Path(tmp) / 'ros')
         d_curve = curve(Path(tmp) / 'direct' / 'progress.csv')
         r_curve = curve(Path(tmp) / 'ros' / 'progress.csv')
     print('learning curves, same seed and budget (CPO): iteration, direct return/cost, '
@@ -135,9 +141,12 @@ def main() -> None:
             print(f'{i:4d}  {dr:8.2f} {dc:6.2f}   {rr:8.2f} {rc:6.2f}')
     print(f'{args.num_envs} envs, {args.steps} samples/iteration, {args.iterations} iterations '
           f'(first skipped)')
-    print(f'direct  cpo-ros train:   sampling {d_rate:8.0f} env steps/s, update {d_update:.2f} s')
-    print(f'through ROS (bringup):   sampling {r_rate:8.0f} env steps/s, update {r_update:.2f} s')
-    print(f'ratio through-ROS / direct: {r_rate / d_rate:.2f} (target >= 0.6)')
+    print(f'direct  cpo-ros train:   training {d_train:8.0f} env steps/s (sampling '
+          f'{d_rate:6.0f} env steps/s, update {d_update:.2f} s)')
+    print(f'through ROS (bringup):   training {r_train:8.0f} env steps/s (sampling '
+          f'{r_rate:6.0f} env steps/s, update {r_update:.2f} s)')
+    print(f'ratio through-ROS / direct: training throughput {r_train / d_train:.2f} (target '
+          f'>= 0.6), sampling alone {r_rate / d_rate:.2f}')
     rtt = latency(args) * 1e3
     if rtt.size:
         print(f'executor batch/state -> batch/cmd_vel round trip ({args.num_envs} robots, '
