@@ -4,19 +4,9 @@ from dataclasses import asdict, dataclass, field, fields
 import math
 from typing import Any
 
+from cpo_ros.core.validation import check_range
+
 ALGOS = ('cpo', 'trpo', 'pdo')
-
-
-def _check_range(name: str, value: float, low: float, high: float,
-                 low_open: bool = False, high_open: bool = False) -> None:
-    """Raise ValueError naming the field when value lies outside [low, high]."""
-    bad = (not math.isfinite(value) if isinstance(value, float) else False)
-    bad = bad or value < low or value > high or (low_open and value == low) or (
-        high_open and value == high)
-    if bad:
-        left = '(' if low_open else '['
-        right = ')' if high_open else ']'
-        raise ValueError(f'{name} = {value!r} is out of range: allowed {left}{low}, {high}{right}')
 
 
 @dataclass
@@ -86,22 +76,22 @@ class AlgoConfig:
         if not self.limits:
             raise ValueError('cost_limit = (): need one limit per constraint')
         for limit in self.limits:
-            _check_range('cost_limit', limit, 0.0, math.inf)
+            check_range('cost_limit', limit, 0.0, math.inf)
         for name in ('gamma', 'lam', 'cost_gamma', 'cost_lam'):
-            _check_range(name, getattr(self, name), 0.0, 1.0)
-        _check_range('target_kl', self.target_kl, 0.0, 1.0, low_open=True)
-        _check_range('cg_iters', self.cg_iters, 1, 1000)
-        _check_range('cg_damping', self.cg_damping, 0.0, 10.0)
-        _check_range('backtrack_ratio', self.backtrack_ratio, 0.0, 1.0, True, True)
-        _check_range('backtrack_iters', self.backtrack_iters, 1, 100)
-        _check_range('value_lr', self.value_lr, 0.0, 1.0, low_open=True)
-        _check_range('value_epochs', self.value_epochs, 0, 1000)
-        _check_range('value_minibatch', self.value_minibatch, 1, 10_000_000)
-        _check_range('pdo_lambda_lr', self.pdo_lambda_lr, 0.0, 100.0)
-        _check_range('pdo_lambda_init', self.pdo_lambda_init, 0.0, 1e6)
-        _check_range('obs_clip', self.obs_clip, 0.0, math.inf, low_open=True)
-        _check_range('shaping_horizon', self.shaping_horizon, 1, 100_000)
-        _check_range('shaping_weight', self.shaping_weight, 0.0, 1e6)
+            check_range(name, getattr(self, name), 0.0, 1.0)
+        check_range('target_kl', self.target_kl, 0.0, 1.0, low_open=True)
+        check_range('cg_iters', self.cg_iters, 1, 1000)
+        check_range('cg_damping', self.cg_damping, 0.0, 10.0)
+        check_range('backtrack_ratio', self.backtrack_ratio, 0.0, 1.0, True, True)
+        check_range('backtrack_iters', self.backtrack_iters, 1, 100)
+        check_range('value_lr', self.value_lr, 0.0, 1.0, low_open=True)
+        check_range('value_epochs', self.value_epochs, 0, 1000)
+        check_range('value_minibatch', self.value_minibatch, 1, 10_000_000)
+        check_range('pdo_lambda_lr', self.pdo_lambda_lr, 0.0, 100.0)
+        check_range('pdo_lambda_init', self.pdo_lambda_init, 0.0, 1e6)
+        check_range('obs_clip', self.obs_clip, 0.0, math.inf, low_open=True)
+        check_range('shaping_horizon', self.shaping_horizon, 1, 100_000)
+        check_range('shaping_weight', self.shaping_weight, 0.0, 1e6)
         for name in ('hidden_sizes', 'value_hidden_sizes'):
             sizes = getattr(self, name)
             if not sizes or any(int(h) < 1 for h in sizes):
@@ -139,11 +129,11 @@ class TrainConfig:
         """Raise ValueError naming the first field outside its allowed range."""
         if (self.task is None) == (self.env_id is None):
             raise ValueError('give exactly one of task and env_id')
-        _check_range('iterations', self.iterations, 1, 10_000_000)
-        _check_range('num_envs', self.num_envs, 1, 4096)
-        _check_range('steps_per_iteration', self.steps_per_iteration, self.num_envs, 100_000_000)
-        _check_range('checkpoint_every', self.checkpoint_every, 1, 10_000_000)
-        _check_range('torch_threads', self.torch_threads, 1, 256)
+        check_range('iterations', self.iterations, 1, 10_000_000)
+        check_range('num_envs', self.num_envs, 1, 4096)
+        check_range('steps_per_iteration', self.steps_per_iteration, self.num_envs, 100_000_000)
+        check_range('checkpoint_every', self.checkpoint_every, 1, 10_000_000)
+        check_range('torch_threads', self.torch_threads, 1, 256)
         self.algo.validate()
 
     def to_dict(self) -> dict[str, Any]:

@@ -7,10 +7,10 @@ twist v, yaw rate), so a robot computes exactly what the simulation trained on.
 
 from dataclasses import dataclass
 from functools import lru_cache
-import math
 
 import numpy as np
 
+from cpo_ros.core.validation import check_range
 from cpo_ros.envs.safe_area import SafeArea
 
 OBS_LABELS = ('x', 'y', 'cos_yaw', 'sin_yaw', 'v', 'w')
@@ -39,17 +39,11 @@ class CircleTask:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""
-        checks = (('target_radius', self.target_radius, 0.0, 1e4),
-                  ('x_limit', self.x_limit, 0.0, 1e4),
-                  ('init_position_noise', self.init_position_noise, -1e-12, 1e4),
-                  ('speed_limit', self.speed_limit, -1e-12, 1e4))
-        for name, value, low, high in checks:
-            if not (math.isfinite(value) and low < value <= high):
-                raise ValueError(f'{name} = {value!r} is out of range: allowed ({max(low, 0)}, '
-                                 f'{high}]')
-        if not (isinstance(self.max_episode_steps, int) and 1 <= self.max_episode_steps <= 10**6):
-            raise ValueError(f'max_episode_steps = {self.max_episode_steps!r} is out of range: '
-                             f'allowed [1, 1000000]')
+        check_range('target_radius', self.target_radius, 0.0, 1e4, low_open=True)
+        check_range('x_limit', self.x_limit, 0.0, 1e4, low_open=True)
+        check_range('init_position_noise', self.init_position_noise, 0.0, 1e4)
+        check_range('speed_limit', self.speed_limit, 0.0, 1e4)
+        check_range('max_episode_steps', self.max_episode_steps, 1, 10**6, integer=True)
 
 
 def _pose2d(pose: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from cpo_ros.core.validation import check_range
 from cpo_ros.envs.robot import apply_overrides, PointRobots, RobotConfig
 
 
@@ -45,15 +46,11 @@ class GatherTask:
         """Raise ValueError naming the first field outside its allowed range."""
         for name, low, high in (('n_apples', 0, 100), ('n_bombs', 0, 100), ('n_bins', 1, 360),
                                 ('max_episode_steps', 1, 1_000_000)):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and low <= value <= high):
-                raise ValueError(f'{name} = {value!r} is out of range: allowed [{low}, {high}]')
+            check_range(name, getattr(self, name), low, high, integer=True)
         for name, high in (('activity_range', 1e3), ('robot_object_spacing', 1e3),
                            ('catch_range', 1e3), ('sensor_range', 1e3),
                            ('sensor_span', 2 * math.pi), ('apple_reward', 1e6)):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and 0.0 < value <= high):
-                raise ValueError(f'{name} = {value!r} is out of range: allowed (0, {high}]')
+            check_range(name, getattr(self, name), 0.0, high, low_open=True)
         if self.robot_object_spacing >= self.activity_range:
             raise ValueError('robot_object_spacing must be below activity_range')
 

@@ -6,6 +6,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from cpo_ros.core.validation import check_range
 from cpo_ros.envs import circle
 from cpo_ros.envs.circle import CircleTask
 from cpo_ros.envs.robot import apply_overrides, PointRobots, RobotConfig
@@ -35,13 +36,9 @@ class DomainRandomization:
             if not 0.0 < lo <= hi <= 10.0:
                 raise ValueError(f'{name} = {(lo, hi)} is out of range: need 0 < low <= high '
                                  f'<= 10')
-        if not 0 <= self.max_latency_steps <= 100:
-            raise ValueError(f'max_latency_steps = {self.max_latency_steps} is out of range: '
-                             f'allowed [0, 100]')
+        check_range('max_latency_steps', self.max_latency_steps, 0, 100, integer=True)
         for name in ('position_noise', 'yaw_noise', 'velocity_noise'):
-            if not 0.0 <= getattr(self, name) <= 100.0:
-                raise ValueError(f'{name} = {getattr(self, name)} is out of range: allowed '
-                                 f'[0, 100]')
+            check_range(name, getattr(self, name), 0.0, 100.0)
 
     @property
     def noisy(self) -> bool:

@@ -2,21 +2,20 @@
 
 import copy
 from dataclasses import dataclass, replace
-import math
 from typing import Any
 import xml.etree.ElementTree as ET
 
 import mujoco
 import numpy as np
 
+from cpo_ros.core.validation import check_range
 from cpo_ros.paths import sim_file
 
 MODEL_FILE = 'point_robot.xml'
 
 
 def _check(name: str, value: float, low: float, high: float) -> None:
-    if not (math.isfinite(value) and low < value <= high):
-        raise ValueError(f'{name} = {value!r} is out of range: allowed ({low}, {high}]')
+    check_range(name, value, low, high, low_open=True)
 
 
 @dataclass
