@@ -5,6 +5,7 @@ import sys
 
 from conftest import CONFIG, NodeProcess, wait_until
 import numpy as np
+import pytest
 from std_msgs.msg import UInt8MultiArray
 
 from cpo_ros.ros import qos
@@ -75,7 +76,9 @@ def test_four_node_processes_train_through_the_topics(start_node, probe, tmp_pat
         assert proc.stop() == 0, proc.output
 
 
-def test_bringup_runs_the_same_graph_in_one_process(ros_env, tmp_path):
+@pytest.mark.parametrize('executor', ['events', 'single'])
+def test_bringup_runs_the_same_graph_in_one_process(ros_env, tmp_path, executor):
+    ros_env = dict(ros_env, CPO_ROS_EXECUTOR=executor)
     cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
            *[x for p in SMALL for x in ('-p', p)],  # "/**" settings: a bare -p reaches all
            '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
