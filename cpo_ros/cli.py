@@ -1,6 +1,7 @@
 """The `cpo-ros` command: train, eval, export and bringup."""
 
 import argparse
+import os
 import sys
 
 from cpo_ros.core.checkpoint import CheckpointError
@@ -47,6 +48,9 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--stochastic', action='store_true', help='sample actions (default: mean)')
     p.add_argument('--seed', type=int, default=12345)
     p.add_argument('--plot', default=None, help='write a top-down trajectory plot (PNG) here')
+    p.add_argument('--video', default=None,
+                   help='render one more episode from above into this GIF (MuJoCo off-screen; '
+                   'MUJOCO_GL=osmesa unless set)')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +97,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from cpo_ros.core.evaluate import evaluate
+    if args.video:
+        # MuJoCo picks its OpenGL backend when first imported: headless machines need OSMesa.
+        os.environ.setdefault('MUJOCO_GL', 'osmesa')
+        if os.environ['MUJOCO_GL'] == 'osmesa':
+            os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
+    from cpo_ros.core.evaluate import evaluate, record_video
 
     result = evaluate(args.checkpoint, args.episodes, deterministic=not args.stochastic,
                       seed=args.seed, plot=args.plot)
@@ -103,6 +112,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
           f"mean cost {costs}")
     if 'plot' in result:
         print(f"plot: {result['plot']}")
+    if args.video:
+        video = record_video(args.checkpoint, args.video, not args.stochastic, args.seed)
+        print(f'video: {video}')
     return 0
 
 

@@ -68,6 +68,34 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
     return result
 
 
+def record_video(path: str | os.PathLike, video: str | os.PathLike, deterministic: bool = True,
+                 seed: int = 12345, size: int = 480) -> Path:
+    """Render one episode of the checkpoint's policy from above and write it as a GIF."""
+    from cpo_ros.envs.make import make_vec_env
+    from cpo_ros.envs.render import save_gif, TopDownRenderer
+
+    policy, config = load_policy(path)
+    if config.task is None:
+        raise ValueError(f'--video renders the project tasks; {config.env_id} is a Gymnasium id')
+    env = make_vec_env(task=config.task, num_envs=1, seed=seed, **config.task_kwargs)
+    obs = env.reset(seed=seed)
+    actor, rng = NumpyActor(policy), np.random.default_rng(seed)
+    renderer = TopDownRenderer(env, size)
+    try:
+        frames = [renderer.render()]
+        done = False
+        while not done:
+            _, _, action = actor.act(obs, deterministic, rng)
+            obs, _, _, terminated, truncated, _ = env.step(action)
+            done = bool(terminated[0] or truncated[0])
+            if not done:  # at the end the env has already reset to a new episode
+                frames.append(renderer.render())
+    finally:
+        renderer.close()
+    fps = 1.0 / env.robots.config.control_dt
+    return save_gif(frames, video, fps)
+
+
 def plot_tracks(tracks: list[np.ndarray], task: Any, path: str | os.PathLike) -> Path:
     """Draw trajectories from above with the safe strip and the target circle of the task."""
     import matplotlib
