@@ -149,12 +149,11 @@ def test_the_predictor_learns_where_violations_follow():
     t_len, n = 50, 32
     obs = rng.normal(size=(t_len, n, 1)).astype(np.float32)
     costs = (obs[..., 0] > 0).astype(np.float32)
-    rollout = {'obs': obs, 'cost': costs, 'terminated': np.zeros((t_len, n), bool),
-               'truncated': np.ones((t_len, n), bool)}  # one-step episodes: label = own cost
+    dones = np.ones((t_len, n), bool)  # one-step episodes: label = own cost
     torch.manual_seed(0)
     predictor = ViolationPredictor(1, 1, (16,), horizon=5, lr=1e-2, epochs=200)
-    loss = predictor.fit(torch.nn.Identity(), rollout)
-    prob = predictor.predict(torch.nn.Identity(), np.array([[2.0], [-2.0]], np.float32))
+    loss = predictor.fit(torch.as_tensor(obs.reshape(-1, 1)), costs[..., None], dones)
+    prob = predictor.predict(torch.tensor([[2.0], [-2.0]]))
     assert loss < 0.2 and prob[0, 0] > 0.9 and prob[1, 0] < 0.1
 
 

@@ -109,8 +109,12 @@ class ConstrainedTrustRegion:
         if self.shaper is not None:
             # Shaped cost C + w P, P fit to this batch (the policy whose J_C is measured): its
             # J adds w P summed over an episode, under the same limit.
-            shaping_loss = self.shaper.fit(self.policy.norm, rollout)
-            prob = self.shaper.predict(self.policy.norm, rollout['obs'])
+            t, n = rollout['reward'].shape
+            with torch.no_grad():
+                norm_obs = self.policy.norm(torch.as_tensor(rollout['obs'].reshape(t * n, -1)))
+            shaping_loss = self.shaper.fit(norm_obs, costs,
+                                           rollout['terminated'] | rollout['truncated'])
+            prob = self.shaper.predict(norm_obs).reshape(t, n, m)
             costs = costs + cfg.shaping_weight * prob
             j_constrained = j_c + cfg.shaping_weight * prob.mean(axis=(0, 1)) * ep_len
         c = j_constrained - self.limits

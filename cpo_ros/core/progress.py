@@ -96,9 +96,8 @@ def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike,
     ax_r.set_xlabel('environment steps')
     ax_r.set_ylabel('mean episode return')
     several = bool(rows) and 'episode_cost_1' in rows[0]
-    names = [f'_{i}' for i in range(len([k for k in rows[0] if k.startswith('cost_limit_')]))
-             ] if several else ['']
-    for i, suffix in enumerate(names):
+    count = sum(k.startswith('cost_limit_') for k in rows[0]) if several else 0
+    for i, suffix in enumerate([f'_{i}' for i in range(count)] if several else ['']):
         color = f'C{3 + i}'
         label = f'cost {suffix[1:]}' if several else 'cost'
         ax_c.plot(steps, [float(r['episode_cost' + suffix]) for r in rows], color=color,

@@ -53,24 +53,19 @@ class ViolationPredictor:
         self.net.load_state_dict(state['net'])
         self.optim.load_state_dict(state['optim'])
 
-    def predict(self, norm: nn.Module, obs: np.ndarray) -> np.ndarray:
-        """Return probabilities (..., m) float64 for observations (..., obs_dim)."""
-        flat = torch.as_tensor(obs.reshape(-1, obs.shape[-1]))
+    def predict(self, norm_obs: torch.Tensor) -> np.ndarray:
+        """Return probabilities (n, m) float64 for normalised observations (n, obs_dim)."""
         with torch.no_grad():
-            prob = torch.sigmoid(self.net(norm(flat))).double().numpy()
-        return prob.reshape(*obs.shape[:-1], -1)
+            return torch.sigmoid(self.net(norm_obs)).double().numpy()
 
-    def fit(self, norm: nn.Module, rollout: dict[str, np.ndarray]) -> float:
-        """Fit to the violation labels of a rollout; return the last epoch's mean BCE loss."""
-        costs = rollout['cost']
-        costs = costs[..., None] if costs.ndim == 2 else costs
-        labels = violation_labels(costs, rollout['terminated'] | rollout['truncated'],
-                                  self.horizon)
-        obs = rollout['obs']
-        with torch.no_grad():
-            x = norm(torch.as_tensor(obs.reshape(-1, obs.shape[-1])))
-        y = torch.as_tensor(labels.reshape(x.shape[0], -1))
-        n = x.shape[0]
+    def fit(self, norm_obs: torch.Tensor, costs: np.ndarray, dones: np.ndarray) -> float:
+        """Fit to the violation labels of a rollout; return the last epoch's mean BCE loss.
+
+        norm_obs (T * N, obs_dim) normalised observations, costs (T, N, m), dones (T, N).
+        """
+        labels = violation_labels(costs, dones, self.horizon)
+        y = torch.as_tensor(labels.reshape(norm_obs.shape[0], -1))
+        n = norm_obs.shape[0]
         mb = min(self.minibatch, n)
         mean_loss = 0.0
         for _ in range(self.epochs):
@@ -78,7 +73,8 @@ class ViolationPredictor:
             total, batches = 0.0, 0
             for start in range(0, n, mb):
                 idx = perm[start:start + mb]
-                loss = nn.functional.binary_cross_entropy_with_logits(self.net(x[idx]), y[idx])
+                loss = nn.functional.binary_cross_entropy_with_logits(self.net(norm_obs[idx]),
+                                                                      y[idx])
                 self.optim.zero_grad()
                 loss.backward()
                 self.optim.step()

@@ -1,4 +1,4 @@
-"""What the ROS nodes need to know of each task: sensors, observation, default limit.
+"""What the ROS nodes need to know of each task: sensors, observation, constraints.
 
 The simulator publishes odometry and the task's sensor readings; the executor rebuilds the
 observation from them with `observation`, exactly as the env does.
@@ -20,7 +20,6 @@ class TaskInfo:
     sensor_labels: tuple[str, ...]
     obs_dim: int
     observation: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-    cost_limit: float
     cost_names: tuple[str, ...] = ('cost',)
 
     @property
@@ -35,7 +34,7 @@ def task_info(name: str, speed_limit: float = 0.0) -> TaskInfo:
     """Return the TaskInfo of 'circle' or 'gather' (speed_limit > 0: Circle's 2nd constraint)."""
     if name == 'circle':
         return TaskInfo('circle', (), len(circle.OBS_LABELS),
-                        lambda pose, twist, _sensors: circle.observation(pose, twist), 5.0,
+                        lambda pose, twist, _sensors: circle.observation(pose, twist),
                         circle.CircleTask(speed_limit=speed_limit).cost_names)
     if name == 'gather':
         task = gather.GatherTask()
@@ -43,5 +42,5 @@ def task_info(name: str, speed_limit: float = 0.0) -> TaskInfo:
         return TaskInfo('gather', labels, 6 + len(labels),
                         lambda pose, twist, sensors: gather.observation_from(pose, twist,
                                                                              sensors, task),
-                        0.1, ('bombs',))
+                        ('bombs',))
     raise ValueError(f"unknown task {name!r}: choose 'circle' or 'gather'")
