@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Each run its own DDS domain, discovery on this machine only: runs side by side never hear each other.
-ROS_ENV := ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( ($$$$ % 200) + 1 ))} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+ROS_ENV := ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( ($$$$ % 100) + 1 ))} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 DEMO_ARGS ?=
 
 .PHONY: setup demo test lint bench clean

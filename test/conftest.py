@@ -20,11 +20,28 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'linter: style and packaging checks')
 
 
+def _domain_block() -> tuple[int, int]:
+    """Return the (first, count) DDS domains this test run may use, all within 1..100.
+
+    Domains above 101 can collide with ephemeral ports on Linux. CPO_ROS_TEST_DOMAINS=lo-hi
+    gives runs side by side disjoint blocks; otherwise a block of 10 is picked from the
+    run's ROS_DOMAIN_ID (or its pid).
+    """
+    spec = os.environ.get('CPO_ROS_TEST_DOMAINS')
+    if spec:
+        lo, hi = (int(v) for v in spec.split('-'))
+        if not 1 <= lo <= hi <= 100:
+            raise ValueError(f'CPO_ROS_TEST_DOMAINS={spec!r}: need lo-hi within 1-100')
+        return lo, hi - lo + 1
+    base = int(os.environ.get('ROS_DOMAIN_ID', os.getpid()))
+    return 1 + (base % 10) * 10, 10
+
+
 @pytest.fixture
 def domain_id():
     """Return a DDS domain no other test (or test run) on this machine uses at the same time."""
-    base = int(os.environ.get('ROS_DOMAIN_ID', os.getpid() % 100))
-    return 101 + (base * 7 + next(_domains)) % 100
+    first, count = _domain_block()
+    return first + next(_domains) % count
 
 
 @pytest.fixture
