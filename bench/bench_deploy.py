@@ -43,7 +43,7 @@ def inference_times(samples: int = 5000) -> np.ndarray:
 
 def shield_reaction(samples: int = 300) -> np.ndarray:
     """Return seconds from a violating odom message to the shield's replacement command."""
-    from geometry_msgs.msg import Twist
+    from geometry_msgs.msg import TwistStamped
     from nav_msgs.msg import Odometry
     import rclpy
 
@@ -57,21 +57,21 @@ def shield_reaction(samples: int = 300) -> np.ndarray:
     rclpy.init()
     node = rclpy.create_node('shield_probe')
     odom_pub = node.create_publisher(Odometry, 'odom', qos.SENSOR)
-    cmd_pub = node.create_publisher(Twist, 'policy/cmd_vel', qos.COMMAND)
+    cmd_pub = node.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
     replaced = threading.Event()
 
-    def on_cmd(msg: Twist) -> None:
-        if msg.linear.x == 0.0 and msg.angular.z != 0.0:
+    def on_cmd(msg: TwistStamped) -> None:
+        if msg.twist.linear.x == 0.0 and msg.twist.angular.z != 0.0:
             replaced.set()
-    node.create_subscription(Twist, 'cmd_vel', on_cmd, qos.COMMAND)
+    node.create_subscription(TwistStamped, 'cmd_vel', on_cmd, qos.CLI_DEFAULT)
     threading.Thread(target=rclpy.spin, args=(node,), daemon=True).start()
     stamp = node.get_clock().now().to_msg()
     safe = pose_twist_to_odometry(np.array([0.0, 0.0, math.pi / 2]), np.zeros(2), stamp,
                                   'odom', 'base_link')
     out = pose_twist_to_odometry(np.array([2.2, 0.0, 0.0]), np.zeros(2), stamp, 'odom',
                                  'base_link')
-    forward = Twist()
-    forward.linear.x = 1.5
+    forward = TwistStamped()
+    forward.twist.linear.x = 1.5
     times = []
     try:
         end = time.monotonic() + 60

@@ -6,7 +6,13 @@ import pytest
 import yaml
 
 from cpo_ros.ros.graph import GRAPHS
-from cpo_ros.ros.specs import DEPLOY_EXECUTOR_PARAMS, EXECUTOR_PARAMS, NODE_PARAMS, TASK_PARAMS
+from cpo_ros.ros.specs import (
+    COMMAND_PARAMS,
+    DEPLOY_EXECUTOR_PARAMS,
+    EXECUTOR_PARAMS,
+    NODE_PARAMS,
+    TASK_PARAMS,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -15,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_every_declared_parameter_is_in_the_file(name):
     data = yaml.safe_load((REPO / 'config' / f'{name}.yaml').read_text())
     shared = set(data['/**']['ros__parameters'])
-    assert {s.name for s in TASK_PARAMS} <= shared
+    assert {s.name for s in TASK_PARAMS + COMMAND_PARAMS} <= shared
     for entry in GRAPHS[name].nodes:
         params = set(data[f'/**/{entry.name}']['ros__parameters'])
         specs = NODE_PARAMS[entry.name]

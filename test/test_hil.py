@@ -7,7 +7,7 @@ import sys
 import time
 
 from conftest import NodeProcess, wait_until
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import TwistStamped
 import pytest
 from std_msgs.msg import Bool, Float32
 import torch
@@ -79,14 +79,15 @@ def test_stale_odometry_and_e_stop_mean_stop(start_node, probe, ros_env, unsafe_
     robot = start_node('sim_bridge', *ROBOT)
     stack = deploy(ros_env, unsafe_policy, 'gate')
     commands = []
-    probe.create_subscription(Twist, 'cmd_vel',
-                              lambda m: commands.append((time.monotonic(), m.linear.x,
-                                                         m.angular.z)), qos.COMMAND)
-    e_stop = probe.create_publisher(Bool, 'e_stop', qos.LATCHED)
+    probe.create_subscription(TwistStamped, 'cmd_vel',
+                              lambda m: commands.append((time.monotonic(), m.twist.linear.x,
+                                                         m.twist.angular.z)), qos.CLI_DEFAULT)
+    e_stop = probe.create_publisher(Bool, 'e_stop', qos.CLI_DEFAULT)  # as `ros2 topic pub`
     try:
         assert wait_until(lambda: any(abs(c[1]) > 0.1 or abs(c[2]) > 0.1 for c in commands),
                           60), stack.output
         # E-stop latches a stop until released.
+        assert wait_until(lambda: e_stop.get_subscription_count() > 0, 10)
         e_stop.publish(Bool(data=True))
         time.sleep(1.0)
         t0 = time.monotonic()

@@ -2,9 +2,10 @@
 
 from conftest import wait_until
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
 import numpy as np
+import pytest
 from rclpy.clock import Clock
 from std_msgs.msg import Bool, Float32
 from visualization_msgs.msg import MarkerArray
@@ -54,28 +55,32 @@ def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_n
     assert monitor.proc.poll() is None
 
 
-def test_realtime_bridge_follows_cmd_vel_and_stops_when_it_goes_stale(start_node, probe):
+@pytest.mark.parametrize('stamped', [True, False])
+def test_realtime_bridge_follows_cmd_vel_and_stops_when_it_goes_stale(start_node, probe,
+                                                                       stamped):
     bridge = start_node('sim_bridge', 'mode:=realtime', 'control_rate_hz:=20.0',
                         'cmd_timeout_s:=0.3', 'control_dt:=0.04', 'dr_gain_scale:=[0.9, 1.1]',
-                        'dr_velocity_noise:=0.001')
+                        'dr_velocity_noise:=0.001', f'cmd_vel_stamped:={str(stamped).lower()}')
     poses = []
     probe.create_subscription(Odometry, 'odom',
                               lambda m: poses.append(odometry_to_pose_twist(m)), qos.SENSOR)
-    cmd_pub = probe.create_publisher(Twist, 'cmd_vel', qos.COMMAND)
+    # TwistStamped, as Jazzy's diff_drive_controller takes it, or Twist for older drivers.
+    cmd_type = TwistStamped if stamped else Twist
+    cmd_pub = probe.create_publisher(cmd_type, 'cmd_vel', qos.CLI_DEFAULT)
     assert wait_until(lambda: len(poses) > 2 and cmd_pub.get_subscription_count() > 0, 60), \
         bridge.output
     # The randomisation is logged with its settings.
     assert bridge.wait_for_output('gain_scale=(0.9, 1.1)', 10), bridge.output
-    cmd = Twist()
-    cmd.linear.x = 1.0
+    cmd = cmd_type()
+    (cmd.twist if stamped else cmd).linear.x = 1.0
     for _ in range(10):
         cmd_pub.publish(cmd)
         wait_until(lambda: False, 0.1)
     assert wait_until(lambda: poses[-1][1][0] > 0.5, 5), poses[-1]
     # No new command: after cmd_timeout_s the robot is commanded to stop.
     assert wait_until(lambda: abs(poses[-1][1][0]) < 0.05, 5), poses[-1]
-    nan = Twist()
-    nan.linear.x = float('nan')
+    nan = cmd_type()
+    (nan.twist if stamped else nan).linear.x = float('nan')
     cmd_pub.publish(nan)
     assert bridge.wait_for_output('dropped cmd_vel', 10), bridge.output
     assert bridge.proc.poll() is None

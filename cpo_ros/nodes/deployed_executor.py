@@ -9,7 +9,7 @@ limits. Missing, stale or non-finite odometry means a stop command, not the last
 
 import time
 
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
 import numpy as np
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -19,7 +19,7 @@ from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.core.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
 from cpo_ros.envs import circle
 from cpo_ros.ros import qos
-from cpo_ros.ros.conversions import array_to_twist, odometry_to_pose_twist
+from cpo_ros.ros.conversions import array_to_twist_stamped, odometry_to_pose_twist
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import DEPLOY_EXECUTOR_PARAMS, TASK_PARAMS
 
@@ -61,7 +61,8 @@ class DeployedPolicyExecutor(LifecycleNode):
         except CheckpointError as exc:
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
-        self._pub = self.create_lifecycle_publisher(Twist, 'policy/cmd_vel', qos.COMMAND)
+        self._pub = self.create_lifecycle_publisher(TwistStamped, 'policy/cmd_vel',
+                                                     qos.COMMAND)
         self._sub = self.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR)
         self._timer = self.create_timer(self.dt, self._control)
         prov = self.meta.get('provenance', {})
@@ -79,7 +80,7 @@ class DeployedPolicyExecutor(LifecycleNode):
         self._active = False
         self._last = np.zeros(2)
         if self._pub is not None:
-            self._pub.publish(Twist())
+            self._pub.publish(self._command(np.zeros(2)))
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -115,4 +116,7 @@ class DeployedPolicyExecutor(LifecycleNode):
             cmd = (limit_command(raw, self._last, self.max_vel, self.max_acc, self.dt)
                    if np.all(np.isfinite(raw)) else np.zeros(2))
         self._last = cmd
-        self._pub.publish(array_to_twist(cmd))
+        self._pub.publish(self._command(cmd))
+
+    def _command(self, cmd: np.ndarray) -> TwistStamped:
+        return array_to_twist_stamped(cmd, self.get_clock().now().to_msg(), 'base_link')

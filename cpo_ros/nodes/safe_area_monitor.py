@@ -10,15 +10,13 @@ horizon; otherwise the shield turns the robot back. Stale, missing or non-finite
 stale command, or a latched e-stop (`e_stop` true until a false arrives) mean zero velocity.
 """
 
-import time
-
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, Twist
+from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float32
+from std_srvs.srv import SetBool
 from visualization_msgs.msg import Marker, MarkerArray
 
 from cpo_ros.core.shield import shield_command, ShieldConfig
@@ -27,9 +25,14 @@ from cpo_ros.envs.circle import CircleTask
 from cpo_ros.envs.safe_area import SafeArea
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
-from cpo_ros.ros.conversions import array_to_twist, odometry_to_pose_twist, twist_to_array
+from cpo_ros.ros.conversions import (
+    command_subscription,
+    CommandPublisher,
+    odometry_to_pose_twist,
+)
 from cpo_ros.ros.params import declare_parameters
-from cpo_ros.ros.specs import MONITOR_PARAMS, TASK_PARAMS
+from cpo_ros.ros.specs import COMMAND_PARAMS, MONITOR_PARAMS, TASK_PARAMS
+from cpo_ros.ros.watchdog import ArrivalClock, create_steady_timer
 
 STATUS_NAME = 'cpo_ros: safe area'
 
@@ -48,7 +51,7 @@ class SafeAreaMonitor(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('safe_area_monitor', **kwargs)
-        p = declare_parameters(self, MONITOR_PARAMS + TASK_PARAMS)
+        p = declare_parameters(self, MONITOR_PARAMS + COMMAND_PARAMS + TASK_PARAMS)
         if p['area_type'] == 'rectangle' and len(p['area_rectangle']) != 4:
             raise ValueError('safe_area_monitor: parameter area_rectangle needs 4 values '
                              '[x_min, x_max, y_min, y_max]')
@@ -66,13 +69,16 @@ class SafeAreaMonitor(Node):
         self.cost_estimate: float | None = None
         self.pose: np.ndarray | None = None
         self.e_stop = False
+        self.heartbeat_s = p['e_stop_heartbeat_s']
+        self._last_e_stop_msg = -float('inf')
+        self.clock = ArrivalClock(self)
         self._last_odom = -float('inf')
         self._policy_cmd: np.ndarray | None = None
         self._last_cmd = -float('inf')
         self._pending_estimates: list[float] = []
 
         self.inside_pub = self.create_publisher(Bool, 'safety/in_safe_area', qos.METRICS)
-        self.diag_pub = self.create_publisher(DiagnosticArray, 'diagnostics', qos.METRICS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.METRICS)
         self.marker_pub = self.create_publisher(MarkerArray, 'safe_area/markers', qos.LATCHED)
         if self.publish_cost:
             self.cost_pub = self.create_publisher(Float32, 'safety/cost', qos.METRICS)
@@ -80,15 +86,17 @@ class SafeAreaMonitor(Node):
             self.create_subscription(Float32, 'safety/cost', self._on_sim_cost, qos.METRICS)
         self.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR)
         if self.shield_mode != 'none':
-            self.cmd_pub = self.create_publisher(Twist, 'cmd_vel', qos.COMMAND)
+            self.cmd_pub = CommandPublisher(self, 'cmd_vel', p['cmd_vel_stamped'],
+                                            p['base_frame'], qos.COMMAND)
             self.interventions_pub = self.create_publisher(Float32, 'shield/interventions',
                                                            qos.METRICS)
-            self.create_subscription(Twist, 'policy/cmd_vel', self._on_policy_cmd, qos.COMMAND)
-            self.create_subscription(Bool, 'e_stop', self._on_e_stop, qos.LATCHED)
-            self.create_timer(1.0 / p['gate_rate_hz'], self._gate, clock=rclpy.clock.Clock())
-        # Wall-clock timers: staleness must be noticed even when sim time stands still.
-        self.create_timer(1.0 / p['diagnostics_rate_hz'], self._publish_diagnostics,
-                          clock=rclpy.clock.Clock())
+            # The executor's commands are always stamped (our own topic).
+            command_subscription(self, 'policy/cmd_vel', True, self._on_policy_cmd, qos.COMMAND)
+            self.create_subscription(Bool, 'e_stop', self._on_e_stop, qos.E_STOP)
+            self.create_service(SetBool, 'e_stop', self._on_e_stop_service)
+            create_steady_timer(self, 1.0 / p['gate_rate_hz'], self._gate)
+        # Steady-clock timers: staleness must be noticed even when sim or system time stalls.
+        create_steady_timer(self, 1.0 / p['diagnostics_rate_hz'], self._publish_diagnostics)
         self.marker_pub.publish(self._markers())
 
     # -- monitoring -----------------------------------------------------------------------------
@@ -101,7 +109,7 @@ class SafeAreaMonitor(Node):
             self.get_logger().warn(f'dropped odometry: {exc}', throttle_duration_sec=5.0)
             self._gate()
             return
-        self._last_odom = time.monotonic()
+        self._last_odom = self.clock.now()
         self.pose = pose
         inside = bool(self.area.contains(pose[:2])[0])
         if self.inside and not inside:
@@ -125,28 +133,38 @@ class SafeAreaMonitor(Node):
             self.disagreements += 1
 
     # -- the shield -----------------------------------------------------------------------------
-    def _on_policy_cmd(self, msg: Twist) -> None:
-        try:
-            self._policy_cmd = twist_to_array(msg)
-            self._last_cmd = time.monotonic()
-        except ValueError as exc:
-            self._policy_cmd = None
-            self.get_logger().warn(f'dropped policy/cmd_vel: {exc}', throttle_duration_sec=5.0)
+    def _on_policy_cmd(self, cmd: np.ndarray | None) -> None:
+        self._policy_cmd = cmd  # None (unreadable): stop until a good one arrives
+        if cmd is not None:
+            self._last_cmd = self.clock.now()
         self._gate()
 
     def _on_e_stop(self, msg: Bool) -> None:
-        if msg.data and not self.e_stop:
-            self.get_logger().warn('e-stop: stopping until released')
-        elif not msg.data and self.e_stop:
-            self.get_logger().info('e-stop released')
-        self.e_stop = bool(msg.data)
+        self._last_e_stop_msg = self.clock.now()
+        self._set_e_stop(bool(msg.data), 'e_stop topic')
+
+    def _on_e_stop_service(self, request: SetBool.Request,
+                           response: SetBool.Response) -> SetBool.Response:
+        self._set_e_stop(bool(request.data), 'e_stop service')
+        response.success = True
+        response.message = 'e-stop latched' if self.e_stop else 'e-stop released'
+        return response
+
+    def _set_e_stop(self, stop: bool, source: str) -> None:
+        if stop and not self.e_stop:
+            self.get_logger().warn(f'e-stop from the {source}: stopping until released')
+        elif not stop and self.e_stop:
+            self.get_logger().info(f'e-stop released by the {source}')
+        self.e_stop = stop
         self._gate()
 
     def stop_reason(self) -> str | None:
         """Return why the robot must stand still, or None when commands may pass."""
-        now = time.monotonic()
+        now = self.clock.now()
         if self.e_stop:
             return 'e-stop latched'
+        if self.heartbeat_s > 0.0 and now - self._last_e_stop_msg > self.heartbeat_s:
+            return f'e-stop heartbeat lost (no e_stop message for {self.heartbeat_s:g} s)'
         if self.pose is None or now - self._last_odom > self.odom_timeout:
             return 'odometry missing or stale'
         if self._policy_cmd is None or now - self._last_cmd > self.cmd_timeout:
@@ -167,14 +185,15 @@ class SafeAreaMonitor(Node):
             if intervened:
                 self.interventions += 1
                 self.interventions_pub.publish(Float32(data=float(self.interventions)))
-        self.cmd_pub.publish(array_to_twist(cmd))
+        self.cmd_pub.publish(cmd)
 
     # -- reporting ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         status = DiagnosticStatus(name=STATUS_NAME, hardware_id=self.get_namespace())
-        age = time.monotonic() - self._last_odom
-        if self.e_stop:
-            status.level, status.message = DiagnosticStatus.ERROR, 'e-stop latched'
+        age = self.clock.now() - self._last_odom
+        reason = self.stop_reason() if self.shield_mode != 'none' else None
+        if reason is not None and reason.startswith('e-stop'):
+            status.level, status.message = DiagnosticStatus.ERROR, f'stopped: {reason}'
         elif age > self.odom_timeout:
             status.level = DiagnosticStatus.ERROR
             status.message = ('no odometry yet' if self.inside is None

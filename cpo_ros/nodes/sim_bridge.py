@@ -10,10 +10,9 @@ older than cmd_timeout_s means stop. Both modes publish robot 0's `odom` and `sa
 import time
 
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Twist
+from geometry_msgs.msg import Point
 from nav_msgs.msg import Odometry
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Float32MultiArray
@@ -28,14 +27,15 @@ from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import (
     CMD_FIELDS,
+    command_subscription,
     decode_batch,
     encode_batch,
     pose_twist_to_odometry,
     state_fields,
-    twist_to_array,
 )
 from cpo_ros.ros.params import declare_parameters
-from cpo_ros.ros.specs import SIM_BRIDGE_PARAMS, TASK_PARAMS
+from cpo_ros.ros.specs import COMMAND_PARAMS, SIM_BRIDGE_PARAMS, TASK_PARAMS
+from cpo_ros.ros.watchdog import create_steady_timer
 
 
 def sim_time(seconds: float) -> Time:
@@ -49,7 +49,7 @@ class SimBridge(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('sim_bridge', **kwargs)
-        p = declare_parameters(self, SIM_BRIDGE_PARAMS + TASK_PARAMS)
+        p = declare_parameters(self, SIM_BRIDGE_PARAMS + COMMAND_PARAMS + TASK_PARAMS)
         robot = RobotConfig(max_linear_velocity=p['max_linear_velocity'],
                             max_angular_velocity=p['max_angular_velocity'],
                             control_dt=p['control_dt'], physics_dt=p['physics_dt'],
@@ -113,12 +113,13 @@ class SimBridge(Node):
             self.create_subscription(Float32MultiArray, 'batch/cmd_vel', self._on_batch_cmd,
                                      qos.LOCKSTEP)
             # Wall-clock timer: sim time stands still until the executor answers.
-            self._resend_timer = self.create_timer(p['resend_period_s'], self._publish_state,
-                                                   clock=rclpy.clock.Clock())
+            self._resend_timer = create_steady_timer(self, p['resend_period_s'],
+                                                     self._publish_state)
         else:
-            self.create_subscription(Twist, 'cmd_vel', self._on_cmd_vel, qos.COMMAND)
-            self.create_timer(1.0 / p['control_rate_hz'], self._realtime_step,
-                              clock=rclpy.clock.Clock())
+            # TwistStamped or Twist, as the robot's driver would take it (cmd_vel_stamped).
+            command_subscription(self, 'cmd_vel', p['cmd_vel_stamped'], self._on_cmd_vel,
+                                 qos.COMMAND)
+            create_steady_timer(self, 1.0 / p['control_rate_hz'], self._realtime_step)
         self._publish_outputs(0.0)
         if self.mode == 'lockstep':
             self._publish_state()
@@ -145,13 +146,11 @@ class SimBridge(Node):
         self.state_pub.publish(encode_batch(self._state, self.fields, self.seq))
 
     # -- real-time robot stand-in ---------------------------------------------------------------
-    def _on_cmd_vel(self, msg: Twist) -> None:
-        try:
-            self._last_cmd = twist_to_array(msg)
-        except ValueError as exc:
+    def _on_cmd_vel(self, cmd: np.ndarray | None) -> None:
+        if cmd is None:
             self._last_cmd = np.zeros(2)  # fail safe: a garbled command means stop
-            self.get_logger().warn(f'dropped cmd_vel: {exc}', throttle_duration_sec=5.0)
             return
+        self._last_cmd = cmd
         self._last_cmd_time = time.monotonic()
 
     def _realtime_step(self) -> None:

@@ -25,7 +25,7 @@ import io
 import math
 import zipfile
 
-from geometry_msgs.msg import Twist
+from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
 import numpy as np
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
@@ -150,3 +150,50 @@ def array_to_twist(cmd: np.ndarray) -> Twist:
     msg = Twist()
     msg.linear.x, msg.angular.z = float(cmd[0]), float(cmd[1])
     return msg
+
+
+def twist_stamped_to_array(msg: TwistStamped) -> np.ndarray:
+    """Return [twist.linear.x, twist.angular.z]; ValueError on non-finite values."""
+    return twist_to_array(msg.twist)
+
+
+def array_to_twist_stamped(cmd: np.ndarray, stamp, frame_id: str) -> TwistStamped:
+    """Return a TwistStamped (Jazzy's diff_drive_controller input) in frame_id at stamp."""
+    msg = TwistStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.twist.linear.x, msg.twist.angular.z = float(cmd[0]), float(cmd[1])
+    return msg
+
+
+class CommandPublisher:
+    """Publish velocity commands as TwistStamped (stamped now, in base_frame) or plain Twist."""
+
+    def __init__(self, node, topic: str, stamped: bool, base_frame: str, qos_profile) -> None:
+        self.node, self.stamped, self.base_frame = node, stamped, base_frame
+        self.publisher = node.create_publisher(TwistStamped if stamped else Twist, topic,
+                                               qos_profile)
+
+    def publish(self, cmd: np.ndarray) -> None:
+        """Send cmd = [linear.x, angular.z]."""
+        if self.stamped:
+            self.publisher.publish(array_to_twist_stamped(
+                cmd, self.node.get_clock().now().to_msg(), self.base_frame))
+        else:
+            self.publisher.publish(array_to_twist(cmd))
+
+
+def command_subscription(node, topic: str, stamped: bool, callback, qos_profile):
+    """Subscribe to velocity commands of either type; callback gets [linear.x, angular.z].
+
+    A command that cannot be read (non-finite) reaches callback as None, to be taken as stop.
+    """
+    def on_msg(msg) -> None:
+        try:
+            cmd = twist_to_array(msg.twist if stamped else msg)
+        except ValueError as exc:
+            node.get_logger().warn(f'dropped {topic}: {exc}', throttle_duration_sec=5.0)
+            cmd = None
+        callback(cmd)
+    return node.create_subscription(TwistStamped if stamped else Twist, topic, on_msg,
+                                    qos_profile)

@@ -31,6 +31,18 @@ METRICS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                      durability=DurabilityPolicy.VOLATILE)
 """Figures for rqt_plot, costs on `safety/cost`, `diagnostics`."""
 
+E_STOP = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                    reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+"""The e-stop input: `ros2 topic pub`'s defaults (reliable, volatile, depth 10).
+
+A volatile subscription matches volatile and transient-local (latched) publishers alike; a
+transient-local one would refuse the command line's volatile publisher.
+"""
+
+CLI_DEFAULT = E_STOP
+"""What `ros2 topic pub` and `ros2 topic echo` use unless told otherwise: tests publish with it."""
+
 COMMAND = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                      reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)

@@ -38,7 +38,6 @@ SIM_BRIDGE_PARAMS = [
     ParamSpec('telemetry_rate_hz', 50.0, 'lockstep: wall-clock rate of robot 0 odom, '
               'safety/cost and /clock (realtime mode publishes every step)', 0.1, 100000.0),
     ParamSpec('odom_frame', 'odom', 'frame of the odometry pose'),
-    ParamSpec('base_frame', 'base_link', 'child frame of the odometry'),
     ParamSpec('init_position_noise', _T.init_position_noise, 'start position spread [m]', 0.0,
               1e3),
     ParamSpec('max_linear_velocity', _R.max_linear_velocity, 'forward speed limit [m/s]', 0.01,
@@ -59,6 +58,14 @@ SIM_BRIDGE_PARAMS = [
     ParamSpec('dr_yaw_noise', 0.0, 'odometry heading noise std [rad]', 0.0, 100.0),
     ParamSpec('dr_velocity_noise', 0.0, 'odometry velocity noise std', 0.0, 100.0),
 ]
+
+COMMAND_PARAMS = [
+    ParamSpec('cmd_vel_stamped', True, 'cmd_vel as geometry_msgs/TwistStamped (Jazzy '
+              'diff_drive_controller); false: plain Twist for older drivers'),
+    ParamSpec('base_frame', 'base_link', "the robot's body frame: frame_id of stamped "
+              'commands, child frame of the odometry'),
+]
+"""How velocity commands go to the robot (or the stand-in): under `/**`, so both ends agree."""
 
 EXECUTOR_PARAMS = [
     ParamSpec('deterministic', False, 'act with the mean action (true) or sample (training)'),
@@ -128,6 +135,9 @@ MONITOR_PARAMS = [
     ParamSpec('shield_horizon_s', 0.8, 'look-ahead of the command rollout [s]', 0.01, 10.0),
     ParamSpec('shield_turn_rate', 1.0, 'yaw rate of the turn back inside [rad/s]', 0.01, 100.0),
     ParamSpec('shield_creep_speed', 0.2, 'speed back inside once facing it [m/s]', 0.0, 10.0),
+    ParamSpec('e_stop_heartbeat_s', 0.0, 'deadman: with > 0, stop when no e_stop message '
+              '(true or false) arrived for this long, as from a relay or joystick that '
+              'publishes continuously [s] (0: off)', 0.0, 3600.0),
     ParamSpec('publish_cost', False, 'publish safety/cost from the pose (on a robot); in '
               'simulation the bridge owns that topic and the monitor compares'),
     ParamSpec('odom_timeout_s', 1.0, 'odometry older than this is stale (ERROR) [s]', 0.001,

@@ -1,0 +1,134 @@
+"""The shield's stop inputs, across processes, sent as the `ros2` command line sends them.
+
+The monitor runs in its own process; the probe publishes the pose and the policy's command,
+and the e-stop with the command line's default QoS (reliable, volatile) or latched.
+"""
+
+import threading
+import time
+
+from conftest import wait_until
+from geometry_msgs.msg import TwistStamped
+from nav_msgs.msg import Odometry
+import numpy as np
+import pytest
+from rclpy.clock import Clock
+from std_msgs.msg import Bool
+from std_srvs.srv import SetBool
+
+from cpo_ros.ros import qos
+from cpo_ros.ros.conversions import pose_twist_to_odometry
+
+MONITOR = ('shield_mode:=gate', 'cmd_timeout_s:=2.0', 'odom_timeout_s:=2.0',
+           'gate_rate_hz:=20.0', 'diagnostics_rate_hz:=5.0')
+
+
+class Feeder:
+    """Publish an inside pose and a forward policy command at 20 Hz from a thread."""
+
+    def __init__(self, probe, pose_msg=None) -> None:
+        self.odom_pub = probe.create_publisher(Odometry, 'odom', qos.CLI_DEFAULT)
+        self.cmd_pub = probe.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
+        self.commands: list[tuple[float, float, float]] = []
+        probe.create_subscription(TwistStamped, 'cmd_vel', self._on_cmd, qos.CLI_DEFAULT)
+        self.pose_msg = pose_msg
+        self.running = True
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _on_cmd(self, msg: TwistStamped) -> None:
+        self.commands.append((time.monotonic(), msg.twist.linear.x, msg.twist.angular.z))
+
+    def _run(self) -> None:
+        while self.running:
+            stamp = Clock().now().to_msg()
+            msg = self.pose_msg() if self.pose_msg else pose_twist_to_odometry(
+                np.zeros(3), np.zeros(2), stamp, 'odom', 'base_link')
+            msg.header.stamp = stamp
+            self.odom_pub.publish(msg)
+            cmd = TwistStamped()
+            cmd.header.stamp = stamp
+            cmd.twist.linear.x = 0.3
+            self.cmd_pub.publish(cmd)
+            time.sleep(0.05)
+
+    def moving(self) -> bool:
+        return bool(self.commands) and self.commands[-1][1] > 0.0
+
+    def all_zero_after(self, t0: float) -> bool:
+        after = [c for c in self.commands if c[0] > t0]
+        return bool(after) and all(c[1] == 0.0 and c[2] == 0.0 for c in after)
+
+    def stopped_for(self, seconds: float) -> bool:
+        """Return whether every command of the last `seconds` was zero (waits that long)."""
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        return self.all_zero_after(t0)
+
+    def close(self) -> None:
+        self.running = False
+        self._thread.join(timeout=2)
+
+
+@pytest.fixture
+def feeder(probe):
+    f = Feeder(probe)
+    yield f
+    f.close()
+
+
+def test_e_stop_from_the_command_line_qos_a_latched_publisher_and_the_service(
+        start_node, probe, feeder):
+    monitor = start_node('safe_area_monitor', *MONITOR)
+    assert wait_until(feeder.moving, 60), monitor.output
+    # As `ros2 topic pub --once /e_stop std_msgs/msg/Bool '{data: true}'`: reliable, volatile.
+    cli = probe.create_publisher(Bool, '/e_stop', qos.CLI_DEFAULT)
+    assert wait_until(lambda: cli.get_subscription_count() > 0, 10), monitor.output
+    cli.publish(Bool(data=True))
+    assert wait_until(lambda: not feeder.moving(), 5)
+    assert feeder.stopped_for(1.0)
+    assert monitor.wait_for_output('e-stop from the e_stop topic', 5), monitor.output
+    cli.publish(Bool(data=False))
+    assert wait_until(feeder.moving, 5)
+    # A latched (transient-local) publisher matches the volatile subscription too.
+    latched = probe.create_publisher(Bool, 'e_stop', qos.LATCHED)
+    assert wait_until(lambda: latched.get_subscription_count() > 0, 10)
+    latched.publish(Bool(data=True))
+    assert wait_until(lambda: not feeder.moving(), 5)
+    assert feeder.stopped_for(0.5)
+    # std_srvs/SetBool e_stop releases (false) and sets (true) the stop.
+    client = probe.create_client(SetBool, 'e_stop')
+    assert client.wait_for_service(timeout_sec=10)
+    reply = client.call(SetBool.Request(data=False), timeout_sec=10)
+    assert reply is not None and reply.success and reply.message == 'e-stop released'
+    assert wait_until(feeder.moving, 5)
+    reply = client.call(SetBool.Request(data=True), timeout_sec=10)
+    assert reply is not None and reply.message == 'e-stop latched'
+    assert wait_until(lambda: not feeder.moving(), 5)
+    assert feeder.stopped_for(0.5)
+
+
+def test_e_stop_heartbeat_deadman(start_node, probe, feeder):
+    monitor = start_node('safe_area_monitor', *MONITOR, 'e_stop_heartbeat_s:=0.5')
+    heartbeat = probe.create_publisher(Bool, 'e_stop', qos.CLI_DEFAULT)
+    assert wait_until(lambda: heartbeat.get_subscription_count() > 0 and feeder.commands, 60), \
+        monitor.output
+    assert feeder.stopped_for(1.0)  # no heartbeat yet: stop
+    beating = threading.Event()
+    beating.set()
+
+    def beat():
+        while beating.is_set():
+            heartbeat.publish(Bool(data=False))
+            time.sleep(0.1)
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(feeder.moving, 5), monitor.output
+    finally:
+        beating.clear()
+        thread.join()
+    t_quiet = time.monotonic()
+    assert wait_until(lambda: not feeder.moving(), 3)
+    assert time.monotonic() - t_quiet < 1.5
+    assert feeder.stopped_for(1.0)
