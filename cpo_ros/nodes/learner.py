@@ -13,6 +13,7 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 from std_msgs.msg import Float32, UInt8MultiArray
+import torch
 
 from cpo_ros.core.config import AlgoConfig, TrainConfig
 from cpo_ros.core.run import TrainingRun
@@ -64,6 +65,7 @@ class Learner(Node):
             steps_per_iteration=p['steps_per_iteration'], num_envs=p['num_envs'],
             seed=p['seed'], out=p['out'], checkpoint_every=p['checkpoint_every'],
             torch_threads=p['torch_threads'], algo=algo, task_kwargs=task_kwargs)
+        torch.set_num_threads(self.config.torch_threads)
         space = probe.single_action_space
         self.run = TrainingRun(self.config, probe.obs_dim, probe.act_dim, space.low, space.high,
                                max_episode_steps(probe), resume=p['resume'],

@@ -9,6 +9,7 @@ run when it sets its `done` event.
 from collections.abc import Callable
 import os
 import signal
+import sys
 import threading
 
 import rclpy
@@ -45,6 +46,10 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
     shut the context down under a callback). A bad parameter or checkpoint ends with code 2
     and a message naming it.
     """
+    if 'torch' in sys.modules:
+        # Executors act with numpy; a node process beside the simulator and the learner keeps
+        # one torch thread (the learner sets its own count, torch_threads, for the update).
+        sys.modules['torch'].set_num_threads(1)
     context = rclpy.Context()
     rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
