@@ -12,7 +12,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser('train', help='train directly, without ROS (the fastest path)')
     where = p.add_mutually_exclusive_group()
     where.add_argument('--task', default=None,
-                       help="project task: 'circle' (default) or 'gather'")
+                       help="project task: 'circle' (default), 'circle_long', 'gather' or 'goal'")
     where.add_argument('--env-id', default=None,
                        help='any Gymnasium id reporting info["cost"], or a Safety-Gymnasium id')
     p.add_argument('--algo', choices=ALGOS, default='cpo')
@@ -21,7 +21,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--num-envs', type=int, default=16)
     p.add_argument('--cost-limit', type=float, nargs='+', default=None,
                    help="limit d per episode, one per constraint (default: the task's, "
-                   'circle 5, gather 0.1; with --speed-limit circle 5 10)')
+                   'circle 5, circle_long 25, gather 0.1, goal 50; with --speed-limit circle 5 '
+                   '10, circle_long 25 100; required for --env-id outside the project)')
     p.add_argument('--speed-limit', type=float, default=None,
                    help='circle: add a second constraint, cost 1 per step faster than this '
                    '[m/s]')
@@ -73,16 +74,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from cpo_ros.core.trainer import train
-    from cpo_ros.envs.make import default_cost_limits
+    from cpo_ros.envs.make import check_env_id, DEFAULT_COST_LIMITS, default_cost_limits
 
     task = args.task if args.task or args.env_id else 'circle'
     name = task or args.env_id.replace('/', '_')
     task_kwargs = {}
     if args.speed_limit is not None:
-        if task != 'circle':
-            raise ValueError('--speed-limit is a constraint of the circle task')
+        if task not in ('circle', 'circle_long'):
+            raise ValueError('--speed-limit is a constraint of the circle tasks')
         task_kwargs['speed_limit'] = args.speed_limit
-    limits = tuple(args.cost_limit or default_cost_limits(task, **task_kwargs))
+    if args.env_id is not None:
+        check_env_id(args.env_id)
+    defaults = default_cost_limits(task, args.env_id, **task_kwargs)
+    if args.cost_limit is None and defaults is None:
+        raise ValueError(f'--cost-limit is required for {args.env_id}: the project knows no '
+                         f'limit for it (its own tasks: {", ".join(DEFAULT_COST_LIMITS)})')
+    limits = tuple(args.cost_limit or defaults)
+    source = 'given' if args.cost_limit else f'default of {task or args.env_id}'
+    print(f'cost limit{"s" if len(limits) > 1 else ""} in use: '
+          f'{", ".join(f"{d:g}" for d in limits)} per episode ({source})')
     config = TrainConfig(
         task=task, env_id=args.env_id, iterations=args.iterations,
         steps_per_iteration=args.steps_per_iteration, num_envs=args.num_envs, seed=args.seed,

@@ -42,6 +42,10 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
     tracks: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
     finished_tracks: list[np.ndarray] = []
     has_pose = hasattr(env, 'poses')
+    # Goal: each episode draws its own hazards; keep them to draw beside its track.
+    has_hazards = hasattr(env, 'hazards')
+    layouts = [env.hazards[i].copy() for i in range(num_envs)] if has_hazards else None
+    finished_hazards: list[np.ndarray] = []
     while len(returns) < episodes:
         if has_pose:
             for i, p in enumerate(env.poses()):
@@ -56,15 +60,20 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
                 costs.append(cst[i].copy())
                 if has_pose:
                     finished_tracks.append(np.asarray(tracks[i]))
+                if has_hazards:
+                    finished_hazards.append(layouts[i])
             ret[i] = cst[i] = 0.0
             tracks[i] = []
+            if has_hazards:
+                layouts[i] = env.hazards[i].copy()
     mean_costs = [float(v) for v in np.mean(costs, axis=0)]
     result: dict[str, Any] = {'episodes': episodes, 'mean_return': float(np.mean(returns)),
                               'mean_cost': mean_costs[0], 'mean_costs': mean_costs,
                               'cost_limit': config.algo.limits[0],
                               'cost_limits': list(config.algo.limits)}
     if plot is not None and finished_tracks:
-        result['plot'] = str(plot_tracks(finished_tracks, getattr(env, 'task', None), plot))
+        result['plot'] = str(plot_tracks(finished_tracks, getattr(env, 'task', None), plot,
+                                         finished_hazards or None))
     return result
 
 
@@ -96,16 +105,27 @@ def record_video(path: str | os.PathLike, video: str | os.PathLike, deterministi
     return save_gif(frames, video, fps)
 
 
-def plot_tracks(tracks: list[np.ndarray], task: Any, path: str | os.PathLike) -> Path:
-    """Draw trajectories from above with the safe strip and the target circle of the task."""
+def plot_tracks(tracks: list[np.ndarray], task: Any, path: str | os.PathLike,
+                hazards: list[np.ndarray] | None = None) -> Path:
+    """Draw trajectories from above with the task drawn in.
+
+    Circle: the safe strip and the target circle; Goal: each episode's hazard discs (K, 2) in
+    the colour of its track.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 6))
-    for track in tracks:
-        ax.plot(track[:, 0], track[:, 1], lw=1, alpha=0.7)
+    for i, track in enumerate(tracks):
+        line, = ax.plot(track[:, 0], track[:, 1], lw=1, alpha=0.7)
+        if hazards is not None:
+            for j, (x, y) in enumerate(hazards[i]):
+                ax.add_patch(plt.Circle((x, y), task.hazard_radius, color=line.get_color(),
+                                        alpha=0.25, label='hazards' if i == j == 0 else None))
     extent = max(5.0, max(float(np.abs(t).max()) for t in tracks) * 1.1)
+    if hazards is not None:
+        extent = max(extent, (task.placement_extent + task.hazard_radius) * 1.05)
     x_limit = getattr(task, 'x_limit', None)
     if x_limit is not None:
         ax.axvspan(-x_limit, x_limit, color='tab:green', alpha=0.15, label='safe area')
@@ -119,7 +139,8 @@ def plot_tracks(tracks: list[np.ndarray], task: Any, path: str | os.PathLike) ->
     ax.set_aspect('equal')
     ax.set_xlabel('x [m]')
     ax.set_ylabel('y [m]')
-    ax.legend(loc='upper right')
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc='upper right')
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

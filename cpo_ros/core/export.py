@@ -68,9 +68,10 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
     tmp = out / 'policy.pt.tmp'
     module.save(str(tmp))
     os.replace(tmp, out / 'policy.pt')
-    is_circle = config.task == 'circle'
-    from cpo_ros.envs.circle import CircleTask
-    task = {**CircleTask().__dict__, **config.task_kwargs} if is_circle else config.task_kwargs
+    is_circle = config.task in ('circle', 'circle_long')
+    from cpo_ros.envs.make import task_options
+    task = task_options(config.task, **config.task_kwargs) if config.task else (
+        config.task_kwargs)
     meta: dict[str, Any] = {
         'format': FORMAT,
         'observation': {'labels': list(CIRCLE_OBS) if is_circle else

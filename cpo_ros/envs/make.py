@@ -1,12 +1,15 @@
 """Make a vectorised env for the trainer: a project task, any Gymnasium id, Safety-Gymnasium."""
 
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from cpo_ros.envs.gather import VecPointGather
+from cpo_ros.envs.circle import CircleTask
+from cpo_ros.envs.gather import GatherTask, VecPointGather
+from cpo_ros.envs.goal import GoalTask, VecPointGoal
 from cpo_ros.envs.point_circle import VecPointCircle
 
 
@@ -28,22 +31,57 @@ class VecEnv(Protocol):
         """Return obs, reward, cost, terminated, truncated, info (auto-reset, final_obs)."""
 
 
-TASKS: dict[str, Callable[..., VecEnv]] = {
-    'circle': lambda num_envs, seed, **kw: VecPointCircle(num_envs, seed=seed, **kw),
-    'gather': lambda num_envs, seed, **kw: VecPointGather(num_envs, seed=seed, **kw),
+TASK_DEFAULTS: dict[str, Any] = {
+    'circle': CircleTask(),
+    'circle_long': CircleTask(max_episode_steps=500),
+    'gather': GatherTask(),
+    'goal': GoalTask(),
 }
+"""Each project task's constants; task options (task_kwargs) override them field by field.
+circle_long is Point-Circle with benchmark-scale episodes: the paper's geometry, 500 steps."""
 
-DEFAULT_COST_LIMITS = {'circle': 5.0, 'gather': 0.1}
-"""The paper's limits: 5 steps outside the strip, 0.1 bombs per trajectory."""
-SPEED_COST_LIMIT = 10.0
-"""Default limit of Circle's speed constraint: steps above the speed limit per episode."""
+_VEC_CLASSES = {'circle': VecPointCircle, 'circle_long': VecPointCircle,
+                'gather': VecPointGather, 'goal': VecPointGoal}
+
+TASKS: dict[str, Callable[..., VecEnv]] = {
+    name: (lambda num_envs, seed, _name=name, **kw: _VEC_CLASSES[_name](
+        num_envs, TASK_DEFAULTS[_name], seed=seed, **kw))
+    for name in TASK_DEFAULTS}
+"""Vectorised env factories of the project tasks: TASKS[name](num_envs, seed, **options)."""
+
+TASK_IDS = {'circle': 'cpo_ros/PointCircle-v0', 'circle_long': 'cpo_ros/PointCircleLong-v0',
+            'gather': 'cpo_ros/PointGather-v0', 'goal': 'cpo_ros/PointGoal-v0'}
+"""The Gymnasium id of each project task (cpo_ros.envs registers them)."""
+
+DEFAULT_COST_LIMITS = {'circle': 5.0, 'circle_long': 25.0, 'gather': 0.1, 'goal': 50.0}
+"""The paper's limits (5 steps outside the strip, 0.1 bombs per trajectory) and 5% of the
+steps of the long-horizon tasks (500 and 1000 steps)."""
+SPEED_COST_LIMIT = {'circle': 10.0, 'circle_long': 100.0}
+"""Default limit of Circle's speed constraint: steps above the speed limit per episode (20%)."""
 
 
-def default_cost_limits(task: str | None, **task_kwargs: Any) -> tuple[float, ...]:
-    """Return a task's default limits, one per constraint (5.0 for unknown ids)."""
-    limits = (DEFAULT_COST_LIMITS.get(task, 5.0),)
-    if task == 'circle' and float(task_kwargs.get('speed_limit', 0.0)) > 0.0:
-        limits += (SPEED_COST_LIMIT,)
+def task_options(task: str, **task_kwargs: Any) -> dict[str, Any]:
+    """Return a project task's constants with the options applied (for exports and reports)."""
+    return {**asdict(TASK_DEFAULTS[task]), **task_kwargs}
+
+
+def task_of_env_id(env_id: str) -> str | None:
+    """Return the project task registered under a Gymnasium id, or None."""
+    return next((task for task, known in TASK_IDS.items() if known == env_id), None)
+
+
+def default_cost_limits(task: str | None = None, env_id: str | None = None,
+                        **task_kwargs: Any) -> tuple[float, ...] | None:
+    """Return a task's default limits, one per constraint.
+
+    None for ids the project does not know: their users must choose a limit.
+    """
+    task = task if task is not None else task_of_env_id(env_id or '')
+    if task not in DEFAULT_COST_LIMITS:
+        return None
+    limits = (DEFAULT_COST_LIMITS[task],)
+    if task in SPEED_COST_LIMIT and float(task_kwargs.get('speed_limit', 0.0)) > 0.0:
+        limits += (SPEED_COST_LIMIT[task],)
     return limits
 
 
@@ -131,6 +169,15 @@ def _gym_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
     return lambda: gym.make(env_id, disable_env_checker=True, **kwargs)
 
 
+def check_env_id(env_id: str) -> None:
+    """Raise ValueError unless env_id is registered with Gymnasium (or a Safety-Gymnasium id)."""
+    import cpo_ros.envs  # noqa: F401 - registers the project's own ids
+    if not env_id.startswith('Safety') and env_id not in gym.registry:
+        raise ValueError(f'unknown env id {env_id!r}: not registered with Gymnasium (project '
+                         f'tasks: {sorted(TASKS)}; cpo_ros ids: '
+                         f'{sorted(k for k in gym.registry if k.startswith("cpo_ros/"))})')
+
+
 def make_vec_env(task: str | None = None, env_id: str | None = None, num_envs: int = 1,
                  seed: int = 0, **task_kwargs: Any) -> VecEnv:
     """Return num_envs copies of a project task ('circle') or of a Gymnasium/Safety id."""
@@ -140,10 +187,6 @@ def make_vec_env(task: str | None = None, env_id: str | None = None, num_envs: i
         if task not in TASKS:
             raise ValueError(f'unknown task {task!r}: the project has {sorted(TASKS)}')
         return TASKS[task](num_envs, seed, **task_kwargs)
-    import cpo_ros.envs  # noqa: F401 - registers the project's own ids
-    if not env_id.startswith('Safety') and env_id not in gym.registry:
-        raise ValueError(f'unknown env id {env_id!r}: not registered with Gymnasium (project '
-                         f'tasks: {sorted(TASKS)}; cpo_ros ids: '
-                         f'{sorted(k for k in gym.registry if k.startswith("cpo_ros/"))})')
+    check_env_id(env_id)
     factory = _gym_factory(env_id, task_kwargs)
     return GymVecEnv([factory] * num_envs, env_id, seed)

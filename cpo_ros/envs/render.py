@@ -2,9 +2,10 @@
 
 MuJoCo renders the robots; the task's geometry, which the physics does not need, is drawn as
 visual-only geoms into the scene: Circle's safe strip and target circle, Gather's live apples
-(green) and bombs (red), and robot 0's recent path. Off-screen rendering needs an OpenGL
-backend chosen before mujoco is imported: `MUJOCO_GL=osmesa` (Debian's libosmesa6, installed by
-`make setup` as root) on a headless machine; `cpo-ros eval --video` sets it when unset.
+(green) and bombs (red), Goal's hazards (red discs) and goal (green), and robot 0's recent
+path. Off-screen rendering needs an OpenGL backend chosen before mujoco is imported:
+`MUJOCO_GL=osmesa` (Debian's libosmesa6, installed by `make setup` as root) on a headless
+machine; `cpo-ros eval --video` sets it when unset.
 """
 
 from collections import deque
@@ -18,7 +19,7 @@ _IDENTITY = np.eye(3).ravel()
 
 
 class TopDownRenderer:
-    """Render robot 0 of a vectorised Circle or Gather env from above, with the task drawn in."""
+    """Render robot 0 of a vectorised Circle, Gather or Goal env from above, task drawn in."""
 
     def __init__(self, env: Any, size: int = 480, trail: int = 80) -> None:
         self.env = env
@@ -28,8 +29,9 @@ class TopDownRenderer:
         model.vis.global_.offheight = max(model.vis.global_.offheight, size)
         self.renderer = mujoco.Renderer(model, size, size)
         radius = getattr(self.task, 'target_radius', None)
-        self.half_extent = (radius + 3.0) if radius is not None else (
-            self.task.activity_range + 1.0)
+        extent = getattr(self.task, 'activity_range', None) or getattr(
+            self.task, 'placement_extent', 5.0)
+        self.half_extent = (radius + 3.0) if radius is not None else extent + 1.0
         self.camera = mujoco.MjvCamera()
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
         self.camera.lookat[:] = (0.0, 0.0, 0.0)
@@ -76,6 +78,13 @@ class TopDownRenderer:
                 for (x, y), live in zip(objects, alive, strict=True):
                     if live:
                         self._add(sphere, (m,) * 3, (x, y), rgba)
+        if hasattr(self.env, 'hazards'):  # Goal: hazard discs (red) and the goal (green)
+            cylinder, r = mujoco.mjtGeom.mjGEOM_CYLINDER, self.task.hazard_radius
+            for x, y in self.env.hazards[0]:
+                self._add(cylinder, (r, r, 0.01), (x, y), (0.9, 0.2, 0.2, 0.5), height=0.01)
+            r = self.task.goal_radius
+            self._add(cylinder, (r, r, 0.01), tuple(self.env.goal[0]), (0.1, 0.8, 0.1, 0.8),
+                      height=0.02)
         for point in self.trail:
             self._add(sphere, (m / 3,) * 3, point, (0.2, 0.4, 0.9, 0.6))
         heading = pose[:2] + 1.5 * m * np.array([np.cos(pose[2]), np.sin(pose[2])])
