@@ -66,7 +66,7 @@ def main() -> None:
                                   out=str(run_dir), task_kwargs=task_kwargs,
                                   algo=AlgoConfig(algo=algo, cost_shaping=shaping,
                                                   cost_limit=limits[0] if m == 1 else limits)),
-                      resume=True, show_progress=False)
+                      resume='auto', show_progress=False)
             results.setdefault(variant, []).append(load(run_dir / 'progress.csv', m))
     extra = f', speed limit {args.speed_limit} m/s' if args.speed_limit else ''
     print(f'Point-{args.task.title()}{extra}, {args.steps} samples/iteration, '

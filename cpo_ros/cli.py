@@ -2,7 +2,9 @@
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.core.config import AlgoConfig, ALGOS, TrainConfig
@@ -36,15 +38,45 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default=None,
                    help='run directory (default runs/<task>_<algo>_s<seed>)')
-    p.add_argument('--resume', action='store_true',
-                   help='continue from OUT/checkpoints/last.pt at the next iteration')
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument('--resume', action='store_true',
+                      help='continue the run in OUT from checkpoints/last.pt (refused when there '
+                      'is none, or when the task or algorithm settings differ)')
+    mode.add_argument('--overwrite', action='store_true',
+                      help='move a previous run in OUT aside (OUT.old-<time>), then start anew; '
+                      'without --resume or --overwrite a run directory that holds results is '
+                      'refused')
     p.add_argument('--torch-threads', type=int, default=2)
     p.add_argument('--quiet', action='store_true', help='no progress bar or per-iteration lines')
 
 
+def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--checkpoint', default='best',
+                   help="'best' (default: checkpoints/best.pt, the best safe policy), 'last' "
+                   '(checkpoints/last.pt) of the run directory --run, or the path of a .pt file')
+    p.add_argument('--run', default='runs/circle_sim',
+                   help="run directory where 'best' and 'last' are looked up (default: "
+                   'runs/circle_sim, where `make demo` trains)')
+
+
+def resolve_checkpoint(checkpoint: str, run: str) -> str:
+    """Return the checkpoint file meant by --checkpoint best|last|PATH and --run DIR."""
+    if checkpoint not in ('best', 'last'):
+        return checkpoint
+    path = os.path.join(run, 'checkpoints', f'{checkpoint}.pt')
+    if checkpoint == 'best' and not os.path.isfile(path) and os.path.isfile(
+            os.path.join(run, 'checkpoints', 'last.pt')):
+        raise FileNotFoundError(f'{path} does not exist: no iteration of the run in {run} met '
+                                f'every cost limit (progress.csv, column safe); '
+                                f'--checkpoint last takes the last policy')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path} does not exist (is {run} a run directory? set --run)')
+    return path
+
+
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser('eval', help='evaluate a checkpoint')
-    p.add_argument('--checkpoint', required=True)
+    _checkpoint_arguments(p)
     p.add_argument('--episodes', type=int, default=10)
     p.add_argument('--stochastic', action='store_true', help='sample actions (default: mean)')
     p.add_argument('--seed', type=int, default=12345)
@@ -61,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _eval_parser(sub)
     p = sub.add_parser('export', help='export a checkpoint for a robot (TorchScript + JSON)')
-    p.add_argument('--checkpoint', required=True)
+    _checkpoint_arguments(p)
     p.add_argument('--out', required=True, help='directory for policy.pt and policy.json')
     p = sub.add_parser('bringup', help='start the nodes of a launch file in one process',
                        description='Start the nodes of launch/<name>.launch.py with '
@@ -102,7 +134,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                         target_kl=args.target_kl, cost_shaping=args.cost_shaping,
                         shaping_horizon=args.shaping_horizon,
                         shaping_weight=args.shaping_weight))
-    train(config, resume=args.resume, show_progress=not args.quiet)
+    mode = 'resume' if args.resume else 'overwrite' if args.overwrite else 'fresh'
+    train(config, resume=mode, show_progress=not args.quiet)
     return 0
 
 
@@ -114,6 +147,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
     from cpo_ros.core.evaluate import evaluate, record_video
 
+    args.checkpoint = resolve_checkpoint(args.checkpoint, args.run)
+    print(f'checkpoint: {args.checkpoint}')
     result = evaluate(args.checkpoint, args.episodes, deterministic=not args.stochastic,
                       seed=args.seed, plot=args.plot)
     costs = ', '.join(f'{c:.3f} (limit {d:.3f})' for c, d in zip(
@@ -128,9 +163,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `cpo-ros`; bad input ends with a one-line error and exit code 2."""
     args = build_parser().parse_args(argv)
+    if args.command == 'train' and threading.current_thread() is threading.main_thread():
+        # SIGTERM (kill, a job scheduler, systemd) ends training like Ctrl-C: plot and summary.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         if args.command == 'train':
             return _cmd_train(args)
@@ -138,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_eval(args)
         if args.command == 'export':
             from cpo_ros.core.export import export_policy
-            out = export_policy(args.checkpoint, args.out)
+            out = export_policy(resolve_checkpoint(args.checkpoint, args.run), args.out)
             print(f'exported: {out / "policy.pt"} and {out / "policy.json"}')
             return 0
         from cpo_ros.ros.bringup import bringup

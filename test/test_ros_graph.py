@@ -149,7 +149,7 @@ def test_malformed_messages_are_dropped_and_the_graph_keeps_running(start_node, 
     from cpo_ros.ros.conversions import arrays_to_msg
     rollout_pub.publish(arrays_to_msg({'obs': np.zeros((2, 2, 9), np.float32),
                                        'policy_version': np.asarray(0)}))
-    assert learner.wait_for_output('does not fit', 20), learner.output
+    assert learner.wait_for_output('dropped a malformed rollout (field u)', 20), learner.output
     # Both still serve: the bridge steps on a well-formed command.
     cmd_pub.publish(encode_batch(np.zeros((2, 2)), CMD_FIELDS, seq))
     assert wait_until(lambda: states[-1][1] == seq + 1, 20)

@@ -44,7 +44,7 @@ def test_mismatched_policy_is_refused_and_the_old_one_kept():
     worker = RolloutWorker(num_envs=1, obs_dim=3, act_dim=2, steps=2)
     worker.set_policy(arrays(0))
     old = worker.policy
-    with pytest.raises(ValueError, match='obs/action sizes'):
+    with pytest.raises(ValueError, match='observation size'):
         worker.set_policy(arrays(1, obs_dim=4))
     bad = arrays(2)
     bad['mean_net.0.weight'] = bad['mean_net.0.weight'][:, :2]

@@ -12,8 +12,14 @@ A rollout is a dict of numpy arrays (it travels as .npz bytes between the ROS no
 
 import numpy as np
 
+from cpo_ros.core.validation import InvalidField
+
 ROLLOUT_KEYS = ('obs', 'u', 'logp', 'reward', 'cost', 'terminated', 'truncated', 'final_obs',
                 'last_obs', 'episode_return', 'episode_cost', 'episode_length', 'policy_version')
+# dtype kinds of the keys that are not floats: bool flags, integer lengths and version.
+_ROLLOUT_KINDS = {'terminated': 'b', 'truncated': 'b', 'episode_length': 'iu',
+                  'policy_version': 'iu'}
+_KIND_NAMES = {'f': 'a float type', 'b': 'bool', 'iu': 'an integer type'}
 
 
 class RolloutCollector:
@@ -110,13 +116,24 @@ def cost_matrix(costs: np.ndarray, leading: int) -> np.ndarray:
 
 def validate_rollout(rollout: dict[str, np.ndarray], obs_dim: int, act_dim: int,
                      num_costs: int = 1) -> None:
-    """Raise ValueError unless rollout has every key with consistent shapes and finite values."""
+    """Raise InvalidField unless rollout has every key with the right dtype, shape and values.
+
+    Floats where the module docstring has floats (finite), bool flags, integer episode lengths
+    (>= 1) and version: a rollout that passes cannot fail the update for its form.
+    """
     missing = [k for k in ROLLOUT_KEYS if k not in rollout]
     if missing:
-        raise ValueError(f'rollout lacks {missing}')
+        raise InvalidField(missing[0], f'rollout lacks {missing}')
+    for key in ROLLOUT_KEYS:
+        kind = np.asarray(rollout[key]).dtype.kind
+        want = _ROLLOUT_KINDS.get(key, 'f')
+        if kind not in want:
+            raise InvalidField(key, f'rollout {key} has dtype {rollout[key].dtype}, expected '
+                               f'{_KIND_NAMES[want]}')
     obs = rollout['obs']
-    if obs.ndim != 3 or obs.shape[2] != obs_dim or obs.shape[0] == 0:
-        raise ValueError(f'rollout obs has shape {obs.shape}, expected (T>0, N, {obs_dim})')
+    if obs.ndim != 3 or obs.shape[2] != obs_dim or obs.shape[0] == 0 or obs.shape[1] == 0:
+        raise InvalidField('obs', f'rollout obs has shape {obs.shape}, expected '
+                           f'(T>0, N>0, {obs_dim})')
     t, n = obs.shape[:2]
     cost_shape = (t, n) if num_costs == 1 else (t, n, num_costs)
     expected = {'u': (t, n, act_dim), 'logp': (t, n), 'reward': (t, n), 'cost': cost_shape,
@@ -124,18 +141,33 @@ def validate_rollout(rollout: dict[str, np.ndarray], obs_dim: int, act_dim: int,
                 'last_obs': (n, obs_dim), 'policy_version': ()}
     for key, shape in expected.items():
         if tuple(rollout[key].shape) != shape:
-            raise ValueError(f'rollout {key} has shape {rollout[key].shape}, expected {shape}')
-    for key in ('obs', 'u', 'logp', 'reward', 'cost', 'final_obs', 'last_obs'):
-        if not np.all(np.isfinite(rollout[key])):
-            raise ValueError(f'rollout {key} holds non-finite values')
-    sizes = {len(rollout[k]) for k in ('episode_return', 'episode_cost', 'episode_length')}
-    if len(sizes) != 1:
-        raise ValueError('rollout episode_return, episode_cost and episode_length differ in '
-                         'length')
-    width = rollout['episode_cost'].shape[1:]
-    if width != cost_shape[2:]:
-        raise ValueError(f'rollout episode_cost has shape {rollout["episode_cost"].shape}, '
-                         f'expected one column per constraint ({num_costs})')
+            raise InvalidField(key, f'rollout {key} has shape {rollout[key].shape}, '
+                               f'expected {shape}')
+    episodes = len(rollout['episode_length']) if rollout['episode_length'].ndim == 1 else -1
+    episode_shapes = {'episode_return': (episodes,), 'episode_length': (episodes,),
+                      'episode_cost': (episodes, *cost_shape[2:])}
+    for key, shape in episode_shapes.items():
+        if episodes < 0 or tuple(rollout[key].shape) != shape:
+            raise InvalidField(key, f'rollout {key} has shape {rollout[key].shape}, expected '
+                               f'{shape} (one row per finished episode, one column per '
+                               f'constraint when there are {num_costs} > 1)')
+    if episodes > t * n:
+        raise InvalidField('episode_length', f'{episodes} episodes in {t * n} samples')
+    for key in ROLLOUT_KEYS:
+        if _ROLLOUT_KINDS.get(key, 'f') == 'f' and not np.all(np.isfinite(rollout[key])):
+            raise InvalidField(key, f'rollout {key} holds non-finite values')
+    if np.any(rollout['episode_length'] < 1):
+        raise InvalidField('episode_length', 'rollout episode_length holds values below 1')
+
+
+def rollout_size_cap(samples: int, obs_dim: int, act_dim: int, num_costs: int = 1) -> int:
+    """Return a generous bound on the bytes of a rollout of this many samples (twice float64).
+
+    Per sample: obs and final_obs, u, logp, reward, the costs, two flags, and at most one
+    finished episode (return, costs, length); 1 MiB covers last_obs and the archive's overhead.
+    """
+    per_sample = 8 * (2 * obs_dim + act_dim + 3 + 2 * num_costs + 2) + 2
+    return 2 * per_sample * int(samples) + 2 ** 20
 
 
 def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, dones: np.ndarray,

@@ -6,6 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from cpo_ros.core.validation import InvalidField
+
 
 def mlp(sizes: tuple[int, ...], activation: type[nn.Module] = nn.Tanh) -> nn.Sequential:
     """Return a tanh MLP; the last layer is linear."""
@@ -92,14 +94,14 @@ class GaussianPolicy(nn.Module):
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> 'GaussianPolicy':
-        """Build a policy of the architecture the arrays describe and load them."""
-        try:
-            hidden = tuple(int(h) for h in arrays['hidden_sizes'])
-            obs_dim = int(np.asarray(arrays['norm.mean']).shape[0])
-            act_dim = int(np.asarray(arrays['log_std']).shape[0])
-        except (KeyError, IndexError, TypeError) as exc:
-            raise ValueError(f'policy arrays do not describe a policy: {exc}') from exc
+    def from_arrays(cls, arrays: dict[str, np.ndarray], obs_dim: int | None = None,
+                    act_dim: int | None = None) -> 'GaussianPolicy':
+        """Build a policy of the architecture the arrays describe and load them.
+
+        The arrays are checked first (validate_policy_arrays): nothing is built from sizes
+        that are negative, huge or inconsistent, or from non-finite parameters.
+        """
+        hidden, obs_dim, act_dim = validate_policy_arrays(arrays, obs_dim, act_dim)
         policy = cls(obs_dim, act_dim, hidden)
         policy.load_arrays(arrays)
         return policy
@@ -123,6 +125,74 @@ class GaussianPolicy(nn.Module):
                 raise ValueError(f'policy array {key} holds non-finite values')
             tensors[key] = torch.as_tensor(array, dtype=value.dtype)
         self.load_state_dict(tensors)
+
+
+# Bounds on a policy from the wire, checked before any network is built.
+MAX_POLICY_LAYERS = 16
+MAX_POLICY_WIDTH = 4096
+MAX_POLICY_DIM = 10_000
+
+
+def policy_array_shapes(obs_dim: int, act_dim: int, hidden: tuple[int, ...]
+                        ) -> dict[str, tuple[int, ...]]:
+    """Return the name and shape of every array of a GaussianPolicy's to_arrays()."""
+    shapes: dict[str, tuple[int, ...]] = {'norm.mean': (obs_dim,), 'norm.var': (obs_dim,),
+                                          'norm.count': ()}
+    sizes = (obs_dim, *hidden, act_dim)
+    for i in range(len(sizes) - 1):  # nn.Sequential: Linear at 0, 2, 4 ... (tanh between)
+        shapes[f'mean_net.{2 * i}.weight'] = (sizes[i + 1], sizes[i])
+        shapes[f'mean_net.{2 * i}.bias'] = (sizes[i + 1],)
+    shapes.update({'log_std': (act_dim,), 'action_scale': (act_dim,),
+                   'action_bias': (act_dim,)})
+    return shapes
+
+
+def validate_policy_arrays(arrays: dict[str, np.ndarray], obs_dim: int | None = None,
+                           act_dim: int | None = None) -> tuple[tuple[int, ...], int, int]:
+    """Return (hidden sizes, obs_dim, act_dim) of policy arrays; InvalidField when they are off.
+
+    Checks, without building anything: the architecture (integer hidden sizes, 1 to
+    MAX_POLICY_LAYERS layers of 1 to MAX_POLICY_WIDTH units), the sizes against obs_dim and
+    act_dim when given, every array's presence, float dtype, shape and finiteness, and a
+    positive normaliser variance and count.
+    """
+    def get(key: str) -> np.ndarray:
+        if key not in arrays:
+            raise InvalidField(key, 'missing from the policy')
+        return np.asarray(arrays[key])
+
+    hidden_array = get('hidden_sizes')
+    if hidden_array.ndim != 1 or hidden_array.dtype.kind not in 'iu':
+        raise InvalidField('hidden_sizes', f'need a 1-D integer array, got dtype '
+                           f'{hidden_array.dtype} shape {hidden_array.shape}')
+    hidden = tuple(int(h) for h in hidden_array)
+    if not 1 <= len(hidden) <= MAX_POLICY_LAYERS or not all(
+            1 <= h <= MAX_POLICY_WIDTH for h in hidden):
+        raise InvalidField('hidden_sizes', f'{list(hidden)}: need 1 to {MAX_POLICY_LAYERS} '
+                           f'layers of 1 to {MAX_POLICY_WIDTH} units')
+    dims = {}
+    for key, expected in (('norm.mean', obs_dim), ('log_std', act_dim)):
+        array = get(key)
+        size = array.shape[0] if array.ndim == 1 else -1
+        if not 1 <= size <= MAX_POLICY_DIM:
+            raise InvalidField(key, f'shape {array.shape}: need a 1-D array of 1 to '
+                               f'{MAX_POLICY_DIM} values')
+        if expected is not None and size != expected:
+            raise InvalidField(key, f'policy is for size {size}, this task has {expected} '
+                               f'({"observation" if key == "norm.mean" else "action"} size)')
+        dims[key] = size
+    shapes = policy_array_shapes(dims['norm.mean'], dims['log_std'], hidden)
+    for key, shape in shapes.items():
+        array = get(key)
+        if array.dtype.kind != 'f':
+            raise InvalidField(key, f'dtype {array.dtype}, need a float type')
+        if tuple(array.shape) != shape:
+            raise InvalidField(key, f'shape {array.shape}, expected {shape}')
+        if not np.all(np.isfinite(array)):
+            raise InvalidField(key, 'holds non-finite values')
+    if np.any(get('norm.var') < 0) or float(get('norm.count')) <= 0:
+        raise InvalidField('norm.var', 'normaliser variance below 0 or count not positive')
+    return hidden, dims['norm.mean'], dims['log_std']
 
 
 class NumpyActor:

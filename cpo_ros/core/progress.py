@@ -5,7 +5,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ('iteration', 'env_steps', 'episode_return', 'episode_cost', 'cost_limit', 'kl', 'case',
+# safe: 1 when the batch's measured cost is within every limit; best_iteration: the best safe
+# iteration so far (highest return among safe ones; its policy is checkpoints/best.pt), so the
+# last row names the run's best.
+COLUMNS = ('iteration', 'env_steps', 'episode_return', 'episode_cost', 'cost_limit', 'safe',
+           'best_iteration', 'kl', 'case',
            'accepted', 'step_frac', 'lagrange', 'episodes', 'episode_length',
            'value_loss_reward', 'value_loss_cost', 'policy_std', 'policy_version',
            'wall_time_s', 'steps_per_s', 'sample_time_s', 'update_time_s', 'env_time_s',

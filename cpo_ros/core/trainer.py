@@ -48,9 +48,14 @@ def sample(env: Any, worker: RolloutWorker, obs: np.ndarray
     return rollout, obs, {'env_time_s': env_time, 'policy_time_s': policy_time}
 
 
-def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
+def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool = True,
           on_iteration: Callable[[dict[str, Any]], None] | None = None) -> TrainingRun:
-    """Run a whole training; return the finished run (its out dir holds every result)."""
+    """Run a whole training; return the finished run (its out dir holds every result).
+
+    resume is a run-directory mode of core.run ('fresh', 'resume', 'auto', 'overwrite'; True
+    means 'resume'). An interruption (KeyboardInterrupt: Ctrl-C, or SIGTERM as the CLI maps it)
+    still writes the checkpoint, curves.png and the summary, then propagates.
+    """
     from cpo_ros.envs.make import make_vec_env
 
     config.validate()
@@ -63,11 +68,16 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
                       extra_config={'env': type(env).__name__,
                                     'cost_names': list(getattr(env, 'cost_names', ('cost',)))},
                       num_costs=env.num_costs)
+    if show_progress and run.moved_aside is not None:
+        print(f'moved the previous run aside to {run.moved_aside}')
+    if show_progress and run.resumed:
+        print(f'resuming {run.out} at iteration {run.iteration}')
     steps = max(1, config.steps_per_iteration // config.num_envs)
     worker = RolloutWorker(config.num_envs, env.obs_dim, env.act_dim, steps,
                            num_costs=env.num_costs)
     bar = tqdm(total=config.iterations, initial=run.iteration, disable=not show_progress,
                unit='it', dynamic_ncols=True)
+    interrupted = False
     try:
         while not run.done:
             seed = iteration_seed(config.seed, run.iteration)
@@ -83,11 +93,18 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
                 bar.write(summary_line(row))
             if on_iteration is not None:
                 on_iteration(row)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         bar.close()
-    plot = run.finish()
-    if show_progress:
-        print(f'results: {run.out}  plot: {plot}  checkpoint: {run.checkpoint_path}')
+        # Also on Ctrl-C, SIGTERM or an error: the work done so far gets its plot and summary.
+        run.finish()
+        if show_progress or interrupted:
+            stopped = 'interrupted at ' if interrupted else ''
+            print(f'{stopped}{run.summary()}', flush=True)
+            if interrupted:
+                print(f'continue with: cpo-ros train ... --out {run.out} --resume', flush=True)
     return run
 
 

@@ -21,3 +21,11 @@ def check_range(name: str, value: Any, low: float, high: float, low_open: bool =
         kind = 'an integer' if integer else 'a number'
         raise ValueError(f'{name} = {value!r} is out of range: allowed {kind} in '
                          f'{left}{low}, {high}{right}')
+
+
+class InvalidField(ValueError):
+    """Input from outside (a message, a file) refused; `field` names the part that is wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f'{field}: {reason}')
+        self.field = field

@@ -10,6 +10,7 @@ import numpy as np
 
 from cpo_ros.core.buffer import RolloutCollector
 from cpo_ros.core.networks import GaussianPolicy, NumpyActor
+from cpo_ros.core.validation import InvalidField
 
 
 class RolloutWorker:
@@ -33,17 +34,15 @@ class RolloutWorker:
         A new 'session' (a restarted learner) is accepted whatever its version.
 
         The new policy is built completely before the reference is swapped, so an action is
-        never computed from half-loaded weights. Raises ValueError on arrays that do not fit.
+        never computed from half-loaded weights. Raises InvalidField (a ValueError) naming the
+        array that does not fit, before anything is built.
         """
-        version = int(np.asarray(arrays.get('version', -1)))
-        session = int(np.asarray(arrays.get('session', 0)))
+        version = _scalar_int(arrays, 'version', -1)
+        session = _scalar_int(arrays, 'session', 0)
         restarted = session != self.session and self.policy is not None
         if version <= self.version and not restarted:
             return False
-        policy = GaussianPolicy.from_arrays(arrays)
-        if (policy.obs_dim, policy.act_dim) != (self.obs_dim, self.act_dim):
-            raise ValueError(f'policy is for obs/action sizes ({policy.obs_dim}, '
-                             f'{policy.act_dim}), this task has ({self.obs_dim}, {self.act_dim})')
+        policy = GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim)
         self.policy, self.version, self.session = NumpyActor(policy), version, session
         if restarted:
             # A restarted learner resumed from its checkpoint: sample for that version again
@@ -98,3 +97,14 @@ class RolloutWorker:
         self.collector.clear()
         self._min_version = self.version + 1
         return rollout
+
+
+def _scalar_int(arrays: dict[str, np.ndarray], key: str, default: int) -> int:
+    """Return arrays[key] as int; InvalidField unless it is an integer scalar."""
+    if key not in arrays:
+        return default
+    value = np.asarray(arrays[key])
+    if value.shape != () or value.dtype.kind not in 'iu':
+        raise InvalidField(key, f'need an integer scalar, got dtype {value.dtype} shape '
+                           f'{value.shape}')
+    return int(value)

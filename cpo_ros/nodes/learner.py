@@ -2,25 +2,37 @@
 
 The update runs on a worker thread, never in the subscription callback, so the executor that
 serves this node keeps delivering other callbacks (odom, cmd_vel, clock) while it computes.
+
+Faults: a rollout is validated in the callback (size cap before inflating, then dtypes, shapes
+and finite values) and dropped with a warning naming the field. An update that raises anything
+is logged with its traceback, rolled back (core.run), counted on `diagnostics`, and the current
+policy is re-published under a new session so that executors sample again; after
+`max_failed_updates` failures in a row the node ends the process with exit code 1 (respawn or
+the operator takes over). The worker thread never dies silently: whatever ends it ends the
+process. Ctrl-C and SIGTERM write curves.png and the summary before the process ends.
 """
 
 import os
 import queue
 import threading
 import time
+import traceback
 
+from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
 import rclpy
 from rclpy.node import Node
 from std_msgs.msg import Float32, UInt8MultiArray
 import torch
 
+from cpo_ros.core.buffer import rollout_size_cap, validate_rollout
 from cpo_ros.core.config import AlgoConfig, TrainConfig
 from cpo_ros.core.run import TrainingRun
 from cpo_ros.core.trainer import max_episode_steps, summary_line
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
+from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
 
@@ -68,14 +80,26 @@ class Learner(Node):
         torch.set_num_threads(self.config.torch_threads)
         space = probe.single_action_space
         self.run = TrainingRun(self.config, probe.obs_dim, probe.act_dim, space.low, space.high,
-                               max_episode_steps(probe), resume=p['resume'],
+                               max_episode_steps(probe),
+                               resume={'true': 'resume', 'false': 'fresh'}.get(p['resume'],
+                                                                               p['resume']),
                                extra_config={'transport': 'ros2', 'node': self.get_name(),
                                              'cost_names': list(probe.cost_names),
                                              'ros_parameters': p},
                                num_costs=probe.num_costs)
         self.obs_dim, self.act_dim = probe.obs_dim, probe.act_dim
+        self.num_costs = probe.num_costs
+        self.max_rollout_bytes = rollout_size_cap(self.config.steps_per_iteration, self.obs_dim,
+                                                  self.act_dim, self.num_costs)
         self.shutdown_when_done = p['shutdown_when_done']
+        self.max_failed_updates = p['max_failed_updates']
+        self.failed_in_a_row = 0
         self.done = threading.Event()
+        self.exit_code = 0
+        """Non-zero ends the process with this code (run_nodes): the learner gave up."""
+        self._stop = threading.Event()
+        self._finished = False
+        self._finish_lock = threading.Lock()
         # Tells executors that a restarted learner re-publishes a version they already have.
         self.session = int.from_bytes(os.urandom(4), 'little') + 1
 
@@ -86,37 +110,59 @@ class Learner(Node):
                       for name in PER_CONSTRAINT_TOPICS]
         self.metric_pubs = {name: self.create_publisher(Float32, f'cpo/{name}', qos.METRICS)
                             for name in names}
+        self.faults = FaultReport(self, 'learner')
         self.create_subscription(UInt8MultiArray, 'cpo/rollout', self._on_rollout,
                                  qos.ROLLOUT)
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._worker = threading.Thread(target=self._work, name='cpo_update', daemon=True)
         self._t_wait = time.perf_counter()
         self._publish_policy()
+        self._publish_diagnostics()
+        start = (f'resumed {self.run.out} at iteration {self.run.iteration}' if self.run.resumed
+                 else f'new run in {self.run.out}')
+        if self.run.moved_aside is not None:
+            start += f' (the previous run moved to {self.run.moved_aside})'
         self.get_logger().info(
-            f'{self.config.algo.algo.upper()} learner: iteration {self.run.iteration}/'
+            f'{self.config.algo.algo.upper()} learner: {start}; iteration {self.run.iteration}/'
             f'{self.config.iterations}, {self.config.steps_per_iteration} samples per iteration, '
-            f'cost limit {self.config.algo.cost_limit}, results in {self.run.out}')
+            f'cost limit {self.config.algo.cost_limit}')
         if self.run.done:
             self._finish()
         else:
             self._worker.start()
 
-    def _publish_policy(self) -> None:
+    def _publish_policy(self, new_session: bool = False) -> None:
+        """Publish the current policy; new_session makes executors sample this version again."""
+        if new_session:
+            self.session = self.session % (2 ** 31) + 1
         arrays = self.run.algorithm.policy.to_arrays()
         arrays['version'] = np.asarray(self.run.algorithm.version, np.int64)
         arrays['session'] = np.asarray(self.session, np.int64)
         self.policy_pub.publish(arrays_to_msg(arrays))
 
+    def _publish_diagnostics(self) -> None:
+        level = None
+        message = ''
+        if self.exit_code:
+            level, message = DiagnosticStatus.ERROR, 'gave up after failed updates'
+        elif self.failed_in_a_row:
+            level, message = DiagnosticStatus.WARN, 'the last update failed'
+        self.faults.publish(level, message, {'iteration': self.run.iteration,
+                                             'iterations': self.config.iterations,
+                                             'policy_version': self.run.algorithm.version,
+                                             'failed_in_a_row': self.failed_in_a_row})
+
     def _on_rollout(self, msg: UInt8MultiArray) -> None:
-        # Cheap checks only: the update itself runs on the worker thread.
+        # Validation only (bounded by the size cap): the update runs on the worker thread.
         try:
-            rollout = msg_to_arrays(msg)
-            version = int(np.asarray(rollout.get('policy_version', -1)))
-        except (ValueError, TypeError) as exc:
-            self.get_logger().warn(f'dropped a malformed rollout: {exc}',
-                                   throttle_duration_sec=5.0)
+            rollout = msg_to_arrays(msg, self.max_rollout_bytes)
+            validate_rollout(rollout, self.obs_dim, self.act_dim, self.num_costs)
+        except ValueError as exc:
+            self.faults.refuse('rollout', exc)
             return
+        version = int(rollout['policy_version'])
         if version != self.run.algorithm.version:
+            self.faults.count('stale_rollouts')
             self.get_logger().warn(
                 f'dropped a rollout of policy version {version}; the current version is '
                 f'{self.run.algorithm.version} (on-policy updates need fresh samples)',
@@ -125,38 +171,92 @@ class Learner(Node):
         try:
             self._queue.put_nowait(rollout)
         except queue.Full:
+            self.faults.count('surplus_rollouts')
             self.get_logger().warn('dropped a rollout: an update is already queued',
                                    throttle_duration_sec=5.0)
 
     def _work(self) -> None:
-        while not self.run.done and rclpy.ok(context=self.context):
+        try:
+            self._serve()
+        except BaseException:  # noqa: BLE001 - no failure may leave a dead thread, live node
+            self.get_logger().fatal(f'the update thread failed; the learner stops:\n'
+                                    f'{traceback.format_exc()}')
+            self._give_up()
+
+    def _serve(self) -> None:
+        while not self.run.done and not self._stop.is_set() and rclpy.ok(context=self.context):
             try:
                 rollout = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
-            if int(np.asarray(rollout['policy_version'])) != self.run.algorithm.version:
+            if int(rollout['policy_version']) != self.run.algorithm.version:
                 continue
             wait = time.perf_counter() - self._t_wait
             try:
                 row = self.run.record(rollout, {'sample_time_s': wait})
-            except ValueError as exc:
-                self.get_logger().warn(f'dropped a rollout that does not fit this task: {exc}',
-                                       throttle_duration_sec=5.0)
+            except Exception:  # noqa: BLE001 - any failure: drop the rollout, sample again
+                self._update_failed(traceback.format_exc())
+                if self.exit_code:
+                    return
                 continue
+            self.failed_in_a_row = 0
             self._t_wait = time.perf_counter()
             self._publish_policy()
             for name, pub in self.metric_pubs.items():
                 pub.publish(Float32(data=float(row[name])))
+            self._publish_diagnostics()
             self.get_logger().info(summary_line(row))
         if self.run.done:
             self._finish()
 
-    def _finish(self) -> None:
-        plot = self.run.finish()
-        self.get_logger().info(f'training done: progress {self.run.progress.path}, plot {plot}, '
-                               f'checkpoint {self.run.checkpoint_path}')
+    def _update_failed(self, trace: str) -> None:
+        """Count a failed update; sample again, or give up after too many in a row."""
+        self.failed_in_a_row += 1
+        self.faults.count('failed_updates')
+        self.get_logger().error(
+            f'update {self.run.iteration + 1} failed ({self.failed_in_a_row} in a row, at '
+            f'most {self.max_failed_updates}); the rollout is dropped and the run is as '
+            f'before:\n{trace}')
+        if self.failed_in_a_row >= self.max_failed_updates:
+            self.get_logger().fatal(f'{self.failed_in_a_row} updates failed in a row: the '
+                                    f'learner stops with exit code 1 ({self.run.summary()})')
+            self._give_up()
+            return
+        self._publish_diagnostics()
+        self._t_wait = time.perf_counter()
+        self._publish_policy(new_session=True)
+
+    def _give_up(self) -> None:
+        self.exit_code = 1
+        self._publish_diagnostics()
+        self.done.set()
+
+    def _finish(self, interrupted: bool = False) -> None:
+        """Write the plot and the summary once (at the end, or on Ctrl-C / SIGTERM)."""
+        with self._finish_lock:
+            if self._finished:
+                return
+            self._finished = True
+            # Interrupted mid-update the run is as before it (core.run rolls back); saving
+            # the checkpoint again is then safe.
+            plot = self.run.finish(save=not self._worker.is_alive())
+        what = 'training stopped' if interrupted else 'training done'
+        self.get_logger().info(f'{what}: {self.run.summary()}; plot {plot}')
         if self.shutdown_when_done:
             self.done.set()
+
+    def destroy_node(self) -> None:
+        """Stop the update thread, write the plot and the summary, then destroy the node."""
+        self._stop.set()
+        if self._worker.is_alive() and self._worker is not threading.current_thread():
+            # An update in progress finishes and is saved (a few seconds at most).
+            self._worker.join(timeout=60.0)
+        try:
+            self._finish(interrupted=not self.run.done)
+        except Exception:  # noqa: BLE001 - shutting down: report, do not mask the exit code
+            self.get_logger().error(f'could not write the plot and summary:\n'
+                                    f'{traceback.format_exc()}')
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from cpo_ros.ros.conversions import (
     msg_to_arrays,
     state_fields,
 )
+from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import EXECUTOR_PARAMS, TASK_PARAMS
 
@@ -61,16 +62,16 @@ class PolicyExecutor(Node):
         if num_costs > 1:
             self.cost_pubs += [self.create_publisher(Float32, f'episode/cost_{i}', qos.METRICS)
                                for i in range(num_costs)]
+        self.faults = FaultReport(self, 'policy_executor')
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
 
     def _on_policy(self, msg: UInt8MultiArray) -> None:
         try:
             arrays = msg_to_arrays(msg)
-            swapped = self.worker.set_policy(arrays)
-        except (ValueError, KeyError, TypeError) as exc:
-            self.get_logger().warn(f'ignored a policy that does not fit: {exc}',
-                                   throttle_duration_sec=5.0)
+            swapped = self.worker.set_policy(arrays)  # validated before anything is built
+        except ValueError as exc:
+            self.faults.refuse('policy', exc)
             return
         if swapped:
             self.get_logger().debug(f'policy version {self.worker.version} loaded')
@@ -85,8 +86,7 @@ class PolicyExecutor(Node):
             if state.shape[0] != self.num_envs:
                 raise ValueError(f'{state.shape[0]} robots, this executor runs {self.num_envs}')
         except ValueError as exc:
-            self.get_logger().warn(f'dropped a malformed batch/state: {exc}',
-                                   throttle_duration_sec=5.0)
+            self.faults.refuse('batch/state', exc)
             return
         if seq == self._last_seq or (self._waiting is not None and self._waiting[0] == seq):
             return  # a re-sent state we already hold

@@ -18,6 +18,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Float32MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
 
+from cpo_ros.core.validation import InvalidField
 from cpo_ros.envs.circle import CircleTask
 from cpo_ros.envs.gather import VecPointGather
 from cpo_ros.envs.point_circle import DomainRandomization, VecPointCircle
@@ -33,6 +34,7 @@ from cpo_ros.ros.conversions import (
     pose_twist_to_odometry,
     state_fields,
 )
+from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import COMMAND_PARAMS, SIM_BRIDGE_PARAMS, TASK_PARAMS
 from cpo_ros.ros.watchdog import create_steady_timer
@@ -107,6 +109,7 @@ class SimBridge(Node):
         self._fill_state(np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, bool),
                          np.zeros(num_envs, bool), self.env.poses(), self.env.twists(),
                          self.env.sensors())
+        self.faults = FaultReport(self, 'sim_bridge')
         if self.mode == 'lockstep':
             self.state_pub = self.create_publisher(Float32MultiArray, 'batch/state',
                                                    qos.LOCKSTEP)
@@ -131,10 +134,10 @@ class SimBridge(Node):
         try:
             cmd, seq = decode_batch(msg, CMD_FIELDS)
             if cmd.shape[0] != self.env.num_envs:
-                raise ValueError(f'{cmd.shape[0]} commands for {self.env.num_envs} robots')
+                raise InvalidField('env', f'{cmd.shape[0]} commands for {self.env.num_envs} '
+                                   f'robots')
         except ValueError as exc:
-            self.get_logger().warn(f'dropped a malformed batch/cmd_vel: {exc}',
-                                   throttle_duration_sec=5.0)
+            self.faults.refuse('batch/cmd_vel', exc)
             return
         if seq != self.seq:
             return  # an answer to a state already stepped (a duplicate)

@@ -43,8 +43,10 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
     """Build the node classes in one context, spin them until a stop; return the exit code.
 
     Ctrl-C and SIGTERM end the spin loop between callbacks (rclpy's own signal handlers would
-    shut the context down under a callback). A bad parameter or checkpoint ends with code 2
-    and a message naming it.
+    shut the context down under a callback); the nodes are then destroyed, which lets the
+    learner write its plot and summary. A bad parameter, checkpoint or run directory ends
+    with code 2 and a message naming it; a node that gives up (its `exit_code` attribute) ends
+    the process with its code.
     """
     if 'torch' in sys.modules:
         # Executors act with numpy; a node process beside the simulator and the learner keeps
@@ -70,9 +72,13 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
             nodes.append(node)
             executor.add_node(node)
         done_events = [node.done for node, end in zip(nodes, ends, strict=True) if end]
-        while context.ok() and not stop.is_set() and not any(e.is_set() for e in done_events):
+        while (context.ok() and not stop.is_set() and not any(e.is_set() for e in done_events)
+               and not _exit_code(nodes)):
             executor.spin_once(timeout_sec=0.1)
-        return 0
+        code = _exit_code(nodes)
+        if code:
+            print(f'{label}: a node gave up, exit code {code}', flush=True)
+        return code
     except (ValueError, CheckpointError) as exc:
         print(f'{label}: error: {exc}', flush=True)
         return 2
@@ -85,6 +91,11 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def _exit_code(nodes: list) -> int:
+    """Return the largest exit_code a node asks for (a node that gave up), else 0."""
+    return max((int(getattr(node, 'exit_code', 0)) for node in nodes), default=0)
 
 
 def bringup(name: str, argv: list[str]) -> int:

@@ -16,21 +16,28 @@ a single-constraint task has 'cost'.
 'seq' of the state it answers. seq counts steps modulo 2**24, where float32 is still exact; it
 is compared for equality only.
 
-Rollouts and policies travel as std_msgs/UInt8MultiArray holding .npz bytes, read with
-allow_pickle=False: no pickle on the wire.
+Rollouts and policies travel as std_msgs/UInt8MultiArray holding .npz bytes, read here member
+by member with a cap on the uncompressed size and no pickle (msg_to_arrays).
 """
 
 from array import array as typed_array
 import io
 import math
 import zipfile
+import zlib
 
 from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
 import numpy as np
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
 
+from cpo_ros.core.validation import InvalidField
+
 SEQ_MODULO = 2 ** 24
+# .npz messages: a policy is tens of kB, a rollout of 50,000 samples about 5 MB. The learner
+# passes a cap from its own sizes (buffer.rollout_size_cap); this is the cap of everything else.
+MAX_NPZ_BYTES = 64 * 2 ** 20
+MAX_NPZ_MEMBERS = 64
 _FINAL_FIELDS = ('final_x', 'final_y', 'final_yaw', 'final_v', 'final_w')
 
 
@@ -64,21 +71,21 @@ def encode_batch(array: np.ndarray, fields: tuple[str, ...], seq: int) -> Float3
 
 
 def decode_batch(msg: Float32MultiArray, fields: tuple[str, ...]) -> tuple[np.ndarray, int]:
-    """Return (array (N, F - 1) without 'seq', seq); ValueError on any layout mismatch."""
+    """Return (array (N, F - 1) without 'seq', seq); InvalidField on any layout mismatch."""
     dims = msg.layout.dim
     if len(dims) != 2 or dims[0].label != 'env' or dims[1].label != ','.join(fields):
         labels = [d.label for d in dims]
-        raise ValueError(f'layout labels {labels} are not [env, {",".join(fields)}]')
+        raise InvalidField('layout', f'labels {labels} are not [env, {",".join(fields)}]')
     n, f = dims[0].size, dims[1].size
     data = np.asarray(msg.data, dtype=np.float32)
     if f != len(fields) or n < 1 or data.size != n * f or msg.layout.data_offset != 0:
-        raise ValueError(f'data of {data.size} values does not fit {n} x {len(fields)}')
+        raise InvalidField('data', f'{data.size} values do not fit {n} x {len(fields)}')
     if not np.all(np.isfinite(data)):
-        raise ValueError('data holds non-finite values')
+        raise InvalidField('data', 'holds non-finite values')
     full = data.reshape(n, f)
     seqs = full[:, -1]
     if np.any(seqs != seqs[0]):
-        raise ValueError('rows carry different seq values')
+        raise InvalidField('seq', 'rows carry different seq values')
     return full[:, :-1], int(seqs[0])
 
 
@@ -92,13 +99,55 @@ def arrays_to_msg(arrays: dict[str, np.ndarray]) -> UInt8MultiArray:
     return msg
 
 
-def msg_to_arrays(msg: UInt8MultiArray) -> dict[str, np.ndarray]:
-    """Return the arrays of an .npz message; ValueError when the bytes are not a clean .npz."""
+def msg_to_arrays(msg: UInt8MultiArray, max_bytes: int = MAX_NPZ_BYTES
+                  ) -> dict[str, np.ndarray]:
+    """Return the arrays of an .npz message; InvalidField when it is not a clean, small .npz.
+
+    The archive's directory is read first: more than MAX_NPZ_MEMBERS members, or uncompressed
+    sizes above max_bytes in total, are refused before anything is inflated. Each member's
+    .npy header is then checked (no object dtype, data no larger than the member) before its
+    bytes are read, so a forged header cannot make numpy allocate more than the cap either.
+    """
     try:
-        with np.load(io.BytesIO(bytes(msg.data)), allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f'not a readable .npz payload ({type(exc).__name__}: {exc})') from exc
+        with zipfile.ZipFile(io.BytesIO(bytes(msg.data))) as archive:
+            members = archive.infolist()
+            if len(members) > MAX_NPZ_MEMBERS:
+                raise InvalidField('npz', f'{len(members)} members, at most {MAX_NPZ_MEMBERS}')
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise InvalidField('npz', f'uncompressed size {total} bytes exceeds the cap of '
+                                   f'{max_bytes} bytes')
+            return dict(_read_npy(archive, m) for m in members)
+    except InvalidField:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError,
+            NotImplementedError, RuntimeError) as exc:
+        raise InvalidField('npz', f'not a readable .npz payload ({type(exc).__name__}: {exc})'
+                           ) from exc
+
+
+def _read_npy(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> tuple[str, np.ndarray]:
+    """Return (key, array) of one .npy member after checking its header against its size."""
+    if not member.filename.endswith('.npy'):
+        raise InvalidField('npz', f'member {member.filename!r} is not a .npy array')
+    key = member.filename[:-4]
+    with archive.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        if dtype.hasobject:
+            raise InvalidField(key, f'object dtype {dtype} (no pickle on the wire)')
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > member.file_size:
+            raise InvalidField(key, f'header claims shape {shape} ({nbytes} bytes), the member '
+                               f'holds {member.file_size} bytes')
+        data = f.read(nbytes)
+    if len(data) != nbytes:
+        raise InvalidField(key, f'truncated: {len(data)} of {nbytes} bytes')
+    array = np.frombuffer(bytearray(data), dtype=dtype)
+    return key, array.reshape(shape, order='F' if fortran else 'C')
 
 
 def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:

@@ -40,13 +40,17 @@ class Bringup:
 
     nodes: tuple[NodeEntry, ...]
     use_sim_time: bool
+    respawn: bool = False
+    """The launch file restarts a node that dies (not one that ends cleanly or on a bad
+    parameter); the learner then continues its run (resume: auto)."""
 
 
 GRAPHS: dict[str, Bringup] = {
     # The learner last: it publishes the first policy once everything listens.
-    'circle_sim': Bringup((SIM_BRIDGE, MONITOR, EXECUTOR, LEARNER), use_sim_time=True),
+    'circle_sim': Bringup((SIM_BRIDGE, MONITOR, EXECUTOR, LEARNER), use_sim_time=True,
+                          respawn=True),
     # Gather's cost (bombs) is not a function of the pose: no monitor estimate to compare.
-    'gather_sim': Bringup((SIM_BRIDGE, EXECUTOR, LEARNER), use_sim_time=True),
+    'gather_sim': Bringup((SIM_BRIDGE, EXECUTOR, LEARNER), use_sim_time=True, respawn=True),
     # On a robot its driver replaces the sim bridge: odom in, cmd_vel out.
     'deploy': Bringup((MONITOR, DEPLOYED_EXECUTOR), use_sim_time=False),
 }

@@ -6,6 +6,9 @@ Imports launch and launch_ros only when called: they come with a ROS 2 install, 
 
 import os
 
+# Seconds before a dead node is started again; a clean exit shuts the launch down meanwhile.
+RESPAWN_DELAY_S = 2.0
+
 
 def bringup_launch_description(name: str):
     """Return the LaunchDescription of bring-up `name` with the standard launch arguments."""
@@ -42,5 +45,23 @@ def bringup_launch_description(name: str):
             namespace=arg('namespace'), output='screen', parameters=[arg('params_file')],
             remappings=[('odom', arg('odom_topic')), ('cmd_vel', arg('cmd_vel_topic'))],
             arguments=[*entry.arguments, '--ros-args', '--log-level', arg('log_level')],
-            on_exit=[Shutdown(reason=f'{entry.name} finished')] if entry.ends_bringup else None))
+            respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
+            on_exit=_on_exit(entry.name, entry.ends_bringup, Shutdown)))
     return LaunchDescription(actions)
+
+
+def _on_exit(name: str, ends_bringup: bool, shutdown: type):
+    """Return launch's on_exit callback: end the launch when respawning cannot help.
+
+    Exit code 0 of the node that ends the bring-up (the learner's budget is spent) and exit code
+    2 of any node (a bad parameter or checkpoint: a respawn would fail alike) shut the launch
+    down, which also cancels the pending respawn. Any other exit (a crash, kill -9, the
+    learner giving up with 1) leaves the node to respawn after RESPAWN_DELAY_S.
+    """
+    def on_exit(event, context):
+        if event.returncode == 2:
+            return [shutdown(reason=f'{name}: bad configuration (exit code 2)')]
+        if ends_bringup and event.returncode == 0:
+            return [shutdown(reason=f'{name} finished')]
+        return None
+    return on_exit

@@ -34,7 +34,8 @@ class ParamSpec:
     choices: tuple[str, ...] | None = None
     read_only: bool = True
     dynamic_typing: bool = False
-    """Also accept a list of numbers where the default is a number (e.g. one per constraint)."""
+    """Also accept a list of numbers where the default is a number (e.g. one per constraint),
+    or, with choices, a bool for the choices 'true' and 'false'."""
 
     def allowed(self) -> str:
         """Return the allowed values in words."""
@@ -101,7 +102,10 @@ def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
             raise ValueError(f'{node.get_name()}: parameter {spec.name}: {exc} (allowed: '
                              f'{spec.allowed()}, type {type(spec.default).__name__})') from exc
         value = param.value
-        if spec.dynamic_typing:
+        if spec.dynamic_typing and spec.choices is not None:
+            # A choice that reads like a bool (resume: true) arrives as one from YAML or -p.
+            value = str(value).lower() if isinstance(value, bool) else value
+        elif spec.dynamic_typing:
             value = _number_or_numbers(node.get_name(), spec, value)
         elif isinstance(spec.default, list):
             value = [type(spec.default[0])(v) for v in value] if spec.default else list(value)

@@ -86,7 +86,12 @@ LEARNER_PARAMS = [
     ParamSpec('algo', 'cpo', 'update rule', choices=('cpo', 'trpo', 'pdo')),
     ParamSpec('iterations', 100, 'policy updates to run', 1, 10_000_000),
     ParamSpec('out', 'runs/circle_sim', 'run directory: progress.csv, curves.png, checkpoints'),
-    ParamSpec('resume', False, 'continue from out/checkpoints/last.pt'),
+    ParamSpec('resume', 'auto', 'auto: continue from out/checkpoints/last.pt when it exists '
+              '(a respawned learner), else start; true: continue (refused without a '
+              'checkpoint); false: start (refused when out already holds a run)',
+              choices=('auto', 'true', 'false'), dynamic_typing=True),
+    ParamSpec('max_failed_updates', 3, 'updates failing in a row after which the learner '
+              'exits with code 1 (for respawn or the operator)', 1, 1000),
     ParamSpec('checkpoint_every', 1, 'iterations between checkpoints', 1, 1_000_000),
     ParamSpec('torch_threads', 2, 'threads for the update', 1, 256),
     ParamSpec('shutdown_when_done', True, 'end the process after the last iteration'),

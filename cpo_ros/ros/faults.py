@@ -1,0 +1,65 @@
+"""Refused messages and failed work: one throttled warning per kind and field, and counters.
+
+Every node that reads a message from the wire reports a refusal here: the warning names the
+message and the field (InvalidField.field) and is throttled per (message, field), so a flood of
+one bad field cannot hide another; the counters go out on `diagnostics` (a
+diagnostic_msgs/DiagnosticStatus per node) for rqt_runtime_monitor and `ros2 topic echo`.
+"""
+
+from collections import Counter
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+
+from cpo_ros.ros import qos
+
+WARN_PERIOD_S = 5.0
+
+
+class FaultReport:
+    """Count a node's refusals and failures; warn (throttled) and publish them as diagnostics."""
+
+    def __init__(self, node: Node, name: str) -> None:
+        self.node, self.name = node, name
+        self.counts: Counter[str] = Counter()
+        self._last_warn: dict[str, float] = {}
+        self._silenced: Counter[str] = Counter()
+        self.pub = node.create_publisher(DiagnosticArray, 'diagnostics', qos.METRICS)
+
+    def refuse(self, what: str, exc: Exception) -> None:
+        """Count a dropped message of kind what (e.g. 'rollout') and warn, throttled per field."""
+        field = getattr(exc, 'field', 'payload')
+        key = f'refused_{what}.{field}'
+        self.counts[key] += 1
+        self.counts[f'refused_{what}'] += 1
+        now = time.monotonic()
+        if now - self._last_warn.get(key, -WARN_PERIOD_S) >= WARN_PERIOD_S:
+            more = self._silenced.pop(key, 0)
+            note = f' ({more} more like it since the last warning)' if more else ''
+            self.node.get_logger().warn(
+                f'dropped a malformed {what} (field {field}): {exc}; {self.counts[key]} '
+                f'refused so far{note}')
+            self._last_warn[key] = now
+        else:
+            self._silenced[key] += 1
+        self.publish()
+
+    def count(self, key: str, n: int = 1) -> None:
+        """Add n to a counter (e.g. 'failed_updates') without a warning."""
+        self.counts[key] += n
+
+    def publish(self, level: bytes | None = None, message: str = '',
+                values: dict[str, object] | None = None) -> None:
+        """Publish the counters (and values) as this node's DiagnosticStatus."""
+        if level is None:
+            level = DiagnosticStatus.WARN if self.counts else DiagnosticStatus.OK
+        if not message:
+            message = ('input refused or work failed (see values)' if self.counts else 'ok')
+        status = DiagnosticStatus(level=level, name=self.name, message=message,
+                                  hardware_id=self.node.get_namespace())
+        items = {**(values or {}), **dict(sorted(self.counts.items()))}
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in items.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.node.get_clock().now().to_msg()
+        self.pub.publish(array)
