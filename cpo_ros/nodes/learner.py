@@ -21,6 +21,7 @@ import traceback
 from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from std_msgs.msg import Float32, UInt8MultiArray
 import torch
@@ -116,6 +117,11 @@ class Learner(Node):
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._worker = threading.Thread(target=self._work, name='cpo_update', daemon=True)
         self._t_wait = time.perf_counter()
+        # Steady clock: a rollout lost in transit (an executor restarting, a learner that
+        # respawned before discovery matched) must not stall training for ever.
+        self.rollout_timeout_s = p['rollout_timeout_s']
+        self._updating = False
+        self.create_timer(1.0, self._check_stall, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._publish_policy()
         self._publish_diagnostics()
         start = (f'resumed {self.run.out} at iteration {self.run.iteration}' if self.run.resumed
@@ -151,6 +157,25 @@ class Learner(Node):
                                              'iterations': self.config.iterations,
                                              'policy_version': self.run.algorithm.version,
                                              'failed_in_a_row': self.failed_in_a_row})
+
+    def _check_stall(self) -> None:
+        """Re-publish the policy under a new session when no rollout came for too long.
+
+        Harmless to an executor that is still sampling (it goes on with the same version);
+        an executor waiting for a newer policy samples the current one again.
+        """
+        if (self.rollout_timeout_s <= 0 or self._updating or not self._queue.empty()
+                or self.run.done or self.exit_code):
+            return
+        waited = time.perf_counter() - self._t_wait
+        if waited < self.rollout_timeout_s:
+            return
+        self.faults.count('resampled_after_timeout')
+        self.get_logger().warn(f'no rollout of policy version {self.run.algorithm.version} for '
+                               f'{waited:.0f} s: re-published it so that executors sample again')
+        self._t_wait = time.perf_counter()
+        self._publish_policy(new_session=True)
+        self._publish_diagnostics()
 
     def _on_rollout(self, msg: UInt8MultiArray) -> None:
         # Validation only (bounded by the size cap): the update runs on the worker thread.
@@ -192,6 +217,7 @@ class Learner(Node):
             if int(rollout['policy_version']) != self.run.algorithm.version:
                 continue
             wait = time.perf_counter() - self._t_wait
+            self._updating = True
             try:
                 row = self.run.record(rollout, {'sample_time_s': wait})
             except Exception:  # noqa: BLE001 - any failure: drop the rollout, sample again
@@ -199,6 +225,8 @@ class Learner(Node):
                 if self.exit_code:
                     return
                 continue
+            finally:
+                self._updating = False
             self.failed_in_a_row = 0
             self._t_wait = time.perf_counter()
             self._publish_policy()

@@ -90,6 +90,9 @@ LEARNER_PARAMS = [
               '(a respawned learner), else start; true: continue (refused without a '
               'checkpoint); false: start (refused when out already holds a run)',
               choices=('auto', 'true', 'false'), dynamic_typing=True),
+    ParamSpec('rollout_timeout_s', 30.0, 'no rollout for this long (steady time): re-publish '
+              'the policy so that executors sample again (0: never); set above the sampling '
+              'time of one iteration on a real robot', 0.0, 1e6),
     ParamSpec('max_failed_updates', 3, 'updates failing in a row after which the learner '
               'exits with code 1 (for respawn or the operator)', 1, 1000),
     ParamSpec('checkpoint_every', 1, 'iterations between checkpoints', 1, 1_000_000),
