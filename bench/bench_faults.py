@@ -10,8 +10,8 @@ final checkpoint (and best.pt) loads and is at the last iteration, and the time 
 to the next iteration recorded, against the median time per iteration).
 
 Run (each run on its own DDS domain):
-    ROS_DOMAIN_ID=53 ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \\
-        .venv/bin/python bench/bench_faults.py [--trials 5] [--iterations 12] [--launch]
+    ROS_DOMAIN_ID=53 ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST .venv/bin/python
+        bench/bench_faults.py [--trials 5] [--iterations 12] [--launch]
 
 Without --launch the respawn is done here, the way launch does it (a supervisor of plain node
 processes, as `ros2 run` would start them). --launch runs the real launch file with launch and
