@@ -7,35 +7,48 @@ import sys
 import threading
 
 from cpo_ros.core.checkpoint import CheckpointError
-from cpo_ros.core.config import AlgoConfig, ALGOS, TrainConfig
+from cpo_ros.core.config import ALGOS, TrainConfig
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser('train', help='train directly, without ROS (the fastest path)')
+    from cpo_ros.core.settings import help_text
+
+    p = sub.add_parser(
+        'train', help='train directly, without ROS (the fastest path)',
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=help_text(),
+        description='Train directly, without ROS. Every setting below can be given with '
+        "--set KEY=VALUE (repeatable) or in a YAML file (--config; a run's config.yaml "
+        'works too); the flags are shorthands for the most common ones. Later sources win: '
+        '--config, then the flags, then each --set in order. Unless set, out is '
+        "runs/<task>_<algo>_s<seed> and cost_limit the task's default.")
+    p.add_argument('--config', default=None, metavar='FILE.yaml',
+                   help="settings from a YAML file: KEY: VALUE per line, or a run's "
+                   'config.yaml')
+    p.add_argument('--set', dest='assignments', action='append', default=[],
+                   metavar='KEY=VALUE', help='one setting (repeatable), e.g. --set gamma=0.99 '
+                   '--set hidden_sizes=64,32 --set max_episode_steps=500')
     where = p.add_mutually_exclusive_group()
     where.add_argument('--task', default=None,
                        help="project task: 'circle' (default), 'circle_long', 'gather' or 'goal'")
     where.add_argument('--env-id', default=None,
                        help='any Gymnasium id reporting info["cost"], or a Safety-Gymnasium id')
-    p.add_argument('--algo', choices=ALGOS, default='cpo')
-    p.add_argument('--iterations', type=int, default=100)
-    p.add_argument('--steps-per-iteration', type=int, default=50_000)
-    p.add_argument('--num-envs', type=int, default=16)
+    p.add_argument('--algo', choices=ALGOS, default=None, help="update rule (default 'cpo')")
+    p.add_argument('--iterations', type=int, default=None)
+    p.add_argument('--steps-per-iteration', type=int, default=None)
+    p.add_argument('--num-envs', type=int, default=None)
     p.add_argument('--cost-limit', type=float, nargs='+', default=None,
                    help="limit d per episode, one per constraint (default: the task's, "
                    'circle 5, circle_long 25, gather 0.1, goal 50; with --speed-limit circle 5 '
                    '10, circle_long 25 100; required for --env-id outside the project)')
     p.add_argument('--speed-limit', type=float, default=None,
-                   help='circle: add a second constraint, cost 1 per step faster than this '
-                   '[m/s]')
-    p.add_argument('--cost-shaping', action='store_true',
+                   help='circle tasks: add a second constraint, cost 1 per step faster than '
+                   'this [m/s]')
+    p.add_argument('--cost-shaping', action='store_const', const=True, default=None,
                    help='paper section 6.3: constrain cost + w P(violation within T steps)')
-    p.add_argument('--shaping-horizon', type=int, default=AlgoConfig.shaping_horizon,
-                   help='T of --cost-shaping [steps]')
-    p.add_argument('--shaping-weight', type=float, default=AlgoConfig.shaping_weight,
-                   help='w of --cost-shaping')
-    p.add_argument('--target-kl', type=float, default=AlgoConfig.target_kl)
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--shaping-horizon', type=int, default=None, help='T of --cost-shaping [steps]')
+    p.add_argument('--shaping-weight', type=float, default=None, help='w of --cost-shaping')
+    p.add_argument('--target-kl', type=float, default=None)
+    p.add_argument('--seed', type=int, default=None)
     p.add_argument('--out', default=None,
                    help='run directory (default runs/<task>_<algo>_s<seed>)')
     mode = p.add_mutually_exclusive_group()
@@ -46,8 +59,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                       help='move a previous run in OUT aside (OUT.old-<time>), then start anew; '
                       'without --resume or --overwrite a run directory that holds results is '
                       'refused')
-    p.add_argument('--torch-threads', type=int, default=2)
+    p.add_argument('--torch-threads', type=int, default=None)
     p.add_argument('--quiet', action='store_true', help='no progress bar or per-iteration lines')
+
+
+SHORTHANDS = ('task', 'env_id', 'algo', 'iterations', 'steps_per_iteration', 'num_envs',
+              'cost_limit', 'speed_limit', 'cost_shaping', 'shaping_horizon', 'shaping_weight',
+              'target_kl', 'seed', 'out', 'torch_threads')
+"""The flags of `cpo-ros train` that set the setting of the same name (as --set would)."""
 
 
 def _checkpoint_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,36 +123,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from cpo_ros.core.trainer import train
+def train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
+    """Return the run's configuration from --config, the shorthand flags and --set, in order.
+
+    Also returns where its cost limit came from ('given' or the task's default).
+    """
+    from cpo_ros.core import settings
     from cpo_ros.envs.make import check_env_id, DEFAULT_COST_LIMITS, default_cost_limits
 
-    task = args.task if args.task or args.env_id else 'circle'
-    name = task or args.env_id.replace('/', '_')
-    task_kwargs = {}
-    if args.speed_limit is not None:
-        if task not in ('circle', 'circle_long'):
-            raise ValueError('--speed-limit is a constraint of the circle tasks')
-        task_kwargs['speed_limit'] = args.speed_limit
-    if args.env_id is not None:
-        check_env_id(args.env_id)
-    defaults = default_cost_limits(task, args.env_id, **task_kwargs)
-    if args.cost_limit is None and defaults is None:
-        raise ValueError(f'--cost-limit is required for {args.env_id}: the project knows no '
+    values: dict = {}
+    for key, value in (settings.load_file(args.config) if args.config else {}).items():
+        settings.merge(values, key, value)
+    for key in SHORTHANDS:
+        value = getattr(args, key)
+        if value is not None:
+            settings.merge(values, key, value)
+    for text in args.assignments:
+        settings.merge(values, *settings.parse_assignment(text))
+    config, given = settings.build_config(values)
+    name = config.task or config.env_id.replace('/', '_')
+    if 'out' not in given:
+        config.out = f'runs/{name}_{config.algo.algo}_s{config.seed}'
+    if config.env_id is not None:
+        check_env_id(config.env_id)
+    if 'cost_limit' in given:
+        return config, 'given'
+    defaults = default_cost_limits(config.task, config.env_id, **config.task_kwargs)
+    if defaults is None:
+        raise ValueError(f'--cost-limit is required for {config.env_id}: the project knows no '
                          f'limit for it (its own tasks: {", ".join(DEFAULT_COST_LIMITS)})')
-    limits = tuple(args.cost_limit or defaults)
-    source = 'given' if args.cost_limit else f'default of {task or args.env_id}'
+    return settings.with_cost_limit(config, defaults), f'default of {name}'
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from cpo_ros.core.trainer import train
+
+    config, source = train_config(args)
+    limits = config.algo.limits
     print(f'cost limit{"s" if len(limits) > 1 else ""} in use: '
-          f'{", ".join(f"{d:g}" for d in limits)} per episode ({source})')
-    config = TrainConfig(
-        task=task, env_id=args.env_id, iterations=args.iterations,
-        steps_per_iteration=args.steps_per_iteration, num_envs=args.num_envs, seed=args.seed,
-        out=args.out or f'runs/{name}_{args.algo}_s{args.seed}', torch_threads=args.torch_threads,
-        task_kwargs=task_kwargs,
-        algo=AlgoConfig(algo=args.algo, cost_limit=limits[0] if len(limits) == 1 else limits,
-                        target_kl=args.target_kl, cost_shaping=args.cost_shaping,
-                        shaping_horizon=args.shaping_horizon,
-                        shaping_weight=args.shaping_weight))
+          f'{", ".join(f"{d:g}" for d in limits)} per episode ({source})', flush=True)
     mode = 'resume' if args.resume else 'overwrite' if args.overwrite else 'fresh'
     train(config, resume=mode, show_progress=not args.quiet)
     return 0

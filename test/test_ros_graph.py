@@ -114,6 +114,10 @@ def test_a_bad_parameter_is_refused_at_start_up(start_node, tmp_path):
     learner = start_node('learner', f'out:={tmp_path}', 'cost_limit:=-1.0')
     assert learner.wait(timeout=60) == 2
     assert 'cost_limit' in learner.output and 'allowed' in learner.output
+    # A parameter declared from AlgoConfig alone is checked by AlgoConfig's own ranges.
+    learner = start_node('learner', f'out:={tmp_path}', 'obs_clip:=-1.0')
+    assert learner.wait(timeout=60) == 2
+    assert 'obs_clip = -1.0 is out of range' in learner.output
     bridge = start_node('sim_bridge', 'num_envs:=0')
     assert bridge.wait(timeout=60) == 2
     assert 'num_envs' in bridge.output and '[1, 1024]' in bridge.output

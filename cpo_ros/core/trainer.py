@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from cpo_ros.core.config import TrainConfig
 from cpo_ros.core.run import TrainingRun
+from cpo_ros.core.settings import task_options
 from cpo_ros.core.worker import RolloutWorker
 
 
@@ -66,7 +67,8 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
     run = TrainingRun(config, env.obs_dim, env.act_dim, space.low, space.high,
                       max_episode_steps(env), resume=resume,
                       extra_config={'env': type(env).__name__,
-                                    'cost_names': list(getattr(env, 'cost_names', ('cost',)))},
+                                    'cost_names': list(getattr(env, 'cost_names', ('cost',))),
+                                    'task_options': task_options(config)},
                       num_costs=env.num_costs)
     if show_progress and run.moved_aside is not None:
         print(f'moved the previous run aside to {run.moved_aside}')

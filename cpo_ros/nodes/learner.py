@@ -27,8 +27,9 @@ from std_msgs.msg import Float32, UInt8MultiArray
 import torch
 
 from cpo_ros.core.buffer import rollout_size_cap, validate_rollout
-from cpo_ros.core.config import AlgoConfig, TrainConfig
+from cpo_ros.core.config import TrainConfig
 from cpo_ros.core.run import TrainingRun
+from cpo_ros.core.settings import algo_config_from
 from cpo_ros.core.trainer import max_episode_steps, summary_line
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
@@ -62,17 +63,9 @@ class Learner(Node):
             raise ValueError(f'learner: parameter cost_limit = {p["cost_limit"]!r} gives '
                              f'{len(limits)} limit(s), the task has {probe.num_costs} '
                              f'constraint(s) {list(probe.cost_names)}: set one limit each')
-        algo = AlgoConfig(
-            algo=p['algo'], cost_limit=limits[0] if len(limits) == 1 else tuple(limits),
-            target_kl=p['target_kl'], cost_shaping=p['cost_shaping'],
-            shaping_horizon=p['shaping_horizon'], shaping_weight=p['shaping_weight'],
-            gamma=p['gamma'], lam=p['lam'], cost_gamma=p['cost_gamma'], cost_lam=p['cost_lam'],
-            cg_iters=p['cg_iters'], cg_damping=p['cg_damping'],
-            backtrack_ratio=p['backtrack_ratio'], backtrack_iters=p['backtrack_iters'],
-            hidden_sizes=tuple(p['hidden_sizes']),
-            value_hidden_sizes=tuple(p['value_hidden_sizes']), init_log_std=p['init_log_std'],
-            value_lr=p['value_lr'], value_epochs=p['value_epochs'],
-            value_minibatch=p['value_minibatch'], pdo_lambda_lr=p['pdo_lambda_lr'])
+        # Every AlgoConfig field is a parameter of the same name (one source: core.settings).
+        algo = algo_config_from({**p, 'cost_limit': limits[0] if len(limits) == 1
+                                 else tuple(limits)})
         self.config = TrainConfig(
             task=p['task'], iterations=p['iterations'],
             steps_per_iteration=p['steps_per_iteration'], num_envs=p['num_envs'],

@@ -5,6 +5,7 @@ so the simulator, the executor, the learner and the monitor can never disagree a
 """
 
 from cpo_ros.core.config import AlgoConfig
+from cpo_ros.core.settings import train_settings
 from cpo_ros.envs.circle import CircleTask
 from cpo_ros.envs.robot import RobotConfig
 from cpo_ros.ros.params import ParamSpec
@@ -125,6 +126,23 @@ LEARNER_PARAMS = [
     ParamSpec('value_minibatch', _A.value_minibatch, 'critic minibatch size', 1, 10_000_000),
     ParamSpec('pdo_lambda_lr', _A.pdo_lambda_lr, 'PDO dual step size', 0.0, 100.0),
 ]
+
+
+def _from_config(kind: str, hand: list[ParamSpec]) -> list[ParamSpec]:
+    """Return a ParamSpec for each training setting of kind the hand-written specs lack.
+
+    The names are the dataclass fields (cpo_ros.core.settings, one source with `cpo-ros train
+    --set`): a field added to AlgoConfig is a learner parameter at once, described by its
+    docstring and validated at start-up by AlgoConfig.validate().
+    """
+    have = {spec.name for spec in hand}
+    return [ParamSpec(s.key, list(s.default) if isinstance(s.default, tuple) else s.default,
+                      s.doc) for s in train_settings() if s.owner == kind and s.key not in have]
+
+
+LEARNER_CONFIG_PARAMS = _from_config('algo', LEARNER_PARAMS + TASK_PARAMS)
+"""Learner parameters declared from AlgoConfig alone (parameter files may leave them out)."""
+LEARNER_PARAMS += LEARNER_CONFIG_PARAMS
 
 MONITOR_PARAMS = [
     ParamSpec('area_type', 'strip', "safe area: the task's strip |x| <= x_limit, a rectangle "

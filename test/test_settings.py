@@ -1,0 +1,168 @@
+"""Every training setting by name: --config/--set parsing, errors, help and the ROS names."""
+
+from dataclasses import dataclass, fields
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from cpo_ros.core import settings
+from cpo_ros.core.config import AlgoConfig, TrainConfig
+from cpo_ros.envs.make import TASK_DEFAULTS
+from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
+
+def build(**values):
+    return settings.build_config(values)[0]
+
+
+def test_every_field_is_a_setting_under_the_learner_parameter_name():
+    keys = {s.key for s in settings.train_settings()}
+    assert keys == ({f.name for f in fields(TrainConfig)} - {'algo', 'task_kwargs'}
+                    | {f.name for f in fields(AlgoConfig)})
+    learner = {spec.name: spec for spec in LEARNER_PARAMS + TASK_PARAMS}
+    # The graph runs project tasks only, so env_id is the one setting without a parameter.
+    assert keys - {'env_id'} <= set(learner)
+    circle = {s.key for s in settings.task_settings('circle')}
+    assert {spec.name for spec in TASK_PARAMS} <= keys | circle
+    for s in settings.train_settings():
+        if s.key in learner and s.owner == 'algo' and s.key != 'cost_limit':
+            default = learner[s.key].default
+            assert (tuple(default) if isinstance(default, list) else default) == s.default
+
+
+def test_learner_parameter_ranges_lie_inside_the_configuration_ranges():
+    by_key = {s.key: s for s in settings.train_settings()}
+    for spec in LEARNER_PARAMS + TASK_PARAMS:
+        setting = by_key.get(spec.name)
+        if setting is None or spec.low is None or setting.owner == 'task':
+            continue
+        for bound in (spec.low, spec.high):
+            value = settings.parse_value(setting, bound)
+            config = TrainConfig(num_envs=1, steps_per_iteration=10**6)
+            target = config.algo if setting.owner == 'algo' else config
+            setattr(target, spec.name, value)
+            config.validate()  # the node's allowed range is allowed by the dataclass too
+
+
+@pytest.mark.parametrize('key,text,value', [
+    ('hidden_sizes', '64,32', (64, 32)),
+    ('hidden_sizes', '[64, 32]', (64, 32)),
+    ('hidden_sizes', '16', (16,)),
+    ('cost_limit', '5', 5.0),
+    ('cost_limit', '5,10', (5.0, 10.0)),
+    ('cost_limit', '[25]', 25.0),
+    ('cost_shaping', 'true', True),
+    ('cost_shaping', 'No', False),
+    ('steps_per_iteration', '50_000', 50_000),
+    ('value_lr', '1e-3', 1e-3),
+    ('gamma', '1', 1.0),
+    ('env_id', 'null', None),
+    ('task', 'goal', 'goal'),
+])
+def test_values_are_parsed_by_the_field_type(key, text, value):
+    setting = {s.key: s for s in settings.train_settings()}[key]
+    parsed = settings.parse_value(setting, text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+def test_settings_go_to_their_dataclass_with_task_options():
+    config, given = settings.build_config({
+        'task': 'circle_long', 'gamma': '0.99', 'algo.value_epochs': 3,
+        'task.max_episode_steps': '200', 'x_limit': 3, 'iterations': '2'})
+    assert given == {'task', 'gamma', 'value_epochs', 'max_episode_steps', 'x_limit',
+                     'iterations'}
+    assert (config.algo.gamma, config.algo.value_epochs, config.iterations) == (0.99, 3, 2)
+    assert config.task_kwargs == {'max_episode_steps': 200, 'x_limit': 3.0}
+    options = settings.task_options(config)
+    assert options['max_episode_steps'] == 200 and options['target_radius'] == 15.0
+    assert build(task='goal', n_hazards='4', mass='2').task_kwargs == {'n_hazards': 4,
+                                                                      'mass': 2.0}
+    assert build(env_id='cpo_ros/PointGoal-v0', num_rays=8).task_kwargs == {'num_rays': 8}
+
+
+@pytest.mark.parametrize('values,message', [
+    ({'gama': '0.9'}, "unknown setting 'gama' for task circle (did you mean gamma?)"),
+    ({'gamma': '1.5'}, 'gamma = 1.5 is out of range: allowed a number in [0.0, 1.0]'),
+    ({'gamma': 'abc'}, "gamma = 'abc': need float"),
+    ({'hidden_sizes': '64,x'}, "hidden_sizes = '64,x': need list of int"),
+    ({'value_epochs': '2.5'}, "value_epochs = '2.5': need int"),
+    ({'cost_shaping': 'maybe'}, "cost_shaping = 'maybe': need true/false"),
+    ({'x_limit': '-1'}, 'x_limit = -1.0 is out of range'),
+    ({'task': 'goal', 'x_limit': '3'}, "unknown setting 'x_limit' for task goal"),
+    ({'task': 'goal', 'hazard_radius': '0'}, 'hazard_radius = 0.0 is out of range'),
+    ({'task.gamma': '0.9'}, "unknown setting 'task.gamma'"),
+    ({'algo.x_limit': '1'}, "unknown setting 'algo.x_limit'"),
+    ({'env_id': 'CartPole-v1', 'x_limit': '3'}, 'no task options'),
+    ({'task': 'square'}, "unknown task 'square'"),
+    ({'task': 'goal', 'env_id': 'CartPole-v1'}, 'give exactly one'),
+])
+def test_unknown_keys_and_bad_values_are_refused_by_name(values, message):
+    with pytest.raises(ValueError) as info:
+        settings.build_config(values)
+    assert message in str(info.value)
+
+
+def test_a_field_added_to_the_dataclass_is_a_setting_at_once(monkeypatch):
+    @dataclass
+    class Extended(AlgoConfig):
+        trust_slack: float = 0.25
+        """How much slack the step may take (a field the lead might add)."""
+
+    monkeypatch.setattr(settings, 'AlgoConfig', Extended)
+    new = {s.key: s for s in settings.train_settings()}['trust_slack']
+    assert (new.owner, new.default, new.type) == ('algo', 0.25, float)
+    assert new.doc == 'How much slack the step may take (a field the lead might add).'
+    assert build(trust_slack='0.5').algo.trust_slack == 0.5
+    assert 'trust_slack = 0.25' in settings.help_text()
+    assert settings.algo_config_from({'trust_slack': 0.75, 'seed': 1}).trust_slack == 0.75
+
+
+def test_later_sources_win_and_task_replaces_env_id():
+    values = settings.flatten({'task': 'circle', 'algo': {'gamma': 0.9}})
+    settings.merge(values, 'gamma', '0.98')
+    settings.merge(values, 'env_id', 'cpo_ros/PointCircleLong-v0')
+    config = build(**values)
+    assert config.algo.gamma == 0.98 and config.task is None
+    with pytest.raises(ValueError, match='KEY=VALUE'):
+        settings.parse_assignment('gamma')
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, '-m', 'cpo_ros.cli', *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_help_lists_every_key_with_docstring_and_default():
+    text = cli('train', '--help').stdout
+    for task in TASK_DEFAULTS:
+        for s in settings.all_settings(task).values():
+            assert f'  {s.key} = ' in text, s.key
+            assert s.doc.split()[0] in text
+    assert 'gamma = 0.995  (float)' in text and 'Discount of the reward.' in text
+    assert '(circle_long: max_episode_steps = 500)' in text
+
+
+def test_config_file_and_set_end_to_end(tmp_path):
+    file = tmp_path / 'settings.yaml'
+    file.write_text(yaml.safe_dump({'task': 'circle_long', 'gamma': 0.99, 'hidden_sizes': [32],
+                                    'task.max_episode_steps': 100, 'iterations': 1}))
+    out = tmp_path / 'run'
+    result = cli('train', '--config', str(file), '--set', 'cost_lam=0.9', '--set',
+                 'hidden_sizes=16,8', '--steps-per-iteration', '800', '--num-envs', '4',
+                 '--seed', '2', '--out', str(out), '--quiet')
+    assert result.returncode == 0, result.stderr
+    assert 'cost limit in use: 25 per episode (default of circle_long)' in result.stdout
+    recorded = yaml.safe_load((out / 'config.yaml').read_text())
+    algo = recorded['config']['algo']
+    assert (algo['gamma'], algo['cost_lam'], algo['hidden_sizes']) == (0.99, 0.9, [16, 8])
+    assert recorded['config']['task_kwargs'] == {'max_episode_steps': 100}
+    assert recorded['task_options']['max_episode_steps'] == 100
+    assert recorded['task_options']['x_limit'] == 2.5
+    # A run's config.yaml is a settings file: the same run, apart from where it is written.
+    again = build(**settings.load_file(out / 'config.yaml'))
+    assert again.algo == build(**settings.flatten(recorded)).algo
+    assert (again.algo.hidden_sizes, again.seed, again.out) == ((16, 8), 2, TrainConfig.out)
+    bad = cli('train', '--set', 'value_epochz=3', '--out', str(tmp_path / 'bad'))
+    assert bad.returncode == 2 and 'did you mean value_epochs' in bad.stderr
+    assert not (tmp_path / 'bad').exists()
