@@ -12,6 +12,7 @@ from cpo_ros.core.config import AlgoConfig, TrainConfig
 from cpo_ros.envs.make import TASK_DEFAULTS
 from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
 
+
 def build(**values):
     return settings.build_config(values)[0]
 
