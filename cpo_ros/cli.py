@@ -47,6 +47,10 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    help='paper section 6.3: constrain cost + w P(violation within T steps)')
     p.add_argument('--shaping-horizon', type=int, default=None, help='T of --cost-shaping [steps]')
     p.add_argument('--shaping-weight', type=float, default=None, help='w of --cost-shaping')
+    p.add_argument('--robot', default=None,
+                   help='circle tasks: robot profile (config/robots/<name>.yaml, e.g. point, '
+                   'turtlebot3_burger): limits, control period, task scale, domain '
+                   'randomisation; flags and --set still override its values')
     p.add_argument('--target-kl', type=float, default=None)
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--out', default=None,
@@ -134,6 +138,12 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     values: dict = {}
     for key, value in (settings.load_file(args.config) if args.config else {}).items():
         settings.merge(values, key, value)
+    profile = {}
+    if args.robot is not None:
+        from cpo_ros.core.profile import env_overrides, load_profile
+        profile = load_profile(args.robot)
+        for key, value in env_overrides(profile).items():
+            settings.merge(values, key, value)
     for key in SHORTHANDS:
         value = getattr(args, key)
         if value is not None:
@@ -141,6 +151,10 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     for text in args.assignments:
         settings.merge(values, *settings.parse_assignment(text))
     config, given = settings.build_config(values)
+    if profile:
+        if config.task not in ('circle', 'circle_long'):
+            raise ValueError(f'--robot profiles scale the circle tasks, not {config.task}')
+        config.robot = profile
     name = config.task or config.env_id.replace('/', '_')
     if 'out' not in given:
         config.out = f'runs/{name}_{config.algo.algo}_s{config.seed}'

@@ -7,12 +7,11 @@ import yaml
 
 from cpo_ros.ros.graph import GRAPHS
 from cpo_ros.ros.specs import (
-    COMMAND_PARAMS,
     DEPLOY_EXECUTOR_PARAMS,
     EXECUTOR_PARAMS,
     LEARNER_CONFIG_PARAMS,
     NODE_PARAMS,
-    TASK_PARAMS,
+    SHARED_PARAMS,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,8 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 def test_every_declared_parameter_is_in_the_file(name):
     data = yaml.safe_load((REPO / 'config' / f'{name}.yaml').read_text())
     shared = set(data['/**']['ros__parameters'])
-    assert {s.name for s in TASK_PARAMS + COMMAND_PARAMS} <= shared
-    for entry in GRAPHS[name].nodes:
+    assert {s.name for s in SHARED_PARAMS} <= shared
+    spec = GRAPHS[name]
+    for entry in spec.nodes + ((spec.stand_in,) if spec.stand_in else ()):
         params = set(data[f'/**/{entry.name}']['ros__parameters'])
         specs = NODE_PARAMS[entry.name]
         if entry.target.endswith('DeployedPolicyExecutor'):
@@ -41,3 +41,12 @@ def test_launch_files_exist_for_every_bringup():
     for name in GRAPHS:
         text = (REPO / 'launch' / f'{name}.launch.py').read_text()
         assert f"bringup_launch_description('{name}')" in text
+
+
+@pytest.mark.parametrize('profile', sorted(p.stem for p in (REPO / 'config' / 'robots').glob(
+    '*.yaml')))
+def test_robot_profiles_set_only_shared_parameters(profile):
+    from cpo_ros.core.profile import load_profile
+    params = load_profile(profile)
+    assert params['robot'] == profile
+    assert set(params) <= {s.name for s in SHARED_PARAMS}

@@ -15,7 +15,7 @@ import torch
 from cpo_ros.core.checkpoint import load_checkpoint, save_checkpoint
 from cpo_ros.ros import qos
 
-ROBOT = ['mode:=realtime', 'control_rate_hz:=20.0', 'control_dt:=0.04',
+ROBOT = ['mode:=realtime', 'odom_rate_hz:=25.0',
          'max_episode_steps:=1000000', 'cmd_timeout_s:=0.5', 'seed:=4']
 
 
@@ -109,14 +109,15 @@ def test_stale_odometry_and_e_stop_mean_stop(start_node, probe, ros_env, unsafe_
 
 
 def test_deploy_refuses_a_missing_or_mismatched_policy(ros_env, tmp_path, unsafe_policy):
+    # A deploy that cannot configure ends by itself, saying why (exit code 2).
     missing = deploy(ros_env, tmp_path / 'nowhere', 'gate')
-    assert missing.wait_for_output('configure failed', 60), missing.output
+    assert missing.wait(60) == 2, missing.output
     assert f'{tmp_path / "nowhere"}' in missing.output and 'no such file' in missing.output
-    assert missing.stop() == 0
+    assert 'policy_executor could not configure' in missing.output
     altered = tmp_path / 'altered'
     altered.mkdir()
     (altered / 'policy.json').write_text((unsafe_policy / 'policy.json').read_text())
     (altered / 'policy.pt').write_bytes((unsafe_policy / 'policy.pt').read_bytes()[:-10])
     stack = deploy(ros_env, altered, 'gate')
-    assert stack.wait_for_output('SHA-256 does not match', 60), stack.output
-    assert stack.stop() == 0
+    assert stack.wait(60) == 2, stack.output
+    assert 'SHA-256 does not match' in stack.output

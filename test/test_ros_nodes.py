@@ -20,7 +20,7 @@ def odom(x, y=0.0, yaw=0.0):
 
 
 def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_node, probe):
-    monitor = start_node('safe_area_monitor', 'publish_cost:=true', 'odom_timeout_s:=0.5',
+    monitor = start_node('safe_area_monitor', 'publish_cost:=true', 'pose_timeout_s:=0.5',
                          'diagnostics_rate_hz:=10.0')
     costs, inside, diags, markers = [], [], [], []
     probe.create_subscription(Float32, 'safety/cost', lambda m: costs.append(m.data),
@@ -45,11 +45,14 @@ def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_n
     assert wait_until(lambda: diags and diags[-1].level == DiagnosticStatus.WARN, 10)
     values = {kv.key: kv.value for kv in diags[-1].values}
     assert values['exits'] == '1'
-    # A non-finite pose is dropped with a warning, never trusted; then odometry goes stale.
+    # A non-finite pose is refused with a warning, never trusted; then odometry goes stale.
     bad = odom(0.0)
     bad.pose.pose.position.x = float('nan')
     pub.publish(bad)
-    assert monitor.wait_for_output('dropped odometry', 10), monitor.output
+    assert monitor.wait_for_output('refused odom', 10), monitor.output
+    assert wait_until(lambda: diags[-1].level == DiagnosticStatus.ERROR
+                      and 'non-finite' in diags[-1].message, 10)
+    pub.publish(odom(0.0))
     assert wait_until(lambda: diags[-1].level == DiagnosticStatus.ERROR
                       and 'stale' in diags[-1].message, 10)
     assert monitor.proc.poll() is None
@@ -58,8 +61,8 @@ def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_n
 @pytest.mark.parametrize('stamped', [True, False])
 def test_realtime_bridge_follows_cmd_vel_and_stops_when_it_goes_stale(start_node, probe,
                                                                        stamped):
-    bridge = start_node('sim_bridge', 'mode:=realtime', 'control_rate_hz:=20.0',
-                        'cmd_timeout_s:=0.3', 'control_dt:=0.04', 'dr_gain_scale:=[0.9, 1.1]',
+    bridge = start_node('sim_bridge', 'mode:=realtime', 'odom_rate_hz:=25.0',
+                        'cmd_timeout_s:=0.3', 'dr_gain_scale:=[0.9, 1.1]',
                         'dr_velocity_noise:=0.001', f'cmd_vel_stamped:={str(stamped).lower()}')
     poses = []
     probe.create_subscription(Odometry, 'odom',

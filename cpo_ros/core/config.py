@@ -124,6 +124,10 @@ class TrainConfig:
     """Update settings."""
     task_kwargs: dict[str, Any] = field(default_factory=dict)
     """Overrides of the task's constants (e.g. {'x_limit': 3.0})."""
+    robot: dict[str, Any] = field(default_factory=dict)
+    """The robot profile trained for (config/robots/<name>.yaml parameters; empty: the
+    simulator's defaults). Its limits, control period and task scale are also in task_kwargs;
+    its dr_* keys randomise the simulated robot; exports record it for the deployment check."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""

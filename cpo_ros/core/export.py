@@ -21,6 +21,7 @@ from cpo_ros import __version__
 from cpo_ros.core.checkpoint import CheckpointError, load_checkpoint
 from cpo_ros.core.config import TrainConfig
 from cpo_ros.core.networks import GaussianPolicy
+from cpo_ros.core.profile import deployment_record
 
 FORMAT = 'cpo_ros.policy/1'
 CIRCLE_OBS = ('x', 'y', 'cos_yaw', 'sin_yaw', 'v', 'w')
@@ -85,6 +86,7 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
         'task': {'name': config.task or config.env_id, **task},
         'safe_area': ({'type': 'strip', 'axis': 'x', 'limit': task['x_limit']}
                       if is_circle else None),
+        'robot': deployment_record(config.robot, config.task_kwargs),
         'provenance': {'checkpoint': str(Path(checkpoint).resolve()),
                        'iteration': int(payload['iteration']),
                        'env_steps': int(payload.get('env_steps', 0)),

@@ -28,7 +28,7 @@ TASK_KEY_PREFIX = 'task.'
 """Task options may also be written task.<name> (e.g. task.max_episode_steps)."""
 ALGO_KEY_PREFIX = 'algo.'
 """Update settings may also be written algo.<name> (e.g. algo.gamma)."""
-_NOT_SETTINGS = ('algo', 'task_kwargs')
+_NOT_SETTINGS = ('algo', 'task_kwargs', 'robot')
 """TrainConfig fields that hold other settings rather than being one."""
 
 

@@ -62,7 +62,7 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
     config.validate()
     torch.set_num_threads(config.torch_threads)
     env = make_vec_env(task=config.task, env_id=config.env_id, num_envs=config.num_envs,
-                       seed=config.seed, **config.task_kwargs)
+                       seed=config.seed, **config.task_kwargs, **profile_randomization(config))
     space = env.single_action_space
     run = TrainingRun(config, env.obs_dim, env.act_dim, space.low, space.high,
                       max_episode_steps(env), resume=resume,
@@ -108,6 +108,18 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
             if interrupted:
                 print(f'continue with: cpo-ros train ... --out {run.out} --resume', flush=True)
     return run
+
+
+def profile_randomization(config: TrainConfig) -> dict[str, Any]:
+    """Return make_vec_env's randomization argument of the run's robot profile, if it has one."""
+    from cpo_ros.core.profile import randomization_kwargs
+    from cpo_ros.envs.point_circle import DomainRandomization
+
+    kwargs = randomization_kwargs(config.robot)
+    if not kwargs or config.task != 'circle' or DomainRandomization(**kwargs) == (
+            DomainRandomization()):
+        return {}
+    return {'randomization': DomainRandomization(**kwargs)}
 
 
 def max_episode_steps(env: Any) -> int | None:

@@ -1,27 +1,34 @@
 """The policy executor in deployment: a lifecycle node that commands the robot only while active.
 
-configure loads the exported policy (refused with its path and reason when missing, altered or
-of another layout); activate starts commanding; deactivate sends a stop first. At
-control_rate_hz the mean action for the newest odometry goes out on `policy/cmd_vel` (to the
-safe-area monitor, which gates it to the robot's `cmd_vel`), within velocity and acceleration
-limits. Missing, stale or non-finite odometry means a stop command, not the last command.
+configure loads the exported policy (refused with its path and reason when missing, altered,
+of another layout, or trained for another control period or other limits than this robot's
+profile, unless allow_profile_mismatch); activate starts commanding; deactivate, shutdown and
+errors send a stop first. Every control_dt (a steady-clock timer) the mean action for the
+newest pose (cpo_ros.ros.pose_input: in the task frame, checked for frame and stamp) goes out on
+`policy/cmd_vel` (TwistStamped, to the safe-area monitor, which gates it to the robot's
+`cmd_vel`), within velocity and acceleration limits. A missing, stale, refused or non-finite
+pose means a stop command, not the last command. /diagnostics says why the robot is stopped.
 """
 
-import time
-
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
-from nav_msgs.msg import Odometry
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 import torch
 
 from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.core.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
+from cpo_ros.core.profile import check_deployment
 from cpo_ros.envs import circle
 from cpo_ros.ros import qos
-from cpo_ros.ros.conversions import array_to_twist_stamped, odometry_to_pose_twist
+from cpo_ros.ros.conversions import array_to_twist_stamped
 from cpo_ros.ros.params import declare_parameters
-from cpo_ros.ros.specs import DEPLOY_EXECUTOR_PARAMS, TASK_PARAMS
+from cpo_ros.ros.pose_input import PoseInput
+from cpo_ros.ros.specs import node_parameters
+from cpo_ros.ros.watchdog import create_steady_timer
+
+STATUS_NAME = 'cpo_ros: policy executor'
 
 
 def limit_command(cmd: np.ndarray, last: np.ndarray, max_vel: np.ndarray, max_acc: np.ndarray,
@@ -32,42 +39,61 @@ def limit_command(cmd: np.ndarray, last: np.ndarray, max_vel: np.ndarray, max_ac
 
 
 class DeployedPolicyExecutor(LifecycleNode):
-    """Run an exported policy on the robot's odometry while the lifecycle state is active."""
+    """Run an exported policy on the robot's pose while the lifecycle state is active."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__('policy_executor', **kwargs)
-        p = declare_parameters(self, DEPLOY_EXECUTOR_PARAMS + TASK_PARAMS)
+        p = declare_parameters(self, node_parameters(type(self)))
         self.p = p
-        self.dt = 1.0 / p['control_rate_hz']
+        self.dt = p['control_dt']
         self.max_vel = np.array([p['max_linear_velocity'], p['max_angular_velocity']])
         self.max_acc = np.array([p['max_linear_accel'], p['max_angular_accel']])
         self.policy = None
         self.meta: dict = {}
-        self._pub = self._timer = self._sub = None
+        self.configure_error: str | None = None
+        self._pub = self._timer = None
         self._active = False
-        self._obs: np.ndarray | None = None
-        self._odom_time = -float('inf')
         self._last = np.zeros(2)
+        self.stop_reason: str | None = 'not configured'
+        self.pose_input = PoseInput(self, p)
+        self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.METRICS)
+        create_steady_timer(self, 1.0 / p['diagnostics_rate_hz'], self._publish_diagnostics)
         if p['autostart']:
             self.trigger_configure()
-            if self.policy is not None:
-                self.trigger_activate()
+            if self.policy is None:
+                # Nothing to command with: end the process (code 2), and with it the launch.
+                raise CheckpointError(f'cannot deploy: {self.configure_error}')
+            self.trigger_activate()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Load the exported policy and create the publisher, subscription and timer."""
+        """Load the exported policy, check it fits this robot, create publisher and timer."""
         try:
             self.policy, self.meta = load_exported(self.p['policy_dir'], CIRCLE_OBS,
                                                    TWIST_ACTIONS)
+            for problem in check_deployment(self.meta, self.p, self.p['policy_dir']):
+                if not self.p['allow_profile_mismatch']:
+                    raise CheckpointError(f'{problem} (set allow_profile_mismatch: true to '
+                                          f'deploy anyway)')
+                self.get_logger().warn(f'{problem}: deploying anyway '
+                                       f'(allow_profile_mismatch: true)')
         except CheckpointError as exc:
+            self.policy = None
+            self.configure_error = str(exc)
+            self.stop_reason = f'configure failed: {exc}'
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
+        self.configure_error = None
         self._pub = self.create_lifecycle_publisher(TwistStamped, 'policy/cmd_vel',
                                                      qos.COMMAND)
-        self._sub = self.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR)
-        self._timer = self.create_timer(self.dt, self._control)
+        self._timer = create_steady_timer(self, self.dt, self._control)
         prov = self.meta.get('provenance', {})
-        self.get_logger().info(f"policy from {self.p['policy_dir']} ({prov.get('algo')}, "
-                               f"iteration {prov.get('iteration')}), {1 / self.dt:.0f} Hz")
+        robot = self.meta.get('robot', {})
+        self.get_logger().info(
+            f"policy from {self.p['policy_dir']} ({prov.get('algo')}, iteration "
+            f"{prov.get('iteration')}, robot profile {robot.get('profile', 'unrecorded')}), "
+            f"{1 / self.dt:.3g} Hz, pose from {self.pose_input.topic} in "
+            f"'{self.pose_input.task_frame}'")
+        self.stop_reason = 'not active'
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -77,46 +103,68 @@ class DeployedPolicyExecutor(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop the robot, then stop commanding."""
+        self.stop_robot()
         self._active = False
-        self._last = np.zeros(2)
-        if self._pub is not None:
-            self._pub.publish(self._command(np.zeros(2)))
+        self.stop_reason = 'not active'
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the policy and the entities configure made."""
         for entity, destroy in ((self._timer, self.destroy_timer),
-                                (self._sub, self.destroy_subscription),
                                 (self._pub, self.destroy_lifecycle_publisher)):
             if entity is not None:
                 destroy(entity)
-        self._pub = self._timer = self._sub = None
+        self._pub = self._timer = None
         self.policy = None
+        self.stop_reason = 'not configured'
         return TransitionCallbackReturn.SUCCESS
 
-    def _on_odom(self, msg: Odometry) -> None:
-        try:
-            pose, twist = odometry_to_pose_twist(msg)
-        except ValueError as exc:
-            self._obs = None  # fail safe: never act on the last good pose
-            self.get_logger().warn(f'dropped odometry: {exc}', throttle_duration_sec=5.0)
-            return
-        self._obs = circle.observation(pose, twist)
-        self._odom_time = time.monotonic()
+    def stop_robot(self) -> None:
+        """Send a zero command (deactivate, shutdown, error) and wait briefly for delivery."""
+        self._last = np.zeros(2)
+        if self._pub is not None and self._active:
+            self._pub.publish(self._command(np.zeros(2)))
+            self._pub.wait_for_all_acked(Duration(seconds=0.5))
 
     def _control(self) -> None:
         if not self._active or self._pub is None:
             return
-        stale = self._obs is None or time.monotonic() - self._odom_time > self.p['odom_timeout_s']
-        if stale:
+        try:
+            self.stop_reason = self.pose_input.stop_reason()
             cmd = np.zeros(2)
-        else:
-            with torch.no_grad():
-                raw = self.policy(torch.as_tensor(self._obs)).numpy()[0].astype(np.float64)
-            cmd = (limit_command(raw, self._last, self.max_vel, self.max_acc, self.dt)
-                   if np.all(np.isfinite(raw)) else np.zeros(2))
+            if self.stop_reason is None:
+                obs = circle.observation(self.pose_input.pose, self.pose_input.twist)
+                with torch.no_grad():
+                    raw = self.policy(torch.as_tensor(obs)).numpy()[0].astype(np.float64)
+                if np.all(np.isfinite(raw)):
+                    cmd = limit_command(raw, self._last, self.max_vel, self.max_acc, self.dt)
+                else:
+                    self.stop_reason = 'the policy returned a non-finite action'
+        except Exception:
+            self.stop_reason = 'error in the control step'
+            self.stop_robot()
+            raise
         self._last = cmd
         self._pub.publish(self._command(cmd))
 
     def _command(self, cmd: np.ndarray) -> TwistStamped:
-        return array_to_twist_stamped(cmd, self.get_clock().now().to_msg(), 'base_link')
+        return array_to_twist_stamped(cmd, self.get_clock().now().to_msg(),
+                                      self.p['base_frame'])
+
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name=f'{self.get_namespace().rstrip("/")}/{STATUS_NAME}',
+                                  hardware_id=self.get_namespace())
+        if self.stop_reason is None:
+            status.level, status.message = DiagnosticStatus.OK, 'commanding the robot'
+        else:
+            status.level = DiagnosticStatus.ERROR
+            status.message = f'robot stopped: {self.stop_reason}'
+        robot = self.meta.get('robot', {})
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in (
+            ('policy_dir', self.p['policy_dir']), ('active', self._active),
+            ('control_dt', self.dt), ('trained_control_dt', robot.get('control_dt')),
+            ('robot_profile', self.p['robot']), ('trained_profile', robot.get('profile')),
+            ('task_frame', self.pose_input.task_frame), ('stop_reason', self.stop_reason))]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(array)

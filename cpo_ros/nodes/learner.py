@@ -36,7 +36,7 @@ from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters
-from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
+from cpo_ros.ros.specs import node_parameters, ROBOT_PARAMS
 
 # Per-iteration figures for rqt_plot, one std_msgs/Float32 topic each. With several
 # constraints episode_cost, cost_limit and lagrange are the first's, and cpo/<name>_<i> follow
@@ -51,12 +51,17 @@ class Learner(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('learner', **kwargs)
-        p = declare_parameters(self, LEARNER_PARAMS + TASK_PARAMS)
+        p = declare_parameters(self, node_parameters(type(self)))
+        from cpo_ros.core.profile import env_overrides
         from cpo_ros.envs.make import make_vec_env
 
         keys = (('target_radius', 'x_limit', 'max_episode_steps', 'speed_limit')
                 if p['task'] == 'circle' else ('max_episode_steps',))
         task_kwargs = {k: p[k] for k in keys}
+        # The robot profile: its limits set the action range; the run and its exports record it.
+        robot = {s.name: p[s.name] for s in ROBOT_PARAMS}
+        if p['task'] == 'circle':
+            task_kwargs.update(env_overrides(robot))
         probe = make_vec_env(task=p['task'], num_envs=1, seed=p['seed'], **task_kwargs)
         limits = p['cost_limit'] if isinstance(p['cost_limit'], list) else [p['cost_limit']]
         if len(limits) != probe.num_costs:
@@ -70,7 +75,7 @@ class Learner(Node):
             task=p['task'], iterations=p['iterations'],
             steps_per_iteration=p['steps_per_iteration'], num_envs=p['num_envs'],
             seed=p['seed'], out=p['out'], checkpoint_every=p['checkpoint_every'],
-            torch_threads=p['torch_threads'], algo=algo, task_kwargs=task_kwargs)
+            torch_threads=p['torch_threads'], algo=algo, task_kwargs=task_kwargs, robot=robot)
         torch.set_num_threads(self.config.torch_threads)
         space = probe.single_action_space
         self.run = TrainingRun(self.config, probe.obs_dim, probe.act_dim, space.low, space.high,

@@ -26,7 +26,7 @@ from cpo_ros.ros.conversions import (
 )
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters
-from cpo_ros.ros.specs import EXECUTOR_PARAMS, TASK_PARAMS
+from cpo_ros.ros.specs import node_parameters
 
 
 class PolicyExecutor(Node):
@@ -34,7 +34,7 @@ class PolicyExecutor(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('policy_executor', **kwargs)
-        p = declare_parameters(self, EXECUTOR_PARAMS + TASK_PARAMS)
+        p = declare_parameters(self, node_parameters(type(self)))
         self.num_envs = p['num_envs']
         self.info = task_info(p['task'], p['speed_limit'])
         self.fields = state_fields(self.info.sensor_labels, self.info.cost_fields)

@@ -1,19 +1,22 @@
-"""Safe-area monitor node: the safety cost from odometry, diagnostics, markers, and the shield.
+"""Safe-area monitor node: the safety cost from the pose, diagnostics, markers, and the shield.
 
 On a robot (publish_cost true) this node is the one publisher of `safety/cost`, computed from
 the pose and the safe area. In simulation the bridge publishes the ground-truth cost; the
 monitor computes its estimate for each odometry message and counts disagreements.
 
-In deployment (shield_mode gate) it sits between the policy and the robot: `policy/cmd_vel` in,
-`cmd_vel` out. A command passes while the robot is inside and would stay inside over a short
-horizon; otherwise the shield turns the robot back. Stale, missing or non-finite odometry, a
-stale command, or a latched e-stop (`e_stop` true until a false arrives) mean zero velocity.
+The pose comes from cpo_ros.ros.pose_input (Odometry or PoseWithCovarianceStamped, checked for
+its frame and stamp, placed in the task frame). In deployment (shield_mode gate) the monitor
+sits between the policy and the robot: `policy/cmd_vel` in, `cmd_vel` out. A command passes
+while the robot is inside and would stay inside over a short horizon; otherwise the shield
+turns the robot back. A stale, refused or missing pose, a stale command, an e-stop (`e_stop`
+topic or service, latched until released) or a silent e-stop heartbeat mean zero velocity;
+/diagnostics says which. Shutdown and errors send a zero command first.
 """
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
-from nav_msgs.msg import Odometry
 import numpy as np
+from rclpy.duration import Duration
 from rclpy.node import Node
 from std_msgs.msg import Bool, Float32
 from std_srvs.srv import SetBool
@@ -25,13 +28,10 @@ from cpo_ros.envs.circle import CircleTask
 from cpo_ros.envs.safe_area import SafeArea
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
-from cpo_ros.ros.conversions import (
-    command_subscription,
-    CommandPublisher,
-    odometry_to_pose_twist,
-)
+from cpo_ros.ros.conversions import command_subscription, CommandPublisher, yaw_to_quaternion
 from cpo_ros.ros.params import declare_parameters
-from cpo_ros.ros.specs import COMMAND_PARAMS, MONITOR_PARAMS, TASK_PARAMS
+from cpo_ros.ros.pose_input import PoseInput
+from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import ArrivalClock, create_steady_timer
 
 STATUS_NAME = 'cpo_ros: safe area'
@@ -51,31 +51,28 @@ class SafeAreaMonitor(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('safe_area_monitor', **kwargs)
-        p = declare_parameters(self, MONITOR_PARAMS + COMMAND_PARAMS + TASK_PARAMS)
+        p = declare_parameters(self, node_parameters(type(self)))
         if p['area_type'] == 'rectangle' and len(p['area_rectangle']) != 4:
             raise ValueError('safe_area_monitor: parameter area_rectangle needs 4 values '
                              '[x_min, x_max, y_min, y_max]')
         self.area = safe_area_from(p)
         self.publish_cost = p['publish_cost']
-        self.odom_timeout = p['odom_timeout_s']
         self.cmd_timeout = p['cmd_timeout_s']
-        self.frame = p['odom_frame']
         self.shield_mode = p['shield_mode']
         self.shield = ShieldConfig(horizon_s=p['shield_horizon_s'],
                                    turn_rate=p['shield_turn_rate'],
                                    creep_speed=p['shield_creep_speed'])
-        self.exits = self.rejected = self.disagreements = self.interventions = 0
+        self.exits = self.disagreements = self.interventions = 0
         self.inside: bool | None = None
         self.cost_estimate: float | None = None
-        self.pose: np.ndarray | None = None
         self.e_stop = False
         self.heartbeat_s = p['e_stop_heartbeat_s']
         self._last_e_stop_msg = -float('inf')
         self.clock = ArrivalClock(self)
-        self._last_odom = -float('inf')
         self._policy_cmd: np.ndarray | None = None
         self._last_cmd = -float('inf')
         self._pending_estimates: list[float] = []
+        self.last_reason: str | None = None
 
         self.inside_pub = self.create_publisher(Bool, 'safety/in_safe_area', qos.METRICS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.METRICS)
@@ -84,7 +81,9 @@ class SafeAreaMonitor(Node):
             self.cost_pub = self.create_publisher(Float32, 'safety/cost', qos.METRICS)
         else:
             self.create_subscription(Float32, 'safety/cost', self._on_sim_cost, qos.METRICS)
-        self.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR)
+        self.pose_input = PoseInput(self, p)
+        self.pose_input.callbacks.append(self._on_pose)
+        self.cmd_pub = None
         if self.shield_mode != 'none':
             self.cmd_pub = CommandPublisher(self, 'cmd_vel', p['cmd_vel_stamped'],
                                             p['base_frame'], qos.COMMAND)
@@ -99,31 +98,27 @@ class SafeAreaMonitor(Node):
         create_steady_timer(self, 1.0 / p['diagnostics_rate_hz'], self._publish_diagnostics)
         self.marker_pub.publish(self._markers())
 
+    @property
+    def pose(self) -> np.ndarray | None:
+        """Return the latest accepted pose in task coordinates."""
+        return self.pose_input.pose
+
     # -- monitoring -----------------------------------------------------------------------------
-    def _on_odom(self, msg: Odometry) -> None:
-        try:
-            pose, _twist = odometry_to_pose_twist(msg)
-        except ValueError as exc:
-            self.rejected += 1
-            self.pose = None  # fail safe: the last good pose is no longer the robot's pose
-            self.get_logger().warn(f'dropped odometry: {exc}', throttle_duration_sec=5.0)
-            self._gate()
-            return
-        self._last_odom = self.clock.now()
-        self.pose = pose
-        inside = bool(self.area.contains(pose[:2])[0])
-        if self.inside and not inside:
-            self.exits += 1
-        self.inside = inside
-        self.cost_estimate = 0.0 if inside else 1.0
-        self.inside_pub.publish(Bool(data=inside))
-        if self.publish_cost:
-            self.cost_pub.publish(Float32(data=self.cost_estimate))
-        else:
-            # The bridge publishes odom and then the cost of the same step.
-            self._pending_estimates = (self._pending_estimates + [self.cost_estimate])[-10:]
-        if self.shield_mode != 'none':
-            self._gate()
+    def _on_pose(self) -> None:
+        pose = self.pose
+        if pose is not None:
+            inside = bool(self.area.contains(pose[:2])[0])
+            if self.inside and not inside:
+                self.exits += 1
+            self.inside = inside
+            self.cost_estimate = 0.0 if inside else 1.0
+            self.inside_pub.publish(Bool(data=inside))
+            if self.publish_cost:
+                self.cost_pub.publish(Float32(data=self.cost_estimate))
+            else:
+                # The bridge publishes odom and then the cost of the same step.
+                self._pending_estimates = (self._pending_estimates + [self.cost_estimate])[-10:]
+        self._gate()
 
     def _on_sim_cost(self, msg: Float32) -> None:
         if not self._pending_estimates:
@@ -165,39 +160,52 @@ class SafeAreaMonitor(Node):
             return 'e-stop latched'
         if self.heartbeat_s > 0.0 and now - self._last_e_stop_msg > self.heartbeat_s:
             return f'e-stop heartbeat lost (no e_stop message for {self.heartbeat_s:g} s)'
-        if self.pose is None or now - self._last_odom > self.odom_timeout:
-            return 'odometry missing or stale'
+        reason = self.pose_input.stop_reason()
+        if reason is not None:
+            return reason
         if self._policy_cmd is None or now - self._last_cmd > self.cmd_timeout:
-            return 'policy command missing or stale'
+            return 'policy command stale or missing (policy/cmd_vel)'
         return None
 
     def _gate(self) -> None:
-        if self.shield_mode == 'none':
+        if self.cmd_pub is None:
             return
-        reason = self.stop_reason()
-        if reason is not None:
-            cmd = np.zeros(2)
-        elif self.shield_mode == 'pass':
-            cmd = self._policy_cmd
-        else:
-            cmd, intervened = shield_command(self.pose, self._policy_cmd, self.area,
-                                             self.shield)
-            if intervened:
-                self.interventions += 1
-                self.interventions_pub.publish(Float32(data=float(self.interventions)))
+        try:
+            reason = self.stop_reason()
+            if reason is not None:
+                cmd = np.zeros(2)
+            elif self.shield_mode == 'pass':
+                cmd = self._policy_cmd
+            else:
+                cmd, intervened = shield_command(self.pose, self._policy_cmd, self.area,
+                                                 self.shield)
+                if intervened:
+                    self.interventions += 1
+                    self.interventions_pub.publish(Float32(data=float(self.interventions)))
+        except Exception:
+            self.stop_robot()  # an error in the shield still stops the robot
+            raise
+        if reason != self.last_reason and reason is not None:
+            self.get_logger().warn(f'stopping the robot: {reason}', throttle_duration_sec=2.0)
+        self.last_reason = reason
         self.cmd_pub.publish(cmd)
+
+    def stop_robot(self) -> None:
+        """Send a zero command and wait briefly for it to reach the driver (shutdown, error)."""
+        if self.cmd_pub is not None:
+            self.cmd_pub.publish(np.zeros(2))
+            self.cmd_pub.publisher.wait_for_all_acked(Duration(seconds=0.5))
 
     # -- reporting ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=STATUS_NAME, hardware_id=self.get_namespace())
-        age = self.clock.now() - self._last_odom
-        reason = self.stop_reason() if self.shield_mode != 'none' else None
-        if reason is not None and reason.startswith('e-stop'):
-            status.level, status.message = DiagnosticStatus.ERROR, f'stopped: {reason}'
-        elif age > self.odom_timeout:
+        status = DiagnosticStatus(name=f'{self.get_namespace().rstrip("/")}/{STATUS_NAME}',
+                                  hardware_id=self.get_namespace())
+        reason = self.stop_reason()
+        if self.shield_mode != 'none' and reason is not None:
+            status.level, status.message = DiagnosticStatus.ERROR, f'robot stopped: {reason}'
+        elif self.pose_input.stop_reason() is not None:
             status.level = DiagnosticStatus.ERROR
-            status.message = ('no odometry yet' if self.inside is None
-                              else f'odometry stale for {age:.1f} s')
+            status.message = self.pose_input.stop_reason()
         elif not self.inside:
             status.level, status.message = DiagnosticStatus.WARN, 'outside the safe area'
         elif self.interventions and self.shield_mode == 'gate':
@@ -208,18 +216,23 @@ class SafeAreaMonitor(Node):
         status.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('in_safe_area', self.inside), ('exits', self.exits),
             ('cost_estimate', self.cost_estimate), ('disagreements', self.disagreements),
-            ('rejected_odometry', self.rejected), ('shield_mode', self.shield_mode),
-            ('interventions', self.interventions), ('e_stop', self.e_stop))]
+            ('rejected_poses', self.pose_input.rejected), ('shield_mode', self.shield_mode),
+            ('interventions', self.interventions), ('e_stop', self.e_stop),
+            ('stop_reason', reason), ('task_frame', self.pose_input.task_frame),
+            ('pose_source', self.pose_input.source))]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)
 
     def _markers(self) -> MarkerArray:
-        """Return the safe area's outline (a closed line strip) in the odom frame."""
+        """Return the safe area's outline (a closed line strip) placed at the task origin."""
         outline = Marker(ns='safe_area', id=0, type=Marker.LINE_STRIP, action=Marker.ADD)
-        outline.header.frame_id = self.frame
+        outline.header.frame_id = self.pose_input.task_frame
         outline.scale.x = 0.05
-        outline.pose.orientation.w = 1.0
+        origin = self.pose_input.origin
+        outline.pose.position.x, outline.pose.position.y = float(origin[0]), float(origin[1])
+        o = outline.pose.orientation
+        o.x, o.y, o.z, o.w = yaw_to_quaternion(float(origin[2]))
         outline.color.g, outline.color.a = 0.8, 0.9
         vertices = list(self.area.vertices) + [self.area.vertices[0]]
         outline.points = [Point(x=float(max(min(x, 1e3), -1e3)), y=float(max(min(y, 1e3), -1e3)))

@@ -2,9 +2,11 @@
 
 lockstep (training): `batch/state` out, one step per answered `batch/cmd_vel`, faster than real
 time; an unanswered state is re-published every resend_period_s (late or restarted executors).
-realtime (a robot stand-in): steps at control_rate_hz with the latest `cmd_vel`; a command
-older than cmd_timeout_s means stop. Both modes publish robot 0's `odom` and `safety/cost`
-(the safe-area cost; in simulation this node is the one publisher of it) and `/clock`.
+realtime (a robot stand-in): steps at odom_rate_hz of wall time with the latest `cmd_vel`
+(TwistStamped, or Twist with cmd_vel_stamped false), odometry stamped with the system clock as
+a driver's; a command older than cmd_timeout_s means stop; no episodes end. Both modes publish
+robot 0's `odom` and `safety/cost` (the safe-area cost; in simulation this node is the one
+publisher of it); lockstep mode also `/clock`.
 """
 
 import time
@@ -36,7 +38,7 @@ from cpo_ros.ros.conversions import (
 )
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters
-from cpo_ros.ros.specs import COMMAND_PARAMS, SIM_BRIDGE_PARAMS, TASK_PARAMS
+from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
 
 
@@ -51,12 +53,14 @@ class SimBridge(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__('sim_bridge', **kwargs)
-        p = declare_parameters(self, SIM_BRIDGE_PARAMS + COMMAND_PARAMS + TASK_PARAMS)
+        p = declare_parameters(self, node_parameters(type(self)))
+        self.mode = p['mode']
+        # A stand-in robot steps in real time at its odometry rate, as a driver publishes.
+        step_dt = p['control_dt'] if self.mode == 'lockstep' else 1.0 / p['odom_rate_hz']
         robot = RobotConfig(max_linear_velocity=p['max_linear_velocity'],
                             max_angular_velocity=p['max_angular_velocity'],
-                            control_dt=p['control_dt'], physics_dt=p['physics_dt'],
+                            control_dt=step_dt, physics_dt=p['physics_dt'],
                             mass=p['mass'], actuator_gain=p['actuator_gain'])
-        self.mode = p['mode']
         num_envs = p['num_envs'] if self.mode == 'lockstep' else 1
         randomization = DomainRandomization(
             mass_scale=tuple(p['dr_mass_scale']), gain_scale=tuple(p['dr_gain_scale']),
@@ -67,7 +71,8 @@ class SimBridge(Node):
                                       max_episode_steps=p['max_episode_steps'])
         else:
             task = CircleTask(target_radius=p['target_radius'], x_limit=p['x_limit'],
-                              max_episode_steps=p['max_episode_steps'],
+                              max_episode_steps=(p['max_episode_steps'] if self.mode == 'lockstep'
+                                                 else 1_000_000),  # a robot has no episodes
                               init_position_noise=p['init_position_noise'],
                               speed_limit=p['speed_limit'])
             self.env = VecPointCircle(num_envs, task, robot, seed=p['seed'],
@@ -122,7 +127,7 @@ class SimBridge(Node):
             # TwistStamped or Twist, as the robot's driver would take it (cmd_vel_stamped).
             command_subscription(self, 'cmd_vel', p['cmd_vel_stamped'], self._on_cmd_vel,
                                  qos.COMMAND)
-            create_steady_timer(self, 1.0 / p['control_rate_hz'], self._realtime_step)
+            create_steady_timer(self, step_dt, self._realtime_step)
         self._publish_outputs(0.0)
         if self.mode == 'lockstep':
             self._publish_state()
@@ -185,8 +190,11 @@ class SimBridge(Node):
             s[:, c['final_sensors']] = final_sensors
 
     def _publish_outputs(self, cost: float) -> None:
-        stamp = sim_time(self.env.robots.time)
-        self.clock_pub.publish(Clock(clock=stamp))
+        if self.mode == 'lockstep':
+            stamp = sim_time(self.env.robots.time)
+            self.clock_pub.publish(Clock(clock=stamp))
+        else:  # a stand-in robot stamps with its clock, as a driver does, and has no /clock
+            stamp = self.get_clock().now().to_msg()
         pose, twist = self.env.odometry()
         self.odom_pub.publish(pose_twist_to_odometry(pose[0], twist[0], stamp, self.odom_frame,
                                                      self.base_frame))

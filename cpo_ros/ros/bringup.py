@@ -1,16 +1,23 @@
-"""Run nodes in this process: `cpo-ros bringup <name>` and every node's own main().
+"""Run nodes: `cpo-ros bringup <name>` and every node's own main().
 
-Manual composition (ros2/examples rclpy/executors composed.py): the node classes of a bring-up
-are built here with the same config/<name>.yaml the launch file passes, and one executor spins
-them; node classes never spin themselves. A node marked ends_bringup (the learner) ends the
-run when it sets its `done` event.
+Training bring-ups compose their nodes in this process (manual composition, ros2/examples
+rclpy/executors composed.py): the node classes are built with the same config/<name>.yaml the
+launch file passes, and one executor spins them; node classes never spin themselves. A node
+marked ends_bringup (the learner) ends the run when it sets its `done` event.
+
+The deploy bring-up runs each node in its own process, as the launch file does, so an error
+in the policy cannot take the shield with it. Every node with a stop_robot() method sends a
+zero command before it ends: on Ctrl-C, SIGTERM, or an error in a callback.
 """
 
 from collections.abc import Callable
 import os
 import signal
+import subprocess
 import sys
 import threading
+import time
+import traceback
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -19,14 +26,20 @@ from rclpy.signals import SignalHandlerOptions
 
 from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.paths import config_file
-from cpo_ros.ros.graph import graph
+from cpo_ros.ros.graph import Bringup, graph
 
 
-def ros_arguments(name: str, argv: list[str], use_sim_time: bool) -> list[str]:
-    """Return rclpy arguments: the bring-up's parameter file, then the user's ROS arguments."""
+def ros_arguments(name: str, argv: list[str], use_sim_time: bool,
+                  robot: str | None = None) -> list[str]:
+    """Return rclpy arguments: the bring-up's parameter file, a robot profile, the user's."""
     params = config_file(name)
     if not params.is_file():
         raise ValueError(f'bring-up {name!r} has no parameter file {params}')
+    files = ['--params-file', str(params)]
+    if robot:
+        from cpo_ros.core.profile import load_profile, profile_path
+        load_profile(robot)  # a clear error for an unknown or malformed profile
+        files += ['--params-file', str(profile_path(robot))]
     user = list(argv)
     if user and user[0] == '--':
         user = user[1:]
@@ -34,8 +47,28 @@ def ros_arguments(name: str, argv: list[str], use_sim_time: bool) -> list[str]:
         user = ['--ros-args', *user]
     # The launch files' use_sim_time default; the user's -p use_sim_time:=... comes later.
     sim_time = 'true' if use_sim_time else 'false'
-    return ['cpo-ros', '--ros-args', '--params-file', str(params), '-p',
-            f'use_sim_time:={sim_time}', *user]
+    return ['cpo-ros', '--ros-args', *files, '-p', f'use_sim_time:={sim_time}', *user]
+
+
+def wants_help(args: list[str] | None) -> bool:
+    """Return whether -h/--help comes before any ROS arguments."""
+    argv = list(sys.argv[1:] if args is None else args[1:])
+    head = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    return '-h' in head or '--help' in head
+
+
+def node_help(label: str, classes: list[Callable]) -> str:
+    """Return the --help text of a node executable: what it does and its parameters."""
+    from cpo_ros.ros.specs import node_parameters
+
+    lines = [f'usage: ros2 run cpo_ros {label} [-h] [--ros-args ...]', '']
+    for cls in classes:
+        doc = (sys.modules[cls.__module__].__doc__ or '').strip()
+        lines += [doc, '', 'parameters (set with --ros-args -p name:=value or --params-file):']
+        for spec in node_parameters(cls):
+            lines.append(f'  {spec.name} (default {spec.default!r}; {spec.allowed()}): '
+                         f'{spec.description}')
+    return '\n'.join(lines)
 
 
 def run_nodes(label: str, classes: list[Callable], ends: list[bool],
@@ -46,8 +79,12 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
     shut the context down under a callback); the nodes are then destroyed, which lets the
     learner write its plot and summary. A bad parameter, checkpoint or run directory ends
     with code 2 and a message naming it; a node that gives up (its `exit_code` attribute) ends
-    the process with its code.
+    the process with its code; an error in a callback with code 1. Either way, and on a stop,
+    every node that commands a robot sends a zero command first.
     """
+    if wants_help(args):
+        print(node_help(label, classes))
+        return 0
     if 'torch' in sys.modules:
         # Executors act with numpy; a node process beside the simulator and the learner keeps
         # one torch thread (the learner sets its own count, torch_threads, for the update).
@@ -84,7 +121,17 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
+    except Exception:  # noqa: BLE001 - any error: stop the robot, say why, exit non-zero
+        print(f'{label}: error in a callback, robot stopped:\n{traceback.format_exc()}',
+              flush=True)
+        return 1
     finally:
+        for node in nodes:
+            if hasattr(node, 'stop_robot') and context.ok():
+                try:
+                    node.stop_robot()
+                except Exception as exc:  # noqa: BLE001 - the others must still stop
+                    print(f'{label}: could not send the stop command: {exc}', flush=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         executor.shutdown(timeout_sec=1.0)
@@ -98,9 +145,96 @@ def _exit_code(nodes: list) -> int:
     return max((int(getattr(node, 'exit_code', 0)) for node in nodes), default=0)
 
 
+def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool) -> int:
+    """Start each node of spec as its own process; forward Ctrl-C/SIGTERM; return the exit code.
+
+    A node marked ends_bringup (the deploy's shield) ends the bring-up when it ends; one marked
+    ends_on_error ends it when it exits with code 2 (could not configure). Any other end of a
+    node is reported and the rest keep running: a dead executor leaves the shield stopping the
+    robot.
+    """
+    entries = ([spec.stand_in] if stand_in and spec.stand_in is not None else []) + list(
+        spec.nodes)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    procs: dict[str, subprocess.Popen] = {}
+    code = 0
+    try:
+        for entry in entries:
+            cmd = [sys.executable, '-m', entry.module, *entry.arguments, *ros_args]
+            # Own process group: a terminal's Ctrl-C reaches this process, which stops the
+            # nodes in order (the shield last), not all at once.
+            procs[entry.name] = subprocess.Popen(cmd, start_new_session=True)
+        running = dict(zip([e.name for e in entries], entries, strict=True))
+        while running and not stop.is_set():
+            for name, entry in list(running.items()):
+                ret = procs[name].poll()
+                if ret is None:
+                    continue
+                del running[name]
+                if entry.ends_bringup:
+                    print(f'{label}: {name} ended (exit code {ret}): ending the bring-up',
+                          flush=True)
+                    code = code or (ret if ret > 0 else 1)
+                    stop.set()
+                elif entry.ends_on_error and ret == 2:
+                    print(f'{label}: {name} could not configure (see its error above): ending '
+                          f'the bring-up', flush=True)
+                    code = 2
+                    stop.set()
+                else:
+                    print(f'{label}: {name} ended (exit code {ret}); the others keep running '
+                          f'(the shield stops the robot without fresh commands)', flush=True)
+            time.sleep(0.05)
+        return code
+    finally:
+        # The executor first, the shield last: it sends the final zero command.
+        order = [e.name for e in spec.nodes][::-1] + ([spec.stand_in.name] if stand_in
+                                                       and spec.stand_in else [])
+        for name in order:
+            proc = procs.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                print(f'{label}: {name} did not stop within 10 s: killed', flush=True)
+                proc.kill()
+                proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def split_bringup_options(argv: list[str]) -> tuple[str | None, bool, list[str]]:
+    """Return (--robot value, --stand-in given, the remaining ROS arguments)."""
+    argv = list(argv)
+    robot, stand_in, rest = None, False, []
+    head_end = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
+    i = 0
+    while i < head_end:
+        if argv[i] == '--robot' and i + 1 < head_end:
+            robot, i = argv[i + 1], i + 2
+            continue
+        if argv[i].startswith('--robot='):
+            robot = argv[i].split('=', 1)[1]
+        elif argv[i] == '--stand-in':
+            stand_in = True
+        else:
+            rest.append(argv[i])
+        i += 1
+    return robot, stand_in, rest + argv[head_end:]
+
+
 def bringup(name: str, argv: list[str]) -> int:
     """Start the nodes of bring-up `name`; return the process exit code."""
     spec = graph(name)
-    args = ros_arguments(name, argv, spec.use_sim_time)
+    robot, stand_in, argv = split_bringup_options(argv)
+    if stand_in and spec.stand_in is None:
+        raise ValueError(f'bring-up {name!r} has no stand-in robot (--stand-in: deploy only)')
+    args = ros_arguments(name, argv, spec.use_sim_time, robot)
+    if spec.separate_processes:
+        return run_processes(f'cpo-ros bringup {name}', spec, args[1:], stand_in)
     return run_nodes(f'cpo-ros bringup {name}', [entry.load() for entry in spec.nodes],
                      [entry.ends_bringup for entry in spec.nodes], args)

@@ -25,7 +25,7 @@ class FaultReport:
         self.counts: Counter[str] = Counter()
         self._last_warn: dict[str, float] = {}
         self._silenced: Counter[str] = Counter()
-        self.pub = node.create_publisher(DiagnosticArray, 'diagnostics', qos.METRICS)
+        self.pub = node.create_publisher(DiagnosticArray, '/diagnostics', qos.METRICS)
 
     def refuse(self, what: str, exc: Exception) -> None:
         """Count a dropped message of kind what (e.g. 'rollout') and warn, throttled per field."""

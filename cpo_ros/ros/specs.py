@@ -29,9 +29,8 @@ TASK_PARAMS = [
 
 SIM_BRIDGE_PARAMS = [
     ParamSpec('mode', 'lockstep', 'lockstep: step when the executor answers (training); '
-              'realtime: step at control_rate_hz with the latest cmd_vel (a robot stand-in)',
+              'realtime: a robot stand-in, stepping at odom_rate_hz with the latest cmd_vel',
               choices=('lockstep', 'realtime')),
-    ParamSpec('control_rate_hz', 5.0, 'realtime mode: steps per wall-clock second', 0.1, 1000.0),
     ParamSpec('cmd_timeout_s', 0.5, 'realtime mode: an older cmd_vel means stop [s]', 0.001,
               60.0),
     ParamSpec('resend_period_s', 1.0, 'lockstep: re-publish an unanswered state after [s]',
@@ -41,14 +40,27 @@ SIM_BRIDGE_PARAMS = [
     ParamSpec('odom_frame', 'odom', 'frame of the odometry pose'),
     ParamSpec('init_position_noise', _T.init_position_noise, 'start position spread [m]', 0.0,
               1e3),
-    ParamSpec('max_linear_velocity', _R.max_linear_velocity, 'forward speed limit [m/s]', 0.01,
-              100.0),
-    ParamSpec('max_angular_velocity', _R.max_angular_velocity, 'yaw rate limit [rad/s]', 0.01,
-              100.0),
-    ParamSpec('control_dt', _R.control_dt, 'simulated seconds per step [s]', 0.001, 10.0),
-    ParamSpec('physics_dt', _R.physics_dt, 'MuJoCo timestep [s]', 0.0001, 1.0),
     ParamSpec('mass', _R.mass, 'robot mass [kg]', 0.01, 1000.0),
     ParamSpec('actuator_gain', _R.actuator_gain, 'servo gain error factor', 0.01, 10.0),
+]
+
+ROBOT_PARAMS = [
+    ParamSpec('robot', 'point', 'robot profile (config/robots/<robot>.yaml) these settings '
+              'come from; recorded in checkpoints and exports'),
+    ParamSpec('max_linear_velocity', _R.max_linear_velocity, 'forward speed limit: action '
+              'range in training, output limit in deployment [m/s]', 0.01, 100.0),
+    ParamSpec('max_angular_velocity', _R.max_angular_velocity, 'yaw rate limit [rad/s]', 0.01,
+              100.0),
+    ParamSpec('max_linear_accel', 3.0, 'deployment: limit on the change of the forward '
+              'command [m/s^2]', 0.001, 1000.0),
+    ParamSpec('max_angular_accel', 6.0, 'deployment: limit on the change of the yaw rate '
+              'command [rad/s^2]', 0.001, 1000.0),
+    ParamSpec('control_dt', _R.control_dt, 'control period: seconds per policy step in '
+              'training and deployment [s]', 0.001, 10.0),
+    ParamSpec('physics_dt', _R.physics_dt, 'MuJoCo timestep; divides control_dt and '
+              '1/odom_rate_hz [s]', 0.0001, 1.0),
+    ParamSpec('odom_rate_hz', 25.0, "the robot's odometry rate: the stand-in robot (sim "
+              'bridge realtime mode) steps and publishes at it', 0.1, 1000.0),
     ParamSpec('dr_mass_scale', [1.0, 1.0], 'domain randomisation: mass factor range per '
               'episode [low, high]', 0.01, 10.0),
     ParamSpec('dr_gain_scale', [1.0, 1.0], 'domain randomisation: actuator gain factor range '
@@ -59,6 +71,7 @@ SIM_BRIDGE_PARAMS = [
     ParamSpec('dr_yaw_noise', 0.0, 'odometry heading noise std [rad]', 0.0, 100.0),
     ParamSpec('dr_velocity_noise', 0.0, 'odometry velocity noise std', 0.0, 100.0),
 ]
+"""A robot profile (config/robots/): under `/**`, so simulator, learner and executor agree."""
 
 COMMAND_PARAMS = [
     ParamSpec('cmd_vel_stamped', True, 'cmd_vel as geometry_msgs/TwistStamped (Jazzy '
@@ -68,6 +81,21 @@ COMMAND_PARAMS = [
 ]
 """How velocity commands go to the robot (or the stand-in): under `/**`, so both ends agree."""
 
+POSE_PARAMS = [
+    ParamSpec('pose_source', 'odom', 'odom: nav_msgs/Odometry on odom (velocities from its '
+              'twist); pose: geometry_msgs/PoseWithCovarianceStamped on pose (AMCL, SLAM, '
+              'motion capture; velocities from pose differences)', choices=('odom', 'pose')),
+    ParamSpec('task_frame', 'odom', 'frame the task is placed in (e.g. map); a pose in another '
+              'frame is refused: stop'),
+    ParamSpec('task_origin', [0.0, 0.0, 0.0], "the task's origin [x, y, yaw] in task_frame "
+              '[m, m, rad]', -1e6, 1e6),
+    ParamSpec('pose_timeout_s', 0.5, 'a pose older than this (by header.stamp or by arrival) '
+              'means stop [s]', 0.001, 60.0),
+    ParamSpec('stamp_tolerance_s', 0.25, 'allowed clock offset between the pose source and '
+              'this machine [s]', 0.0, 60.0),
+]
+"""Where the robot is: under `/**`, so the monitor and the executor agree."""
+
 EXECUTOR_PARAMS = [
     ParamSpec('deterministic', False, 'act with the mean action (true) or sample (training)'),
 ]
@@ -75,12 +103,9 @@ EXECUTOR_PARAMS = [
 DEPLOY_EXECUTOR_PARAMS = [
     ParamSpec('policy_dir', 'policy', 'directory of an exported policy (policy.pt, policy.json)'),
     ParamSpec('autostart', True, 'configure and activate at start (no lifecycle manager)'),
-    ParamSpec('control_rate_hz', 10.0, 'command rate', 0.1, 1000.0),
-    ParamSpec('odom_timeout_s', 0.5, 'older odometry means stop [s]', 0.001, 60.0),
-    ParamSpec('max_linear_velocity', 1.5, 'output limit [m/s]', 0.0, 100.0),
-    ParamSpec('max_angular_velocity', 2.0, 'output limit [rad/s]', 0.0, 100.0),
-    ParamSpec('max_linear_accel', 3.0, 'output change limit [m/s^2]', 0.001, 1000.0),
-    ParamSpec('max_angular_accel', 6.0, 'output change limit [rad/s^2]', 0.001, 1000.0),
+    ParamSpec('allow_profile_mismatch', False, 'deploy even when control_dt or the limits '
+              'differ from those the policy was trained with (a warning instead of a refusal)'),
+    ParamSpec('diagnostics_rate_hz', 2.0, 'diagnostics publication rate', 0.01, 100.0),
 ]
 
 LEARNER_PARAMS = [
@@ -146,7 +171,8 @@ LEARNER_PARAMS += LEARNER_CONFIG_PARAMS
 
 MONITOR_PARAMS = [
     ParamSpec('area_type', 'strip', "safe area: the task's strip |x| <= x_limit, a rectangle "
-              'or a polygon (odom frame)', choices=('strip', 'rectangle', 'polygon')),
+              "or a polygon, in the task's coordinates (task_origin at 0, 0)",
+              choices=('strip', 'rectangle', 'polygon')),
     ParamSpec('area_rectangle', [-2.5, 2.5, -100.0, 100.0],
               'rectangle [x_min, x_max, y_min, y_max] [m]', -1e6, 1e6),
     ParamSpec('area_polygon', [-2.5, -100.0, 2.5, -100.0, 2.5, 100.0, -2.5, 100.0],
@@ -166,11 +192,11 @@ MONITOR_PARAMS = [
               'publishes continuously [s] (0: off)', 0.0, 3600.0),
     ParamSpec('publish_cost', False, 'publish safety/cost from the pose (on a robot); in '
               'simulation the bridge owns that topic and the monitor compares'),
-    ParamSpec('odom_timeout_s', 1.0, 'odometry older than this is stale (ERROR) [s]', 0.001,
-              60.0),
     ParamSpec('diagnostics_rate_hz', 1.0, 'diagnostics publication rate', 0.01, 100.0),
-    ParamSpec('odom_frame', 'odom', 'frame of the safe-area markers'),
 ]
+
+SHARED_PARAMS = TASK_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
+"""Parameters under `/**` in every parameter file (nodes declare the ones they use)."""
 
 NODE_PARAMS = {
     'sim_bridge': SIM_BRIDGE_PARAMS,
@@ -178,4 +204,18 @@ NODE_PARAMS = {
     'learner': LEARNER_PARAMS,
     'safe_area_monitor': MONITOR_PARAMS,
 }
-"""Node-specific parameters; every node also declares TASK_PARAMS."""
+"""Node-specific parameters (`/**/<node>` sections); every node also declares TASK_PARAMS."""
+
+_CLASS_PARAMS = {
+    'SimBridge': SIM_BRIDGE_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + TASK_PARAMS,
+    'PolicyExecutor': EXECUTOR_PARAMS + TASK_PARAMS,
+    'DeployedPolicyExecutor': (DEPLOY_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS
+                               + POSE_PARAMS + TASK_PARAMS),
+    'Learner': LEARNER_PARAMS + ROBOT_PARAMS + TASK_PARAMS,
+    'SafeAreaMonitor': MONITOR_PARAMS + COMMAND_PARAMS + POSE_PARAMS + TASK_PARAMS,
+}
+
+
+def node_parameters(cls: type) -> list[ParamSpec]:
+    """Return every parameter a node class declares (its own and the shared ones it uses)."""
+    return _CLASS_PARAMS[cls.__name__]

@@ -1,0 +1,151 @@
+"""The robot's pose as the task sees it: checked, placed in the task frame, with velocities.
+
+`pose_source: odom` reads nav_msgs/Odometry on `odom` (velocities from its twist);
+`pose_source: pose` reads geometry_msgs/PoseWithCovarianceStamped on `pose` (AMCL,
+slam_toolbox, motion capture; velocities from differences of successive poses by their
+header stamps). The task sits in `task_frame` with its origin at `task_origin` [x, y, yaw]:
+the pose is expressed relative to that origin, so wheel odometry's drift cannot carry the safe
+area along when the pose comes from a fixed frame such as map.
+
+A pose in another frame than task_frame is refused (stop), as is one whose header.stamp is older
+than pose_timeout_s (plus stamp_tolerance_s for clock offset between machines) or ahead of the
+clock by more than the tolerance, or that stopped arriving. Arrival is timed on the steady clock
+on a robot, on the simulation clock in training (cpo_ros.ros.watchdog.ArrivalClock).
+"""
+
+import math
+
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from nav_msgs.msg import Odometry
+import numpy as np
+from rclpy.node import Node
+from rclpy.time import Time
+
+from cpo_ros.ros import qos
+from cpo_ros.ros.conversions import odometry_to_pose_twist, quaternion_to_yaw
+from cpo_ros.ros.watchdog import ArrivalClock
+
+
+def to_task_frame(pose: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Return pose (x, y, yaw) in a frame whose origin sits at `origin` (x, y, yaw)."""
+    dx, dy = pose[0] - origin[0], pose[1] - origin[1]
+    c, s = math.cos(origin[2]), math.sin(origin[2])
+    yaw = (pose[2] - origin[2] + math.pi) % (2.0 * math.pi) - math.pi
+    return np.array([c * dx + s * dy, -s * dx + c * dy, yaw])
+
+
+def from_task_frame(xy: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Return points (N, 2) of the task's coordinates in the frame holding the task."""
+    c, s = math.cos(origin[2]), math.sin(origin[2])
+    xy = np.atleast_2d(np.asarray(xy, dtype=np.float64))
+    return np.stack([origin[0] + c * xy[:, 0] - s * xy[:, 1],
+                     origin[1] + s * xy[:, 0] + c * xy[:, 1]], axis=1)
+
+
+def twist_from_poses(previous: np.ndarray, current: np.ndarray, dt: float) -> np.ndarray:
+    """Return (forward velocity, yaw rate) between two poses dt seconds apart."""
+    heading = previous[2]
+    forward = ((current[0] - previous[0]) * math.cos(heading)
+               + (current[1] - previous[1]) * math.sin(heading))
+    dyaw = (current[2] - previous[2] + math.pi) % (2.0 * math.pi) - math.pi
+    return np.array([forward / dt, dyaw / dt])
+
+
+def stamp_seconds(stamp) -> float:
+    """Return a builtin_interfaces/Time in seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class PoseInput:
+    """Subscribe to the configured pose topic and tell the pose, or why it cannot be used."""
+
+    def __init__(self, node: Node, p: dict) -> None:
+        self.node = node
+        self.source = p['pose_source']
+        self.task_frame = p['task_frame']
+        origin = p['task_origin']
+        if len(origin) != 3:
+            raise ValueError(f'{node.get_name()}: parameter task_origin = {list(origin)!r} needs '
+                             f'3 values [x, y, yaw] in task_frame')
+        self.origin = np.asarray(origin, dtype=np.float64)
+        self.timeout = p['pose_timeout_s']
+        self.tolerance = p['stamp_tolerance_s']
+        self.clock = ArrivalClock(node)
+        self.pose: np.ndarray | None = None
+        """Latest pose in task coordinates (x, y, yaw)."""
+        self.twist: np.ndarray | None = None
+        self.rejected = 0
+        self._refused: str | None = 'no pose yet'
+        self._arrival = -math.inf
+        self._stamp = -math.inf
+        self._previous: tuple[float, np.ndarray] | None = None
+        self.topic = 'odom' if self.source == 'odom' else 'pose'
+        msg_type = Odometry if self.source == 'odom' else PoseWithCovarianceStamped
+        # Best effort matches reliable and best-effort drivers alike.
+        node.create_subscription(msg_type, self.topic, self._on_msg, qos.SENSOR)
+        self.callbacks: list = []
+
+    def _refuse(self, reason: str) -> None:
+        self.rejected += 1
+        self._refused = reason
+        self.pose = self.twist = None  # fail safe: never act on the last good pose
+        self.node.get_logger().warn(f'refused {self.topic}: {reason}', throttle_duration_sec=5.0)
+
+    def _on_msg(self, msg) -> None:
+        frame = msg.header.frame_id
+        if frame != self.task_frame:
+            self._refuse(f"frame mismatch: {self.topic} is in frame '{frame}', task_frame is "
+                         f"'{self.task_frame}'")
+        else:
+            try:
+                self._accept(msg)
+            except ValueError as exc:
+                self._refuse(str(exc))
+        for callback in self.callbacks:
+            callback()
+
+    def _accept(self, msg) -> None:
+        stamp = stamp_seconds(msg.header.stamp)
+        if self.source == 'odom':
+            raw, twist = odometry_to_pose_twist(msg)
+        else:
+            p, o = msg.pose.pose.position, msg.pose.pose.orientation
+            raw = np.array([p.x, p.y, quaternion_to_yaw(o.x, o.y, o.z, o.w)])
+            if not np.all(np.isfinite(raw)):
+                raise ValueError('pose holds non-finite values')
+            twist = self.twist
+            if self._previous is not None and stamp > self._previous[0]:
+                twist = twist_from_poses(self._previous[1], raw, stamp - self._previous[0])
+            elif self._previous is not None and stamp < self._previous[0]:
+                raise ValueError('header.stamp went back in time')
+            self._previous = (stamp, raw)
+            if twist is None:
+                self._refused = 'one pose so far: velocity from pose differences needs two'
+                self._arrival, self._stamp = self.clock.now(), stamp
+                return
+        age = self._stamp_age(stamp)
+        if age < -self.tolerance:
+            raise ValueError(f'header.stamp is {-age:.2f} s ahead of this clock (tolerance '
+                             f'{self.tolerance:g} s)')
+        self.pose = to_task_frame(raw, self.origin)
+        self.twist = twist
+        self._refused = None
+        self._arrival, self._stamp = self.clock.now(), stamp
+
+    def _stamp_age(self, stamp: float) -> float:
+        return (self.node.get_clock().now() - Time(seconds=stamp,
+                                                   clock_type=self.node.get_clock().clock_type)
+                ).nanoseconds * 1e-9
+
+    def stop_reason(self) -> str | None:
+        """Return why the pose cannot be used now (stop), or None when it is fresh and valid."""
+        if self._refused is not None:
+            return self._refused
+        arrival_age = self.clock.now() - self._arrival
+        if arrival_age > self.timeout:
+            return f'{self.topic} stale: none for {arrival_age:.1f} s'
+        stamp_age = self._stamp_age(self._stamp)
+        if stamp_age > self.timeout + self.tolerance:
+            return (f'{self.topic} stale: header.stamp {stamp_age:.2f} s old (limit '
+                    f'{self.timeout:g} + {self.tolerance:g} s)')
+        return None
