@@ -26,7 +26,7 @@ setup(
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
-        ('share/' + package_name + '/config', glob('config/*.yaml')),
+        *_tree('config'),  # parameter files, robots/ profiles, the rqt perspective
         *_tree('sim'),
     ],
     install_requires=['setuptools'],

@@ -155,3 +155,25 @@ def wait_until(predicate, timeout: float, period: float = 0.05) -> bool:
             return True
         time.sleep(period)
     return predicate()
+
+
+@pytest.fixture(scope='session')
+def unsafe_policy(tmp_path_factory):
+    """Export a policy that drives fast on a wide arc: it leaves the strip within seconds."""
+    import torch
+
+    from cpo_ros.core.checkpoint import load_checkpoint, save_checkpoint
+    run = tmp_path_factory.mktemp('unsafe')
+    subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'train', '--iterations', '1',
+                    '--steps-per-iteration', '400', '--num-envs', '4', '--out', str(run),
+                    '--quiet'], check=True, timeout=300)
+    ckpt = run / 'checkpoints' / 'last.pt'
+    payload = load_checkpoint(ckpt)
+    policy = payload['algorithm']['policy']
+    policy['mean_net.4.weight'] = torch.zeros_like(policy['mean_net.4.weight'])
+    policy['mean_net.4.bias'] = torch.tensor([0.8, 0.1])  # 1.2 m/s, 0.2 rad/s
+    payload.pop('format')
+    save_checkpoint(ckpt, payload)
+    subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'export', '--checkpoint', str(ckpt),
+                    '--out', str(run / 'policy')], check=True, timeout=300)
+    return run / 'policy'

@@ -2,7 +2,6 @@
 with `cpo-ros bringup deploy`, and the safe-area monitor as the shield.
 """
 
-import subprocess
 import sys
 import time
 
@@ -10,32 +9,11 @@ from conftest import NodeProcess, wait_until
 from geometry_msgs.msg import TwistStamped
 import pytest
 from std_msgs.msg import Bool, Float32
-import torch
 
-from cpo_ros.core.checkpoint import load_checkpoint, save_checkpoint
 from cpo_ros.ros import qos
 
 ROBOT = ['mode:=realtime', 'odom_rate_hz:=25.0',
          'max_episode_steps:=1000000', 'cmd_timeout_s:=0.5', 'seed:=4']
-
-
-@pytest.fixture(scope='module')
-def unsafe_policy(tmp_path_factory):
-    """Export a policy that drives fast on a wide arc: it leaves the strip within seconds."""
-    run = tmp_path_factory.mktemp('unsafe')
-    subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'train', '--iterations', '1',
-                    '--steps-per-iteration', '400', '--num-envs', '4', '--out', str(run),
-                    '--quiet'], check=True, timeout=300)
-    ckpt = run / 'checkpoints' / 'last.pt'
-    payload = load_checkpoint(ckpt)
-    policy = payload['algorithm']['policy']
-    policy['mean_net.4.weight'] = torch.zeros_like(policy['mean_net.4.weight'])
-    policy['mean_net.4.bias'] = torch.tensor([0.8, 0.1])  # 1.2 m/s, 0.2 rad/s
-    payload.pop('format')
-    save_checkpoint(ckpt, payload)
-    subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'export', '--checkpoint', str(ckpt),
-                    '--out', str(run / 'policy')], check=True, timeout=300)
-    return run / 'policy'
 
 
 def deploy(ros_env, policy_dir, shield_mode):

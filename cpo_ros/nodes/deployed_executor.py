@@ -70,11 +70,13 @@ class DeployedPolicyExecutor(LifecycleNode):
         try:
             self.policy, self.meta = load_exported(self.p['policy_dir'], CIRCLE_OBS,
                                                    TWIST_ACTIONS)
-            for problem in check_deployment(self.meta, self.p, self.p['policy_dir']):
-                if not self.p['allow_profile_mismatch']:
-                    raise CheckpointError(f'{problem} (set allow_profile_mismatch: true to '
-                                          f'deploy anyway)')
-                self.get_logger().warn(f'{problem}: deploying anyway '
+            problems = '; '.join(check_deployment(self.meta, self.p, self.p['policy_dir']))
+            if problems and not self.p['allow_profile_mismatch']:
+                raise CheckpointError(f'{problems} (give the robot profile it was trained '
+                                      f'with, or set allow_profile_mismatch: true to deploy '
+                                      f'anyway)')
+            if problems:
+                self.get_logger().warn(f'{problems}: deploying anyway '
                                        f'(allow_profile_mismatch: true)')
         except CheckpointError as exc:
             self.policy = None

@@ -166,6 +166,7 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
             # Own process group: a terminal's Ctrl-C reaches this process, which stops the
             # nodes in order (the shield last), not all at once.
             procs[entry.name] = subprocess.Popen(cmd, start_new_session=True)
+            print(f'{label}: started {entry.name} (pid {procs[entry.name].pid})', flush=True)
         running = dict(zip([e.name for e in entries], entries, strict=True))
         while running and not stop.is_set():
             for name, entry in list(running.items()):

@@ -6,62 +6,105 @@ Imports launch and launch_ros only when called: they come with a ROS 2 install, 
 
 import os
 
-# Seconds before a dead node is started again; a clean exit shuts the launch down meanwhile.
 RESPAWN_DELAY_S = 2.0
 
 
 def bringup_launch_description(name: str):
     """Return the LaunchDescription of bring-up `name` with the standard launch arguments."""
     from ament_index_python.packages import get_package_share_directory
-    from launch.actions import DeclareLaunchArgument, Shutdown
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
-    from launch_ros.actions import Node, SetParameter
+    from launch_ros.actions import SetParameter
 
     from cpo_ros.ros.graph import graph
     from launch import LaunchDescription
 
     spec = graph(name)
     share = get_package_share_directory('cpo_ros')
-    arg = LaunchConfiguration
     actions = [
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of every node and topic (one per robot)'),
         DeclareLaunchArgument('params_file',
                               default_value=os.path.join(share, 'config', f'{name}.yaml'),
                               description='ROS parameter file for every node'),
+        DeclareLaunchArgument('robot', default_value='',
+                              description='robot profile layered over params_file: a name in '
+                              'config/robots/ (point, turtlebot3_burger) or a .yaml path'),
         DeclareLaunchArgument('use_sim_time', default_value=str(spec.use_sim_time).lower(),
                               description='follow /clock (true with the sim bridge)'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='logging level of every node'),
         DeclareLaunchArgument('odom_topic', default_value='odom',
                               description="the robot's odometry topic"),
+        DeclareLaunchArgument('pose_topic', default_value='pose',
+                              description="the robot's pose topic (pose_source: pose)"),
         DeclareLaunchArgument('cmd_vel_topic', default_value='cmd_vel',
                               description="the robot's velocity command topic"),
-        SetParameter(name='use_sim_time', value=arg('use_sim_time')),
     ]
-    for entry in spec.nodes:
-        actions.append(Node(
-            package='cpo_ros', executable=entry.executable, name=entry.name,
-            namespace=arg('namespace'), output='screen', parameters=[arg('params_file')],
-            remappings=[('odom', arg('odom_topic')), ('cmd_vel', arg('cmd_vel_topic'))],
-            arguments=[*entry.arguments, '--ros-args', '--log-level', arg('log_level')],
-            respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
-            on_exit=_on_exit(entry.name, entry.ends_bringup, Shutdown)))
+    if name == 'deploy':
+        actions += [
+            DeclareLaunchArgument('policy_dir', default_value='',
+                                  description='exported policy directory (cpo-ros export '
+                                  '--out); empty: the policy_dir of params_file'),
+            DeclareLaunchArgument('stand_in', default_value='false',
+                                  description='true: the realtime sim bridge plays the robot'),
+        ]
+    actions += [SetParameter(name='use_sim_time', value=LaunchConfiguration('use_sim_time')),
+                OpaqueFunction(function=_nodes, args=[name])]
     return LaunchDescription(actions)
 
 
-def _on_exit(name: str, ends_bringup: bool, shutdown: type):
+def _nodes(context, name: str):
+    """Return the bring-up's Node actions once the launch arguments are known."""
+    from launch_ros.actions import Node
+
+    from cpo_ros.core.profile import load_profile, profile_path
+    from cpo_ros.ros.graph import graph
+
+    spec = graph(name)
+    arg = context.launch_configurations
+    params: list = [arg['params_file']]
+    if arg.get('robot'):
+        load_profile(arg['robot'])  # an unknown profile ends the launch with its reason
+        params.append(str(profile_path(arg['robot'])))
+    entries = list(spec.nodes)
+    if arg.get('stand_in', 'false').lower() in ('true', '1', 'yes') and spec.stand_in:
+        entries.insert(0, spec.stand_in)
+    actions = []
+    for entry in entries:
+        node_params = list(params)
+        if entry.name == 'policy_executor' and arg.get('policy_dir'):
+            node_params.append({'policy_dir': arg['policy_dir']})
+        actions.append(Node(
+            package='cpo_ros', executable=entry.executable, name=entry.name,
+            namespace=arg['namespace'], output='screen', parameters=node_params,
+            remappings=[('odom', arg['odom_topic']), ('pose', arg['pose_topic']),
+                        ('cmd_vel', arg['cmd_vel_topic'])],
+            arguments=[*entry.arguments, '--ros-args', '--log-level', arg['log_level']],
+            respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
+            on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn)))
+    return actions
+
+
+def _on_exit(name: str, ends_bringup: bool, respawn: bool):
     """Return launch's on_exit callback: end the launch when respawning cannot help.
 
-    Exit code 0 of the node that ends the bring-up (the learner's budget is spent) and exit code
-    2 of any node (a bad parameter or checkpoint: a respawn would fail alike) shut the launch
-    down, which also cancels the pending respawn. Any other exit (a crash, kill -9, the
-    learner giving up with 1) leaves the node to respawn after RESPAWN_DELAY_S.
+    Exit code 2 of any node (a bad parameter, checkpoint or policy: it could not configure, and
+    a respawn would fail alike) ends the launch with a message. So does the end of the node that
+    ends the bring-up: with code 0 in training (the learner's budget is spent), with any code
+    in deployment (the shield). Any other exit (a crash, kill -9) leaves a training node to
+    respawn after RESPAWN_DELAY_S, and a deployed executor dead: the shield stops the robot.
     """
+    from launch.actions import LogInfo, Shutdown
+
     def on_exit(event, context):
-        if event.returncode == 2:
-            return [shutdown(reason=f'{name}: bad configuration (exit code 2)')]
-        if ends_bringup and event.returncode == 0:
-            return [shutdown(reason=f'{name} finished')]
-        return None
+        code = event.returncode
+        if code == 2:
+            reason = f'{name} could not configure (exit code 2, see its error above)'
+        elif ends_bringup and (code == 0 or not respawn):
+            reason = f'{name} ended (exit code {code})'
+        else:
+            return [LogInfo(msg=f'{name} ended (exit code {code})' + (
+                '' if respawn else '; the shield keeps the robot stopped'))]
+        return [LogInfo(msg=f'{reason}: ending the launch'), Shutdown(reason=reason)]
     return on_exit
