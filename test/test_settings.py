@@ -19,7 +19,7 @@ def build(**values):
 
 def test_every_field_is_a_setting_under_the_learner_parameter_name():
     keys = {s.key for s in settings.train_settings()}
-    assert keys == ({f.name for f in fields(TrainConfig)} - {'algo', 'task_kwargs'}
+    assert keys == ({f.name for f in fields(TrainConfig)} - {'algo', 'task_kwargs', 'robot'}
                     | {f.name for f in fields(AlgoConfig)})
     learner = {spec.name: spec for spec in LEARNER_PARAMS + TASK_PARAMS}
     # The graph runs project tasks only, so env_id is the one setting without a parameter.

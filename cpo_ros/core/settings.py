@@ -351,6 +351,11 @@ def build_config(values: dict[str, Any]) -> tuple[TrainConfig, set[str]]:
     algo: dict[str, Any] = {}
     task_kwargs: dict[str, Any] = {}
     given: set[str] = set()
+    values = dict(values)
+    # A run's config.yaml carries its robot profile (a mapping, not one setting): keep it.
+    robot = values.pop('robot', None) or {}
+    if not isinstance(robot, dict):
+        raise ValueError(f'robot = {robot!r}: a robot profile mapping (use --robot NAME)')
     for raw_key, raw in values.items():
         key = _canonical(raw_key, known, option_task)
         setting = known[key]
@@ -358,7 +363,8 @@ def build_config(values: dict[str, Any]) -> tuple[TrainConfig, set[str]]:
         {'train': train, 'algo': algo, 'task': task_kwargs}[setting.owner][key] = value
         given.add(key)
     train['task'], train['env_id'] = task, env_id
-    config = TrainConfig(**train, algo=AlgoConfig(**algo), task_kwargs=task_kwargs)
+    config = TrainConfig(**train, algo=AlgoConfig(**algo), task_kwargs=task_kwargs,
+                         robot=dict(robot))
     config.validate()
     if task_kwargs:
         check_task_options(config)
