@@ -61,27 +61,26 @@ def disc_ranges(pose: np.ndarray, centres: np.ndarray, radius: float | np.ndarra
     pose = np.atleast_2d(np.asarray(pose, dtype=np.float64))
     n = pose.shape[0]
     centres = np.asarray(centres, dtype=np.float64).reshape(n, -1, 2)
-    out = np.full((n, spec.num_rays), np.inf)
     if centres.shape[1] == 0:
-        return out
-    radius = np.broadcast_to(np.asarray(radius, dtype=np.float64), centres.shape[:2])
-    rel = centres - pose[:, None, :2]                                   # (N, K, 2) world frame
-    theta = pose[:, 2:3] + spec.angles()[None, :]                       # (N, R) world ray angle
-    ux, uy = np.cos(theta), np.sin(theta)
-    # Ray p + t u meets |p + t u - c| = r where t^2 - 2 t (u . rel) + |rel|^2 - r^2 = 0.
-    proj = ux[:, :, None] * rel[:, None, :, 0] + uy[:, :, None] * rel[:, None, :, 1]  # (N,R,K)
-    c = (rel ** 2).sum(-1) - radius ** 2                                 # (N, K), < 0: inside
-    disc = proj ** 2 - c[:, None, :]
+        return np.full((n, spec.num_rays), np.inf)
+    rel = centres - pose[:, None, :2]
+    cos_yaw, sin_yaw = np.cos(pose[:, 2:3]), np.sin(pose[:, 2:3])
+    fx = rel[..., 0] * cos_yaw + rel[..., 1] * sin_yaw     # (N, K) centres in the robot frame
+    fy = rel[..., 1] * cos_yaw - rel[..., 0] * sin_yaw
+    c = fx * fx + fy * fy - np.asarray(radius, dtype=np.float64) ** 2  # < 0: robot inside
+    if alive is not None:
+        c = np.where(np.asarray(alive, bool), c, np.inf)
+    angles = spec.angles()
+    # Ray t (cos a, sin a) meets the circle where t^2 - 2 t proj + c = 0: the nearer root.
+    proj = (fx[:, None, :] * np.cos(angles)[None, :, None]
+            + fy[:, None, :] * np.sin(angles)[None, :, None])   # (N, R, K)
+    disc = proj * proj - c[:, None, :]
     near = proj - np.sqrt(np.maximum(disc, 0.0))
-    hit = (disc >= 0.0) & (near >= 0.0)
-    if alive is not None:
-        hit &= np.asarray(alive, bool)[:, None, :]
-    dist = np.where(hit, near, np.inf).min(axis=2)
-    inside = c <= 0.0
-    if alive is not None:
-        inside &= np.asarray(alive, bool)
-    dist[inside.any(axis=1)] = 0.0
-    return np.where(dist <= spec.range_max, dist, np.inf)
+    near[(disc < 0.0) | (near < 0.0)] = np.inf
+    dist = near.min(axis=2)
+    dist[(c <= 0.0).any(axis=1)] = 0.0
+    dist[dist > spec.range_max] = np.inf
+    return dist
 
 
 def closeness(ranges: np.ndarray, spec: ScanSpec) -> np.ndarray:
@@ -95,9 +94,10 @@ def resample(ranges: np.ndarray, angle_min: float, angle_increment: float, spec:
              range_min: float = 0.0, range_max: float = math.inf) -> np.ndarray:
     """Return (num_rays,) ranges on spec's rays from a real LaserScan's fields.
 
-    Each of spec's rays takes the nearest valid reading of the scan within half a ray spacing
-    of its angle (a conservative minimum: an obstacle between two rays is not missed). Readings
-    that are NaN, below range_min or above range_max of the scan (or of spec) are no return.
+    Each of spec's rays reads the valid reading nearest to it in angle, within one of the
+    scan's own increments, which is what the simulated ray measures (up to the scanner's
+    resolution); a dropped reading is thus bridged by its neighbour. Readings that are NaN,
+    below range_min or above range_max of the scan (or of spec) are no return (+inf).
     """
     ranges = np.asarray(ranges, dtype=np.float64).ravel()
     if ranges.size == 0 or not math.isfinite(angle_min) or not math.isfinite(angle_increment) \
@@ -106,7 +106,9 @@ def resample(ranges: np.ndarray, angle_min: float, angle_increment: float, spec:
     valid = np.isfinite(ranges) & (ranges >= max(range_min, spec.range_min)) & (
         ranges <= min(range_max, spec.range_max))
     scan_angles = angle_min + angle_increment * np.arange(ranges.size)
-    diff = scan_angles[None, :] - spec.angles()[:, None]
-    diff = (diff + math.pi) % (2 * math.pi) - math.pi
-    near = np.abs(diff) <= spec.angle_increment / 2 + 1e-12
-    return np.where(near & valid[None, :], ranges[None, :], np.inf).min(axis=1)
+    gap = np.abs((scan_angles[None, :] - spec.angles()[:, None] + math.pi) % (2 * math.pi)
+                 - math.pi)
+    gap = np.where(valid[None, :] & (gap <= abs(angle_increment) + 1e-9), gap, np.inf)
+    nearest = gap.argmin(axis=1)
+    found = np.isfinite(gap[np.arange(spec.num_rays), nearest])
+    return np.where(found, ranges[nearest], np.inf)
