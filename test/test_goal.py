@@ -1,5 +1,6 @@
 """Point-Goal and the long Point-Circle: scan, cost, goals and episodes on hand-placed states."""
 
+import json
 import math
 import subprocess
 import sys
@@ -200,6 +201,13 @@ def test_train_and_eval_goal_end_to_end(tmp_path):
                  '--plot', str(tmp_path / 'goal.png'))
     assert result.returncode == 0, result.stderr
     assert 'limit 50.000' in result.stdout and (tmp_path / 'goal.png').stat().st_size > 1000
+    result = cli('export', '--checkpoint', str(out / 'checkpoints/last.pt'), '--out',
+                 str(tmp_path / 'policy'))
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tmp_path / 'policy' / 'policy.json').read_text())
+    assert meta['observation']['labels'][:5] == list(ROBOT_LABELS)
+    assert meta['observation']['labels'][5:] == [f'scan_{i}' for i in range(16)]
+    assert meta['task']['name'] == 'goal' and meta['task']['scan_range_max'] == 4.0
 
 
 def test_env_ids_outside_the_project_need_a_cost_limit(tmp_path):

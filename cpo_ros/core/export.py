@@ -70,16 +70,17 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
     module.save(str(tmp))
     os.replace(tmp, out / 'policy.pt')
     is_circle = config.task in ('circle', 'circle_long')
-    from cpo_ros.envs.make import task_options
+    from cpo_ros.envs.make import observation_labels, task_options
     task = task_options(config.task, **config.task_kwargs) if config.task else (
         config.task_kwargs)
+    labels = observation_labels(config.task, **config.task_kwargs) if config.task else None
+    twist = is_circle or config.task == 'goal'
     meta: dict[str, Any] = {
         'format': FORMAT,
-        'observation': {'labels': list(CIRCLE_OBS) if is_circle else
-                        [f'obs_{i}' for i in range(dims['obs_dim'])],
+        'observation': {'labels': list(labels or (f'obs_{i}' for i in range(dims['obs_dim']))),
                         'mean': policy.norm.mean.tolist(), 'var': policy.norm.var.tolist(),
                         'clip': policy.norm.clip},
-        'action': {'labels': list(TWIST_ACTIONS) if is_circle else
+        'action': {'labels': list(TWIST_ACTIONS) if twist else
                    [f'act_{i}' for i in range(dims['act_dim'])],
                    'low': (policy.action_bias - policy.action_scale).tolist(),
                    'high': (policy.action_bias + policy.action_scale).tolist()},

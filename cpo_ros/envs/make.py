@@ -1,12 +1,13 @@
 """Make a vectorised env for the trainer: a project task, any Gymnasium id, Safety-Gymnasium."""
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
+from cpo_ros.envs import circle, goal
 from cpo_ros.envs.circle import CircleTask
 from cpo_ros.envs.gather import GatherTask, VecPointGather
 from cpo_ros.envs.goal import GoalTask, VecPointGoal
@@ -63,6 +64,17 @@ SPEED_COST_LIMIT = {'circle': 10.0, 'circle_long': 100.0}
 def task_options(task: str, **task_kwargs: Any) -> dict[str, Any]:
     """Return a project task's constants with the options applied (for exports and reports)."""
     return {**asdict(TASK_DEFAULTS[task]), **task_kwargs}
+
+
+def observation_labels(task: str, **task_kwargs: Any) -> tuple[str, ...] | None:
+    """Return the names of a project task's observation entries (None: not named yet)."""
+    constants = replace(TASK_DEFAULTS[task], **{k: v for k, v in task_kwargs.items()
+                                               if k in TASK_DEFAULTS[task].__dataclass_fields__})
+    if isinstance(constants, CircleTask):
+        return circle.OBS_LABELS
+    if isinstance(constants, GoalTask):
+        return goal.ROBOT_LABELS + goal.sensor_labels(constants)
+    return None
 
 
 def task_of_env_id(env_id: str) -> str | None:
