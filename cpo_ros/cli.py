@@ -10,17 +10,34 @@ from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.core.config import ALGOS, TrainConfig
 
 
-def _train_parser(sub: argparse._SubParsersAction) -> None:
-    from cpo_ros.core.settings import help_text
+class _HelpWithSettings(argparse.Action):
+    """-h/--help of `cpo-ros train`: the options, then every setting with its default."""
 
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help=None):
+        super().__init__(option_strings, dest, 0, default=default, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        # Listed only when asked: the task options import MuJoCo, which must not be loaded
+        # before `eval --video` picks its OpenGL backend.
+        from cpo_ros.core.settings import help_text
+
+        parser.epilog = help_text()
+        parser.print_help()
+        parser.exit()
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        'train', help='train directly, without ROS (the fastest path)',
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=help_text(),
+        'train', help='train directly, without ROS (the fastest path)', add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description='Train directly, without ROS. Every setting below can be given with '
         "--set KEY=VALUE (repeatable) or in a YAML file (--config; a run's config.yaml "
         'works too); the flags are shorthands for the most common ones. Later sources win: '
         '--config, then the flags, then each --set in order. Unless set, out is '
         "runs/<task>_<algo>_s<seed> and cost_limit the task's default.")
+    p.add_argument('-h', '--help', action=_HelpWithSettings,
+                   help='show this help and every setting with its default, and exit')
     p.add_argument('--config', default=None, metavar='FILE.yaml',
                    help="settings from a YAML file: KEY: VALUE per line, or a run's "
                    'config.yaml')

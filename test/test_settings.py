@@ -167,3 +167,12 @@ def test_config_file_and_set_end_to_end(tmp_path):
     bad = cli('train', '--set', 'value_epochz=3', '--out', str(tmp_path / 'bad'))
     assert bad.returncode == 2 and 'did you mean value_epochs' in bad.stderr
     assert not (tmp_path / 'bad').exists()
+
+
+def test_the_parser_leaves_mujoco_unloaded_until_help_asks():
+    # `eval --video` picks MuJoCo's OpenGL backend before mujoco is first imported.
+    code = ('import sys; from cpo_ros.cli import build_parser; build_parser(); '
+            "print('mujoco' in sys.modules)")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == 'False', result.stderr
