@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import math
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from cpo_ros.core.validation import check_range
-from cpo_ros.envs.robot import apply_overrides, PointRobots, RobotConfig
+from cpo_ros.envs.base import PointTaskEnv, VecPointTask
+from cpo_ros.envs.robot import apply_overrides, RobotConfig
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def caught(pose: np.ndarray, objects: np.ndarray, alive: np.ndarray,
     return alive & (np.hypot(rel[..., 0], rel[..., 1]) <= task.catch_range)
 
 
-class VecPointGather:
+class VecPointGather(VecPointTask):
     """num_envs Point-Gather episodes in one MuJoCo model, with VecPointCircle's interface."""
 
     def __init__(self, num_envs: int = 1, task: GatherTask | None = None,
@@ -123,23 +123,13 @@ class VecPointGather:
                  **overrides: Any) -> None:
         self.task, robot = apply_overrides(task or GatherTask(), robot or RobotConfig(),
                                            overrides, 'Point-Gather')
-        self.robots = PointRobots(num_envs, robot)
-        self.num_envs = self.robots.num_robots
-        self.autoreset = autoreset
-        self.max_episode_steps = self.task.max_episode_steps
-        self.obs_dim, self.act_dim = 6 + 2 * self.task.n_bins, 2
+        super().__init__(num_envs, robot, 6 + 2 * self.task.n_bins, seed, autoreset)
         self.cost_names, self.num_costs = ('bombs',), 1
-        limits = np.array([robot.max_linear_velocity, robot.max_angular_velocity], np.float32)
-        self.single_action_space = gym.spaces.Box(-limits, limits, dtype=np.float32)
-        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,),
-                                                       np.float32)
         n, t = self.num_envs, self.task
         self.apples = np.zeros((n, t.n_apples, 2))
         self.bombs = np.zeros((n, t.n_bombs, 2))
         self.apples_alive = np.zeros((n, t.n_apples), bool)
         self.bombs_alive = np.zeros((n, t.n_bombs), bool)
-        self.episode_step = np.zeros(n, np.int64)
-        self.rng = np.random.default_rng(seed)
 
     def _place(self, count: int) -> np.ndarray:
         """Return count positions in the activity square, none near the start."""
@@ -168,18 +158,6 @@ class VecPointGather:
         self._reset_envs(np.arange(self.num_envs))
         return self.observation()
 
-    def poses(self) -> np.ndarray:
-        """Return (N, 3) x, y, yaw."""
-        return self.robots.pose()
-
-    def twists(self) -> np.ndarray:
-        """Return (N, 2) forward velocity and yaw rate."""
-        return self.robots.twist()
-
-    def odometry(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return (pose, twist) as the robots' odometry reports them."""
-        return self.robots.pose(), self.robots.twist()
-
     def sensors(self) -> np.ndarray:
         """Return the current sensor readings (N, 2 n_bins)."""
         return sensors(self.robots.pose(), self.apples, self.apples_alive, self.bombs,
@@ -192,13 +170,7 @@ class VecPointGather:
 
     def step(self, actions: np.ndarray):
         """Apply actions (N, 2) [v, yaw rate]; returns like VecPointCircle.step."""
-        actions = np.asarray(actions, dtype=np.float64)
-        if actions.shape != (self.num_envs, self.act_dim):
-            raise ValueError(f'action has shape {actions.shape}, expected '
-                             f'({self.num_envs}, {self.act_dim})')
-        if not np.all(np.isfinite(actions)):
-            raise ValueError('action holds non-finite values')
-        self.robots.step(actions)
+        self.robots.step(self.checked_actions(actions))
         pose = self.robots.pose()
         got_apples = caught(pose, self.apples, self.apples_alive, self.task)
         got_bombs = caught(pose, self.bombs, self.bombs_alive, self.task)
@@ -221,28 +193,12 @@ class VecPointGather:
         return obs, rew, cst, terminated, truncated, info
 
 
-class PointGatherEnv(gym.Env):
+class PointGatherEnv(PointTaskEnv):
     """Gymnasium Point-Gather: one robot; info['cost'] counts the bombs of the step."""
 
-    metadata = {'render_modes': []}
-
     def __init__(self, **overrides: Any) -> None:
-        self._vec = VecPointGather(1, autoreset=False, **overrides)
-        self.task = self._vec.task
-        self.action_space = self._vec.single_action_space
-        self.observation_space = self._vec.single_observation_space
+        super().__init__(VecPointGather(1, autoreset=False, **overrides))
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start an episode at the origin among freshly placed apples and bombs."""
-        super().reset(seed=seed)
-        return self._vec.reset(seed=int(self.np_random.integers(2 ** 31)))[0], {}
-
-    def step(self, action):
-        """Apply one (v, yaw rate) action; truncates at max_episode_steps."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f'action has shape {action.shape}, expected '
-                             f'{self.action_space.shape}')
-        obs, rew, cst, terminated, truncated, info = self._vec.step(action[None])
-        return (obs[0], float(rew[0]), bool(terminated[0]), bool(truncated[0]),
-                {'cost': float(cst[0]), 'apples': int(info['apples'][0])})
+    def step_info(self, cost: Any, info: dict[str, Any]) -> dict[str, Any]:
+        """Return the bombs and the apples of the step."""
+        return {'cost': float(cost), 'apples': int(info['apples'][0])}

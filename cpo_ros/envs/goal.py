@@ -12,12 +12,12 @@ from dataclasses import dataclass
 import math
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from cpo_ros.core.validation import check_range
 from cpo_ros.envs import scan
-from cpo_ros.envs.robot import apply_overrides, PointRobots, RobotConfig
+from cpo_ros.envs.base import PointTaskEnv, VecPointTask
+from cpo_ros.envs.robot import apply_overrides, RobotConfig
 
 ROBOT_LABELS = ('v', 'w', 'goal_cos', 'goal_sin', 'goal_dist')
 """Observation layout before the scan: forward velocity [m/s], yaw rate [rad/s], the goal's
@@ -129,7 +129,7 @@ def reward(prev_distance: np.ndarray, distance: np.ndarray, reached: np.ndarray,
             + task.goal_reward * reached).astype(np.float32)
 
 
-class VecPointGoal:
+class VecPointGoal(VecPointTask):
     """num_envs Goal episodes in one MuJoCo model, with VecPointCircle's interface.
 
     step() returns (obs, reward, cost, terminated, truncated, info) with auto-reset;
@@ -142,22 +142,12 @@ class VecPointGoal:
                  **overrides: Any) -> None:
         self.task, robot = apply_overrides(task or GoalTask(), robot or RobotConfig(),
                                            overrides, 'Point-Goal')
-        self.robots = PointRobots(num_envs, robot)
-        self.num_envs = self.robots.num_robots
-        self.autoreset = autoreset
-        self.max_episode_steps = self.task.max_episode_steps
-        self.obs_dim, self.act_dim = self.task.obs_dim, 2
+        super().__init__(num_envs, robot, self.task.obs_dim, seed, autoreset)
         self.cost_names, self.num_costs = ('hazards',), 1
-        limits = np.array([robot.max_linear_velocity, robot.max_angular_velocity], np.float32)
-        self.single_action_space = gym.spaces.Box(-limits, limits, dtype=np.float32)
-        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,),
-                                                       np.float32)
         n, t = self.num_envs, self.task
         self.hazards = np.zeros((n, t.n_hazards, 2))
         self.goal = np.zeros((n, 2))
         self.distance = np.zeros(n)
-        self.episode_step = np.zeros(n, np.int64)
-        self.rng = np.random.default_rng(seed)
 
     def _free_points(self, count: int, avoid: np.ndarray, clearance: float) -> np.ndarray:
         """Return count points in the square, each farther than clearance from every avoid."""
@@ -213,18 +203,6 @@ class VecPointGoal:
             self.goal[index] = goal
         self.distance[index] = np.hypot(*(self.goal[index] - np.asarray(pose[:2])))
 
-    def poses(self) -> np.ndarray:
-        """Return (N, 3) x, y, yaw."""
-        return self.robots.pose()
-
-    def twists(self) -> np.ndarray:
-        """Return (N, 2) forward velocity and yaw rate."""
-        return self.robots.twist()
-
-    def odometry(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return (pose, twist) as the robots' odometry reports them."""
-        return self.robots.pose(), self.robots.twist()
-
     def scan_ranges(self) -> np.ndarray:
         """Return (N, num_rays) LaserScan-style ranges to the hazards (+inf: no return)."""
         return hazard_ranges(self.robots.pose(), self.hazards, self.task)
@@ -244,13 +222,7 @@ class VecPointGoal:
 
     def step(self, actions: np.ndarray):
         """Apply actions (N, 2) [v, yaw rate]; see the class docstring for what returns."""
-        actions = np.asarray(actions, dtype=np.float64)
-        if actions.shape != (self.num_envs, self.act_dim):
-            raise ValueError(f'action has shape {actions.shape}, expected '
-                             f'({self.num_envs}, {self.act_dim})')
-        if not np.all(np.isfinite(actions)):
-            raise ValueError('action holds non-finite values')
-        self.robots.step(actions)
+        self.robots.step(self.checked_actions(actions))
         pose, twist = self.robots.pose(), self.robots.twist()
         distance = np.hypot(*(self.goal - pose[:, :2]).T)
         reached = distance <= self.task.goal_radius
@@ -274,31 +246,15 @@ class VecPointGoal:
         return obs, rew, cst, terminated, truncated, info
 
 
-class PointGoalEnv(gym.Env):
+class PointGoalEnv(PointTaskEnv):
     """Gymnasium Point-Goal: one robot; info['cost'] is 1 inside a hazard.
 
     info['goals'] counts the goals reached at the step.
     """
 
-    metadata = {'render_modes': []}
-
     def __init__(self, **overrides: Any) -> None:
-        self._vec = VecPointGoal(1, autoreset=False, **overrides)
-        self.task = self._vec.task
-        self.action_space = self._vec.single_action_space
-        self.observation_space = self._vec.single_observation_space
+        super().__init__(VecPointGoal(1, autoreset=False, **overrides))
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start an episode at a random place among freshly placed hazards, with a goal."""
-        super().reset(seed=seed)
-        return self._vec.reset(seed=int(self.np_random.integers(2 ** 31)))[0], {}
-
-    def step(self, action):
-        """Apply one (v, yaw rate) action; truncates at max_episode_steps."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f'action has shape {action.shape}, expected '
-                             f'{self.action_space.shape}')
-        obs, rew, cst, terminated, truncated, info = self._vec.step(action[None])
-        return (obs[0], float(rew[0]), bool(terminated[0]), bool(truncated[0]),
-                {'cost': float(cst[0]), 'goals': int(info['goals'][0])})
+    def step_info(self, cost: Any, info: dict[str, Any]) -> dict[str, Any]:
+        """Return the cost and the goals reached at the step."""
+        return {'cost': float(cost), 'goals': int(info['goals'][0])}

@@ -3,13 +3,13 @@
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from cpo_ros.core.validation import check_range
 from cpo_ros.envs import circle
+from cpo_ros.envs.base import PointTaskEnv, VecPointTask
 from cpo_ros.envs.circle import CircleTask
-from cpo_ros.envs.robot import apply_overrides, PointRobots, RobotConfig
+from cpo_ros.envs.robot import apply_overrides, RobotConfig
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class DomainRandomization:
         return max(self.position_noise, self.yaw_noise, self.velocity_noise) > 0.0
 
 
-class VecPointCircle:
+class VecPointCircle(VecPointTask):
     """num_envs Point-Circle episodes stepped together in one MuJoCo model, with auto-reset.
 
     step() returns (obs, reward, cost, terminated, truncated, info); cost is (N,) with one
@@ -64,19 +64,9 @@ class VecPointCircle:
                                            overrides, 'Point-Circle')
         self.randomization = randomization or DomainRandomization()
         self.randomization.validate()
-        self.robots = PointRobots(num_envs, robot)
-        self.num_envs = self.robots.num_robots
-        self.autoreset = autoreset
-        self.max_episode_steps = self.task.max_episode_steps
-        self.obs_dim, self.act_dim = len(circle.OBS_LABELS), 2
+        super().__init__(num_envs, robot, len(circle.OBS_LABELS), seed, autoreset)
         self.cost_names = self.task.cost_names
         self.num_costs = len(self.cost_names)
-        limits = np.array([robot.max_linear_velocity, robot.max_angular_velocity], np.float32)
-        self.single_action_space = gym.spaces.Box(-limits, limits, dtype=np.float32)
-        self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,),
-                                                       np.float32)
-        self.episode_step = np.zeros(self.num_envs, np.int64)
-        self.rng = np.random.default_rng(seed)
         self.latency = np.zeros(self.num_envs, np.int64)
         self._queue = np.zeros((self.randomization.max_latency_steps + 1, self.num_envs, 2))
 
@@ -101,14 +91,6 @@ class VecPointCircle:
         self._reset_envs(np.arange(self.num_envs))
         return self.observation()
 
-    def poses(self) -> np.ndarray:
-        """Return (N, 3) x, y, yaw."""
-        return self.robots.pose()
-
-    def twists(self) -> np.ndarray:
-        """Return (N, 2) forward velocity and yaw rate."""
-        return self.robots.twist()
-
     def odometry(self) -> tuple[np.ndarray, np.ndarray]:
         """Return (pose, twist) as the robots' odometry reports them (with any noise)."""
         pose, twist = self.robots.pose(), self.robots.twist()
@@ -130,12 +112,7 @@ class VecPointCircle:
 
     def step(self, actions: np.ndarray):
         """Apply actions (N, 2) [v, yaw rate]; see the class docstring for what returns."""
-        actions = np.asarray(actions, dtype=np.float64)
-        if actions.shape != (self.num_envs, self.act_dim):
-            raise ValueError(f'action has shape {actions.shape}, expected '
-                             f'({self.num_envs}, {self.act_dim})')
-        if not np.all(np.isfinite(actions)):
-            raise ValueError('action holds non-finite values')
+        actions = self.checked_actions(actions)
         if self.randomization.max_latency_steps:
             # Row k holds what acts k periods from now: each robot reads its own delay.
             self._queue[self.latency, np.arange(self.num_envs)] = actions
@@ -166,36 +143,19 @@ class VecPointCircle:
         return obs, rew, cst, terminated, truncated, info
 
 
-class PointCircleEnv(gym.Env):
+class PointCircleEnv(PointTaskEnv):
     """Gymnasium Point-Circle: one robot; info['cost'] is 1 outside the safe strip.
 
     With a speed limit info['cost'] is the vector (safe_area, speed); info['cost_<name>'] holds
     each constraint's cost.
     """
 
-    metadata = {'render_modes': []}
-
     def __init__(self, task: CircleTask | None = None, robot: RobotConfig | None = None,
                  **overrides: Any) -> None:
-        self._vec = VecPointCircle(1, task, robot, autoreset=False, **overrides)
-        self.task = self._vec.task
-        self.action_space = self._vec.single_action_space
-        self.observation_space = self._vec.single_observation_space
+        super().__init__(VecPointCircle(1, task, robot, autoreset=False, **overrides))
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start an episode near the origin with a random heading."""
-        super().reset(seed=seed)
-        obs = self._vec.reset(seed=int(self.np_random.integers(2 ** 31)))
-        return obs[0], {}
-
-    def step(self, action):
-        """Apply one (v, yaw rate) action; truncates at max_episode_steps."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != self.action_space.shape:
-            raise ValueError(f'action has shape {action.shape}, expected '
-                             f'{self.action_space.shape}')
-        obs, rew, cst, terminated, truncated, info = self._vec.step(action[None])
+    def step_info(self, cost: Any, info: dict[str, Any]) -> dict[str, Any]:
+        """Return the cost (a vector with several constraints) and each constraint's."""
         names = self._vec.cost_names
-        cost = float(cst[0]) if len(names) == 1 else cst[0].copy()
-        return (obs[0], float(rew[0]), bool(terminated[0]), bool(truncated[0]),
-                {'cost': cost, **{f'cost_{n}': float(info[f'cost_{n}'][0]) for n in names}})
+        return {'cost': float(cost) if len(names) == 1 else np.asarray(cost).copy(),
+                **{f'cost_{n}': float(info[f'cost_{n}'][0]) for n in names}}
