@@ -15,8 +15,9 @@ from cpo_ros.envs.robot import PointRobots, RobotConfig
 class VecPointTask:
     """Base of the vectorised tasks: num_envs robots in one MuJoCo model, Twist actions.
 
-    Subclasses set task, cost_names and obs_dim, and implement reset, observation and step
-    (obs, reward, cost, terminated, truncated, info with auto-reset and info['final_obs']).
+    Subclasses set task and cost_names, and implement _reset_envs, reset, observation and step
+    (ending with end_step: obs, reward, cost, terminated, truncated, info with auto-reset and
+    info['final_obs']).
     """
 
     act_dim = 2
@@ -59,6 +60,26 @@ class VecPointTask:
         if not np.all(np.isfinite(actions)):
             raise ValueError('action holds non-finite values')
         return actions
+
+    def end_step(self, obs: np.ndarray, reward: np.ndarray, cost: np.ndarray,
+                 pose: np.ndarray, twist: np.ndarray, sensors: np.ndarray,
+                 **extra: Any) -> tuple:
+        """Count the step, truncate at the episode length and auto-reset; return step()'s tuple.
+
+        info holds the last state of each episode that ended (final_obs, final_pose,
+        final_twist, final_sensors), the step counts and the task's extra entries.
+        """
+        self.episode_step += 1
+        truncated = self.episode_step >= self.task.max_episode_steps
+        terminated = np.zeros(self.num_envs, bool)
+        info = {'final_obs': obs.copy(), 'final_pose': pose, 'final_twist': twist,
+                'final_sensors': sensors, 'episode_step': self.episode_step.copy(), **extra}
+        if self.autoreset and truncated.any():
+            idx = np.flatnonzero(truncated)
+            self._reset_envs(idx)
+            obs = obs.copy()
+            obs[idx] = self.observation()[idx]
+        return obs, reward, cost, terminated, truncated, info
 
 
 class PointTaskEnv(gym.Env):

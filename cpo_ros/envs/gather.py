@@ -179,18 +179,8 @@ class VecPointGather(VecPointTask):
         rew = (self.task.apple_reward * got_apples.sum(1)).astype(np.float32)
         cst = got_bombs.sum(1).astype(np.float32)
         obs = self.observation()
-        self.episode_step += 1
-        truncated = self.episode_step >= self.task.max_episode_steps
-        terminated = np.zeros(self.num_envs, bool)
-        info = {'final_obs': obs.copy(), 'final_pose': pose, 'final_twist': self.twists(),
-                'final_sensors': obs[:, 6:].copy(), 'episode_step': self.episode_step.copy(),
-                'apples': got_apples.sum(1)}
-        if self.autoreset and truncated.any():
-            idx = np.flatnonzero(truncated)
-            self._reset_envs(idx)
-            obs = obs.copy()
-            obs[idx] = self.observation()[idx]
-        return obs, rew, cst, terminated, truncated, info
+        return self.end_step(obs, rew, cst, pose, self.twists(), obs[:, 6:].copy(),
+                             apples=got_apples.sum(1))
 
 
 class PointGatherEnv(PointTaskEnv):

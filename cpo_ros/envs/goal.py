@@ -232,18 +232,8 @@ class VecPointGoal(VecPointTask):
         for i in np.flatnonzero(reached):
             self._draw_goal(i)  # progress is measured toward the new goal from here on
         obs = self._observe(pose, twist)
-        self.episode_step += 1
-        truncated = self.episode_step >= self.task.max_episode_steps
-        terminated = np.zeros(self.num_envs, bool)
-        info = {'final_obs': obs.copy(), 'final_pose': pose, 'final_twist': twist,
-                'final_sensors': obs[:, len(ROBOT_LABELS):].copy(),
-                'episode_step': self.episode_step.copy(), 'goals': reached.astype(np.int64)}
-        if self.autoreset and truncated.any():
-            idx = np.flatnonzero(truncated)
-            self._reset_envs(idx)
-            obs = obs.copy()
-            obs[idx] = self.observation()[idx]
-        return obs, rew, cst, terminated, truncated, info
+        return self.end_step(obs, rew, cst, pose, twist, obs[:, len(ROBOT_LABELS):].copy(),
+                             goals=reached.astype(np.int64))
 
 
 class PointGoalEnv(PointTaskEnv):

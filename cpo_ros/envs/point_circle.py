@@ -127,20 +127,10 @@ class VecPointCircle(VecPointTask):
         cst = per_constraint[:, 0] if self.num_costs == 1 else per_constraint
         obs = circle.observation(*self.odometry()) if self.randomization.noisy else (
             circle.observation(pose, twist))
-        self.episode_step += 1
-        truncated = self.episode_step >= self.task.max_episode_steps
-        terminated = np.zeros(self.num_envs, bool)
-        info = {'final_obs': obs.copy(), 'final_pose': pose, 'final_twist': twist,
-                'final_sensors': np.zeros((self.num_envs, 0), np.float32),
-                'episode_step': self.episode_step.copy(),
-                **{f'cost_{name}': per_constraint[:, i]
-                   for i, name in enumerate(self.cost_names)}}
-        if self.autoreset and truncated.any():
-            idx = np.flatnonzero(truncated)
-            self._reset_envs(idx)
-            obs = obs.copy()
-            obs[idx] = self.observation()[idx]
-        return obs, rew, cst, terminated, truncated, info
+        return self.end_step(obs, rew, cst, pose, twist,
+                             np.zeros((self.num_envs, 0), np.float32),
+                             **{f'cost_{name}': per_constraint[:, i]
+                                for i, name in enumerate(self.cost_names)})
 
 
 class PointCircleEnv(PointTaskEnv):
