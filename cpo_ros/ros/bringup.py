@@ -190,20 +190,22 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
             time.sleep(0.05)
         return code
     finally:
-        # The executor first, the shield last: it sends the final zero command.
-        order = [e.name for e in spec.nodes][::-1] + ([spec.stand_in.name] if stand_in
-                                                       and spec.stand_in else [])
-        for name in order:
-            proc = procs.get(name)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                print(f'{label}: {name} did not stop within 10 s: killed', flush=True)
-                proc.kill()
-                proc.wait()
+        # The policy first, then the shield, which sends the final zero command, then the
+        # stand-in robot.
+        order = [[e.name for e in spec.nodes if not e.ends_bringup],
+                 [e.name for e in spec.nodes if e.ends_bringup],
+                 [spec.stand_in.name] if stand_in and spec.stand_in else []]
+        for names in order:
+            alive = [(n, procs[n]) for n in names if n in procs and procs[n].poll() is None]
+            for _name, proc in alive:
+                proc.send_signal(signal.SIGINT)
+            for name, proc in alive:
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    print(f'{label}: {name} did not stop within 5 s: killed', flush=True)
+                    proc.kill()
+                    proc.wait()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
