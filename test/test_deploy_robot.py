@@ -15,14 +15,22 @@ import time
 from conftest import NodeProcess, wait_until
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped, TwistStamped
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 from nav_msgs.msg import Odometry
+import numpy as np
 import pytest
 from rclpy.clock import Clock
 from rclpy.duration import Duration
 from std_msgs.msg import Bool
 
+from cpo_ros.paths import config_file
 from cpo_ros.ros import qos
-from cpo_ros.ros.conversions import odometry_to_pose_twist, yaw_to_quaternion
+from cpo_ros.ros.conversions import (
+    odometry_to_pose_twist,
+    pose_twist_to_odometry,
+    yaw_to_quaternion,
+)
 
 LAB = 'turtlebot3_burger'
 
@@ -193,3 +201,37 @@ def test_lab_profile_trained_exported_and_deployed_on_the_stand_in(probe, ros_en
         assert all(listener.inside)
     finally:
         assert stack.stop() == 0, stack.output
+
+
+def test_deactivate_sends_a_zero_command_and_diagnostics_say_not_active(probe, ros_env,
+                                                                        unsafe_policy):
+    executor = NodeProcess([sys.executable, '-m', 'cpo_ros.nodes.policy_executor', '--deploy',
+                            '--ros-args', '--params-file', str(config_file('deploy')), '-p',
+                            f'policy_executor:policy_dir:={unsafe_policy}'], ros_env)
+    commands, diags = [], []
+    probe.create_subscription(TwistStamped, 'policy/cmd_vel',
+                              lambda m: commands.append(m.twist.linear.x), qos.CLI_DEFAULT)
+    probe.create_subscription(DiagnosticArray, '/diagnostics',
+                              lambda m: diags.extend(m.status), qos.CLI_DEFAULT)
+    odom_pub = probe.create_publisher(Odometry, 'odom', qos.CLI_DEFAULT)
+    try:
+        def feed():
+            odom_pub.publish(pose_twist_to_odometry(np.zeros(3), np.zeros(2),
+                                                    Clock().now().to_msg(), 'odom',
+                                                    'base_link'))
+            return bool(commands) and commands[-1] > 0.0
+        assert wait_until(feed, 60), executor.output
+        client = probe.create_client(ChangeState, 'policy_executor/change_state')
+        assert client.wait_for_service(timeout_sec=10)
+        reply = client.call(ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_DEACTIVATE)), timeout_sec=10)
+        assert reply is not None and reply.success
+        time.sleep(0.5)
+        for _ in range(10):
+            feed()
+            time.sleep(0.05)
+        assert commands[-1] == 0.0  # the stop sent on deactivate, and nothing after it
+        assert wait_until(lambda: any(d.message == 'robot stopped: not active'
+                                      for d in diags[-3:]), 5), [d.message for d in diags[-3:]]
+    finally:
+        assert executor.stop() == 0, executor.output

@@ -7,6 +7,7 @@ and the e-stop with the command line's default QoS (reliable, volatile) or latch
 import threading
 import time
 
+from builtin_interfaces.msg import Time as TimeMsg
 from conftest import wait_until
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
@@ -132,3 +133,49 @@ def test_e_stop_heartbeat_deadman(start_node, probe, feeder):
     assert wait_until(lambda: not feeder.moving(), 3)
     assert time.monotonic() - t_quiet < 1.5
     assert feeder.stopped_for(1.0)
+
+
+def test_monitor_staleness_follows_the_simulation_clock_in_training(start_node, probe):
+    """A learner update pauses /clock and odom: not stale; sim time moving without odom is."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rosgraph_msgs.msg import Clock as ClockMsg
+
+    monitor = start_node('safe_area_monitor', 'pose_timeout_s:=0.5', 'diagnostics_rate_hz:=10.0',
+                         'use_sim_time:=true')
+    diags = []
+    probe.create_subscription(DiagnosticArray, '/diagnostics',
+                              lambda m: diags.extend(m.status), qos.CLI_DEFAULT)
+    clock_pub = probe.create_publisher(ClockMsg, '/clock', qos.CLI_DEFAULT)
+    odom_pub = probe.create_publisher(Odometry, 'odom', qos.CLI_DEFAULT)
+    assert wait_until(lambda: odom_pub.get_subscription_count() > 0 and diags, 60), \
+        monitor.output
+    sim = [100.0]
+
+    def tick(with_odom=True):
+        sim[0] += 0.04
+        stamp = sim_stamp(sim[0])
+        clock_pub.publish(ClockMsg(clock=stamp))
+        if with_odom:
+            odom_pub.publish(pose_twist_to_odometry(np.zeros(3), np.zeros(2), stamp, 'odom',
+                                                    'base_link'))
+        time.sleep(0.01)
+
+    for _ in range(50):
+        tick()
+    assert wait_until(lambda: diags[-1].message == 'inside the safe area', 5), \
+        [d.message for d in diags[-3:]]
+    # Sim time stands still for 2 s of wall time (a learner update): still fresh.
+    t0 = time.monotonic()
+    time.sleep(2.0)
+    during = diags[-15:]
+    assert all('stale' not in d.message for d in during), [d.message for d in during]
+    assert time.monotonic() - t0 >= 2.0
+    # Sim time runs on without odometry: stale after pose_timeout_s of sim time.
+    for _ in range(30):
+        tick(with_odom=False)
+    assert wait_until(lambda: 'stale' in diags[-1].message, 5), [d.message for d in diags[-3:]]
+
+
+def sim_stamp(seconds: float) -> TimeMsg:
+    """Return a builtin_interfaces/Time of simulated seconds."""
+    return TimeMsg(sec=int(seconds), nanosec=int(round((seconds % 1) * 1e9)))

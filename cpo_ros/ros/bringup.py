@@ -83,7 +83,10 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
     every node that commands a robot sends a zero command first.
     """
     if wants_help(args):
-        print(node_help(label, classes))
+        try:
+            print(node_help(label, classes), flush=True)
+        except BrokenPipeError:  # `--help | head`
+            pass
         return 0
     if 'torch' in sys.modules:
         # Executors act with numpy; a node process beside the simulator and the learner keeps
