@@ -13,6 +13,7 @@ bench/bench_deploy.py [--lab-iterations 8] [--lab-seconds 60] [--kills 5]. Print
 """
 
 import argparse
+import csv
 import math
 from pathlib import Path
 import subprocess
@@ -205,6 +206,7 @@ def executor_death_to_stop(policy_dir: Path, kills: int) -> tuple[np.ndarray, np
 
 def lab_deployment(policy_dir: Path, shield_mode: str, seconds: float) -> dict:
     """Deploy on the randomised stand-in; return exits, interventions and the minutes run."""
+    from nav_msgs.msg import Odometry
     from std_msgs.msg import Bool, Float32
 
     from cpo_ros.ros import qos
@@ -214,6 +216,10 @@ def lab_deployment(policy_dir: Path, shield_mode: str, seconds: float) -> dict:
     probe = Probe('lab_probe')
     inside: list[bool] = []
     interventions = [0.0]
+    speeds: list[float] = []
+    probe.node.create_subscription(Odometry, 'odom',
+                                   lambda m: speeds.append(abs(m.twist.twist.linear.x)),
+                                   qos.SENSOR)
     probe.node.create_subscription(Bool, 'safety/in_safe_area',
                                    lambda m: inside.append(m.data), qos.CLI_DEFAULT)
     probe.node.create_subscription(Float32, 'shield/interventions',
@@ -223,6 +229,7 @@ def lab_deployment(policy_dir: Path, shield_mode: str, seconds: float) -> dict:
         while not inside and time.monotonic() < end:
             time.sleep(0.1)
         inside.clear()
+        speeds.clear()
         first = interventions[-1]
         time.sleep(seconds)
         samples = list(inside)
@@ -230,7 +237,7 @@ def lab_deployment(policy_dir: Path, shield_mode: str, seconds: float) -> dict:
         outside = sum(1 for s in samples if not s) / max(1, len(samples))
         return {'exits': exits, 'outside_fraction': outside,
                 'interventions_per_min': (interventions[-1] - first) / (seconds / 60.0),
-                'samples': len(samples)}
+                'samples': len(samples), 'mean_speed': float(np.mean(speeds or [0.0]))}
     finally:
         stop(stack)
         probe.close()
@@ -239,49 +246,55 @@ def lab_deployment(policy_dir: Path, shield_mode: str, seconds: float) -> dict:
 def main() -> None:
     """Measure and print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--lab-iterations', type=int, default=8)
+    parser.add_argument('--lab-iterations', type=int, default=30)
     parser.add_argument('--lab-steps', type=int, default=12000)
-    parser.add_argument('--lab-seconds', type=float, default=60.0)
+    parser.add_argument('--lab-seconds', type=float, default=120.0)
     parser.add_argument('--kills', type=int, default=5)
+    parser.add_argument('--only-lab', action='store_true', help='skip the first three figures')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # A point-robot policy made to drive straight at 1.2 m/s: it always needs the shield.
-        run(['train', '--iterations', '1', '--steps-per-iteration', '400', '--num-envs', '4',
-             '--out', str(tmp / 'point'), '--quiet'])
-        run(['export', '--checkpoint', str(tmp / 'point' / 'checkpoints' / 'last.pt'),
-             '--out', str(tmp / 'point_policy')])
-        inf = inference_times(tmp / 'point_policy') * 1e3
-        print(f'exported policy inference, 1 observation, CPU, 1 thread: p50 '
-              f'{np.percentile(inf, 50):.3f} ms, p99 {np.percentile(inf, 99):.3f} ms',
-              flush=True)
-        react = shield_reaction() * 1e3
-        print(f'shield reaction, violating pose -> replacement cmd_vel (TwistStamped, '
-              f'{react.size} samples): p50 {np.percentile(react, 50):.3f} ms, p99 '
-              f'{np.percentile(react, 99):.3f} ms', flush=True)
-        fast = _straight_policy(tmp)
-        zero, rest = executor_death_to_stop(fast, args.kills)
-        if zero.size:
-            print(f'executor killed (SIGKILL, {zero.size} kills) -> shield zero cmd_vel: '
-                  f'median {np.median(zero):.2f} s, max {zero.max():.2f} s; -> stand-in at '
-                  f'rest (< 0.02 m/s): median {np.median(rest):.2f} s, max {rest.max():.2f} s '
-                  f'(cmd_timeout_s 0.5 + braking from 1.5 m/s)', flush=True)
-        else:
-            print('executor death to stop: no kill measured', flush=True)
+        if not args.only_lab:
+            run(['train', '--iterations', '1', '--steps-per-iteration', '400', '--num-envs', '4',
+                 '--out', str(tmp / 'point'), '--quiet'])
+            run(['export', '--checkpoint', str(tmp / 'point' / 'checkpoints' / 'last.pt'),
+                 '--out', str(tmp / 'point_policy')])
+            inf = inference_times(tmp / 'point_policy') * 1e3
+            print(f'exported policy inference, 1 observation, CPU, 1 thread: p50 '
+                  f'{np.percentile(inf, 50):.3f} ms, p99 {np.percentile(inf, 99):.3f} ms',
+                  flush=True)
+            react = shield_reaction() * 1e3
+            print(f'shield reaction, violating pose -> replacement cmd_vel (TwistStamped, '
+                  f'{react.size} samples): p50 {np.percentile(react, 50):.3f} ms, p99 '
+                  f'{np.percentile(react, 99):.3f} ms', flush=True)
+            fast = _straight_policy(tmp)
+            zero, rest = executor_death_to_stop(fast, args.kills)
+            if zero.size:
+                print(f'executor killed (SIGKILL, {zero.size} kills) -> shield zero cmd_vel: '
+                      f'median {np.median(zero):.2f} s, max {zero.max():.2f} s; -> stand-in at '
+                      f'rest (< 0.02 m/s): median {np.median(rest):.2f} s, max {rest.max():.2f} s '
+                      f'(cmd_timeout_s 0.5, then braking from 1.2 m/s)', flush=True)
+            else:
+                print('executor death to stop: no kill measured', flush=True)
         run(['train', '--robot', LAB, '--iterations', str(args.lab_iterations),
              '--steps-per-iteration', str(args.lab_steps), '--num-envs', '8', '--out',
              str(tmp / 'lab'), '--quiet'])
         run(['export', '--checkpoint', str(tmp / 'lab' / 'checkpoints' / 'last.pt'), '--out',
              str(tmp / 'lab_policy')])
-        last = (tmp / 'lab' / 'progress.csv').read_text().strip().splitlines()[-1]
+        with open(tmp / 'lab' / 'progress.csv') as f:
+            last = list(csv.DictReader(f))[-1]
         print(f'lab policy ({LAB}, {args.lab_iterations} x {args.lab_steps} samples, domain '
-              f'randomisation on); last progress row: {last}', flush=True)
+              f"randomisation on): last iteration return {float(last['episode_return']):.2f}, "
+              f"cost {float(last['episode_cost']):.2f} per 150-step episode (limit "
+              f"{float(last['cost_limit']):g})", flush=True)
         for mode in ('gate', 'pass'):
             r = lab_deployment(tmp / 'lab_policy', mode, args.lab_seconds)
             print(f'lab deployment on the randomised stand-in, shield {mode:4s} '
                   f'({args.lab_seconds:.0f} s, {r["samples"]} poses): exits {r["exits"]}, '
                   f'time outside {100 * r["outside_fraction"]:.1f}%, interventions '
-                  f'{r["interventions_per_min"]:.1f}/min', flush=True)
+                  f'{r["interventions_per_min"]:.1f}/min, mean speed {r["mean_speed"]:.3f} m/s',
+                  flush=True)
 
 
 def _straight_policy(tmp: Path) -> Path:
