@@ -55,3 +55,18 @@ def test_closed_loop_the_shield_keeps_an_unsafe_policy_inside():
         pose = pose + dt * np.array([cmd[0] * math.cos(pose[2]), cmd[0] * math.sin(pose[2]),
                                      cmd[1]])
         assert STRIP.contains(pose[:2])[0], pose
+
+
+def test_margin_keeps_commands_off_the_boundary():
+    cfg = ShieldConfig(margin=0.1)
+    # 0.05 m inside the strip, driving along it: passes without a margin, not with one.
+    pose = np.array([2.45, 0.0, math.pi / 2])
+    along = np.array([0.5, 0.0])
+    assert not shield_command(pose, along, STRIP, CFG)[1]
+    out, intervened = shield_command(pose, along, STRIP, cfg)
+    assert intervened and out[0] == 0.0 and out[1] > 0.0  # turns toward the inside (left)
+    # Facing the inside, within the margin: it creeps inward.
+    out, intervened = shield_command(np.array([2.45, 0.0, math.pi]), along, STRIP, cfg)
+    assert not intervened or out[0] > 0.0
+    np.testing.assert_allclose(STRIP.boundary_distance(np.array([[2.45, 0.0], [0.0, 0.0]])),
+                               [0.05, 2.5])

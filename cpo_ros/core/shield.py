@@ -28,6 +28,9 @@ class ShieldConfig:
     """Forward speed once facing the inside [m/s]."""
     facing_tolerance: float = 0.3
     """Heading error below which the robot counts as facing the inside [rad]."""
+    margin: float = 0.0
+    """Distance from the boundary a passing command must keep [m]: covers pose noise, command
+    latency and actuator error, which the unicycle rollout does not model."""
 
 
 def rollout(pose: np.ndarray, cmd: np.ndarray, horizon_s: float, step_s: float) -> np.ndarray:
@@ -60,18 +63,26 @@ def inward_heading(pose: np.ndarray, area: SafeArea) -> float:
     return math.atan2(direction[1], direction[0])
 
 
+def keeps_inside(area: SafeArea, points: np.ndarray, margin: float) -> bool:
+    """Return whether every point is inside the area, at least margin from its boundary."""
+    if not area.contains(points).all():
+        return False
+    return margin <= 0.0 or bool(area.boundary_distance(points).min() >= margin)
+
+
 def shield_command(pose: np.ndarray, cmd: np.ndarray, area: SafeArea,
                    config: ShieldConfig) -> tuple[np.ndarray, bool]:
     """Return (command to send, whether the shield replaced the policy's command)."""
     inside = bool(area.contains(np.asarray(pose[:2]))[0])
-    if inside and area.contains(rollout(pose, cmd, config.horizon_s, config.step_s)).all():
+    if inside and keeps_inside(area, rollout(pose, cmd, config.horizon_s, config.step_s),
+                               config.margin):
         return np.asarray(cmd, dtype=np.float64), False
     error = (inward_heading(pose, area) - float(pose[2]) + math.pi) % (2 * math.pi) - math.pi
     if abs(error) < config.facing_tolerance:
         safe = np.array([config.creep_speed, config.turn_rate * error / config.facing_tolerance])
         if inside and not area.contains(rollout(pose, safe, config.horizon_s,
                                                 config.step_s)).all():
-            safe[0] = 0.0
+            safe[0] = 0.0  # (creeping inward within the margin is allowed: it moves away)
     else:
         safe = np.array([0.0, math.copysign(config.turn_rate, error)])
     return safe, True

@@ -76,6 +76,16 @@ class SafeArea:
         closest = a + t[..., None] * ab
         return (np.linalg.norm(pts[:, None, :] - closest, axis=-1) <= tol).any(axis=1)
 
+    def boundary_distance(self, xy: np.ndarray) -> np.ndarray:
+        """Return float (N,): the distance of points (N, 2) to the nearest edge."""
+        pts = np.atleast_2d(np.asarray(xy, dtype=np.float64))
+        poly = np.asarray(self.vertices)
+        a, b = poly, np.roll(poly, -1, axis=0)
+        ab = b - a
+        t = np.clip(((pts[:, None, :] - a) * ab).sum(-1) / (ab * ab).sum(-1), 0.0, 1.0)
+        closest = a + t[..., None] * ab
+        return np.linalg.norm(pts[:, None, :] - closest, axis=-1).min(axis=1)
+
     def centre(self) -> np.ndarray:
         """Return the mean of the vertices."""
         return np.asarray(self.vertices).mean(axis=0)

@@ -61,7 +61,8 @@ class SafeAreaMonitor(Node):
         self.shield_mode = p['shield_mode']
         self.shield = ShieldConfig(horizon_s=p['shield_horizon_s'],
                                    turn_rate=p['shield_turn_rate'],
-                                   creep_speed=p['shield_creep_speed'])
+                                   creep_speed=p['shield_creep_speed'],
+                                   margin=p['shield_margin_m'])
         self.exits = self.disagreements = self.interventions = 0
         self.inside: bool | None = None
         self.cost_estimate: float | None = None

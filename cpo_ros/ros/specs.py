@@ -187,6 +187,8 @@ MONITOR_PARAMS = [
     ParamSpec('shield_horizon_s', 0.8, 'look-ahead of the command rollout [s]', 0.01, 10.0),
     ParamSpec('shield_turn_rate', 1.0, 'yaw rate of the turn back inside [rad/s]', 0.01, 100.0),
     ParamSpec('shield_creep_speed', 0.2, 'speed back inside once facing it [m/s]', 0.0, 10.0),
+    ParamSpec('shield_margin_m', 0.05, 'distance from the boundary a passing command must keep '
+              '(pose noise, latency, actuator error) [m]', 0.0, 100.0),
     ParamSpec('e_stop_heartbeat_s', 0.0, 'deadman: with > 0, stop when no e_stop message '
               '(true or false) arrived for this long, as from a relay or joystick that '
               'publishes continuously [s] (0: off)', 0.0, 3600.0),
