@@ -9,7 +9,8 @@ bench/bench_deploy.py [--lab-iterations 8] [--lab-seconds 60] [--kills 5]. Print
   first zero cmd_vel and to the stand-in robot at rest (below 0.02 m/s), over several kills;
 - a policy for the TurtleBot3-Burger-class profile, trained briefly with its domain
   randomisation, exported and deployed on the randomised stand-in for a while with the shield
-  on (gate) and off (pass): exits from the safe area, and shield interventions per minute.
+  on (gate) and off (pass): exits from the safe area, shield interventions (takeovers from the
+  policy) and replaced commands per minute.
 """
 
 import argparse
@@ -206,6 +207,7 @@ def executor_death_to_stop(policy_dir: Path, kills: int) -> tuple[np.ndarray, np
 
 def lab_deployment(policy_dir: Path, shield_mode: str, seconds: float) -> dict:
     """Deploy on the randomised stand-in; return exits, interventions and the minutes run."""
+    from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import Odometry
     from std_msgs.msg import Bool, Float32
 
@@ -217,6 +219,15 @@ def lab_deployment(policy_dir: Path, shield_mode: str, seconds: float) -> dict:
     inside: list[bool] = []
     interventions = [0.0]
     speeds: list[float] = []
+    takeovers = [0]
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if 'takeovers' in values:
+                takeovers.append(int(values['takeovers']))
+    probe.node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics,
+                                   qos.CLI_DEFAULT)
     probe.node.create_subscription(Odometry, 'odom',
                                    lambda m: speeds.append(abs(m.twist.twist.linear.x)),
                                    qos.SENSOR)
@@ -230,13 +241,14 @@ def lab_deployment(policy_dir: Path, shield_mode: str, seconds: float) -> dict:
             time.sleep(0.1)
         inside.clear()
         speeds.clear()
-        first = interventions[-1]
+        first, first_takeovers = interventions[-1], takeovers[-1]
         time.sleep(seconds)
         samples = list(inside)
         exits = sum(1 for a, b in zip(samples, samples[1:], strict=False) if a and not b)
         outside = sum(1 for s in samples if not s) / max(1, len(samples))
         return {'exits': exits, 'outside_fraction': outside,
                 'interventions_per_min': (interventions[-1] - first) / (seconds / 60.0),
+                'takeovers_per_min': (takeovers[-1] - first_takeovers) / (seconds / 60.0),
                 'samples': len(samples), 'mean_speed': float(np.mean(speeds or [0.0]))}
     finally:
         stop(stack)
@@ -292,8 +304,9 @@ def main() -> None:
             r = lab_deployment(tmp / 'lab_policy', mode, args.lab_seconds)
             print(f'lab deployment on the randomised stand-in, shield {mode:4s} '
                   f'({args.lab_seconds:.0f} s, {r["samples"]} poses): exits {r["exits"]}, '
-                  f'time outside {100 * r["outside_fraction"]:.1f}%, interventions '
-                  f'{r["interventions_per_min"]:.1f}/min, mean speed {r["mean_speed"]:.3f} m/s',
+                  f'time outside {100 * r["outside_fraction"]:.1f}%, interventions (takeovers '
+                  f'from the policy) {r["takeovers_per_min"]:.1f}/min, replaced commands '
+                  f'{r["interventions_per_min"]:.0f}/min, mean speed {r["mean_speed"]:.3f} m/s',
                   flush=True)
 
 

@@ -64,6 +64,8 @@ class SafeAreaMonitor(Node):
                                    creep_speed=p['shield_creep_speed'],
                                    margin=p['shield_margin_m'])
         self.exits = self.disagreements = self.interventions = 0
+        self.takeovers = 0  # times the shield took over from the policy (pass -> replace)
+        self._intervening = False
         self.inside: bool | None = None
         self.cost_estimate: float | None = None
         self.e_stop = False
@@ -182,7 +184,9 @@ class SafeAreaMonitor(Node):
                                                  self.shield)
                 if intervened:
                     self.interventions += 1
+                    self.takeovers += int(not self._intervening)
                     self.interventions_pub.publish(Float32(data=float(self.interventions)))
+                self._intervening = intervened
         except Exception:
             self.stop_robot()  # an error in the shield still stops the robot
             raise
@@ -218,7 +222,8 @@ class SafeAreaMonitor(Node):
             ('in_safe_area', self.inside), ('exits', self.exits),
             ('cost_estimate', self.cost_estimate), ('disagreements', self.disagreements),
             ('rejected_poses', self.pose_input.rejected), ('shield_mode', self.shield_mode),
-            ('interventions', self.interventions), ('e_stop', self.e_stop),
+            ('interventions', self.interventions), ('takeovers', self.takeovers),
+            ('e_stop', self.e_stop),
             ('stop_reason', reason), ('task_frame', self.pose_input.task_frame),
             ('pose_source', self.pose_input.source))]
         array = DiagnosticArray(status=[status])
