@@ -12,6 +12,7 @@ import numpy as np
 from rclpy.node import Node
 from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
 
+from cpo_ros.core.validation import InvalidField
 from cpo_ros.core.worker import RolloutWorker
 from cpo_ros.envs.tasks import task_info
 from cpo_ros.ros import qos
@@ -84,7 +85,8 @@ class PolicyExecutor(Node):
         try:
             state, seq = decode_batch(msg, self.fields)
             if state.shape[0] != self.num_envs:
-                raise ValueError(f'{state.shape[0]} robots, this executor runs {self.num_envs}')
+                raise InvalidField('env', f'{state.shape[0]} robots, this executor runs '
+                                   f'{self.num_envs}')
         except ValueError as exc:
             self.faults.refuse('batch/state', exc)
             return
