@@ -23,7 +23,7 @@ def test_every_declared_parameter_is_in_the_file(name):
     shared = set(data['/**']['ros__parameters'])
     assert {s.name for s in SHARED_PARAMS} <= shared
     spec = GRAPHS[name]
-    for entry in spec.nodes + ((spec.stand_in,) if spec.stand_in else ()):
+    for entry in spec.nodes + spec.worker_nodes + ((spec.stand_in,) if spec.stand_in else ()):
         params = set(data[f'/**/{entry.name}']['ros__parameters'])
         specs = NODE_PARAMS[entry.name]
         if entry.target.endswith('DeployedPolicyExecutor'):

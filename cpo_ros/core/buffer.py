@@ -7,7 +7,9 @@ A rollout is a dict of numpy arrays (it travels as .npz bytes between the ROS no
     terminated (T, N), truncated (T, N), final_obs (T, N, D) the last observation of an episode
     that ended at t (only rows where terminated | truncated matter), last_obs (N, D) the
     observation after the final step, episode_return / episode_cost / episode_length (E,) of the
-    episodes that ended inside the rollout, policy_version () the policy that sampled it.
+    episodes that ended inside the rollout, policy_version () the policy that sampled it;
+    episode_end (E, 2) the step and env where each of those episodes ended (to cut a rollout
+    short, core/fleet.py).
 """
 
 import numpy as np
@@ -49,6 +51,7 @@ class RolloutCollector:
         self.episode_return: list[float] = []
         self.episode_cost: list[np.ndarray] = []
         self.episode_length: list[int] = []
+        self.episode_end: list[tuple[int, int]] = []
 
     def reset_episodes(self) -> None:
         """Forget episodes in progress (the envs were reset)."""
@@ -85,6 +88,7 @@ class RolloutCollector:
             self.episode_return.append(float(self._ret[i]))
             self.episode_cost.append(self._cst[i].copy())
             self.episode_length.append(int(self._len[i]))
+            self.episode_end.append((t, int(i)))
         self._ret[done] = 0.0
         self._cst[done] = 0.0
         self._len[done] = 0
@@ -104,6 +108,7 @@ class RolloutCollector:
             'episode_return': np.asarray(self.episode_return, np.float64),
             'episode_cost': episode_cost[:, 0] if m == 1 else episode_cost,
             'episode_length': np.asarray(self.episode_length, np.int64),
+            'episode_end': np.asarray(self.episode_end, np.int64).reshape(-1, 2),
             'policy_version': np.asarray(policy_version, np.int64),
         }
 

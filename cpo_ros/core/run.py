@@ -128,7 +128,8 @@ class TrainingRun:
     def __init__(self, config: TrainConfig, obs_dim: int, act_dim: int,
                  action_low: np.ndarray | None, action_high: np.ndarray | None,
                  max_episode_steps: int | None, resume: bool | str = 'fresh',
-                 extra_config: dict[str, Any] | None = None, num_costs: int = 1) -> None:
+                 extra_config: dict[str, Any] | None = None, num_costs: int = 1,
+                 extra_columns: tuple[str, ...] = ()) -> None:
         config.validate()
         self.config = config
         self.out = Path(config.out)
@@ -137,7 +138,8 @@ class TrainingRun:
         self.checkpoint_path = self.out / 'checkpoints' / 'last.pt'
         self.best_path = self.out / 'checkpoints' / 'best.pt'
         self.progress = ProgressLog(self.out / 'progress.csv',
-                                    progress_columns(num_costs, config.algo.cost_shaping))
+                                    progress_columns(num_costs, config.algo.cost_shaping)
+                                    + tuple(extra_columns))
         self.dims = {'obs_dim': int(obs_dim), 'act_dim': int(act_dim)}
         if num_costs > 1:
             self.dims['num_costs'] = int(num_costs)

@@ -3,7 +3,9 @@
 Steps arrive as a stream (observation after the step, reward, cost, episode flags). The worker
 answers each with an action from the newest policy and, every `steps` vector steps, hands out a
 rollout. Then it stops acting until a policy newer than the one that sampled the rollout
-arrives: CPO's guarantees hold for on-policy data only.
+arrives (CPO's guarantees hold for on-policy data only), or until `resume()` asks for another
+chunk of the same version (a fleet whose learner still needs samples). A newer policy arriving
+while a chunk is half sampled discards that part: a chunk holds one version only.
 """
 
 import numpy as np
@@ -27,6 +29,9 @@ class RolloutWorker:
         self.session = 0
         self._min_version = 0
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._restart_chunk = False
+        self.discarded_samples = 0
+        """Samples of half-sampled chunks dropped because a newer policy arrived."""
 
     def set_policy(self, arrays: dict[str, np.ndarray]) -> bool:
         """Swap in a policy from its arrays (with 'version'); return False for an older one.
@@ -44,6 +49,10 @@ class RolloutWorker:
             return False
         policy = GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim)
         self.policy, self.version, self.session = NumpyActor(policy), version, session
+        if self._pending is not None:
+            self._restart_chunk = True  # the transition in flight completes, then the cut
+        elif self.collector.t > 0:
+            self._discard_partial()
         if restarted:
             # A restarted learner resumed from its checkpoint: sample for that version again
             # (a rollout it never used is lost with the old process).
@@ -59,6 +68,21 @@ class RolloutWorker:
         self.rng = np.random.default_rng(seed)
         self.collector.reset_episodes()
         self._pending = None
+
+    def _discard_partial(self) -> None:
+        self.discarded_samples += self.collector.t * self.num_envs
+        self.collector.clear()
+        self._restart_chunk = False
+
+    @property
+    def paused(self) -> bool:
+        """Return whether a chunk was handed out and no newer policy has arrived since."""
+        return self.policy is not None and not self.can_act and self.collector.t == 0
+
+    def resume(self) -> None:
+        """Sample another chunk with the current policy version (the learner wants more)."""
+        if self.paused and self.version >= self._min_version - 1:
+            self._min_version = self.version
 
     @property
     def can_act(self) -> bool:
@@ -86,8 +110,11 @@ class RolloutWorker:
         self._pending = None
         before = len(self.collector.episode_return)
         self.collector.add(obs, u, logp, reward, cost, terminated, truncated, final_obs)
-        return list(zip(self.collector.episode_return[before:],
-                        self.collector.episode_cost[before:], strict=True))
+        ended = list(zip(self.collector.episode_return[before:],
+                         self.collector.episode_cost[before:], strict=True))
+        if self._restart_chunk:
+            self._discard_partial()
+        return ended
 
     def take_rollout(self, next_obs: np.ndarray) -> dict[str, np.ndarray] | None:
         """Return the finished rollout (and start the next one), or None when not full yet."""

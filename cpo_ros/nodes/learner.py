@@ -1,4 +1,11 @@
-"""Learner node: CPO updates from rollouts on `cpo/rollout`, policies out on `cpo/policy`.
+"""Learner node: CPO updates from rollout chunks on `cpo/rollout`, policies on `cpo/policy`.
+
+Any number of executors feed it (core/fleet.py): chunks of the current policy version are
+merged until `steps_per_iteration` samples; stale, duplicate and malformed ones are dropped and
+counted; after `iteration_timeout_s` an iteration proceeds on what arrived when that is at
+least `min_fraction`, else it warns and waits on. `cpo/iteration` (latched) tells executors how
+many more samples of this version are wanted; `diagnostics` and progress.csv carry each
+executor's share.
 
 The update runs on a worker thread, never in the subscription callback, so the executor that
 serves this node keeps delivering other callbacks (odom, cmd_vel, clock) while it computes.
@@ -28,6 +35,7 @@ import torch
 
 from cpo_ros.core.buffer import rollout_size_cap, validate_rollout
 from cpo_ros.core.config import TrainConfig
+from cpo_ros.core.fleet import ChunkGatherer, FLEET_COLUMNS, IterationReport
 from cpo_ros.core.run import TrainingRun
 from cpo_ros.core.settings import algo_config_from
 from cpo_ros.core.trainer import max_episode_steps, summary_line
@@ -85,8 +93,12 @@ class Learner(Node):
                                extra_config={'transport': 'ros2', 'node': self.get_name(),
                                              'cost_names': list(probe.cost_names),
                                              'ros_parameters': p},
-                               num_costs=probe.num_costs)
+                               num_costs=probe.num_costs, extra_columns=FLEET_COLUMNS)
         self.obs_dim, self.act_dim = probe.obs_dim, probe.act_dim
+        self.gatherer = ChunkGatherer(self.config.steps_per_iteration, probe.obs_dim,
+                                      probe.act_dim, probe.num_costs, p['iteration_timeout_s'],
+                                      p['min_fraction'])
+        self.last_report: IterationReport | None = None
         self.num_costs = probe.num_costs
         self.max_rollout_bytes = rollout_size_cap(self.config.steps_per_iteration, self.obs_dim,
                                                   self.act_dim, self.num_costs)
@@ -103,6 +115,8 @@ class Learner(Node):
         self.session = int.from_bytes(os.urandom(4), 'little') + 1
 
         self.policy_pub = self.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
+        self.status_pub = self.create_publisher(UInt8MultiArray, 'cpo/iteration', qos.LATCHED)
+        self._last_status: tuple[int, int, int, int] | None = None
         names = list(METRIC_TOPICS)
         if probe.num_costs > 1:
             names += [f'{name}_{i}' for i in range(probe.num_costs)
@@ -112,15 +126,18 @@ class Learner(Node):
         self.faults = FaultReport(self, 'learner')
         self.create_subscription(UInt8MultiArray, 'cpo/rollout', self._on_rollout,
                                  qos.ROLLOUT)
-        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        # Chunks wait here while an update runs; each is a few MB at most.
+        self._queue: queue.Queue = queue.Queue(maxsize=256)
         self._worker = threading.Thread(target=self._work, name='cpo_update', daemon=True)
-        self._t_wait = time.perf_counter()
+        self._t_wait = self._t_chunk = time.perf_counter()
         # Steady clock: a rollout lost in transit (an executor restarting, a learner that
         # respawned before discovery matched) must not stall training for ever.
         self.rollout_timeout_s = p['rollout_timeout_s']
         self._updating = False
         self.create_timer(1.0, self._check_stall, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.gatherer.start(self.run.algorithm.version)
         self._publish_policy()
+        self._publish_status()
         self._publish_diagnostics()
         start = (f'resumed {self.run.out} at iteration {self.run.iteration}' if self.run.resumed
                  else f'new run in {self.run.out}')
@@ -144,6 +161,18 @@ class Learner(Node):
         arrays['session'] = np.asarray(self.session, np.int64)
         self.policy_pub.publish(arrays_to_msg(arrays))
 
+    def _publish_status(self) -> None:
+        """Publish `cpo/iteration` when it changed: how many more samples are wanted."""
+        g = self.gatherer
+        more = g.more()
+        key = (g.version, g.collected, more, self.session)
+        if key == self._last_status:
+            return
+        self._last_status = key
+        status = g.status()
+        status['session'] = np.asarray(self.session, np.int64)
+        self.status_pub.publish(arrays_to_msg(status))
+
     def _publish_diagnostics(self) -> None:
         level = None
         message = ''
@@ -151,10 +180,20 @@ class Learner(Node):
             level, message = DiagnosticStatus.ERROR, 'gave up after failed updates'
         elif self.failed_in_a_row:
             level, message = DiagnosticStatus.WARN, 'the last update failed'
-        self.faults.publish(level, message, {'iteration': self.run.iteration,
-                                             'iterations': self.config.iterations,
-                                             'policy_version': self.run.algorithm.version,
-                                             'failed_in_a_row': self.failed_in_a_row})
+        g = self.gatherer
+        if level is None and g.timed_out and not g.ready():
+            level = DiagnosticStatus.WARN
+            message = (f'waiting: {g.collected} of {g.needed} samples after more than '
+                       f'{g.timeout_s:.0f} s (iteration_timeout_s)')
+        values = {'iteration': self.run.iteration, 'iterations': self.config.iterations,
+                  'policy_version': self.run.algorithm.version,
+                  'failed_in_a_row': self.failed_in_a_row, 'collected': g.collected}
+        if self.last_report is not None:
+            # The fleet's make-up of the last iteration: each executor's share.
+            values.update({k: v for k, v in self.last_report.row().items()
+                           if k != 'executor_shares'})
+            values.update({f'share {k}': v for k, v in self.last_report.shares.items()})
+        self.faults.publish(level, message, values)
 
     def _check_stall(self) -> None:
         """Re-publish the policy under a new session when no rollout came for too long.
@@ -165,7 +204,7 @@ class Learner(Node):
         if (self.rollout_timeout_s <= 0 or self._updating or not self._queue.empty()
                 or self.run.done or self.exit_code):
             return
-        waited = time.perf_counter() - self._t_wait
+        waited = time.perf_counter() - max(self._t_wait, self._t_chunk)
         if waited < self.rollout_timeout_s:
             return
         self.faults.count('resampled_after_timeout')
@@ -183,20 +222,46 @@ class Learner(Node):
         except ValueError as exc:
             self.faults.refuse('rollout', exc)
             return
-        version = int(rollout['policy_version'])
-        if version != self.run.algorithm.version:
-            self.faults.count('stale_rollouts')
-            self.get_logger().warn(
-                f'dropped a rollout of policy version {version}; the current version is '
-                f'{self.run.algorithm.version} (on-policy updates need fresh samples)',
-                throttle_duration_sec=5.0)
-            return
         try:
             self._queue.put_nowait(rollout)
         except queue.Full:
             self.faults.count('surplus_rollouts')
-            self.get_logger().warn('dropped a rollout: an update is already queued',
+            self.get_logger().warn('dropped a rollout chunk: 256 are waiting already',
                                    throttle_duration_sec=5.0)
+
+    def _gather(self) -> None:
+        """Offer waiting chunks to the gatherer until the iteration is ready (or a pause)."""
+        g = self.gatherer
+        try:
+            chunk = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            chunk = None
+        while chunk is not None:
+            self._t_chunk = time.perf_counter()
+            verdict = g.offer(chunk)
+            if verdict == 'stale':
+                self.faults.count('stale_rollouts')
+                self.get_logger().info(
+                    f'dropped a chunk of policy version {int(chunk["policy_version"])} from '
+                    f'{str(chunk.get("executor_id", "?"))}; the current version is '
+                    f'{g.version} (on-policy updates need fresh samples)')
+            elif verdict == 'duplicate':
+                self.faults.count('duplicate_rollouts')
+            elif verdict.startswith('malformed'):
+                self.faults.refuse('rollout', ValueError(verdict[len('malformed: '):]))
+            if g.ready():
+                break
+            try:
+                chunk = self._queue.get_nowait()
+            except queue.Empty:
+                chunk = None
+        if g.should_warn():
+            self.get_logger().warn(
+                f'iteration {self.run.iteration + 1}: {g.collected} of {g.needed} samples after '
+                f'{g.timeout_s:.0f} s from {sorted(g.shares) or "no executor"}; waiting for at '
+                f'least {g.min_fraction:.0%} (min_fraction)')
+            self._publish_diagnostics()
+        self._publish_status()
 
     def _work(self) -> None:
         try:
@@ -208,17 +273,21 @@ class Learner(Node):
 
     def _serve(self) -> None:
         while not self.run.done and not self._stop.is_set() and rclpy.ok(context=self.context):
-            try:
-                rollout = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if int(rollout['policy_version']) != self.run.algorithm.version:
+            self._gather()
+            if not self.gatherer.ready():
                 continue
             wait = time.perf_counter() - self._t_wait
             self._updating = True
             try:
-                row = self.run.record(rollout, {'sample_time_s': wait})
+                rollout, report = self.gatherer.take()
+                if report.timed_out:
+                    self.get_logger().warn(
+                        f'iteration {self.run.iteration + 1} proceeds on {report.samples} of '
+                        f'{self.gatherer.needed} samples after {report.wait_s:.1f} s '
+                        f'(iteration_timeout_s)')
+                row = self.run.record(rollout, {'sample_time_s': wait, **report.row()})
             except Exception:  # noqa: BLE001 - any failure: drop the rollout, sample again
+                self.gatherer.start(self.run.algorithm.version)
                 self._update_failed(traceback.format_exc())
                 if self.exit_code:
                     return
@@ -226,12 +295,15 @@ class Learner(Node):
             finally:
                 self._updating = False
             self.failed_in_a_row = 0
+            self.last_report = report
             self._t_wait = time.perf_counter()
+            self.gatherer.start(self.run.algorithm.version)
             self._publish_policy()
+            self._publish_status()
             for name, pub in self.metric_pubs.items():
                 pub.publish(Float32(data=float(row[name])))
             self._publish_diagnostics()
-            self.get_logger().info(summary_line(row))
+            self.get_logger().info(f'{summary_line(row)} | {report.row()["executor_shares"]}')
         if self.run.done:
             self._finish()
 

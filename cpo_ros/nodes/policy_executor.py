@@ -1,12 +1,18 @@
 """Policy executor node: act on the robots' state with the newest policy, collect rollouts.
 
 Training transport (lock-step, any number of simulated robots): `batch/state` in, one
-`batch/cmd_vel` out per state sequence number; every `steps_per_iteration` samples the rollout
-goes to the learner on `cpo/rollout` and sampling pauses until a newer policy arrives on
-`cpo/policy`. Episode returns and costs are published live on `episode/return` and
+`batch/cmd_vel` out per state sequence number; every `chunk_steps` steps (all robots: by default
+`steps_per_iteration` samples) a rollout chunk goes to the learner on `cpo/rollout`, tagged with
+the policy version, `executor_id` and its sample count, and sampling pauses until a newer policy
+arrives on `cpo/policy` -- or until the learner's `cpo/iteration` status says it still wants
+more samples of this version than the other executors are bringing (a fleet, core/fleet.py).
+Episode returns and costs are published live on `episode/return` and
 `episode/cost` as each episode ends (with several constraints `episode/cost` is the first's and
 `episode/cost_<i>` each one's).
 """
+
+import math
+import os
 
 import numpy as np
 from rclpy.node import Node
@@ -50,9 +56,19 @@ class PolicyExecutor(Node):
         self._col = {f: col[f] for f in ('reward', 'terminated', 'truncated')}
         self._costs = [col[f] for f in self.info.cost_fields]
         obs_dim = self.info.obs_dim
-        steps = max(1, p['steps_per_iteration'] // self.num_envs)
+        steps = p['chunk_steps'] or max(1, math.ceil(
+            p['chunk_fraction'] * p['steps_per_iteration'] / self.num_envs))
+        self.executor_id = p['executor_id'] or self.get_fully_qualified_name()
+        # Tells the learner's duplicate check that a restarted executor starts a new count.
+        self.instance = int.from_bytes(os.urandom(4), 'little') + 1
+        self._chunk_seq = 0
+        self._sent: dict[int, int] = {}  # samples sent per policy version
+        self._status: dict[str, np.ndarray] | None = None
+        self._policies = 0
+        self._session = 0
         num_costs = len(self._costs)
-        self.worker = RolloutWorker(self.num_envs, obs_dim, 2, steps, seed=p['seed'],
+        self.worker = RolloutWorker(self.num_envs, obs_dim, 2, steps,
+                                    seed=p['seed'] + p['seed_offset'],
                                     deterministic=p['deterministic'], num_costs=num_costs)
         self._last_seq: int | None = None
         self._waiting: tuple[int, np.ndarray] | None = None
@@ -66,6 +82,9 @@ class PolicyExecutor(Node):
         self.faults = FaultReport(self, 'policy_executor')
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
+        self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status, qos.LATCHED)
+        self.get_logger().info(f'executor {self.executor_id}: {self.num_envs} robot(s), rollout '
+                               f'chunks of {steps} steps ({steps * self.num_envs} samples)')
 
     def _on_policy(self, msg: UInt8MultiArray) -> None:
         try:
@@ -75,11 +94,42 @@ class PolicyExecutor(Node):
             self.faults.refuse('policy', exc)
             return
         if swapped:
-            self.get_logger().debug(f'policy version {self.worker.version} loaded')
-            if self._waiting is not None and self.worker.can_act:
-                seq, obs = self._waiting
-                self._waiting = None
-                self._act(seq, obs)
+            if self.worker.session != self._session:
+                self._sent, self._session = {}, self.worker.session  # a restarted learner
+            log = self.get_logger().debug if self._policies else self.get_logger().info
+            log(f'policy version {self.worker.version} loaded')
+            self._policies += 1
+            self._sent = {v: n for v, n in self._sent.items() if v >= self.worker.version}
+            self._maybe_resume()
+
+    def _on_status(self, msg: UInt8MultiArray) -> None:
+        try:
+            status = msg_to_arrays(msg)
+            for key in ('version', 'session', 'more', 'executors', 'shares'):
+                status[key]
+        except (ValueError, KeyError, TypeError) as exc:
+            self.get_logger().warn(f'ignored a malformed cpo/iteration status: {exc}',
+                                   throttle_duration_sec=5.0)
+            return
+        self._status = status
+        self._maybe_resume()
+
+    def _maybe_resume(self) -> None:
+        """Sample on: with a newer policy, or when the learner wants more of this version."""
+        worker, status = self.worker, self._status
+        if worker.paused and status is not None:
+            version = int(status['version'])
+            counted = dict(zip([str(n) for n in status['executors']],
+                               [int(v) for v in status['shares']], strict=False))
+            # Only once our own chunks are counted: the learner has seen what we brought.
+            if (version == worker.version and int(status['session']) == worker.session
+                    and int(status['more']) > 0
+                    and counted.get(self.executor_id, 0) >= self._sent.get(version, 0)):
+                worker.resume()
+        if self._waiting is not None and worker.can_act:
+            seq, obs = self._waiting
+            self._waiting = None
+            self._act(seq, obs)
 
     def _on_state(self, msg: Float32MultiArray) -> None:
         try:
@@ -109,11 +159,22 @@ class PolicyExecutor(Node):
                     pub.publish(Float32(data=float(cost)))
             rollout = self.worker.take_rollout(obs)
             if rollout is not None:
-                self.rollout_pub.publish(arrays_to_msg(rollout))
+                self._publish_chunk(rollout)
         if self.worker.can_act:
             self._act(seq, obs)
         else:
             self._waiting = (seq, obs)
+
+    def _publish_chunk(self, rollout: dict[str, np.ndarray]) -> None:
+        samples = int(rollout['reward'].size)
+        version = int(rollout['policy_version'])
+        rollout.update(executor_id=np.asarray(self.executor_id, np.str_),
+                       executor_session=np.asarray(self.instance, np.int64),
+                       chunk_seq=np.asarray(self._chunk_seq, np.int64),
+                       samples=np.asarray(samples, np.int64))
+        self._chunk_seq += 1
+        self._sent[version] = self._sent.get(version, 0) + samples
+        self.rollout_pub.publish(arrays_to_msg(rollout))
 
     def _act(self, seq: int, obs: np.ndarray) -> None:
         action = self.worker.act(obs)

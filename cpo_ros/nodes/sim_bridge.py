@@ -55,6 +55,7 @@ class SimBridge(Node):
         super().__init__('sim_bridge', **kwargs)
         p = declare_parameters(self, node_parameters(type(self)))
         self.mode = p['mode']
+        seed = p['seed'] + p['seed_offset']
         # A stand-in robot steps in real time at its odometry rate, as a driver publishes.
         step_dt = p['control_dt'] if self.mode == 'lockstep' else 1.0 / p['odom_rate_hz']
         robot = RobotConfig(max_linear_velocity=p['max_linear_velocity'],
@@ -67,7 +68,7 @@ class SimBridge(Node):
             max_latency_steps=p['dr_max_latency_steps'], position_noise=p['dr_position_noise'],
             yaw_noise=p['dr_yaw_noise'], velocity_noise=p['dr_velocity_noise'])
         if p['task'] == 'gather':
-            self.env = VecPointGather(num_envs, robot=robot, seed=p['seed'],
+            self.env = VecPointGather(num_envs, robot=robot, seed=seed,
                                       max_episode_steps=p['max_episode_steps'])
         else:
             task = CircleTask(target_radius=p['target_radius'], x_limit=p['x_limit'],
@@ -75,7 +76,7 @@ class SimBridge(Node):
                                                  else 1_000_000),  # a robot has no episodes
                               init_position_noise=p['init_position_noise'],
                               speed_limit=p['speed_limit'])
-            self.env = VecPointCircle(num_envs, task, robot, seed=p['seed'],
+            self.env = VecPointCircle(num_envs, task, robot, seed=seed,
                                       randomization=randomization)
         self.info = task_info(p['task'], p['speed_limit'])
         costs = self.info.cost_fields
@@ -110,7 +111,7 @@ class SimBridge(Node):
                                                     qos.METRICS)
             self.marker_pub = self.create_publisher(MarkerArray, f'{p["task"]}/markers',
                                                     qos.METRICS)
-        self.env.reset(seed=p['seed'])
+        self.env.reset(seed=seed)
         self._fill_state(np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, bool),
                          np.zeros(num_envs, bool), self.env.poses(), self.env.twists(),
                          self.env.sensors())

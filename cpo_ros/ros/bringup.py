@@ -5,6 +5,9 @@ rclpy/executors composed.py): the node classes are built with the same config/<n
 launch file passes, and one executor spins them; node classes never spin themselves. A node
 marked ends_bringup (the learner) ends the run when it sets its `done` event.
 
+A fleet (fleet_sim, `-p workers:=K`) starts each worker's nodes in a process of their own
+(`python -m cpo_ros.ros.bringup NAME I ...`) and runs the learner here.
+
 The deploy bring-up runs each node in its own process, as the launch file does, so an error
 in the policy cannot take the shield with it. Every node with a stop_robot() method sends a
 zero command before it ends: on Ctrl-C, SIGTERM, or an error in a callback.
@@ -15,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -23,10 +27,11 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
 from rclpy.signals import SignalHandlerOptions
+import yaml
 
 from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.paths import config_file
-from cpo_ros.ros.graph import Bringup, graph
+from cpo_ros.ros.graph import Bringup, graph, placed_nodes, PlacedNode
 
 
 def ros_arguments(name: str, argv: list[str], use_sim_time: bool,
@@ -239,8 +244,122 @@ def bringup(name: str, argv: list[str]) -> int:
     robot, stand_in, argv = split_bringup_options(argv)
     if stand_in and spec.stand_in is None:
         raise ValueError(f'bring-up {name!r} has no stand-in robot (--stand-in: deploy only)')
+    workers, argv = _take_workers(argv)
+    if spec.worker_nodes:
+        return _run_fleet(name, 1 if workers is None else workers, argv, robot)
+    if workers is not None:
+        raise ValueError(f'bring-up {name!r} has no workers: -p workers:=K is for fleet_sim')
     args = ros_arguments(name, argv, spec.use_sim_time, robot)
     if spec.separate_processes:
         return run_processes(f'cpo-ros bringup {name}', spec, args[1:], stand_in)
     return run_nodes(f'cpo-ros bringup {name}', [entry.load() for entry in spec.nodes],
                      [entry.ends_bringup for entry in spec.nodes], args)
+
+
+def _take_workers(argv: list[str]) -> tuple[int | None, list[str]]:
+    """Split `-p workers:=K` (a bring-up argument, not a node parameter) off the ROS arguments."""
+    rest, workers, i = [], None, 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ''
+        if arg in ('-p', '--param') and nxt.startswith('workers:='):
+            value, i = nxt.split(':=', 1)[1], i + 2
+        elif arg.startswith('workers:='):
+            value, i = arg.split(':=', 1)[1], i + 1
+        else:
+            rest.append(arg)
+            i += 1
+            continue
+        try:
+            workers = int(value)
+        except ValueError:
+            raise ValueError(f'workers = {value!r}: give a number of worker processes, '
+                             f'1 to 64') from None
+    return workers, rest
+
+
+def _placed_arguments(placed: list[PlacedNode], directory: str) -> list[str]:
+    """Return the ROS arguments of a process running these nodes (one namespace).
+
+    Per-node overrides go into a parameter file keyed by each node's full name, as launch_ros
+    does with a Node's parameter dict: a plain `-p` loses to the file's /**/<node> keys.
+    """
+    args = []
+    first = placed[0]
+    if first.namespace:
+        args += ['-r', f'__ns:={first.namespace}']
+    for src, dst in first.remappings:
+        args += ['-r', f'{src}:={dst}']
+    overrides = {f'{p.namespace}/{p.entry.name}': {'ros__parameters': dict(p.parameters)}
+                 for p in placed if p.parameters}
+    if overrides:
+        path = os.path.join(directory, f'{first.namespace.strip("/") or "root"}.yaml')
+        with open(path, 'w') as f:
+            yaml.safe_dump(overrides, f)
+        args += ['--params-file', path]
+    return args
+
+
+def _user_arguments(argv: list[str]) -> list[str]:
+    user = list(argv)
+    if user and user[0] == '--':
+        user = user[1:]
+    if user and user[0] == '--ros-args':
+        user = user[1:]
+    return user
+
+
+def _run_fleet(name: str, workers: int, argv: list[str], robot: str | None) -> int:
+    """Start the workers of a fleet as child processes, run the learner here; stop them after."""
+    placed = placed_nodes(name, workers)
+    user = _user_arguments(argv)
+    procs = []
+    tmp = tempfile.TemporaryDirectory(prefix='cpo_ros_fleet_')
+    try:
+        for i in range(workers):
+            procs.append(subprocess.Popen(worker_command(name, i, workers, user, tmp.name,
+                                                         placed, robot)))
+        own = [p for p in placed if p.worker is None]
+        args = ros_arguments(name, ['--ros-args', *_placed_arguments(own, tmp.name),
+                                    *_user_arguments(argv)], own[0].use_sim_time, robot)
+        return run_nodes(f'cpo-ros bringup {name}', [p.entry.load() for p in own],
+                         [p.entry.ends_bringup for p in own], args)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        tmp.cleanup()
+
+
+def worker_command(name: str, index: int, workers: int, user: list[str], directory: str,
+                   placed: list[PlacedNode] | None = None,
+                   robot: str | None = None) -> list[str]:
+    """Return the command line of worker `index` of a fleet of `workers` (user: ROS args)."""
+    placed = placed_nodes(name, workers) if placed is None else placed
+    group = [p for p in placed if p.worker == index]
+    return [sys.executable, '-m', 'cpo_ros.ros.bringup', name, str(index),
+            *(['--robot', robot] if robot else []), '--ros-args',
+            *_placed_arguments(group, directory), *user]
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """Run worker I of a fleet: `python -m cpo_ros.ros.bringup NAME I [--robot R] ...`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name, index, ros = argv[0], int(argv[1]), argv[2:]
+    robot = None
+    if ros[:1] == ['--robot']:
+        robot, ros = ros[1], ros[2:]
+    group = [p for p in placed_nodes(name, index + 1) if p.worker == index]
+    args = ros_arguments(name, ros, group[0].use_sim_time, robot)
+    return run_nodes(f'cpo-ros bringup {name} worker {index}', [p.entry.load() for p in group],
+                     [False] * len(group), args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(worker_main())

@@ -1,7 +1,8 @@
 """The nodes of each bring-up: one list that feeds the launch files and `cpo-ros bringup`."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import importlib
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,55 @@ class Bringup:
     shield with it), as the launch file does; otherwise `cpo-ros bringup` composes them."""
     stand_in: NodeEntry | None = None
     """A simulated robot that stand_in:=true (--stand-in) starts first."""
+    worker_nodes: tuple[NodeEntry, ...] = ()
+    """A fleet: these nodes run once per worker, in namespace worker_<i>, one process each
+    worker (`cpo-ros bringup`) or each node (launch); `nodes` run once, in the root namespace,
+    on the wall clock."""
+
+
+# A worker's executor talks to the one learner at the root; its simulator's /clock stays its own.
+FLEET_REMAPPINGS = (('cpo/rollout', '/cpo/rollout'), ('cpo/policy', '/cpo/policy'),
+                    ('cpo/iteration', '/cpo/iteration'), ('/clock', 'clock'))
+FLEET_PARAM_NODES = {'seed_offset': ('sim_bridge', 'policy_executor'),
+                     'chunk_fraction': ('policy_executor',)}
+
+
+@dataclass(frozen=True)
+class PlacedNode:
+    """A node of a bring-up as started: namespace, remappings and parameter overrides."""
+
+    entry: NodeEntry
+    namespace: str = ''
+    """'' for the bring-up's own namespace (the launch argument), else /worker_<i>."""
+    remappings: tuple[tuple[str, str], ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+    """Set after the parameter file (per-worker seed and chunk size)."""
+    use_sim_time: bool = False
+    worker: int | None = None
+    """Index of the worker process group, None for the bring-up's own process."""
+
+
+def placed_nodes(name: str, workers: int = 1) -> list[PlacedNode]:
+    """Return every node that bring-up `name` starts, workers first, in start order.
+
+    workers: size of a fleet (fleet bring-ups only); ValueError outside 1..64.
+    """
+    spec = graph(name)
+    if not spec.worker_nodes:
+        return [PlacedNode(e, use_sim_time=spec.use_sim_time) for e in spec.nodes]
+    if not 1 <= int(workers) <= 64:
+        raise ValueError(f'workers = {workers}: choose 1 to 64 worker processes')
+    out = []
+    for i in range(int(workers)):
+        # Each worker samples its own streams and brings about 1/K of an iteration per chunk.
+        params = {'seed_offset': 1000 * i, 'chunk_fraction': 1.0 / int(workers)}
+        for entry in spec.worker_nodes:
+            out.append(PlacedNode(entry, f'/worker_{i}', FLEET_REMAPPINGS,
+                                  {k: v for k, v in params.items()
+                                   if entry.executable in FLEET_PARAM_NODES[k]},
+                                  use_sim_time=True, worker=i))
+    out += [PlacedNode(e, use_sim_time=False) for e in spec.nodes]
+    return out
 
 
 GRAPHS: dict[str, Bringup] = {
@@ -74,6 +124,9 @@ GRAPHS: dict[str, Bringup] = {
     # On a robot its driver replaces the sim bridge: odom in, cmd_vel out.
     'deploy': Bringup((DEPLOY_MONITOR, DEPLOYED_EXECUTOR), use_sim_time=False,
                       separate_processes=True, stand_in=STAND_IN),
+    # K simulators with their executors and monitors (workers:=K), one learner.
+    'fleet_sim': Bringup((LEARNER,), use_sim_time=False, respawn=True,
+                         worker_nodes=(SIM_BRIDGE, MONITOR, EXECUTOR)),
 }
 
 

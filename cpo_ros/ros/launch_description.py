@@ -20,6 +20,8 @@ def bringup_launch_description(name: str):
     from launch import LaunchDescription
 
     spec = graph(name)
+    if spec.worker_nodes:
+        return fleet_launch_description(name)
     share = get_package_share_directory('cpo_ros')
     actions = [
         DeclareLaunchArgument('namespace', default_value='',
@@ -108,3 +110,56 @@ def _on_exit(name: str, ends_bringup: bool, respawn: bool):
                 '' if respawn else '; the shield keeps the robot stopped'))]
         return [LogInfo(msg=f'{reason}: ending the launch'), Shutdown(reason=reason)]
     return on_exit
+
+
+def fleet_launch_description(name: str):
+    """Return the LaunchDescription of a fleet bring-up: `workers:=K` workers, one learner.
+
+    Every node is a process of its own; the list, namespaces, remappings and per-worker
+    parameters come from cpo_ros.ros.graph.placed_nodes, as for `cpo-ros bringup`. A worker
+    node that dies is respawned and joins again like a late executor.
+    """
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
+    from launch.substitutions import LaunchConfiguration
+    from launch_ros.actions import Node
+
+    from cpo_ros.ros.graph import graph, placed_nodes
+    from launch import LaunchDescription
+
+    spec = graph(name)
+    share = get_package_share_directory('cpo_ros')
+
+    def nodes(context, *args, **kwargs):
+        workers = LaunchConfiguration('workers').perform(context)
+        params_file = LaunchConfiguration('params_file').perform(context)
+        log_level = LaunchConfiguration('log_level').perform(context)
+        try:
+            count = int(workers)
+        except ValueError:
+            raise ValueError(f'workers:={workers!r}: give a number of worker processes, 1 to '
+                             f'64') from None
+        actions = []
+        for placed in placed_nodes(name, count):
+            entry = placed.entry
+            overrides = {'use_sim_time': placed.use_sim_time, **placed.parameters}
+            actions.append(Node(
+                package='cpo_ros', executable=entry.executable, name=entry.name,
+                namespace=placed.namespace, output='screen',
+                parameters=[params_file, overrides], remappings=list(placed.remappings),
+                arguments=[*entry.arguments, '--ros-args', '--log-level', log_level],
+                respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
+                on_exit=_on_exit(entry.name, entry.ends_bringup, Shutdown)))
+        return actions
+
+    return LaunchDescription([
+        DeclareLaunchArgument('workers', default_value='2',
+                              description='worker processes: sim bridge, monitor and executor '
+                              'in namespace worker_<i> each'),
+        DeclareLaunchArgument('params_file',
+                              default_value=os.path.join(share, 'config', f'{name}.yaml'),
+                              description='ROS parameter file for every node'),
+        DeclareLaunchArgument('log_level', default_value='info',
+                              description='logging level of every node'),
+        OpaqueFunction(function=nodes),
+    ])

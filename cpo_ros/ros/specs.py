@@ -27,7 +27,11 @@ TASK_PARAMS = [
               'faster than this [m/s] (0: off; then give cost_limit one value each)', 0.0, 1e4),
 ]
 
+SEED_OFFSET = ParamSpec('seed_offset', 0, 'added to seed, so the workers of a fleet simulate '
+                        'and sample different streams', 0, 2**30)
+
 SIM_BRIDGE_PARAMS = [
+    SEED_OFFSET,
     ParamSpec('mode', 'lockstep', 'lockstep: step when the executor answers (training); '
               'realtime: a robot stand-in, stepping at odom_rate_hz with the latest cmd_vel',
               choices=('lockstep', 'realtime')),
@@ -98,6 +102,14 @@ POSE_PARAMS = [
 
 EXECUTOR_PARAMS = [
     ParamSpec('deterministic', False, 'act with the mean action (true) or sample (training)'),
+    ParamSpec('executor_id', '', "this executor's name in the learner's shares (empty: the "
+              "node's fully qualified name, e.g. /worker_0/policy_executor)"),
+    ParamSpec('chunk_steps', 0, 'lock-step steps per rollout chunk sent to the learner (each '
+              'step is num_envs samples); 0: steps_per_iteration / num_envs, one chunk per '
+              'iteration; a slow robot sends small chunks', 0, 100_000_000),
+    ParamSpec('chunk_fraction', 1.0, 'with chunk_steps 0: chunks of this fraction of '
+              'steps_per_iteration (a fleet of K workers: 1/K)', 1e-6, 1.0),
+    SEED_OFFSET,
 ]
 
 DEPLOY_EXECUTOR_PARAMS = [
@@ -124,6 +136,11 @@ LEARNER_PARAMS = [
     ParamSpec('checkpoint_every', 1, 'iterations between checkpoints', 1, 1_000_000),
     ParamSpec('torch_threads', 2, 'threads for the update', 1, 256),
     ParamSpec('shutdown_when_done', True, 'end the process after the last iteration'),
+    ParamSpec('iteration_timeout_s', 60.0, 'an iteration waiting longer for samples proceeds '
+              'on what arrived when that is at least min_fraction, else warns and waits on '
+              '[s, wall clock]', 0.1, 1e6),
+    ParamSpec('min_fraction', 0.5, 'least fraction of steps_per_iteration an iteration may '
+              'proceed on after iteration_timeout_s', 0.0, 1.0),
     ParamSpec('cost_limit', _A.cost_limit, 'limit d on the expected cost per episode; a list '
               'gives one per constraint (e.g. [5.0, 10.0] with speed_limit)', 0.0, 1e9,
               dynamic_typing=True),

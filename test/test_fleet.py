@@ -1,0 +1,152 @@
+"""Chunks from many executors merged into one iteration (core/fleet.py), without ROS."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from cpo_ros.core.algorithm import ConstrainedTrustRegion
+from cpo_ros.core.buffer import gae, next_values
+from cpo_ros.core.config import AlgoConfig
+from cpo_ros.core.fleet import ChunkGatherer, merge_chunks
+from cpo_ros.core.worker import RolloutWorker
+from cpo_ros.envs.point_circle import VecPointCircle
+
+
+def sample_chunk(num_envs, steps, seed, version=0, name='a', seq=0, episode_steps=7):
+    """Return a rollout chunk of a random policy on Point-Circle (short episodes)."""
+    torch.manual_seed(seed)
+    env = VecPointCircle(num_envs, seed=seed, max_episode_steps=episode_steps)
+    algo = ConstrainedTrustRegion(env.obs_dim, env.act_dim, AlgoConfig(),
+                                  env.single_action_space.low, env.single_action_space.high,
+                                  episode_steps)
+    worker = RolloutWorker(num_envs, env.obs_dim, env.act_dim, steps, seed=seed)
+    worker.use_policy(algo.policy, version)
+    obs, chunk = env.reset(seed=seed), None
+    while chunk is None:
+        obs, r, c, te, tr, info = env.step(worker.act(obs))
+        worker.record(r, c, te, tr, info['final_obs'])
+        chunk = worker.take_rollout(obs)
+    chunk.update(executor_id=np.asarray(name), executor_session=np.asarray(1),
+                 chunk_seq=np.asarray(seq), samples=np.asarray(chunk['reward'].size))
+    return chunk, env
+
+
+def advantages(rollout, value):
+    """Return {obs bytes: advantage} with V = value(obs), GAE as the update computes it."""
+    t, n = rollout['reward'].shape
+    values = value(rollout['obs'])
+    nxt = next_values(values, value(rollout['last_obs']), value(rollout['final_obs']),
+                      rollout['terminated'], rollout['truncated'])
+    adv, _ = gae(rollout['reward'].astype(np.float64), values, nxt,
+                 rollout['terminated'] | rollout['truncated'], 0.99, 0.9)
+    return {rollout['obs'][i, j].tobytes(): adv[i, j] for i in range(t) for j in range(n)}
+
+
+def linear_value(obs):
+    return np.asarray(obs, np.float64) @ np.linspace(-1.0, 1.0, obs.shape[-1])
+
+
+def test_one_chunk_merges_into_the_same_update():
+    chunk, env = sample_chunk(4, 30, seed=1)
+    merged = merge_chunks([chunk])
+    assert merged['obs'].shape == chunk['obs'].shape
+    results = []
+    for rollout in (chunk, merged):
+        torch.manual_seed(0)
+        algo = ConstrainedTrustRegion(env.obs_dim, env.act_dim, AlgoConfig(value_epochs=2),
+                                      env.single_action_space.low,
+                                      env.single_action_space.high, 7)
+        row = algo.update(copy.deepcopy(rollout))
+        results.append((row, algo.policy.to_arrays()))
+    (row_a, pol_a), (row_b, pol_b) = results
+    for key in ('episode_return', 'episode_cost', 'kl', 'case', 'value_loss_reward', 'samples'):
+        assert row_a[key] == pytest.approx(row_b[key], rel=1e-6) if isinstance(
+            row_a[key], float) else row_a[key] == row_b[key]
+    for key, value in pol_a.items():
+        np.testing.assert_allclose(value, pol_b[key], rtol=1e-6, atol=1e-7)
+
+
+def test_chunks_of_different_shapes_keep_every_advantage():
+    a, _ = sample_chunk(4, 10, seed=2, name='a')
+    b, _ = sample_chunk(2, 20, seed=3, name='b')
+    merged = merge_chunks([a, b])
+    assert merged['reward'].size == 80
+    expected = {**advantages(a, linear_value), **advantages(b, linear_value)}
+    got = advantages(merged, linear_value)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-9)
+    assert len(merged['episode_return']) == len(a['episode_return']) + len(b['episode_return'])
+
+
+@pytest.mark.parametrize('take', [1, 37, 75, 79])
+def test_a_cut_keeps_exactly_the_samples_asked_for(take):
+    a, _ = sample_chunk(4, 10, seed=4, name='a')
+    b, _ = sample_chunk(2, 20, seed=5, name='b')
+    merged = merge_chunks([a, b], take)
+    assert merged['reward'].size == take
+    # Every sample appears once; every cut is bootstrapped from the stream's next observation.
+    obs = {o.tobytes() for o in merged['obs'].reshape(take, -1)}
+    assert len(obs) == take
+    ends = merged['truncated'] & ~merged['terminated']
+    assert ends[-1].all()
+    assert np.isfinite(merged['final_obs'][ends]).all()
+    # Episodes of b count only when they ended in the part used.
+    b_used = max(0, take - 40)
+    end = b['episode_end']
+    b_kept = int(np.sum(end[:, 1] * 20 + end[:, 0] < b_used))
+    a_kept = len(a['episode_return']) if take >= 40 else int(
+        np.sum(a['episode_end'][:, 1] * 10 + a['episode_end'][:, 0] < take))
+    assert len(merged['episode_return']) == a_kept + b_kept
+
+
+def test_gatherer_merges_current_version_and_drops_stale_and_duplicates():
+    now = [0.0]
+    gatherer = ChunkGatherer(100, 6, 2, timeout_s=10.0, min_fraction=0.5, clock=lambda: now[0])
+    gatherer.start(3)
+    a, _ = sample_chunk(4, 10, seed=6, version=3, name='a')
+    b, _ = sample_chunk(4, 10, seed=7, version=3, name='b')
+    old, _ = sample_chunk(4, 10, seed=8, version=2, name='c')
+    assert gatherer.offer(a) == 'accepted'
+    assert gatherer.offer(a) == 'duplicate'
+    assert gatherer.offer(old) == 'stale'
+    bad = dict(b, samples=np.asarray(7))
+    assert gatherer.offer(bad).startswith('malformed')
+    assert gatherer.offer(b) == 'accepted'
+    assert not gatherer.ready()
+    b2 = dict(b, chunk_seq=np.asarray(1))
+    assert gatherer.offer(b2) == 'accepted'
+    assert gatherer.ready()
+    rollout, report = gatherer.take()
+    assert rollout['reward'].size == 100
+    assert report.shares == {'a': 40, 'b': 60}
+    assert report.surplus_samples == 20
+    assert (report.stale_chunks, report.duplicate_chunks, report.malformed_chunks) == (1, 1, 1)
+    assert sum(report.shares.values()) == report.samples == 100
+
+
+def test_gatherer_times_out_on_what_arrived_and_asks_for_more_when_one_is_overdue():
+    now = [0.0]
+    gatherer = ChunkGatherer(120, 6, 2, timeout_s=30.0, min_fraction=0.3, clock=lambda: now[0])
+    chunks = {n: sample_chunk(4, 10, seed=i, version=0, name=n)[0]
+              for i, n in enumerate('abc')}
+    for chunk in chunks.values():  # iteration 0: all three deliver after 2 s
+        now[0] = 2.0
+        assert gatherer.offer(chunk) == 'accepted'
+    gatherer.take()
+    now[0] = 10.0
+    gatherer.start(1)
+    now[0] = 12.0
+    for name in 'ab':
+        gatherer.offer(dict(chunks[name], policy_version=np.asarray(1),
+                            chunk_seq=np.asarray(1)))
+    assert gatherer.more() == 0  # c is expected: 2 s after the start, it delivered before
+    now[0] = 10.0 + 2 * 2.0 + 1.0 + 0.1
+    assert gatherer.more() == 40  # c is overdue: a and b make up its share
+    assert not gatherer.ready()
+    now[0] = 41.0
+    assert gatherer.ready()  # timed out with 80 of 120 >= 30 %
+    rollout, report = gatherer.take()
+    assert report.timed_out and report.samples == 80 == rollout['reward'].size
