@@ -120,7 +120,7 @@ def fleet_launch_description(name: str):
     node that dies is respawned and joins again like a late executor.
     """
     from ament_index_python.packages import get_package_share_directory
-    from launch.actions import DeclareLaunchArgument, OpaqueFunction, Shutdown
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -134,6 +134,12 @@ def fleet_launch_description(name: str):
         workers = LaunchConfiguration('workers').perform(context)
         params_file = LaunchConfiguration('params_file').perform(context)
         log_level = LaunchConfiguration('log_level').perform(context)
+        files = [params_file]
+        robot = LaunchConfiguration('robot').perform(context)
+        if robot:
+            from cpo_ros.core.profile import load_profile, profile_path
+            load_profile(robot)  # an unknown profile ends the launch with its reason
+            files.append(str(profile_path(robot)))
         try:
             count = int(workers)
         except ValueError:
@@ -146,10 +152,10 @@ def fleet_launch_description(name: str):
             actions.append(Node(
                 package='cpo_ros', executable=entry.executable, name=entry.name,
                 namespace=placed.namespace, output='screen',
-                parameters=[params_file, overrides], remappings=list(placed.remappings),
+                parameters=[*files, overrides], remappings=list(placed.remappings),
                 arguments=[*entry.arguments, '--ros-args', '--log-level', log_level],
                 respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
-                on_exit=_on_exit(entry.name, entry.ends_bringup, Shutdown)))
+                on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn)))
         return actions
 
     return LaunchDescription([
@@ -159,6 +165,9 @@ def fleet_launch_description(name: str):
         DeclareLaunchArgument('params_file',
                               default_value=os.path.join(share, 'config', f'{name}.yaml'),
                               description='ROS parameter file for every node'),
+        DeclareLaunchArgument('robot', default_value='',
+                              description='robot profile layered over params_file: a name in '
+                              'config/robots/ (point, turtlebot3_burger) or a .yaml path'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='logging level of every node'),
         OpaqueFunction(function=nodes),
