@@ -194,9 +194,10 @@ def test_run_directories_are_never_overwritten_silently(tmp_path):
     missing = cpo_ros(*SMALL_TRAIN, '--out', str(tmp_path / 'new'), '--resume', check=False)
     assert missing.returncode == 2 and 'last.pt does not exist' in missing.stderr
     changed = cpo_ros(*SMALL_TRAIN, '--out', str(out), '--resume', '--target-kl', '0.02',
-                      '--seed', '1', check=False)
+                      '--seed', '1', '--set', 'x_limit=3.0', check=False)
     assert changed.returncode == 2, changed.stderr
-    assert 'algo.target_kl: 0.01 -> 0.02' in changed.stderr and 'seed: 0 -> 1' in changed.stderr
+    for diff in ('algo.target_kl: 0.01 -> 0.02', 'seed: 0 -> 1', 'x_limit: 2.5 -> 3.0'):
+        assert diff in changed.stderr, changed.stderr
     cpo_ros(*SMALL_TRAIN, '--out', str(out), '--overwrite', '--cost-limit', '1000')
     aside = [p for p in tmp_path.iterdir() if p.name.startswith('run.old-')]
     assert len(aside) == 1 and len(rows(aside[0])) == 3 and len(rows(out)) == 3

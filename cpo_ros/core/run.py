@@ -96,8 +96,21 @@ def prepare_run_dir(out: Path, mode: str) -> tuple[bool, Path | None]:
         os.replace(out, aside)
         return False, aside
     raise RunDirError(f'run directory {out} already holds a run ({", ".join(results)}): '
-                      f'continue it with --resume (ROS: resume:=true or auto), replace it with '
-                      f'--overwrite (the old run is moved aside), or choose another --out')
+                      f'continue it with --resume (learner: resume true or auto), replace it '
+                      f'with --overwrite (cpo-ros train; the old run is moved aside), or choose '
+                      f'another run directory (--out; learner: out)')
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """Return a config dict whose task_kwargs are every task option in effect (defaults too).
+
+    So a default set explicitly is no difference, and a default that changed between versions
+    is one.
+    """
+    from cpo_ros.core.settings import task_options
+
+    effective = task_options(TrainConfig.from_dict(config))
+    return {**config, 'task_kwargs': effective or config['task_kwargs']}
 
 
 def config_differences(saved: Any, current: Any, prefix: str = '') -> list[str]:
@@ -284,10 +297,11 @@ class TrainingRun:
                                   f'{payload["dims"]} do not match this run {self.dims}')
         try:
             saved = TrainConfig.from_dict(payload['config']).to_dict()
+            _comparable(saved)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f'checkpoint {self.checkpoint_path}: configuration does not '
                                   f'load ({exc})') from exc
-        diffs = config_differences(saved, self.config.to_dict())
+        diffs = config_differences(_comparable(saved), _comparable(self.config.to_dict()))
         if diffs:
             raise CheckpointError(
                 f'checkpoint {self.checkpoint_path} was trained with another configuration '
