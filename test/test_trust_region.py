@@ -9,6 +9,7 @@ from cpo_ros.core.trust_region import (
     conjugate_gradient,
     fisher_vector_product,
     flat_params,
+    gaussian_fisher_product,
     set_flat_params,
 )
 
@@ -72,3 +73,28 @@ def test_fisher_vector_product_is_the_hessian_of_the_mean_kl():
     v = torch.randn_like(theta0)
     np.testing.assert_allclose(damped(v).numpy(), (hessian @ v + 0.1 * v).numpy(), rtol=1e-6,
                                atol=1e-9)
+
+
+@pytest.mark.parametrize('hidden', [(5,), (5, 4), (6, 5, 4)])
+def test_closed_form_fisher_product_matches_differentiating_the_kl_twice(hidden):
+    torch.manual_seed(1)
+    policy = GaussianPolicy(3, 2, hidden).double()
+    with torch.no_grad():
+        policy.log_std.copy_(torch.tensor([-0.3, 0.4], dtype=torch.float64))
+        policy.mean_net[-1].weight.normal_()
+    policy.norm.update(np.random.default_rng(1).normal(2.0, 3.0, size=(100, 3)))
+    obs = torch.randn(257, 3, dtype=torch.float64) * 4.0
+    with torch.no_grad():
+        old = policy.distribution(obs)
+        old = torch.distributions.Normal(old.loc.clone(), old.scale.clone())
+
+    def mean_kl():
+        return torch.distributions.kl_divergence(old, policy.distribution(obs)).sum(-1).mean()
+
+    for damping in (0.0, 0.1):
+        reference = fisher_vector_product(mean_kl, policy, damping)
+        closed = gaussian_fisher_product(policy, obs, damping)
+        for _ in range(3):
+            v = torch.randn_like(flat_params(policy))
+            np.testing.assert_allclose(closed(v).numpy(), reference(v).numpy(), rtol=1e-9,
+                                       atol=1e-12)

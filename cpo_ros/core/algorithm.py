@@ -16,15 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from cpo_ros.core.background import BackgroundCall
 from cpo_ros.core.buffer import cost_matrix, episode_summary, gae, next_values, validate_rollout
 from cpo_ros.core.config import AlgoConfig
 from cpo_ros.core.cpo import CASE_RECOVERY, step_direction
 from cpo_ros.core.networks import Critic, GaussianPolicy
 from cpo_ros.core.shaping import ViolationPredictor
 from cpo_ros.core.trust_region import (
-    fisher_vector_product,
     flat_grad,
     flat_params,
+    gaussian_fisher_product,
     set_flat_params,
 )
 
@@ -58,6 +59,7 @@ class ConstrainedTrustRegion:
                        if config.cost_shaping else None)
         self.lagrange = np.full(num_costs, float(config.pdo_lambda_init))
         self.version = 0
+        self._critic_fit: BackgroundCall | None = None
 
     # -- state for checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -73,6 +75,8 @@ class ConstrainedTrustRegion:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from state_dict() output (shapes are checked by torch)."""
+        if self._critic_fit is not None:
+            self._critic_fit.wait()  # an update that failed may still be fitting the critics
         lagrange = np.asarray(state['lagrange'], np.float64).reshape(-1)
         if lagrange.shape != (self.num_costs,):
             raise ValueError(f'the checkpoint has {lagrange.size} constraint(s), this run '
@@ -120,6 +124,8 @@ class ConstrainedTrustRegion:
         c = j_constrained - self.limits
 
         obs, adv_r, adv_c, tgt_r, tgt_c = self._advantages(rollout, costs)
+        # The critics' fit needs nothing of the policy step: it runs beside it (same result).
+        critics = self._critic_fit = BackgroundCall(self._fit_critics, obs, tgt_r, tgt_c)
         u = torch.as_tensor(rollout['u'].reshape(-1, self.act_dim))
         adv_r = (adv_r - adv_r.mean()) / (adv_r.std() + 1e-8)
         adv_c = adv_c - adv_c.mean(0)  # centred, never scaled: its size carries the cost
@@ -142,7 +148,7 @@ class ConstrainedTrustRegion:
         bs = [flat_grad(loss_c[i], policy, retain_graph=i < m - 1) for i in range(m)]
         if cfg.algo == 'pdo':
             g = g - sum(float(lam) * b for lam, b in zip(self.lagrange, bs, strict=True))
-        fvp = fisher_vector_product(mean_kl, policy, cfg.cg_damping)
+        fvp = gaussian_fisher_product(policy, obs, cfg.cg_damping)
 
         def hvp(v: np.ndarray) -> np.ndarray:
             return fvp(torch.as_tensor(v, dtype=torch.float32)).double().numpy()
@@ -164,7 +170,7 @@ class ConstrainedTrustRegion:
             loss_r.item(), loss_c.detach().double().numpy(), c, ep_len, case)
         if cfg.algo == 'pdo':
             self.lagrange = np.maximum(0.0, self.lagrange + cfg.pdo_lambda_lr * c)
-        value_loss_r, value_loss_c = self._fit_critics(obs, tgt_r, tgt_c)
+        value_loss_r, value_loss_c = critics.result()
         self._update_normalizer(rollout['obs'])
         self.version += 1
         return {

@@ -51,6 +51,59 @@ def fisher_vector_product(kl_fn: Callable[[], torch.Tensor], module: nn.Module,
     return product
 
 
+def gaussian_fisher_product(policy: nn.Module, obs: torch.Tensor,
+                            damping: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Return v -> (H + damping I) v like fisher_vector_product, in closed form.
+
+    For a GaussianPolicy (a tanh MLP `mean_net` on normalised observations, a state-independent
+    `log_std`) the Hessian of the mean KL at the current parameters is exactly the Fisher
+    J^T diag(1/sigma^2) J / N over the mean network's parameters (J: d mean / d theta per
+    sample; the terms with second derivatives of the mean vanish because the KL's gradient is
+    zero there), 2 I over log_std, and zero between the two. J v is one forward-mode pass and
+    J^T u one backward pass, both written out with the activations of a single forward pass
+    kept: about a quarter of the time of differentiating the KL twice, for the same product
+    (tests/test_trust_region.py checks it against autograd).
+    """
+    layers = [m for m in policy.mean_net if isinstance(m, nn.Linear)]
+    names = [name for name, _ in policy.named_parameters()]
+    params = dict(policy.named_parameters())
+    with torch.no_grad():
+        acts = [policy.norm(obs).to(layers[0].weight.dtype)]
+        slopes = []
+        for lin in layers[:-1]:
+            h = torch.tanh(torch.addmm(lin.bias, acts[-1], lin.weight.t()))
+            acts.append(h)
+            slopes.append(1.0 - h * h)
+        # Mean over samples and 1/sigma^2 per action dimension in one factor.
+        scale = torch.exp(-2.0 * params['log_std'].detach()) / acts[0].shape[0]
+    prefix = {id(m): k for k, m in policy.mean_net.named_children()}
+    keys = [(f'mean_net.{prefix[id(lin)]}.weight', f'mean_net.{prefix[id(lin)]}.bias')
+            for lin in layers]
+    sizes = [params[n].numel() for n in names]
+    if set(names) != {'log_std', *(k for pair in keys for k in pair)}:
+        raise ValueError(f'not a Gaussian MLP policy: parameters {names}')
+
+    def product(v: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            parts = {n: p.view_as(params[n]) for n, p in zip(names, torch.split(v, sizes),
+                                                               strict=True)}
+            dz = None
+            for i, (lin, (kw, kb)) in enumerate(zip(layers, keys, strict=True)):
+                step = torch.addmm(parts[kb], acts[i], parts[kw].t())
+                dz = step if dz is None else step.addmm_(slopes[i - 1] * dz, lin.weight.t())
+            grad = dz * scale
+            out = {'log_std': 2.0 * parts['log_std']}
+            for i in reversed(range(len(layers))):
+                kw, kb = keys[i]
+                out[kw] = grad.t() @ acts[i]
+                out[kb] = grad.sum(0)
+                if i:
+                    grad = (grad @ layers[i].weight) * slopes[i - 1]
+            return torch.cat([out[n].reshape(-1) for n in names]) + damping * v
+
+    return product
+
+
 def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor,
                        iters: int = 10, residual_tol: float = 1e-10) -> torch.Tensor:
     """Solve A x = b for symmetric positive-definite A given only x -> A x."""
