@@ -100,3 +100,31 @@ def test_a_restarted_learner_is_followed():
     assert not worker.set_policy(dict(arrays(2), session=np.asarray(7)))
     assert worker.set_policy(dict(arrays(2), session=np.asarray(8)))
     assert worker.can_act and worker.version == 2
+
+
+def test_a_chunk_holds_one_version_and_resume_samples_another_of_the_same():
+    worker = RolloutWorker(num_envs=2, obs_dim=3, act_dim=2, steps=4, seed=1)
+    obs = np.zeros((2, 3), np.float32)
+    worker.set_policy(dict(arrays(0), session=np.asarray(7)))
+    for _ in range(2):
+        step(worker, obs)
+    # The same version re-published (a learner that waited too long): the chunk goes on.
+    worker.act(obs)
+    assert worker.set_policy(dict(arrays(0), session=np.asarray(8)))
+    worker.record(np.ones(2), np.zeros(2), np.zeros(2, bool), np.zeros(2, bool), obs)
+    step(worker, obs)
+    chunk = worker.take_rollout(obs)
+    assert chunk is not None and worker.discarded_samples == 0
+    assert worker.paused
+    worker.resume()  # the learner wants more of version 0
+    assert worker.can_act
+    step(worker, obs)
+    # A newer version arrives while an action is in flight: that chunk is cut, not mixed.
+    worker.act(obs)
+    assert worker.set_policy(dict(arrays(1), session=np.asarray(8)))
+    worker.record(np.ones(2), np.zeros(2), np.zeros(2, bool), np.zeros(2, bool), obs)
+    assert worker.discarded_samples == 4 and worker.collector.t == 0
+    for _ in range(4):
+        step(worker, obs)
+    chunk = worker.take_rollout(obs)
+    assert chunk is not None and int(chunk['policy_version']) == 1

@@ -48,8 +48,13 @@ class RolloutWorker:
         if version <= self.version and not restarted:
             return False
         policy = GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim)
+        same_version = version == self.version
         self.policy, self.version, self.session = NumpyActor(policy), version, session
-        if self._pending is not None:
+        # A chunk holds one version: a newer one cuts it. The same version re-published (a
+        # learner that waited too long, or restarted from that version's checkpoint) does not.
+        if same_version:
+            pass
+        elif self._pending is not None:
             self._restart_chunk = True  # the transition in flight completes, then the cut
         elif self.collector.t > 0:
             self._discard_partial()
