@@ -1,12 +1,15 @@
-"""Point-Circle (or Gather) at the paper's settings: CPO vs TRPO vs PDO over seeds.
+"""CPO vs TRPO vs PDO over seeds on a project task (the paper's Point-Circle by default).
 
 Run: .venv/bin/python bench/bench_circle_algos.py --iterations 100 --seeds 0 1 2 --out runs/bench
      [--task gather --algos cpo pdo]
      [--speed-limit 1.0 --cost-limit 5 10 --algos cpo cpo_shaped pdo]   (two constraints)
+     [--task circle_long --algos cpo cpo_paper trpo pdo]                 (long horizon)
 Writes one run directory per (algo, seed), then a table of mean episode cost (each constraint)
 and return over seeds every 10 iterations, the share of iterations after the 10th with every
-cost <= 1.2 d, and a plot (OUT/<task>_algos.png). cpo_shaped is CPO with cost shaping
-(paper section 6.3).
+cost <= 1.2 d, the predicted against the measured cost change of each update, and a plot
+(OUT/<task>_algos.png). cpo_shaped is CPO with cost shaping (paper section 6.3); cpo_paper is
+CPO with the paper's constraint estimate (lambda_C 1, critics fit to raw targets, the point
+estimate of J_C, no model-bias term), the project's defaults before issue 8.
 """
 
 import argparse
@@ -17,17 +20,21 @@ import numpy as np
 
 from cpo_ros.core.config import AlgoConfig, TrainConfig
 from cpo_ros.core.trainer import train
+from cpo_ros.envs.make import TASKS
 
-VARIANTS = {'cpo': ('cpo', False), 'trpo': ('trpo', False), 'pdo': ('pdo', False),
-            'cpo_shaped': ('cpo', True)}
+VARIANTS = {'cpo': ('cpo', {}), 'trpo': ('trpo', {}), 'pdo': ('pdo', {}),
+            'cpo_shaped': ('cpo', {'cost_shaping': True}),
+            'cpo_paper': ('cpo', {'cost_lam': 1.0, 'value_normalization': False,
+                                  'cost_confidence': 0.0, 'cost_bias_rate': 0.0})}
 
 
 def load(path: Path, num_costs: int) -> dict[str, np.ndarray]:
     """Return progress.csv columns as float arrays; 'costs' is (iterations, m)."""
     with open(path) as f:
         rows = list(csv.DictReader(f))
-    data = {k: np.array([float(r[k]) for r in rows]) for k in ('iteration', 'env_steps',
-                                                              'episode_return')}
+    data = {k: np.array([float(r[k] or 'nan') for r in rows])
+            for k in ('iteration', 'env_steps', 'episode_return', 'predicted_cost_change',
+                      'cost_grad_noise')}
     keys = ['episode_cost'] if num_costs == 1 else [f'episode_cost_{i}' for i in range(num_costs)]
     data['costs'] = np.array([[float(r[k]) for k in keys] for r in rows]).reshape(len(rows), -1)
     return data
@@ -41,12 +48,14 @@ def main() -> None:
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--algos', nargs='+', default=['cpo', 'trpo', 'pdo'],
                         choices=sorted(VARIANTS))
-    parser.add_argument('--task', default='circle', choices=('circle', 'gather'))
+    parser.add_argument('--task', default='circle', choices=sorted(TASKS))
     parser.add_argument('--speed-limit', type=float, default=None,
                         help='circle: add the speed constraint [m/s]')
     parser.add_argument('--cost-limit', type=float, nargs='+', default=None,
                         help="one per constraint (default: the task's)")
     parser.add_argument('--out', default='runs/bench_circle')
+    parser.add_argument('--torch-threads', type=int, default=1,
+                        help='torch threads per run (1 degrades least beside other work)')
     args = parser.parse_args()
     from cpo_ros.envs.make import default_cost_limits
     task_kwargs = {} if args.speed_limit is None else {'speed_limit': args.speed_limit}
@@ -55,7 +64,7 @@ def main() -> None:
     out = Path(args.out)
     results: dict[str, list[dict[str, np.ndarray]]] = {}
     for variant in args.algos:
-        algo, shaping = VARIANTS[variant]
+        algo, settings = VARIANTS[variant]
         for seed in args.seeds:
             run_dir = out / f'{variant}_s{seed}'
             done = (run_dir / 'progress.csv').is_file() and len(
@@ -64,7 +73,8 @@ def main() -> None:
                 train(TrainConfig(task=args.task, iterations=args.iterations,
                                   steps_per_iteration=args.steps, num_envs=16, seed=seed,
                                   out=str(run_dir), task_kwargs=task_kwargs,
-                                  algo=AlgoConfig(algo=algo, cost_shaping=shaping,
+                                  torch_threads=args.torch_threads,
+                                  algo=AlgoConfig(algo=algo, **settings,
                                                   cost_limit=limits[0] if m == 1 else limits)),
                       resume='auto', show_progress=False)
             results.setdefault(variant, []).append(load(run_dir / 'progress.csv', m))
@@ -92,6 +102,21 @@ def main() -> None:
         print(f'{variant}: iterations after the 10th with every cost <= 1.2 d: {share:.0%}; '
               f'last 10 iterations: mean return {last:.2f}, mean cost '
               f'{", ".join(f"{c:.2f}" for c in last_cost)}')
+    print('the linear cost model: predicted change b.x of each update against the change of J_C '
+          'measured at the next iteration (first constraint, all seeds)')
+    for variant, runs in results.items():
+        pred = np.concatenate([r['predicted_cost_change'][:n - 1] for r in runs])
+        meas = np.concatenate([np.diff(r['costs'][:n, 0]) for r in runs])
+        noise = np.concatenate([r['cost_grad_noise'][:n] for r in runs])
+        ok = np.isfinite(pred) & np.isfinite(meas)
+        if variant == 'trpo' or ok.sum() < 3:
+            continue
+        rises = ok & (pred > 0)
+        print(f'{variant}: mean predicted {pred[ok].mean():7.2f}, mean measured '
+              f'{meas[ok].mean():7.2f}, correlation {np.corrcoef(pred[ok], meas[ok])[0, 1]:.2f}, '
+              f'after predicted rises: predicted {pred[rises].mean():.2f} measured '
+              f'{meas[rises].mean():.2f} ({rises.sum()} updates); share of the cost gradient '
+              f"that is noise (split halves, median) {np.nanmedian(noise):.2f}")
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -26,6 +26,7 @@ from cpo_ros.core.trust_region import (
     flat_grad,
     flat_params,
     gaussian_fisher_product,
+    numpy_solver,
     set_flat_params,
 )
 
@@ -60,6 +61,11 @@ class ConstrainedTrustRegion:
         self.lagrange = np.full(num_costs, float(config.pdo_lambda_init))
         self.version = 0
         self._critic_fit: BackgroundCall | None = None
+        # The linear cost model's bias, learned from its one-step prediction errors (per
+        # constraint), and what the last update measured and predicted.
+        self.cost_bias = np.zeros(num_costs)
+        self._last_cost: np.ndarray | None = None
+        self._last_prediction: np.ndarray | None = None
 
     # -- state for checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -68,7 +74,12 @@ class ConstrainedTrustRegion:
                  'reward_critic': self.reward_critic.state_dict(),
                  'cost_critics': self.cost_critics.state_dict(),
                  'critic_optim': self.critic_optim.state_dict(),
-                 'lagrange': [float(v) for v in self.lagrange], 'version': self.version}
+                 'lagrange': [float(v) for v in self.lagrange], 'version': self.version,
+                 'cost_bias': [float(v) for v in self.cost_bias],
+                 'last_cost': ([] if self._last_cost is None
+                               else [float(v) for v in self._last_cost]),
+                 'last_prediction': ([] if self._last_prediction is None
+                                     else [float(v) for v in self._last_prediction])}
         if self.shaper is not None:
             state['shaper'] = self.shaper.state_dict()
         return state
@@ -91,6 +102,11 @@ class ConstrainedTrustRegion:
             self.shaper.load_state_dict(state['shaper'])
         self.lagrange = lagrange
         self.version = int(state['version'])
+        self.cost_bias = np.asarray(state['cost_bias'], np.float64).reshape(self.num_costs)
+        last_cost = np.asarray(state['last_cost'], np.float64)
+        last_prediction = np.asarray(state['last_prediction'], np.float64)
+        self._last_cost = last_cost if last_cost.size else None
+        self._last_prediction = last_prediction if last_prediction.size else None
 
     # -- the update -----------------------------------------------------------------------------
     def update(self, rollout: dict[str, np.ndarray],
@@ -109,7 +125,8 @@ class ConstrainedTrustRegion:
         # The cost surrogate is a per-sample mean; c is per episode.
         ep_len = summary['episode_length']
         costs = cost_matrix(rollout['cost'], 2).astype(np.float64)
-        j_constrained, shaping_loss = j_c, float('nan')
+        j_constrained = self._constraint_value(j_c, summary['episode_cost_se'])
+        shaping_loss = float('nan')
         if self.shaper is not None:
             # Shaped cost C + w P, P fit to this batch (the policy whose J_C is measured): its
             # J adds w P summed over an episode, under the same limit.
@@ -120,7 +137,7 @@ class ConstrainedTrustRegion:
                                            rollout['terminated'] | rollout['truncated'])
             prob = self.shaper.predict(norm_obs).reshape(t, n, m)
             costs = costs + cfg.shaping_weight * prob
-            j_constrained = j_c + cfg.shaping_weight * prob.mean(axis=(0, 1)) * ep_len
+            j_constrained = j_constrained + cfg.shaping_weight * prob.mean(axis=(0, 1)) * ep_len
         c = j_constrained - self.limits
 
         obs, adv_r, adv_c, tgt_r, tgt_c = self._advantages(rollout, costs)
@@ -154,20 +171,24 @@ class ConstrainedTrustRegion:
             return fvp(torch.as_tensor(v, dtype=torch.float32)).double().numpy()
 
         g_np = g.double().numpy()
+        b_mat = np.stack([b.double().numpy() for b in bs], axis=1) * ep_len  # (n, m)
         if cfg.algo == 'cpo' and m == 1:
-            b_np = bs[0].double().numpy() * ep_len
-            step, case = step_direction(g_np, b_np, hvp, float(c[0]), cfg.target_kl,
+            step, case = step_direction(g_np, b_mat[:, 0], hvp, float(c[0]), cfg.target_kl,
                                         cfg.cg_iters)
         elif cfg.algo == 'cpo':
-            b_np = np.stack([b.double().numpy() for b in bs], axis=1) * ep_len
-            step, case = step_direction(g_np, b_np, hvp, c, cfg.target_kl, cfg.cg_iters)
+            step, case = step_direction(g_np, b_mat, hvp, c, cfg.target_kl, cfg.cg_iters)
         else:
             step, case = step_direction(g_np, np.zeros_like(g_np), hvp, 0.0, cfg.target_kl,
                                         cfg.cg_iters)
 
+        noise_share, halves_cos = self._cost_gradient_noise(
+            obs, u, old_logp, adv_c[:, 0], rollout['reward'].shape, hvp, ep_len)
         accepted, frac, kl, d_r, d_c = self._line_search(
             torch.as_tensor(step, dtype=torch.float32), surrogates, mean_kl,
             loss_r.item(), loss_c.detach().double().numpy(), c, ep_len, case)
+        # The linear model's forecast of J_C's change, checked against the next measurement.
+        predicted = b_mat.T @ (frac * step)
+        self._last_cost, self._last_prediction = j_c.copy(), predicted
         if cfg.algo == 'pdo':
             self.lagrange = np.maximum(0.0, self.lagrange + cfg.pdo_lambda_lr * c)
         value_loss_r, value_loss_c = critics.result()
@@ -186,7 +207,56 @@ class ConstrainedTrustRegion:
             'value_loss_cost': value_loss_c, 'shaping_loss': shaping_loss,
             'policy_std': policy.log_std.exp().mean().item(),
             'samples': int(rollout['reward'].size), 'policy_version': self.version,
+            'predicted_cost_change': float(predicted[0]),
+            'predicted_cost_changes': [float(v) for v in predicted],
+            'cost_bias': float(self.cost_bias[0]),
+            'cost_grad_noise': noise_share, 'cost_grad_cos': halves_cos,
         }
+
+    def _constraint_value(self, j_c: np.ndarray, j_c_se: np.ndarray) -> np.ndarray:
+        """Return the J_C that CPO holds under the limit: an upper bound, not the point estimate.
+
+        Long episodes make the batch's J_C noisy (a few episodes that leave the safe area
+        carry most of the cost) and the linear model of the cost optimistic (its error grows
+        with the horizon, the term of the paper's bound that practical CPO drops). So CPO
+        constrains J_C + z SE(J_C) + max(bias, 0), where bias is a running mean of the
+        linear model's one-step errors: J_C measured now minus J_C predicted by the last step.
+        Baselines (TRPO, PDO) keep the point estimate.
+        """
+        cfg = self.config
+        if cfg.algo != 'cpo':
+            return j_c
+        if self._last_cost is not None and cfg.cost_bias_rate > 0.0:
+            error = j_c - (self._last_cost + self._last_prediction)
+            self.cost_bias += cfg.cost_bias_rate * (error - self.cost_bias)
+        return j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0)
+
+    def _cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
+                             adv_c: torch.Tensor, shape: tuple[int, int], hvp,
+                             ep_len: float) -> tuple[float, float]:
+        """Return the share of s = b.H^-1.b that is noise, and the cosine of b's two halves.
+
+        b is estimated from each half of the batch (half the envs, or the two halves in time
+        with one env), b_1 and b_2. Their difference is pure noise: with b = (b_1 + b_2) / 2,
+        d = (b_1 - b_2) / 2 has the covariance of b's noise, so d.H^-1.d / b.H^-1.b estimates
+        the part of s (CPO's measure of how far the cost can be lowered within the trust
+        region) that noise makes up. Near 1, the step's cost direction is mostly noise.
+        """
+        t, n = shape
+        index = torch.arange(t * n)
+        first = (index % n) < n // 2 if n >= 2 else index < (t * n) // 2
+        halves = []
+        for mask in (first, ~first):
+            ratio = torch.exp(self.policy.log_prob(obs[mask], u[mask]) - old_logp[mask])
+            halves.append(flat_grad((ratio * adv_c[mask]).mean(), self.policy)
+                          .double().numpy() * ep_len)
+        b_1, b_2 = halves
+        solve = numpy_solver(hvp, self.config.cg_iters)
+        w_1, w_2 = solve(b_1), solve(b_2)
+        s_total = float((b_1 + b_2) @ (w_1 + w_2)) / 4.0
+        s_noise = float((b_1 - b_2) @ (w_1 - w_2)) / 4.0
+        cos = float(b_1 @ b_2 / (np.linalg.norm(b_1) * np.linalg.norm(b_2) + 1e-30))
+        return s_noise / max(s_total, 1e-30), cos
 
     def _update_normalizer(self, obs: np.ndarray) -> None:
         """Fold obs into the running statistics without changing what the networks compute.
@@ -292,20 +362,31 @@ class ConstrainedTrustRegion:
         mb = min(cfg.value_minibatch, n)
         loss_r_sum = loss_c_sum = 0.0
         batches = 0
+        critics = [self.reward_critic, *self.cost_critics]
+        targets = torch.cat([tgt_r[:, None], tgt_c], dim=1).double()
+        if cfg.value_normalization:
+            for critic, column in zip(critics, targets.T, strict=True):
+                critic.shift.fill_(float(column.mean()))
+                critic.scale.fill_(max(float(column.std()), 1e-3))
+        shifts = torch.stack([c.shift for c in critics])
+        scales = torch.stack([c.scale for c in critics])
+        std_targets = ((targets - shifts) / scales).float()
         for _ in range(cfg.value_epochs):
             perm = torch.randperm(n)
             loss_r_sum = loss_c_sum = 0.0
             batches = 0
             for start in range(0, n, mb):
                 idx = perm[start:start + mb]
-                loss_r = (self.reward_critic(norm_obs[idx]) - tgt_r[idx]).pow(2).mean()
-                loss_c = sum((critic(norm_obs[idx]) - tgt_c[idx, i]).pow(2).mean()
-                             for i, critic in enumerate(self.cost_critics))
+                losses = [(critic.standardised(norm_obs[idx]) - std_targets[idx, i]).pow(2)
+                          .mean() for i, critic in enumerate(critics)]
+                loss_r, loss_c = losses[0], sum(losses[1:])
                 self.critic_optim.zero_grad()
                 (loss_r + loss_c).backward()
                 self.critic_optim.step()
-                loss_r_sum += loss_r.item()
-                loss_c_sum += loss_c.item()
+                # Report in the values' units (squared), as before standardisation.
+                loss_r_sum += loss_r.item() * float(scales[0]) ** 2
+                loss_c_sum += sum(loss.item() * float(sc) ** 2
+                                  for loss, sc in zip(losses[1:], scales[1:], strict=True))
                 batches += 1
         if batches == 0:
             return 0.0, 0.0

@@ -213,13 +213,19 @@ def episode_summary(rollout: dict[str, np.ndarray], max_episode_steps: int | Non
     the newest batch.
     """
     if len(rollout['episode_cost']) > 0:
-        costs = cost_matrix(rollout['episode_cost'], 1).mean(axis=0)
+        per_episode = cost_matrix(rollout['episode_cost'], 1)
+        costs = per_episode.mean(axis=0)
+        count = per_episode.shape[0]
+        se = (per_episode.std(axis=0, ddof=1) / np.sqrt(count) if count > 1
+              else np.zeros_like(costs))
         return {'episode_return': float(np.mean(rollout['episode_return'])),
                 'episode_cost': float(costs[0]), 'episode_costs': costs,
+                'episode_cost_se': se,
                 'episode_length': float(np.mean(rollout['episode_length'])),
                 'episodes': float(len(rollout['episode_cost']))}
     length = float(max_episode_steps or rollout['reward'].shape[0])
     costs = cost_matrix(rollout['cost'], 2).mean(axis=(0, 1)) * length
     return {'episode_return': float(rollout['reward'].mean() * length),
             'episode_cost': float(costs[0]), 'episode_costs': costs,
+            'episode_cost_se': np.zeros_like(costs),
             'episode_length': length, 'episodes': 0.0}

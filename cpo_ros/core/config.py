@@ -18,14 +18,22 @@ class AlgoConfig:
     cost_limit: float | tuple[float, ...] = 5.0
     """Limit d on the expected undiscounted cost per episode; one per constraint when the task
     has several (e.g. Circle with a speed limit: (5.0, 2.0))."""
+    cost_confidence: float = 1.0
+    """z of the constraint value: CPO holds J_C + z SE(J_C) under the limit, SE the standard error
+    of the batch's mean episode cost (0: the paper's point estimate)."""
+    cost_bias_rate: float = 0.3
+    """Weight of the newest one-step prediction error (measured J_C minus J_C predicted by the
+    last step's b.x) in the running estimate of the linear cost model's bias, which is added to
+    the constraint value when positive (0: off, the paper's linear model)."""
     gamma: float = 0.995
     """Discount of the reward."""
     lam: float = 0.95
     """GAE lambda of the reward."""
     cost_gamma: float = 0.995
     """Discount of the cost (for its advantages; the constraint itself is undiscounted)."""
-    cost_lam: float = 1.0
-    """GAE lambda of the cost (the paper uses 1 for Point)."""
+    cost_lam: float = 0.95
+    """GAE lambda of the cost (the paper uses 1 for Point; with a fitted cost critic 0.95 cuts
+    the cost gradient's noise several-fold on long episodes)."""
     target_kl: float = 0.01
     """Trust-region size delta on the mean KL divergence."""
     cg_iters: int = 10
@@ -48,6 +56,9 @@ class AlgoConfig:
     """Passes over the batch when fitting the critics."""
     value_minibatch: int = 4096
     """Minibatch size when fitting the critics."""
+    value_normalization: bool = True
+    """Fit the critics to standardised targets (Pop-Art: the value's shift and scale are folded
+    into the last layer), so long-horizon values in the hundreds are fit as fast as small ones."""
     pdo_lambda_lr: float = 0.01
     """Dual step size of PDO: lambda <- max(0, lambda + lr (J_C - d))."""
     pdo_lambda_init: float = 0.0
@@ -92,6 +103,8 @@ class AlgoConfig:
         check_range('obs_clip', self.obs_clip, 0.0, math.inf, low_open=True)
         check_range('shaping_horizon', self.shaping_horizon, 1, 100_000)
         check_range('shaping_weight', self.shaping_weight, 0.0, 1e6)
+        check_range('cost_confidence', self.cost_confidence, 0.0, 10.0)
+        check_range('cost_bias_rate', self.cost_bias_rate, 0.0, 1.0)
         for name in ('hidden_sizes', 'value_hidden_sizes'):
             sizes = getattr(self, name)
             if not sizes or any(int(h) < 1 for h in sizes):

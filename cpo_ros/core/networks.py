@@ -244,14 +244,29 @@ class NumpyActor:
 
 
 class Critic(nn.Module):
-    """State-value network over normalised observations (the normaliser is the policy's)."""
+    """State-value network over normalised observations (the normaliser is the policy's).
+
+    The network predicts a standardised value; `shift` and `scale` map it to the value's units
+    (v = shift + scale * net(x)). Long episodes give values in the hundreds: fitted raw, Adam's
+    per-step change (about the learning rate per weight) would need hundreds of iterations to
+    reach them, and an unfit cost critic makes the cost gradient mostly noise. The fit sets
+    shift and scale to its targets' mean and spread first, so it always regresses targets of
+    unit size and starts from their mean (value normalisation as in Andrychowicz et al. 2021).
+    """
 
     def __init__(self, obs_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)) -> None:
         super().__init__()
         self.net = mlp((obs_dim, *hidden_sizes, 1))
+        self.register_buffer('shift', torch.zeros((), dtype=torch.float64))
+        self.register_buffer('scale', torch.ones((), dtype=torch.float64))
 
     def forward(self, norm_obs: torch.Tensor) -> torch.Tensor:
         """Return values (n,) for normalised observations (n, obs_dim)."""
+        out = self.net(norm_obs).squeeze(-1)
+        return out * self.scale.to(out.dtype) + self.shift.to(out.dtype)
+
+    def standardised(self, norm_obs: torch.Tensor) -> torch.Tensor:
+        """Return the network's output before shift and scale (what the fit regresses)."""
         return self.net(norm_obs).squeeze(-1)
 
 

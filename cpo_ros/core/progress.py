@@ -13,36 +13,43 @@ COLUMNS = ('iteration', 'env_steps', 'episode_return', 'episode_cost', 'cost_lim
            'accepted', 'step_frac', 'lagrange', 'episodes', 'episode_length',
            'value_loss_reward', 'value_loss_cost', 'policy_std', 'policy_version',
            'wall_time_s', 'steps_per_s', 'sample_time_s', 'update_time_s', 'env_time_s',
-           'policy_time_s')
+           'policy_time_s', 'predicted_cost_change', 'cost_bias', 'cost_grad_noise',
+           'cost_grad_cos')
 
 
 def progress_columns(num_costs: int = 1, cost_shaping: bool = False) -> tuple[str, ...]:
     """Return the CSV columns of a run: COLUMNS, then one set per constraint when several.
 
-    episode_cost, cost_limit and lagrange are the first constraint's; with m > 1 constraints
-    episode_cost_<i>, cost_limit_<i> and lagrange_<i> follow for each. With cost shaping,
-    constrained_cost(_<i>) is the shaped J_C that CPO held under the limit.
+    episode_cost, cost_limit, lagrange, constrained_cost and predicted_cost_change are the
+    first constraint's; with m > 1 constraints the numbered columns follow for each.
+    constrained_cost is the J_C that CPO held under the limit (the upper bound of
+    AlgoConfig.cost_confidence and cost_bias_rate, plus the shaping term with cost shaping).
     """
     columns = list(COLUMNS)
-    if num_costs > 1:
+    if num_costs == 1:
+        columns.append('constrained_cost')
+    else:
         for i in range(num_costs):
-            columns += [f'episode_cost_{i}', f'cost_limit_{i}', f'lagrange_{i}']
+            columns += [f'episode_cost_{i}', f'cost_limit_{i}', f'lagrange_{i}',
+                        f'constrained_cost_{i}', f'predicted_cost_change_{i}']
     if cost_shaping:
-        columns += (['constrained_cost'] if num_costs == 1 else
-                    [f'constrained_cost_{i}' for i in range(num_costs)]) + ['shaping_loss']
+        columns.append('shaping_loss')
     return tuple(columns)
+
+
+_PER_CONSTRAINT = (('episode_costs', 'episode_cost'), ('cost_limits', 'cost_limit'),
+                   ('lagranges', 'lagrange'), ('constrained_costs', 'constrained_cost'),
+                   ('predicted_cost_changes', 'predicted_cost_change'))
 
 
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     """Return row with its per-constraint lists spread into the numbered columns."""
     flat = dict(row)
-    for key, column in (('episode_costs', 'episode_cost'), ('cost_limits', 'cost_limit'),
-                        ('lagranges', 'lagrange'), ('constrained_costs', 'constrained_cost')):
+    for key, column in _PER_CONSTRAINT:
         values = row.get(key)
         if values is None:
             continue
-        if len(values) == 1 and column == 'constrained_cost':
-            flat[column] = values[0]
+        flat.setdefault(column, values[0])
         for i, value in enumerate(values):
             flat[f'{column}_{i}'] = value
     return flat
