@@ -35,6 +35,7 @@ def load(path: Path, num_costs: int) -> dict[str, np.ndarray]:
     data = {k: np.array([float(r[k] or 'nan') for r in rows])
             for k in ('iteration', 'env_steps', 'episode_return', 'predicted_cost_change',
                       'cost_grad_noise')}
+    data['accepted'] = np.array([r['accepted'] == 'True' for r in rows])
     keys = ['episode_cost'] if num_costs == 1 else [f'episode_cost_{i}' for i in range(num_costs)]
     data['costs'] = np.array([[float(r[k]) for k in keys] for r in rows]).reshape(len(rows), -1)
     return data
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument('--cost-limit', type=float, nargs='+', default=None,
                         help="one per constraint (default: the task's)")
     parser.add_argument('--out', default='runs/bench_circle')
+    parser.add_argument('--report-only', action='store_true',
+                        help='train nothing: report the finished runs among those asked for')
     parser.add_argument('--torch-threads', type=int, default=1,
                         help='torch threads per run (1 degrades least beside other work)')
     args = parser.parse_args()
@@ -63,12 +66,15 @@ def main() -> None:
     m = len(limits)
     out = Path(args.out)
     results: dict[str, list[dict[str, np.ndarray]]] = {}
+    used: dict[str, list[int]] = {}
     for variant in args.algos:
         algo, settings = VARIANTS[variant]
         for seed in args.seeds:
             run_dir = out / f'{variant}_s{seed}'
             done = (run_dir / 'progress.csv').is_file() and len(
                 load(run_dir / 'progress.csv', m)['iteration']) >= args.iterations
+            if not done and args.report_only:
+                continue
             if not done:
                 train(TrainConfig(task=args.task, iterations=args.iterations,
                                   steps_per_iteration=args.steps, num_envs=16, seed=seed,
@@ -78,9 +84,10 @@ def main() -> None:
                                                   cost_limit=limits[0] if m == 1 else limits)),
                       resume='auto', show_progress=False)
             results.setdefault(variant, []).append(load(run_dir / 'progress.csv', m))
+            used.setdefault(variant, []).append(seed)
     extra = f', speed limit {args.speed_limit} m/s' if args.speed_limit else ''
     print(f'Point-{args.task.title()}{extra}, {args.steps} samples/iteration, '
-          f'd = {list(limits)}, seeds {args.seeds}')
+          f'd = {list(limits)}, seeds ' + '; '.join(f'{v} {s}' for v, s in used.items()))
     print('mean over seeds of the per-iteration mean episode cost (each constraint) / return')
     names = ['cost'] if m == 1 else [f'cost{i}' for i in range(m)]
     print('iter ' + ' '.join(' '.join(f'{v + " " + n:>14}' for n in names)
@@ -112,11 +119,13 @@ def main() -> None:
         if variant == 'trpo' or ok.sum() < 3:
             continue
         rises = ok & (pred > 0)
+        accepted = np.concatenate([r['accepted'][:n] for r in runs])
         print(f'{variant}: mean predicted {pred[ok].mean():7.2f}, mean measured '
               f'{meas[ok].mean():7.2f}, correlation {np.corrcoef(pred[ok], meas[ok])[0, 1]:.2f}, '
               f'after predicted rises: predicted {pred[rises].mean():.2f} measured '
               f'{meas[rises].mean():.2f} ({rises.sum()} updates); share of the cost gradient '
-              f"that is noise (split halves, median) {np.nanmedian(noise):.2f}")
+              f"that is noise (split halves, median) {np.nanmedian(noise):.2f}; steps "
+              f'accepted {np.mean(accepted):.0%}')
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
