@@ -124,7 +124,7 @@ def main() -> None:
               f'{meas[ok].mean():7.2f}, correlation {np.corrcoef(pred[ok], meas[ok])[0, 1]:.2f}, '
               f'after predicted rises: predicted {pred[rises].mean():.2f} measured '
               f'{meas[rises].mean():.2f} ({rises.sum()} updates); share of the cost gradient '
-              f"that is noise (split halves, median) {np.nanmedian(noise):.2f}; steps "
+              f'that is noise (split halves, median) {np.nanmedian(noise):.2f}; steps '
               f'accepted {np.mean(accepted):.0%}')
     import matplotlib
     matplotlib.use('Agg')
