@@ -109,13 +109,15 @@ def message_costs(args) -> dict[str, float]:
             'policy_decode_s': (t5 - t4) / reps}
 
 
-def model(costs: dict[str, float], update_s: float, host_rate: float, args) -> None:
+def model(costs: dict[str, float], update_s: float, host_rate: float, args,
+          source: str = 'measured') -> None:
     """Print the throughput model of H hosts x R robots and where it saturates."""
     s = args.steps
     link = args.link_gbit * 1e9 / 8  # bytes/s into the learner
-    print(f'\nmodel: {s} samples/iteration, update {update_s:.2f} s (measured), one host of '
-          f'{args.num_envs} robots samples {host_rate:.0f} env steps/s through ROS (measured '
-          f'with K = 1), learner link {args.link_gbit:g} Gbit/s')
+    print(f'\nmodel: {s} samples/iteration, update {update_s:.2f} s ({source}), one host of '
+          f'{args.num_envs} robots samples {host_rate:.0f} env steps/s through ROS ({source}'
+          f'{" with K = 1" if source == "measured" else ""}), learner link {args.link_gbit:g} '
+          f'Gbit/s')
     print(f"{'hosts':>5} {'robots':>6} {'sample s':>9} {'network s':>10} {'decode+merge s':>15} "
           f"{'update s':>9} {'steps/s':>8}  bound")
     for hosts in (1, 2, 4, 8, 16):
@@ -162,7 +164,7 @@ def main() -> None:
           f"{costs['policy_bytes'] / 1e3:.1f} kB, decoded in "
           f"{costs['policy_decode_s'] * 1e3:.2f} ms")
     if args.model_only:
-        model(costs, args.update_s, args.host_rate, args)
+        model(costs, args.update_s, args.host_rate, args, source='given')
         return
     update_s, host_rate = args.update_s, args.host_rate
     for busy_count in args.busy:
