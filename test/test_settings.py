@@ -1,6 +1,7 @@
 """Every training setting by name: --config/--set parsing, errors, help and the ROS names."""
 
 from dataclasses import dataclass, fields
+from pathlib import Path
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ from cpo_ros.core import settings
 from cpo_ros.core.config import AlgoConfig, TrainConfig
 from cpo_ros.envs.make import TASK_DEFAULTS
 from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def build(**values):
@@ -164,6 +167,8 @@ def test_config_file_and_set_end_to_end(tmp_path):
     again = build(**settings.load_file(out / 'config.yaml'))
     assert again.algo == build(**settings.flatten(recorded)).algo
     assert (again.algo.hidden_sizes, again.seed, again.out) == ((16, 8), 2, TrainConfig.out)
+    with pytest.raises(ValueError, match='ROS parameter file'):
+        settings.load_file(REPO / 'config' / 'circle_sim.yaml')
     bad = cli('train', '--set', 'value_epochz=3', '--out', str(tmp_path / 'bad'))
     assert bad.returncode == 2 and 'did you mean value_epochs' in bad.stderr
     assert not (tmp_path / 'bad').exists()

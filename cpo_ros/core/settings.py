@@ -271,6 +271,9 @@ def flatten(data: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f'a settings file holds a mapping of key: value, not '
                          f'{type(data).__name__}')
+    if any(isinstance(v, dict) and 'ros__parameters' in v for v in data.values()):
+        raise ValueError('this is a ROS parameter file (ros__parameters): `cpo-ros bringup` '
+                         'reads those; give `cpo-ros train` the keys as KEY: VALUE lines')
     if isinstance(data.get('config'), dict):
         data = {k: v for k, v in data['config'].items() if k != 'out'}
     flat: dict[str, Any] = {}
