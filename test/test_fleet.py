@@ -150,3 +150,14 @@ def test_gatherer_times_out_on_what_arrived_and_asks_for_more_when_one_is_overdu
     assert gatherer.ready()  # timed out with 80 of 120 >= 30 %
     rollout, report = gatherer.take()
     assert report.timed_out and report.samples == 80 == rollout['reward'].size
+
+
+def test_fleet_parameters_are_circle_sims_but_for_the_run_directory():
+    from conftest import REPO
+    import yaml
+
+    def load(name):
+        data = yaml.safe_load((REPO / 'config' / f'{name}.yaml').read_text())
+        data['/**/learner']['ros__parameters'].pop('out')
+        return data
+    assert load('fleet_sim') == load('circle_sim')
