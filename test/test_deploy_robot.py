@@ -188,6 +188,7 @@ def test_lab_profile_trained_exported_and_deployed_on_the_stand_in(probe, ros_en
     assert refused.wait(60) == 2, refused.output
     assert 'control_dt is 0.2 s here but 0.1 s in training' in refused.output
     assert 'max_linear_velocity is 1.5 m/s here but 0.22 m/s' in refused.output
+    assert "trained with robot profile 'turtlebot3_burger'" in refused.output
     # With the profile: deployed on the stand-in (randomised too), no exit with the shield.
     listener = Listener(probe)
     stack = bringup_deploy(ros_env, lab_policy, '--robot', LAB, '--stand-in')

@@ -109,6 +109,10 @@ def check_deployment(meta: dict[str, Any], settings: dict[str, Any],
         extra = (f' ({1 / float(now):.3g} Hz here, {1 / float(then):.3g} Hz in training)'
                  if key == 'control_dt' else '')
         problems.append(f'{key} is {float(now):g} {unit} here but {float(then):g} {unit} in '
-                        f"training (profile {trained.get('profile')!r}, {where}/policy.json)"
-                        f'{extra}')
+                        f'training{extra}')
+    if problems:
+        profile = trained.get('profile')
+        problems[-1] += (f' (trained with robot profile {profile!r}' if profile else
+                         ' (trained without a robot profile, the simulator defaults')
+        problems[-1] += f', per {where}/policy.json)'
     return problems
