@@ -87,11 +87,11 @@ class NodeProcess:
         self._reader.join(timeout=5)
         return code
 
-    def stop(self) -> int | None:
+    def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

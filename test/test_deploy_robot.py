@@ -99,7 +99,7 @@ def test_killed_executor_leaves_the_shield_stopping_the_stand_in(probe, ros_env,
         assert stack.proc.poll() is None  # the shield (and the deploy) keep running
         assert 'policy_executor ended' in stack.output
     finally:
-        assert stack.stop() == 0, stack.output
+        assert stack.stop(timeout=40) == 0, stack.output
 
 
 def test_sigint_of_the_deploy_ends_with_a_zero_command(start_node, probe, ros_env,
@@ -109,7 +109,7 @@ def test_sigint_of_the_deploy_ends_with_a_zero_command(start_node, probe, ros_en
     listener = Listener(probe)
     stack = bringup_deploy(ros_env, unsafe_policy)
     assert wait_until(listener.moving, 60), stack.output
-    assert stack.stop() == 0, stack.output
+    assert stack.stop(timeout=40) == 0, stack.output
     time.sleep(0.5)
     assert listener.commands[-1][1:3] == (0.0, 0.0), listener.commands[-5:]
 
@@ -201,7 +201,7 @@ def test_lab_profile_trained_exported_and_deployed_on_the_stand_in(probe, ros_en
         assert len(listener.inside) > 60 and listener.exits() == 0
         assert all(listener.inside)
     finally:
-        assert stack.stop() == 0, stack.output
+        assert stack.stop(timeout=40) == 0, stack.output
 
 
 def test_deactivate_sends_a_zero_command_and_diagnostics_say_not_active(probe, ros_env,

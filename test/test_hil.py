@@ -50,7 +50,7 @@ def test_shield_keeps_an_unsafe_policy_inside(start_node, probe, ros_env, unsafe
             assert exits == 0
             assert interventions and interventions[-1] > 0
     finally:
-        assert stack.stop() == 0, stack.output
+        assert stack.stop(timeout=40) == 0, stack.output
 
 
 def test_stale_odometry_and_e_stop_mean_stop(start_node, probe, ros_env, unsafe_policy):
@@ -83,7 +83,7 @@ def test_stale_odometry_and_e_stop_mean_stop(start_node, probe, ros_env, unsafe_
         stopped = [c for c in commands if c[0] > t_dead + 0.6]
         assert stopped and all(c[1] == 0.0 and c[2] == 0.0 for c in stopped)
     finally:
-        assert stack.stop() == 0, stack.output
+        assert stack.stop(timeout=40) == 0, stack.output
 
 
 def test_deploy_refuses_a_missing_or_mismatched_policy(ros_env, tmp_path, unsafe_policy):

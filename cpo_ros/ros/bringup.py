@@ -209,9 +209,9 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
                 proc.send_signal(signal.SIGINT)
             for name, proc in alive:
                 try:
-                    proc.wait(timeout=5)
+                    proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
-                    print(f'{label}: {name} did not stop within 5 s: killed', flush=True)
+                    print(f'{label}: {name} did not stop within 10 s: killed', flush=True)
                     proc.kill()
                     proc.wait()
         for sig, handler in previous.items():
