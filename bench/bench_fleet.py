@@ -166,7 +166,7 @@ def main() -> None:
     if args.model_only:
         model(costs, args.update_s, args.host_rate, args, source='given')
         return
-    update_s, host_rate = args.update_s, args.host_rate
+    update_s, host_rate, source = args.update_s, args.host_rate, 'given'
     for busy_count in args.busy:
         busy = [subprocess.Popen([sys.executable, '-c', BUSY_LOOP]) for _ in range(busy_count)]
         try:
@@ -192,7 +192,8 @@ def main() -> None:
             update_s = results[min(results)][1]
             one = results[min(results)]
             host_rate = args.steps / one[2]
-    model(costs, update_s, host_rate, args)
+            source = 'measured'
+    model(costs, update_s, host_rate, args, source)
 
 
 if __name__ == '__main__':
