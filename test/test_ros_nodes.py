@@ -42,7 +42,9 @@ def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_n
     for _ in range(3):
         pub.publish(odom(3.0))
     assert wait_until(lambda: len(costs) >= 2 and costs[-1] == 1.0 and inside[-1] is False, 10)
-    assert wait_until(lambda: diags and diags[-1].level == DiagnosticStatus.WARN, 10)
+    # Keep the pose fresh (pose_timeout_s 0.5) until a diagnostics tick reports it outside.
+    assert wait_until(lambda: pub.publish(odom(3.0)) or (
+        diags and diags[-1].level == DiagnosticStatus.WARN), 10)
     values = {kv.key: kv.value for kv in diags[-1].values}
     assert values['exits'] == '1'
     # A non-finite pose is refused with a warning, never trusted; then odometry goes stale.
