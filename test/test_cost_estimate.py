@@ -42,7 +42,8 @@ def _set_costs(rollout: dict[str, np.ndarray], cost: np.ndarray) -> None:
 def test_critics_fit_long_horizon_values(normalise):
     """Values in the hundreds (500-step episodes) are fit in one update only when standardised."""
     torch.manual_seed(0)
-    algo = ConstrainedTrustRegion(3, 2, AlgoConfig(value_normalization=normalise))
+    algo = ConstrainedTrustRegion(3, 2, AlgoConfig(value_normalization=normalise,
+                                                   value_minibatch=1000))
     obs = torch.randn(4000, 3)
     target = 250.0 + 60.0 * torch.tanh(obs[:, 0])
     algo._fit_critics(obs, target, target[:, None].clone())
