@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == 'train' and threading.current_thread() is threading.main_thread():
         # SIGTERM (kill, a job scheduler, systemd) ends training like Ctrl-C: plot and summary.
         signal.signal(signal.SIGTERM, _interrupt)
+        # SIGINT too, even when started with it ignored (a background job of a script, or a
+        # parent that ignores it): Python then installs no handler of its own.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.command == 'train':
             return _cmd_train(args)
