@@ -71,8 +71,9 @@ def test_four_node_processes_train_through_the_topics(start_node, probe, tmp_pat
     assert (tmp_path / 'curves.png').is_file() and (tmp_path / 'checkpoints/last.pt').is_file()
     # Three rows: the learner drops stale chunks, so the executor sampled versions 0, 1 and 2.
     # The probe may join after the last rollout (three small iterations take about a second);
-    # what it saw must be those versions.
-    assert set(rollouts) <= {0, 1, 2}, rollouts
+    # what it saw must be those versions, or the final policy's (version 3) that the executor,
+    # not told that training is over, samples with next.
+    assert set(rollouts) <= {0, 1, 2, 3}, rollouts
     for proc in procs:
         assert proc.proc.poll() is None, proc.output  # still serving
         assert proc.stop() == 0, proc.output
@@ -195,7 +196,8 @@ def test_gather_trains_through_the_graph_with_sensor_and_marker_topics(ros_env, 
                               qos.METRICS)
     probe.create_subscription(MarkerArray, 'gather/markers', markers.append, qos.METRICS)
     cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'gather_sim', '--ros-args',
-           '-p', 'num_envs:=4', '-p', 'steps_per_iteration:=600',
+           # Enough steps (two iterations of 1,000 per robot) for the probe to join in time.
+           '-p', 'num_envs:=4', '-p', 'steps_per_iteration:=4000',
            '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
            '-p', 'learner:value_epochs:=2']
     bringup = NodeProcess(cmd, ros_env)
