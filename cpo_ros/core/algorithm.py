@@ -9,7 +9,9 @@ explicitly. With cost shaping (paper section 6.3) each cost becomes C + w P(viol
 steps), P from `shaping.ViolationPredictor`, under the same limit.
 """
 
+from collections.abc import Callable
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from cpo_ros.core.trust_region import (
     gaussian_fisher_product,
     numpy_solver,
     set_flat_params,
+    SolvedOperator,
 )
 
 
@@ -110,13 +113,19 @@ class ConstrainedTrustRegion:
 
     # -- the update -----------------------------------------------------------------------------
     def update(self, rollout: dict[str, np.ndarray],
-               episode_cost: float | np.ndarray | None = None) -> dict[str, Any]:
+               episode_cost: float | np.ndarray | None = None,
+               policy_ready: Callable[[], None] | None = None) -> dict[str, Any]:
         """Run one policy and critic update from a rollout; return the iteration's figures.
 
         episode_cost: J_C of the policy that sampled the rollout (undiscounted cost per
         episode, one per constraint); measured from the rollout's finished episodes when not
-        given.
+        given. policy_ready, when given, is called once the new policy (and `version`) is
+        final while the critics may still be fitting on their thread: the caller can sample
+        the next rollout meanwhile. Nothing of the update depends on what it does, except that
+        it must not change the policy. The figures include the seconds of each piece
+        (time_*_s; time_policy_ready_s is spent in the callback).
         """
+        clock = _Clock()
         cfg, m = self.config, self.num_costs
         validate_rollout(rollout, self.obs_dim, self.act_dim, m)
         summary = episode_summary(rollout, self.max_episode_steps)
@@ -141,8 +150,12 @@ class ConstrainedTrustRegion:
         c = j_constrained - self.limits
 
         obs, adv_r, adv_c, tgt_r, tgt_c = self._advantages(rollout, costs)
+        with torch.no_grad():
+            norm_obs = self.policy.norm(obs)  # before the normaliser moves on (below)
+        clock.lap('advantages')
         # The critics' fit needs nothing of the policy step: it runs beside it (same result).
-        critics = self._critic_fit = BackgroundCall(self._fit_critics, obs, tgt_r, tgt_c)
+        critics = self._critic_fit = BackgroundCall(_timed, self._fit_critics, norm_obs, tgt_r,
+                                                    tgt_c)
         u = torch.as_tensor(rollout['u'].reshape(-1, self.act_dim))
         adv_r = (adv_r - adv_r.mean()) / (adv_r.std() + 1e-8)
         adv_c = adv_c - adv_c.mean(0)  # centred, never scaled: its size carries the cost
@@ -167,8 +180,11 @@ class ConstrainedTrustRegion:
             g = g - sum(float(lam) * b for lam, b in zip(self.lagrange, bs, strict=True))
         fvp = gaussian_fisher_product(policy, obs, cfg.cg_damping)
 
-        def hvp(v: np.ndarray) -> np.ndarray:
+        def matvec(v: np.ndarray) -> np.ndarray:
             return fvp(torch.as_tensor(v, dtype=torch.float32)).double().numpy()
+
+        # Solves are kept: the noise diagnostic reuses the step's H^-1 b.
+        hvp = SolvedOperator(matvec, cfg.cg_iters)
 
         g_np = g.double().numpy()
         b_mat = np.stack([b.double().numpy() for b in bs], axis=1) * ep_len  # (n, m)
@@ -181,20 +197,29 @@ class ConstrainedTrustRegion:
             step, case = step_direction(g_np, np.zeros_like(g_np), hvp, 0.0, cfg.target_kl,
                                         cfg.cg_iters)
 
+        clock.lap('direction')
         noise_share, halves_cos = self._cost_gradient_noise(
-            obs, u, old_logp, adv_c[:, 0], rollout['reward'].shape, hvp, ep_len)
+            obs, u, old_logp, adv_c[:, 0], rollout['reward'].shape, hvp, b_mat[:, 0], ep_len)
+        clock.lap('noise')
         accepted, frac, kl, d_r, d_c = self._line_search(
             torch.as_tensor(step, dtype=torch.float32), surrogates, mean_kl,
             loss_r.item(), loss_c.detach().double().numpy(), c, ep_len, case)
+        clock.lap('line_search')
         # The linear model's forecast of J_C's change, checked against the next measurement.
         predicted = b_mat.T @ (frac * step)
         self._last_cost, self._last_prediction = j_c.copy(), predicted
         if cfg.algo == 'pdo':
             self.lagrange = np.maximum(0.0, self.lagrange + cfg.pdo_lambda_lr * c)
-        value_loss_r, value_loss_c = critics.result()
-        self._update_normalizer(rollout['obs'])
+        fold_critics = self._update_normalizer(rollout['obs'], critics_now=False)
         self.version += 1
-        return {
+        clock.lap('policy_rest')
+        if policy_ready is not None:
+            policy_ready()
+            clock.lap('policy_ready')
+        (value_loss_r, value_loss_c), fit_s = critics.result()
+        fold_critics()
+        clock.lap('critic_wait')
+        return {**clock.figures(), 'time_critic_fit_s': fit_s,
             'episode_return': summary['episode_return'], 'episode_cost': float(j_c[0]),
             'episode_costs': [float(v) for v in j_c],
             'constrained_costs': [float(v) for v in j_constrained],
@@ -232,8 +257,8 @@ class ConstrainedTrustRegion:
         return j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0)
 
     def _cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
-                             adv_c: torch.Tensor, shape: tuple[int, int], hvp,
-                             ep_len: float) -> tuple[float, float]:
+                             adv_c: torch.Tensor, shape: tuple[int, int], hvp: SolvedOperator,
+                             b: np.ndarray, ep_len: float) -> tuple[float, float]:
         """Return the share of s = b.H^-1.b that is noise, and the cosine of b's two halves.
 
         b is estimated from each half of the batch (half the envs, or the two halves in time
@@ -241,44 +266,62 @@ class ConstrainedTrustRegion:
         d = (b_1 - b_2) / 2 has the covariance of b's noise, so d.H^-1.d / b.H^-1.b estimates
         the part of s (CPO's measure of how far the cost can be lowered within the trust
         region) that noise makes up. Near 1, the step's cost direction is mostly noise.
+
+        b (the whole batch's gradient, as the step used it) is the sample-weighted mean of
+        b_1 and b_2, so b_2 follows from b and b_1 without a second pass; with halves of
+        equal size (an even number of envs) H^-1 b is the step's own solve, and only d needs
+        a CG solve of its own.
         """
         t, n = shape
         index = torch.arange(t * n)
         first = (index % n) < n // 2 if n >= 2 else index < (t * n) // 2
-        halves = []
-        for mask in (first, ~first):
-            ratio = torch.exp(self.policy.log_prob(obs[mask], u[mask]) - old_logp[mask])
-            halves.append(flat_grad((ratio * adv_c[mask]).mean(), self.policy)
-                          .double().numpy() * ep_len)
-        b_1, b_2 = halves
+        n_1 = int(first.sum())
+        n_2 = t * n - n_1
+        ratio = torch.exp(self.policy.log_prob(obs[first], u[first]) - old_logp[first])
+        b_1 = flat_grad((ratio * adv_c[first]).mean(), self.policy).double().numpy() * ep_len
+        b_2 = ((n_1 + n_2) * b - n_1 * b_1) / n_2
         solve = numpy_solver(hvp, self.config.cg_iters)
-        w_1, w_2 = solve(b_1), solve(b_2)
-        s_total = float((b_1 + b_2) @ (w_1 + w_2)) / 4.0
-        s_noise = float((b_1 - b_2) @ (w_1 - w_2)) / 4.0
+        mean = b if n_1 == n_2 else (b_1 + b_2) / 2.0
+        d = (b_1 - b_2) / 2.0
+        s_total = float(mean @ solve(mean))
+        s_noise = float(d @ solve(d))
         cos = float(b_1 @ b_2 / (np.linalg.norm(b_1) * np.linalg.norm(b_2) + 1e-30))
         return s_noise / max(s_total, 1e-30), cos
 
-    def _update_normalizer(self, obs: np.ndarray) -> None:
+    def _update_normalizer(self, obs: np.ndarray,
+                           critics_now: bool = True) -> Callable[[], None]:
         """Fold obs into the running statistics without changing what the networks compute.
 
         A plain update would move the policy outside the trust region (and outside CPO's
         control of the cost: the measured cost then drifts above the limit). The first layer of
         each network absorbs the change instead: W (x - m) / s + c = W' (x - m') / s' + c' with
-        W' = W s' / s and c' = c + W (m' - m) / s (exact for unclipped inputs).
+        W' = W s' / s and c' = c + W (m' - m) / s (exact for unclipped inputs). With
+        critics_now False only the policy's (and the shaper's) first layers are folded now, and
+        the critics', which may still be fitting, by the function returned, once their fit is
+        done.
         """
         norm = self.policy.norm
         old_mean, old_std = norm.mean.clone(), torch.sqrt(norm.var + 1e-8)
         norm.update(obs)
-        new_mean, new_std = norm.mean, torch.sqrt(norm.var + 1e-8)
-        with torch.no_grad():
-            firsts = [self.policy.mean_net[0], self.reward_critic.net[0]]
-            firsts += [critic.net[0] for critic in self.cost_critics]
-            if self.shaper is not None:
-                firsts.append(self.shaper.net[0])
-            for first in firsts:
-                w = first.weight.double()
-                first.bias.add_((w @ ((new_mean - old_mean) / old_std)).float())
-                first.weight.copy_((w * (new_std / old_std)).float())
+        new_mean, new_std = norm.mean.clone(), torch.sqrt(norm.var + 1e-8)
+
+        def fold(firsts: list[nn.Linear]) -> None:
+            with torch.no_grad():
+                for first in firsts:
+                    w = first.weight.double()
+                    first.bias.add_((w @ ((new_mean - old_mean) / old_std)).float())
+                    first.weight.copy_((w * (new_std / old_std)).float())
+
+        fold([self.policy.mean_net[0]] + ([self.shaper.net[0]] if self.shaper is not None
+                                          else []))
+
+        def fold_critics() -> None:
+            fold([self.reward_critic.net[0], *(critic.net[0] for critic in self.cost_critics)])
+
+        if critics_now:
+            fold_critics()
+            return lambda: None
+        return fold_critics
 
     def _advantages(self, rollout: dict[str, np.ndarray], costs: np.ndarray):
         """Return flat torch obs, reward/cost advantages and value targets (GAE each).
@@ -289,8 +332,10 @@ class ConstrainedTrustRegion:
         cfg = self.config
         t, n = rollout['reward'].shape
         obs = torch.as_tensor(rollout['obs'].reshape(t * n, -1))
+        # final_obs only counts where an episode was truncated (next_values): value those rows.
+        ends = np.flatnonzero(rollout['truncated'].reshape(-1))
         extra = torch.as_tensor(np.concatenate(
-            [rollout['final_obs'].reshape(t * n, -1), rollout['last_obs']], axis=0))
+            [rollout['final_obs'].reshape(t * n, -1)[ends], rollout['last_obs']], axis=0))
         dones = rollout['terminated'] | rollout['truncated']
         streams = [(self.reward_critic, cfg.gamma, cfg.lam,
                     rollout['reward'].astype(np.float64))]
@@ -302,7 +347,9 @@ class ConstrainedTrustRegion:
             for critic, gamma, lam, signal in streams:
                 values = critic(norm_obs).double().numpy().reshape(t, n)
                 extra_v = critic(norm_extra).double().numpy()
-                final_v, last_v = extra_v[:t * n].reshape(t, n), extra_v[t * n:]
+                final_v = np.zeros(t * n)
+                final_v[ends] = extra_v[:ends.size]
+                final_v, last_v = final_v.reshape(t, n), extra_v[ends.size:]
                 nxt = next_values(values, last_v, final_v, rollout['terminated'],
                                   rollout['truncated'])
                 adv, target = gae(signal, values, nxt, dones, gamma, lam)
@@ -352,12 +399,13 @@ class ConstrainedTrustRegion:
         set_flat_params(self.policy, old)
         return False, 0.0, 0.0, 0.0, np.zeros_like(c)
 
-    def _fit_critics(self, obs: torch.Tensor, tgt_r: torch.Tensor,
+    def _fit_critics(self, norm_obs: torch.Tensor, tgt_r: torch.Tensor,
                      tgt_c: torch.Tensor) -> tuple[float, float]:
-        """Fit both critics to their GAE targets with Adam; return the last epoch's mean losses."""
+        """Fit both critics to their GAE targets with Adam; return the last epoch's mean losses.
+
+        norm_obs: the observations normalised before this update's normaliser step.
+        """
         cfg = self.config
-        with torch.no_grad():
-            norm_obs = self.policy.norm(obs)
         n = norm_obs.shape[0]
         mb = min(cfg.value_minibatch, n)
         loss_r_sum = loss_c_sum = 0.0
@@ -373,12 +421,14 @@ class ConstrainedTrustRegion:
         std_targets = ((targets - shifts) / scales).float()
         for _ in range(cfg.value_epochs):
             perm = torch.randperm(n)
+            # One gather per epoch; each minibatch is then a contiguous slice.
+            epoch_obs, epoch_targets = norm_obs[perm], std_targets[perm]
             loss_r_sum = loss_c_sum = 0.0
             batches = 0
             for start in range(0, n, mb):
-                idx = perm[start:start + mb]
-                losses = [(critic.standardised(norm_obs[idx]) - std_targets[idx, i]).pow(2)
-                          .mean() for i, critic in enumerate(critics)]
+                x, y = epoch_obs[start:start + mb], epoch_targets[start:start + mb]
+                losses = [(critic.standardised(x) - y[:, i]).pow(2).mean()
+                          for i, critic in enumerate(critics)]
                 loss_r, loss_c = losses[0], sum(losses[1:])
                 self.critic_optim.zero_grad()
                 (loss_r + loss_c).backward()
@@ -391,3 +441,27 @@ class ConstrainedTrustRegion:
         if batches == 0:
             return 0.0, 0.0
         return loss_r_sum / batches, loss_c_sum / batches
+
+
+class _Clock:
+    """Seconds between laps, named after the piece of work each lap ends."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self._laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        """Add the seconds since the last lap to name's."""
+        now = time.perf_counter()
+        self._laps[name] = self._laps.get(name, 0.0) + now - self._last
+        self._last = now
+
+    def figures(self) -> dict[str, float]:
+        """Return {'time_<name>_s': seconds} of every lap."""
+        return {f'time_{name}_s': seconds for name, seconds in self._laps.items()}
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """Return fn(*args) and its wall-clock seconds."""
+    t0 = time.perf_counter()
+    return fn(*args), time.perf_counter() - t0

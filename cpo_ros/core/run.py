@@ -17,6 +17,7 @@ checkpoints/best.pt holds the best safe policy: the highest measured return amon
 whose measured cost is within every limit.
 """
 
+from collections.abc import Callable
 import copy
 from datetime import datetime
 import os
@@ -179,25 +180,30 @@ class TrainingRun:
         return self.iteration >= self.config.iterations
 
     def record(self, rollout: dict[str, np.ndarray], timings: dict[str, float] | None = None,
-               episode_cost: float | np.ndarray | None = None) -> dict[str, Any]:
+               episode_cost: float | np.ndarray | None = None,
+               policy_ready: Callable[[], None] | None = None) -> dict[str, Any]:
         """Update from a rollout, append the progress row, checkpoint when due; return the row.
 
         All or nothing: on any exception (a bad rollout, a numerical failure, a full disk) the
         run is put back as it was before the call and the exception propagates.
+        policy_ready: see ConstrainedTrustRegion.update (the time spent in it is not counted
+        in update_time_s).
         """
         before = self._snapshot()
         try:
-            return self._record(rollout, dict(timings or {}), episode_cost)
+            return self._record(rollout, dict(timings or {}), episode_cost, policy_ready)
         except BaseException:
             self._rollback(before)
             raise
 
     def _record(self, rollout: dict[str, np.ndarray], timings: dict[str, float],
-                episode_cost: float | np.ndarray | None) -> dict[str, Any]:
+                episode_cost: float | np.ndarray | None,
+                policy_ready: Callable[[], None] | None) -> dict[str, Any]:
         sampled_by = copy.deepcopy(self.algorithm.policy.state_dict())
         t0 = time.perf_counter()
-        metrics = self.algorithm.update(rollout, episode_cost)
-        timings['update_time_s'] = time.perf_counter() - t0
+        metrics = self.algorithm.update(rollout, episode_cost, policy_ready)
+        timings['update_time_s'] = (time.perf_counter() - t0
+                                    - metrics.get('time_policy_ready_s', 0.0))
         self.iteration += 1
         self.env_steps += int(metrics['samples'])
         now = time.perf_counter()

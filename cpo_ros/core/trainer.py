@@ -80,21 +80,40 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
     bar = tqdm(total=config.iterations, initial=run.iteration, disable=not show_progress,
                unit='it', dynamic_ncols=True)
     interrupted = False
+
+    def sample_iteration(iteration: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        seed = iteration_seed(config.seed, iteration)
+        obs = env.reset(seed=seed)
+        worker.reseed(seed)
+        worker.use_policy(run.algorithm.policy, run.algorithm.version)
+        t0 = time.perf_counter()
+        rollout, _, timings = sample(env, worker, obs)
+        timings['sample_time_s'] = time.perf_counter() - t0
+        return rollout, timings
+
     try:
+        ahead: dict[str, Any] = {}
         while not run.done:
-            seed = iteration_seed(config.seed, run.iteration)
-            obs = env.reset(seed=seed)
-            worker.reseed(seed)
-            worker.use_policy(run.algorithm.policy, run.algorithm.version)
-            t0 = time.perf_counter()
-            rollout, obs, timings = sample(env, worker, obs)
-            timings['sample_time_s'] = time.perf_counter() - t0
-            row = run.record(rollout, timings)
+            rollout, timings = ahead.pop('sample', None) or sample_iteration(run.iteration)
+
+            def sample_ahead() -> None:
+                # The next iteration's rollout, with the same seed and policy as after the
+                # update, sampled while the critics finish fitting on the other core. An
+                # interruption here is raised once this iteration is recorded.
+                if run.iteration + 1 < config.iterations:
+                    try:
+                        ahead['sample'] = sample_iteration(run.iteration + 1)
+                    except BaseException as exc:  # noqa: BLE001 - re-raised below
+                        ahead['error'] = exc
+
+            row = run.record(rollout, timings, policy_ready=sample_ahead)
             bar.update(1)
             if show_progress:
                 bar.write(summary_line(row))
             if on_iteration is not None:
                 on_iteration(row)
+            if 'error' in ahead:
+                raise ahead.pop('error')
     except KeyboardInterrupt:
         interrupted = True
         raise
