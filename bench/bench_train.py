@@ -1,12 +1,16 @@
 """Throughput of `cpo-ros train` on a project task: sampling and update split, steps per second.
 
 Run: .venv/bin/python bench/bench_train.py [--task circle|circle_long|gather|goal]
-     [--num-envs 16] [--steps 50000] [--iterations 3] [--torch-threads 1] [--busy 1]
-Prints env steps/s of sampling (env stepping and policy forward separately) and the wall time of
-a whole iteration (sampling + CPO update), with the machine's load average and the OpenMP wait
-policy in force. --busy N starts N competing busy Python loops for the duration (a robot's
-other work, or the graph's other nodes), so the figures show how the update degrades under
-contention.
+     [--num-envs 16] [--steps 50000] [--iterations 3] [--torch-threads 2] [--busy 0 1]
+Runs the training once per --busy count (default: idle, then beside one busy process) and
+prints, per iteration: the wall time of sampling (env stepping and policy forward separately)
+and of the CPO update, the whole iteration, and the update's split: advantages (GAE), direction
+(surrogate gradients, Fisher-vector products and CG of the step), the split-half noise
+diagnostic (one more CG solve), the line search, the critics' fit (on its own thread, beside
+the policy step and the next iteration's sampling) and how long the update waited for it. The
+machine's load average and the OpenMP wait policy are printed with the figures. A busy process
+is a competing busy Python loop (a robot's other work, or the graph's other nodes), so the
+figures show how the iteration degrades under contention.
 """
 
 import argparse
@@ -23,19 +27,15 @@ from cpo_ros.envs.make import default_cost_limits
 BUSY_LOOP = 'while True:\n    pass\n'
 
 
-def main() -> None:
-    """Train a few iterations and print the per-iteration split."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument('--task', default='circle', help='project task (default circle)')
-    parser.add_argument('--num-envs', type=int, default=16)
-    parser.add_argument('--steps', type=int, default=50_000)
-    parser.add_argument('--iterations', type=int, default=3)
-    parser.add_argument('--algo', default='cpo')
-    parser.add_argument('--torch-threads', type=int, default=TrainConfig.torch_threads)
-    parser.add_argument('--busy', type=int, default=0,
-                        help='competing busy Python processes during the run')
-    args = parser.parse_args()
-    busy = [subprocess.Popen([sys.executable, '-c', BUSY_LOOP]) for _ in range(args.busy)]
+SPLIT = (('adv s', 'time_advantages_s'), ('dir s', 'time_direction_s'),
+         ('noise s', 'time_noise_s'), ('search s', 'time_line_search_s'),
+         ('fit s', 'time_critic_fit_s'), ('wait s', 'time_critic_wait_s'))
+"""Columns of the update's split: header and the update's figure (seconds)."""
+
+
+def run(args: argparse.Namespace, busy_count: int) -> list[dict]:
+    """Train args.iterations iterations beside busy_count busy processes; return the rows."""
+    busy = [subprocess.Popen([sys.executable, '-c', BUSY_LOOP]) for _ in range(busy_count)]
     try:
         with tempfile.TemporaryDirectory() as out:
             config = TrainConfig(task=args.task, iterations=args.iterations,
@@ -43,28 +43,54 @@ def main() -> None:
                                  out=out, torch_threads=args.torch_threads,
                                  algo=AlgoConfig(algo=args.algo,
                                                  cost_limit=default_cost_limits(args.task)[0]))
-            rows = []
+            rows: list[dict] = []
             train(config, show_progress=False, on_iteration=rows.append)
         load = os.getloadavg()
     finally:
         for proc in busy:
             proc.kill()
             proc.wait()
-    print(f'cpo-ros train --task {args.task}, {args.algo}, {args.num_envs} envs, {args.steps} '
+    print(f'\ncpo-ros train --task {args.task}, {args.algo}, {args.num_envs} envs, {args.steps} '
           f'samples/iteration, {args.torch_threads} torch thread(s), OMP_WAIT_POLICY='
-          f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, {args.busy} busy process(es), "
-          f'load average {load[0]:.2f}')
+          f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, {busy_count} busy process(es), "
+          f'load average {load[0]:.2f} (1 min) {load[1]:.2f} (5 min)')
     print(f"{'it':>3} {'sample s':>9} {'env s':>7} {'policy s':>9} {'update s':>9} "
-          f"{'iter s':>7} {'sampling steps/s':>17}")
+          f"{'iter s':>7} {'steps/s':>8} | " + ' '.join(f'{h:>8}' for h, _ in SPLIT))
     for r in rows:
         sample, update = r['sample_time_s'], r['update_time_s']
         print(f"{r['iteration']:>3} {sample:9.2f} {r['env_time_s']:7.2f} "
               f"{r['policy_time_s']:9.2f} {update:9.2f} {sample + update:7.2f} "
-              f"{r['samples'] / sample:17.0f}")
-    best = rows[-1]
-    print(f"last iteration: sampling {best['samples'] / best['sample_time_s']:.0f} env steps/s "
-          f"(target >= 25000), iteration {best['sample_time_s'] + best['update_time_s']:.2f} s "
-          f'(target <= 1 s)')
+              f"{r['samples'] / sample:8.0f} | "
+              + ' '.join(f'{r.get(key, float("nan")):8.2f}' for _, key in SPLIT))
+    return rows
+
+
+def main() -> None:
+    """Train a few iterations per busy count and print the per-iteration split."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--task', default='circle', help='project task (default circle)')
+    parser.add_argument('--num-envs', type=int, default=16)
+    parser.add_argument('--steps', type=int, default=50_000)
+    parser.add_argument('--iterations', type=int, default=3)
+    parser.add_argument('--algo', default='cpo')
+    parser.add_argument('--torch-threads', type=int, default=TrainConfig.torch_threads)
+    parser.add_argument('--busy', type=int, nargs='+', default=[0, 1],
+                        help='competing busy Python processes: one run per count given '
+                             '(default 0 1: idle, then beside one busy process)')
+    args = parser.parse_args()
+    print('iteration = sample + update (the update excludes the next sampling, done while the '
+          'critics fit); split columns are parts of the update, fit s runs on its own thread')
+    summary = []
+    for busy_count in args.busy:
+        rows = run(args, busy_count)
+        later = rows[1:] or rows  # the first iteration pays for warm-up
+        iters = sorted(r['sample_time_s'] + r['update_time_s'] for r in later)
+        summary.append((busy_count, iters[len(iters) // 2], later[-1]))
+    print()
+    for busy_count, median, last in summary:
+        print(f'{busy_count} busy: iteration {median:.2f} s median after the first (target '
+              f"<= 1 s), sampling {last['samples'] / last['sample_time_s']:.0f} env steps/s, "
+              f"update {last['update_time_s']:.2f} s (last iteration)")
 
 
 if __name__ == '__main__':

@@ -4,13 +4,17 @@ import numpy as np
 import pytest
 import torch
 
+from cpo_ros.core.cpo import step_direction
 from cpo_ros.core.networks import GaussianPolicy
 from cpo_ros.core.trust_region import (
     conjugate_gradient,
+    FISHER_CHUNK_ROWS,
     fisher_vector_product,
     flat_params,
     gaussian_fisher_product,
+    numpy_solver,
     set_flat_params,
+    SolvedOperator,
 )
 
 
@@ -91,10 +95,50 @@ def test_closed_form_fisher_product_matches_differentiating_the_kl_twice(hidden)
     def mean_kl():
         return torch.distributions.kl_divergence(old, policy.distribution(obs)).sum(-1).mean()
 
-    for damping in (0.0, 0.1):
+    # 257 samples: one block, and five blocks of 64 with a partial last one.
+    for damping, rows in ((0.0, FISHER_CHUNK_ROWS), (0.1, FISHER_CHUNK_ROWS), (0.1, 64)):
         reference = fisher_vector_product(mean_kl, policy, damping)
-        closed = gaussian_fisher_product(policy, obs, damping)
+        closed = gaussian_fisher_product(policy, obs, damping, chunk_rows=rows)
         for _ in range(3):
             v = torch.randn_like(flat_params(policy))
             np.testing.assert_allclose(closed(v).numpy(), reference(v).numpy(), rtol=1e-9,
                                        atol=1e-12)
+
+
+def test_fisher_product_stays_at_the_parameters_it_was_built_for():
+    """A line search may move the policy while a CG solve runs on another thread."""
+    torch.manual_seed(2)
+    policy = GaussianPolicy(3, 2, (8, 4))
+    obs = torch.randn(300, 3)
+    product = gaussian_fisher_product(policy, obs, 0.01, chunk_rows=128)
+    v = torch.randn_like(flat_params(policy))
+    before = product(v)
+    set_flat_params(policy, flat_params(policy) + 0.5)
+    torch.testing.assert_close(product(v), before, rtol=0.0, atol=0.0)
+    assert not torch.allclose(gaussian_fisher_product(policy, obs, 0.01)(v), before)
+
+
+def test_solved_operator_solves_each_vector_once_and_changes_no_step():
+    rng = np.random.default_rng(4)
+    m = rng.normal(size=(30, 30))
+    h = m @ m.T / 30 + 0.1 * np.eye(30)
+    g, b = rng.normal(size=30), rng.normal(size=30)
+    products = []
+
+    def matvec(v):
+        products.append(1)
+        return h @ v
+
+    operator = SolvedOperator(matvec, 10)
+    for c in (-0.5, 0.3, 5.0):  # inactive or dual, and recovery
+        plain = step_direction(g, b, lambda v: h @ v, c, 0.01, 10)
+        kept = step_direction(g, b, operator, c, 0.01, 10)
+        np.testing.assert_array_equal(kept[0], plain[0])
+        assert kept[1] == plain[1]
+    assert operator.solves == 2  # g and b, solved for the first c only
+    count = len(products)
+    np.testing.assert_array_equal(numpy_solver(operator, 10)(np.stack([b, g], axis=1)[:, 0]),
+                                  numpy_solver(lambda v: h @ v, 10)(b))
+    assert len(products) == count  # a strided view of b is the same vector: no new solve
+    numpy_solver(operator, 10)(b + 1e-12)
+    assert operator.solves == 3

@@ -198,8 +198,8 @@ class ConstrainedTrustRegion:
                                         cfg.cg_iters)
 
         clock.lap('direction')
-        noise_share, halves_cos = self._cost_gradient_noise(
-            obs, u, old_logp, adv_c[:, 0], rollout['reward'].shape, hvp, b_mat[:, 0], ep_len)
+        noise = self._cost_gradient_noise(obs, u, old_logp, adv_c[:, 0],
+                                          rollout['reward'].shape, hvp, b_mat[:, 0], ep_len)
         clock.lap('noise')
         accepted, frac, kl, d_r, d_c = self._line_search(
             torch.as_tensor(step, dtype=torch.float32), surrogates, mean_kl,
@@ -218,6 +218,7 @@ class ConstrainedTrustRegion:
             clock.lap('policy_ready')
         (value_loss_r, value_loss_c), fit_s = critics.result()
         fold_critics()
+        noise_share, halves_cos = noise.result()
         clock.lap('critic_wait')
         return {**clock.figures(), 'time_critic_fit_s': fit_s,
             'episode_return': summary['episode_return'], 'episode_cost': float(j_c[0]),
@@ -258,8 +259,8 @@ class ConstrainedTrustRegion:
 
     def _cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
                              adv_c: torch.Tensor, shape: tuple[int, int], hvp: SolvedOperator,
-                             b: np.ndarray, ep_len: float) -> tuple[float, float]:
-        """Return the share of s = b.H^-1.b that is noise, and the cosine of b's two halves.
+                             b: np.ndarray, ep_len: float) -> BackgroundCall:
+        """Start finding the share of s = b.H^-1.b that is noise, and the cosine of b's halves.
 
         b is estimated from each half of the batch (half the envs, or the two halves in time
         with one env), b_1 and b_2. Their difference is pure noise: with b = (b_1 + b_2) / 2,
@@ -270,7 +271,9 @@ class ConstrainedTrustRegion:
         b (the whole batch's gradient, as the step used it) is the sample-weighted mean of
         b_1 and b_2, so b_2 follows from b and b_1 without a second pass; with halves of
         equal size (an even number of envs) H^-1 b is the step's own solve, and only d needs
-        a CG solve of its own.
+        a CG solve of its own. The half-batch gradient is taken now, at the current parameters;
+        the solves run on a thread beside the line search (the Fisher product keeps its own
+        weights), and the call's result() is (noise share, cosine).
         """
         t, n = shape
         index = torch.arange(t * n)
@@ -283,10 +286,14 @@ class ConstrainedTrustRegion:
         solve = numpy_solver(hvp, self.config.cg_iters)
         mean = b if n_1 == n_2 else (b_1 + b_2) / 2.0
         d = (b_1 - b_2) / 2.0
-        s_total = float(mean @ solve(mean))
-        s_noise = float(d @ solve(d))
-        cos = float(b_1 @ b_2 / (np.linalg.norm(b_1) * np.linalg.norm(b_2) + 1e-30))
-        return s_noise / max(s_total, 1e-30), cos
+
+        def shares() -> tuple[float, float]:
+            s_total = float(mean @ solve(mean))
+            s_noise = float(d @ solve(d))
+            cos = float(b_1 @ b_2 / (np.linalg.norm(b_1) * np.linalg.norm(b_2) + 1e-30))
+            return s_noise / max(s_total, 1e-30), cos
+
+        return BackgroundCall(shares)
 
     def _update_normalizer(self, obs: np.ndarray,
                            critics_now: bool = True) -> Callable[[], None]:

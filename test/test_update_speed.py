@@ -1,0 +1,204 @@
+"""The update's speed work computes what the plain code computes (issue 11).
+
+Each test puts a faster piece beside the straightforward computation it replaced and fails if
+the two diverge: the sigmoid-form tanh of the critics, the critics valued on final_obs only
+where an episode was truncated, the split-half noise diagnostic with one CG solve, the
+policy_ready callback, and the trainer sampling the next rollout while the critics fit.
+"""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cpo_ros.core.algorithm import ConstrainedTrustRegion
+from cpo_ros.core.buffer import gae, next_values
+from cpo_ros.core.config import AlgoConfig, TrainConfig
+from cpo_ros.core.networks import Critic, mlp, SigmoidTanh
+from cpo_ros.core.run import TrainingRun
+from cpo_ros.core.trainer import iteration_seed, max_episode_steps, sample, train
+from cpo_ros.core.trust_region import flat_grad, SolvedOperator
+from cpo_ros.core.worker import RolloutWorker
+from cpo_ros.envs.point_circle import VecPointCircle
+
+
+def _rollout(algo, num_envs=8, steps=100, episode=20, seed=0):
+    env = VecPointCircle(num_envs, seed=seed, max_episode_steps=episode)
+    worker = RolloutWorker(num_envs, env.obs_dim, env.act_dim, steps, seed=seed)
+    worker.use_policy(algo.policy, algo.version)
+    obs, rollout = env.reset(seed=seed), None
+    while rollout is None:
+        obs, r, c, te, tr, info = env.step(worker.act(obs))
+        worker.record(r, c, te, tr, info['final_obs'])
+        rollout = worker.take_rollout(obs)
+    return rollout
+
+
+@pytest.mark.parametrize('dtype,atol', [(torch.float32, 3e-7), (torch.float64, 1e-15)])
+def test_sigmoid_tanh_is_tanh_in_value_and_gradient(dtype, atol):
+    x = torch.cat([torch.linspace(-12.0, 12.0, 20001, dtype=dtype),
+                   torch.logspace(-30, 0, 301, dtype=dtype)]).requires_grad_(True)
+    fast = SigmoidTanh()(x)
+    ref = torch.tanh(x)
+    torch.testing.assert_close(fast, ref, rtol=0.0, atol=atol)
+    weights = torch.randn_like(x)
+    (g_fast,) = torch.autograd.grad((fast * weights).sum(), x)
+    (g_ref,) = torch.autograd.grad((ref * weights).sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, rtol=0.0, atol=4 * atol * weights.abs().max())
+
+
+def test_critic_matches_a_torch_tanh_network_with_its_weights():
+    torch.manual_seed(0)
+    critic = Critic(6, (64, 64))
+    plain = mlp((6, 64, 64, 1))
+    plain.load_state_dict(critic.net.state_dict())
+    assert isinstance(critic.net[1], SigmoidTanh) and isinstance(plain[1], nn.Tanh)
+    x = torch.randn(4096, 6) * 3.0
+    out, ref = critic.standardised(x), plain(x).squeeze(-1)
+    torch.testing.assert_close(out, ref, rtol=0.0, atol=1e-6)
+    grads = torch.autograd.grad(out.pow(2).mean(), list(critic.net.parameters()))
+    grads_ref = torch.autograd.grad(ref.pow(2).mean(), list(plain.parameters()))
+    for g, r in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+def test_advantages_value_final_obs_only_where_truncated():
+    torch.manual_seed(0)
+    algo = ConstrainedTrustRegion(6, 2, AlgoConfig(), max_episode_steps=20)
+    rollout = _rollout(algo)
+    assert rollout['truncated'].any() and not rollout['truncated'].all()
+    cfg, (t, n) = algo.config, rollout['reward'].shape
+    costs = rollout['cost'][..., None].astype(np.float64)
+    obs, adv_r, adv_c, tgt_r, tgt_c = algo._advantages(rollout, costs)
+    # The plain computation: every row of final_obs valued.
+    dones = rollout['terminated'] | rollout['truncated']
+    expected = []
+    for critic, signal, gamma, lam in ((algo.reward_critic, rollout['reward'], cfg.gamma,
+                                        cfg.lam),
+                                       (algo.cost_critics[0], rollout['cost'], cfg.cost_gamma,
+                                        cfg.cost_lam)):
+        with torch.no_grad():
+            def value(x):
+                x = torch.as_tensor(x.reshape(-1, 6))
+                return critic(algo.policy.norm(x)).double().numpy()
+            values = value(rollout['obs']).reshape(t, n)
+            final = value(rollout['final_obs']).reshape(t, n)
+            last = value(rollout['last_obs'])
+        nxt = next_values(values, last, final, rollout['terminated'], rollout['truncated'])
+        expected.append(gae(signal.astype(np.float64), values, nxt, dones, gamma, lam))
+    np.testing.assert_allclose(adv_r.numpy(), expected[0][0].reshape(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tgt_r.numpy(), expected[0][1].reshape(-1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(adv_c[:, 0].numpy(), expected[1][0].reshape(-1), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(tgt_c[:, 0].numpy(), expected[1][1].reshape(-1), rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize('num_envs', [8, 7, 1])
+def test_noise_diagnostic_is_the_two_halves_formula(num_envs):
+    """One half's gradient and one solve give what two half gradients and two solves gave."""
+    torch.manual_seed(1)
+    algo = ConstrainedTrustRegion(6, 2, AlgoConfig(hidden_sizes=(4,), cg_iters=200))
+    policy = algo.policy
+    t = 60
+    obs = torch.randn(t * num_envs, 6)
+    u = torch.randn(t * num_envs, 2)
+    adv_c = torch.randn(t * num_envs)
+    with torch.no_grad():
+        old_logp = policy.log_prob(obs, u) + 0.1 * torch.randn(t * num_envs)
+    ep_len = 20.0
+    size = sum(p.numel() for p in policy.parameters())
+    root = np.random.default_rng(0).normal(size=(size, size))
+    h = root @ root.T / size + np.eye(size)
+
+    def half_gradient(mask):
+        ratio = torch.exp(policy.log_prob(obs[mask], u[mask]) - old_logp[mask])
+        return flat_grad((ratio * adv_c[mask]).mean(), policy).double().numpy() * ep_len
+
+    everything = torch.ones(t * num_envs, dtype=torch.bool)
+    b = half_gradient(everything)
+    operator = SolvedOperator(lambda v: h @ v, 200)
+    share, cos = algo._cost_gradient_noise(obs, u, old_logp, adv_c, (t, num_envs), operator, b,
+                                           ep_len).result()
+    index = torch.arange(t * num_envs)
+    first = (index % num_envs) < num_envs // 2 if num_envs >= 2 else index < (t * num_envs) // 2
+    b_1, b_2 = half_gradient(first), half_gradient(~first)
+    w_1, w_2 = np.linalg.solve(h, b_1), np.linalg.solve(h, b_2)
+    s_total = (b_1 + b_2) @ (w_1 + w_2) / 4.0
+    s_noise = (b_1 - b_2) @ (w_1 - w_2) / 4.0
+    assert share == pytest.approx(s_noise / s_total, rel=1e-4)
+    assert cos == pytest.approx(b_1 @ b_2 / (np.linalg.norm(b_1) * np.linalg.norm(b_2)),
+                                rel=1e-4)
+    assert operator.solves == 2  # b (or the halves' mean) and d, once each
+
+
+def test_policy_ready_sees_the_final_policy_and_changes_nothing():
+    torch.manual_seed(0)
+    config = AlgoConfig(value_epochs=2)
+    plain = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
+    hooked = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
+    hooked.load_state_dict(plain.state_dict())
+    rollout = _rollout(plain)
+    seen = []
+
+    def ready():
+        seen.append((hooked.version, {k: v.clone() for k, v in
+                                      hooked.policy.state_dict().items()}))
+
+    torch.manual_seed(5)
+    a = plain.update(rollout)
+    torch.manual_seed(5)
+    b = hooked.update(rollout, policy_ready=ready)
+    assert len(seen) == 1 and seen[0][0] == hooked.version == 1
+    for key, value in hooked.policy.state_dict().items():
+        assert torch.equal(seen[0][1][key], value), key
+    for part in ('policy', 'reward_critic', 'cost_critics'):
+        for key, value in plain.state_dict()[part].items():
+            assert torch.equal(hooked.state_dict()[part][key], value), (part, key)
+    for key, value in a.items():
+        if not key.startswith('time_'):
+            assert b[key] == value or (value != value and b[key] != b[key]), key
+    assert b['time_policy_ready_s'] >= 0.0 and 'time_policy_ready_s' not in a
+
+
+def test_trainer_samples_ahead_as_a_plain_loop_would(tmp_path):
+    """train() samples iteration k+1 during update k: the same rollouts and updates as in turn."""
+    def config(out):
+        return TrainConfig(task='circle', iterations=3, steps_per_iteration=1600, num_envs=4,
+                           seed=3, out=str(out), torch_threads=1,
+                           algo=AlgoConfig(value_epochs=2))
+
+    trained = train(config(tmp_path / 'ahead'), show_progress=False)
+    from cpo_ros.envs.make import make_vec_env
+
+    cfg = config(tmp_path / 'plain')
+    env = make_vec_env(task=cfg.task, num_envs=cfg.num_envs, seed=cfg.seed)
+    run = TrainingRun(cfg, env.obs_dim, env.act_dim, env.single_action_space.low,
+                      env.single_action_space.high, max_episode_steps(env),
+                      num_costs=env.num_costs)
+    worker = RolloutWorker(cfg.num_envs, env.obs_dim, env.act_dim,
+                           cfg.steps_per_iteration // cfg.num_envs, num_costs=env.num_costs)
+    while not run.done:
+        seed = iteration_seed(cfg.seed, run.iteration)
+        obs = env.reset(seed=seed)
+        worker.reseed(seed)
+        worker.use_policy(run.algorithm.policy, run.algorithm.version)
+        rollout, _, timings = sample(env, worker, obs)
+        run.record(rollout, timings)
+    run.finish()
+    for part in ('policy', 'reward_critic', 'cost_critics', 'critic_optim'):
+        ahead, plain = trained.algorithm.state_dict()[part], run.algorithm.state_dict()[part]
+        if part == 'critic_optim':
+            ahead, plain = ahead['state'], plain['state']
+            for key in plain:
+                for name, value in plain[key].items():
+                    assert torch.equal(ahead[key][name], value), (part, key, name)
+            continue
+        for key, value in plain.items():
+            assert torch.equal(ahead[key], value), (part, key)
+    rows_ahead, rows_plain = trained.progress.rows(), run.progress.rows()
+    assert len(rows_ahead) == len(rows_plain) == 3
+    for x, y in zip(rows_ahead, rows_plain, strict=True):
+        for key in ('episode_return', 'episode_cost', 'kl', 'case', 'value_loss_reward',
+                    'value_loss_cost', 'cost_grad_noise', 'policy_version'):
+            assert x[key] == y[key], key
