@@ -78,12 +78,10 @@ def test_advantages_value_final_obs_only_where_truncated():
                                        (algo.cost_critics[0], rollout['cost'], cfg.cost_gamma,
                                         cfg.cost_lam)):
         with torch.no_grad():
-            def value(x):
-                x = torch.as_tensor(x.reshape(-1, 6))
-                return critic(algo.policy.norm(x)).double().numpy()
-            values = value(rollout['obs']).reshape(t, n)
-            final = value(rollout['final_obs']).reshape(t, n)
-            last = value(rollout['last_obs'])
+            values, final, last = (
+                critic(algo.policy.norm(torch.as_tensor(x.reshape(-1, 6)))).double().numpy()
+                for x in (rollout['obs'], rollout['final_obs'], rollout['last_obs']))
+        values, final = values.reshape(t, n), final.reshape(t, n)
         nxt = next_values(values, last, final, rollout['terminated'], rollout['truncated'])
         expected.append(gae(signal.astype(np.float64), values, nxt, dones, gamma, lam))
     np.testing.assert_allclose(adv_r.numpy(), expected[0][0].reshape(-1), rtol=1e-5, atol=1e-5)
