@@ -4,20 +4,24 @@ Run: .venv/bin/python bench/bench_train.py [--task circle|circle_long|gather|goa
      [--num-envs 16] [--steps 50000] [--iterations 3] [--torch-threads 2] [--busy 0 1]
 Runs the training once per --busy count (default: idle, then beside one busy process) and
 prints, per iteration: the wall time of sampling (env stepping and policy forward separately)
-and of the CPO update, the whole iteration, and the update's split: advantages (GAE), direction
-(surrogate gradients, Fisher-vector products and CG of the step), the split-half noise
-diagnostic (one more CG solve), the line search, the critics' fit (on its own thread, beside
-the policy step and the next iteration's sampling) and how long the update waited for it. The
-machine's load average and the OpenMP wait policy are printed with the figures. A busy process
-is a competing busy Python loop (a robot's other work, or the graph's other nodes), so the
-figures show how the iteration degrades under contention.
+and of the CPO update, the whole iteration, the CPU seconds per iteration (all threads of the
+process and of the critics' fit process; the first iteration's include start-up), and the
+update's split: advantages (GAE), direction (surrogate gradients, Fisher-vector products and
+CG of the step), the split-half noise diagnostic (one more CG solve), the line search, the
+critics' fit (in its own process, beside the policy step and the next iteration's sampling)
+and how long the update waited for it. The machine's load average and the OpenMP wait policy
+are printed with the figures. A busy process is a competing busy Python loop (a robot's other
+work, or the graph's other nodes), so the figures show how the iteration degrades under
+contention.
 """
 
 import argparse
 import os
+from pathlib import Path
 import subprocess
 import sys
 import tempfile
+import time
 
 import cpo_ros  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 from cpo_ros.core.config import AlgoConfig, TrainConfig
@@ -33,6 +37,25 @@ SPLIT = (('adv s', 'time_advantages_s'), ('dir s', 'time_direction_s'),
 """Columns of the update's split: header and the update's figure (seconds)."""
 
 
+def cpu_seconds(exclude: set[int]) -> float:
+    """Return the CPU seconds of this process and of its children (the critics' fit process).
+
+    Children listed in exclude (the busy loops) are left out; Linux /proc only.
+    """
+    total = time.process_time()
+    tick = os.sysconf('SC_CLK_TCK')
+    for children in Path('/proc/self/task').glob('*/children'):
+        for pid in children.read_text().split():
+            if int(pid) in exclude:
+                continue
+            try:
+                fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def run(args: argparse.Namespace, busy_count: int) -> list[dict]:
     """Train args.iterations iterations beside busy_count busy processes; return the rows."""
     busy = [subprocess.Popen([sys.executable, '-c', BUSY_LOOP]) for _ in range(busy_count)]
@@ -44,7 +67,15 @@ def run(args: argparse.Namespace, busy_count: int) -> list[dict]:
                                  algo=AlgoConfig(algo=args.algo,
                                                  cost_limit=default_cost_limits(args.task)[0]))
             rows: list[dict] = []
-            train(config, show_progress=False, on_iteration=rows.append)
+            exclude = {proc.pid for proc in busy}
+            cpu = [cpu_seconds(exclude)]
+
+            def collect(row: dict) -> None:
+                now = cpu_seconds(exclude)
+                rows.append({**row, 'cpu_s': now - cpu[0]})
+                cpu[0] = now
+
+            train(config, show_progress=False, on_iteration=collect)
         load = os.getloadavg()
     finally:
         for proc in busy:
@@ -55,11 +86,11 @@ def run(args: argparse.Namespace, busy_count: int) -> list[dict]:
           f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, {busy_count} busy process(es), "
           f'load average {load[0]:.2f} (1 min) {load[1]:.2f} (5 min)')
     print(f"{'it':>3} {'sample s':>9} {'env s':>7} {'policy s':>9} {'update s':>9} "
-          f"{'iter s':>7} {'steps/s':>8} | " + ' '.join(f'{h:>8}' for h, _ in SPLIT))
+          f"{'iter s':>7} {'cpu s':>6} {'steps/s':>8} | " + ' '.join(f'{h:>8}' for h, _ in SPLIT))
     for r in rows:
         sample, update = r['sample_time_s'], r['update_time_s']
         print(f"{r['iteration']:>3} {sample:9.2f} {r['env_time_s']:7.2f} "
-              f"{r['policy_time_s']:9.2f} {update:9.2f} {sample + update:7.2f} "
+              f"{r['policy_time_s']:9.2f} {update:9.2f} {sample + update:7.2f} {r['cpu_s']:6.2f} "
               f"{r['samples'] / sample:8.0f} | "
               + ' '.join(f'{r.get(key, float("nan")):8.2f}' for _, key in SPLIT))
     return rows

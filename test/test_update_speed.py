@@ -200,3 +200,33 @@ def test_trainer_samples_ahead_as_a_plain_loop_would(tmp_path):
         for key in ('episode_return', 'episode_cost', 'kl', 'case', 'value_loss_reward',
                     'value_loss_cost', 'cost_grad_noise', 'policy_version'):
             assert x[key] == y[key], key
+
+
+def test_critics_fit_in_a_process_as_on_the_thread():
+    """Same critics, optimiser state, losses and torch random state after two updates."""
+    torch.manual_seed(0)
+    config = AlgoConfig(value_epochs=2, value_minibatch=256)
+    thread = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
+    process = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
+    process.load_state_dict(thread.state_dict())
+    process.fit_critics_in_process()
+    try:
+        for seed in (1, 2):
+            rollout = _rollout(thread, seed=seed)
+            torch.manual_seed(seed)
+            a = thread.update(rollout)
+            rng_thread = torch.get_rng_state()
+            torch.manual_seed(seed)
+            b = process.update(rollout)
+            assert torch.equal(torch.get_rng_state(), rng_thread)
+            assert (a['value_loss_reward'], a['value_loss_cost']) == (
+                b['value_loss_reward'], b['value_loss_cost'])
+            state_a, state_b = thread.state_dict(), process.state_dict()
+            for part in ('policy', 'reward_critic', 'cost_critics'):
+                for key, value in state_a[part].items():
+                    assert torch.equal(state_b[part][key], value), (seed, part, key)
+            for index, values in state_a['critic_optim']['state'].items():
+                for name, value in values.items():
+                    assert torch.equal(state_b['critic_optim']['state'][index][name], value)
+    finally:
+        process.close()

@@ -22,6 +22,7 @@ from cpo_ros.core.background import BackgroundCall
 from cpo_ros.core.buffer import cost_matrix, episode_summary, gae, next_values, validate_rollout
 from cpo_ros.core.config import AlgoConfig
 from cpo_ros.core.cpo import CASE_RECOVERY, step_direction
+from cpo_ros.core.critic_process import CriticFitProcess, PendingFit
 from cpo_ros.core.networks import Critic, GaussianPolicy
 from cpo_ros.core.shaping import ViolationPredictor
 from cpo_ros.core.trust_region import (
@@ -63,12 +64,29 @@ class ConstrainedTrustRegion:
                        if config.cost_shaping else None)
         self.lagrange = np.full(num_costs, float(config.pdo_lambda_init))
         self.version = 0
-        self._critic_fit: BackgroundCall | None = None
+        self._critic_fit: BackgroundCall | PendingFit | None = None
+        self._fit_process: CriticFitProcess | None = None
         # The linear cost model's bias, learned from its one-step prediction errors (per
         # constraint), and what the last update measured and predicted.
         self.cost_bias = np.zeros(num_costs)
         self._last_cost: np.ndarray | None = None
         self._last_prediction: np.ndarray | None = None
+
+    def fit_critics_in_process(self, torch_threads: int = 1) -> None:
+        """Fit the critics in a child process from now on (same result as on the thread).
+
+        For a caller that samples while the critics fit (policy_ready): a fit on a thread
+        slows sampling through the GIL. The child starts now (a second or two, once); close()
+        ends it.
+        """
+        if self._fit_process is None:
+            self._fit_process = CriticFitProcess(torch_threads)
+
+    def close(self) -> None:
+        """End the critics' fit process, if there is one."""
+        if self._fit_process is not None:
+            self._fit_process.close()
+            self._fit_process = None
 
     # -- state for checkpoints ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -154,8 +172,9 @@ class ConstrainedTrustRegion:
             norm_obs = self.policy.norm(obs)  # before the normaliser moves on (below)
         clock.lap('advantages')
         # The critics' fit needs nothing of the policy step: it runs beside it (same result).
-        critics = self._critic_fit = BackgroundCall(_timed, self._fit_critics, norm_obs, tgt_r,
-                                                    tgt_c)
+        critics = self._critic_fit = (
+            self._fit_process.submit(self, norm_obs, tgt_r, tgt_c) if self._fit_process
+            else BackgroundCall(_timed, self._fit_critics, norm_obs, tgt_r, tgt_c))
         u = torch.as_tensor(rollout['u'].reshape(-1, self.act_dim))
         adv_r = (adv_r - adv_r.mean()) / (adv_r.std() + 1e-8)
         adv_c = adv_c - adv_c.mean(0)  # centred, never scaled: its size carries the cost

@@ -70,6 +70,9 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
                                     'cost_names': list(getattr(env, 'cost_names', ('cost',))),
                                     'task_options': task_options(config)},
                       num_costs=env.num_costs)
+    # The next rollout is sampled while the critics fit: in a process of their own, so the two
+    # do not take turns on the GIL.
+    run.algorithm.fit_critics_in_process()
     if show_progress and run.moved_aside is not None:
         print(f'moved the previous run aside to {run.moved_aside}')
     if show_progress and run.resumed:
@@ -119,6 +122,7 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
         raise
     finally:
         bar.close()
+        run.algorithm.close()
         # Also on Ctrl-C, SIGTERM or an error: the work done so far gets its plot and summary.
         run.finish()
         if show_progress or interrupted:
