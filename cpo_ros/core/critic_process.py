@@ -11,8 +11,11 @@ order included) is the one the thread would have given.
 
 from dataclasses import asdict
 import io
-import multiprocessing
+from multiprocessing.connection import Connection
+import os
 import signal
+import subprocess
+import sys
 import time
 import traceback
 from typing import Any
@@ -21,15 +24,24 @@ import torch
 
 
 class CriticFitProcess:
-    """A child process that fits an algorithm's critics on request (one request at a time)."""
+    """A child process that fits an algorithm's critics on request (one request at a time).
+
+    The child is `python -m cpo_ros.core.critic_process` talking over two pipes: unlike
+    multiprocessing's spawn, it never re-imports the caller's main script, and unlike fork it
+    does not copy a process whose torch threads are running.
+    """
 
     def __init__(self, torch_threads: int = 1) -> None:
-        ctx = multiprocessing.get_context('spawn')  # fork is unsafe after torch's threads start
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_serve, args=(child, torch_threads), daemon=True,
-                                    name='cpo_ros critic fit')
-        self._process.start()
-        child.close()
+        parent_read, child_write = os.pipe()
+        child_read, parent_write = os.pipe()
+        self._process = subprocess.Popen(
+            [sys.executable, '-m', 'cpo_ros.core.critic_process', str(child_read),
+             str(child_write), str(torch_threads)],
+            pass_fds=(child_read, child_write), stdin=subprocess.DEVNULL)
+        os.close(child_read)
+        os.close(child_write)
+        self._conn = _Duplex(Connection(parent_read, writable=False),
+                             Connection(parent_write, readable=False))
         self._pending: PendingFit | None = None
 
     def submit(self, algorithm: Any, norm_obs: torch.Tensor, tgt_r: torch.Tensor,
@@ -52,16 +64,34 @@ class CriticFitProcess:
         """Stop the child (waiting for a fit under way)."""
         if self._pending is not None:
             self._pending.wait()
-        if self._process.is_alive():
+        if self._process.poll() is None:
             try:
                 _send(self._conn, None)
-            except (BrokenPipeError, OSError):
+            except OSError:
                 pass
-            self._process.join(timeout=10.0)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
+            try:
+                self._process.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
         self._conn.close()
+
+
+class _Duplex:
+    """One reading and one writing Connection used as one."""
+
+    def __init__(self, reader: Connection, writer: Connection) -> None:
+        self.reader, self.writer = reader, writer
+
+    def send_bytes(self, data: bytes) -> None:
+        self.writer.send_bytes(data)
+
+    def recv_bytes(self) -> bytes:
+        return self.reader.recv_bytes()
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
 
 
 class PendingFit:
@@ -96,7 +126,7 @@ class PendingFit:
         return reply['losses'], reply['seconds']
 
 
-def _serve(conn: Any, torch_threads: int) -> None:
+def _serve(conn: _Duplex, torch_threads: int) -> None:
     """Answer fit requests until told to stop (None) or the parent goes away."""
     from cpo_ros.core.algorithm import ConstrainedTrustRegion
     from cpo_ros.core.config import AlgoConfig
@@ -147,3 +177,8 @@ def _send(conn: Any, message: Any) -> None:
 
 def _receive(conn: Any) -> Any:
     return torch.load(io.BytesIO(conn.recv_bytes()), weights_only=True)
+
+
+if __name__ == '__main__':
+    _serve(_Duplex(Connection(int(sys.argv[1]), writable=False),
+                   Connection(int(sys.argv[2]), readable=False)), int(sys.argv[3]))
