@@ -230,3 +230,18 @@ def test_critics_fit_in_a_process_as_on_the_thread():
                     assert torch.equal(state_b['critic_optim']['state'][index][name], value)
     finally:
         process.close()
+
+
+def test_critic_fit_process_reports_a_failure_and_carries_on():
+    algo = ConstrainedTrustRegion(6, 2, AlgoConfig(value_epochs=1), max_episode_steps=20)
+    algo.fit_critics_in_process()
+    fit_process = algo._fit_process
+    try:
+        wrong = fit_process.submit(algo, torch.zeros(10, 5), torch.zeros(10), torch.zeros(10, 1))
+        with pytest.raises(RuntimeError, match='critic fit failed in its process'):
+            wrong.result()
+        result = algo.update(_rollout(algo))
+        assert np.isfinite(result['value_loss_reward'])
+    finally:
+        algo.close()
+    assert algo._fit_process is None and fit_process._process.poll() is not None
