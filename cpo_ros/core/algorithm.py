@@ -138,10 +138,10 @@ class ConstrainedTrustRegion:
         episode_cost: J_C of the policy that sampled the rollout (undiscounted cost per
         episode, one per constraint); measured from the rollout's finished episodes when not
         given. policy_ready, when given, is called once the new policy (and `version`) is
-        final while the critics may still be fitting on their thread: the caller can sample
-        the next rollout meanwhile. Nothing of the update depends on what it does, except that
-        it must not change the policy. The figures include the seconds of each piece
-        (time_*_s; time_policy_ready_s is spent in the callback).
+        final while the critics may still be fitting (on a thread, or in their process): the
+        caller can sample the next rollout meanwhile. Nothing of the update depends on what it
+        does, except that it must not change the policy. The figures include the seconds of
+        each piece (time_*_s; time_policy_ready_s is spent in the callback).
         """
         clock = _Clock()
         cfg, m = self.config, self.num_costs
