@@ -24,8 +24,9 @@ from cpo_ros.envs.make import TASKS
 
 VARIANTS = {'cpo': ('cpo', {}), 'trpo': ('trpo', {}), 'pdo': ('pdo', {}),
             'cpo_shaped': ('cpo', {'cost_shaping': True}),
-            'cpo_paper': ('cpo', {'cost_lam': 1.0, 'value_normalization': False,
-                                  'cost_confidence': 0.0, 'cost_bias_rate': 0.0})}
+            'cpo_paper': ('cpo', {'cost_lam': 1.0, 'value_normalization': 'off',
+                                  'cost_confidence': 0.0, 'cost_bias_rate': 0.0,
+                                  'cost_rise_max': 1.0})}
 
 
 def load(path: Path, num_costs: int) -> dict[str, np.ndarray]:

@@ -8,6 +8,7 @@ import torch
 from cpo_ros.core.algorithm import ConstrainedTrustRegion
 from cpo_ros.core.buffer import episode_summary
 from cpo_ros.core.config import AlgoConfig
+from cpo_ros.core.networks import Critic
 from cpo_ros.core.worker import RolloutWorker
 from cpo_ros.envs.point_circle import VecPointCircle
 
@@ -38,7 +39,7 @@ def _set_costs(rollout: dict[str, np.ndarray], cost: np.ndarray) -> None:
     rollout['episode_cost'] = np.asarray(sums, np.float64)
 
 
-@pytest.mark.parametrize('normalise', [True, False])
+@pytest.mark.parametrize('normalise', ['cost', 'off'])
 def test_critics_fit_long_horizon_values(normalise):
     """Values in the hundreds (500-step episodes) are fit in one update only when standardised."""
     torch.manual_seed(0)
@@ -50,7 +51,7 @@ def test_critics_fit_long_horizon_values(normalise):
     with torch.no_grad():
         error = (algo.cost_critics[0](algo.policy.norm(obs)) - target).pow(2).mean()
     explained = 1.0 - float(error) / float(target.var())
-    if normalise:
+    if normalise == 'cost':
         assert explained > 0.9
     else:
         assert explained < 0.0  # raw targets: Adam's small steps leave the critic near 0
@@ -121,3 +122,66 @@ def test_split_half_noise_tells_signal_from_noise(signal):
         assert result['cost_grad_noise'] < 0.3 and result['cost_grad_cos'] > 0.5
     else:
         assert result['cost_grad_noise'] > 0.6 and abs(result['cost_grad_cos']) < 0.3
+
+
+def test_rescale_keeps_the_values():
+    """Pop-Art: a new shift and scale are folded into the last layer; the values stay."""
+    torch.manual_seed(0)
+    critic = Critic(4)
+    x = torch.randn(50, 4)
+    before = critic(x).detach()
+    critic.rescale(120.0, 35.0)
+    assert torch.allclose(critic(x), before, atol=1e-4)
+    assert torch.allclose(critic.standardised(x) * 35.0 + 120.0, before, atol=1e-4)
+    critic.rescale(3.0, 2.0, preserve=False)  # a fresh critic starts from the targets' mean
+    assert torch.allclose(critic(x), critic.standardised(x) * 2.0 + 3.0)
+    assert not torch.allclose(critic(x), before, atol=1.0)
+
+
+def test_reward_critic_stays_raw_by_default():
+    torch.manual_seed(0)
+    algo = ConstrainedTrustRegion(3, 2, AlgoConfig(value_minibatch=1000))
+    obs = torch.randn(2000, 3)
+    target = 250.0 + 60.0 * torch.tanh(obs[:, 0])
+    algo._fit_critics(obs, target, target[:, None].clone())
+    assert float(algo.reward_critic.shift) == 0.0 and float(algo.reward_critic.scale) == 1.0
+    assert float(algo.cost_critics[0].shift) == pytest.approx(float(target.mean()), rel=1e-5)
+
+
+def _action_costs(algo: ConstrainedTrustRegion, seed: int, cost_share: float) -> dict:
+    """A rollout where reward and cost both come from pushing action 0 up."""
+    rollout = _rollout(algo, steps=400, num_envs=8, seed=seed)
+    push = rollout['u'][..., 0]
+    rollout['reward'] = push.astype(np.float32)
+    rng = np.random.default_rng(seed)
+    _set_costs(rollout, ((push > 0.0) & (rng.random(push.shape) < cost_share)).astype(float))
+    return rollout
+
+
+def test_under_predicted_rises_shrink_the_allowed_rise():
+    """After a rise measured at k times its prediction, a step may predict margin / k."""
+    torch.manual_seed(0)
+    algo = ConstrainedTrustRegion(6, 2, AlgoConfig(cost_confidence=0.0, cost_bias_rate=0.5,
+                                                   cost_limit=10.0, value_epochs=1),
+                                  max_episode_steps=20)
+    r1 = algo.update(_action_costs(algo, 1, 0.2))
+    assert r1['predicted_cost_change'] > 0.0  # more push: more reward and more cost
+    r2 = algo.update(_action_costs(algo, 2, 0.6))
+    ratio = (r2['episode_cost'] - r1['episode_cost']) / r1['predicted_cost_change']
+    assert ratio > 1.5
+    assert r2['cost_rise_factor'] == pytest.approx(min(ratio, 10.0))
+    margin = 10.0 - r2['constrained_costs'][0]
+    assert margin > 0.0
+    assert 0.0 < r2['predicted_cost_change'] <= margin / r2['cost_rise_factor'] + 1e-6
+    # Exact resume carries the calibration; the paper's model (cost_rise_max 1) has none.
+    clone = ConstrainedTrustRegion(6, 2, algo.config, max_episode_steps=20)
+    clone.load_state_dict(algo.state_dict())
+    assert clone.rise_factor[0] == pytest.approx(algo.rise_factor[0])
+    paper = ConstrainedTrustRegion(6, 2, AlgoConfig(cost_confidence=0.0, cost_bias_rate=0.5,
+                                                    cost_limit=10.0, value_epochs=1,
+                                                    cost_rise_max=1.0), max_episode_steps=20)
+    torch.manual_seed(0)
+    paper.update(_action_costs(paper, 1, 0.2))
+    p2 = paper.update(_action_costs(paper, 2, 0.6))
+    assert p2['cost_rise_factor'] == 1.0
+    assert p2['predicted_cost_change'] > 2.0 * margin / r2['cost_rise_factor']

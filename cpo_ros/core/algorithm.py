@@ -66,9 +66,15 @@ class ConstrainedTrustRegion:
         self.version = 0
         self._critic_fit: BackgroundCall | PendingFit | None = None
         self._fit_process: CriticFitProcess | None = None
+        self._critics_fitted = False
         # The linear cost model's bias, learned from its one-step prediction errors (per
         # constraint), and what the last update measured and predicted.
         self.cost_bias = np.zeros(num_costs)
+        # Its slope on rises: running means of predicted and measured changes after updates
+        # predicted to raise the cost, and their ratio (>= 1), which divides the allowed rise.
+        self._rise_predicted = np.zeros(num_costs)
+        self._rise_measured = np.zeros(num_costs)
+        self.rise_factor = np.ones(num_costs)
         self._last_cost: np.ndarray | None = None
         self._last_prediction: np.ndarray | None = None
 
@@ -97,6 +103,9 @@ class ConstrainedTrustRegion:
                  'critic_optim': self.critic_optim.state_dict(),
                  'lagrange': [float(v) for v in self.lagrange], 'version': self.version,
                  'cost_bias': [float(v) for v in self.cost_bias],
+                 'rise_predicted': [float(v) for v in self._rise_predicted],
+                 'rise_measured': [float(v) for v in self._rise_measured],
+                 'rise_factor': [float(v) for v in self.rise_factor],
                  'last_cost': ([] if self._last_cost is None
                                else [float(v) for v in self._last_cost]),
                  'last_prediction': ([] if self._last_prediction is None
@@ -119,11 +128,17 @@ class ConstrainedTrustRegion:
         self.reward_critic.load_state_dict(state['reward_critic'])
         self.cost_critics.load_state_dict(state['cost_critics'])
         self.critic_optim.load_state_dict(state['critic_optim'])
+        self._critics_fitted = True
         if self.shaper is not None:
             self.shaper.load_state_dict(state['shaper'])
         self.lagrange = lagrange
         self.version = int(state['version'])
         self.cost_bias = np.asarray(state['cost_bias'], np.float64).reshape(self.num_costs)
+        for key in ('rise_predicted', 'rise_measured', 'rise_factor'):
+            default = 1.0 if key == 'rise_factor' else 0.0  # checkpoints from before the slope
+            value = np.asarray(state.get(key, [default] * self.num_costs), np.float64)
+            setattr(self, key if key == 'rise_factor' else f'_{key}',
+                    value.reshape(self.num_costs))
         last_cost = np.asarray(state['last_cost'], np.float64)
         last_prediction = np.asarray(state['last_prediction'], np.float64)
         self._last_cost = last_cost if last_cost.size else None
@@ -166,6 +181,10 @@ class ConstrainedTrustRegion:
             costs = costs + cfg.shaping_weight * prob
             j_constrained = j_constrained + cfg.shaping_weight * prob.mean(axis=(0, 1)) * ep_len
         c = j_constrained - self.limits
+        if cfg.algo == 'cpo':
+            # The allowed rise (the margin -c) in the linear model's units: rises are
+            # under-predicted by rise_factor, so a step may predict only margin / rise_factor.
+            c = np.where(c < 0.0, c / self.rise_factor, c)
 
         obs, adv_r, adv_c, tgt_r, tgt_c = self._advantages(rollout, costs)
         with torch.no_grad():
@@ -255,6 +274,7 @@ class ConstrainedTrustRegion:
             'predicted_cost_change': float(predicted[0]),
             'predicted_cost_changes': [float(v) for v in predicted],
             'cost_bias': float(self.cost_bias[0]),
+            'cost_rise_factor': float(self.rise_factor[0]),
             'cost_grad_noise': noise_share, 'cost_grad_cos': halves_cos,
         }
 
@@ -271,9 +291,19 @@ class ConstrainedTrustRegion:
         cfg = self.config
         if cfg.algo != 'cpo':
             return j_c
-        if self._last_cost is not None and cfg.cost_bias_rate > 0.0:
-            error = j_c - (self._last_cost + self._last_prediction)
-            self.cost_bias += cfg.cost_bias_rate * (error - self.cost_bias)
+        rate = cfg.cost_bias_rate
+        if self._last_cost is not None and rate > 0.0:
+            measured, predicted = j_c - self._last_cost, self._last_prediction
+            rose = predicted > 0.0
+            expected = np.where(rose, predicted * self.rise_factor, predicted)
+            self.cost_bias += rate * (measured - expected - self.cost_bias)
+            if cfg.cost_rise_max > 1.0 and rose.any():
+                self._rise_predicted[rose] += rate * (predicted[rose]
+                                                      - self._rise_predicted[rose])
+                self._rise_measured[rose] += rate * (measured[rose] - self._rise_measured[rose])
+                ratio = self._rise_measured / np.maximum(self._rise_predicted, 1e-12)
+                self.rise_factor = np.where(self._rise_predicted > 0.0,
+                                            np.clip(ratio, 1.0, cfg.cost_rise_max), 1.0)
         return j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0)
 
     def _cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
@@ -438,10 +468,12 @@ class ConstrainedTrustRegion:
         batches = 0
         critics = [self.reward_critic, *self.cost_critics]
         targets = torch.cat([tgt_r[:, None], tgt_c], dim=1).double()
-        if cfg.value_normalization:
-            for critic, column in zip(critics, targets.T, strict=True):
-                critic.shift.fill_(float(column.mean()))
-                critic.scale.fill_(max(float(column.std()), 1e-3))
+        # A fresh critic's values are arbitrary: the first fit starts from the targets' mean.
+        first = {'off': len(critics), 'cost': 1, 'all': 0}[cfg.value_normalization]
+        for critic, column in zip(critics[first:], targets.T[first:], strict=True):
+            critic.rescale(float(column.mean()), max(float(column.std()), 1e-3),
+                           preserve=self._critics_fitted)
+        self._critics_fitted = True
         shifts = torch.stack([c.shift for c in critics])
         scales = torch.stack([c.scale for c in critics])
         std_targets = ((targets - shifts) / scales).float()

@@ -7,6 +7,7 @@ from typing import Any
 from cpo_ros.core.validation import check_range
 
 ALGOS = ('cpo', 'trpo', 'pdo')
+VALUE_NORMALIZATIONS = ('off', 'cost', 'all')
 
 
 @dataclass
@@ -25,6 +26,10 @@ class AlgoConfig:
     """Weight of the newest one-step prediction error (measured J_C minus J_C predicted by the
     last step's b.x) in the running estimate of the linear cost model's bias, which is added to
     the constraint value when positive (0: off, the paper's linear model)."""
+    cost_rise_max: float = 10.0
+    """Largest calibration factor of predicted cost rises: the ratio of measured to predicted
+    J_C change after steps predicted to raise the cost (a running mean, rate cost_bias_rate),
+    clipped to [1, cost_rise_max], divides the rise a step may predict (1: off)."""
     gamma: float = 0.995
     """Discount of the reward."""
     lam: float = 0.95
@@ -56,9 +61,11 @@ class AlgoConfig:
     """Passes over the batch when fitting the critics."""
     value_minibatch: int = 4096
     """Minibatch size when fitting the critics."""
-    value_normalization: bool = True
-    """Fit the critics to standardised targets (Pop-Art: the value's shift and scale are folded
-    into the last layer), so long-horizon values in the hundreds are fit as fast as small ones."""
+    value_normalization: str = 'cost'
+    """Which critics regress standardised targets: 'cost' (the cost critics), 'all' (the reward
+    critic too) or 'off'. The value's shift and scale are folded into the last layer (Pop-Art),
+    so long-horizon costs in the hundreds are fit as fast as small ones; the reward critic is
+    left raw by default (standardised, it cost the paper's Point-Circle return: README)."""
     pdo_lambda_lr: float = 0.01
     """Dual step size of PDO: lambda <- max(0, lambda + lr (J_C - d))."""
     pdo_lambda_init: float = 0.0
@@ -84,6 +91,9 @@ class AlgoConfig:
         """Raise ValueError naming the first field outside its allowed range."""
         if self.algo not in ALGOS:
             raise ValueError(f'algo = {self.algo!r} is not one of {ALGOS}')
+        if self.value_normalization not in VALUE_NORMALIZATIONS:
+            raise ValueError(f'value_normalization = {self.value_normalization!r} is not one of '
+                             f'{VALUE_NORMALIZATIONS}')
         if not self.limits:
             raise ValueError('cost_limit = (): need one limit per constraint')
         for limit in self.limits:
@@ -105,6 +115,7 @@ class AlgoConfig:
         check_range('shaping_weight', self.shaping_weight, 0.0, 1e6)
         check_range('cost_confidence', self.cost_confidence, 0.0, 10.0)
         check_range('cost_bias_rate', self.cost_bias_rate, 0.0, 1.0)
+        check_range('cost_rise_max', self.cost_rise_max, 1.0, 1000.0)
         for name in ('hidden_sizes', 'value_hidden_sizes'):
             sizes = getattr(self, name)
             if not sizes or any(int(h) < 1 for h in sizes):

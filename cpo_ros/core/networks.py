@@ -279,8 +279,9 @@ class Critic(nn.Module):
     (v = shift + scale * net(x)). Long episodes give values in the hundreds: fitted raw, Adam's
     per-step change (about the learning rate per weight) would need hundreds of iterations to
     reach them, and an unfit cost critic makes the cost gradient mostly noise. The fit sets
-    shift and scale to its targets' mean and spread first, so it always regresses targets of
-    unit size and starts from their mean (value normalisation as in Andrychowicz et al. 2021).
+    shift and scale to its targets' mean and spread first (rescale: the last layer absorbs the
+    change, so the values stay as they were, Pop-Art as in van Hasselt et al. 2016), so it
+    always regresses targets of unit size.
     """
 
     def __init__(self, obs_dim: int, hidden_sizes: tuple[int, ...] = (64, 64)) -> None:
@@ -293,6 +294,17 @@ class Critic(nn.Module):
         """Return values (n,) for normalised observations (n, obs_dim)."""
         out = self.net(norm_obs).squeeze(-1)
         return out * self.scale.to(out.dtype) + self.shift.to(out.dtype)
+
+    def rescale(self, shift: float, scale: float, preserve: bool = True) -> None:
+        """Set shift and scale; preserve: fold the change into the last layer (values stay)."""
+        last = self.net[-1]
+        with torch.no_grad():
+            if preserve:
+                last.weight.mul_(float(self.scale) / scale)
+                last.bias.copy_(((last.bias.double() * float(self.scale) + float(self.shift)
+                                  - shift) / scale).float())
+            self.shift.fill_(shift)
+            self.scale.fill_(scale)
 
     def standardised(self, norm_obs: torch.Tensor) -> torch.Tensor:
         """Return the network's output before shift and scale (what the fit regresses)."""
