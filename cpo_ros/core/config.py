@@ -19,7 +19,7 @@ class AlgoConfig:
     cost_limit: float | tuple[float, ...] = 5.0
     """Limit d on the expected undiscounted cost per episode; one per constraint when the task
     has several (e.g. Circle with a speed limit: (5.0, 2.0))."""
-    cost_confidence: float = 1.0
+    cost_confidence: float = 2.0
     """z of the constraint value: CPO holds J_C + z SE(J_C) under the limit, SE the standard error
     of the batch's mean episode cost (0: the paper's point estimate)."""
     cost_bias_rate: float = 0.3

@@ -13,8 +13,8 @@ COLUMNS = ('iteration', 'env_steps', 'episode_return', 'episode_cost', 'cost_lim
            'accepted', 'step_frac', 'lagrange', 'episodes', 'episode_length',
            'value_loss_reward', 'value_loss_cost', 'policy_std', 'policy_version',
            'wall_time_s', 'steps_per_s', 'sample_time_s', 'update_time_s', 'env_time_s',
-           'policy_time_s', 'predicted_cost_change', 'cost_bias', 'cost_rise_factor', 'cost_grad_noise',
-           'cost_grad_cos')
+           'policy_time_s', 'predicted_cost_change', 'cost_bias', 'cost_rise_factor',
+           'cost_grad_noise', 'cost_grad_cos')
 
 
 def progress_columns(num_costs: int = 1, cost_shaping: bool = False) -> tuple[str, ...]:
