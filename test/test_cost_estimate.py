@@ -47,7 +47,7 @@ def test_critics_fit_long_horizon_values(normalise):
                                                    value_minibatch=1000))
     obs = torch.randn(4000, 3)
     target = 250.0 + 60.0 * torch.tanh(obs[:, 0])
-    algo._fit_critics(obs, target, target[:, None].clone())
+    algo._fit_critics(obs, target, target[:, None].clone(), fitted=False)
     with torch.no_grad():
         error = (algo.cost_critics[0](algo.policy.norm(obs)) - target).pow(2).mean()
     explained = 1.0 - float(error) / float(target.var())
@@ -143,7 +143,7 @@ def test_reward_critic_stays_raw_by_default():
     algo = ConstrainedTrustRegion(3, 2, AlgoConfig(value_minibatch=1000))
     obs = torch.randn(2000, 3)
     target = 250.0 + 60.0 * torch.tanh(obs[:, 0])
-    algo._fit_critics(obs, target, target[:, None].clone())
+    algo._fit_critics(obs, target, target[:, None].clone(), fitted=False)
     assert float(algo.reward_critic.shift) == 0.0 and float(algo.reward_critic.scale) == 1.0
     assert float(algo.cost_critics[0].shift) == pytest.approx(float(target.mean()), rel=1e-5)
 

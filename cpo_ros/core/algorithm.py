@@ -66,7 +66,6 @@ class ConstrainedTrustRegion:
         self.version = 0
         self._critic_fit: BackgroundCall | PendingFit | None = None
         self._fit_process: CriticFitProcess | None = None
-        self._critics_fitted = False
         # The linear cost model's bias, learned from its one-step prediction errors (per
         # constraint), and what the last update measured and predicted.
         self.cost_bias = np.zeros(num_costs)
@@ -128,7 +127,6 @@ class ConstrainedTrustRegion:
         self.reward_critic.load_state_dict(state['reward_critic'])
         self.cost_critics.load_state_dict(state['cost_critics'])
         self.critic_optim.load_state_dict(state['critic_optim'])
-        self._critics_fitted = True
         if self.shaper is not None:
             self.shaper.load_state_dict(state['shaper'])
         self.lagrange = lagrange
@@ -191,9 +189,10 @@ class ConstrainedTrustRegion:
             norm_obs = self.policy.norm(obs)  # before the normaliser moves on (below)
         clock.lap('advantages')
         # The critics' fit needs nothing of the policy step: it runs beside it (same result).
+        fitted = self.version > 0  # a fresh critic starts from its targets' mean
         critics = self._critic_fit = (
-            self._fit_process.submit(self, norm_obs, tgt_r, tgt_c) if self._fit_process
-            else BackgroundCall(_timed, self._fit_critics, norm_obs, tgt_r, tgt_c))
+            self._fit_process.submit(self, norm_obs, tgt_r, tgt_c, fitted) if self._fit_process
+            else BackgroundCall(_timed, self._fit_critics, norm_obs, tgt_r, tgt_c, fitted))
         u = torch.as_tensor(rollout['u'].reshape(-1, self.act_dim))
         adv_r = (adv_r - adv_r.mean()) / (adv_r.std() + 1e-8)
         adv_c = adv_c - adv_c.mean(0)  # centred, never scaled: its size carries the cost
@@ -455,11 +454,13 @@ class ConstrainedTrustRegion:
         set_flat_params(self.policy, old)
         return False, 0.0, 0.0, 0.0, np.zeros_like(c)
 
-    def _fit_critics(self, norm_obs: torch.Tensor, tgt_r: torch.Tensor,
-                     tgt_c: torch.Tensor) -> tuple[float, float]:
+    def _fit_critics(self, norm_obs: torch.Tensor, tgt_r: torch.Tensor, tgt_c: torch.Tensor,
+                     fitted: bool = True) -> tuple[float, float]:
         """Fit both critics to their GAE targets with Adam; return the last epoch's mean losses.
 
-        norm_obs: the observations normalised before this update's normaliser step.
+        norm_obs: the observations normalised before this update's normaliser step. fitted:
+        the critics were fit before (a fresh critic's values are arbitrary, so its first
+        standardisation starts from the targets' mean instead of keeping its values).
         """
         cfg = self.config
         n = norm_obs.shape[0]
@@ -468,12 +469,9 @@ class ConstrainedTrustRegion:
         batches = 0
         critics = [self.reward_critic, *self.cost_critics]
         targets = torch.cat([tgt_r[:, None], tgt_c], dim=1).double()
-        # A fresh critic's values are arbitrary: the first fit starts from the targets' mean.
         first = {'off': len(critics), 'cost': 1, 'all': 0}[cfg.value_normalization]
         for critic, column in zip(critics[first:], targets.T[first:], strict=True):
-            critic.rescale(float(column.mean()), max(float(column.std()), 1e-3),
-                           preserve=self._critics_fitted)
-        self._critics_fitted = True
+            critic.rescale(float(column.mean()), max(float(column.std()), 1e-3), preserve=fitted)
         shifts = torch.stack([c.shift for c in critics])
         scales = torch.stack([c.scale for c in critics])
         std_targets = ((targets - shifts) / scales).float()

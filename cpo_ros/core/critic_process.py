@@ -45,7 +45,7 @@ class CriticFitProcess:
         self._pending: PendingFit | None = None
 
     def submit(self, algorithm: Any, norm_obs: torch.Tensor, tgt_r: torch.Tensor,
-               tgt_c: torch.Tensor) -> 'PendingFit':
+               tgt_c: torch.Tensor, fitted: bool = True) -> 'PendingFit':
         """Send the fit of algorithm's critics to the child; the returned handle collects it."""
         if self._pending is not None:
             self._pending.wait()
@@ -56,7 +56,7 @@ class CriticFitProcess:
             'cost_critics': algorithm.cost_critics.state_dict(),
             'critic_optim': algorithm.critic_optim.state_dict(),
             'rng': torch.get_rng_state(),
-            'inputs': (norm_obs, tgt_r, tgt_c)})
+            'inputs': (norm_obs, tgt_r, tgt_c, fitted)})
         self._pending = PendingFit(self._conn, algorithm)
         return self._pending
 
