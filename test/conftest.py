@@ -177,3 +177,18 @@ def unsafe_policy(tmp_path_factory):
     subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'export', '--checkpoint', str(ckpt),
                     '--out', str(run / 'policy')], check=True, timeout=300)
     return run / 'policy'
+
+
+def circle_rollout(algo, steps: int = 200, num_envs: int = 8, episode: int = 20, seed: int = 0):
+    """Return one rollout of algo's policy on Point-Circle (steps per env, episodes of episode)."""
+    from cpo_ros.core.worker import RolloutWorker
+    from cpo_ros.envs.point_circle import VecPointCircle
+    env = VecPointCircle(num_envs, seed=seed, max_episode_steps=episode)
+    worker = RolloutWorker(num_envs, env.obs_dim, env.act_dim, steps, seed=seed)
+    worker.use_policy(algo.policy, algo.version)
+    obs, rollout = env.reset(seed=seed), None
+    while rollout is None:
+        obs, r, c, te, tr, info = env.step(worker.act(obs))
+        worker.record(r, c, te, tr, info['final_obs'])
+        rollout = worker.take_rollout(obs)
+    return rollout

@@ -1,6 +1,8 @@
-"""The constraint estimate of long-horizon CPO: critics fit to standardised targets, an upper
-confidence bound on J_C, the linear cost model's bias, and the split-half noise diagnostic."""
+"""The constraint estimate of long-horizon CPO: cost critics fit to standardised targets (the
+Pop-Art fold), an upper confidence bound on J_C, the linear cost model's bias and its calibrated
+rises, and the split-half noise diagnostic."""
 
+from conftest import circle_rollout
 import numpy as np
 import pytest
 import torch
@@ -9,21 +11,10 @@ from cpo_ros.core.algorithm import ConstrainedTrustRegion
 from cpo_ros.core.buffer import episode_summary
 from cpo_ros.core.config import AlgoConfig
 from cpo_ros.core.networks import Critic
-from cpo_ros.core.worker import RolloutWorker
-from cpo_ros.envs.point_circle import VecPointCircle
 
 
-def _rollout(algo: ConstrainedTrustRegion, steps: int = 200, num_envs: int = 8,
-             episode: int = 20, seed: int = 0) -> dict[str, np.ndarray]:
-    env = VecPointCircle(num_envs, seed=seed, max_episode_steps=episode)
-    worker = RolloutWorker(num_envs, env.obs_dim, env.act_dim, steps, seed=seed)
-    worker.use_policy(algo.policy, algo.version)
-    obs, rollout = env.reset(seed=seed), None
-    while rollout is None:
-        obs, r, c, te, tr, info = env.step(worker.act(obs))
-        worker.record(r, c, te, tr, info['final_obs'])
-        rollout = worker.take_rollout(obs)
-    return rollout
+def _rollout(algo, **kwargs):
+    return circle_rollout(algo, **{'steps': 200, **kwargs})
 
 
 def _set_costs(rollout: dict[str, np.ndarray], cost: np.ndarray) -> None:

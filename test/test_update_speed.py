@@ -6,6 +6,7 @@ where an episode was truncated, the split-half noise diagnostic with one CG solv
 policy_ready callback, and the trainer sampling the next rollout while the critics fit.
 """
 
+from conftest import circle_rollout
 import numpy as np
 import pytest
 import torch
@@ -19,19 +20,10 @@ from cpo_ros.core.run import TrainingRun
 from cpo_ros.core.trainer import iteration_seed, max_episode_steps, sample, train
 from cpo_ros.core.trust_region import flat_grad, SolvedOperator
 from cpo_ros.core.worker import RolloutWorker
-from cpo_ros.envs.point_circle import VecPointCircle
 
 
-def _rollout(algo, num_envs=8, steps=100, episode=20, seed=0):
-    env = VecPointCircle(num_envs, seed=seed, max_episode_steps=episode)
-    worker = RolloutWorker(num_envs, env.obs_dim, env.act_dim, steps, seed=seed)
-    worker.use_policy(algo.policy, algo.version)
-    obs, rollout = env.reset(seed=seed), None
-    while rollout is None:
-        obs, r, c, te, tr, info = env.step(worker.act(obs))
-        worker.record(r, c, te, tr, info['final_obs'])
-        rollout = worker.take_rollout(obs)
-    return rollout
+def _rollout(algo, **kwargs):
+    return circle_rollout(algo, **{'steps': 100, **kwargs})
 
 
 @pytest.mark.parametrize('dtype,atol', [(torch.float32, 3e-7), (torch.float64, 1e-15)])
