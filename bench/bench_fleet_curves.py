@@ -11,8 +11,8 @@ after the 10th with cost <= 1.2 d, and plots the mean curves (fleet_curves.png i
 """
 
 import argparse
-import csv
 from concurrent.futures import ThreadPoolExecutor
+import csv
 import os
 from pathlib import Path
 import subprocess
