@@ -237,3 +237,45 @@ def test_critic_fit_process_reports_a_failure_and_carries_on():
     finally:
         algo.close()
     assert algo._fit_process is None and fit_process._process.poll() is not None
+
+
+def test_ctrl_c_while_waiting_for_the_fit_process_never_hangs():
+    """Ctrl-C inside the wait for the child's answer: the next wait and close() return.
+
+    Interrupted part-way through reading the answer, the pipe is out of step: reading on (the
+    rollback waits for the fit) would wait for ever, which is what `cpo-ros train` did on
+    some Ctrl-C's.
+    """
+    import signal
+    import threading
+
+    algo = ConstrainedTrustRegion(6, 2, AlgoConfig(value_epochs=200, value_minibatch=64),
+                                  max_episode_steps=20)
+    algo.fit_critics_in_process()
+    fit_process = algo._fit_process
+    obs, target = torch.randn(20_000, 6), torch.randn(20_000)
+    pending = fit_process.submit(algo, obs, target, target[:, None].clone())
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(KeyboardInterrupt):
+            pending.wait()  # the fit takes seconds: interrupted while blocked in the read
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
+    finished = threading.Event()
+
+    def wait_and_close():
+        pending.wait()
+        with pytest.raises(RuntimeError, match='interrupted'):
+            pending.result()
+        fit_process.close()
+        finished.set()
+
+    threading.Thread(target=wait_and_close, daemon=True).start()
+    assert finished.wait(30.0), 'the wait or close() after Ctrl-C blocked'
+    assert fit_process._process.poll() is not None

@@ -49,14 +49,21 @@ class CriticFitProcess:
         """Send the fit of algorithm's critics to the child; the returned handle collects it."""
         if self._pending is not None:
             self._pending.wait()
-        _send(self._conn, {
-            'build': (algorithm.obs_dim, algorithm.act_dim, asdict(algorithm.config),
-                      algorithm.num_costs),
-            'reward_critic': algorithm.reward_critic.state_dict(),
-            'cost_critics': algorithm.cost_critics.state_dict(),
-            'critic_optim': algorithm.critic_optim.state_dict(),
-            'rng': torch.get_rng_state(),
-            'inputs': (norm_obs, tgt_r, tgt_c, fitted)})
+        if self._conn.broken:
+            raise RuntimeError('the critic fit process was interrupted mid-message; start a '
+                               'new one')
+        try:
+            _send(self._conn, {
+                'build': (algorithm.obs_dim, algorithm.act_dim, asdict(algorithm.config),
+                          algorithm.num_costs),
+                'reward_critic': algorithm.reward_critic.state_dict(),
+                'cost_critics': algorithm.cost_critics.state_dict(),
+                'critic_optim': algorithm.critic_optim.state_dict(),
+                'rng': torch.get_rng_state(),
+                'inputs': (norm_obs, tgt_r, tgt_c, fitted)})
+        except BaseException:
+            self._conn.broken = True  # a part of the request may be in the pipe
+            raise
         self._pending = PendingFit(self._conn, algorithm)
         return self._pending
 
@@ -64,6 +71,9 @@ class CriticFitProcess:
         """Stop the child (waiting for a fit under way)."""
         if self._pending is not None:
             self._pending.wait()
+        if self._process.poll() is None and self._conn.broken:
+            self._process.kill()  # the pipe is out of step: no message can be trusted
+            self._process.wait()
         if self._process.poll() is None:
             try:
                 _send(self._conn, None)
@@ -82,6 +92,9 @@ class _Duplex:
 
     def __init__(self, reader: Connection, writer: Connection) -> None:
         self.reader, self.writer = reader, writer
+        # Set when a send or receive was interrupted (Ctrl-C) part-way: the stream is then out
+        # of step, and reading on would wait for ever.
+        self.broken = False
 
     def send_bytes(self, data: bytes) -> None:
         self.writer.send_bytes(data)
@@ -104,11 +117,17 @@ class PendingFit:
 
     def wait(self) -> None:
         """Wait for the child's answer (without loading it)."""
+        if self._reply is None and self._conn.broken:
+            self._reply = {'error': 'the critic fit process was interrupted'}
         if self._reply is None:
             try:
                 self._reply = _receive(self._conn)
             except (EOFError, OSError):
                 self._reply = {'error': 'the critic fit process ended'}
+            except BaseException:
+                self._conn.broken = True
+                self._reply = {'error': 'interrupted while waiting for the critic fit'}
+                raise
 
     def result(self) -> tuple[tuple[float, float], float]:
         """Load the fitted critics, optimiser and random state; return (losses, fit seconds)."""
