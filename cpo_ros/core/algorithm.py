@@ -70,10 +70,9 @@ class ConstrainedTrustRegion:
         # constraint), and what the last update measured and predicted.
         self.cost_bias = np.zeros(num_costs)
         # Its slope on rises: running means of predicted and measured changes after updates
-        # predicted to raise the cost, and their ratio (>= 1), which divides the allowed rise.
+        # predicted to raise the cost (their ratio is rise_factor).
         self._rise_predicted = np.zeros(num_costs)
         self._rise_measured = np.zeros(num_costs)
-        self.rise_factor = np.ones(num_costs)
         self._last_cost: np.ndarray | None = None
         self._last_prediction: np.ndarray | None = None
 
@@ -104,7 +103,6 @@ class ConstrainedTrustRegion:
                  'cost_bias': [float(v) for v in self.cost_bias],
                  'rise_predicted': [float(v) for v in self._rise_predicted],
                  'rise_measured': [float(v) for v in self._rise_measured],
-                 'rise_factor': [float(v) for v in self.rise_factor],
                  'last_cost': ([] if self._last_cost is None
                                else [float(v) for v in self._last_cost]),
                  'last_prediction': ([] if self._last_prediction is None
@@ -132,11 +130,12 @@ class ConstrainedTrustRegion:
         self.lagrange = lagrange
         self.version = int(state['version'])
         self.cost_bias = np.asarray(state['cost_bias'], np.float64).reshape(self.num_costs)
-        for key in ('rise_predicted', 'rise_measured', 'rise_factor'):
-            default = 1.0 if key == 'rise_factor' else 0.0  # checkpoints from before the slope
-            value = np.asarray(state.get(key, [default] * self.num_costs), np.float64)
-            setattr(self, key if key == 'rise_factor' else f'_{key}',
-                    value.reshape(self.num_costs))
+        # Checkpoints from before the slope have no rises: no calibration.
+        zeros = [0.0] * self.num_costs
+        self._rise_predicted = np.asarray(state.get('rise_predicted', zeros),
+                                          np.float64).reshape(self.num_costs)
+        self._rise_measured = np.asarray(state.get('rise_measured', zeros),
+                                         np.float64).reshape(self.num_costs)
         last_cost = np.asarray(state['last_cost'], np.float64)
         last_prediction = np.asarray(state['last_prediction'], np.float64)
         self._last_cost = last_cost if last_cost.size else None
@@ -277,6 +276,13 @@ class ConstrainedTrustRegion:
             'cost_grad_noise': noise_share, 'cost_grad_cos': halves_cos,
         }
 
+    @property
+    def rise_factor(self) -> np.ndarray:
+        """Return how many times rises exceed their prediction, in [1, cost_rise_max]."""
+        ratio = self._rise_measured / np.maximum(self._rise_predicted, 1e-12)
+        return np.where(self._rise_predicted > 0.0,
+                        np.clip(ratio, 1.0, self.config.cost_rise_max), 1.0)
+
     def _constraint_value(self, j_c: np.ndarray, j_c_se: np.ndarray) -> np.ndarray:
         """Return the J_C that CPO holds under the limit: an upper bound, not the point estimate.
 
@@ -300,9 +306,6 @@ class ConstrainedTrustRegion:
                 self._rise_predicted[rose] += rate * (predicted[rose]
                                                       - self._rise_predicted[rose])
                 self._rise_measured[rose] += rate * (measured[rose] - self._rise_measured[rose])
-                ratio = self._rise_measured / np.maximum(self._rise_predicted, 1e-12)
-                self.rise_factor = np.where(self._rise_predicted > 0.0,
-                                            np.clip(ratio, 1.0, cfg.cost_rise_max), 1.0)
         return j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0)
 
     def _cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
