@@ -49,14 +49,19 @@ def direct(args, out: Path) -> tuple[float, float, float]:
     return rates(out / 'progress.csv')
 
 
+def fleet_command(args, workers: int, out: Path, seed: int = 0) -> list[str]:
+    """Return the `cpo-ros bringup fleet_sim -p workers:=K` command of a run into out."""
+    return [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'fleet_sim', '--ros-args', '-p',
+            f'workers:={workers}', '-p', f'num_envs:={args.num_envs}', '-p',
+            f'steps_per_iteration:={args.steps}', '-p', f'seed:={seed}', '-p',
+            f'learner:iterations:={args.iterations}', '-p', f'learner:out:={out}', '-p',
+            'learner:resume:=false', '--log-level', 'warn']
+
+
 def fleet(args, workers: int, out: Path) -> tuple[float, float, float]:
     """Run `cpo-ros bringup fleet_sim -p workers:=K`; return its rates."""
-    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'fleet_sim', '--ros-args', '-p',
-           f'workers:={workers}', '-p', f'num_envs:={args.num_envs}', '-p',
-           f'steps_per_iteration:={args.steps}', '-p', 'seed:=0', '-p',
-           f'learner:iterations:={args.iterations}', '-p', f'learner:out:={out}', '-p',
-           'learner:resume:=false', '--log-level', 'warn']
-    subprocess.run(cmd, check=True, capture_output=True, timeout=1800)
+    subprocess.run(fleet_command(args, workers, out), check=True, capture_output=True,
+                   timeout=1800)
     return rates(out / 'progress.csv')
 
 

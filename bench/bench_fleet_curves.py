@@ -16,8 +16,8 @@ import csv
 import os
 from pathlib import Path
 import subprocess
-import sys
 
+from bench_fleet import fleet_command
 import numpy as np
 
 
@@ -28,12 +28,8 @@ def run(args, workers: int, seed: int, domain: int) -> Path:
         return out
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain),
                ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST')
-    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'fleet_sim', '--ros-args',
-           '-p', f'workers:={workers}', '-p', f'num_envs:={args.num_envs}',
-           '-p', f'steps_per_iteration:={args.steps}', '-p', f'seed:={seed}',
-           '-p', f'learner:iterations:={args.iterations}', '-p', f'learner:out:={out}',
-           '-p', 'learner:resume:=false', '--log-level', 'warn']
-    subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=7200)
+    subprocess.run(fleet_command(args, workers, out, seed), check=True, capture_output=True,
+                   env=env, timeout=7200)
     return out
 
 
