@@ -5,7 +5,8 @@ Run: .venv/bin/python bench/bench_train.py [--task circle|circle_long|gather|goa
 Runs the training once per --busy count (default: idle, then beside one busy process) and
 prints, per iteration: the wall time of sampling (env stepping and policy forward separately)
 and of the CPO update, the whole iteration, the CPU seconds per iteration (all threads of the
-process and of the critics' fit process; the first iteration's include start-up), and the
+process and of the critics' fit process, then the main process alone; the first iteration's
+include start-up), and the
 update's split: advantages (GAE), direction (surrogate gradients, Fisher-vector products and
 CG of the step), the split-half noise diagnostic (one more CG solve), the line search, the
 critics' fit (in its own process, beside the policy step and the next iteration's sampling)
@@ -68,12 +69,12 @@ def run(args: argparse.Namespace, busy_count: int) -> list[dict]:
                                                  cost_limit=default_cost_limits(args.task)[0]))
             rows: list[dict] = []
             exclude = {proc.pid for proc in busy}
-            cpu = [cpu_seconds(exclude)]
+            cpu = [cpu_seconds(exclude), time.process_time()]
 
             def collect(row: dict) -> None:
-                now = cpu_seconds(exclude)
-                rows.append({**row, 'cpu_s': now - cpu[0]})
-                cpu[0] = now
+                now, main_now = cpu_seconds(exclude), time.process_time()
+                rows.append({**row, 'cpu_s': now - cpu[0], 'main_cpu_s': main_now - cpu[1]})
+                cpu[:] = now, main_now
 
             train(config, show_progress=False, on_iteration=collect)
         load = os.getloadavg()
@@ -86,11 +87,12 @@ def run(args: argparse.Namespace, busy_count: int) -> list[dict]:
           f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, {busy_count} busy process(es), "
           f'load average {load[0]:.2f} (1 min) {load[1]:.2f} (5 min)')
     print(f"{'it':>3} {'sample s':>9} {'env s':>7} {'policy s':>9} {'update s':>9} "
-          f"{'iter s':>7} {'cpu s':>6} {'steps/s':>8} | " + ' '.join(f'{h:>8}' for h, _ in SPLIT))
+          f"{'iter s':>7} {'cpu s':>6} {'main':>5} {'steps/s':>8} | " + ' '.join(f'{h:>8}' for h, _ in SPLIT))
     for r in rows:
         sample, update = r['sample_time_s'], r['update_time_s']
         print(f"{r['iteration']:>3} {sample:9.2f} {r['env_time_s']:7.2f} "
               f"{r['policy_time_s']:9.2f} {update:9.2f} {sample + update:7.2f} {r['cpu_s']:6.2f} "
+              f"{r['main_cpu_s']:5.2f} "
               f"{r['samples'] / sample:8.0f} | "
               + ' '.join(f'{r.get(key, float("nan")):8.2f}' for _, key in SPLIT))
     return rows

@@ -18,7 +18,7 @@ from cpo_ros.core.config import AlgoConfig, TrainConfig
 from cpo_ros.core.networks import Critic, mlp, SigmoidTanh
 from cpo_ros.core.run import TrainingRun
 from cpo_ros.core.trainer import iteration_seed, max_episode_steps, sample, train
-from cpo_ros.core.trust_region import flat_grad, SolvedOperator
+from cpo_ros.core.trust_region import fisher_operator, flat_grad, SolvedOperator
 from cpo_ros.core.worker import RolloutWorker
 
 
@@ -213,6 +213,9 @@ def test_critics_fit_in_a_process_as_on_the_thread():
             assert torch.equal(torch.get_rng_state(), rng_thread)
             assert (a['value_loss_reward'], a['value_loss_cost']) == (
                 b['value_loss_reward'], b['value_loss_cost'])
+            # The noise diagnostic's solve ran in the process too (one torch thread there).
+            assert b['cost_grad_noise'] == pytest.approx(a['cost_grad_noise'], rel=1e-6)
+            assert b['cost_grad_cos'] == a['cost_grad_cos']
             state_a, state_b = thread.state_dict(), process.state_dict()
             for part in ('policy', 'reward_critic', 'cost_critics'):
                 for key, value in state_a[part].items():
@@ -222,6 +225,40 @@ def test_critics_fit_in_a_process_as_on_the_thread():
                     assert torch.equal(state_b['critic_optim']['state'][index][name], value)
     finally:
         process.close()
+
+
+def test_fit_process_solves_as_the_parent_and_while_its_fit_answer_is_unread():
+    """A solve sent during a fit is worked on once the fit ends, before the parent reads.
+
+    The fitted critics are a bigger answer than a pipe holds: written from the child's main
+    loop, the child would wait for the parent to read it (after sampling, in training)
+    before it started the solve.
+    """
+    import time
+
+    torch.manual_seed(0)
+    algo = ConstrainedTrustRegion(6, 2, AlgoConfig(value_epochs=1, value_minibatch=512),
+                                  max_episode_steps=20)
+    algo.fit_critics_in_process()
+    try:
+        obs, target = torch.randn(4000, 6), torch.randn(4000)
+        with torch.no_grad():
+            norm_obs = algo.policy.norm(obs)
+        size = sum(p.numel() for p in algo.policy.parameters())
+        vectors = [np.random.default_rng(seed).normal(size=size) for seed in (1, 2)]
+        fit = algo._fit_process.submit(algo, norm_obs, target, target[:, None].clone())
+        solve = algo._fit_process.submit_solve(algo, norm_obs, vectors)
+        time.sleep(3.0)  # the child fits and solves meanwhile; nothing is read yet
+        read_at = time.time()
+        solutions = solve.result()  # reads the fit's answer first, then the solve's
+        assert solve.started < read_at
+        fit.result()
+        local = fisher_operator(algo.policy, norm_obs, algo.config.cg_damping,
+                                algo.config.cg_iters, normalised=True)
+        for v, w in zip(vectors, solutions, strict=True):
+            np.testing.assert_allclose(w, local.solve(v), rtol=1e-6, atol=1e-9)
+    finally:
+        algo.close()
 
 
 def test_critic_fit_process_reports_a_failure_and_carries_on():

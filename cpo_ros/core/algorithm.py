@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cpo_ros.core.background import BackgroundCall
+from cpo_ros.core.background import BackgroundCall, Deferred
 from cpo_ros.core.buffer import cost_matrix, episode_summary, gae, next_values, validate_rollout
 from cpo_ros.core.config import AlgoConfig
 from cpo_ros.core.cpo import CASE_RECOVERY, step_direction
@@ -26,9 +26,9 @@ from cpo_ros.core.critic_process import CriticFitProcess, PendingFit
 from cpo_ros.core.networks import Critic, GaussianPolicy
 from cpo_ros.core.shaping import ViolationPredictor
 from cpo_ros.core.trust_region import (
+    fisher_operator,
     flat_grad,
     flat_params,
-    gaussian_fisher_product,
     numpy_solver,
     set_flat_params,
     SolvedOperator,
@@ -201,26 +201,22 @@ class ConstrainedTrustRegion:
             old_dist = policy.distribution(obs)
             old_logp = old_dist.log_prob(u).sum(-1)
 
-        def surrogates() -> tuple[torch.Tensor, torch.Tensor]:
-            ratio = torch.exp(policy.log_prob(obs, u) - old_logp)
-            return (ratio * adv_r).mean(), (ratio[:, None] * adv_c).mean(0)
-
-        def mean_kl() -> torch.Tensor:
+        def surrogates(kl: bool = False) -> tuple[torch.Tensor, ...]:
+            """Reward and cost surrogates (and the mean KL) from one forward pass."""
             dist = policy.distribution(obs)
-            return torch.distributions.kl_divergence(old_dist, dist).sum(-1).mean()
+            ratio = torch.exp(dist.log_prob(u).sum(-1) - old_logp)
+            out = (ratio * adv_r).mean(), (ratio[:, None] * adv_c).mean(0)
+            if kl:
+                out += (torch.distributions.kl_divergence(old_dist, dist).sum(-1).mean(),)
+            return out
 
         loss_r, loss_c = surrogates()
         g = flat_grad(loss_r, policy, retain_graph=True)
         bs = [flat_grad(loss_c[i], policy, retain_graph=i < m - 1) for i in range(m)]
         if cfg.algo == 'pdo':
             g = g - sum(float(lam) * b for lam, b in zip(self.lagrange, bs, strict=True))
-        fvp = gaussian_fisher_product(policy, obs, cfg.cg_damping)
-
-        def matvec(v: np.ndarray) -> np.ndarray:
-            return fvp(torch.as_tensor(v, dtype=torch.float32)).double().numpy()
-
         # Solves are kept: the noise diagnostic reuses the step's H^-1 b.
-        hvp = SolvedOperator(matvec, cfg.cg_iters)
+        hvp = fisher_operator(policy, norm_obs, cfg.cg_damping, cfg.cg_iters, normalised=True)
 
         g_np = g.double().numpy()
         b_mat = np.stack([b.double().numpy() for b in bs], axis=1) * ep_len  # (n, m)
@@ -235,10 +231,11 @@ class ConstrainedTrustRegion:
 
         clock.lap('direction')
         noise = self._cost_gradient_noise(obs, u, old_logp, adv_c[:, 0],
-                                          rollout['reward'].shape, hvp, b_mat[:, 0], ep_len)
+                                          rollout['reward'].shape, hvp, b_mat[:, 0], ep_len,
+                                          norm_obs)
         clock.lap('noise')
         accepted, frac, kl, d_r, d_c = self._line_search(
-            torch.as_tensor(step, dtype=torch.float32), surrogates, mean_kl,
+            torch.as_tensor(step, dtype=torch.float32), surrogates,
             loss_r.item(), loss_c.detach().double().numpy(), c, ep_len, case)
         clock.lap('line_search')
         # The linear model's forecast of J_C's change, checked against the next measurement.
@@ -310,7 +307,8 @@ class ConstrainedTrustRegion:
 
     def _cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
                              adv_c: torch.Tensor, shape: tuple[int, int], hvp: SolvedOperator,
-                             b: np.ndarray, ep_len: float) -> BackgroundCall:
+                             b: np.ndarray, ep_len: float,
+                             norm_obs: torch.Tensor | None = None) -> Any:
         """Start finding the share of s = b.H^-1.b that is noise, and the cosine of b's halves.
 
         b is estimated from each half of the batch (half the envs, or the two halves in time
@@ -322,9 +320,11 @@ class ConstrainedTrustRegion:
         b (the whole batch's gradient, as the step used it) is the sample-weighted mean of
         b_1 and b_2, so b_2 follows from b and b_1 without a second pass; with halves of
         equal size (an even number of envs) H^-1 b is the step's own solve, and only d needs
-        a CG solve of its own. The half-batch gradient is taken now, at the current parameters;
-        the solves run on a thread beside the line search (the Fisher product keeps its own
-        weights), and the call's result() is (noise share, cosine).
+        a CG solve of its own. The half-batch gradient is taken now, at the current parameters.
+        The solves H^-1 v it still needs run in the critics' fit process, after the fit, when
+        there is one and norm_obs (the normalised obs) is given; otherwise on a thread beside
+        the line search (the Fisher product keeps its own weights). The returned object's
+        result() is (noise share, cosine).
         """
         t, n = shape
         index = torch.arange(t * n)
@@ -337,14 +337,19 @@ class ConstrainedTrustRegion:
         solve = numpy_solver(hvp, self.config.cg_iters)
         mean = b if n_1 == n_2 else (b_1 + b_2) / 2.0
         d = (b_1 - b_2) / 2.0
+        cos = float(b_1 @ b_2 / (np.linalg.norm(b_1) * np.linalg.norm(b_2) + 1e-30))
 
-        def shares() -> tuple[float, float]:
-            s_total = float(mean @ solve(mean))
-            s_noise = float(d @ solve(d))
-            cos = float(b_1 @ b_2 / (np.linalg.norm(b_1) * np.linalg.norm(b_2) + 1e-30))
-            return s_noise / max(s_total, 1e-30), cos
+        def shares(w_mean: np.ndarray, w_d: np.ndarray) -> tuple[float, float]:
+            return float(d @ w_d) / max(float(mean @ w_mean), 1e-30), cos
 
-        return BackgroundCall(shares)
+        if self._fit_process is None or norm_obs is None:
+            return BackgroundCall(lambda: shares(solve(mean), solve(d)))
+        # H^-1 b is the step's own solve (equal halves); the rest goes to the child.
+        known = hvp.known(mean) if isinstance(hvp, SolvedOperator) else None
+        pending = self._fit_process.submit_solve(self, norm_obs,
+                                                 [d] if known is not None else [mean, d])
+        return Deferred(lambda: shares(*([known] if known is not None else []),
+                                       *pending.result()))
 
     def _update_normalizer(self, obs: np.ndarray,
                            critics_now: bool = True) -> Callable[[], None]:
@@ -418,7 +423,7 @@ class ConstrainedTrustRegion:
         tgt_c = torch.stack([tg for _, tg in cost_out], dim=1)
         return obs, adv_r, adv_c, tgt_r, tgt_c
 
-    def _line_search(self, step: torch.Tensor, surrogates, mean_kl, loss_r: float,
+    def _line_search(self, step: torch.Tensor, surrogates, loss_r: float,
                      loss_c: np.ndarray, c: np.ndarray, ep_len: float,
                      case: str) -> tuple[bool, float, float, float, np.ndarray]:
         """Backtrack along step; keep the old parameters when no fraction is acceptable.
@@ -437,8 +442,8 @@ class ConstrainedTrustRegion:
             set_flat_params(self.policy, old + frac * step)
             try:
                 with torch.no_grad():
-                    new_r, new_c = surrogates()
-                    kl = float(mean_kl())
+                    new_r, new_c, kl = surrogates(kl=True)
+                    kl = float(kl)
             except ValueError:  # parameters so far off that the distribution is invalid
                 frac *= cfg.backtrack_ratio
                 continue

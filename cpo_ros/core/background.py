@@ -1,4 +1,4 @@
-"""Run one call on a thread beside the caller's work; its result or exception when asked."""
+"""Run one call on a thread beside the caller's work, or later; its result when asked."""
 
 from collections.abc import Callable
 import threading
@@ -34,4 +34,26 @@ class BackgroundCall:
         self.wait()
         if self._error is not None:
             raise self._error
+        return self._value
+
+
+class Deferred:
+    """Call fn() once, when result() is first asked for (BackgroundCall's interface, no thread).
+
+    For work done elsewhere (another process) whose answer is only collected at the end.
+    """
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+        self._done = False
+        self._value: Any = None
+
+    def wait(self) -> None:
+        """Nothing runs until result(): nothing to wait for."""
+
+    def result(self) -> Any:
+        """Return fn()'s value (calling it the first time)."""
+        if not self._done:
+            self._value = self._fn()
+            self._done = True
         return self._value

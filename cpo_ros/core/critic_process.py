@@ -7,19 +7,28 @@ and their optimiser's state, the torch random state and the fit's inputs, runs t
 `_fit_critics` on its own copy of the algorithm, and sends back the fitted state, the random
 state after the fit and the losses. The parent loads them, so the result (random minibatch
 order included) is the one the thread would have given.
+
+The child also solves H x = v for the Fisher of a given policy (`submit_solve`), by the same CG
+as the parent: the update's split-half noise diagnostic, whose answer is needed only when the
+update ends, runs there after the fit instead of beside the next sampling. Requests are
+answered in the order they were sent.
 """
 
+from collections import deque
 from dataclasses import asdict
 import io
 from multiprocessing.connection import Connection
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -42,35 +51,72 @@ class CriticFitProcess:
         os.close(child_write)
         self._conn = _Duplex(Connection(parent_read, writable=False),
                              Connection(parent_write, readable=False))
-        self._pending: PendingFit | None = None
+        self._queue: deque[_Pending] = deque()  # requests sent and not yet answered, in order
 
     def submit(self, algorithm: Any, norm_obs: torch.Tensor, tgt_r: torch.Tensor,
                tgt_c: torch.Tensor, fitted: bool = True) -> 'PendingFit':
         """Send the fit of algorithm's critics to the child; the returned handle collects it."""
-        if self._pending is not None:
-            self._pending.wait()
+        for pending in list(self._queue):
+            if isinstance(pending, PendingFit):
+                pending.wait()  # one fit at a time: the critics' state goes with each request
+        return self._request(PendingFit(self, algorithm), {
+            'build': _build(algorithm),
+            'reward_critic': algorithm.reward_critic.state_dict(),
+            'cost_critics': algorithm.cost_critics.state_dict(),
+            'critic_optim': algorithm.critic_optim.state_dict(),
+            'rng': torch.get_rng_state(),
+            'inputs': (norm_obs, tgt_r, tgt_c, fitted)})
+
+    def submit_solve(self, algorithm: Any, norm_obs: torch.Tensor,
+                     vectors: list[np.ndarray]) -> 'PendingSolve':
+        """Send H^-1 v for each vector to the child; H: the Fisher of algorithm's policy now.
+
+        norm_obs: the observations as the policy normalises them now. The child solves with
+        the policy's current weights and the algorithm's cg_iters and cg_damping, as
+        `fisher_operator` in the parent would.
+        """
+        return self._request(PendingSolve(self), {
+            'build': _build(algorithm), 'policy': algorithm.policy.state_dict(),
+            'solve': (norm_obs, torch.as_tensor(np.stack([np.asarray(v, np.float64)
+                                                          for v in vectors])))})
+
+    def _request(self, pending: '_Pending', message: dict[str, Any]) -> Any:
         if self._conn.broken:
             raise RuntimeError('the critic fit process was interrupted mid-message; start a '
                                'new one')
         try:
-            _send(self._conn, {
-                'build': (algorithm.obs_dim, algorithm.act_dim, asdict(algorithm.config),
-                          algorithm.num_costs),
-                'reward_critic': algorithm.reward_critic.state_dict(),
-                'cost_critics': algorithm.cost_critics.state_dict(),
-                'critic_optim': algorithm.critic_optim.state_dict(),
-                'rng': torch.get_rng_state(),
-                'inputs': (norm_obs, tgt_r, tgt_c, fitted)})
+            _send(self._conn, message)
         except BaseException:
             self._conn.broken = True  # a part of the request may be in the pipe
             raise
-        self._pending = PendingFit(self._conn, algorithm)
-        return self._pending
+        self._queue.append(pending)
+        return pending
+
+    def _answer(self, pending: '_Pending') -> None:
+        """Read answers in order until pending has its own (or the pipe is unusable)."""
+        while pending.reply is None:
+            if self._conn.broken:
+                pending.reply = {'error': 'the critic fit process was interrupted'}
+                break
+            try:
+                reply = _receive(self._conn)
+            except (EOFError, OSError):
+                reply = {'error': 'the critic fit process ended'}
+                for waiting in self._queue:
+                    waiting.reply = reply
+                self._queue.clear()
+                break
+            except BaseException:
+                self._conn.broken = True
+                raise
+            self._queue.popleft().reply = reply
+        if pending in self._queue:
+            self._queue.remove(pending)
 
     def close(self) -> None:
-        """Stop the child (waiting for a fit under way)."""
-        if self._pending is not None:
-            self._pending.wait()
+        """Stop the child (waiting for requests under way)."""
+        for pending in list(self._queue):
+            pending.wait()
         if self._process.poll() is None and self._conn.broken:
             self._process.kill()  # the pipe is out of step: no message can be trusted
             self._process.wait()
@@ -85,6 +131,12 @@ class CriticFitProcess:
                 self._process.kill()
                 self._process.wait()
         self._conn.close()
+
+
+def _build(algorithm: Any) -> tuple:
+    """What the child needs to build its copy of the algorithm."""
+    return (algorithm.obs_dim, algorithm.act_dim, asdict(algorithm.config),
+            algorithm.num_costs)
 
 
 class _Duplex:
@@ -107,34 +159,39 @@ class _Duplex:
         self.writer.close()
 
 
-class PendingFit:
-    """One fit sent to the child: wait() for it, result() to load it into the algorithm."""
+class _Pending:
+    """One request sent to the child; wait() blocks until its answer is in."""
 
-    def __init__(self, conn: Any, algorithm: Any) -> None:
-        self._conn, self._algorithm = conn, algorithm
-        self._reply: dict[str, Any] | None = None
-        self._loaded = False
+    def __init__(self, owner: CriticFitProcess) -> None:
+        self._owner = owner
+        self.reply: dict[str, Any] | None = None
 
     def wait(self) -> None:
-        """Wait for the child's answer (without loading it)."""
-        if self._reply is None and self._conn.broken:
-            self._reply = {'error': 'the critic fit process was interrupted'}
-        if self._reply is None:
-            try:
-                self._reply = _receive(self._conn)
-            except (EOFError, OSError):
-                self._reply = {'error': 'the critic fit process ended'}
-            except BaseException:
-                self._conn.broken = True
-                self._reply = {'error': 'interrupted while waiting for the critic fit'}
-                raise
+        """Wait for the child's answer (without using it)."""
+        try:
+            self._owner._answer(self)
+        except BaseException:
+            self.reply = {'error': 'interrupted while waiting for the critic fit process'}
+            raise
+
+    def _checked_reply(self) -> dict[str, Any]:
+        self.wait()
+        if 'error' in self.reply:
+            raise RuntimeError(f'critic fit failed in its process:\n{self.reply["error"]}')
+        return self.reply
+
+
+class PendingFit(_Pending):
+    """One fit sent to the child: wait() for it, result() to load it into the algorithm."""
+
+    def __init__(self, owner: CriticFitProcess, algorithm: Any) -> None:
+        super().__init__(owner)
+        self._algorithm = algorithm
+        self._loaded = False
 
     def result(self) -> tuple[tuple[float, float], float]:
         """Load the fitted critics, optimiser and random state; return (losses, fit seconds)."""
-        self.wait()
-        reply = self._reply
-        if 'error' in reply:
-            raise RuntimeError(f'critic fit failed in its process:\n{reply["error"]}')
+        reply = self._checked_reply()
         if not self._loaded:
             algo = self._algorithm
             algo.reward_critic.load_state_dict(reply['reward_critic'])
@@ -145,8 +202,22 @@ class PendingFit:
         return reply['losses'], reply['seconds']
 
 
+class PendingSolve(_Pending):
+    """One set of Fisher solves sent to the child: result() returns H^-1 v per vector.
+
+    After result(), `started` is when the child began (time.time()) and `seconds` how long
+    the solves took.
+    """
+
+    def result(self) -> list[np.ndarray]:
+        """Return the solutions, in the order of the vectors sent."""
+        reply = self._checked_reply()
+        self.started, self.seconds = reply['started'], reply['seconds']
+        return list(reply['solutions'].numpy())
+
+
 def _serve(conn: _Duplex, torch_threads: int) -> None:
-    """Answer fit requests until told to stop (None) or the parent goes away."""
+    """Answer requests in order until told to stop (None) or the parent goes away."""
     from cpo_ros.core.algorithm import ConstrainedTrustRegion
     from cpo_ros.core.config import AlgoConfig
 
@@ -154,11 +225,34 @@ def _serve(conn: _Duplex, torch_threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(torch_threads)
     algorithms: dict[str, ConstrainedTrustRegion] = {}
+    # Threads move messages on and off the pipes while a request is worked on: a parent
+    # sending the next request (a solve during a fit) must not wait until this one is done,
+    # and an answer bigger than the pipe's buffer (the fitted critics) must not hold up the
+    # next request until the parent reads it.
+    requests: queue.Queue[Any] = queue.Queue()
+    replies: queue.Queue[Any] = queue.Queue()
+
+    def read() -> None:
+        while True:
+            try:
+                message = _receive(conn)
+            except (EOFError, OSError):
+                message = None
+            requests.put(message)
+            if message is None:
+                return
+
+    def write() -> None:
+        while True:
+            try:
+                _send(conn, replies.get())
+            except OSError:
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    threading.Thread(target=write, daemon=True).start()
     while True:
-        try:
-            request = _receive(conn)
-        except (EOFError, OSError):
-            return
+        request = requests.get()
         if request is None:
             return
         try:
@@ -171,20 +265,37 @@ def _serve(conn: _Duplex, torch_threads: int) -> None:
                 algorithms[key] = ConstrainedTrustRegion(obs_dim, act_dim, algo_config,
                                                          num_costs=num_costs)
             algo = algorithms[key]
-            algo.reward_critic.load_state_dict(request['reward_critic'])
-            algo.cost_critics.load_state_dict(request['cost_critics'])
-            algo.critic_optim.load_state_dict(request['critic_optim'])
-            torch.set_rng_state(request['rng'])
-            t0 = time.perf_counter()
-            losses = algo._fit_critics(*request['inputs'])
-            reply = {'losses': losses, 'seconds': time.perf_counter() - t0,
-                     'reward_critic': algo.reward_critic.state_dict(),
-                     'cost_critics': algo.cost_critics.state_dict(),
-                     'critic_optim': algo.critic_optim.state_dict(),
-                     'rng': torch.get_rng_state()}
+            reply = _solve(algo, request) if 'solve' in request else _fit(algo, request)
         except Exception:  # noqa: BLE001 - reported to the parent, which raises it
             reply = {'error': traceback.format_exc()}
-        _send(conn, reply)
+        replies.put(reply)
+
+
+def _fit(algo: Any, request: dict[str, Any]) -> dict[str, Any]:
+    algo.reward_critic.load_state_dict(request['reward_critic'])
+    algo.cost_critics.load_state_dict(request['cost_critics'])
+    algo.critic_optim.load_state_dict(request['critic_optim'])
+    torch.set_rng_state(request['rng'])
+    t0 = time.perf_counter()
+    losses = algo._fit_critics(*request['inputs'])
+    return {'losses': losses, 'seconds': time.perf_counter() - t0,
+            'reward_critic': algo.reward_critic.state_dict(),
+            'cost_critics': algo.cost_critics.state_dict(),
+            'critic_optim': algo.critic_optim.state_dict(),
+            'rng': torch.get_rng_state()}
+
+
+def _solve(algo: Any, request: dict[str, Any]) -> dict[str, Any]:
+    from cpo_ros.core.trust_region import fisher_operator
+
+    started, t0 = time.time(), time.perf_counter()
+    algo.policy.load_state_dict(request['policy'])
+    norm_obs, vectors = request['solve']
+    operator = fisher_operator(algo.policy, norm_obs, algo.config.cg_damping,
+                               algo.config.cg_iters, normalised=True)
+    solutions = np.stack([operator.solve(v) for v in vectors.numpy()])
+    return {'solutions': torch.as_tensor(solutions), 'started': started,
+            'seconds': time.perf_counter() - t0}
 
 
 def _send(conn: Any, message: Any) -> None:

@@ -5,6 +5,7 @@ own area (config/deploy.yaml). The monitor, the shield and the cost all use this
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -44,8 +45,12 @@ class SafeArea:
             raise ValueError(f'polygon needs pairs of numbers, got {len(flat)} values')
         return cls(tuple((float(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)))
 
+    @cached_property
     def _box(self) -> tuple[float, float, float, float] | None:
-        """Return (x_min, x_max, y_min, y_max) when the area is an axis-aligned rectangle."""
+        """(x_min, x_max, y_min, y_max) when the area is an axis-aligned rectangle, else None.
+
+        Worked out once per area: contains() runs at every simulation step.
+        """
         pts = np.asarray(self.vertices)
         xs, ys = np.unique(pts[:, 0]), np.unique(pts[:, 1])
         if len(pts) == 4 and len(xs) == 2 and len(ys) == 2:
@@ -55,7 +60,7 @@ class SafeArea:
     def contains(self, xy: np.ndarray) -> np.ndarray:
         """Return bool (N,): points (N, 2) inside or on the boundary (even-odd rule)."""
         pts = np.atleast_2d(np.asarray(xy, dtype=np.float64))
-        box = self._box()
+        box = self._box
         if box is not None:  # the common case (strips, rectangles): a bounds check
             x, y = pts[:, 0], pts[:, 1]
             return (x >= box[0]) & (x <= box[1]) & (y >= box[2]) & (y <= box[3])
