@@ -6,11 +6,11 @@ Runs the training once per --busy count (default: idle, then beside one busy pro
 prints, per iteration: the wall time of sampling (env stepping and policy forward separately)
 and of the CPO update, the whole iteration, the CPU seconds per iteration (all threads of the
 process and of the critics' fit process, then the main process alone; the first iteration's
-include start-up), and the
-update's split: advantages (GAE), direction (surrogate gradients, Fisher-vector products and
-CG of the step), the split-half noise diagnostic (one more CG solve), the line search, the
-critics' fit (in its own process, beside the policy step and the next iteration's sampling)
-and how long the update waited for it. The machine's load average and the OpenMP wait policy
+include start-up), and the update's split: advantages (GAE), direction (surrogate gradients,
+Fisher-vector products and CG of the step), the split-half noise diagnostic (its gradient; its
+CG solve runs in the critics' process after the fit), the line search, the critics' fit (in its
+own process, beside the policy step and the next iteration's sampling) and how long the update
+waited for that process. The machine's load average and the OpenMP wait policy
 are printed with the figures. A busy process is a competing busy Python loop (a robot's other
 work, or the graph's other nodes), so the figures show how the iteration degrades under
 contention.
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace, busy_count: int) -> list[dict]:
           f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, {busy_count} busy process(es), "
           f'load average {load[0]:.2f} (1 min) {load[1]:.2f} (5 min)')
     print(f"{'it':>3} {'sample s':>9} {'env s':>7} {'policy s':>9} {'update s':>9} "
-          f"{'iter s':>7} {'cpu s':>6} {'main':>5} {'steps/s':>8} | " + ' '.join(f'{h:>8}' for h, _ in SPLIT))
+          f"{'iter s':>7} {'cpu s':>6} {'main':>5} {'steps/s':>8} | "
+          + ' '.join(f'{h:>8}' for h, _ in SPLIT))
     for r in rows:
         sample, update = r['sample_time_s'], r['update_time_s']
         print(f"{r['iteration']:>3} {sample:9.2f} {r['env_time_s']:7.2f} "

@@ -202,7 +202,7 @@ class ConstrainedTrustRegion:
             old_logp = old_dist.log_prob(u).sum(-1)
 
         def surrogates(kl: bool = False) -> tuple[torch.Tensor, ...]:
-            """Reward and cost surrogates (and the mean KL) from one forward pass."""
+            """Return the reward and cost surrogate values, and the mean KL if asked: one pass."""
             dist = policy.distribution(obs)
             ratio = torch.exp(dist.log_prob(u).sum(-1) - old_logp)
             out = (ratio * adv_r).mean(), (ratio[:, None] * adv_c).mean(0)

@@ -134,7 +134,7 @@ class CriticFitProcess:
 
 
 def _build(algorithm: Any) -> tuple:
-    """What the child needs to build its copy of the algorithm."""
+    """Return what the child needs to build its copy of the algorithm."""
     return (algorithm.obs_dim, algorithm.act_dim, asdict(algorithm.config),
             algorithm.num_costs)
 
