@@ -1,7 +1,8 @@
 """The update's speed work computes what the plain code computes (issue 11).
 
 Each test puts a faster piece beside the straightforward computation it replaced and fails if
-the two diverge: the sigmoid-form tanh of the critics, the critics valued on final_obs only
+the two diverge: the sigmoid-form tanh of the critics and the policy, the closed-form Gaussian
+log-density and KL, the critics valued on final_obs only
 where an episode was truncated, the split-half noise diagnostic with one CG solve, the
 policy_ready callback, and the trainer sampling the next rollout while the critics fit.
 """
@@ -15,7 +16,15 @@ from torch import nn
 from cpo_ros.core.algorithm import ConstrainedTrustRegion
 from cpo_ros.core.buffer import gae, next_values
 from cpo_ros.core.config import AlgoConfig, TrainConfig
-from cpo_ros.core.networks import Critic, mlp, SigmoidTanh
+from cpo_ros.core.networks import (
+    Critic,
+    gaussian_kl,
+    gaussian_log_prob,
+    GaussianPolicy,
+    mlp,
+    NumpyActor,
+    SigmoidTanh,
+)
 from cpo_ros.core.run import TrainingRun
 from cpo_ros.core.trainer import iteration_seed, max_episode_steps, sample, train
 from cpo_ros.core.trust_region import fisher_operator, flat_grad, SolvedOperator
@@ -52,6 +61,33 @@ def test_critic_matches_a_torch_tanh_network_with_its_weights():
     grads_ref = torch.autograd.grad(ref.pow(2).mean(), list(plain.parameters()))
     for g, r in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6)
+
+
+def test_policy_matches_a_torch_tanh_network_and_the_numpy_actor():
+    torch.manual_seed(0)
+    policy = GaussianPolicy(6, 2, (64, 32))
+    with torch.no_grad():
+        for p in policy.mean_net.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    plain = mlp((6, 64, 32, 2))
+    plain.load_state_dict(policy.mean_net.state_dict())
+    obs = torch.randn(4096, 6) * 3.0
+    mean = policy.mean(obs)
+    torch.testing.assert_close(mean, plain(policy.norm(obs)), rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(NumpyActor(policy).mean_action(obs.numpy()),
+                               mean.detach().numpy(), rtol=2e-6, atol=2e-6)
+
+
+def test_closed_form_log_prob_and_kl_are_torch_distributions():
+    torch.manual_seed(0)
+    mean_p, mean_q, u = torch.randn(3, 1000, 2, dtype=torch.float64)
+    log_std_p = torch.tensor([-0.5, 0.3], dtype=torch.float64)
+    log_std_q = torch.tensor([0.2, -1.0], dtype=torch.float64)
+    p = torch.distributions.Normal(mean_p, log_std_p.exp().expand_as(mean_p))
+    q = torch.distributions.Normal(mean_q, log_std_q.exp().expand_as(mean_q))
+    torch.testing.assert_close(gaussian_log_prob(u, mean_p, log_std_p), p.log_prob(u).sum(-1))
+    torch.testing.assert_close(gaussian_kl(mean_p, log_std_p, mean_q, log_std_q),
+                               torch.distributions.kl_divergence(p, q).sum(-1))
 
 
 def test_advantages_value_final_obs_only_where_truncated():

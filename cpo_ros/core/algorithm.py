@@ -23,7 +23,7 @@ from cpo_ros.core.buffer import cost_matrix, episode_summary, gae, next_values, 
 from cpo_ros.core.config import AlgoConfig
 from cpo_ros.core.cpo import CASE_RECOVERY, step_direction
 from cpo_ros.core.critic_process import CriticFitProcess, PendingFit
-from cpo_ros.core.networks import Critic, GaussianPolicy
+from cpo_ros.core.networks import Critic, gaussian_kl, gaussian_log_prob, GaussianPolicy
 from cpo_ros.core.shaping import ViolationPredictor
 from cpo_ros.core.trust_region import (
     fisher_operator,
@@ -198,16 +198,16 @@ class ConstrainedTrustRegion:
 
         policy = self.policy
         with torch.no_grad():
-            old_dist = policy.distribution(obs)
-            old_logp = old_dist.log_prob(u).sum(-1)
+            old_mean, old_log_std = policy.mean(obs), policy.log_std.detach().clone()
+            old_logp = gaussian_log_prob(u, old_mean, old_log_std)
 
         def surrogates(kl: bool = False) -> tuple[torch.Tensor, ...]:
             """Return the reward and cost surrogate values, and the mean KL if asked: one pass."""
-            dist = policy.distribution(obs)
-            ratio = torch.exp(dist.log_prob(u).sum(-1) - old_logp)
+            mean = policy.mean(obs)
+            ratio = torch.exp(gaussian_log_prob(u, mean, policy.log_std) - old_logp)
             out = (ratio * adv_r).mean(), (ratio[:, None] * adv_c).mean(0)
             if kl:
-                out += (torch.distributions.kl_divergence(old_dist, dist).sum(-1).mean(),)
+                out += (gaussian_kl(old_mean, old_log_std, mean, policy.log_std).mean(),)
             return out
 
         loss_r, loss_c = surrogates()

@@ -20,7 +20,7 @@ from torch import nn
 from cpo_ros import __version__
 from cpo_ros.core.checkpoint import CheckpointError, load_checkpoint
 from cpo_ros.core.config import TrainConfig
-from cpo_ros.core.networks import GaussianPolicy
+from cpo_ros.core.networks import GaussianPolicy, mlp
 from cpo_ros.core.profile import deployment_record
 
 FORMAT = 'cpo_ros.policy/1'
@@ -34,7 +34,10 @@ class DeterministicPolicy(nn.Module):
     def __init__(self, policy: GaussianPolicy) -> None:
         super().__init__()
         self.norm = policy.norm
-        self.mean_net = policy.mean_net
+        # Plain torch.tanh layers with the policy's weights: TorchScript compiles them (not the
+        # training's sigmoid form, an autograd.Function), and the robot runs this function.
+        self.mean_net = mlp((policy.obs_dim, *policy.hidden_sizes, policy.act_dim))
+        self.mean_net.load_state_dict(policy.mean_net.state_dict())
         self.register_buffer('action_scale', policy.action_scale.clone())
         self.register_buffer('action_bias', policy.action_bias.clone())
 

@@ -80,10 +80,12 @@ def gaussian_fisher_product(policy: nn.Module, obs: torch.Tensor, damping: float
     with torch.no_grad():
         acts = [(obs if normalised else policy.norm(obs)).to(layers[0].weight.dtype)]
         slopes = []
-        for lin in layers[:-1]:
-            h = torch.tanh(torch.addmm(lin.bias, acts[-1], lin.weight.t()))
-            acts.append(h)
-            slopes.append(1.0 - h * h)
+        h = acts[0]
+        for module in list(policy.mean_net)[:-1]:  # the policy's own tanh layers
+            h = module(h)
+            if not isinstance(module, nn.Linear):
+                acts.append(h)
+                slopes.append(1.0 - h * h)
         # Mean over samples and 1/sigma^2 per action dimension in one factor.
         scale = torch.exp(-2.0 * params['log_std'].detach()) / acts[0].shape[0]
         weights = [lin.weight.detach().clone() for lin in layers]
