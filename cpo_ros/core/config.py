@@ -142,7 +142,7 @@ class TrainConfig:
     """Directory for progress.csv, config.yaml, curves.png and checkpoints."""
     checkpoint_every: int = 1
     """Write a checkpoint every this many iterations (and always at the end)."""
-    torch_threads: int = 2
+    torch_threads: int = 1
     """Threads torch may use for the update."""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     """Update settings."""

@@ -134,7 +134,7 @@ LEARNER_PARAMS = [
     ParamSpec('max_failed_updates', 3, 'updates failing in a row after which the learner '
               'exits with code 1 (for respawn or the operator)', 1, 1000),
     ParamSpec('checkpoint_every', 1, 'iterations between checkpoints', 1, 1_000_000),
-    ParamSpec('torch_threads', 2, 'threads for the update', 1, 256),
+    ParamSpec('torch_threads', 1, 'threads for the update', 1, 256),
     ParamSpec('shutdown_when_done', True, 'end the process after the last iteration'),
     ParamSpec('iteration_timeout_s', 60.0, 'an iteration waiting longer for samples proceeds '
               'on what arrived when that is at least min_fraction, else warns and waits on '
