@@ -107,6 +107,39 @@ def test_killed_executor_leaves_the_shield_stopping_the_stand_in(probe, ros_env,
         assert stack.stop(timeout=40) == 0, stack.output
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'  # a zombie has ended
+    except OSError:
+        return False
+
+
+def test_sigkilled_bringup_stops_its_nodes_and_the_robot(probe, ros_env, unsafe_policy):
+    """SIGKILL of `cpo-ros bringup deploy`: its node processes stop, the last command is zero.
+
+    The bring-up cannot forward a signal it never sees; each node process asks Linux for
+    SIGTERM when the bring-up dies, and stops as on Ctrl-C.
+    """
+    listener = Listener(probe)
+    stack = bringup_deploy(ros_env, unsafe_policy, '--stand-in')
+    try:
+        assert wait_until(listener.moving, 60), stack.output
+        pids = [int(p) for p in re.findall(r'started \S+ \(pid (\d+)\)', stack.output)]
+        assert len(pids) >= 3 and all(_alive(p) for p in pids), stack.output
+        stack.proc.kill()
+        stack.proc.wait()
+        assert wait_until(lambda: not any(_alive(p) for p in pids), 30), [
+            p for p in pids if _alive(p)]
+        time.sleep(0.5)
+        assert listener.commands[-1][1:3] == (0.0, 0.0), listener.commands[-5:]
+    finally:
+        for line in re.findall(r'started \S+ \(pid (\d+)\)', stack.output):
+            if _alive(int(line)):
+                os.kill(int(line), signal.SIGKILL)
+        stack.stop()
+
+
 def test_sigint_of_the_deploy_ends_with_a_zero_command(start_node, probe, ros_env,
                                                        unsafe_policy):
     start_node('sim_bridge', 'mode:=realtime', 'odom_rate_hz:=25.0',

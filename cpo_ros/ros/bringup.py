@@ -14,6 +14,7 @@ zero command before it ends: on Ctrl-C, SIGTERM, or an error in a callback.
 """
 
 from collections.abc import Callable
+import ctypes
 import os
 import signal
 import subprocess
@@ -76,6 +77,37 @@ def node_help(label: str, classes: list[Callable]) -> str:
     return '\n'.join(lines)
 
 
+PARENT_PID_ENV = 'CPO_ROS_PARENT_PID'
+"""Set by a bring-up in the environment of the node processes it starts: its process id."""
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def child_environment() -> dict[str, str]:
+    """Return the environment for a node process started by this bring-up process."""
+    return {**os.environ, PARENT_PID_ENV: str(os.getpid())}
+
+
+def stop_with_parent() -> None:
+    """Have this node process sent SIGTERM when the bring-up that started it dies.
+
+    A bring-up killed with SIGKILL (or the OOM killer) cannot stop its node processes: without
+    this, a deployed policy would drive on with no bring-up left to stop it. Linux delivers
+    the signal (prctl PR_SET_PDEATHSIG); the handlers of run_nodes then stop the nodes as on
+    Ctrl-C, each robot-commanding node sending a zero command. Only for processes started by a
+    bring-up (PARENT_PID_ENV set), and a no-op elsewhere. Call it after SIGTERM's handler is
+    installed.
+    """
+    parent = os.environ.pop(PARENT_PID_ENV, None)
+    if parent is None or not sys.platform.startswith('linux'):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return
+    if os.getppid() != int(parent):  # the bring-up died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def run_nodes(label: str, classes: list[Callable], ends: list[bool],
               args: list[str] | None) -> int:
     """Build the node classes in one context, spin them until a stop; return the exit code.
@@ -85,7 +117,8 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
     learner write its plot and summary. A bad parameter, checkpoint or run directory ends
     with code 2 and a message naming it; a node that gives up (its `exit_code` attribute) ends
     the process with its code; an error in a callback with code 1. Either way, and on a stop,
-    every node that commands a robot sends a zero command first.
+    every node that commands a robot sends a zero command first. A process started by a
+    bring-up also stops when that bring-up dies (stop_with_parent).
     """
     if wants_help(args):
         try:
@@ -102,6 +135,7 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop_with_parent()
     # rclpy's EventsExecutor (C++ event queue, one thread) dispatches the lock-step loop about
     # three times faster than the SingleThreadedExecutor, which rebuilds its wait set for every
     # callback (bench/bench_ros.py); CPO_ROS_EXECUTOR=single selects the latter. The learner's
@@ -173,7 +207,8 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
             cmd = [sys.executable, '-m', entry.module, *entry.arguments, *ros_args]
             # Own process group: a terminal's Ctrl-C reaches this process, which stops the
             # nodes in order (the shield last), not all at once.
-            procs[entry.name] = subprocess.Popen(cmd, start_new_session=True)
+            procs[entry.name] = subprocess.Popen(cmd, start_new_session=True,
+                                                 env=child_environment())
             print(f'{label}: started {entry.name} (pid {procs[entry.name].pid})', flush=True)
         running = dict(zip([e.name for e in entries], entries, strict=True))
         while running and not stop.is_set():
@@ -318,7 +353,8 @@ def _run_fleet(name: str, workers: int, argv: list[str], robot: str | None) -> i
     try:
         for i in range(workers):
             procs.append(subprocess.Popen(worker_command(name, i, workers, user, tmp.name,
-                                                         placed, robot)))
+                                                         placed, robot),
+                                          env=child_environment()))
         own = [p for p in placed if p.worker is None]
         args = ros_arguments(name, ['--ros-args', *_placed_arguments(own, tmp.name),
                                     *_user_arguments(argv)], own[0].use_sim_time, robot)
