@@ -9,9 +9,38 @@ import os
 RESPAWN_DELAY_S = 2.0
 
 
+def _shared_arguments(name: str) -> list:
+    """Return the launch arguments of every bring-up: params_file, robot and log_level."""
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import DeclareLaunchArgument
+
+    share = get_package_share_directory('cpo_ros')
+    return [
+        DeclareLaunchArgument('params_file',
+                              default_value=os.path.join(share, 'config', f'{name}.yaml'),
+                              description='ROS parameter file for every node'),
+        DeclareLaunchArgument('robot', default_value='',
+                              description='robot profile layered over params_file: a name in '
+                              'config/robots/ (point, turtlebot3_burger) or a .yaml path'),
+        DeclareLaunchArgument('log_level', default_value='info',
+                              description='logging level of every node'),
+    ]
+
+
+def _parameter_files(context) -> list[str]:
+    """Return params_file and, with robot:=<profile>, the profile's file layered over it."""
+    from cpo_ros.core.profile import load_profile, profile_path
+
+    arg = context.launch_configurations
+    files = [arg['params_file']]
+    if arg.get('robot'):
+        load_profile(arg['robot'])  # an unknown profile ends the launch with its reason
+        files.append(str(profile_path(arg['robot'])))
+    return files
+
+
 def bringup_launch_description(name: str):
     """Return the LaunchDescription of bring-up `name` with the standard launch arguments."""
-    from ament_index_python.packages import get_package_share_directory
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import SetParameter
@@ -22,20 +51,12 @@ def bringup_launch_description(name: str):
     spec = graph(name)
     if spec.worker_nodes:
         return fleet_launch_description(name)
-    share = get_package_share_directory('cpo_ros')
     actions = [
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of every node and topic (one per robot)'),
-        DeclareLaunchArgument('params_file',
-                              default_value=os.path.join(share, 'config', f'{name}.yaml'),
-                              description='ROS parameter file for every node'),
-        DeclareLaunchArgument('robot', default_value='',
-                              description='robot profile layered over params_file: a name in '
-                              'config/robots/ (point, turtlebot3_burger) or a .yaml path'),
+        *_shared_arguments(name),
         DeclareLaunchArgument('use_sim_time', default_value=str(spec.use_sim_time).lower(),
                               description='follow /clock (true with the sim bridge)'),
-        DeclareLaunchArgument('log_level', default_value='info',
-                              description='logging level of every node'),
         DeclareLaunchArgument('odom_topic', default_value='odom',
                               description="the robot's odometry topic"),
         DeclareLaunchArgument('pose_topic', default_value='pose',
@@ -60,15 +81,11 @@ def _nodes(context, name: str):
     """Return the bring-up's Node actions once the launch arguments are known."""
     from launch_ros.actions import Node
 
-    from cpo_ros.core.profile import load_profile, profile_path
     from cpo_ros.ros.graph import graph
 
     spec = graph(name)
     arg = context.launch_configurations
-    params: list = [arg['params_file']]
-    if arg.get('robot'):
-        load_profile(arg['robot'])  # an unknown profile ends the launch with its reason
-        params.append(str(profile_path(arg['robot'])))
+    params: list = _parameter_files(context)
     entries = list(spec.nodes)
     if arg.get('stand_in', 'false').lower() in ('true', '1', 'yes') and spec.stand_in:
         entries.insert(0, spec.stand_in)
@@ -119,7 +136,6 @@ def fleet_launch_description(name: str):
     parameters come from cpo_ros.ros.graph.placed_nodes, as for `cpo-ros bringup`. A worker
     node that dies is respawned and joins again like a late executor.
     """
-    from ament_index_python.packages import get_package_share_directory
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
@@ -128,18 +144,11 @@ def fleet_launch_description(name: str):
     from launch import LaunchDescription
 
     spec = graph(name)
-    share = get_package_share_directory('cpo_ros')
 
     def nodes(context, *args, **kwargs):
         workers = LaunchConfiguration('workers').perform(context)
-        params_file = LaunchConfiguration('params_file').perform(context)
         log_level = LaunchConfiguration('log_level').perform(context)
-        files = [params_file]
-        robot = LaunchConfiguration('robot').perform(context)
-        if robot:
-            from cpo_ros.core.profile import load_profile, profile_path
-            load_profile(robot)  # an unknown profile ends the launch with its reason
-            files.append(str(profile_path(robot)))
+        files = _parameter_files(context)
         try:
             count = int(workers)
         except ValueError:
@@ -162,13 +171,6 @@ def fleet_launch_description(name: str):
         DeclareLaunchArgument('workers', default_value='2',
                               description='worker processes: sim bridge, monitor and executor '
                               'in namespace worker_<i> each'),
-        DeclareLaunchArgument('params_file',
-                              default_value=os.path.join(share, 'config', f'{name}.yaml'),
-                              description='ROS parameter file for every node'),
-        DeclareLaunchArgument('robot', default_value='',
-                              description='robot profile layered over params_file: a name in '
-                              'config/robots/ (point, turtlebot3_burger) or a .yaml path'),
-        DeclareLaunchArgument('log_level', default_value='info',
-                              description='logging level of every node'),
+        *_shared_arguments(name),
         OpaqueFunction(function=nodes),
     ])
