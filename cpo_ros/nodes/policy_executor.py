@@ -145,13 +145,19 @@ class PolicyExecutor(Node):
         obs = self.info.observation(state[:, self._pose], state[:, self._twist],
                                     state[:, self._sensors])
         if self._last_seq is not None:
-            final_obs = self.info.observation(state[:, self._final_pose],
-                                              state[:, self._final_twist],
-                                              state[:, self._final_sensors])
             c = self._col
-            ended = self.worker.record(
-                state[:, c['reward']], state[:, self._costs], state[:, c['terminated']] > 0.5,
-                state[:, c['truncated']] > 0.5, final_obs)
+            terminated, truncated = state[:, c['terminated']] > 0.5, state[:, c['truncated']] > 0.5
+            # final_obs is read only where an episode ended: observe those rows alone.
+            final_obs = obs
+            ended_rows = np.flatnonzero(terminated | truncated)
+            if ended_rows.size:
+                rows = state[ended_rows]
+                final_obs = obs.copy()
+                final_obs[ended_rows] = self.info.observation(
+                    rows[:, self._final_pose], rows[:, self._final_twist],
+                    rows[:, self._final_sensors])
+            ended = self.worker.record(state[:, c['reward']], state[:, self._costs], terminated,
+                                       truncated, final_obs)
             for ret, costs in ended:
                 self.return_pub.publish(Float32(data=ret))
                 self.cost_pubs[0].publish(Float32(data=float(costs[0])))

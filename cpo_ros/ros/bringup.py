@@ -28,6 +28,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.experimental import EventsExecutor
 from rclpy.signals import SignalHandlerOptions
+from rclpy.task import Future
 import yaml
 
 from cpo_ros.core.checkpoint import CheckpointError
@@ -151,9 +152,10 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
             nodes.append(node)
             executor.add_node(node)
         done_events = [node.done for node, end in zip(nodes, ends, strict=True) if end]
+        never = Future()
         while (context.ok() and not stop.is_set() and not any(e.is_set() for e in done_events)
                and not _exit_code(nodes)):
-            executor.spin_once(timeout_sec=0.1)
+            executor.spin_until_future_complete(never, timeout_sec=0.05)
         code = _exit_code(nodes)
         if code:
             print(f'{label}: a node gave up, exit code {code}', flush=True)
