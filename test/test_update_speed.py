@@ -297,6 +297,55 @@ def test_fit_process_solves_as_the_parent_and_while_its_fit_answer_is_unread():
         algo.close()
 
 
+def test_a_killed_fit_process_loses_nothing():
+    """kill -9 of the critics' process between updates and during a fit: the same updates.
+
+    Killed during a fit, the parent fits from the same inputs and random state and solves the
+    noise diagnostic itself; killed between updates, the next update starts a new process.
+    """
+    import signal
+    import warnings
+
+    torch.manual_seed(0)
+    config = AlgoConfig(value_epochs=40, value_minibatch=64)
+    thread = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
+    process = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
+    process.load_state_dict(thread.state_dict())
+    process.fit_critics_in_process()
+
+    def kill() -> None:
+        process._fit_process._process.send_signal(signal.SIGKILL)
+        process._fit_process._process.wait()
+
+    try:
+        for seed in (1, 2, 3):
+            rollout = _rollout(thread, seed=seed)
+            if seed == 2:
+                kill()  # between updates
+            torch.manual_seed(seed)
+            a = thread.update(rollout)
+            torch.manual_seed(seed)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter('always')
+                # seed 3: during the fit (40 epochs of 64-sample minibatches take a while)
+                b = process.update(rollout, policy_ready=kill if seed == 3 else None)
+            if seed > 1:
+                assert any('fit process' in str(w.message) for w in caught), seed
+            assert (a['value_loss_reward'], a['value_loss_cost']) == (
+                b['value_loss_reward'], b['value_loss_cost'])
+            assert b['cost_grad_noise'] == pytest.approx(a['cost_grad_noise'], rel=1e-6)
+            for part in ('policy', 'reward_critic', 'cost_critics'):
+                for key, value in thread.state_dict()[part].items():
+                    assert torch.equal(process.state_dict()[part][key], value), (seed, key)
+        assert not process._fit_process.alive  # killed during the last update
+        rollout = _rollout(thread, seed=4)
+        with pytest.warns(RuntimeWarning, match='starting a new one'):
+            process.update(rollout)
+        assert process._fit_process.alive
+    finally:
+        process.close()
+
+
 def test_critic_fit_process_reports_a_failure_and_carries_on():
     algo = ConstrainedTrustRegion(6, 2, AlgoConfig(value_epochs=1), max_episode_steps=20)
     algo.fit_critics_in_process()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import math
 import time
 from typing import Any
+import warnings
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ from cpo_ros.core.background import BackgroundCall, Deferred
 from cpo_ros.core.buffer import cost_matrix, episode_summary, gae, next_values, validate_rollout
 from cpo_ros.core.config import AlgoConfig
 from cpo_ros.core.cpo import CASE_RECOVERY, step_direction
-from cpo_ros.core.critic_process import CriticFitProcess, PendingFit
+from cpo_ros.core.critic_process import CriticFitProcess, FitProcessLost, PendingFit
 from cpo_ros.core.networks import Critic, gaussian_kl, gaussian_log_prob, GaussianPolicy
 from cpo_ros.core.shaping import ViolationPredictor
 from cpo_ros.core.trust_region import (
@@ -81,10 +82,26 @@ class ConstrainedTrustRegion:
 
         For a caller that samples while the critics fit (policy_ready): a fit on a thread
         slows sampling through the GIL. The child starts now (a second or two, once); close()
-        ends it.
+        ends it. A child that dies is replaced at the next update (core.critic_process).
         """
         if self._fit_process is None:
             self._fit_process = CriticFitProcess(torch_threads)
+        self._fit_threads = torch_threads
+
+    def _submit_fit(self, norm_obs: torch.Tensor, tgt_r: torch.Tensor, tgt_c: torch.Tensor,
+                    fitted: bool) -> Any:
+        """Start the critics' fit: in the child process when there is one, else on a thread."""
+        if self._fit_process is None:
+            return BackgroundCall(_timed, self._fit_critics, norm_obs, tgt_r, tgt_c, fitted)
+        if not self._fit_process.alive:
+            warnings.warn("the critics' fit process had ended: starting a new one",
+                          RuntimeWarning, stacklevel=3)
+            self._fit_process.close()
+            self._fit_process = CriticFitProcess(self._fit_threads)
+        try:
+            return self._fit_process.submit(self, norm_obs, tgt_r, tgt_c, fitted)
+        except FitProcessLost:  # it ended since: this update fits on a thread
+            return BackgroundCall(_timed, self._fit_critics, norm_obs, tgt_r, tgt_c, fitted)
 
     def close(self) -> None:
         """End the critics' fit process, if there is one."""
@@ -189,9 +206,7 @@ class ConstrainedTrustRegion:
         clock.lap('advantages')
         # The critics' fit needs nothing of the policy step: it runs beside it (same result).
         fitted = self.version > 0  # a fresh critic starts from its targets' mean
-        critics = self._critic_fit = (
-            self._fit_process.submit(self, norm_obs, tgt_r, tgt_c, fitted) if self._fit_process
-            else BackgroundCall(_timed, self._fit_critics, norm_obs, tgt_r, tgt_c, fitted))
+        critics = self._critic_fit = self._submit_fit(norm_obs, tgt_r, tgt_c, fitted)
         u = torch.as_tensor(rollout['u'].reshape(-1, self.act_dim))
         adv_r = (adv_r - adv_r.mean()) / (adv_r.std() + 1e-8)
         adv_c = adv_c - adv_c.mean(0)  # centred, never scaled: its size carries the cost
@@ -342,14 +357,24 @@ class ConstrainedTrustRegion:
         def shares(w_mean: np.ndarray, w_d: np.ndarray) -> tuple[float, float]:
             return float(d @ w_d) / max(float(mean @ w_mean), 1e-30), cos
 
-        if self._fit_process is None or norm_obs is None:
+        if self._fit_process is None or norm_obs is None or not self._fit_process.alive:
             return BackgroundCall(lambda: shares(solve(mean), solve(d)))
         # H^-1 b is the step's own solve (equal halves); the rest goes to the child.
         known = hvp.known(mean) if isinstance(hvp, SolvedOperator) else None
-        pending = self._fit_process.submit_solve(self, norm_obs,
-                                                 [d] if known is not None else [mean, d])
-        return Deferred(lambda: shares(*([known] if known is not None else []),
-                                       *pending.result()))
+        try:
+            pending = self._fit_process.submit_solve(self, norm_obs,
+                                                     [d] if known is not None else [mean, d])
+        except FitProcessLost:
+            return BackgroundCall(lambda: shares(solve(mean), solve(d)))
+
+        def collect() -> tuple[float, float]:
+            try:
+                solutions = pending.result()
+            except FitProcessLost:  # the child died: solve here (hvp keeps its own weights)
+                return shares(solve(mean), solve(d))
+            return shares(*([known] if known is not None else []), *solutions)
+
+        return Deferred(collect)
 
     def _update_normalizer(self, obs: np.ndarray,
                            critics_now: bool = True) -> Callable[[], None]:

@@ -12,6 +12,11 @@ The child also solves H x = v for the Fisher of a given policy (`submit_solve`),
 as the parent: the update's split-half noise diagnostic, whose answer is needed only when the
 update ends, runs there after the fit instead of beside the next sampling. Requests are
 answered in the order they were sent.
+
+Should the child die (killed, out of memory), nothing is lost: a fit it did not answer is done
+in the parent from the same inputs and random state (the same result, with a warning), a solve
+raises FitProcessLost for its caller to do itself, and `alive` turns false so that the owner
+starts a new child for the next update.
 """
 
 from collections import deque
@@ -27,9 +32,14 @@ import threading
 import time
 import traceback
 from typing import Any
+import warnings
 
 import numpy as np
 import torch
+
+
+class FitProcessLost(RuntimeError):
+    """The child process ended (or its pipe broke) before it answered."""
 
 
 class CriticFitProcess:
@@ -53,18 +63,29 @@ class CriticFitProcess:
                              Connection(parent_write, readable=False))
         self._queue: deque[_Pending] = deque()  # requests sent and not yet answered, in order
 
+    @property
+    def alive(self) -> bool:
+        """Return whether the child runs and its pipe is in step (else start a new one)."""
+        return self._process.poll() is None and not self._conn.broken
+
     def submit(self, algorithm: Any, norm_obs: torch.Tensor, tgt_r: torch.Tensor,
                tgt_c: torch.Tensor, fitted: bool = True) -> 'PendingFit':
-        """Send the fit of algorithm's critics to the child; the returned handle collects it."""
+        """Send the fit of algorithm's critics to the child; the returned handle collects it.
+
+        FitProcessLost when the child is gone; nothing was sent then.
+        """
         for pending in list(self._queue):
             if isinstance(pending, PendingFit):
                 pending.wait()  # one fit at a time: the critics' state goes with each request
-        return self._request(PendingFit(self, algorithm), {
+        if not self.alive:
+            raise FitProcessLost('the critic fit process has ended')
+        rng = torch.get_rng_state()
+        return self._request(PendingFit(self, algorithm, (norm_obs, tgt_r, tgt_c, fitted), rng), {
             'build': _build(algorithm),
             'reward_critic': algorithm.reward_critic.state_dict(),
             'cost_critics': algorithm.cost_critics.state_dict(),
             'critic_optim': algorithm.critic_optim.state_dict(),
-            'rng': torch.get_rng_state(),
+            'rng': rng,
             'inputs': (norm_obs, tgt_r, tgt_c, fitted)})
 
     def submit_solve(self, algorithm: Any, norm_obs: torch.Tensor,
@@ -86,6 +107,9 @@ class CriticFitProcess:
                                'new one')
         try:
             _send(self._conn, message)
+        except OSError as exc:  # the child is gone: a part of the request may be in the pipe
+            self._conn.broken = True
+            raise FitProcessLost(f'the critic fit process has ended ({exc})') from exc
         except BaseException:
             self._conn.broken = True  # a part of the request may be in the pipe
             raise
@@ -96,12 +120,14 @@ class CriticFitProcess:
         """Read answers in order until pending has its own (or the pipe is unusable)."""
         while pending.reply is None:
             if self._conn.broken:
-                pending.reply = {'error': 'the critic fit process was interrupted'}
+                pending.reply = {'error': 'the critic fit process was interrupted or ended',
+                                 'lost': True}
                 break
             try:
                 reply = _receive(self._conn)
             except (EOFError, OSError):
-                reply = {'error': 'the critic fit process ended'}
+                self._conn.broken = True
+                reply = {'error': 'the critic fit process ended', 'lost': True}
                 for waiting in self._queue:
                     waiting.reply = reply
                 self._queue.clear()
@@ -176,6 +202,8 @@ class _Pending:
 
     def _checked_reply(self) -> dict[str, Any]:
         self.wait()
+        if self.reply.get('lost'):
+            raise FitProcessLost(self.reply['error'])
         if 'error' in self.reply:
             raise RuntimeError(f'critic fit failed in its process:\n{self.reply["error"]}')
         return self.reply
@@ -184,14 +212,30 @@ class _Pending:
 class PendingFit(_Pending):
     """One fit sent to the child: wait() for it, result() to load it into the algorithm."""
 
-    def __init__(self, owner: CriticFitProcess, algorithm: Any) -> None:
+    def __init__(self, owner: CriticFitProcess, algorithm: Any, inputs: tuple,
+                 rng: torch.Tensor) -> None:
         super().__init__(owner)
-        self._algorithm = algorithm
+        self._algorithm, self._inputs, self._rng = algorithm, inputs, rng
         self._loaded = False
 
     def result(self) -> tuple[tuple[float, float], float]:
-        """Load the fitted critics, optimiser and random state; return (losses, fit seconds)."""
-        reply = self._checked_reply()
+        """Load the fitted critics, optimiser and random state; return (losses, fit seconds).
+
+        When the child died first, fit here from the same inputs and random state instead.
+        """
+        try:
+            reply = self._checked_reply()
+        except FitProcessLost:
+            if not self._loaded:
+                warnings.warn("the critics' fit process ended before it answered (killed?): "
+                              'fitted in this process; a new one starts with the next update',
+                              RuntimeWarning, stacklevel=2)
+                torch.set_rng_state(self._rng)
+                t0 = time.perf_counter()
+                self._local = self._algorithm._fit_critics(*self._inputs)
+                self._local_s = time.perf_counter() - t0
+                self._loaded = True
+            return self._local, self._local_s
         if not self._loaded:
             algo = self._algorithm
             algo.reward_critic.load_state_dict(reply['reward_critic'])
