@@ -9,6 +9,11 @@ executor's share.
 
 The update runs on a worker thread, never in the subscription callback, so the executor that
 serves this node keeps delivering other callbacks (odom, cmd_vel, clock) while it computes.
+With `fit_while_sampling` the critics fit in a child process and the new policy is published as
+soon as it is final, so the executors sample the next iteration while the fit finishes (as
+`cpo-ros train` does): faster when the executors sample on other hosts or on cores of their
+own, slower when the fit must take a core from lock-step sampling (a fleet of workers on 2
+cores). Off, the update ends before the policy goes out.
 
 Faults: a rollout is validated in the callback (size cap before inflating, then dtypes, shapes
 and finite values) and dropped with a warning naming the field. An update that raises anything
@@ -94,6 +99,11 @@ class Learner(Node):
                                              'cost_names': list(probe.cost_names),
                                              'ros_parameters': p},
                                num_costs=probe.num_costs, extra_columns=FLEET_COLUMNS)
+        self.fit_while_sampling = p['fit_while_sampling']
+        if self.fit_while_sampling:
+            # The critics fit in a child process: the new policy goes out while they finish
+            # (_policy_ready), without taking turns on the GIL with this node's callbacks.
+            self.run.algorithm.fit_critics_in_process()
         self.obs_dim, self.act_dim = probe.obs_dim, probe.act_dim
         self.gatherer = ChunkGatherer(self.config.steps_per_iteration, probe.obs_dim,
                                       probe.act_dim, probe.num_costs, p['iteration_timeout_s'],
@@ -285,7 +295,9 @@ class Learner(Node):
                         f'iteration {self.run.iteration + 1} proceeds on {report.samples} of '
                         f'{self.gatherer.needed} samples after {report.wait_s:.1f} s '
                         f'(iteration_timeout_s)')
-                row = self.run.record(rollout, {'sample_time_s': wait, **report.row()})
+                row = self.run.record(rollout, {'sample_time_s': wait, **report.row()},
+                                      policy_ready=(self._policy_ready
+                                                    if self.fit_while_sampling else None))
             except Exception:  # noqa: BLE001 - any failure: drop the rollout, sample again
                 self.gatherer.start(self.run.algorithm.version)
                 self._update_failed(traceback.format_exc())
@@ -296,16 +308,26 @@ class Learner(Node):
                 self._updating = False
             self.failed_in_a_row = 0
             self.last_report = report
-            self._t_wait = time.perf_counter()
-            self.gatherer.start(self.run.algorithm.version)
-            self._publish_policy()
-            self._publish_status()
+            if not self.fit_while_sampling:
+                self._policy_ready()
             for name, pub in self.metric_pubs.items():
                 pub.publish(Float32(data=float(row[name])))
             self._publish_diagnostics()
             self.get_logger().info(f'{summary_line(row)} | {report.row()["executor_shares"]}')
         if self.run.done:
             self._finish()
+
+    def _policy_ready(self) -> None:
+        """Publish the new policy (with fit_while_sampling, while the critics finish fitting).
+
+        Chunks of the new version wait in the queue until the update ends. Should the update
+        still fail (the run is then put back), _update_failed publishes the old policy under a
+        new session, and the new version's chunks are dropped as stale.
+        """
+        self._t_wait = time.perf_counter()
+        self.gatherer.start(self.run.algorithm.version)
+        self._publish_policy()
+        self._publish_status()
 
     def _update_failed(self, trace: str) -> None:
         """Count a failed update; sample again, or give up after too many in a row."""
@@ -354,6 +376,8 @@ class Learner(Node):
         except Exception:  # noqa: BLE001 - shutting down: report, do not mask the exit code
             self.get_logger().error(f'could not write the plot and summary:\n'
                                     f'{traceback.format_exc()}')
+        if not self._worker.is_alive():
+            self.run.algorithm.close()  # the critics' fit process
         super().destroy_node()
 
 

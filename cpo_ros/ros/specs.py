@@ -135,6 +135,9 @@ LEARNER_PARAMS = [
               'exits with code 1 (for respawn or the operator)', 1, 1000),
     ParamSpec('checkpoint_every', 1, 'iterations between checkpoints', 1, 1_000_000),
     ParamSpec('torch_threads', 1, 'threads for the update', 1, 256),
+    ParamSpec('fit_while_sampling', True, 'publish the new policy once it is final and fit the '
+              'critics in a child process while the executors sample (off: when executors and '
+              'learner share too few cores, the fit competes with the lock-step sampling)'),
     ParamSpec('shutdown_when_done', True, 'end the process after the last iteration'),
     ParamSpec('iteration_timeout_s', 60.0, 'an iteration waiting longer for samples proceeds '
               'on what arrived when that is at least min_fraction, else warns and waits on '
