@@ -152,12 +152,17 @@ def test_gatherer_times_out_on_what_arrived_and_asks_for_more_when_one_is_overdu
     assert report.timed_out and report.samples == 80 == rollout['reward'].size
 
 
-def test_fleet_parameters_are_circle_sims_but_for_the_run_directory():
+def test_fleet_parameters_are_circle_sims_but_for_the_run_directory_and_the_overlap():
+    """fleet_sim.yaml is circle_sim.yaml but for `out` and fit_while_sampling (off: its
+    workers take every core of one machine)."""
     from conftest import REPO
     import yaml
 
     def load(name):
         data = yaml.safe_load((REPO / 'config' / f'{name}.yaml').read_text())
-        data['/**/learner']['ros__parameters'].pop('out')
-        return data
-    assert load('fleet_sim') == load('circle_sim')
+        learner = data['/**/learner']['ros__parameters']
+        learner.pop('out')
+        return data, learner.pop('fit_while_sampling')
+    (fleet, fleet_overlap), (circle, circle_overlap) = load('fleet_sim'), load('circle_sim')
+    assert fleet == circle
+    assert (fleet_overlap, circle_overlap) == (False, True)
