@@ -230,14 +230,19 @@ def test_trainer_samples_ahead_as_a_plain_loop_would(tmp_path):
             assert x[key] == y[key], key
 
 
-def test_critics_fit_in_a_process_as_on_the_thread():
-    """Same critics, optimiser state, losses and torch random state after two updates."""
+def _twins(config):
+    """Return two algorithms in the same state: one fits on a thread, one in a process."""
     torch.manual_seed(0)
-    config = AlgoConfig(value_epochs=2, value_minibatch=256)
     thread = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
     process = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
     process.load_state_dict(thread.state_dict())
     process.fit_critics_in_process()
+    return thread, process
+
+
+def test_critics_fit_in_a_process_as_on_the_thread():
+    """Same critics, optimiser state, losses and torch random state after two updates."""
+    thread, process = _twins(AlgoConfig(value_epochs=2, value_minibatch=256))
     try:
         for seed in (1, 2):
             rollout = _rollout(thread, seed=seed)
@@ -306,12 +311,7 @@ def test_a_killed_fit_process_loses_nothing():
     import signal
     import warnings
 
-    torch.manual_seed(0)
-    config = AlgoConfig(value_epochs=40, value_minibatch=64)
-    thread = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
-    process = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
-    process.load_state_dict(thread.state_dict())
-    process.fit_critics_in_process()
+    thread, process = _twins(AlgoConfig(value_epochs=40, value_minibatch=64))
 
     def kill() -> None:
         process._fit_process._process.send_signal(signal.SIGKILL)
