@@ -357,21 +357,24 @@ class ConstrainedTrustRegion:
         def shares(w_mean: np.ndarray, w_d: np.ndarray) -> tuple[float, float]:
             return float(d @ w_d) / max(float(mean @ w_mean), 1e-30), cos
 
-        if self._fit_process is None or norm_obs is None or not self._fit_process.alive:
-            return BackgroundCall(lambda: shares(solve(mean), solve(d)))
+        def here() -> tuple[float, float]:  # hvp keeps its own weights: any time, any thread
+            return shares(solve(mean), solve(d))
+
+        if self._fit_process is None or norm_obs is None:
+            return BackgroundCall(here)
         # H^-1 b is the step's own solve (equal halves); the rest goes to the child.
         known = hvp.known(mean) if isinstance(hvp, SolvedOperator) else None
         try:
             pending = self._fit_process.submit_solve(self, norm_obs,
                                                      [d] if known is not None else [mean, d])
         except FitProcessLost:
-            return BackgroundCall(lambda: shares(solve(mean), solve(d)))
+            return BackgroundCall(here)
 
         def collect() -> tuple[float, float]:
             try:
                 solutions = pending.result()
-            except FitProcessLost:  # the child died: solve here (hvp keeps its own weights)
-                return shares(solve(mean), solve(d))
+            except FitProcessLost:  # the child died before it answered
+                return here()
             return shares(*([known] if known is not None else []), *solutions)
 
         return Deferred(collect)

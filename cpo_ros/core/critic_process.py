@@ -77,8 +77,6 @@ class CriticFitProcess:
         for pending in list(self._queue):
             if isinstance(pending, PendingFit):
                 pending.wait()  # one fit at a time: the critics' state goes with each request
-        if not self.alive:
-            raise FitProcessLost('the critic fit process has ended')
         rng = torch.get_rng_state()
         return self._request(PendingFit(self, algorithm, (norm_obs, tgt_r, tgt_c, fitted), rng), {
             'build': _build(algorithm),
@@ -94,7 +92,7 @@ class CriticFitProcess:
 
         norm_obs: the observations as the policy normalises them now. The child solves with
         the policy's current weights and the algorithm's cg_iters and cg_damping, as
-        `fisher_operator` in the parent would.
+        `fisher_operator` in the parent would. FitProcessLost when the child is gone.
         """
         return self._request(PendingSolve(self), {
             'build': _build(algorithm), 'policy': algorithm.policy.state_dict(),
@@ -102,9 +100,9 @@ class CriticFitProcess:
                                                           for v in vectors])))})
 
     def _request(self, pending: '_Pending', message: dict[str, Any]) -> Any:
-        if self._conn.broken:
-            raise RuntimeError('the critic fit process was interrupted mid-message; start a '
-                               'new one')
+        if not self.alive:  # ended, or its pipe out of step after an interruption
+            raise FitProcessLost('the critic fit process has ended or was interrupted '
+                                 'mid-message; start a new one')
         try:
             _send(self._conn, message)
         except OSError as exc:  # the child is gone: a part of the request may be in the pipe
