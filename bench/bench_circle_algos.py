@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cpo_ros.core.config import AlgoConfig, TrainConfig
-from cpo_ros.core.trainer import train
-from cpo_ros.envs.make import TASKS
+from cpo_ros.sim.make import TASKS
+from cpo_ros.training.config import AlgoConfig, TrainConfig
+from cpo_ros.training.trainer import train
 
 VARIANTS = {'cpo': ('cpo', {}), 'trpo': ('trpo', {}), 'pdo': ('pdo', {}),
             'cpo_shaped': ('cpo', {'cost_shaping': True}),
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument('--torch-threads', type=int, default=1,
                         help='torch threads per run (1 degrades least beside other work)')
     args = parser.parse_args()
-    from cpo_ros.envs.make import default_cost_limits
+    from cpo_ros.sim.make import default_cost_limits
     task_kwargs = {} if args.speed_limit is None else {'speed_limit': args.speed_limit}
     limits = tuple(args.cost_limit or default_cost_limits(args.task, **task_kwargs))
     m = len(limits)

@@ -38,7 +38,7 @@ def inference_times(policy_dir: Path, samples: int = 5000) -> np.ndarray:
     """Return seconds per single-observation inference of an exported policy."""
     import torch
 
-    from cpo_ros.core.export import load_exported
+    from cpo_ros.deploy.export import load_exported
     module, _meta = load_exported(policy_dir)
     torch.set_num_threads(1)
     obs = torch.zeros(1, 6)
@@ -314,7 +314,7 @@ def _straight_policy(tmp: Path) -> Path:
     """Export a point-robot policy whose mean action is 1.2 m/s straight on (for the kills)."""
     import torch
 
-    from cpo_ros.core.checkpoint import load_checkpoint, save_checkpoint
+    from cpo_ros.training.checkpoint import load_checkpoint, save_checkpoint
     ckpt = tmp / 'point' / 'checkpoints' / 'last.pt'
     payload = load_checkpoint(ckpt)
     policy = payload['algorithm']['policy']

@@ -160,8 +160,8 @@ class LaunchRun:
 
 def check_checkpoints(out: Path, expected: int) -> str:
     """Return 'yes' when last.pt (and best.pt, if any) load and last.pt is at `expected`."""
-    from cpo_ros.core.checkpoint import CheckpointError, load_checkpoint
-    from cpo_ros.core.evaluate import load_policy
+    from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint
+    from cpo_ros.training.evaluate import load_policy
     try:
         payload = load_checkpoint(out / 'checkpoints' / 'last.pt', ('iteration',))
         load_policy(out / 'checkpoints' / 'last.pt')

@@ -67,11 +67,11 @@ def fleet(args, workers: int, out: Path) -> tuple[float, float, float]:
 
 def message_costs(args) -> dict[str, float]:
     """Measure the learner's per-sample and per-message costs on this machine [s, bytes]."""
-    from cpo_ros.core.fleet import merge_chunks
-    from cpo_ros.core.networks import GaussianPolicy
-    from cpo_ros.core.worker import RolloutWorker
-    from cpo_ros.envs.point_circle import VecPointCircle
+    from cpo_ros.algo.networks import GaussianPolicy
     from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
+    from cpo_ros.sim.point_circle import VecPointCircle
+    from cpo_ros.training.fleet import merge_chunks
+    from cpo_ros.training.worker import RolloutWorker
 
     env = VecPointCircle(args.num_envs, seed=0)
     steps = args.steps // args.num_envs // 4

@@ -45,8 +45,8 @@ def rates(progress: Path) -> tuple[float, float, float]:
 
 def direct(args, out: Path) -> tuple[float, float, float]:
     """Train without ROS; return its rates and update time."""
-    from cpo_ros.core.config import TrainConfig
-    from cpo_ros.core.trainer import train
+    from cpo_ros.training.config import TrainConfig
+    from cpo_ros.training.trainer import train
     train(TrainConfig(task='circle', iterations=args.iterations,
                       steps_per_iteration=args.steps, num_envs=args.num_envs, seed=0,
                       out=str(out)), show_progress=False)
@@ -68,7 +68,7 @@ def latency(args) -> np.ndarray:
     import rclpy
     from std_msgs.msg import Float32MultiArray, UInt8MultiArray
 
-    from cpo_ros.core.networks import GaussianPolicy
+    from cpo_ros.algo.networks import GaussianPolicy
     from cpo_ros.ros import qos
     from cpo_ros.ros.conversions import (
         arrays_to_msg,

@@ -25,9 +25,9 @@ import tempfile
 import time
 
 import cpo_ros  # noqa: F401  (sets the OpenMP wait policy before torch loads)
-from cpo_ros.core.config import AlgoConfig, TrainConfig
-from cpo_ros.core.trainer import train
-from cpo_ros.envs.make import default_cost_limits
+from cpo_ros.sim.make import default_cost_limits
+from cpo_ros.training.config import AlgoConfig, TrainConfig
+from cpo_ros.training.trainer import train
 
 BUSY_LOOP = 'while True:\n    pass\n'
 

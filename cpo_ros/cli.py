@@ -6,8 +6,8 @@ import signal
 import sys
 import threading
 
-from cpo_ros.core.checkpoint import CheckpointError
-from cpo_ros.core.config import ALGOS, TrainConfig
+from cpo_ros.training.checkpoint import CheckpointError
+from cpo_ros.training.config import ALGOS, TrainConfig
 
 
 class _HelpWithSettings(argparse.Action):
@@ -20,7 +20,7 @@ class _HelpWithSettings(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         # Listed only when asked: the task options import MuJoCo, which must not be loaded
         # before `eval --video` picks its OpenGL backend.
-        from cpo_ros.core.settings import help_text
+        from cpo_ros.training.settings import help_text
 
         parser.epilog = help_text()
         parser.print_help()
@@ -149,15 +149,15 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
 
     Also returns where its cost limit came from ('given' or the task's default).
     """
-    from cpo_ros.core import settings
-    from cpo_ros.envs.make import check_env_id, DEFAULT_COST_LIMITS, default_cost_limits
+    from cpo_ros.sim.make import check_env_id, DEFAULT_COST_LIMITS, default_cost_limits
+    from cpo_ros.training import settings
 
     values: dict = {}
     for key, value in (settings.load_file(args.config) if args.config else {}).items():
         settings.merge(values, key, value)
     profile = {}
     if args.robot is not None:
-        from cpo_ros.core.profile import env_overrides, load_profile
+        from cpo_ros.deploy.profile import env_overrides, load_profile
         profile = load_profile(args.robot)
         for key, value in env_overrides(profile).items():
             settings.merge(values, key, value)
@@ -187,7 +187,7 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from cpo_ros.core.trainer import train
+    from cpo_ros.training.trainer import train
 
     config, source = train_config(args)
     limits = config.algo.limits
@@ -204,7 +204,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         os.environ.setdefault('MUJOCO_GL', 'osmesa')
         if os.environ['MUJOCO_GL'] == 'osmesa':
             os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
-    from cpo_ros.core.evaluate import evaluate, record_video
+    from cpo_ros.training.evaluate import evaluate, record_video
 
     args.checkpoint = resolve_checkpoint(args.checkpoint, args.run)
     print(f'checkpoint: {args.checkpoint}')
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == 'eval':
             return _cmd_eval(args)
         if args.command == 'export':
-            from cpo_ros.core.export import export_policy
+            from cpo_ros.deploy.export import export_policy
             out = export_policy(resolve_checkpoint(args.checkpoint, args.run), args.out)
             print(f'exported: {out / "policy.pt"} and {out / "policy.json"}')
             return 0

@@ -162,7 +162,7 @@ def unsafe_policy(tmp_path_factory):
     """Export a policy that drives fast on a wide arc: it leaves the strip within seconds."""
     import torch
 
-    from cpo_ros.core.checkpoint import load_checkpoint, save_checkpoint
+    from cpo_ros.training.checkpoint import load_checkpoint, save_checkpoint
     run = tmp_path_factory.mktemp('unsafe')
     subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'train', '--iterations', '1',
                     '--steps-per-iteration', '400', '--num-envs', '4', '--out', str(run),
@@ -181,8 +181,8 @@ def unsafe_policy(tmp_path_factory):
 
 def circle_rollout(algo, steps: int = 200, num_envs: int = 8, episode: int = 20, seed: int = 0):
     """Return one rollout of algo's policy on Point-Circle (steps per env, episodes of episode)."""
-    from cpo_ros.core.worker import RolloutWorker
-    from cpo_ros.envs.point_circle import VecPointCircle
+    from cpo_ros.sim.point_circle import VecPointCircle
+    from cpo_ros.training.worker import RolloutWorker
     env = VecPointCircle(num_envs, seed=seed, max_episode_steps=episode)
     worker = RolloutWorker(num_envs, env.obs_dim, env.act_dim, steps, seed=seed)
     worker.use_policy(algo.policy, algo.version)

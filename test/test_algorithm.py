@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from cpo_ros.core.algorithm import ConstrainedTrustRegion
-from cpo_ros.core.config import AlgoConfig
-from cpo_ros.core.worker import RolloutWorker
-from cpo_ros.envs.point_circle import VecPointCircle
+from cpo_ros.algo.algorithm import ConstrainedTrustRegion
+from cpo_ros.sim.point_circle import VecPointCircle
+from cpo_ros.training.config import AlgoConfig
+from cpo_ros.training.worker import RolloutWorker
 
 
 def test_normaliser_update_leaves_policy_and_critics_unchanged():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cpo_ros.core.buffer import (
+from cpo_ros.algo.buffer import (
     episode_summary,
     gae,
     next_values,

@@ -46,7 +46,7 @@ def test_launch_files_exist_for_every_bringup():
 @pytest.mark.parametrize('profile', sorted(p.stem for p in (REPO / 'config' / 'robots').glob(
     '*.yaml')))
 def test_robot_profiles_set_only_shared_parameters(profile):
-    from cpo_ros.core.profile import load_profile
+    from cpo_ros.deploy.profile import load_profile
     params = load_profile(profile)
     assert params['robot'] == profile
     assert set(params) <= {s.name for s in SHARED_PARAMS}

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from cpo_ros.core.algorithm import ConstrainedTrustRegion
-from cpo_ros.core.buffer import episode_summary, RolloutCollector, validate_rollout
-from cpo_ros.core.config import AlgoConfig
-from cpo_ros.core.shaping import violation_labels, ViolationPredictor
-from cpo_ros.core.trust_region import flat_params
-from cpo_ros.core.worker import RolloutWorker
-from cpo_ros.envs import circle
-from cpo_ros.envs.circle import CircleTask
-from cpo_ros.envs.point_circle import PointCircleEnv, VecPointCircle
+from cpo_ros.algo.algorithm import ConstrainedTrustRegion
+from cpo_ros.algo.buffer import episode_summary, RolloutCollector, validate_rollout
+from cpo_ros.algo.shaping import violation_labels, ViolationPredictor
+from cpo_ros.algo.trust_region import flat_params
+from cpo_ros.sim.point_circle import PointCircleEnv, VecPointCircle
+from cpo_ros.tasks import circle
+from cpo_ros.tasks.circle import CircleTask
+from cpo_ros.training.config import AlgoConfig
+from cpo_ros.training.worker import RolloutWorker
 
 
 def test_circle_speed_constraint_costs_on_hand_placed_states():

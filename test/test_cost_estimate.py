@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from cpo_ros.core.algorithm import ConstrainedTrustRegion
-from cpo_ros.core.buffer import episode_summary
-from cpo_ros.core.config import AlgoConfig
-from cpo_ros.core.networks import Critic
+from cpo_ros.algo.algorithm import ConstrainedTrustRegion
+from cpo_ros.algo.buffer import episode_summary
+from cpo_ros.algo.networks import Critic
+from cpo_ros.training.config import AlgoConfig
 
 
 def _rollout(algo, **kwargs):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from cpo_ros.core.cpo import CASE_RECOVERY, step_direction
+from cpo_ros.algo.cpo import CASE_RECOVERY, step_direction
 
 DELTA = 0.01
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from cpo_ros.core.cpo import (
+from cpo_ros.algo.cpo import (
     CASE_DUAL,
     CASE_DUAL_INACTIVE,
     CASE_INACTIVE,

@@ -4,12 +4,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import cpo_ros.envs  # noqa: F401 - registers cpo_ros/PointCircle-v0
-from cpo_ros.envs import circle
-from cpo_ros.envs.circle import CircleTask
-from cpo_ros.envs.make import make_vec_env
-from cpo_ros.envs.point_circle import PointCircleEnv, VecPointCircle
-from cpo_ros.envs.robot import PointRobots, RobotConfig
+import cpo_ros.sim  # noqa: F401 - registers cpo_ros/PointCircle-v0
+from cpo_ros.sim.make import make_vec_env
+from cpo_ros.sim.point_circle import PointCircleEnv, VecPointCircle
+from cpo_ros.sim.robot import PointRobots, RobotConfig
+from cpo_ros.tasks import circle
+from cpo_ros.tasks.circle import CircleTask
 
 TASK = CircleTask()
 
@@ -172,7 +172,7 @@ def test_clear_errors():
 
 
 def test_domain_randomization_changes_dynamics_latency_and_odometry():
-    from cpo_ros.envs.point_circle import DomainRandomization
+    from cpo_ros.sim.point_circle import DomainRandomization
 
     def distance(randomization, steps=10):
         env = VecPointCircle(1, seed=0, init_position_noise=0.0, randomization=randomization)

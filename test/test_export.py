@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from cpo_ros.core.checkpoint import CheckpointError
-from cpo_ros.core.evaluate import load_policy
-from cpo_ros.core.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
-from cpo_ros.core.networks import NumpyActor
+from cpo_ros.algo.networks import NumpyActor
+from cpo_ros.deploy.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
+from cpo_ros.training.checkpoint import CheckpointError
+from cpo_ros.training.evaluate import load_policy
 
 
 @pytest.fixture(scope='module')

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from std_msgs.msg import UInt8MultiArray
 
-from cpo_ros.core.buffer import RolloutCollector
-from cpo_ros.core.networks import GaussianPolicy
+from cpo_ros.algo.buffer import RolloutCollector
+from cpo_ros.algo.networks import GaussianPolicy
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 

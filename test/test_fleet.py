@@ -1,4 +1,4 @@
-"""Chunks from many executors merged into one iteration (core/fleet.py), without ROS."""
+"""Chunks from many executors merged into one iteration (training/fleet.py), without ROS."""
 
 import copy
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from cpo_ros.core.algorithm import ConstrainedTrustRegion
-from cpo_ros.core.buffer import gae, next_values
-from cpo_ros.core.config import AlgoConfig
-from cpo_ros.core.fleet import ChunkGatherer, merge_chunks
-from cpo_ros.core.worker import RolloutWorker
-from cpo_ros.envs.point_circle import VecPointCircle
+from cpo_ros.algo.algorithm import ConstrainedTrustRegion
+from cpo_ros.algo.buffer import gae, next_values
+from cpo_ros.sim.point_circle import VecPointCircle
+from cpo_ros.training.config import AlgoConfig
+from cpo_ros.training.fleet import ChunkGatherer, merge_chunks
+from cpo_ros.training.worker import RolloutWorker
 
 
 def sample_chunk(num_envs, steps, seed, version=0, name='a', seq=0, episode_steps=7):

@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import cpo_ros.envs  # noqa: F401 - registers the ids
-from cpo_ros.envs.gather import caught, GatherTask, sensor_readings, VecPointGather
+import cpo_ros.sim  # noqa: F401 - registers the ids
+from cpo_ros.tasks.gather import caught, GatherTask, sensor_readings, VecPointGather
 
 TASK = GatherTask()
 

@@ -10,10 +10,10 @@ from gymnasium.utils.env_checker import check_env
 import numpy as np
 import pytest
 
-import cpo_ros.envs  # noqa: F401 - registers the ids
-from cpo_ros.envs import scan
-from cpo_ros.envs.goal import GoalTask, hazard_ranges, ROBOT_LABELS, VecPointGoal
-from cpo_ros.envs.make import default_cost_limits, make_vec_env
+import cpo_ros.sim  # noqa: F401 - registers the ids
+from cpo_ros.sim.make import default_cost_limits, make_vec_env
+from cpo_ros.tasks import scan
+from cpo_ros.tasks.goal import GoalTask, hazard_ranges, ROBOT_LABELS, VecPointGoal
 
 TASK = GoalTask()
 SPEC = TASK.scan_spec

@@ -8,10 +8,10 @@ import sys
 import pytest
 import yaml
 
-from cpo_ros.core import settings
-from cpo_ros.core.config import AlgoConfig, TrainConfig
-from cpo_ros.envs.make import TASK_DEFAULTS
 from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
+from cpo_ros.sim.make import TASK_DEFAULTS
+from cpo_ros.training import settings
+from cpo_ros.training.config import AlgoConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 

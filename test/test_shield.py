@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from cpo_ros.core.shield import shield_command, ShieldConfig
-from cpo_ros.envs.safe_area import SafeArea
+from cpo_ros.deploy.shield import shield_command, ShieldConfig
+from cpo_ros.tasks.safe_area import SafeArea
 
 STRIP = SafeArea.strip(2.5)
 CFG = ShieldConfig()

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from cpo_ros.envs.make import make_vec_env
+from cpo_ros.sim.make import make_vec_env
 
 CASES = {'circle': ('circle', {}), 'circle_long': ('circle_long', {}), 'gather': ('gather', {}),
          'goal': ('goal', {}), 'circle_speed': ('circle', {'speed_limit': 1.0})}

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from cpo_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from cpo_ros.core.progress import COLUMNS
+from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cpo_ros.training.progress import COLUMNS
 
 
 def cpo_ros(*args, check=True):

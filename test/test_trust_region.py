@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from cpo_ros.core.cpo import step_direction
-from cpo_ros.core.networks import GaussianPolicy
-from cpo_ros.core.trust_region import (
+from cpo_ros.algo.cpo import step_direction
+from cpo_ros.algo.networks import GaussianPolicy
+from cpo_ros.algo.trust_region import (
     conjugate_gradient,
     FISHER_CHUNK_ROWS,
     fisher_vector_product,

@@ -13,10 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from cpo_ros.core.algorithm import ConstrainedTrustRegion
-from cpo_ros.core.buffer import gae, next_values
-from cpo_ros.core.config import AlgoConfig, TrainConfig
-from cpo_ros.core.networks import (
+from cpo_ros.algo.algorithm import ConstrainedTrustRegion
+from cpo_ros.algo.buffer import gae, next_values
+from cpo_ros.algo.networks import (
     Critic,
     gaussian_kl,
     gaussian_log_prob,
@@ -25,10 +24,11 @@ from cpo_ros.core.networks import (
     NumpyActor,
     SigmoidTanh,
 )
-from cpo_ros.core.run import TrainingRun
-from cpo_ros.core.trainer import iteration_seed, max_episode_steps, sample, train
-from cpo_ros.core.trust_region import fisher_operator, flat_grad, SolvedOperator
-from cpo_ros.core.worker import RolloutWorker
+from cpo_ros.algo.trust_region import fisher_operator, flat_grad, SolvedOperator
+from cpo_ros.training.config import AlgoConfig, TrainConfig
+from cpo_ros.training.run import TrainingRun
+from cpo_ros.training.trainer import iteration_seed, max_episode_steps, sample, train
+from cpo_ros.training.worker import RolloutWorker
 
 
 def _rollout(algo, **kwargs):
@@ -195,7 +195,7 @@ def test_trainer_samples_ahead_as_a_plain_loop_would(tmp_path):
                            algo=AlgoConfig(value_epochs=2))
 
     trained = train(config(tmp_path / 'ahead'), show_progress=False)
-    from cpo_ros.envs.make import make_vec_env
+    from cpo_ros.sim.make import make_vec_env
 
     cfg = config(tmp_path / 'plain')
     env = make_vec_env(task=cfg.task, num_envs=cfg.num_envs, seed=cfg.seed)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from cpo_ros.core.networks import GaussianPolicy
-from cpo_ros.core.worker import RolloutWorker
+from cpo_ros.algo.networks import GaussianPolicy
+from cpo_ros.training.worker import RolloutWorker
 
 
 def arrays(version: int, obs_dim: int = 3, act_dim: int = 2) -> dict[str, np.ndarray]:
@@ -65,7 +65,7 @@ def test_same_seed_same_actions():
 def test_numpy_actor_matches_the_torch_policy():
     import torch
 
-    from cpo_ros.core.networks import NumpyActor
+    from cpo_ros.algo.networks import NumpyActor
 
     policy = GaussianPolicy(3, 2, (16, 8), action_low=np.array([-1.5, -2.0]),
                             action_high=np.array([1.5, 2.0]))

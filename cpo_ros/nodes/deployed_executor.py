@@ -17,16 +17,16 @@ from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 import torch
 
-from cpo_ros.core.checkpoint import CheckpointError
-from cpo_ros.core.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
-from cpo_ros.core.profile import check_deployment
-from cpo_ros.envs import circle
+from cpo_ros.deploy.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
+from cpo_ros.deploy.profile import check_deployment
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import array_to_twist_stamped
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
+from cpo_ros.tasks import circle
+from cpo_ros.training.checkpoint import CheckpointError
 
 STATUS_NAME = 'cpo_ros: policy executor'
 

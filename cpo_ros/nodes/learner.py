@@ -1,6 +1,6 @@
 """Learner node: CPO updates from rollout chunks on `cpo/rollout`, policies on `cpo/policy`.
 
-Any number of executors feed it (core/fleet.py): chunks of the current policy version are
+Any number of executors feed it (training/fleet.py): chunks of the current policy version are
 merged until `steps_per_iteration` samples; stale, duplicate and malformed ones are dropped and
 counted; after `iteration_timeout_s` an iteration proceeds on what arrived when that is at
 least `min_fraction`, else it warns and waits on. `cpo/iteration` (latched) tells executors how
@@ -38,18 +38,18 @@ from rclpy.node import Node
 from std_msgs.msg import Float32, UInt8MultiArray
 import torch
 
-from cpo_ros.core.buffer import rollout_size_cap, validate_rollout
-from cpo_ros.core.config import TrainConfig
-from cpo_ros.core.fleet import ChunkGatherer, FLEET_COLUMNS, IterationReport
-from cpo_ros.core.run import TrainingRun
-from cpo_ros.core.settings import algo_config_from
-from cpo_ros.core.trainer import max_episode_steps, summary_line
+from cpo_ros.algo.buffer import rollout_size_cap, validate_rollout
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import node_parameters, ROBOT_PARAMS
+from cpo_ros.training.config import TrainConfig
+from cpo_ros.training.fleet import ChunkGatherer, FLEET_COLUMNS, IterationReport
+from cpo_ros.training.run import TrainingRun
+from cpo_ros.training.settings import algo_config_from
+from cpo_ros.training.trainer import max_episode_steps, summary_line
 
 # Per-iteration figures for rqt_plot, one std_msgs/Float32 topic each. With several
 # constraints episode_cost, cost_limit and lagrange are the first's, and cpo/<name>_<i> follow
@@ -65,8 +65,8 @@ class Learner(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('learner', **kwargs)
         p = declare_parameters(self, node_parameters(type(self)))
-        from cpo_ros.core.profile import env_overrides
-        from cpo_ros.envs.make import make_vec_env
+        from cpo_ros.deploy.profile import env_overrides
+        from cpo_ros.sim.make import make_vec_env
 
         keys = (('target_radius', 'x_limit', 'max_episode_steps', 'speed_limit')
                 if p['task'] == 'circle' else ('max_episode_steps',))

@@ -5,7 +5,7 @@ Training transport (lock-step, any number of simulated robots): `batch/state` in
 `steps_per_iteration` samples) a rollout chunk goes to the learner on `cpo/rollout`, tagged with
 the policy version, `executor_id` and its sample count, and sampling pauses until a newer policy
 arrives on `cpo/policy` -- or until the learner's `cpo/iteration` status says it still wants
-more samples of this version than the other executors are bringing (a fleet, core/fleet.py).
+more samples of this version than the other executors are bringing (a fleet, training/fleet.py).
 Episode returns and costs are published live on `episode/return` and
 `episode/cost` as each episode ends (with several constraints `episode/cost` is the first's and
 `episode/cost_<i>` each one's).
@@ -18,9 +18,6 @@ import numpy as np
 from rclpy.node import Node
 from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
 
-from cpo_ros.core.validation import InvalidField
-from cpo_ros.core.worker import RolloutWorker
-from cpo_ros.envs.tasks import task_info
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import (
@@ -34,6 +31,9 @@ from cpo_ros.ros.conversions import (
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import node_parameters
+from cpo_ros.tasks.tasks import task_info
+from cpo_ros.training.worker import RolloutWorker
+from cpo_ros.validation import InvalidField
 
 
 class PolicyExecutor(Node):

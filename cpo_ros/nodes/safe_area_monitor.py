@@ -22,10 +22,7 @@ from std_msgs.msg import Bool, Float32
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import Marker, MarkerArray
 
-from cpo_ros.core.shield import shield_command, ShieldConfig
-from cpo_ros.envs import circle
-from cpo_ros.envs.circle import CircleTask
-from cpo_ros.envs.safe_area import SafeArea
+from cpo_ros.deploy.shield import shield_command, ShieldConfig
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import command_subscription, CommandPublisher, yaw_to_quaternion
@@ -33,6 +30,9 @@ from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import ArrivalClock, create_steady_timer
+from cpo_ros.tasks import circle
+from cpo_ros.tasks.circle import CircleTask
+from cpo_ros.tasks.safe_area import SafeArea
 
 STATUS_NAME = 'cpo_ros: safe area'
 

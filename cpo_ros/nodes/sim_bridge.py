@@ -20,12 +20,6 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import Float32, Float32MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
 
-from cpo_ros.core.validation import InvalidField
-from cpo_ros.envs.circle import CircleTask
-from cpo_ros.envs.gather import VecPointGather
-from cpo_ros.envs.point_circle import DomainRandomization, VecPointCircle
-from cpo_ros.envs.robot import RobotConfig
-from cpo_ros.envs.tasks import task_info
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import (
@@ -40,6 +34,12 @@ from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
+from cpo_ros.sim.point_circle import DomainRandomization, VecPointCircle
+from cpo_ros.sim.robot import RobotConfig
+from cpo_ros.tasks.circle import CircleTask
+from cpo_ros.tasks.gather import VecPointGather
+from cpo_ros.tasks.tasks import task_info
+from cpo_ros.validation import InvalidField
 
 
 def sim_time(seconds: float) -> Time:

@@ -31,9 +31,9 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 import yaml
 
-from cpo_ros.core.checkpoint import CheckpointError
 from cpo_ros.paths import config_file
 from cpo_ros.ros.graph import Bringup, graph, placed_nodes, PlacedNode
+from cpo_ros.training.checkpoint import CheckpointError
 
 
 def ros_arguments(name: str, argv: list[str], use_sim_time: bool,
@@ -44,7 +44,7 @@ def ros_arguments(name: str, argv: list[str], use_sim_time: bool,
         raise ValueError(f'bring-up {name!r} has no parameter file {params}')
     files = ['--params-file', str(params)]
     if robot:
-        from cpo_ros.core.profile import load_profile, profile_path
+        from cpo_ros.deploy.profile import load_profile, profile_path
         load_profile(robot)  # a clear error for an unknown or malformed profile
         files += ['--params-file', str(profile_path(robot))]
     user = list(argv)

@@ -31,7 +31,7 @@ from nav_msgs.msg import Odometry
 import numpy as np
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
 
-from cpo_ros.core.validation import InvalidField
+from cpo_ros.validation import InvalidField
 
 SEQ_MODULO = 2 ** 24
 # .npz messages: a policy is tens of kB, a rollout of 50,000 samples about 5 MB. The learner

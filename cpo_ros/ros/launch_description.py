@@ -29,7 +29,7 @@ def _shared_arguments(name: str) -> list:
 
 def _parameter_files(context) -> list[str]:
     """Return params_file and, with robot:=<profile>, the profile's file layered over it."""
-    from cpo_ros.core.profile import load_profile, profile_path
+    from cpo_ros.deploy.profile import load_profile, profile_path
 
     arg = context.launch_configurations
     files = [arg['params_file']]

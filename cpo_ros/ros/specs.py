@@ -4,11 +4,11 @@ TASK_PARAMS are shared by several nodes and live under the `/**:` key of the par
 so the simulator, the executor, the learner and the monitor can never disagree about them.
 """
 
-from cpo_ros.core.config import AlgoConfig
-from cpo_ros.core.settings import train_settings
-from cpo_ros.envs.circle import CircleTask
-from cpo_ros.envs.robot import RobotConfig
 from cpo_ros.ros.params import ParamSpec
+from cpo_ros.sim.robot import RobotConfig
+from cpo_ros.tasks.circle import CircleTask
+from cpo_ros.training.config import AlgoConfig
+from cpo_ros.training.settings import train_settings
 
 _A = AlgoConfig()
 _T = CircleTask()
@@ -176,7 +176,7 @@ LEARNER_PARAMS = [
 def _from_config(kind: str, hand: list[ParamSpec]) -> list[ParamSpec]:
     """Return a ParamSpec for each training setting of kind the hand-written specs lack.
 
-    The names are the dataclass fields (cpo_ros.core.settings, one source with `cpo-ros train
+    The names are the dataclass fields (cpo_ros.training.settings, one source with `cpo-ros train
     --set`): a field added to AlgoConfig is a learner parameter at once, described by its
     docstring and validated at start-up by AlgoConfig.validate().
     """

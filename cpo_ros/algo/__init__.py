@@ -1,0 +1,1 @@
+"""CPO and its baselines: the update rules, trust region, networks, buffer and critics."""

@@ -1,0 +1,135 @@
+"""Export a trained policy for a robot: TorchScript plus policy.json, checked when loaded.
+
+policy.pt is a TorchScript module mapping raw observations (N, obs_dim) to the mean action in
+the robot's units (N, act_dim), normalisation included. policy.json records the observation and
+action layout, normalisation statistics, action limits, task and safe-area parameters, training
+provenance and the SHA-256 of policy.pt; a loader refuses a missing file, a checksum mismatch
+or a layout that does not match what the node expects.
+"""
+
+from datetime import datetime, UTC
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cpo_ros import __version__
+from cpo_ros.algo.networks import GaussianPolicy, mlp
+from cpo_ros.deploy.profile import deployment_record
+from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint
+from cpo_ros.training.config import TrainConfig
+
+FORMAT = 'cpo_ros.policy/1'
+CIRCLE_OBS = ('x', 'y', 'cos_yaw', 'sin_yaw', 'v', 'w')
+TWIST_ACTIONS = ('linear_x', 'angular_z')
+
+
+class DeterministicPolicy(nn.Module):
+    """Mean action of a GaussianPolicy in env units, for scripting."""
+
+    def __init__(self, policy: GaussianPolicy) -> None:
+        super().__init__()
+        self.norm = policy.norm
+        # Plain torch.tanh layers with the policy's weights: TorchScript compiles them (not the
+        # training's sigmoid form, an autograd.Function), and the robot runs this function.
+        self.mean_net = mlp((policy.obs_dim, *policy.hidden_sizes, policy.act_dim))
+        self.mean_net.load_state_dict(policy.mean_net.state_dict())
+        self.register_buffer('action_scale', policy.action_scale.clone())
+        self.register_buffer('action_bias', policy.action_bias.clone())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Return actions (N, act_dim) for raw observations (N, obs_dim)."""
+        return self.action_bias + self.action_scale * self.mean_net(self.norm(obs))
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """Return the hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write out/policy.pt and out/policy.json from a training checkpoint; return out."""
+    payload = load_checkpoint(checkpoint, ('config', 'dims', 'algorithm', 'iteration'))
+    config = TrainConfig.from_dict(payload['config'])
+    dims = payload['dims']
+    policy = GaussianPolicy(dims['obs_dim'], dims['act_dim'], config.algo.hidden_sizes,
+                            obs_clip=config.algo.obs_clip)
+    try:
+        policy.load_state_dict(payload['algorithm']['policy'])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f'checkpoint {checkpoint}: policy does not load ({exc})') from exc
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    module = torch.jit.script(DeterministicPolicy(policy).eval())
+    tmp = out / 'policy.pt.tmp'
+    module.save(str(tmp))
+    os.replace(tmp, out / 'policy.pt')
+    is_circle = config.task in ('circle', 'circle_long')
+    from cpo_ros.sim.make import observation_labels, task_options
+    task = task_options(config.task, **config.task_kwargs) if config.task else (
+        config.task_kwargs)
+    labels = observation_labels(config.task, **config.task_kwargs) if config.task else None
+    twist = is_circle or config.task == 'goal'
+    meta: dict[str, Any] = {
+        'format': FORMAT,
+        'observation': {'labels': list(labels or (f'obs_{i}' for i in range(dims['obs_dim']))),
+                        'mean': policy.norm.mean.tolist(), 'var': policy.norm.var.tolist(),
+                        'clip': policy.norm.clip},
+        'action': {'labels': list(TWIST_ACTIONS) if twist else
+                   [f'act_{i}' for i in range(dims['act_dim'])],
+                   'low': (policy.action_bias - policy.action_scale).tolist(),
+                   'high': (policy.action_bias + policy.action_scale).tolist()},
+        'task': {'name': config.task or config.env_id, **task},
+        'safe_area': ({'type': 'strip', 'axis': 'x', 'limit': task['x_limit']}
+                      if is_circle else None),
+        'robot': deployment_record(config.robot, config.task_kwargs),
+        'provenance': {'checkpoint': str(Path(checkpoint).resolve()),
+                       'iteration': int(payload['iteration']),
+                       'env_steps': int(payload.get('env_steps', 0)),
+                       'algo': config.algo.algo, 'cost_limit': config.algo.cost_limit,
+                       'seed': config.seed, 'cpo_ros_version': __version__,
+                       'exported_at': datetime.now(UTC).isoformat()},
+        'sha256': sha256(out / 'policy.pt'),
+    }
+    tmp_json = out / 'policy.json.tmp'
+    tmp_json.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp_json, out / 'policy.json')
+    return out
+
+
+def load_exported(directory: str | os.PathLike, obs_labels: tuple[str, ...] | None = None,
+                  action_labels: tuple[str, ...] | None = None
+                  ) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """Load an exported policy, refusing it (CheckpointError naming path and reason) when unfit."""
+    directory = Path(directory)
+    meta_path, model_path = directory / 'policy.json', directory / 'policy.pt'
+    for path in (meta_path, model_path):
+        if not path.is_file():
+            raise CheckpointError(f'exported policy {path}: no such file')
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f'exported policy {meta_path}: not JSON ({exc})') from exc
+    if meta.get('format') != FORMAT:
+        raise CheckpointError(f'exported policy {meta_path}: not a {FORMAT} file')
+    if sha256(model_path) != meta.get('sha256'):
+        raise CheckpointError(f'exported policy {model_path}: SHA-256 does not match '
+                              f'{meta_path} (file changed or corrupt)')
+    for kind, expected in (('observation', obs_labels), ('action', action_labels)):
+        got = tuple(meta[kind]['labels'])
+        if expected is not None and got != tuple(expected):
+            raise CheckpointError(f'exported policy {meta_path}: {kind} layout {list(got)} '
+                                  f'does not match this node {list(expected)}')
+    try:
+        module = torch.jit.load(str(model_path), map_location='cpu')
+    except RuntimeError as exc:
+        raise CheckpointError(f'exported policy {model_path}: unreadable ({exc})') from exc
+    return module, meta

@@ -1,0 +1,118 @@
+"""Robot profiles (config/robots/<name>.yaml): one robot's limits, control period and task scale.
+
+A profile is a ROS parameter file with one `/**` section, so launch files and `cpo-ros bringup`
+layer it over a bring-up's parameters, while `cpo-ros train --robot` reads the same file. The
+training run records the profile (TrainConfig.robot), the export copies it into policy.json,
+and the deployed executor compares it with its own settings (check_deployment).
+"""
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROBOT_CONFIG_KEYS = ('max_linear_velocity', 'max_angular_velocity', 'control_dt', 'physics_dt')
+"""Profile keys that are RobotConfig fields (the simulated robot)."""
+TASK_KEYS = ('target_radius', 'x_limit', 'max_episode_steps')
+"""Profile keys that are CircleTask fields (the task's scale)."""
+RANDOMIZATION_KEYS = {'dr_mass_scale': 'mass_scale', 'dr_gain_scale': 'gain_scale',
+                      'dr_max_latency_steps': 'max_latency_steps',
+                      'dr_position_noise': 'position_noise', 'dr_yaw_noise': 'yaw_noise',
+                      'dr_velocity_noise': 'velocity_noise'}
+"""Profile keys of the domain randomisation, and their DomainRandomization field names."""
+DEPLOY_KEYS = ('control_dt', 'max_linear_velocity', 'max_angular_velocity', 'max_linear_accel',
+               'max_angular_accel')
+"""What a deployment must share with training (compared by check_deployment)."""
+KNOWN_KEYS = ({'robot', 'max_linear_accel', 'max_angular_accel', 'odom_rate_hz'}
+              | set(ROBOT_CONFIG_KEYS) | set(TASK_KEYS) | set(RANDOMIZATION_KEYS))
+
+
+def profile_path(name: str) -> Path:
+    """Return config/robots/<name>.yaml, or name itself when it is a path to a file."""
+    from cpo_ros.paths import share_dir
+
+    if name.endswith('.yaml') or '/' in name:
+        return Path(name)
+    return share_dir() / 'config' / 'robots' / f'{name}.yaml'
+
+
+def available_profiles() -> list[str]:
+    """Return the names of the profiles shipped in config/robots/."""
+    return sorted(p.stem for p in profile_path('point').parent.glob('*.yaml'))
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """Return a profile's parameters; ValueError naming the file and the problem."""
+    path = profile_path(name)
+    if not path.is_file():
+        raise ValueError(f'robot profile {name!r}: no file {path} (shipped profiles: '
+                         f'{available_profiles()})')
+    try:
+        data = yaml.safe_load(path.read_text())
+        params = dict(data['/**']['ros__parameters'])
+    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        raise ValueError(f'robot profile {path}: not a ROS parameter file with a /** section '
+                         f'({exc})') from exc
+    unknown = sorted(set(params) - KNOWN_KEYS)
+    if unknown or 'robot' not in params:
+        raise ValueError(f'robot profile {path}: unknown keys {unknown} or no robot name '
+                         f'(known: {sorted(KNOWN_KEYS)})')
+    return params
+
+
+def env_overrides(profile: dict[str, Any]) -> dict[str, Any]:
+    """Return the task and robot keyword overrides of a profile (for make_vec_env)."""
+    return {k: profile[k] for k in (*ROBOT_CONFIG_KEYS, *TASK_KEYS) if k in profile}
+
+
+def randomization_kwargs(profile: dict[str, Any]) -> dict[str, Any]:
+    """Return DomainRandomization keyword arguments of a profile (empty: none)."""
+    out = {}
+    for key, field in RANDOMIZATION_KEYS.items():
+        if key in profile:
+            value = profile[key]
+            out[field] = tuple(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def deployment_record(robot: dict[str, Any], task_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Return what an export records of the robot: profile name, control_dt, limits.
+
+    robot is TrainConfig.robot (empty for runs without a profile: the simulator's defaults,
+    with any task_kwargs overrides, and no acceleration limits).
+    """
+    from cpo_ros.sim.robot import RobotConfig
+
+    defaults = RobotConfig()
+    record: dict[str, Any] = {'profile': robot.get('robot')}
+    for key in DEPLOY_KEYS:
+        value = robot.get(key, task_kwargs.get(key, getattr(defaults, key, None)))
+        record[key] = None if value is None else float(value)
+    return record
+
+
+def check_deployment(meta: dict[str, Any], settings: dict[str, Any],
+                     where: str) -> list[str]:
+    """Return each way the deployment settings differ from the export's robot record."""
+    trained = meta.get('robot')
+    if not trained:
+        return [f'exported policy {where}: policy.json records no robot profile, control_dt or '
+                f'limits (exported before profiles existed): re-export it']
+    problems = []
+    for key in DEPLOY_KEYS:
+        then, now = trained.get(key), settings.get(key)
+        if then is None or now is None or math.isclose(float(then), float(now), rel_tol=1e-6):
+            continue
+        unit = {'control_dt': 's', 'max_linear_velocity': 'm/s', 'max_angular_velocity': 'rad/s',
+                'max_linear_accel': 'm/s^2', 'max_angular_accel': 'rad/s^2'}[key]
+        extra = (f' ({1 / float(now):.3g} Hz here, {1 / float(then):.3g} Hz in training)'
+                 if key == 'control_dt' else '')
+        problems.append(f'{key} is {float(now):g} {unit} here but {float(then):g} {unit} in '
+                        f'training{extra}')
+    if problems:
+        profile = trained.get('profile')
+        problems[-1] += (f' (trained with robot profile {profile!r}' if profile else
+                         ' (trained without a robot profile, the simulator defaults')
+        problems[-1] += f', per {where}/policy.json)'
+    return problems

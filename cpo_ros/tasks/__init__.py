@@ -1,0 +1,1 @@
+"""Tasks: reward, costs, observation, resets, sensors and safe area of each built-in task."""

@@ -1,0 +1,1 @@
+"""Training runs: the trainer, rollout workers, fleet merging, settings and checkpoints."""

@@ -1,0 +1,196 @@
+"""Configuration dataclasses for training: one docstring per field, validated in one place."""
+
+from dataclasses import asdict, dataclass, field, fields
+import math
+from typing import Any
+
+from cpo_ros.validation import check_range
+
+ALGOS = ('cpo', 'trpo', 'pdo')
+VALUE_NORMALIZATIONS = ('off', 'cost', 'all')
+
+
+@dataclass
+class AlgoConfig:
+    """Settings of the policy update (CPO and the TRPO and PDO baselines that share its parts)."""
+
+    algo: str = 'cpo'
+    """Update rule: 'cpo', 'trpo' (ignores the cost) or 'pdo' (primal-dual Lagrangian)."""
+    cost_limit: float | tuple[float, ...] = 5.0
+    """Limit d on the expected undiscounted cost per episode; one per constraint when the task
+    has several (e.g. Circle with a speed limit: (5.0, 2.0))."""
+    cost_confidence: float = 2.0
+    """z of the constraint value: CPO holds J_C + z SE(J_C) under the limit, SE the standard error
+    of the batch's mean episode cost (0: the paper's point estimate)."""
+    cost_bias_rate: float = 0.3
+    """Weight of the newest one-step prediction error (measured J_C minus J_C predicted by the
+    last step's b.x) in the running estimate of the linear cost model's bias, which is added to
+    the constraint value when positive (0: off, the paper's linear model)."""
+    cost_rise_max: float = 10.0
+    """Largest calibration factor of predicted cost rises: the ratio of measured to predicted
+    J_C change after steps predicted to raise the cost (a running mean, rate cost_bias_rate),
+    clipped to [1, cost_rise_max], divides the rise a step may predict (1: off)."""
+    gamma: float = 0.995
+    """Discount of the reward."""
+    lam: float = 0.95
+    """GAE lambda of the reward."""
+    cost_gamma: float = 0.995
+    """Discount of the cost (for its advantages; the constraint itself is undiscounted)."""
+    cost_lam: float = 0.95
+    """GAE lambda of the cost (the paper uses 1 for Point; with a fitted cost critic 0.95 cuts
+    the cost gradient's noise several-fold on long episodes)."""
+    target_kl: float = 0.01
+    """Trust-region size delta on the mean KL divergence."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for H^-1 g and H^-1 b."""
+    cg_damping: float = 0.01
+    """Damping added to the Fisher-vector product (H + damping I)."""
+    backtrack_ratio: float = 0.8
+    """Shrink factor of the backtracking line search."""
+    backtrack_iters: int = 15
+    """Maximum line-search steps before the old parameters are kept."""
+    hidden_sizes: tuple[int, ...] = (64, 32)
+    """Hidden layers of the policy (tanh)."""
+    value_hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layers of the reward and cost critics (tanh)."""
+    init_log_std: float = -0.5
+    """Initial log standard deviation of the Gaussian policy (actions scaled to [-1, 1])."""
+    value_lr: float = 1e-3
+    """Adam learning rate of the critics."""
+    value_epochs: int = 10
+    """Passes over the batch when fitting the critics."""
+    value_minibatch: int = 4096
+    """Minibatch size when fitting the critics."""
+    value_normalization: str = 'cost'
+    """Which critics regress standardised targets: 'cost' (the cost critics), 'all' (the reward
+    critic too) or 'off'. The value's shift and scale are folded into the last layer (Pop-Art),
+    so long-horizon costs in the hundreds are fit as fast as small ones; the reward critic is
+    left raw by default (standardised, it cost the paper's Point-Circle return: README)."""
+    pdo_lambda_lr: float = 0.01
+    """Dual step size of PDO: lambda <- max(0, lambda + lr (J_C - d))."""
+    pdo_lambda_init: float = 0.0
+    """Initial Lagrange multiplier of PDO."""
+    obs_clip: float = 10.0
+    """Clip on normalised observations."""
+    cost_shaping: bool = False
+    """Paper section 6.3: constrain C + w P(violation within shaping_horizon steps), with P a
+    learned predictor and the same limit (conservative: the shaped cost bounds the cost)."""
+    shaping_horizon: int = 10
+    """Look-ahead T of the violation predictor [steps]."""
+    shaping_weight: float = 1.0
+    """Weight w of the predicted violation probability in the shaped cost."""
+
+    @property
+    def limits(self) -> tuple[float, ...]:
+        """Return the cost limits as a tuple (one per constraint)."""
+        if isinstance(self.cost_limit, (tuple, list)):
+            return tuple(float(v) for v in self.cost_limit)
+        return (float(self.cost_limit),)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field outside its allowed range."""
+        if self.algo not in ALGOS:
+            raise ValueError(f'algo = {self.algo!r} is not one of {ALGOS}')
+        if self.value_normalization not in VALUE_NORMALIZATIONS:
+            raise ValueError(f'value_normalization = {self.value_normalization!r} is not one of '
+                             f'{VALUE_NORMALIZATIONS}')
+        if not self.limits:
+            raise ValueError('cost_limit = (): need one limit per constraint')
+        for limit in self.limits:
+            check_range('cost_limit', limit, 0.0, math.inf)
+        for name in ('gamma', 'lam', 'cost_gamma', 'cost_lam'):
+            check_range(name, getattr(self, name), 0.0, 1.0)
+        check_range('target_kl', self.target_kl, 0.0, 1.0, low_open=True)
+        check_range('cg_iters', self.cg_iters, 1, 1000)
+        check_range('cg_damping', self.cg_damping, 0.0, 10.0)
+        check_range('backtrack_ratio', self.backtrack_ratio, 0.0, 1.0, True, True)
+        check_range('backtrack_iters', self.backtrack_iters, 1, 100)
+        check_range('value_lr', self.value_lr, 0.0, 1.0, low_open=True)
+        check_range('value_epochs', self.value_epochs, 0, 1000)
+        check_range('value_minibatch', self.value_minibatch, 1, 10_000_000)
+        check_range('pdo_lambda_lr', self.pdo_lambda_lr, 0.0, 100.0)
+        check_range('pdo_lambda_init', self.pdo_lambda_init, 0.0, 1e6)
+        check_range('obs_clip', self.obs_clip, 0.0, math.inf, low_open=True)
+        check_range('shaping_horizon', self.shaping_horizon, 1, 100_000)
+        check_range('shaping_weight', self.shaping_weight, 0.0, 1e6)
+        check_range('cost_confidence', self.cost_confidence, 0.0, 10.0)
+        check_range('cost_bias_rate', self.cost_bias_rate, 0.0, 1.0)
+        check_range('cost_rise_max', self.cost_rise_max, 1.0, 1000.0)
+        for name in ('hidden_sizes', 'value_hidden_sizes'):
+            sizes = getattr(self, name)
+            if not sizes or any(int(h) < 1 for h in sizes):
+                raise ValueError(f'{name} = {sizes!r}: need one or more positive layer sizes')
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: task, budget, sampling and the update settings."""
+
+    task: str | None = 'circle'
+    """Project task ('circle'), or None when env_id is given."""
+    env_id: str | None = None
+    """Any Gymnasium id whose step reports info['cost'], or a Safety-Gymnasium id."""
+    iterations: int = 100
+    """Policy updates to run."""
+    steps_per_iteration: int = 50_000
+    """Environment samples per update (all envs together)."""
+    num_envs: int = 16
+    """Copies of the environment stepped together."""
+    seed: int = 0
+    """Seed of torch, numpy and the environments."""
+    out: str = 'runs/circle_cpo'
+    """Directory for progress.csv, config.yaml, curves.png and checkpoints."""
+    checkpoint_every: int = 1
+    """Write a checkpoint every this many iterations (and always at the end)."""
+    torch_threads: int = 1
+    """Threads torch may use for the update."""
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    """Update settings."""
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the task's constants (e.g. {'x_limit': 3.0})."""
+    robot: dict[str, Any] = field(default_factory=dict)
+    """The robot profile trained for (config/robots/<name>.yaml parameters; empty: the
+    simulator's defaults). Its limits, control period and task scale are also in task_kwargs;
+    its dr_* keys randomise the simulated robot; exports record it for the deployment check."""
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field outside its allowed range."""
+        if (self.task is None) == (self.env_id is None):
+            raise ValueError('give exactly one of task and env_id')
+        check_range('iterations', self.iterations, 1, 10_000_000)
+        check_range('num_envs', self.num_envs, 1, 4096)
+        check_range('steps_per_iteration', self.steps_per_iteration, self.num_envs, 100_000_000)
+        check_range('checkpoint_every', self.checkpoint_every, 1, 10_000_000)
+        check_range('torch_threads', self.torch_threads, 1, 256)
+        self.algo.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return plain data (lists, not tuples) for YAML and checkpoints."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, tuple):
+                return list(value)
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return value
+        return plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> 'TrainConfig':
+        """Build from to_dict() output; unknown keys are an error, not silently dropped."""
+        data = dict(data)
+        algo = dict(data.pop('algo', {}))
+        _reject_unknown(AlgoConfig, algo, 'algo.')
+        _reject_unknown(cls, data, '')
+        for name in ('hidden_sizes', 'value_hidden_sizes'):
+            if name in algo:
+                algo[name] = tuple(int(h) for h in algo[name])
+        if isinstance(algo.get('cost_limit'), list):
+            algo['cost_limit'] = tuple(float(v) for v in algo['cost_limit'])
+        return cls(algo=AlgoConfig(**algo), **data)
+
+
+def _reject_unknown(kind: type, data: dict[str, Any], prefix: str) -> None:
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f'unknown configuration keys: {", ".join(prefix + k for k in unknown)}')

@@ -1,0 +1,288 @@
+"""Many executors, one learner: rollout chunks merged into exactly one iteration's samples.
+
+Executors anywhere in the ROS domain send chunks (a rollout as in buffer.py plus
+`executor_id`, `executor_session`, `chunk_seq` and `samples`) sampled by one policy version.
+The learner keeps the chunks of its current version until `steps_per_iteration` samples have
+arrived, then merges them into one rollout for the update:
+
+- Every env stream of every chunk is laid end to end and cut into W columns of equal length
+  L (W * L = samples). A stream's end, the end of a column and the end of the part of the last
+  chunk that is used are *cuts*: there the step is marked truncated and final_obs holds the
+  next observation, which is exactly how a rollout's own last step is bootstrapped (GAE stops
+  there, the critic's value of the next state stands in). A single chunk whose streams fill the
+  columns one each therefore merges into the very rollout it was.
+- The last chunk needed is cut to the samples still missing, so an iteration has exactly
+  `steps_per_iteration` samples; the rest of that chunk is counted as surplus. An episode
+  counts towards J_C when it ended inside the part used.
+
+`ChunkGatherer` is the learner's bookkeeping (free of ROS): stale versions, duplicates and
+malformed chunks are dropped and counted, each executor's share is counted, and it decides
+when an iteration proceeds: when full, or after `iteration_timeout_s` with at least
+`min_fraction` of the samples. It also tells executors that already delivered whether to
+sample another chunk of the same version (`more`): when an executor that delivered before is
+overdue (dead, or left), the others make up its share.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+import math
+import time
+
+import numpy as np
+
+from cpo_ros.algo.buffer import validate_rollout
+
+STEP_KEYS = ('obs', 'u', 'logp', 'reward', 'cost', 'terminated', 'truncated', 'final_obs')
+"""Rollout arrays with one entry per sample, (T, N, ...)."""
+META_KEYS = ('executor_id', 'executor_session', 'chunk_seq', 'samples')
+"""What a chunk carries beyond a rollout (buffer.ROLLOUT_KEYS with policy_version)."""
+
+
+def chunk_meta(chunk: dict[str, np.ndarray]) -> tuple[str, int, int, int]:
+    """Return (executor id, session, sequence number, samples); ValueError when inconsistent."""
+    missing = [k for k in META_KEYS if k not in chunk]
+    if missing:
+        raise ValueError(f'rollout chunk lacks {missing}')
+    executor = str(np.asarray(chunk['executor_id']).reshape(()))
+    samples = int(np.asarray(chunk['samples']))
+    actual = int(np.asarray(chunk['reward']).size)
+    if samples != actual:
+        raise ValueError(f'rollout chunk of {executor!r} says {samples} samples, holds {actual}')
+    return (executor, int(np.asarray(chunk['executor_session'])),
+            int(np.asarray(chunk['chunk_seq'])), samples)
+
+
+def _streams(chunk: dict[str, np.ndarray], take: int) -> dict[str, np.ndarray]:
+    """Return the first `take` samples of a chunk, env streams end to end, every end a cut."""
+    t, n = chunk['reward'].shape
+    flat = {k: np.swapaxes(np.asarray(chunk[k]), 0, 1).reshape(t * n, *chunk[k].shape[2:])
+            for k in STEP_KEYS}
+    flat['truncated'] = flat['truncated'].copy()
+    flat['final_obs'] = flat['final_obs'].copy()
+    ends = np.arange(n) * t + t - 1
+    open_end = ~(flat['terminated'][ends] | flat['truncated'][ends])
+    flat['truncated'][ends[open_end]] = True
+    flat['final_obs'][ends[open_end]] = np.asarray(chunk['last_obs'])[open_end]
+    out = {k: v[:take] for k, v in flat.items()}
+    last = take - 1
+    if take < t * n and not (out['terminated'][last] or out['truncated'][last]):
+        out['truncated'][last] = True
+        out['final_obs'][last] = flat['obs'][take]
+    return out
+
+
+def _episodes(chunk: dict[str, np.ndarray], take: int) -> dict[str, np.ndarray]:
+    """Return the episode sums of a chunk whose ends lie in its first `take` samples."""
+    t, _ = chunk['reward'].shape
+    keys = ('episode_return', 'episode_cost', 'episode_length')
+    if 'episode_end' not in chunk:
+        if take < chunk['reward'].size and len(chunk['episode_return']):
+            raise ValueError('a chunk cut short needs episode_end to tell its episodes apart')
+        return {k: np.asarray(chunk[k]) for k in keys}
+    end = np.asarray(chunk['episode_end'], np.int64).reshape(-1, 2)
+    keep = end[:, 1] * t + end[:, 0] < take
+    return {k: np.asarray(chunk[k])[keep] for k in keys}
+
+
+def merge_chunks(chunks: list[dict[str, np.ndarray]], samples: int | None = None
+                 ) -> dict[str, np.ndarray]:
+    """Return one rollout of exactly `samples` samples (default: all) from chunks, in order.
+
+    Chunks may differ in length T and width N; all must come from one policy version. The
+    result has W = gcd(samples, number of streams) columns.
+    """
+    if not chunks:
+        raise ValueError('no chunks to merge')
+    versions = {int(np.asarray(c['policy_version'])) for c in chunks}
+    if len(versions) != 1:
+        raise ValueError(f'chunks of several policy versions {sorted(versions)}')
+    total = sum(int(c['reward'].size) for c in chunks)
+    samples = total if samples is None else int(samples)
+    if not 0 < samples <= total:
+        raise ValueError(f'cannot take {samples} samples from chunks holding {total}')
+    parts, episodes, left, streams = [], [], samples, 0
+    for chunk in chunks:
+        if left == 0:
+            break
+        take = min(left, int(chunk['reward'].size))
+        parts.append(_streams(chunk, take))
+        episodes.append(_episodes(chunk, take))
+        t, n = chunk['reward'].shape
+        streams += math.ceil(take / t)
+        left -= take
+    flat = {k: np.concatenate([p[k] for p in parts]) for k in STEP_KEYS}
+    width = math.gcd(samples, streams)
+    length = samples // width
+    # Column ends that fall inside a stream become cuts bootstrapped from the next sample.
+    col_ends = np.arange(1, width) * length - 1
+    inner = col_ends[~(flat['terminated'][col_ends] | flat['truncated'][col_ends])]
+    flat['truncated'][inner] = True
+    flat['final_obs'][inner] = flat['obs'][inner + 1]
+    rollout = {k: np.ascontiguousarray(np.swapaxes(v.reshape(width, length, *v.shape[1:]), 0, 1))
+               for k, v in flat.items()}
+    rollout['last_obs'] = rollout['final_obs'][-1].copy()
+    for key in ('episode_return', 'episode_cost', 'episode_length'):
+        rollout[key] = np.concatenate([e[key] for e in episodes])
+    rollout['policy_version'] = np.asarray(versions.pop(), np.int64)
+    return rollout
+
+
+@dataclass
+class IterationReport:
+    """What one iteration was made of (progress.csv columns and the learner's diagnostics)."""
+
+    samples: int
+    shares: dict[str, int]
+    chunks: int
+    stale_chunks: int
+    stale_samples: int
+    duplicate_chunks: int
+    malformed_chunks: int
+    surplus_samples: int
+    timed_out: bool
+    wait_s: float
+
+    def row(self) -> dict[str, object]:
+        """Return the progress.csv columns of this report."""
+        return {'executors': len(self.shares),
+                'executor_shares': ' '.join(f'{k}={v}' for k, v in sorted(self.shares.items())),
+                'chunks': self.chunks, 'stale_chunks': self.stale_chunks,
+                'stale_samples': self.stale_samples, 'duplicate_chunks': self.duplicate_chunks,
+                'malformed_chunks': self.malformed_chunks,
+                'surplus_samples': self.surplus_samples, 'timed_out': int(self.timed_out)}
+
+
+FLEET_COLUMNS = ('samples', 'executors', 'executor_shares', 'chunks', 'stale_chunks',
+                 'stale_samples', 'duplicate_chunks', 'malformed_chunks', 'surplus_samples',
+                 'timed_out')
+"""progress.csv columns of a learner fed by executors (the direct trainer has none)."""
+
+
+@dataclass
+class _Executor:
+    delay_s: float = math.inf
+    """How long after an iteration's start its first chunk arrived, last time it delivered."""
+    last_version: int = -1
+    seen: set = field(default_factory=set)
+
+
+class ChunkGatherer:
+    """Collect the chunks of one policy version until an iteration is complete.
+
+    clock: seconds (monotonic); tests pass their own.
+    """
+
+    def __init__(self, samples: int, obs_dim: int, act_dim: int, num_costs: int = 1,
+                 timeout_s: float = 60.0, min_fraction: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.needed, self.timeout_s, self.min_fraction = int(samples), timeout_s, min_fraction
+        self.dims = (obs_dim, act_dim, num_costs)
+        self.clock = clock
+        self.executors: dict[str, _Executor] = {}
+        self.version = -1
+        self.start(0)
+
+    def start(self, version: int) -> None:
+        """Begin gathering for policy `version` (just published)."""
+        self.version = int(version)
+        self.t0 = self.clock()
+        self.chunks: list[dict[str, np.ndarray]] = []
+        self.shares: dict[str, int] = {}
+        self.collected = 0
+        self.counts = dict.fromkeys(('stale_chunks', 'stale_samples', 'duplicate_chunks',
+                                     'malformed_chunks'), 0)
+        self.warned_at = self.t0
+
+    def offer(self, chunk: dict[str, np.ndarray]) -> str:
+        """Take a chunk if it is of the current version; return what became of it.
+
+        'accepted', 'stale', 'duplicate' or 'malformed: <reason>'.
+        """
+        try:
+            executor, session, seq, samples = chunk_meta(chunk)
+            version = int(np.asarray(chunk['policy_version']))
+            validate_rollout(chunk, *self.dims)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.counts['malformed_chunks'] += 1
+            return f'malformed: {exc}'
+        state = self.executors.setdefault(executor, _Executor())
+        key = (session, seq)
+        if key in state.seen:
+            self.counts['duplicate_chunks'] += 1
+            return 'duplicate'
+        state.seen.add(key)
+        if version != self.version:
+            self.counts['stale_chunks'] += 1
+            self.counts['stale_samples'] += samples
+            return 'stale'
+        if executor not in self.shares:
+            state.delay_s = self.clock() - self.t0
+        state.last_version = version
+        self.chunks.append(chunk)
+        self.shares[executor] = self.shares.get(executor, 0) + samples
+        self.collected += samples
+        return 'accepted'
+
+    def more(self) -> int:
+        """Return samples still wanted beyond what expected executors will bring (>= 0).
+
+        Expected: executors that delivered last iteration, have not delivered in this one, and
+        are not overdue (twice their last delay plus a second). While this is positive,
+        executors that already delivered sample another chunk of the same version.
+        """
+        if self.collected >= self.needed:
+            return 0
+        now = self.clock() - self.t0
+        expected = sum(1 for name, e in self.executors.items()
+                       if name not in self.shares and e.last_version == self.version - 1
+                       and now < 2.0 * e.delay_s + 1.0)
+        # An expected executor brings about what it brought before: the mean share.
+        per = self.collected / max(1, len(self.shares)) if self.shares else self.needed
+        return max(0, int(self.needed - self.collected - expected * per))
+
+    @property
+    def timed_out(self) -> bool:
+        """Return whether iteration_timeout_s has passed since the iteration began."""
+        return self.clock() - self.t0 >= self.timeout_s
+
+    def ready(self) -> bool:
+        """Return whether the iteration can proceed (full, or timed out with enough)."""
+        if self.collected >= self.needed:
+            return True
+        return self.timed_out and self.collected >= self.min_fraction * self.needed
+
+    def should_warn(self) -> bool:
+        """Return True once per timeout period while an iteration waits past its timeout."""
+        now = self.clock()
+        if now - self.t0 >= self.timeout_s and now - self.warned_at >= self.timeout_s:
+            self.warned_at = now
+            return True
+        return False
+
+    def take(self) -> tuple[dict[str, np.ndarray], IterationReport]:
+        """Merge the iteration's chunks (cut to steps_per_iteration) and report its make-up."""
+        samples = min(self.collected, self.needed)
+        rollout = merge_chunks(self.chunks, samples)
+        shares, left = {}, samples
+        for chunk in self.chunks:
+            name = str(np.asarray(chunk['executor_id']).reshape(()))
+            used = min(left, int(chunk['reward'].size))
+            if used:
+                shares[name] = shares.get(name, 0) + used
+            left -= used
+        report = IterationReport(
+            samples=samples, shares=shares, chunks=len(self.chunks),
+            surplus_samples=self.collected - samples,
+            timed_out=self.collected < self.needed, wait_s=self.clock() - self.t0,
+            **self.counts)
+        return rollout, report
+
+    def status(self) -> dict[str, np.ndarray]:
+        """Return the learner's `cpo/iteration` message: version, needed, collected, more."""
+        names = sorted(self.shares)
+        return {'version': np.asarray(self.version, np.int64),
+                'needed': np.asarray(self.needed, np.int64),
+                'collected': np.asarray(self.collected, np.int64),
+                'more': np.asarray(self.more(), np.int64),
+                'executors': np.asarray(names if names else [''], dtype=np.str_),
+                'shares': np.asarray([self.shares[n] for n in names] or [0], np.int64)}
