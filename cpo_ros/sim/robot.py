@@ -9,6 +9,7 @@ import mujoco
 import numpy as np
 
 from cpo_ros.paths import sim_file
+from cpo_ros.sim.arena import add_arenas, Arenas, ArenaSpec
 from cpo_ros.validation import check_range
 
 MODEL_FILE = 'point_robot.xml'
@@ -76,8 +77,8 @@ def apply_overrides(task: Any, robot: RobotConfig, overrides: dict[str, Any],
     return task, robot
 
 
-def build_model_xml(num_robots: int, config: RobotConfig) -> str:
-    """Return MJCF text with num_robots copies of sim/point_robot.xml's robot."""
+def build_model_xml(num_robots: int, config: RobotConfig, arena: ArenaSpec | None = None) -> str:
+    """Return MJCF text with num_robots copies of sim/point_robot.xml's robot (and arenas)."""
     tree = ET.parse(sim_file(MODEL_FILE))
     root = tree.getroot()
     root.find('option').set('timestep', repr(config.physics_dt))
@@ -108,6 +109,8 @@ def build_model_xml(num_robots: int, config: RobotConfig) -> str:
                 if key in a.attrib:
                     a.set(key, prefix + a.get(key))
             actuators.append(a)
+    if arena is not None:
+        add_arenas(root, num_robots, arena)
     return ET.tostring(root, encoding='unicode')
 
 
@@ -118,15 +121,19 @@ class PointRobots:
     mj_step advances every robot.
     """
 
-    def __init__(self, num_robots: int, config: RobotConfig | None = None) -> None:
+    def __init__(self, num_robots: int, config: RobotConfig | None = None,
+                 arena: ArenaSpec | None = None) -> None:
         if not 1 <= int(num_robots) <= 4096:
             raise ValueError(f'num_robots = {num_robots!r} is out of range: allowed [1, 4096]')
         self.config = config or RobotConfig()
         self.config.validate()
         self.num_robots = int(num_robots)
         self.model = mujoco.MjModel.from_xml_string(build_model_xml(self.num_robots,
-                                                                    self.config))
+                                                                    self.config, arena))
         self.data = mujoco.MjData(self.model)
+        # Walls and obstacles (navigation tasks); None keeps the contact-free model.
+        self.arenas = (Arenas(self.model, self.data, self.num_robots, arena)
+                       if arena is not None else None)
         self._limits = np.array([self.config.max_linear_velocity,
                                  self.config.max_angular_velocity])
         self.gain = np.full(self.num_robots, self.config.actuator_gain)
