@@ -3,9 +3,9 @@
 Rays leave the robot's centre in the plane of the robot (REP 103: angle 0 along the heading,
 counter-clockwise positive) and are cast with `mj_multiRay` against the robot's arena (its walls
 and obstacles, the geoms it collides with, mirrored in a one-arena scene: Arenas.scenes), so a
-robot never sees its own body, the floor or another robot's arena. Readings follow sensor_msgs/LaserScan
-and REP 117: +inf where nothing returns within range_max, -inf for a return nearer than
-range_min, NaN for a dropped reading; Gaussian noise is added to real returns.
+robot never sees its own body, the floor or another robot's arena. Readings follow
+sensor_msgs/LaserScan and REP 117: +inf where nothing returns within range_max, -inf for a
+return nearer than range_min, NaN for a dropped reading; Gaussian noise is added to returns.
 """
 
 from dataclasses import dataclass
