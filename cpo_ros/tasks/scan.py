@@ -90,25 +90,47 @@ def closeness(ranges: np.ndarray, spec: ScanSpec) -> np.ndarray:
     return (1.0 - near / spec.range_max).astype(np.float32)
 
 
+def classify(ranges: np.ndarray, range_min: float,
+             range_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return (usable, value) of LaserScan readings as REP 117 defines them.
+
+    A finite reading within [range_min, range_max] is a return at that range; -inf (too close
+    to measure) a return at range_min; +inf no return within range (value +inf). NaN and finite
+    readings outside the limits are not measurements (usable False).
+    """
+    ranges = np.asarray(ranges, dtype=np.float64)
+    finite = np.isfinite(ranges)
+    usable = (finite & (ranges >= range_min) & (ranges <= range_max)) | np.isinf(ranges)
+    value = np.where(ranges == -np.inf, range_min, ranges)
+    return usable, value
+
+
 def resample(ranges: np.ndarray, angle_min: float, angle_increment: float, spec: ScanSpec,
              range_min: float = 0.0, range_max: float = math.inf) -> np.ndarray:
     """Return (num_rays,) ranges on spec's rays from a real LaserScan's fields.
 
-    Each of spec's rays reads the valid reading nearest to it in angle, within one of the
-    scan's own increments, which is what the simulated ray measures (up to the scanner's
-    resolution); a dropped reading is thus bridged by its neighbour. Readings that are NaN,
-    below range_min or above range_max of the scan (or of spec) are no return (+inf).
+    Any ray count, angle range and direction (a negative angle_increment runs clockwise). Each
+    of spec's rays reads the usable reading nearest to it in angle, within one of the scan's
+    own increments (the nearer return of two equally near): what a simulated ray along it
+measures, up to the scanner's resolution; a
+    NaN or out-of-limits reading is thus bridged by its neighbour (see classify). A ray that no
+    reading covers (outside the scanner's field of view) or that reads beyond spec.range_max
+    has no return (+inf).
     """
     ranges = np.asarray(ranges, dtype=np.float64).ravel()
     if ranges.size == 0 or not math.isfinite(angle_min) or not math.isfinite(angle_increment) \
             or angle_increment == 0.0:
         raise ValueError('scan needs ranges and finite angle_min, non-zero angle_increment')
-    valid = np.isfinite(ranges) & (ranges >= max(range_min, spec.range_min)) & (
-        ranges <= min(range_max, spec.range_max))
+    if not (math.isfinite(range_min) and range_min >= 0.0 and range_max > range_min):
+        raise ValueError(f'scan needs 0 <= range_min < range_max, got range_min = {range_min}, '
+                         f'range_max = {range_max}')
+    usable, value = classify(ranges, range_min, range_max)
     scan_angles = angle_min + angle_increment * np.arange(ranges.size)
     gap = np.abs((scan_angles[None, :] - spec.angles()[:, None] + math.pi) % (2 * math.pi)
                  - math.pi)
-    gap = np.where(valid[None, :] & (gap <= abs(angle_increment) + 1e-9), gap, np.inf)
-    nearest = gap.argmin(axis=1)
-    found = np.isfinite(gap[np.arange(spec.num_rays), nearest])
-    return np.where(found, ranges[nearest], np.inf)
+    gap = np.where(usable[None, :] & (gap <= abs(angle_increment) + 1e-9), gap, np.inf)
+    # Between two readings equally near in angle, the nearer return (the cautious choice).
+    tied = gap <= gap.min(axis=1, keepdims=True) + 1e-9
+    out = np.where(tied & np.isfinite(gap), value[None, :], np.inf).min(axis=1)
+    out[out > spec.range_max] = np.inf
+    return out
