@@ -24,7 +24,10 @@ RANDOMIZATION_KEYS = {'dr_mass_scale': 'mass_scale', 'dr_gain_scale': 'gain_scal
 DEPLOY_KEYS = ('control_dt', 'max_linear_velocity', 'max_angular_velocity', 'max_linear_accel',
                'max_angular_accel')
 """What a deployment must share with training (compared by check_deployment)."""
-KNOWN_KEYS = ({'robot', 'max_linear_accel', 'max_angular_accel', 'odom_rate_hz'}
+SCAN_KEYS = ('laser_frame', 'laser_pose', 'scan_num_rays', 'scan_fov', 'scan_range_min',
+             'scan_range_max', 'scan_noise_std', 'scan_dropout', 'robot_radius_m')
+"""Profile keys of the laser scanner and the body (navigation: stand-in, sim, scan guard)."""
+KNOWN_KEYS = ({'robot', 'max_linear_accel', 'max_angular_accel', 'odom_rate_hz'} | set(SCAN_KEYS)
               | set(ROBOT_CONFIG_KEYS) | set(TASK_KEYS) | set(RANDOMIZATION_KEYS))
 
 

@@ -22,10 +22,12 @@ from std_msgs.msg import Bool, Float32
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import Marker, MarkerArray
 
+from cpo_ros.deploy.scan_guard import guard_command, ScanGuardConfig
 from cpo_ros.deploy.shield import shield_command, ShieldConfig
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import command_subscription, CommandPublisher, yaw_to_quaternion
+from cpo_ros.ros.laser_scan import ScanInput
 from cpo_ros.ros.params import declare_parameters
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
@@ -97,6 +99,15 @@ class SafeAreaMonitor(Node):
             self.create_subscription(Bool, 'e_stop', self._on_e_stop, qos.E_STOP)
             self.create_service(SetBool, 'e_stop', self._on_e_stop_service)
             create_steady_timer(self, 1.0 / p['gate_rate_hz'], self._gate)
+        # Navigation: the scan guard (cpo_ros.deploy.scan_guard) after the safe-area shield.
+        self.scan_input: ScanInput | None = None
+        self.scan_blocks = 0
+        if p['scan_guard'] and self.shield_mode == 'gate':
+            self.scan_guard = ScanGuardConfig(margin_m=p['scan_margin_m'],
+                                              body_radius_m=p['robot_radius_m'],
+                                              horizon_s=p['shield_horizon_s'])
+            self.scan_guard.validate()
+            self.scan_input = ScanInput(self, p)
         # Steady-clock timers: staleness must be noticed even when sim or system time stalls.
         create_steady_timer(self, 1.0 / p['diagnostics_rate_hz'], self._publish_diagnostics)
         self.marker_pub.publish(self._markers())
@@ -164,6 +175,8 @@ class SafeAreaMonitor(Node):
         if self.heartbeat_s > 0.0 and now - self._last_e_stop_msg > self.heartbeat_s:
             return f'e-stop heartbeat lost (no e_stop message for {self.heartbeat_s:g} s)'
         reason = self.pose_input.stop_reason()
+        if reason is None and self.scan_input is not None:
+            reason = self.scan_input.stop_reason()
         if reason is not None:
             return reason
         if self._policy_cmd is None or now - self._last_cmd > self.cmd_timeout:
@@ -182,6 +195,10 @@ class SafeAreaMonitor(Node):
             else:
                 cmd, intervened = shield_command(self.pose, self._policy_cmd, self.area,
                                                  self.shield)
+                if self.scan_input is not None:
+                    cmd, blocked = guard_command(self.scan_input.points, cmd, self.scan_guard)
+                    self.scan_blocks += int(blocked)
+                    intervened = intervened or blocked
                 if intervened:
                     self.interventions += 1
                     self.takeovers += int(not self._intervening)
@@ -223,7 +240,8 @@ class SafeAreaMonitor(Node):
             ('cost_estimate', self.cost_estimate), ('disagreements', self.disagreements),
             ('rejected_poses', self.pose_input.rejected), ('shield_mode', self.shield_mode),
             ('interventions', self.interventions), ('takeovers', self.takeovers),
-            ('e_stop', self.e_stop),
+            ('e_stop', self.e_stop), ('scan_blocks', self.scan_blocks),
+            ('rejected_scans', self.scan_input.rejected if self.scan_input else None),
             ('stop_reason', reason), ('task_frame', self.pose_input.task_frame),
             ('pose_source', self.pose_input.source))]
         array = DiagnosticArray(status=[status])

@@ -100,6 +100,35 @@ POSE_PARAMS = [
 ]
 """Where the robot is: under `/**`, so the monitor and the executor agree."""
 
+SCAN_PARAMS = [
+    ParamSpec('laser_frame', 'base_scan', 'frame_id of the LaserScan on scan (the stand-in '
+              'publishes in it; a scan in another frame is refused: stop)'),
+    ParamSpec('laser_pose', [0.0, 0.0, 0.0], "the laser's [x, y, yaw] in the robot's base frame "
+              '[m, m, rad]', -100.0, 100.0),
+    ParamSpec('scan_timeout_s', 0.5, 'a scan older than this (by header.stamp or by arrival) '
+              'means stop [s]', 0.001, 60.0),
+    ParamSpec('scan_num_rays', 360, "the scanner's readings per scan (the stand-in's "
+              'LaserScan)', 1, 100_000),
+    ParamSpec('scan_fov', 6.283185307179586, "the scanner's field of view, centred ahead [rad]",
+              0.01, 6.283185307179586),
+    ParamSpec('scan_range_min', 0.05, "the scanner's range_min [m]", 0.0, 1000.0),
+    ParamSpec('scan_range_max', 4.0, "the scanner's range_max [m]", 0.01, 1000.0),
+    ParamSpec('scan_noise_std', 0.0, 'range noise of the simulated scanner [m]', 0.0, 10.0),
+    ParamSpec('scan_dropout', 0.0, 'share of readings the simulated scanner loses (NaN)', 0.0,
+              0.99),
+    ParamSpec('robot_radius_m', 0.1, "radius of a disc around the base frame that holds the "
+              "robot's body (the scan guard's clearance) [m]", 0.0, 100.0),
+]
+"""The robot's laser scanner (robot profiles set it): under `/**`, shared by the stand-in,
+the monitor's scan guard and the deployed executor."""
+
+SCAN_GUARD_PARAMS = [
+    ParamSpec('scan_guard', False, 'gate: also refuse commands whose rollout brings the body '
+              'within scan_margin_m of a scan point (navigation); a stale scan means stop'),
+    ParamSpec('scan_margin_m', 0.1, 'free space a passing command keeps to every scan point '
+              '[m]', 0.0, 100.0),
+]
+
 EXECUTOR_PARAMS = [
     ParamSpec('deterministic', False, 'act with the mean action (true) or sample (training)'),
     ParamSpec('executor_id', '', "this executor's name in the learner's shares (empty: the "
@@ -217,24 +246,25 @@ MONITOR_PARAMS = [
     ParamSpec('diagnostics_rate_hz', 1.0, 'diagnostics publication rate', 0.01, 100.0),
 ]
 
-SHARED_PARAMS = TASK_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
+SHARED_PARAMS = TASK_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS + SCAN_PARAMS
 """Parameters under `/**` in every parameter file (nodes declare the ones they use)."""
 
 NODE_PARAMS = {
     'sim_bridge': SIM_BRIDGE_PARAMS,
     'policy_executor': EXECUTOR_PARAMS,
     'learner': LEARNER_PARAMS,
-    'safe_area_monitor': MONITOR_PARAMS,
+    'safe_area_monitor': MONITOR_PARAMS + SCAN_GUARD_PARAMS,
 }
 """Node-specific parameters (`/**/<node>` sections); every node also declares TASK_PARAMS."""
 
 _CLASS_PARAMS = {
-    'SimBridge': SIM_BRIDGE_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + TASK_PARAMS,
+    'SimBridge': SIM_BRIDGE_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + TASK_PARAMS + SCAN_PARAMS,
     'PolicyExecutor': EXECUTOR_PARAMS + TASK_PARAMS,
     'DeployedPolicyExecutor': (DEPLOY_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS
                                + POSE_PARAMS + TASK_PARAMS),
     'Learner': LEARNER_PARAMS + ROBOT_PARAMS + TASK_PARAMS,
-    'SafeAreaMonitor': MONITOR_PARAMS + COMMAND_PARAMS + POSE_PARAMS + TASK_PARAMS,
+    'SafeAreaMonitor': (MONITOR_PARAMS + COMMAND_PARAMS + POSE_PARAMS + TASK_PARAMS
+                        + SCAN_PARAMS + SCAN_GUARD_PARAMS),
 }
 
 
