@@ -12,13 +12,19 @@ import pytest
 
 import cpo_ros.sim  # noqa: F401 - registers the ids
 from cpo_ros.sim.make import default_cost_limits, make_vec_env
-from cpo_ros.tasks import scan
-from cpo_ros.tasks.goal import GoalTask, hazard_ranges, ROBOT_LABELS, VecPointGoal
+from cpo_ros.tasks.goal import GoalParams, ROBOT_LABELS
 
-TASK = GoalTask()
+TASK = GoalParams()
 SPEC = TASK.scan_spec
 AHEAD = 8  # angle_min -pi, 16 rays: ray 8 points along the heading
-FAR = [[40.0, 40.0]]  # a hazard nobody sees
+FAR = [[40.0, 40.0]]  # an obstacle slot nobody meets (outside the walls)
+R = TASK.obstacle_radius
+
+
+def goal_env(num_envs: int = 1, seed: int = 0, **options):
+    env = make_vec_env(task='goal', num_envs=num_envs, seed=seed, **options)
+    env.reset(seed=seed)
+    return env
 
 
 def ray_at(angle: float) -> int:
@@ -27,93 +33,56 @@ def ray_at(angle: float) -> int:
     return int(round(index)) % SPEC.num_rays
 
 
-def test_scan_reads_a_hazard_at_known_distance_and_bearing():
-    pose = np.array([[1.0, -2.0, 0.0]])
-    ahead = hazard_ranges(pose, np.array([[[4.0, -2.0]]]), TASK)
+def test_the_scan_comes_from_mujoco_and_sees_obstacles_and_walls():
+    env = goal_env(2)
+    layout = np.array(FAR * TASK.n_obstacles)
+    layout[0] = [3.0, 0.0]
+    env.place(0, (1.0, 0.0, 0.0), obstacle_centres=layout, goal=(-3.0, 3.0))
+    # Robot 1 faces +y 2.5 m below the wall at y = wall_distance.
+    env.place(1, (0.0, TASK.wall_distance - 2.5, math.pi / 2),
+              obstacle_centres=np.array(FAR * TASK.n_obstacles), goal=(-3.0, 3.0))
+    ranges = env.scan_ranges()
     assert ray_at(0.0) == AHEAD
-    assert ahead[0, AHEAD] == pytest.approx(3.0 - TASK.hazard_radius)
-    assert np.isinf(np.delete(ahead[0], [AHEAD - 1, AHEAD, AHEAD + 1])).all()
-    # 45 degrees to the left of a robot heading along +y: world bearing 135 degrees.
-    d = 2.5
-    pose = np.array([[0.0, 0.0, math.pi / 2]])
-    hazard = np.array([[[d * math.cos(3 * math.pi / 4), d * math.sin(3 * math.pi / 4)]]])
-    ranges = hazard_ranges(pose, hazard, TASK)
-    assert ranges[0, ray_at(math.pi / 4)] == pytest.approx(d - TASK.hazard_radius)
-    assert np.isinf(ranges[0, ray_at(-math.pi / 4)])  # the mirror image sees nothing
-    # The nearer of two hazards on one ray wins; beyond range_max reads +inf (REP 117).
-    two = hazard_ranges(np.zeros((1, 3)), np.array([[[3.0, 0.0], [1.5, 0.0]]]), TASK)
-    assert two[0, AHEAD] == pytest.approx(1.5 - TASK.hazard_radius)
-    far = hazard_ranges(np.zeros((1, 3)), np.array([[[SPEC.range_max + 1.0, 0.0]]]), TASK)
-    assert np.isinf(far).all()
-    assert scan.closeness(far, SPEC)[0].tolist() == [0.0] * SPEC.num_rays
-    # A ray that passes beside a disc misses it; inside a disc every ray reads 0.
-    beside = hazard_ranges(np.zeros((1, 3)), np.array([[[3.0, 1.2]]]), TASK)
-    assert np.isinf(beside[0, AHEAD])
-    inside = hazard_ranges(np.zeros((1, 3)), np.array([[[0.3, 0.0]]]), TASK)
-    assert (inside == 0.0).all() and (scan.closeness(inside, SPEC) == 1.0).all()
+    assert ranges[0, AHEAD] == pytest.approx(2.0 - R, abs=1e-6)
+    assert np.isinf(np.delete(ranges[0], [AHEAD - 1, AHEAD, AHEAD + 1])).all()
+    assert ranges[1, AHEAD] == pytest.approx(2.5, abs=1e-6)
+    # Rays at +-45 degrees meet the same wall at 2.5 / cos 45; those at +-90 never do.
+    assert ranges[1, ray_at(math.pi / 4)] == pytest.approx(2.5 * math.sqrt(2), abs=1e-6)
+    assert ranges[1, ray_at(-math.pi / 4)] == pytest.approx(2.5 * math.sqrt(2), abs=1e-6)
+    assert np.isinf(ranges[1, [ray_at(math.pi / 2), ray_at(-math.pi / 2)]]).all()
+    obs = env.observation()
+    assert obs[0, len(ROBOT_LABELS) + AHEAD] == pytest.approx(1 - (2.0 - R) / SPEC.range_max,
+                                                              abs=1e-5)
 
 
-def test_a_real_laser_scan_resamples_onto_the_same_rays():
-    fine = scan.ScanSpec(num_rays=720, range_max=SPEC.range_max)
-    pose = np.array([[0.5, 0.5, 0.3]])
-    hazards = np.array([[[2.0, 1.0], [-1.0, 2.5], [0.0, -2.0]]])
-    real = scan.disc_ranges(pose, hazards, TASK.hazard_radius, fine)[0]
-    real[::7] = np.nan  # a real scanner drops readings
-    coarse = scan.resample(real, fine.angle_min, fine.angle_increment, SPEC)
-    sim = hazard_ranges(pose, hazards, TASK)[0]
-    # The reading on the ray's own angle, or a neighbour's (0.5 degrees off) where it dropped.
-    both = np.isfinite(sim) & np.isfinite(coarse)
-    assert both.sum() >= 3 and np.allclose(coarse[both], sim[both], atol=0.1)
-    assert (np.isfinite(sim) != np.isfinite(coarse)).sum() <= 1
-    # A LaserScan with its own angle_min and fewer rays: one return at +90 degrees, 2 m.
-    ranges = np.full(8, np.inf)
-    ranges[4] = 2.0
-    ranges[5] = 0.01  # below the scanner's range_min: invalid
-    coarse = scan.resample(ranges, -math.pi / 2, math.pi / 4, SPEC, range_min=0.05)
-    # Rays nearer to +90 than to +45 (whose +inf says no return, REP 117) read it: at +135 the
-    # reading below range_min is bridged by its neighbours; the others see nothing.
-    near = [ray_at(math.pi / 2 + k * SPEC.angle_increment) for k in (-1, 0, 1, 2)]
-    assert coarse[near].tolist() == [2.0] * 4
-    assert np.isinf(np.delete(coarse, near)).all()
-
-
-def test_a_sensor_msgs_laser_scan_feeds_the_same_observation():
-    from sensor_msgs.msg import LaserScan
-
-    # A 360-ray scanner seeing a hazard 2 m straight ahead (its near edge at 1.3 m).
-    fine = scan.ScanSpec(num_rays=360, range_max=10.0)
-    ranges = scan.disc_ranges(np.zeros((1, 3)), np.array([[[2.0, 0.0]]]), TASK.hazard_radius,
-                              fine)[0]
-    msg = LaserScan(angle_min=fine.angle_min, angle_max=fine.angle_max,
-                    angle_increment=fine.angle_increment, range_min=0.05, range_max=10.0,
-                    ranges=np.where(np.isinf(ranges), np.inf, ranges).astype(np.float32).tolist())
-    seen = scan.resample(msg.ranges, msg.angle_min, msg.angle_increment, SPEC, msg.range_min,
-                         msg.range_max)
-    sim = hazard_ranges(np.zeros((1, 3)), np.array([[[2.0, 0.0]]]), TASK)[0]
-    np.testing.assert_allclose(scan.closeness(seen, SPEC), scan.closeness(sim, SPEC), atol=1e-6)
-
-
-def test_cost_is_one_per_step_inside_a_hazard():
-    env = VecPointGoal(2, seed=0)
-    env.reset(seed=0)
-    hazards = np.array(FAR * TASK.n_hazards)
-    inside, outside = hazards.copy(), hazards.copy()
-    inside[0] = [0.5, 0.0]
-    outside[0] = [TASK.hazard_radius + 0.5, 0.0]
-    env.place(0, (0.0, 0.0, 0.0), inside, goal=(-3.0, 3.0))
-    env.place(1, (0.0, 0.0, 0.0), outside, goal=(-3.0, 3.0))
-    _, _, cost, *_ = env.step(np.zeros((2, 2)))
-    assert cost.tolist() == [1.0, 0.0]
-    obs, _, cost, *_ = env.step(np.zeros((2, 2)))
-    assert cost.tolist() == [1.0, 0.0]  # every step inside costs again
-    assert (obs[0, len(ROBOT_LABELS):] == 1.0).all()
-    assert obs[1, len(ROBOT_LABELS) + AHEAD] == pytest.approx(1 - 0.5 / SPEC.range_max, 1e-5)
+def test_the_body_collides_and_each_step_in_contact_costs_one():
+    env = goal_env(2)
+    layout = np.array(FAR * TASK.n_obstacles)
+    layout[0] = [1.0, 0.0]
+    env.place(0, (0.0, 0.0, 0.0), obstacle_centres=layout, goal=(-3.0, 3.0))
+    env.place(1, (0.0, 0.0, math.pi), obstacle_centres=layout, goal=(-3.0, 3.0))
+    costs = []
+    for _ in range(15):
+        _, _, cost, terminated, *_ = env.step(np.array([[1.0, 0.0], [0.5, 0.0]]))
+        costs.append(cost.tolist())
+        assert not terminated.any()
+    costs = np.array(costs)
+    # Robot 0 drives into the obstacle and stays against it (the body stops there): it costs
+    # every step from the first contact; robot 1 drives away from it, never touching.
+    first = int(np.argmax(costs[:, 0]))
+    assert 0 < first < 5 and (costs[first:, 0] == 1.0).all() and (costs[:, 1] == 0.0).all()
+    assert env.poses()[0, 0] == pytest.approx(1.0 - R - 0.1, abs=0.03)
+    # terminate_on_collision ends the episode at the contact instead.
+    env = goal_env(1, terminate_on_collision=True)
+    env.place(0, (0.0, 0.0, 0.0), obstacle_centres=layout, goal=(-3.0, 3.0))
+    ends = [env.step(np.array([[1.0, 0.0]]))[3][0] for _ in range(5)]
+    assert True in ends
 
 
 def test_progress_is_rewarded_and_a_reached_goal_is_replaced():
-    env = VecPointGoal(1, seed=0)
-    env.reset(seed=0)
-    env.place(0, (0.0, 0.0, 0.0), np.array(FAR * TASK.n_hazards), goal=(3.0, 0.0))
+    env = goal_env(1)
+    env.place(0, (0.0, 0.0, 0.0), obstacle_centres=np.array(FAR * TASK.n_obstacles),
+              goal=(3.0, 0.0))
     obs, reward, *_ = env.step(np.array([[1.0, 0.0]]))
     moved = env.poses()[0, 0]
     assert moved > 0.05 and reward[0] == pytest.approx(moved, rel=1e-5)
@@ -123,54 +92,67 @@ def test_progress_is_rewarded_and_a_reached_goal_is_replaced():
     _, reward, _, _, _, info = env.step(np.zeros((1, 2)))
     assert info['goals'][0] == 1
     assert reward[0] == pytest.approx(TASK.goal_reward, abs=1e-3)
-    goal = env.goal[0]
+    goal = env.task.goal[0]
     assert np.hypot(*goal) >= 1.0 and np.abs(goal).max() <= TASK.placement_extent
-    assert (np.hypot(*(env.hazards[0] - goal).T) > TASK.hazard_radius).all()
     _, reward, _, _, _, info = env.step(np.zeros((1, 2)))
     assert info['goals'][0] == 0 and abs(reward[0]) < 1e-3
 
 
+def test_a_robot_sets_goals_and_reads_arrival():
+    env = goal_env(1)
+    task = env.task
+    task.set_goal(0, np.array([1.0, 2.0]))
+    assert not task.at_goal(np.array([[0.0, 0.0, 0.0]]))[0]
+    assert task.at_goal(np.array([[1.0, 2.0 - 0.9 * TASK.goal_radius, 1.0]]))[0]
+
+
 def test_episodes_truncate_at_1000_steps_and_reset_with_final_obs():
-    env = VecPointGoal(3, seed=4)
+    env = make_vec_env(task='goal', num_envs=3, seed=4)
     obs = env.reset()
-    layout = env.hazards.copy()
+    layout = env.task.obstacle_centres.copy()
     assert obs.shape == (3, 5 + 16) and env.max_episode_steps == 1000
     for step in range(1, 1001):
         obs, _, _, terminated, truncated, info = env.step(np.zeros((3, 2)))
         if step < 1000:
             assert not truncated.any()
     assert truncated.all() and not terminated.any()
-    assert not np.allclose(env.hazards, layout)  # a fresh layout
+    assert not np.allclose(env.task.obstacle_centres, layout)  # a fresh layout
+    # ... and the MuJoCo geoms moved with it: the scan matches the new layout.
     assert not np.allclose(info['final_obs'], obs)
     assert (env.episode_step == 0).all()
 
 
-def test_layouts_are_seeded_and_valid():
-    a, b = VecPointGoal(4, seed=0), VecPointGoal(4, seed=0)
-    np.testing.assert_array_equal(a.reset(seed=7), b.reset(seed=7))
-    np.testing.assert_array_equal(a.hazards, b.hazards)
+def test_layouts_are_seeded_valid_and_built_in_mujoco():
+    a, b = goal_env(4, seed=7), goal_env(4, seed=7)
+    np.testing.assert_array_equal(a.observation(), b.observation())
+    np.testing.assert_array_equal(a.task.obstacle_centres, b.task.obstacle_centres)
     for i in range(4):
-        h = a.hazards[i]
+        h = a.task.obstacle_centres[i]
         gaps = np.hypot(*(h[:, None] - h[None]).transpose(2, 0, 1))
-        assert (gaps[~np.eye(len(h), dtype=bool)] > 2 * TASK.hazard_radius).all()
-        assert (np.hypot(*(h - a.poses()[i, :2]).T) > 2 * TASK.hazard_radius).all()
-    with pytest.raises(ValueError, match='hazard_radius'):
-        VecPointGoal(1, hazard_radius=0.0)
+        assert (gaps[~np.eye(len(h), dtype=bool)] > 2 * R + 0.2).all()
+        assert (np.hypot(*(h - a.poses()[i, :2]).T) > R + 0.1).all()
+        np.testing.assert_allclose(a.robots.arenas.obstacles[i], h)
+    # No robot starts in contact.
+    a.step(np.zeros((4, 2)))
+    assert not a.task.contacts.any()
+    with pytest.raises(ValueError, match='obstacle_radius'):
+        make_vec_env(task='goal', obstacle_radius=0.0)
     with pytest.raises(ValueError, match='too little room'):
-        VecPointGoal(1, n_hazards=40)
-    with pytest.raises(ValueError, match='unknown Point-Goal settings'):
-        VecPointGoal(1, hazard_radious=1.0)
+        make_vec_env(task='goal', n_obstacles=40)
+    with pytest.raises(ValueError, match='wall_distance'):
+        make_vec_env(task='goal', wall_distance=5.1)
 
 
 def test_gymnasium_ids():
-    env = gym.make('cpo_ros/PointGoal-v0', n_hazards=4)
+    env = gym.make('cpo_ros/PointGoal-v0', n_obstacles=4)
     check_env(env.unwrapped, skip_render_check=True)
     obs, _ = env.reset(seed=0)
     _, _, _, _, info = env.step(np.zeros(2, np.float32))
     assert obs.shape == (21,) and info['cost'] in (0.0, 1.0) and 'goals' in info
     long = gym.make('cpo_ros/PointCircleLong-v0', x_limit=3.0, target_radius=10.0)
     task = long.unwrapped.task
-    assert (task.max_episode_steps, task.x_limit, task.target_radius) == (500, 3.0, 10.0)
+    assert (task.max_episode_steps, task.params.x_limit, task.params.target_radius) == (
+        500, 3.0, 10.0)
     long.reset(seed=0)
     ends = [long.step(np.zeros(2, np.float32))[3] for _ in range(500)]
     assert ends == [False] * 499 + [True]

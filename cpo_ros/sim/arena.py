@@ -6,9 +6,9 @@ is set by writing `data.mocap_pos` (no recompilation). The arenas sit on a grid 
 that no robot touches or sees another's arena; each robot's body is offset to its arena's
 origin, so its joint positions (PointRobots.pose) stay in arena coordinates.
 
-Contacts: the chassis collides with walls and obstacles (contype 1 against conaffinity 1), and
-nothing else collides. The arena's geoms are in geom group ARENA_GROUP, which the range sensor
-casts against, so a robot never sees its own body.
+Contacts: each chassis collides with its own arena's walls and obstacles (explicit contact
+pairs), and nothing else collides. The range sensor casts its rays in a one-arena scene per
+robot (Arenas.scenes) that mirrors the arena's layout, so a robot never sees its own body.
 """
 
 from dataclasses import dataclass
@@ -68,16 +68,21 @@ def arena_origins(num_robots: int, spec: ArenaSpec) -> np.ndarray:
     return np.stack([index % side, index // side], axis=1) * spec.spacing
 
 
-def _add_arena(world: ET.Element, prefix: str, origin: tuple[float, float],
-               spec: ArenaSpec) -> None:
-    """Add one arena's walls (a static body) and obstacle slots (mocap bodies) to world."""
+def _add_arena(world: ET.Element, prefix: str, origin: tuple[float, float], spec: ArenaSpec,
+               mocap: bool) -> None:
+    """Add one arena: a static body holding the walls and the obstacle slots.
+
+    mocap False (the physics model): the obstacles are geoms of the static body, moved by
+    writing model.geom_pos (contacts are explicit pairs, which read the geoms' current places
+    and skip the broadphase and its trees built at compile time). mocap True
+    (a sensor scene, one per robot): each obstacle is a mocap body, moved in its own data.
+    """
     ox, oy = origin
     h, t, z = spec.half_size, spec.wall_thickness, spec.obstacle_height / 2
-    common = {'group': str(ARENA_GROUP), 'contype': '0', 'conaffinity': '1'}
+    common = {'group': str(ARENA_GROUP), 'contype': '0', 'conaffinity': '0'}
+    # One static body per arena: the broadphase then keeps far arenas apart.
+    holder = ET.SubElement(world, 'body', name=f'{prefix}arena', pos=f'{ox!r} {oy!r} 0')
     if h > 0.0:
-        # One static body per arena: the broadphase then keeps far arenas apart, where walls on
-        # the world body would make every robot test the whole world's tree.
-        holder = ET.SubElement(world, 'body', name=f'{prefix}walls', pos=f'{ox!r} {oy!r} 0')
         walls = (('e', h + t / 2, 0.0, t / 2, h + t), ('w', -h - t / 2, 0.0, t / 2, h + t),
                  ('n', 0.0, h + t / 2, h + t, t / 2), ('s', 0.0, -h - t / 2, h + t, t / 2))
         for name, x, y, sx, sy in walls:
@@ -85,11 +90,15 @@ def _add_arena(world: ET.Element, prefix: str, origin: tuple[float, float],
                           pos=f'{x!r} {y!r} {z!r}', size=f'{sx!r} {sy!r} {z!r}',
                           rgba='0.5 0.5 0.5 1', **common)
     for k in range(spec.max_obstacles):
-        slot = ET.SubElement(world, 'body', name=f'{prefix}obstacle_{k}', mocap='true',
-                             pos=f'{ox!r} {oy!r} {HIDDEN_Z!r}')
-        ET.SubElement(slot, 'geom', name=f'{prefix}obstacle_{k}', type='cylinder',
-                      size=f'{spec.obstacle_radius!r} {z!r}', pos=f'0 0 {z!r}',
-                      rgba='0.9 0.4 0.1 1', **common)
+        parent = holder
+        pos = f'0 0 {HIDDEN_Z + z!r}'
+        if mocap:
+            parent = ET.SubElement(world, 'body', name=f'{prefix}obstacle_{k}', mocap='true',
+                                   pos=f'{ox!r} {oy!r} {HIDDEN_Z!r}')
+            pos = f'0 0 {z!r}'
+        ET.SubElement(parent, 'geom', name=f'{prefix}obstacle_{k}', type='cylinder',
+                      size=f'{spec.obstacle_radius!r} {z!r}', pos=pos, rgba='0.9 0.4 0.1 1',
+                      **common)
 
 
 def add_arenas(root: ET.Element, num_robots: int, spec: ArenaSpec) -> None:
@@ -99,19 +108,23 @@ def add_arenas(root: ET.Element, num_robots: int, spec: ArenaSpec) -> None:
     """
     spec.validate()
     world = root.find('worldbody')
+    contact = ET.SubElement(root, 'contact')
     for i, (ox, oy) in enumerate(arena_origins(num_robots, spec).tolist()):
         body = world.find(f"body[@name='r{i}_robot']")
         body.set('pos', f'{ox!r} {oy!r} {ROBOT_HEIGHT!r}')
-        chassis = body.find(f"geom[@name='r{i}_robot_chassis']")
-        chassis.set('contype', '1')
-        chassis.set('conaffinity', '0')
-        _add_arena(world, f'r{i}_', (ox, oy), spec)
+        _add_arena(world, f'r{i}_', (ox, oy), spec, mocap=False)
+        # Contacts as explicit pairs, each robot's chassis with its own arena's geoms only:
+        # MuJoCo then runs no broadphase over every robot's arena, which tripled the cost of
+        # a step with 16 robots, and the obstacles may move inside their static body.
+        for name in [f'wall_{w}' for w in 'ewns' if spec.half_size > 0.0] + [
+                f'obstacle_{k}' for k in range(spec.max_obstacles)]:
+            ET.SubElement(contact, 'pair', geom1=f'r{i}_robot_chassis', geom2=f'r{i}_{name}')
 
 
 def scene_model(spec: ArenaSpec) -> mujoco.MjModel:
     """Return a model of one arena alone at the origin: what a robot's range sensor sees."""
     root = ET.Element('mujoco', model='arena')
-    _add_arena(ET.SubElement(root, 'worldbody'), '', (0.0, 0.0), spec)
+    _add_arena(ET.SubElement(root, 'worldbody'), '', (0.0, 0.0), spec, mocap=True)
     return mujoco.MjModel.from_xml_string(ET.tostring(root, encoding='unicode'))
 
 
@@ -123,9 +136,9 @@ class Arenas:
         self.model, self.data, self.spec = model, data, spec
         self.num_robots = num_robots
         self.origins = arena_origins(num_robots, spec)
-        body = [[model.body(f'r{i}_obstacle_{k}').id for k in range(spec.max_obstacles)]
-                for i in range(num_robots)]
-        self._mocap = model.body_mocapid[np.asarray(body, dtype=np.int64)].reshape(
+        self._geoms = np.array([[model.geom(f'r{i}_obstacle_{k}').id
+                                 for k in range(spec.max_obstacles)]
+                                for i in range(num_robots)], dtype=np.int64).reshape(
             num_robots, spec.max_obstacles)
         # Which robot (or -1) each geom is the chassis of: contacts are mapped through it.
         self._chassis_robot = np.full(model.ngeom, -1, np.int64)
@@ -151,10 +164,11 @@ class Arenas:
         k = len(centres)
         if k > self.spec.max_obstacles:
             raise ValueError(f'{k} obstacles for {self.spec.max_obstacles} slots (max_obstacles)')
-        slots = self._mocap[index]
-        self.data.mocap_pos[slots[:k], :2] = centres + self.origins[index]
-        self.data.mocap_pos[slots[:k], 2] = 0.0
-        self.data.mocap_pos[slots[k:]] = [*self.origins[index], HIDDEN_Z]
+        z = self.spec.obstacle_height / 2
+        slots = self._geoms[index]
+        self.model.geom_pos[slots[:k], :2] = centres
+        self.model.geom_pos[slots[:k], 2] = z
+        self.model.geom_pos[slots[k:]] = [0.0, 0.0, HIDDEN_Z + z]
         scene = self.scenes[index]
         scene.mocap_pos[self._scene_mocap[:k], :2] = centres
         scene.mocap_pos[self._scene_mocap[:k], 2] = 0.0

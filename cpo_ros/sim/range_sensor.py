@@ -35,6 +35,8 @@ class RangeSensorSpec:
     """Standard deviation of the Gaussian range noise on a return [m]."""
     dropout: float = 0.0
     """Probability that a reading is lost (NaN)."""
+    first_angle: float | None = None
+    """Angle of the first ray [rad]; None: -pi for a full ring, else -fov / 2 (centred)."""
 
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""
@@ -44,6 +46,8 @@ class RangeSensorSpec:
         check_range('range_min', self.range_min, 0.0, self.range_max, high_open=True)
         check_range('noise_std', self.noise_std, 0.0, 10.0)
         check_range('dropout', self.dropout, 0.0, 1.0, high_open=True)
+        if self.first_angle is not None:
+            check_range('first_angle', self.first_angle, -2 * math.pi, 2 * math.pi)
 
     @property
     def full_circle(self) -> bool:
@@ -60,6 +64,8 @@ class RangeSensorSpec:
     @property
     def angle_min(self) -> float:
         """Return the angle of the first ray [rad] (LaserScan angle_min)."""
+        if self.first_angle is not None:
+            return self.first_angle
         return -math.pi if self.full_circle else -self.fov / 2 if self.num_rays > 1 else 0.0
 
     @property

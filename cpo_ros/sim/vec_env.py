@@ -5,14 +5,17 @@ module steps the robots, applies domain randomisation, counts steps, truncates a
 episode length and resets ended episodes. It never names a task.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from cpo_ros.sim.arena import ArenaSpec
+from cpo_ros.sim.range_sensor import RangeSensor, RangeSensorSpec
 from cpo_ros.sim.robot import PointRobots, RobotConfig
 from cpo_ros.tasks.base import Task
+from cpo_ros.tasks.scan import resample
 from cpo_ros.validation import check_range
 
 
@@ -65,11 +68,32 @@ class VecTaskEnv:
     def __init__(self, task: Task, robot: RobotConfig | None = None, seed: int = 0,
                  autoreset: bool = True,
                  randomization: DomainRandomization | None = None,
-                 episodic: bool = True) -> None:
+                 episodic: bool = True, scanner: RangeSensorSpec | None = None) -> None:
         robot = robot or RobotConfig()
         self.episodic = episodic
         self.task = task
-        self.robots = PointRobots(task.num_envs, robot)
+        # Navigation: the task's walls and obstacles become geoms, its scan MuJoCo ray casts.
+        self.arena, self.scanner = task.arena(), None
+        spec = task.scan_spec
+        if spec is not None:
+            # The scanner casts the task's rays, or a profile's own scanner's (resampled onto
+            # them as on the robot), with the profile's range limits, noise and dropout.
+            scanner = scanner or RangeSensorSpec(num_rays=spec.num_rays,
+                                                 range_max=spec.range_max)
+            if scanner.num_rays == spec.num_rays and scanner.full_circle:
+                scanner = replace(scanner, first_angle=spec.angle_min)
+            self.scanner = scanner
+        arena = None
+        if self.arena is not None or spec is not None:
+            a = self.arena
+            arena = ArenaSpec(half_size=a.half_size if a else 0.0,
+                              max_obstacles=a.max_obstacles if a else 0,
+                              obstacle_radius=a.obstacle_radius if a else 0.1,
+                              sensor_range=max(self.scanner.range_max if self.scanner else 1.0,
+                                               1.0))
+        self.robots = PointRobots(task.num_envs, robot, arena=arena)
+        self.range_sensor = (RangeSensor(self.robots, self.scanner, seed)
+                             if self.scanner is not None else None)
         self.num_envs = self.robots.num_robots
         self.autoreset = autoreset
         self.obs_dim = task.obs_dim
@@ -117,7 +141,24 @@ class VecTaskEnv:
 
     def sensors(self) -> np.ndarray:
         """Return the task's sensor readings (N, len(sensor_labels)) at the true poses."""
-        return self.task.sensors(self.robots.pose())
+        return self._sensors(self.robots.pose())
+
+    def scan_ranges(self) -> np.ndarray:
+        """Return the task's scan (N, num_rays) on its rays, LaserScan values (REP 117)."""
+        return self._scan_on_task_rays(self.range_sensor.ranges())
+
+    def _scan_on_task_rays(self, raw: np.ndarray) -> np.ndarray:
+        spec, scanner = self.task.scan_spec, self.scanner
+        if scanner.num_rays == spec.num_rays and scanner.first_angle == spec.angle_min:
+            return raw
+        return np.stack([resample(r, scanner.angle_min, scanner.angle_increment, spec,
+                                  scanner.range_min, scanner.range_max) for r in raw])
+
+    def _sensors(self, pose: np.ndarray) -> np.ndarray:
+        if self.range_sensor is None:
+            return self.task.sensors(pose)
+        self.last_scan = self.range_sensor.ranges()
+        return self.task.sensors(pose, scan=self._scan_on_task_rays(self.last_scan))
 
     def _observe(self, pose: np.ndarray, twist: np.ndarray,
                  readings: np.ndarray) -> np.ndarray:
@@ -129,11 +170,14 @@ class VecTaskEnv:
     def observation(self) -> np.ndarray:
         """Return the current observations (N, obs_dim)."""
         pose = self.robots.pose()
-        return self._observe(pose, self.robots.twist(), self.task.sensors(pose))
+        return self._observe(pose, self.robots.twist(), self._sensors(pose))
 
     def _reset_envs(self, idx: np.ndarray) -> None:
         start = np.asarray(self.task.reset(idx, self.rng), dtype=np.float64)
         self.robots.set_pose(idx, start[:, 0], start[:, 1], start[:, 2])
+        if self.arena is not None:
+            for i in idx:
+                self.robots.arenas.place(i, self.task.obstacles(i))
         self.episode_step[idx] = 0
         if self._draw_dynamics:
             n, dr = len(idx), self.randomization
@@ -154,6 +198,8 @@ class VecTaskEnv:
         """Put env index in a hand-made state: robot at rest at pose, the task's state."""
         self.robots.set_pose(index, *pose)
         self.task.place(index, np.asarray(pose, dtype=np.float64), **state)
+        if self.arena is not None:
+            self.robots.arenas.place(index, self.task.obstacles(index))
 
     def checked_actions(self, actions: np.ndarray) -> np.ndarray:
         """Return actions (N, 2) [v, yaw rate] as float64; ValueError on shape or NaN."""
@@ -176,8 +222,10 @@ class VecTaskEnv:
             self._queue[-1] = 0.0
         self.robots.step(actions)
         pose, twist = self.robots.pose(), self.robots.twist()
+        if self.arena is not None:
+            self.task.contacts[:] = self.robots.arenas.collisions()
         result = self.task.step(pose, twist, self.rng)
-        readings = self.task.sensors(pose)
+        readings = self._sensors(pose)
         obs = self._observe(pose, twist, readings)
         cost = result.costs[:, 0] if self.num_costs == 1 else result.costs
         self.episode_step += 1

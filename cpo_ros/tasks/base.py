@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from cpo_ros.tasks.safe_area import SafeArea
+from cpo_ros.tasks.scan import ScanSpec
 from cpo_ros.validation import check_range
 
 
@@ -70,6 +71,23 @@ class Marker:
     rgba: tuple[float, float, float, float]
 
 
+@dataclass(frozen=True)
+class Arena:
+    """Walls and obstacle slots the simulator builds as MuJoCo geoms (navigation tasks).
+
+    The robot's body collides with them (Task.contacts), and a task's range scan
+    (Task.scan_spec) is cast against them. Each episode places up to max_obstacles cylinders
+    (Task.obstacles).
+    """
+
+    half_size: float
+    """Walls' inner faces at |x| = half_size and |y| = half_size [m]; 0: no walls."""
+    max_obstacles: int
+    """Cylinder slots per robot."""
+    obstacle_radius: float
+    """Radius of every obstacle cylinder [m]."""
+
+
 @dataclass
 class StepResult:
     """What a task gives back for one step of N robots."""
@@ -106,6 +124,9 @@ class Task:
                             f'{type(self.params).__name__}')
         self.params.validate()
         self.num_envs = int(num_envs)
+        self.contacts = np.zeros(self.num_envs, bool)
+        """Whether each robot's body touches a wall or an obstacle of its arena now: written by
+        the simulator before step() when the task declares an arena()."""
 
     # -- declarations ---------------------------------------------------------------------------
     @property
@@ -146,6 +167,37 @@ class Task:
         """Return robot index's task markers for RViz (objects, goals)."""
         return []
 
+    # -- navigation: an arena the simulator builds, a scan it casts, goals a robot takes -------
+    def arena(self) -> Arena | None:
+        """Return the walls and obstacle slots the simulator builds (None: an open floor)."""
+        return None
+
+    def obstacles(self, index: int) -> np.ndarray:
+        """Return robot index's obstacle centres (K, 2) this episode, K <= max_obstacles."""
+        return np.zeros((0, 2))
+
+    @property
+    def scan_spec(self) -> ScanSpec | None:
+        """Return the rays of the range scan the task reads (None: it reads none).
+
+        The simulator casts them against the arena (with the robot profile's range noise and
+        dropout); a robot resamples its sensor_msgs/LaserScan onto them. Either way sensors()
+        then receives the ranges as scan= (N, num_rays), LaserScan values (+inf: no return).
+        """
+        return None
+
+    takes_goals: ClassVar[bool] = False
+    """The task drives to goals that an operator sets on a robot (goal_pose): set_goal and
+    at_goal are written."""
+
+    def set_goal(self, index: int, goal: np.ndarray) -> None:
+        """Give robot index the goal (x, y) in task coordinates (override with takes_goals)."""
+        raise NotImplementedError
+
+    def at_goal(self, pose: np.ndarray) -> np.ndarray:
+        """Return (N,) bool: each robot has reached its goal (override with takes_goals)."""
+        raise NotImplementedError
+
     # -- the episode ----------------------------------------------------------------------------
     def reset(self, index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Draw new episodes for the robots in index; return their start poses (len(index), 3).
@@ -155,7 +207,10 @@ class Task:
         raise NotImplementedError
 
     def sensors(self, pose: np.ndarray) -> np.ndarray:
-        """Return the sensor readings (N, len(sensor_labels)) of robots at the true poses."""
+        """Return the sensor readings (N, len(sensor_labels)) of robots at the true poses.
+
+        A task with a scan_spec takes the ranges too: sensors(self, pose, scan).
+        """
         return np.zeros((len(pose), 0), np.float32)
 
     def observation(self, pose: np.ndarray, twist: np.ndarray,

@@ -1,10 +1,12 @@
-"""The Goal task: drive to a goal, then to the next, past hazard discs that cost 1 per step.
+"""The Goal task: drive to a goal, then to the next, among obstacles the robot must not touch.
 
 A long-horizon navigation test-bed in the manner of Safety-Gymnasium's Goal tasks, on the
-project's point robot: 1000-step episodes, a new goal each time one is reached, and a sparse
-per-step cost (1 while inside any hazard). The robot senses the hazards with a ring of range
-readings shaped like sensor_msgs/LaserScan (cpo_ros.tasks.scan), so a robot deployment reads a
-real laser scan through the same function.
+project's point robot: 1000-step episodes, a new goal each time one is reached, walls around
+the square and solid cylinders that the simulator builds as MuJoCo geoms (Task.arena). Each
+step the robot's body touches one costs 1. The robot senses them with a ring of range readings
+shaped like sensor_msgs/LaserScan (scan_spec): the simulator casts the rays in MuJoCo, a robot
+resamples its LaserScan onto them, and both pass through cpo_ros.tasks.scan.closeness. On a
+robot the goals come from the operator (goal_pose).
 """
 
 from dataclasses import dataclass
@@ -12,8 +14,12 @@ import math
 
 import numpy as np
 
-from cpo_ros.tasks import scan
-from cpo_ros.tasks.base import Marker, param, StepResult, Task, TaskParams
+from cpo_ros.tasks.base import Arena, Marker, param, StepResult, Task, TaskParams
+from cpo_ros.tasks.scan import closeness, ScanSpec
+
+BODY_CLEARANCE = 0.35
+"""Free space kept between obstacles, and around the start, when placing them [m]: the point
+robot's body (0.1 m radius) passes between any two."""
 
 ROBOT_LABELS = ('v', 'w', 'goal_cos', 'goal_sin', 'goal_dist')
 """Observation layout before the scan: forward velocity [m/s], yaw rate [rad/s], the goal's
@@ -27,11 +33,16 @@ class GoalParams(TaskParams):
     max_episode_steps: int = param(1000, 1, 10**6, integer=True)
     """Steps per episode (200 s of simulated time)."""
     placement_extent: float = param(5.0, 0.5, 1e3)
-    """Robot, goals and hazards are placed in the square |x|, |y| <= placement_extent [m]."""
-    n_hazards: int = param(8, 0, 100, integer=True)
-    """Hazard discs per episode (fixed for the episode)."""
-    hazard_radius: float = param(0.7, 0.0, 1e3, low_open=True)
-    """Radius of a hazard [m]; cost 1 per step while the robot's centre is inside one."""
+    """Robot, goals and obstacles are placed in the square |x|, |y| <= placement_extent [m]."""
+    wall_distance: float = param(6.0, 0.0, 1e3)
+    """Walls' inner faces at |x| = |y| = wall_distance [m]; 0: no walls."""
+    n_obstacles: int = param(8, 0, 100, integer=True)
+    """Obstacle cylinders per episode (fixed for the episode)."""
+    obstacle_radius: float = param(0.5, 0.0, 1e3, low_open=True)
+    """Radius of an obstacle [m]; cost 1 per step while the robot's body touches one, or a
+    wall."""
+    terminate_on_collision: bool = param(False)
+    """End the episode (terminal) at the first contact, instead of going on."""
     goal_radius: float = param(0.4, 0.0, 1e3, low_open=True)
     """The goal is reached within this distance of its centre [m]."""
     goal_reward: float = param(1.0, 0.0, 1e6)
@@ -43,22 +54,26 @@ class GoalParams(TaskParams):
     scan_angle_min: float = param(-math.pi, -2 * math.pi, 2 * math.pi)
     """Angle of the first ray in the robot frame [rad] (LaserScan angle_min)."""
     scan_range_max: float = param(4.0, 0.0, 1e3, low_open=True)
-    """Range of the scan: farther hazards are not seen [m] (LaserScan range_max)."""
+    """Range of the scan: farther obstacles and walls are not seen [m] (LaserScan range_max)."""
 
     @property
-    def scan_spec(self) -> scan.ScanSpec:
-        """Return the rays of the hazard scan."""
-        return scan.ScanSpec(self.num_rays, self.scan_angle_min, self.scan_range_max)
+    def scan_spec(self) -> ScanSpec:
+        """Return the rays of the scan."""
+        return ScanSpec(self.num_rays, self.scan_angle_min, self.scan_range_max)
 
     def check(self) -> None:
-        """Refuse layouts the rejection sampler cannot fill."""
+        """Refuse layouts the rejection sampler cannot fill, and walls inside the square."""
         self.scan_spec.validate()
-        free = (2 * self.placement_extent) ** 2 - self.n_hazards * math.pi * (
-            2 * self.hazard_radius) ** 2
+        free = (2 * self.placement_extent) ** 2 - self.n_obstacles * math.pi * (
+            2 * self.obstacle_radius + BODY_CLEARANCE) ** 2
         if free < 0.25 * (2 * self.placement_extent) ** 2:
-            raise ValueError(f'n_hazards = {self.n_hazards} discs of hazard_radius = '
-                             f'{self.hazard_radius} leave too little room in placement_extent = '
-                             f'{self.placement_extent}: use fewer or smaller hazards')
+            raise ValueError(f'n_obstacles = {self.n_obstacles} discs of obstacle_radius = '
+                             f'{self.obstacle_radius} leave too little room in placement_extent '
+                             f'= {self.placement_extent}: use fewer or smaller obstacles')
+        if 0.0 < self.wall_distance < self.placement_extent + BODY_CLEARANCE:
+            raise ValueError(f'wall_distance = {self.wall_distance} m leaves no room around the '
+                             f'square of placement_extent = {self.placement_extent} m: give at '
+                             f'least {self.placement_extent + BODY_CLEARANCE} m, or 0 (no walls)')
 
 
 def goal_in_robot_frame(pose: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,11 +81,6 @@ def goal_in_robot_frame(pose: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray,
     pose = np.atleast_2d(pose)
     rel = np.atleast_2d(goal) - pose[:, :2]
     return np.arctan2(rel[:, 1], rel[:, 0]) - pose[:, 2], np.hypot(rel[:, 0], rel[:, 1])
-
-
-def hazard_ranges(pose: np.ndarray, hazards: np.ndarray, params: GoalParams) -> np.ndarray:
-    """Return (N, num_rays) LaserScan-style ranges to the hazard discs (N, K, 2)."""
-    return scan.disc_ranges(pose, hazards, params.hazard_radius, params.scan_spec)
 
 
 def goal_readings(bearing: np.ndarray, distance: np.ndarray, params: GoalParams) -> np.ndarray:
@@ -82,38 +92,32 @@ def goal_readings(bearing: np.ndarray, distance: np.ndarray, params: GoalParams)
                      np.tanh(distance / params.placement_extent)], axis=1)
 
 
-def in_hazard(pose: np.ndarray, hazards: np.ndarray, params: GoalParams) -> np.ndarray:
-    """Return (N,) bool: the robot's centre is inside (or on) a hazard disc."""
-    rel = np.asarray(hazards).reshape(len(np.atleast_2d(pose)), -1, 2) - np.atleast_2d(
-        pose)[:, None, :2]
-    return (np.hypot(rel[..., 0], rel[..., 1]) <= params.hazard_radius).any(axis=1)
-
-
 class Goal(Task):
-    """Point-Goal: progress toward goals is rewarded, each step inside a hazard costs 1.
+    """Point-Goal: progress toward goals is rewarded, each step touching an obstacle costs 1.
 
     The sensor readings are the goal's bearing and distance (goal_cos, goal_sin, goal_dist)
-    and the hazard scan's closeness (scan_0..): everything the observation needs beyond the
-    twist. info['goals'] counts the goals reached at a step.
+    and the scan's closeness (scan_0..): everything the observation needs beyond the twist.
+    info['goals'] counts the goals reached at a step.
     """
 
     Params = GoalParams
+    takes_goals = True
 
     def __init__(self, params: GoalParams | None = None, num_envs: int = 1) -> None:
         super().__init__(params, num_envs)
         n = self.num_envs
-        self.hazards = np.zeros((n, self.params.n_hazards, 2))
+        self.obstacle_centres = np.zeros((n, self.params.n_obstacles, 2))
         self.goal = np.zeros((n, 2))
         self.distance = np.zeros(n)
 
     @property
     def cost_names(self) -> tuple[str, ...]:
-        """Return ('hazards',)."""
-        return ('hazards',)
+        """Return ('collisions',)."""
+        return ('collisions',)
 
     @property
     def default_cost_limits(self) -> tuple[float, ...]:
-        """Return 50: 5% of the 1000 steps inside a hazard."""
+        """Return 50: 5% of the 1000 steps touching an obstacle or a wall."""
         return (50.0,)
 
     @property
@@ -125,6 +129,20 @@ class Goal(Task):
     def observation_labels(self) -> tuple[str, ...]:
         """Return v, w, then the sensor readings."""
         return ROBOT_LABELS[:2] + self.sensor_labels
+
+    @property
+    def scan_spec(self) -> ScanSpec:
+        """Return the rays the policy sees."""
+        return self.params.scan_spec
+
+    def arena(self) -> Arena:
+        """Return the walls and the obstacle cylinders."""
+        p = self.params
+        return Arena(p.wall_distance, p.n_obstacles, p.obstacle_radius)
+
+    def obstacles(self, index: int) -> np.ndarray:
+        """Return robot index's obstacle centres (n_obstacles, 2)."""
+        return self.obstacle_centres[index]
 
     def _free_points(self, count: int, avoid: np.ndarray, clearance: float,
                      rng: np.random.Generator) -> np.ndarray:
@@ -138,38 +156,42 @@ class Goal(Task):
         return out[:count]
 
     def _draw_goal(self, i: int, position: np.ndarray, rng: np.random.Generator) -> None:
-        """Place env i's goal away from its hazards and at least 1 m from position."""
+        """Place env i's goal clear of its obstacles and at least 1 m from position."""
         p = self.params
         for _ in range(1000):
             g = rng.uniform(-p.placement_extent, p.placement_extent, 2)
-            if (np.hypot(*(self.hazards[i] - g).T) > p.hazard_radius + p.goal_radius).all() \
+            if (np.hypot(*(self.obstacle_centres[i] - g).T)
+                    > p.obstacle_radius + p.goal_radius).all() \
                     and np.hypot(*(g - position)) >= max(1.0, 2 * p.goal_radius):
                 break
         self.goal[i] = g
         self.distance[i] = np.hypot(*(g - position))
 
     def reset(self, index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Start anywhere in the square; hazards clear of the start and of each other."""
+        """Start anywhere in the square; obstacles clear of the start and with gaps between."""
         p = self.params
         starts = np.zeros((len(index), 3))
         for row, i in enumerate(index):
             start = rng.uniform(-p.placement_extent, p.placement_extent, 2)
-            hazards = np.empty((0, 2))
-            for _ in range(p.n_hazards):
-                point = self._free_points(1, np.vstack([start[None], hazards]),
-                                          2 * p.hazard_radius, rng)
-                hazards = np.vstack([hazards, point])
-            self.hazards[i] = hazards
+            placed = np.empty((0, 2))
+            for _ in range(p.n_obstacles):
+                # Centres 2 r + clearance apart (from the start: r + clearance, but the same
+                # bound keeps the draws simple).
+                point = self._free_points(1, np.vstack([start[None], placed]),
+                                          2 * p.obstacle_radius + BODY_CLEARANCE, rng)
+                placed = np.vstack([placed, point])
+            self.obstacle_centres[i] = placed
             starts[row] = start[0], start[1], rng.uniform(-np.pi, np.pi)
             self._draw_goal(i, start, rng)
         return starts
 
-    def sensors(self, pose: np.ndarray) -> np.ndarray:
+    def sensors(self, pose: np.ndarray, scan: np.ndarray | None = None) -> np.ndarray:
         """Return (N, 3 + num_rays): the goal readings, then the scan's closeness."""
+        if scan is None:
+            raise ValueError('the Goal task reads a range scan: sensors(pose, scan=ranges)')
         bearing, distance = goal_in_robot_frame(pose, self.goal)
         return np.concatenate([goal_readings(bearing, distance, self.params),
-                               scan.closeness(hazard_ranges(pose, self.hazards, self.params),
-                                              self.params.scan_spec)], axis=1)
+                               closeness(scan, self.params.scan_spec)], axis=1)
 
     def observation(self, pose: np.ndarray, twist: np.ndarray,
                     readings: np.ndarray) -> np.ndarray:
@@ -179,26 +201,44 @@ class Goal(Task):
 
     def step(self, pose: np.ndarray, twist: np.ndarray,
              rng: np.random.Generator) -> StepResult:
-        """Reward progress and reached goals (then drawn anew); cost 1 inside a hazard."""
+        """Reward progress and reached goals (then drawn anew); cost 1 per step in contact."""
         p = self.params
         distance = np.hypot(*(self.goal - pose[:, :2]).T)
         reached = distance <= p.goal_radius
         reward = (p.distance_reward * (self.distance - distance)
                   + p.goal_reward * reached).astype(np.float32)
-        cost = in_hazard(pose, self.hazards, p).astype(np.float32)
+        cost = self.contacts.astype(np.float32)
         self.distance = distance
         for i in np.flatnonzero(reached):
             self._draw_goal(i, pose[i, :2], rng)  # progress toward the new goal from here
-        return StepResult(reward, cost[:, None], info={'goals': reached.astype(np.int64)})
+        return StepResult(reward, cost[:, None],
+                          terminated=self.contacts.copy() if p.terminate_on_collision else None,
+                          info={'goals': reached.astype(np.int64)})
+
+    def set_goal(self, index: int, goal: np.ndarray) -> None:
+        """Give robot index a goal (x, y) in task coordinates (a robot's goal_pose)."""
+        self.goal[index] = np.asarray(goal, dtype=np.float64)[:2]
+
+    def at_goal(self, pose: np.ndarray) -> np.ndarray:
+        """Return (N,) bool: within goal_radius of the goal."""
+        pose = np.atleast_2d(pose)
+        return np.hypot(*(self.goal[:len(pose)] - pose[:, :2]).T) <= self.params.goal_radius
 
     def place(self, index: int, pose: np.ndarray, **state) -> None:
-        """Put env index in a hand-made state: hazards (K, 2), goal (2,)."""
+        """Put env index in a hand-made state: obstacle_centres (K, 2), goal (2,)."""
         super().place(index, pose, **state)
         self.distance[index] = np.hypot(*(self.goal[index] - np.asarray(pose[:2])))
 
     def markers(self, index: int = 0) -> list[Marker]:
-        """Return robot index's hazards (red discs) and goal (green disc)."""
-        return [Marker('hazards', 'discs', self.hazards[index], 2 * self.params.hazard_radius,
-                       (0.9, 0.2, 0.2, 0.5)),
-                Marker('goal', 'discs', self.goal[index][None], 2 * self.params.goal_radius,
-                       (0.1, 0.8, 0.1, 0.8))]
+        """Return robot index's obstacles (orange discs), goal (green disc) and walls."""
+        p = self.params
+        out = [Marker('obstacles', 'discs', self.obstacle_centres[index],
+                      2 * p.obstacle_radius, (0.9, 0.4, 0.1, 0.9)),
+               Marker('goal', 'discs', self.goal[index][None], 2 * p.goal_radius,
+                      (0.1, 0.8, 0.1, 0.8))]
+        if p.wall_distance > 0.0:
+            h = p.wall_distance
+            out.append(Marker('walls', 'line_strip',
+                              np.array([[h, h], [-h, h], [-h, -h], [h, -h], [h, h]]), 0.1,
+                              (0.5, 0.5, 0.5, 1.0)))
+        return out

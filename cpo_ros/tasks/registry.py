@@ -154,7 +154,9 @@ def check_task_class(cls: Any, target: str) -> None:
         _fail(target, f'reset() returned start poses of shape {start.shape}, expected ({n}, 3)')
     twist = np.zeros((n, 2))
     try:
-        readings = np.asarray(task.sensors(start))
+        scan = ({} if task.scan_spec is None
+                else {'scan': np.full((n, task.scan_spec.num_rays), np.inf)})
+        readings = np.asarray(task.sensors(start, **scan))
         obs = np.asarray(task.observation(start, twist, readings))
         result = task.step(start, twist, rng)
     except Exception as exc:  # noqa: BLE001
