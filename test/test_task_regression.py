@@ -26,8 +26,9 @@ ENV_FIGURES = {
                         final=102.90904998779297),
     'gather': dict(obs=23333.16614294052, reward=10.0, cost=[0.0], ends=400,
                    final=1628.7286043167114),
-    'goal': dict(obs=31992.4129447937, reward=-23.404029117664322, cost=[111.0], ends=4,
-                 final=17.09619903564453),
+    # Goal re-pinned when its obstacles became MuJoCo geoms (collisions, ray-cast scan).
+    'goal': dict(obs=49480.47618293762, reward=-5.865489066345617, cost=[268.0], ends=4,
+                 final=35.18140411376953),
     'circle_speed': dict(obs=22825.050961494446, reward=-1.8202547553228214, cost=[0.0, 1818.0],
                          ends=120, final=536.3441686630249),
 }
@@ -39,7 +40,7 @@ FIRST_ITERATION = {
                         episode_length=500),
     'gather': dict(env_steps=4000, episode_return=0, episode_cost=0, episodes=264,
                    episode_length=15),
-    'goal': dict(env_steps=4000, episode_return=-0.740213, episode_cost=59, episodes=4,
+    'goal': dict(env_steps=4000, episode_return=0.564555, episode_cost=32.75, episodes=4,
                  episode_length=1000),
     'circle_speed': dict(env_steps=4000, episode_return=0.01449, episode_cost_0=0,
                          episode_cost_1=12.3875, episodes=80, episode_length=50),
