@@ -12,6 +12,9 @@ The observation comes from the task named by the `task` parameter, with the para
 policy was trained with (policy.json); a policy of another task is refused, naming both. A task
 with sensors reads them on `task/sensors` (a labelled Float32MultiArray, one row, the task's
 sensor_labels): missing, stale (pose_timeout_s, steady clock) or malformed readings mean stop.
+A navigation task reads `scan` and drives to goals on `goal_pose` instead
+(cpo_ros.ros.navigation): no goal, an arrival (reported on `goal/reached`) or a stale scan mean
+stop.
 """
 
 import time
@@ -28,6 +31,7 @@ from cpo_ros.deploy.export import load_exported, TWIST_ACTIONS
 from cpo_ros.deploy.profile import check_deployment
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import array_to_twist_stamped, decode_batch
+from cpo_ros.ros.navigation import NavigationInputs
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
@@ -65,7 +69,10 @@ class DeployedPolicyExecutor(LifecycleNode):
         self.task = declare_task(self, p['task'])
         self._readings: np.ndarray | None = None
         self._readings_time = -float('inf')
-        if self.task.sensor_labels:
+        # Navigation: the scan and the operator's goals (cpo_ros.ros.navigation).
+        self.nav = (NavigationInputs(self, p, self.task) if NavigationInputs.wanted(self.task)
+                    else None)
+        if self.task.sensor_labels and self.nav is None:
             self._sensor_fields = (*self.task.sensor_labels, 'seq')
             self.create_subscription(Float32MultiArray, 'task/sensors', self._on_sensors,
                                      qos.METRICS)
@@ -83,6 +90,8 @@ class DeployedPolicyExecutor(LifecycleNode):
         try:
             self.policy, self.meta = load_exported(self.p['policy_dir'], None, TWIST_ACTIONS)
             self.task = self._policy_task(self.meta)
+            if self.nav is not None:
+                self.nav.use_task(self.task)
             problems = '; '.join(check_deployment(self.meta, self.p, self.p['policy_dir']))
             if problems and not self.p['allow_profile_mismatch']:
                 raise CheckpointError(f'{problems} (give the robot profile it was trained '
@@ -186,11 +195,13 @@ class DeployedPolicyExecutor(LifecycleNode):
         if not self._active or self._pub is None:
             return
         try:
-            self.stop_reason = self.pose_input.stop_reason() or self._sensor_stop_reason()
+            pose = self.pose_input.pose
+            self.stop_reason = self.pose_input.stop_reason() or (
+                self.nav.stop_reason(pose) if self.nav else self._sensor_stop_reason())
             cmd = np.zeros(2)
             if self.stop_reason is None:
-                readings = (self._readings if self.task.sensor_labels
-                            else np.zeros((1, 0), np.float32))
+                readings = (self.nav.readings(pose) if self.nav else self._readings
+                            if self.task.sensor_labels else np.zeros((1, 0), np.float32))
                 obs = self.task.observation(np.atleast_2d(self.pose_input.pose),
                                             np.atleast_2d(self.pose_input.twist), readings)
                 with torch.no_grad():
@@ -223,7 +234,8 @@ class DeployedPolicyExecutor(LifecycleNode):
             ('policy_dir', self.p['policy_dir']), ('active', self._active),
             ('control_dt', self.dt), ('trained_control_dt', robot.get('control_dt')),
             ('robot_profile', self.p['robot']), ('trained_profile', robot.get('profile')),
-            ('task_frame', self.pose_input.task_frame), ('stop_reason', self.stop_reason))]
+            ('task_frame', self.pose_input.task_frame), ('stop_reason', self.stop_reason),
+            *(self.nav.status() if self.nav else ()))]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)

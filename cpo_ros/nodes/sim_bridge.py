@@ -17,6 +17,7 @@ from nav_msgs.msg import Odometry
 import numpy as np
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import LaserScan
 from std_msgs.msg import Float32, Float32MultiArray
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -31,9 +32,11 @@ from cpo_ros.ros.conversions import (
     StateLayout,
 )
 from cpo_ros.ros.faults import FaultReport
+from cpo_ros.ros.laser_scan import ranges_to_laser_scan
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
+from cpo_ros.sim.range_sensor import RangeSensorSpec
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.sim.vec_env import DomainRandomization, VecTaskEnv
 from cpo_ros.tasks.base import Marker as TaskMarker
@@ -67,8 +70,13 @@ class SimBridge(Node):
             yaw_noise=p['dr_yaw_noise'], velocity_noise=p['dr_velocity_noise'])
         task = declare_task(self, p['task'], num_envs)
         # A robot stand-in has no episodes: it never truncates or resets.
+        # A task's range scan: the scanner's rays, limits, noise and dropout (robot profile).
+        scanner = RangeSensorSpec(num_rays=p['scan_num_rays'], fov=p['scan_fov'],
+                                  range_min=p['scan_range_min'], range_max=p['scan_range_max'],
+                                  noise_std=p['scan_noise_std'], dropout=p['scan_dropout'])
         self.env = VecTaskEnv(task, robot, seed=seed, randomization=randomization,
-                              episodic=self.mode == 'lockstep')
+                              episodic=self.mode == 'lockstep', scanner=scanner)
+        self.laser_frame = p['laser_frame']
         self.layout = StateLayout.of(task)
         self.fields = self.layout.fields
         self._cols = self.layout.columns
@@ -78,6 +86,7 @@ class SimBridge(Node):
         # telemetry_rate_hz of wall time there (each still one consistent step), every step in
         # realtime mode.
         self._telemetry_period = 1.0 / p['telemetry_rate_hz'] if self.mode == 'lockstep' else 0.0
+        self._scan_period = step_dt if self.mode == 'realtime' else 0.0
         self._last_telemetry = -float('inf')
         self.seq = 0
         self._state = np.zeros((num_envs, len(self.fields) - 1), np.float32)
@@ -91,6 +100,9 @@ class SimBridge(Node):
             self.sensor_pub = self.create_publisher(Float32MultiArray, 'task/sensors',
                                                     qos.METRICS)
         self.marker_pub = self.create_publisher(MarkerArray, 'task/markers', qos.METRICS)
+        if self.env.range_sensor is not None:
+            # Robot 0's scan as its driver would publish it (best effort, like drivers).
+            self.scan_pub = self.create_publisher(LaserScan, 'scan', qos.SENSOR)
         self.env.reset(seed=seed)
         self._fill_state(np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, bool),
                          np.zeros(num_envs, bool), self.env.poses(), self.env.twists(),
@@ -185,6 +197,11 @@ class SimBridge(Node):
             self.sensor_pub.publish(encode_batch(readings, (*self.layout.sensor_labels, 'seq'),
                                                  self.seq))
         self.marker_pub.publish(self._task_markers(stamp))
+        if self.env.range_sensor is not None:
+            sc = self.env.scanner
+            self.scan_pub.publish(ranges_to_laser_scan(
+                self.env.last_scan[0], sc.angle_min, sc.angle_increment, sc.range_min,
+                sc.range_max, self.laser_frame, stamp, scan_time=self._scan_period))
 
     def _task_markers(self, stamp) -> MarkerArray:
         """Return robot 0's task markers (Task.markers) for RViz."""

@@ -121,6 +121,8 @@ GRAPHS: dict[str, Bringup] = {
                           respawn=True),
     # Gather's cost (bombs) is not a function of the pose: no monitor estimate to compare.
     'gather_sim': Bringup((SIM_BRIDGE, EXECUTOR, LEARNER), use_sim_time=True, respawn=True),
+    # Navigation (Goal): collisions are not a function of the pose alone, as Gather's bombs.
+    'nav_sim': Bringup((SIM_BRIDGE, EXECUTOR, LEARNER), use_sim_time=True, respawn=True),
     # On a robot its driver replaces the sim bridge: odom in, cmd_vel out.
     'deploy': Bringup((DEPLOY_MONITOR, DEPLOYED_EXECUTOR), use_sim_time=False,
                       separate_processes=True, stand_in=STAND_IN),
