@@ -24,7 +24,7 @@ from cpo_ros.ros.laser_scan import ranges_to_laser_scan
 # input (the stale cases send stamps 5 s old, or nothing).
 MONITOR = ('shield_mode:=gate', 'cmd_timeout_s:=2.0', 'pose_timeout_s:=2.0', 'scan_timeout_s:=2.0',
            'gate_rate_hz:=20.0',
-           'diagnostics_rate_hz:=5.0', 'scan_guard:=true', 'scan_margin_m:=0.1',
+           'diagnostics_rate_hz:=5.0', 'task:=goal', 'scan_margin_m:=0.1',
            'area_type:=rectangle', 'area_rectangle:=[-50.0, 50.0, -50.0, 50.0]')
 DEGREES = np.arange(360) - 180
 

@@ -61,7 +61,8 @@ class SafeAreaMonitor(Node):
         if p['area_type'] == 'rectangle' and len(p['area_rectangle']) != 4:
             raise ValueError('safe_area_monitor: parameter area_rectangle needs 4 values '
                              '[x_min, x_max, y_min, y_max]')
-        self.area = safe_area_from(p, declare_task(self, p['task']))
+        task = declare_task(self, p['task'])
+        self.area = safe_area_from(p, task)
         self.publish_cost = p['publish_cost']
         self.cmd_timeout = p['cmd_timeout_s']
         self.shield_mode = p['shield_mode']
@@ -106,7 +107,7 @@ class SafeAreaMonitor(Node):
         # Navigation: the scan guard (cpo_ros.deploy.scan_guard) after the safe-area shield.
         self.scan_input: ScanInput | None = None
         self.scan_blocks = 0
-        if p['scan_guard'] and self.shield_mode == 'gate':
+        if p['scan_guard'] and self.shield_mode == 'gate' and task.scan_spec is not None:
             self.scan_guard = ScanGuardConfig(margin_m=p['scan_margin_m'],
                                               body_radius_m=p['robot_radius_m'],
                                               horizon_s=p['shield_horizon_s'])

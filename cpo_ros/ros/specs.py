@@ -141,8 +141,9 @@ SCAN_PARAMS = [
 the monitor's scan guard and the deployed executor."""
 
 SCAN_GUARD_PARAMS = [
-    ParamSpec('scan_guard', False, 'gate: also refuse commands whose rollout brings the body '
-              'within scan_margin_m of a scan point (navigation); a stale scan means stop'),
+    ParamSpec('scan_guard', True, 'gate, with a task that reads a scan (navigation): also '
+              'refuse commands whose rollout brings the body within scan_margin_m of a scan '
+              'point, and stop on a stale scan (false: the guard off)'),
     ParamSpec('scan_margin_m', 0.1, 'free space a passing command keeps to every scan point '
               '[m]', 0.0, 100.0),
 ]

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from cpo_ros.tasks.base import Arena, Marker, param, StepResult, Task, TaskParams
+from cpo_ros.tasks.safe_area import SafeArea
 from cpo_ros.tasks.scan import closeness, ScanSpec
 
 BODY_CLEARANCE = 0.35
@@ -139,6 +140,11 @@ class Goal(Task):
         """Return the walls and the obstacle cylinders."""
         p = self.params
         return Arena(p.wall_distance, p.n_obstacles, p.obstacle_radius)
+
+    def safe_area(self) -> SafeArea | None:
+        """Return the square inside the walls (None without walls)."""
+        h = self.params.wall_distance
+        return SafeArea.rectangle(-h, h, -h, h) if h > 0.0 else None
 
     def obstacles(self, index: int) -> np.ndarray:
         """Return robot index's obstacle centres (n_obstacles, 2)."""
