@@ -52,8 +52,9 @@ def export_with(checkpoint: Path, out: Path, kind: str) -> Path:
         w0[3, SCAN0:SCAN0 + spec.num_rays] = 1.5 * front ** 2  # something ahead
         for i in range(4):
             w2[i, i] = 1.5
-        w4[0, 0], w4[0, 3] = 0.9, -1.2   # v: toward the goal, less when blocked
-        w4[1, 1], w4[1, 2] = 1.5, -1.5   # w: toward the goal, away from the nearer side
+        w4[0, 0], w4[0, 3] = 0.9, -0.6   # v: toward the goal, slower when blocked
+        # w: toward the goal, away from the nearer side, and left when blocked head-on.
+        w4[1, 1], w4[1, 2], w4[1, 3] = 1.5, -2.5, 0.8
     else:
         raise ValueError(f'unknown policy kind {kind!r}')
     policy['mean_net.0.weight'], policy['mean_net.0.bias'] = w0, torch.zeros_like(
