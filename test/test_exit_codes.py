@@ -84,7 +84,8 @@ def test_launch_fails_at_ctrl_c_after_an_executor_died(launch_callback):
     shield = launch_callback._on_exit('safe_area_monitor', True, False, record)
     (log,) = _exit(executor, -9)  # the shield runs on and keeps the robot stopped
     assert 'shield keeps the robot stopped' in log.kwargs['msg']
-    with pytest.raises(launch_callback.LaunchFailed, match=r'policy_executor failed \(exit code -9'):
+    failed = r'policy_executor failed \(exit code -9'
+    with pytest.raises(launch_callback.LaunchFailed, match=failed):
         _exit(shield, 0, shutting_down=True)
 
 
