@@ -79,7 +79,7 @@ class PolicyExecutor(Node):
         if num_costs > 1:
             self.cost_pubs += [self.create_publisher(Float32, f'episode/cost_{i}', qos.METRICS)
                                for i in range(num_costs)]
-        self.faults = FaultReport(self, 'policy_executor')
+        self.faults = FaultReport(self)
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
         self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status, qos.LATCHED)

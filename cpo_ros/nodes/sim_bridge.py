@@ -115,7 +115,7 @@ class SimBridge(Node):
         self._fill_state(np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, bool),
                          np.zeros(num_envs, bool), self.env.poses(), self.env.twists(),
                          self.env.sensors())
-        self.faults = FaultReport(self, 'sim_bridge')
+        self.faults = FaultReport(self)
         if self.mode == 'lockstep':
             self.state_pub = self.create_publisher(Float32MultiArray, 'batch/state',
                                                    qos.LOCKSTEP)
@@ -174,7 +174,11 @@ class SimBridge(Node):
                          info['final_twist'], info['final_sensors'])
         self.seq = (self.seq + 1) % (2 ** 24)
         now = time.monotonic()
-        if now - self._last_telemetry >= self._telemetry_period:
+        # Not on a step that ended robot 0's episode: its odometry is already the next
+        # episode's start while its cost is the final pose's (the monitor would count a
+        # disagreement); the next step's telemetry goes out instead.
+        ended = bool(np.ravel(terminated)[0] or np.ravel(truncated)[0])
+        if now - self._last_telemetry >= self._telemetry_period and not ended:
             self._last_telemetry = now
             self._publish_outputs(float(np.ravel(cost[0])[0]))
 
