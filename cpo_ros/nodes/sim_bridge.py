@@ -132,8 +132,11 @@ class SimBridge(Node):
         self._publish_outputs(0.0)
         if self.mode == 'lockstep':
             self._publish_state()
-        self.get_logger().info(f'{num_envs} robot(s), {self.mode} mode, control period '
-                               f'{robot.control_dt} s, domain randomisation {randomization}')
+        # Lock-step steps at the policy's control period; a stand-in at its odometry period.
+        period = ('control period' if self.mode == 'lockstep' else
+                  f'odometry period (odom_rate_hz {p["odom_rate_hz"]:g})')
+        self.get_logger().info(f'{num_envs} robot(s), {self.mode} mode, {period} '
+                               f'{robot.control_dt:g} s, domain randomisation {randomization}')
 
     # -- lock-step training ---------------------------------------------------------------------
     def _on_batch_cmd(self, msg: Float32MultiArray) -> None:

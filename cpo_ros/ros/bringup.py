@@ -65,18 +65,26 @@ def wants_help(args: list[str] | None) -> bool:
     return '-h' in head or '--help' in head
 
 
-def node_help(label: str, classes: list[Callable]) -> str:
-    """Return the --help text of a node executable: what it does and its parameters."""
+def node_help(label: str, classes: list[Callable], modes: tuple[str, ...] = ()) -> str:
+    """Return the --help text of a node executable: what it does and its parameters.
+
+    An executable with several modes (policy_executor and --deploy) names each in `modes`,
+    one per class, and lists every mode's parameters.
+    """
     from cpo_ros.ros.specs import node_parameters
 
-    lines = [f'usage: ros2 run cpo_ros {label} [-h] [--ros-args ...]', '']
-    for cls in classes:
+    flags = ''.join(f' [{m.split()[0]}]' for m in modes if m.startswith('--'))
+    lines = [f'usage: ros2 run cpo_ros {label} [-h]{flags} [--ros-args ...]', '']
+    for i, cls in enumerate(classes):
         doc = (sys.modules[cls.__module__].__doc__ or '').strip()
+        if modes:
+            lines += [f'== mode: {modes[i]} ==', '']
         lines += [doc, '', 'parameters (set with --ros-args -p name:=value or --params-file):']
         for spec in node_parameters(cls):
             lines.append(f'  {spec.name} (default {spec.default!r}; {spec.allowed()}): '
                          f'{spec.description}')
-    return '\n'.join(lines)
+        lines.append('')
+    return '\n'.join(lines).rstrip()
 
 
 PARENT_PID_ENV = 'CPO_ROS_PARENT_PID'
