@@ -39,7 +39,7 @@ from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.tasks.circle import CircleTask
 from cpo_ros.tasks.gather import VecPointGather
 from cpo_ros.tasks.tasks import task_info
-from cpo_ros.validation import InvalidField
+from cpo_ros.wire import check_batch_rows
 
 
 def sim_time(seconds: float) -> Time:
@@ -139,9 +139,7 @@ class SimBridge(Node):
     def _on_batch_cmd(self, msg: Float32MultiArray) -> None:
         try:
             cmd, seq = decode_batch(msg, CMD_FIELDS)
-            if cmd.shape[0] != self.env.num_envs:
-                raise InvalidField('env', f'{cmd.shape[0]} commands for {self.env.num_envs} '
-                                   f'robots')
+            check_batch_rows(cmd, CMD_FIELDS, self.env.num_envs)
         except ValueError as exc:
             self.faults.refuse('batch/cmd_vel', exc)
             return
