@@ -143,10 +143,10 @@ LEARNER_PARAMS = [
               'on what arrived when that is at least min_fraction, else warns and waits on '
               '[s, wall clock]', 0.1, 1e6),
     ParamSpec('queue_bytes', 0, 'bytes of rollout chunks that may wait while an update runs '
-              '(0: twice the size cap of one iteration\'s rollout); more are dropped and '
+              "(0: twice the size cap of one iteration's rollout); more are dropped and "
               'counted', 0, 2**40),
     ParamSpec('executor_queue_bytes', 0, 'of queue_bytes, what one executor id may fill (0: '
-              'the size cap of one iteration\'s rollout)', 0, 2**40),
+              "the size cap of one iteration's rollout)", 0, 2**40),
     ParamSpec('min_fraction', 0.5, 'least fraction of steps_per_iteration an iteration may '
               'proceed on after iteration_timeout_s', 0.0, 1.0),
     ParamSpec('cost_limit', _A.cost_limit, 'limit d on the expected cost per episode; a list '
