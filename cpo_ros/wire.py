@@ -148,8 +148,8 @@ def check_chunk(chunk: dict[str, np.ndarray], obs_dim: int, act_dim: int,
 
     if not isinstance(chunk, dict):
         raise InvalidField('payload', 'rollout chunk is not a set of named arrays')
-    meta = check_fields(chunk, CHUNK_META_FIELDS, 'rollout chunk')
     validate_rollout(chunk, obs_dim, act_dim, num_costs)
+    meta = check_fields(chunk, CHUNK_META_FIELDS, 'rollout chunk')
     executor = str(meta['executor_id'])
     if not executor:
         raise InvalidField('executor_id', 'rollout chunk executor_id is empty')

@@ -246,7 +246,11 @@ class Learner(Node):
             current = self.gatherer.version
             if version != current and version <= self._max_published:
                 self.faults.count('stale_rollouts')
-                self.faults.count('stale_samples', samples)
+                self.gatherer.note_stale(samples)
+                self.get_logger().info(
+                    f'dropped a chunk of policy version {version} from {executor}; the '
+                    f'current version is {current} (on-policy updates need fresh samples)',
+                    throttle_duration_sec=5.0)
                 return
             check_logp(chunk, self._actors.get(version), version)
         except ValueError as exc:

@@ -172,6 +172,7 @@ class ChunkGatherer:
         self.clock = clock
         self.executors: dict[str, _Executor] = {}
         self.version = -1
+        self._lock = threading.Lock()
         self.start(0)
 
     def start(self, version: int) -> None:
@@ -181,9 +182,16 @@ class ChunkGatherer:
         self.chunks: list[dict[str, np.ndarray]] = []
         self.shares: dict[str, int] = {}
         self.collected = 0
-        self.counts = dict.fromkeys(('stale_chunks', 'stale_samples', 'duplicate_chunks',
-                                     'malformed_chunks'), 0)
+        with self._lock:
+            self.counts = dict.fromkeys(('stale_chunks', 'stale_samples', 'duplicate_chunks',
+                                         'malformed_chunks'), 0)
         self.warned_at = self.t0
+
+    def note_stale(self, samples: int) -> None:
+        """Count a stale chunk dropped before it was offered (the learner's callback)."""
+        with self._lock:
+            self.counts['stale_chunks'] += 1
+            self.counts['stale_samples'] += int(samples)
 
     def offer(self, chunk: dict[str, np.ndarray]) -> str:
         """Take a chunk if it is of the current version; return what became of it.
