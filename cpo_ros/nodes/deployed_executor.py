@@ -19,6 +19,7 @@ import torch
 
 from cpo_ros.deploy.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
 from cpo_ros.deploy.profile import check_deployment
+from cpo_ros.deploy.shield import limit_command
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import array_to_twist_stamped
 from cpo_ros.ros.params import declare_parameters
@@ -29,13 +30,6 @@ from cpo_ros.tasks import circle
 from cpo_ros.training.checkpoint import CheckpointError
 
 STATUS_NAME = 'cpo_ros: policy executor'
-
-
-def limit_command(cmd: np.ndarray, last: np.ndarray, max_vel: np.ndarray, max_acc: np.ndarray,
-                  dt: float) -> np.ndarray:
-    """Clip cmd to the velocity limits and its change from last to max_acc * dt."""
-    cmd = np.clip(cmd, -max_vel, max_vel)
-    return np.clip(cmd, last - max_acc * dt, last + max_acc * dt)
 
 
 class DeployedPolicyExecutor(LifecycleNode):

@@ -232,7 +232,8 @@ class CommandPublisher:
             self.publisher.publish(array_to_twist(cmd))
 
 
-def command_subscription(node, topic: str, stamped: bool, callback, qos_profile):
+def command_subscription(node, topic: str, stamped: bool, callback, qos_profile,
+                         event_callbacks=None):
     """Subscribe to velocity commands of either type; callback gets [linear.x, angular.z].
 
     A command that cannot be read (non-finite) reaches callback as None, to be taken as stop.
@@ -245,4 +246,4 @@ def command_subscription(node, topic: str, stamped: bool, callback, qos_profile)
             cmd = None
         callback(cmd)
     return node.create_subscription(TwistStamped if stamped else Twist, topic, on_msg,
-                                    qos_profile)
+                                    qos_profile, event_callbacks=event_callbacks)

@@ -216,7 +216,12 @@ MONITOR_PARAMS = [
               '(pose noise, latency, actuator error) [m]', 0.0, 100.0),
     ParamSpec('e_stop_heartbeat_s', 0.0, 'deadman: with > 0, stop when no e_stop message '
               '(true or false) arrived for this long, as from a relay or joystick that '
-              'publishes continuously [s] (0: off)', 0.0, 3600.0),
+              'publishes continuously [s] (0: off); a heartbeat never releases a latched stop',
+              0.0, 3600.0),
+    ParamSpec('command_source', 'policy_executor', 'the one node whose policy/cmd_vel the '
+              'gate takes (relative: in this node\'s namespace); commands while any other '
+              'node publishes there are refused (see docs/safety.md for what this does not '
+              'prevent without SROS2)'),
     ParamSpec('publish_cost', False, 'publish safety/cost from the pose (on a robot); in '
               'simulation the bridge owns that topic and the monitor compares'),
     ParamSpec('diagnostics_rate_hz', 1.0, 'diagnostics publication rate', 0.01, 100.0),
@@ -239,7 +244,8 @@ _CLASS_PARAMS = {
     'DeployedPolicyExecutor': (DEPLOY_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS
                                + POSE_PARAMS + TASK_PARAMS),
     'Learner': LEARNER_PARAMS + ROBOT_PARAMS + TASK_PARAMS,
-    'SafeAreaMonitor': MONITOR_PARAMS + COMMAND_PARAMS + POSE_PARAMS + TASK_PARAMS,
+    'SafeAreaMonitor': (MONITOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
+                        + TASK_PARAMS),
 }
 
 
