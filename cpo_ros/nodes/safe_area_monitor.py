@@ -21,7 +21,6 @@ heartbeat (the deadman of e_stop_heartbeat_s) and never releases anything.
 
 import time
 
-
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 import numpy as np

@@ -219,7 +219,7 @@ MONITOR_PARAMS = [
               'publishes continuously [s] (0: off); a heartbeat never releases a latched stop',
               0.0, 3600.0),
     ParamSpec('command_source', 'policy_executor', 'the one node whose policy/cmd_vel the '
-              'gate takes (relative: in this node\'s namespace); commands while any other '
+              "gate takes (relative: in this node's namespace); commands while any other "
               'node publishes there are refused (see docs/safety.md for what this does not '
               'prevent without SROS2)'),
     ParamSpec('publish_cost', False, 'publish safety/cost from the pose (on a robot); in '
