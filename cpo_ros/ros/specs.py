@@ -252,3 +252,8 @@ _CLASS_PARAMS = {
 def node_parameters(cls: type) -> list[ParamSpec]:
     """Return every parameter a node class declares (its own and the shared ones it uses)."""
     return _CLASS_PARAMS[cls.__name__]
+
+
+def all_parameter_names() -> set[str]:
+    """Return the names of every parameter some node of cpo_ros declares."""
+    return {spec.name for specs in _CLASS_PARAMS.values() for spec in specs}
