@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from cpo_ros.algo.buffer import RolloutCollector
 from cpo_ros.algo.networks import GaussianPolicy, NumpyActor
 from cpo_ros.deploy.shield import limit_command
 from cpo_ros.ros.params import explicit_keys
