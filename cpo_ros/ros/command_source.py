@@ -10,10 +10,10 @@ offer, and what this check uses:
 - the matched event, fired whenever a publisher joins or leaves.
 
 A command is trusted only while exactly one publisher is matched and the graph shows exactly
-one publisher on the topic, from the configured node. After any change of the set of
-publishers (the matched event) or any observation of another publisher, commands are refused
-for hold_s and the last command is forgotten, so a message from a publisher that came and went
-between two checks is not acted on either.
+one publisher on the topic, from the configured node. When a publisher leaves (the matched
+event) or another publisher is seen, the last command is forgotten and commands are refused
+for hold_s, so a message from a publisher that came and went between two checks is acted on
+at most until its leaving is noticed (the same turn of the executor).
 
 What this does not prevent: without DDS security (SROS2) any participant may create a node of
 the configured name. While the real executor runs, such an impostor is a second publisher and
@@ -57,9 +57,11 @@ class CommandSource:
         """Return the subscription's event callbacks (pass as event_callbacks=)."""
         return SubscriptionEventCallbacks(matched=self._on_matched)
 
-    def _on_matched(self, _info) -> None:
-        # Someone joined or left: whoever it was, no command is trusted for hold_s.
-        self._untrusted('the publishers of policy/cmd_vel changed')
+    def _on_matched(self, info) -> None:
+        # A joining publisher is caught by the count check of each message; one that left
+        # may have sent something just before: forget it and trust nothing for hold_s.
+        if info.current_count_change < 0:
+            self._untrusted('a publisher of policy/cmd_vel left')
 
     def _untrusted(self, reason: str) -> None:
         self._hold_until = time.monotonic() + self.hold_s
