@@ -33,7 +33,7 @@ import yaml
 
 from cpo_ros.paths import config_file
 from cpo_ros.ros.graph import Bringup, graph, placed_nodes, PlacedNode
-from cpo_ros.ros.params import ARGS_ATTRIBUTE
+from cpo_ros.ros.params import ARGS_ATTRIBUTE, refuse_unknown
 from cpo_ros.training.checkpoint import CheckpointError
 
 
@@ -153,6 +153,7 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
         for cls in classes:
             node = cls(context=context)
             nodes.append(node)
+            refuse_unknown(node)  # a misspelt parameter must not fall back to its default
             executor.add_node(node)
         done_events = [node.done for node, end in zip(nodes, ends, strict=True) if end]
         never = Future()

@@ -131,7 +131,6 @@ def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
-    refuse_unknown(node, set(by_name))
     return values
 
 
@@ -200,8 +199,28 @@ def explicit_keys(args: list[str], node_name: str, fqn: str) -> dict[str, str]:
     return found
 
 
-def refuse_unknown(node: Node, declared: set[str]) -> None:
-    """Raise ValueError naming a parameter node was given but does not take (close matches)."""
+def _task_parameter(key: str) -> bool:
+    """Return whether key is <task>.<field> of a registered task (shared files hold several)."""
+    from dataclasses import fields
+
+    from cpo_ros.ros.specs import task_namespace
+    from cpo_ros.tasks.registry import load_task_class, registered
+
+    prefix, _, name = key.partition('.')
+    for task in registered():
+        if task_namespace(task) == prefix:
+            try:
+                return name in {f.name for f in fields(load_task_class(task).Params)}
+            except ValueError:
+                return False
+    return False
+
+
+def refuse_unknown(node: Node) -> None:
+    """Raise ValueError naming a parameter node was given but does not take (close matches).
+
+    Call once the node declared everything (its class's parameters and its task's).
+    """
     from cpo_ros.ros.specs import all_parameter_names
 
     # rclpy keeps a node's overrides (parameter files and -p, already matched to this node)
@@ -209,21 +228,50 @@ def refuse_unknown(node: Node, declared: set[str]) -> None:
     given = set(getattr(node, '_parameter_overrides', {}))
     args = getattr(node.context, ARGS_ATTRIBUTE, None) or []
     explicit = explicit_keys(list(args), node.get_name(), node.get_fully_qualified_name())
+    declared = {name for name in given | set(explicit) if node.has_parameter(name)}
     everyone = set(all_parameter_names())
     for key in sorted(given | set(explicit)):
         if key in declared or key in BUILTIN_PARAMETERS or key.startswith('qos_overrides.'):
             continue
         if key in explicit:
             where = explicit[key]
-            choices = sorted(declared)
+            choices = sorted(node._parameters)
             what = f'{node.get_name()} has no parameter {key!r}'
-        elif key in everyone:
-            continue  # shared (/** or a bare -p): another node of the process takes it
+        elif key in everyone or _task_parameter(key):
+            continue  # shared (/** or a bare -p): another node or task takes it
         else:
             where = 'a wildcard section or a bare -p'
-            choices = sorted(everyone)
+            choices = sorted(everyone | set(node._parameters))
             what = f'{node.get_name()}: no node of cpo_ros has a parameter {key!r}'
         close = difflib.get_close_matches(key, choices, n=3, cutoff=0.6)
         hint = f'; did you mean {", ".join(close)}?' if close else ''
         raise ValueError(f'{what} (set by {where}){hint} Run the node with --help for its '
                          f'parameters.')
+
+
+def declare_task(node: Node, name: str, num_envs: int = 1) -> Any:
+    """Load the task of the `task` parameter, declare its parameters, return it built.
+
+    A bad task (unknown name, bad definition) or parameter raises ValueError naming it, which
+    ends the node with exit code 2.
+    """
+    from dataclasses import replace
+
+    from cpo_ros.ros.specs import task_namespace, task_parameter_specs
+    from cpo_ros.tasks.registry import load_task_class
+
+    cls = load_task_class(name)
+    values = declare_parameters(node, task_parameter_specs(name, cls))
+    prefix = task_namespace(name) + '.'
+    options = {key[len(prefix):]: value for key, value in values.items()}
+    try:
+        return cls(replace(cls.Params(), **options), num_envs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'{node.get_name()}: task {name} parameters: {exc}') from exc
+
+
+def task_options_of(task: Any) -> dict[str, Any]:
+    """Return a built task's parameters as plain options (for TrainConfig.task_kwargs)."""
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(task.params).items()}
