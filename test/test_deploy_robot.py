@@ -168,7 +168,8 @@ def test_pose_source_in_a_map_frame_with_frame_and_stamp_checks(start_node, prob
     """PoseWithCovarianceStamped in map, task origin at (3, 1): inside, outside, refused."""
     monitor = start_node('safe_area_monitor', 'shield_mode:=gate', 'pose_source:=pose',
                          'task_frame:=map', 'task_origin:=[3.0, 1.0, 0.0]',
-                         'cmd_timeout_s:=5.0', 'pose_timeout_s:=1.0', 'diagnostics_rate_hz:=10.0')
+                         'cmd_timeout_s:=5.0', 'pose_timeout_s:=1.0', 'diagnostics_rate_hz:=10.0',
+                         'command_source:=test_probe')  # the probe plays the executor
     listener = Listener(probe)
     pose_pub = probe.create_publisher(PoseWithCovarianceStamped, 'pose', qos.CLI_DEFAULT)
     cmd_pub = probe.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)

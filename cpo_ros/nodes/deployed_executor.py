@@ -26,6 +26,7 @@ import torch
 
 from cpo_ros.deploy.export import load_exported, TWIST_ACTIONS
 from cpo_ros.deploy.profile import check_deployment
+from cpo_ros.deploy.shield import limit_command
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import array_to_twist_stamped, decode_batch
 from cpo_ros.ros.faults import status_name
@@ -34,13 +35,6 @@ from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
 from cpo_ros.training.checkpoint import CheckpointError
-
-
-def limit_command(cmd: np.ndarray, last: np.ndarray, max_vel: np.ndarray, max_acc: np.ndarray,
-                  dt: float) -> np.ndarray:
-    """Clip cmd to the velocity limits and its change from last to max_acc * dt."""
-    cmd = np.clip(cmd, -max_vel, max_vel)
-    return np.clip(cmd, last - max_acc * dt, last + max_acc * dt)
 
 
 class DeployedPolicyExecutor(LifecycleNode):

@@ -37,7 +37,7 @@ from cpo_ros.ros.watchdog import create_steady_timer
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.sim.vec_env import DomainRandomization, VecTaskEnv
 from cpo_ros.tasks.base import Marker as TaskMarker
-from cpo_ros.validation import InvalidField
+from cpo_ros.wire import check_batch_rows
 
 
 def sim_time(seconds: float) -> Time:
@@ -122,9 +122,7 @@ class SimBridge(Node):
     def _on_batch_cmd(self, msg: Float32MultiArray) -> None:
         try:
             cmd, seq = decode_batch(msg, CMD_FIELDS)
-            if cmd.shape[0] != self.env.num_envs:
-                raise InvalidField('env', f'{cmd.shape[0]} commands for {self.env.num_envs} '
-                                   f'robots')
+            check_batch_rows(cmd, CMD_FIELDS, self.env.num_envs)
         except ValueError as exc:
             self.faults.refuse('batch/cmd_vel', exc)
             return

@@ -34,6 +34,7 @@ import yaml
 from cpo_ros.paths import config_file
 from cpo_ros.ros.exit_policy import CONFIGURE_ERROR, exit_outcome
 from cpo_ros.ros.graph import Bringup, graph, placed_nodes, PlacedNode
+from cpo_ros.ros.params import ARGS_ATTRIBUTE, refuse_unknown
 from cpo_ros.training.checkpoint import CheckpointError
 
 
@@ -142,6 +143,8 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
         sys.modules['torch'].set_num_threads(1)
     context = rclpy.Context()
     rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    # The arguments, for the nodes' check of parameters they do not take (ros/params.py).
+    setattr(context, ARGS_ATTRIBUTE, list(sys.argv if args is None else args))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -159,6 +162,7 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
         for cls in classes:
             node = cls(context=context)
             nodes.append(node)
+            refuse_unknown(node)  # a misspelt parameter must not fall back to its default
             executor.add_node(node)
         done_events = [node.done for node, end in zip(nodes, ends, strict=True) if end]
         never = Future()
