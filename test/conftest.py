@@ -34,15 +34,16 @@ ROS_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_faults', 'test_hil
 ROS_FIXTURES = {'domain_id', 'ros_env', 'probe', 'start_node'}
 LEARNING_FILES = {'test_long_horizon'}
 LEARNING_NAME = re.compile(r'(^|_)(train|trains|trained|training|learns)(_|$)')
-SLOW_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_export', 'test_hil',
-              'test_long_horizon', 'test_perspective', 'test_ros_fleet', 'test_ros_graph',
-              'test_ros_nodes'}
+SLOW_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_export',
+              'test_hil', 'test_long_horizon', 'test_node_help', 'test_perspective',
+              'test_ros_fleet', 'test_ros_graph', 'test_ros_nodes'}
 SLOW_TESTS = {
     'test_constraints::test_the_predictor_learns_where_violations_follow',
     'test_constraints::test_train_command_with_a_speed_constraint_and_shaping_writes_per_'
     'constraint_columns',
     'test_cost_estimate::test_split_half_noise_tells_signal_from_noise',
     'test_cost_estimate::test_under_predicted_rises_shrink_the_allowed_rise',
+    'test_exit_codes::test_bringup_exits_2_on_a_deploy_that_cannot_start',
     'test_faults::test_bad_messages_are_refused_by_field_and_counted',
     'test_faults::test_ctrl_c_still_writes_the_plot_and_summary',
     'test_faults::test_failing_updates_resample_then_exit_and_a_respawn_resumes',
