@@ -28,15 +28,15 @@ def pytest_configure(config):
 # Markers by file and test name, set here so that test files need no edits: `-m "not slow"`
 # runs in about a minute (docs/testing.md). A test that takes one of the ROS fixtures is `ros`
 # wherever it lives.
-ROS_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_faults', 'test_hil',
-             'test_perspective', 'test_reference', 'test_ros_fleet', 'test_ros_graph',
-             'test_ros_nodes'}
+ROS_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_faults',
+             'test_fuzz', 'test_hil', 'test_perspective', 'test_reference', 'test_ros_fleet',
+             'test_ros_graph', 'test_ros_nodes'}
 ROS_FIXTURES = {'domain_id', 'ros_env', 'probe', 'start_node'}
 LEARNING_FILES = {'test_long_horizon'}
 LEARNING_NAME = re.compile(r'(^|_)(train|trains|trained|training|learns)(_|$)')
-SLOW_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_export', 'test_hil',
-              'test_long_horizon', 'test_perspective', 'test_ros_fleet', 'test_ros_graph',
-              'test_ros_nodes'}
+SLOW_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_export',
+              'test_fuzz', 'test_hil', 'test_long_horizon', 'test_perspective', 'test_ros_fleet',
+              'test_ros_graph', 'test_ros_nodes'}
 SLOW_TESTS = {
     'test_constraints::test_cpo_with_two_constraints_keeps_each_within_its_line_search_rule',
     'test_constraints::test_shaping_is_off_by_default_and_constrains_the_shaped_cost',
@@ -46,6 +46,7 @@ SLOW_TESTS = {
     'test_cost_estimate::test_critics_fit_long_horizon_values',
     'test_cost_estimate::test_split_half_noise_tells_signal_from_noise',
     'test_cost_estimate::test_under_predicted_rises_shrink_the_allowed_rise',
+    'test_exit_codes::test_bringup_exits_2_on_a_deploy_that_cannot_start',
     'test_faults::test_bad_messages_are_refused_by_field_and_counted',
     'test_faults::test_ctrl_c_still_writes_the_plot_and_summary',
     'test_faults::test_failing_updates_resample_then_exit_and_a_respawn_resumes',
@@ -53,6 +54,9 @@ SLOW_TESTS = {
     'test_gather::test_train_gather_uses_the_paper_limit',
     'test_goal::test_env_ids_outside_the_project_need_a_cost_limit',
     'test_goal::test_train_and_eval_goal_end_to_end',
+    'test_hostile_input::test_a_policy_json_without_observation_is_refused_with_path_and_reason',
+    'test_node_help::test_help_lists_every_parameter',
+    'test_node_help::test_policy_executor_help_shows_both_modes',
     'test_render::test_eval_renders_an_episode_from_above',
     'test_settings::test_config_file_and_set_end_to_end',
     'test_settings::test_help_lists_every_key_with_docstring_and_default',
@@ -72,7 +76,7 @@ SLOW_TESTS = {
     'test_update_speed::test_trainer_samples_ahead_as_a_plain_loop_would',
 }
 """file::test (without parameters) of tests elsewhere that took 3 s or more (--durations=0 on
-2 cores at a load average near 15)."""
+2 cores at a load average near 15), or that start node processes or train a policy."""
 
 
 def pytest_collection_modifyitems(config, items):
