@@ -35,8 +35,8 @@ ROS_FIXTURES = {'domain_id', 'ros_env', 'probe', 'start_node'}
 LEARNING_FILES = {'test_long_horizon'}
 LEARNING_NAME = re.compile(r'(^|_)(train|trains|trained|training|learns)(_|$)')
 SLOW_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_export',
-              'test_fuzz', 'test_hil', 'test_long_horizon', 'test_perspective', 'test_ros_fleet',
-              'test_ros_graph', 'test_ros_nodes'}
+              'test_fuzz', 'test_hil', 'test_long_horizon', 'test_node_help', 'test_perspective',
+              'test_ros_fleet', 'test_ros_graph', 'test_ros_nodes'}
 SLOW_TESTS = {
     'test_constraints::test_cpo_with_two_constraints_keeps_each_within_its_line_search_rule',
     'test_constraints::test_shaping_is_off_by_default_and_constrains_the_shaped_cost',
@@ -55,8 +55,6 @@ SLOW_TESTS = {
     'test_goal::test_env_ids_outside_the_project_need_a_cost_limit',
     'test_goal::test_train_and_eval_goal_end_to_end',
     'test_hostile_input::test_a_policy_json_without_observation_is_refused_with_path_and_reason',
-    'test_node_help::test_help_lists_every_parameter',
-    'test_node_help::test_policy_executor_help_shows_both_modes',
     'test_render::test_eval_renders_an_episode_from_above',
     'test_settings::test_config_file_and_set_end_to_end',
     'test_settings::test_help_lists_every_key_with_docstring_and_default',
