@@ -131,13 +131,15 @@ def run_mode(mode: str, policy: Path, args, env: dict[str, str]) -> dict:
                 times.append(time.monotonic() - t0)
         minutes = (time.monotonic() - start) / 60.0
         probe.spin(1.0)  # the last diagnostics
-        monitor = probe.status.get('cpo_ros: safe area', {})
+        monitor = probe.status.get('safe_area_monitor', {})
         interventions = int(monitor.get('interventions', 0) or 0)
+        takeovers = int(monitor.get('takeovers', 0) or 0)
         return {'mode': mode, 'reached': len(times), 'goals': args.goals,
                 'time_mean': float(np.mean(times)) if times else float('nan'),
                 'time_median': float(np.median(times)) if times else float('nan'),
                 'contacts': contacts, 'minutes': minutes,
                 'interventions_per_min': interventions / minutes,
+                'takeovers_per_min': takeovers / minutes,
                 'scan_blocks': monitor.get('scan_blocks')}
     finally:
         node.destroy_node()
@@ -170,8 +172,10 @@ def main() -> None:
         print(f"shield {'on ' if r['mode'] == 'gate' else 'off'} ({r['mode']}): "
               f"{r['reached']}/{r['goals']} goals reached, time per goal mean "
               f"{r['time_mean']:.1f} s (median {r['time_median']:.1f} s), "
-              f"{r['contacts']} collisions, {r['interventions_per_min']:.1f} interventions/min "
-              f"(scan guard blocks {r['scan_blocks']}), {r['minutes']:.1f} min")
+              f"{r['contacts']} collisions, {r['takeovers_per_min']:.1f} interventions/min "
+              f"(takeovers: the shield taking over from the policy; "
+              f"{r['interventions_per_min']:.0f} replaced commands/min at the gate's rate, scan "
+              f"guard blocks {r['scan_blocks']}), {r['minutes']:.1f} min")
 
 
 if __name__ == '__main__':

@@ -100,8 +100,8 @@ def test_a_goal_from_the_command_line_qos_is_reached_reported_and_the_robot_stop
         assert np.hypot(*(robot.pose()[:2] - goal)) < 0.4 + 0.15  # goal_radius, plus stopping
         assert wait_until(lambda: robot.still_for(0.5), 5)  # it stops there ...
         assert robot.still_for(1.5)  # ... until the next goal
-        assert wait_until(lambda: robot.value('policy executor', 'goals_reached') == '1', 10)
-        assert robot.value('policy executor', 'rejected_goals') == '1'
+        assert wait_until(lambda: robot.value('policy_executor', 'goals_reached') == '1', 10)
+        assert robot.value('policy_executor', 'rejected_goals') == '1'
         # The next goal: driving again.
         robot.send_goal(float(start[0]), float(start[1]))
         assert wait_until(lambda: len(robot.reached) == 2, 120), stack.output
@@ -129,6 +129,7 @@ def test_the_scan_guard_stops_a_straight_ahead_policy_short_of_the_obstacle(
         near = float(np.nanmin(np.where(np.isfinite(ahead), ahead, np.inf)))
         # The body (0.1 m) keeps clear of what it headed for: stopped before it, not on it.
         assert 0.1 + 0.05 < near < 1.5, near
-        assert wait_until(lambda: int(robot.value('safe area', 'scan_blocks') or 0) > 0, 10)
+        assert wait_until(
+            lambda: int(robot.value('safe_area_monitor', 'scan_blocks') or 0) > 0, 10)
     finally:
         stack.stop()

@@ -22,9 +22,9 @@ from cpo_ros.ros.laser_scan import ranges_to_laser_scan
 
 # Timeouts well above the feeder's period: a loaded test machine must not look like a stale
 # input (the stale cases send stamps 5 s old, or nothing).
-MONITOR = ('shield_mode:=gate', 'cmd_timeout_s:=2.0', 'pose_timeout_s:=2.0', 'scan_timeout_s:=2.0',
-           'gate_rate_hz:=20.0',
-           'diagnostics_rate_hz:=5.0', 'task:=goal', 'scan_margin_m:=0.1',
+MONITOR = ('shield_mode:=gate', 'cmd_timeout_s:=2.0', 'pose_timeout_s:=2.0',
+           'scan_timeout_s:=2.0', 'gate_rate_hz:=20.0', 'diagnostics_rate_hz:=5.0', 'task:=goal',
+           'scan_margin_m:=0.1', 'command_source:=test_probe',
            'area_type:=rectangle', 'area_rectangle:=[-50.0, 50.0, -50.0, 50.0]')
 DEGREES = np.arange(360) - 180
 
