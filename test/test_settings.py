@@ -80,8 +80,8 @@ def test_settings_go_to_their_dataclass_with_task_options():
     assert config.task_kwargs == {'max_episode_steps': 200, 'x_limit': 3.0}
     options = settings.task_options(config)
     assert options['max_episode_steps'] == 200 and options['target_radius'] == 15.0
-    assert build(task='goal', n_hazards='4', mass='2').task_kwargs == {'n_hazards': 4,
-                                                                      'mass': 2.0}
+    assert build(task='goal', n_obstacles='4', mass='2').task_kwargs == {'n_obstacles': 4,
+                                                                        'mass': 2.0}
     assert build(env_id='cpo_ros/PointGoal-v0', num_rays=8).task_kwargs == {'num_rays': 8}
 
 
@@ -94,7 +94,7 @@ def test_settings_go_to_their_dataclass_with_task_options():
     ({'cost_shaping': 'maybe'}, "cost_shaping = 'maybe': need true/false"),
     ({'x_limit': '-1'}, 'x_limit = -1.0 is out of range'),
     ({'task': 'goal', 'x_limit': '3'}, "unknown setting 'x_limit' for task goal"),
-    ({'task': 'goal', 'hazard_radius': '0'}, 'hazard_radius = 0.0 is out of range'),
+    ({'task': 'goal', 'obstacle_radius': '0'}, 'obstacle_radius = 0.0 is out of range'),
     ({'task.gamma': '0.9'}, "unknown setting 'task.gamma'"),
     ({'algo.x_limit': '1'}, "unknown setting 'algo.x_limit'"),
     ({'env_id': 'CartPole-v1', 'x_limit': '3'}, 'no task options'),

@@ -3,7 +3,7 @@
 TASK_PARAMS are shared by several nodes and live under the `/**:` key of the parameter files,
 so the simulator, the executor, the learner and the monitor can never disagree about them.
 The task's own parameters are declared from its Params dataclass under the task's name
-(`circle.x_limit`, `goal.hazard_radius`: task_parameter_specs), so a file may hold several
+(`circle.x_limit`, `goal.obstacle_radius`: task_parameter_specs), so a file may hold several
 tasks' settings and `task:=goal` takes Goal's, never Circle's.
 """
 

@@ -2,7 +2,7 @@
 
 MuJoCo renders the robots; the task's geometry, which the physics does not need, is drawn as
 visual-only geoms into the scene: the task's safe area and markers (Task.markers: objects,
-hazards, goals, the target circle) and robot 0's recent path. Off-screen rendering needs an
+obstacles, goals, the target circle) and robot 0's recent path. Off-screen rendering needs an
 OpenGL backend chosen before mujoco is imported:
 `MUJOCO_GL=osmesa` (Debian's libosmesa6, installed by `make setup` as root) on a headless
 machine; `cpo-ros eval --video` sets it when unset.

@@ -42,7 +42,7 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
     tracks: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
     finished_tracks: list[np.ndarray] = []
     has_pose = hasattr(env, 'poses')
-    # Each episode draws its own layout (hazards, objects): keep it to draw beside its track.
+    # Each episode draws its own layout (obstacles, objects): keep it to draw beside its track.
     task = getattr(env, 'task', None)
     layouts = [task.markers(i) for i in range(num_envs)] if task is not None else None
     finished_layouts: list[list] = []
@@ -108,7 +108,7 @@ def plot_tracks(tracks: list[np.ndarray], task: Any, path: str | os.PathLike,
                 layouts: list[list[Any]] | None = None) -> Path:
     """Draw trajectories from above with the task drawn in.
 
-    The task's safe area, and each episode's markers (its layout at the start: hazards, objects,
+    The task's safe area, and each episode's markers (its layout at the start: obstacles, objects,
     the target circle) in the colour of its track.
     """
     import matplotlib
