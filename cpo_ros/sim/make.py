@@ -191,3 +191,8 @@ def make_vec_env(task: str | None = None, env_id: str | None = None, num_envs: i
     check_env_id(env_id)
     factory = _gym_factory(env_id, task_kwargs)
     return GymVecEnv([factory] * num_envs, env_id, seed)
+
+
+def vec_env(task: str, num_envs: int = 1, seed: int = 0, **options: Any) -> VecTaskEnv:
+    """Return num_envs robots on a task (make_vec_env with the task first)."""
+    return make_vec_env(task=task, num_envs=num_envs, seed=seed, **options)
