@@ -202,3 +202,37 @@ def test_the_deploy_drives_the_stand_in_and_refuses_a_policy_of_another_task(
         assert wait_until(lambda: listener.inside and listener.inside[-1], 10)
     finally:
         assert stack.stop(timeout=40) == 0, stack.output
+
+
+def test_the_corridor_trains_on_a_fleet(ros_env, tmp_path):
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'fleet_sim', '--ros-args',
+           '-p', 'workers:=2', '-p', 'task:=corridor', '-p', 'num_envs:=2',
+           '-p', 'steps_per_iteration:=800', '-p', 'corridor.max_episode_steps:=20',
+           '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
+           '-p', 'learner:value_epochs:=2']
+    bringup = NodeProcess(cmd, ros_env)
+    try:
+        assert wait_until(lambda: (tmp_path / 'progress.csv').is_file()
+                          and len(progress(tmp_path)) >= 2, 240), bringup.output
+    finally:
+        bringup.stop(timeout=40)
+    rows = progress(tmp_path)
+    assert float(rows[0]['cost_limit_1']) == 10.0 and float(rows[-1]['episode_length']) == 20
+    # Both workers' executors brought samples of the corridor.
+    assert len(rows[-1]['executor_shares'].split()) == 2
+
+
+def test_goal_trains_through_the_circle_graph_with_its_own_settings(ros_env, tmp_path):
+    # circle_sim.yaml sets Circle's parameters and episode length; -p task:=goal takes Goal's
+    # (goal.*), and the learner's cost_limit -1 takes Goal's default limit, 50.
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
+           '-p', 'task:=goal', '-p', 'num_envs:=4', '-p', 'steps_per_iteration:=400',
+           '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
+           '-p', 'learner:value_epochs:=2']
+    bringup = NodeProcess(cmd, ros_env)
+    assert bringup.wait(timeout=240) == 0, bringup.output
+    rows = progress(tmp_path)
+    assert [int(r['iteration']) for r in rows] == [1, 2]
+    assert float(rows[0]['cost_limit']) == 50.0
+    config = (tmp_path / 'config.yaml').read_text()
+    assert 'task: goal' in config and 'max_episode_steps: 1000' in config

@@ -13,6 +13,7 @@ import numpy as np
 
 from cpo_ros.sim.robot import PointRobots, RobotConfig
 from cpo_ros.tasks.base import Task
+from cpo_ros.tasks.registry import DEFAULT_TASK
 from cpo_ros.validation import check_range
 
 
@@ -206,7 +207,7 @@ class TaskEnv(gym.Env):
 
     metadata = {'render_modes': []}
 
-    def __init__(self, task: str = 'circle', **options: Any) -> None:
+    def __init__(self, task: str = DEFAULT_TASK, **options: Any) -> None:
         from cpo_ros.sim.make import make_vec_env
 
         self._vec = make_vec_env(task=task, num_envs=1, autoreset=False, **options)

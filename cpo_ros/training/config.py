@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass, field, fields
 import math
 from typing import Any
 
+from cpo_ros.tasks.registry import DEFAULT_TASK
 from cpo_ros.validation import check_range
 
 ALGOS = ('cpo', 'trpo', 'pdo')
@@ -126,8 +127,9 @@ class AlgoConfig:
 class TrainConfig:
     """A whole training run: task, budget, sampling and the update settings."""
 
-    task: str | None = 'circle'
-    """Project task ('circle'), or None when env_id is given."""
+    task: str | None = DEFAULT_TASK
+    """Task: a registered name or a dotted path 'pkg.module:Class' (cpo_ros.tasks.registry),
+    or None when env_id is given."""
     env_id: str | None = None
     """Any Gymnasium id whose step reports info['cost'], or a Safety-Gymnasium id."""
     iterations: int = 100
@@ -147,7 +149,7 @@ class TrainConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     """Update settings."""
     task_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the task's constants (e.g. {'x_limit': 3.0})."""
+    """Overrides of the task's parameters and the robot's (e.g. {'x_limit': 3.0})."""
     robot: dict[str, Any] = field(default_factory=dict)
     """The robot profile trained for (config/robots/<name>.yaml parameters; empty: the
     simulator's defaults). Its limits, control period and task scale are also in task_kwargs;
