@@ -14,6 +14,7 @@ import numpy as np
 
 from cpo_ros.tasks import scan
 from cpo_ros.tasks.base import Marker, param, StepResult, Task, TaskParams
+from cpo_ros.tasks.safe_area import SafeArea
 
 ROBOT_LABELS = ('v', 'w', 'goal_cos', 'goal_sin', 'goal_dist')
 """Observation layout before the scan: forward velocity [m/s], yaw rate [rad/s], the goal's
@@ -125,6 +126,11 @@ class Goal(Task):
     def observation_labels(self) -> tuple[str, ...]:
         """Return v, w, then the sensor readings."""
         return ROBOT_LABELS[:2] + self.sensor_labels
+
+    def safe_area(self) -> SafeArea:
+        """Return the arena: the placement square and 1 m around it (goals lie inside)."""
+        e = self.params.placement_extent + 1.0
+        return SafeArea.rectangle(-e, e, -e, e)
 
     def _free_points(self, count: int, avoid: np.ndarray, clearance: float,
                      rng: np.random.Generator) -> np.ndarray:
