@@ -35,7 +35,7 @@ from cpo_ros.ros.conversions import (
 )
 from cpo_ros.training.fleet import ChunkGatherer
 
-TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'max_episode_steps:=10']
+TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'circle.max_episode_steps:=10']
 OBS, ACT = 6, 2
 MIB = 2 ** 20
 

@@ -11,7 +11,7 @@ from std_msgs.msg import UInt8MultiArray
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import msg_to_arrays
 
-SMALL = ['num_envs:=4', 'steps_per_iteration:=400', 'max_episode_steps:=20']
+SMALL = ['num_envs:=4', 'steps_per_iteration:=400', 'circle.max_episode_steps:=20']
 
 
 def learner_params(out, iterations=3):
@@ -224,7 +224,7 @@ def test_a_second_constraint_trains_through_the_graph_with_per_constraint_topics
         return {name for name, types in probe.get_topic_names_and_types()
                 if name in wanted and types == ['std_msgs/msg/Float32']}
     cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
-           *[x for p in SMALL for x in ('-p', p)], '-p', 'speed_limit:=0.5',
+           *[x for p in SMALL for x in ('-p', p)], '-p', 'circle.speed_limit:=0.5',
            '-p', 'learner:cost_limit:=[5.0, 4.0]', '-p', f'learner:out:={tmp_path}',
            '-p', 'learner:iterations:=2', '-p', 'learner:value_epochs:=2',
            '-p', 'learner:shutdown_when_done:=false']
