@@ -48,7 +48,8 @@ def start(module: str, *params: str) -> subprocess.Popen:
            str(config_file('circle_sim'))]
     for p in params:
         cmd += ['-p', f'{name}:{p}']
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(os.path.join(tempfile.gettempdir(), f'bench_hostile_{name}.log'), 'w')
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 
 class Probe:
@@ -162,6 +163,8 @@ def memory(args) -> None:
             sent += 1
         size = len(msg.data)
         time.sleep(3.0)
+        assert learner.poll() is None, f'the learner ended ({learner.returncode}): see ' \
+            f'{tempfile.gettempdir()}/bench_hostile_learner.log'
         rss, peak = peak_rss(learner.pid)
         bound = base_rss + queue_bytes + 7 * cap
         print(f'memory: learner of 50,000-sample iterations (rollout size cap {cap / MIB:.1f} '
