@@ -2,7 +2,7 @@
 messages per second each node refuses while it keeps doing its real work.
 
 Run: ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_hostile.py [--part memory|refusals|all]
-     [--seconds 5]
+     [--seconds 5] [--rates 100 1000 5000]
 Prints
 - memory: the learner (Point-Circle, steps_per_iteration 50,000) while a probe floods
   `cpo/rollout` with chunks of 50,000 float64 samples sampled by the learner's own current
@@ -10,9 +10,9 @@ Prints
   RSS (VmHWM) against the stated bound  baseline + queue_bytes + 7 x the rollout size cap
   (4 in the reader's history, 3 copies while one is checked);
 - refusals: the training graph (sim bridge, executor, learner; 16 robots) and a gate-mode
-  monitor, each input flooded in turn with malformed messages as fast as one probe publishes
-  them: refusals per second (the node's /diagnostics counter) and the node's real work
-  meanwhile against without the flood (lock-step env steps/s; the monitor's cmd_vel rate).
+  monitor, each input flooded in turn with malformed messages at each of --rates: refusals
+  per second (the node's /diagnostics counter) and the real work meanwhile against without
+  the flood (lock-step env steps/s from the bridge's batch/state; the monitor's cmd_vel rate).
 """
 
 import argparse
@@ -207,10 +207,12 @@ def refusals(args) -> None:
     procs = [start('cpo_ros.nodes.sim_bridge', *common),
              start('cpo_ros.nodes.policy_executor', *common),
              start('cpo_ros.nodes.learner', *common, f'out:={out}', 'resume:=false',
-                   'iterations:=100000', 'value_epochs:=1'),
+                   'iterations:=100000', 'value_epochs:=1', 'rollout_timeout_s:=5.0'),
              start('cpo_ros.nodes.safe_area_monitor', 'shield_mode:=gate',
                    'command_source:=bench_probe', 'diagnostics_rate_hz:=5.0')]
     probe = Probe()
+    # Lock-step progress: the states the sim bridge publishes (the probe floods the others).
+    probe.count_topic('batch/state', Float32MultiArray, qos.LOCKSTEP)
     probe.count_topic('batch/cmd_vel', Float32MultiArray, qos.LOCKSTEP)
     probe.count_topic('cmd_vel', TwistStamped, qos.CLI_DEFAULT)
     # The probe plays the deploy executor for the monitor: a pose and a command at 20 Hz.
@@ -235,26 +237,29 @@ def refusals(args) -> None:
     bad_batch = Float32MultiArray(data=[1.0, 2.0, 3.0])
     nan_odom = pose_twist_to_odometry(np.array([np.nan, 0.0, 0.0]), np.zeros(2),
                                       _stamp(), 'odom', 'base_link')
+    # The latched inputs last: a flood there displaces the learner's own policy or status
+    # from the executor's reader (depth 1), and sampling waits for the learner to re-publish
+    # (rollout_timeout_s).
     floods = (
         ('learner', 'cpo/rollout', UInt8MultiArray, qos.CLI_DEFAULT, bad_npz, 'refused_rollout'),
-        ('policy_executor', 'cpo/policy', UInt8MultiArray, qos.LATCHED, bad_npz,
-         'refused_policy'),
-        ('policy_executor', 'cpo/iteration', UInt8MultiArray, qos.LATCHED, bad_npz,
-         'refused_iteration'),
         ('policy_executor', 'batch/state', Float32MultiArray, qos.CLI_DEFAULT, bad_batch,
          'refused_batch/state'),
         ('sim_bridge', 'batch/cmd_vel', Float32MultiArray, qos.CLI_DEFAULT, bad_batch,
          'refused_batch/cmd_vel'),
-        ('cpo_ros: safe area', 'odom', Odometry, qos.CLI_DEFAULT, nan_odom, 'rejected_poses'),
+        ('/cpo_ros: safe area', 'odom', Odometry, qos.CLI_DEFAULT, nan_odom, 'rejected_poses'),
+        ('policy_executor', 'cpo/iteration', UInt8MultiArray, qos.LATCHED, bad_npz,
+         'refused_iteration'),
+        ('policy_executor', 'cpo/policy', UInt8MultiArray, qos.LATCHED, bad_npz,
+         'refused_policy'),
     )
     try:
-        assert wait(lambda: probe.counts['batch/cmd_vel'] > 100 and probe.counts['cmd_vel'] > 20,
+        assert wait(lambda: probe.counts['batch/state'] > 100 and probe.counts['cmd_vel'] > 20,
                     180), 'the graph did not start'
 
-        def work(seconds: float) -> tuple[float, float]:
-            steps0, gate0 = probe.counts['batch/cmd_vel'], probe.counts['cmd_vel']
+        def work(seconds: float, steps_topic: str = 'batch/state') -> tuple[float, float]:
+            steps0, gate0 = probe.counts[steps_topic], probe.counts['cmd_vel']
             time.sleep(seconds)
-            return ((probe.counts['batch/cmd_vel'] - steps0) * 16 / seconds,
+            return ((probe.counts[steps_topic] - steps0) * 16 / seconds,
                     (probe.counts['cmd_vel'] - gate0) / seconds)
 
         quiet_steps, quiet_gate = work(args.seconds)
@@ -263,24 +268,32 @@ def refusals(args) -> None:
         for node, topic, kind, profile, message, key in floods:
             pub = probe.node.create_publisher(kind, topic, profile)
             assert wait(lambda pub=pub: pub.get_subscription_count() > 0, 30), topic
-            before = probe.counter(node, key)
-            stop = threading.Event()
-            sent = [0]
+            for rate in args.rates:
+                before = probe.counter(node, key)
+                stop = threading.Event()
+                sent = [0]
 
-            def flood(pub=pub, message=message, stop=stop, sent=sent) -> None:
-                while not stop.is_set():
-                    pub.publish(message)
-                    sent[0] += 1
-            thread = threading.Thread(target=flood, daemon=True)
-            thread.start()
-            steps, gate = work(args.seconds)
-            stop.set()
-            thread.join()
-            time.sleep(1.0)  # the last diagnostics
-            refused = probe.counter(node, key) - before
-            print(f'  {topic:<14} -> {node:<18} sent {sent[0] / args.seconds:8,.0f}/s, refused '
-                  f'{refused / args.seconds:8,.0f}/s; meanwhile {steps:8,.0f} env steps/s '
-                  f'({steps / quiet_steps:.0%}), cmd_vel {gate:.1f}/s')
+                def flood(pub=pub, message=message, stop=stop, sent=sent, rate=rate) -> None:
+                    due = time.monotonic()
+                    while not stop.is_set():
+                        pub.publish(message)
+                        sent[0] += 1
+                        due += 1.0 / rate
+                        pause = due - time.monotonic()
+                        if pause > 0:
+                            time.sleep(pause)
+                thread = threading.Thread(target=flood, daemon=True)
+                thread.start()
+                # Steps counted on the lock-step topic the probe does not flood itself.
+                steps, gate = work(args.seconds, 'batch/cmd_vel' if topic == 'batch/state'
+                                   else 'batch/state')
+                stop.set()
+                thread.join()
+                time.sleep(1.0)  # the last diagnostics
+                refused = probe.counter(node, key) - before
+                print(f'  {topic:<14} -> {node:<20} sent {sent[0] / args.seconds:7,.0f}/s, '
+                      f'refused {refused / args.seconds:7,.0f}/s; meanwhile {steps:6,.0f} env '
+                      f'steps/s ({steps / quiet_steps:4.0%}), cmd_vel {gate:5.1f}/s', flush=True)
             probe.node.destroy_publisher(pub)
         print(f'alive after the floods: {[p.poll() is None for p in procs]}')
     finally:
@@ -304,6 +317,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--part', choices=('memory', 'refusals', 'all'), default='all')
     parser.add_argument('--seconds', type=float, default=5.0)
+    parser.add_argument('--rates', type=float, nargs='+', default=[100.0, 1000.0, 5000.0],
+                        help='flood rates to try [messages/s]')
     args = parser.parse_args()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     print(f'command: {" ".join([os.path.basename(sys.executable), *sys.argv])} '
