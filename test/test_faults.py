@@ -106,7 +106,7 @@ def test_bad_messages_are_refused_by_field_and_counted(start_node, probe, tmp_pa
 
     def on_diag(msg):
         for status in msg.status:
-            target = {'learner': learner_diag, 'policy_executor': executor_diag}.get(status.name)
+            target = {'/learner': learner_diag, '/policy_executor': executor_diag}.get(status.name)
             if target is not None:
                 target.update({kv.key: kv.value for kv in status.values})
 

@@ -142,7 +142,7 @@ class Learner(Node):
                       for name in PER_CONSTRAINT_TOPICS]
         self.metric_pubs = {name: self.create_publisher(Float32, f'cpo/{name}', qos.METRICS)
                             for name in names}
-        self.faults = FaultReport(self, 'learner')
+        self.faults = FaultReport(self)
         self.create_subscription(UInt8MultiArray, 'cpo/rollout', self._on_rollout,
                                  qos.ROLLOUT)
         # Chunks wait here while an update runs: bounded in bytes, in total and per executor.

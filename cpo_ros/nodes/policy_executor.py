@@ -19,7 +19,7 @@ from rclpy.node import Node
 from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
 
 from cpo_ros.ros import qos
-from cpo_ros.ros.bringup import run_nodes
+from cpo_ros.ros.bringup import node_help, run_nodes, wants_help
 from cpo_ros.ros.conversions import (
     arrays_to_msg,
     CMD_FIELDS,
@@ -76,7 +76,7 @@ class PolicyExecutor(Node):
         if num_costs > 1:
             self.cost_pubs += [self.create_publisher(Float32, f'episode/cost_{i}', qos.METRICS)
                                for i in range(num_costs)]
-        self.faults = FaultReport(self, 'policy_executor')
+        self.faults = FaultReport(self)
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
         self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status, qos.LATCHED)
@@ -195,6 +195,12 @@ def main(args: list[str] | None = None) -> int:
     ros_start = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
     deploy = '--deploy' in argv[:ros_start]
     argv = [a for i, a in enumerate(argv) if not (i < ros_start and a == '--deploy')]
+    if wants_help(argv):  # both modes and their parameters, with or without --deploy
+        from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
+        print(node_help('policy_executor', [PolicyExecutor, DeployedPolicyExecutor],
+                        modes=('training (default)', '--deploy (an exported policy on a robot)')),
+              flush=True)
+        return 0
     if deploy:
         from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
         return run_nodes('policy_executor', [DeployedPolicyExecutor], [False], argv)

@@ -36,13 +36,12 @@ from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.command_source import CommandSource
 from cpo_ros.ros.conversions import command_subscription, CommandPublisher, yaw_to_quaternion
+from cpo_ros.ros.faults import status_name
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import ArrivalClock, create_steady_timer
 from cpo_ros.tasks.safe_area import SafeArea
-
-STATUS_NAME = 'cpo_ros: safe area'
 
 
 def safe_area_from(p: dict, task: Any) -> SafeArea:
@@ -92,18 +91,23 @@ class SafeAreaMonitor(Node):
         self.clock = ArrivalClock(self)
         self._policy_cmd: np.ndarray | None = None
         self._last_cmd = -float('inf')
-        self._pending_estimates: list[float] = []
+        # The estimate of the latest pose that no simulator cost was compared with yet, and
+        # the counts of comparisons made and of costs that found no such pose.
+        self._unpaired_estimate: float | None = None
+        self.cost_checks = self.unpaired_costs = 0
         self.last_reason: str | None = None
 
         self.inside_pub = self.create_publisher(Bool, 'safety/in_safe_area', qos.METRICS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.METRICS)
         self.marker_pub = self.create_publisher(MarkerArray, 'safe_area/markers', qos.LATCHED)
+        # The pose subscription first: an executor that finds a pose and the simulator's cost
+        # of the same step ready together takes them in creation order, the pose first.
+        self.pose_input = PoseInput(self, p)
+        self.pose_input.callbacks.append(self._on_pose)
         if self.publish_cost:
             self.cost_pub = self.create_publisher(Float32, 'safety/cost', qos.METRICS)
         else:
             self.create_subscription(Float32, 'safety/cost', self._on_sim_cost, qos.METRICS)
-        self.pose_input = PoseInput(self, p)
-        self.pose_input.callbacks.append(self._on_pose)
         self.cmd_pub = None
         self.gate_period = 1.0 / p['gate_rate_hz']
         if self.shield_mode != 'none':
@@ -142,14 +146,19 @@ class SafeAreaMonitor(Node):
             if self.publish_cost:
                 self.cost_pub.publish(Float32(data=self.cost_estimate))
             else:
-                # The bridge publishes odom and then the cost of the same step.
-                self._pending_estimates = (self._pending_estimates + [self.cost_estimate])[-10:]
+                # The bridge publishes odom and then the cost of the same step; a newer pose
+                # replaces an unpaired one, so a lost message costs one comparison, never
+                # shifts the pairs after it (a queue of estimates did: issue 23).
+                self._unpaired_estimate = self.cost_estimate
         self._gate()
 
     def _on_sim_cost(self, msg: Float32) -> None:
-        if not self._pending_estimates:
+        """Compare the simulator's cost with the estimate from the pose of the same step."""
+        estimate, self._unpaired_estimate = self._unpaired_estimate, None
+        if estimate is None:  # its pose was dropped (best-effort odom) or refused
+            self.unpaired_costs += 1
             return
-        estimate = self._pending_estimates.pop(0)
+        self.cost_checks += 1
         if not np.isfinite(msg.data) or abs(float(msg.data) - estimate) > 1e-6:
             self.disagreements += 1
 
@@ -257,7 +266,7 @@ class SafeAreaMonitor(Node):
 
     # -- reporting ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=f'{self.get_namespace().rstrip("/")}/{STATUS_NAME}',
+        status = DiagnosticStatus(name=status_name(self),
                                   hardware_id=self.get_namespace())
         reason = self.stop_reason()
         if self.shield_mode != 'none' and reason is not None:
@@ -275,14 +284,19 @@ class SafeAreaMonitor(Node):
         status.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('in_safe_area', self.inside), ('exits', self.exits),
             ('cost_estimate', self.cost_estimate), ('disagreements', self.disagreements),
+            ('cost_checks', self.cost_checks), ('unpaired_costs', self.unpaired_costs),
             ('rejected_poses', self.pose_input.rejected), ('shield_mode', self.shield_mode),
             ('interventions', self.interventions), ('takeovers', self.takeovers),
             ('e_stop', self.e_stop), ('limited', self.limited),
             ('e_stop_releases_refused', self.e_stop_releases_refused),
             ('command_source', getattr(getattr(self, 'source', None), 'source', None)),
             ('refused_commands', getattr(getattr(self, 'source', None), 'refused', 0)),
-            ('stop_reason', reason), ('task_frame', self.pose_input.task_frame),
+            ('task_frame', self.pose_input.task_frame),
             ('pose_source', self.pose_input.source))]
+        if self.cmd_pub is not None and reason is not None:
+            # Only while this node holds the robot still: with shield_mode none (training) it
+            # sends no commands, so a stale policy command stops nothing.
+            status.values.append(KeyValue(key='stop_reason', value=reason))
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)
