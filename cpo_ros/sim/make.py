@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from functools import partial
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -179,9 +180,10 @@ def _gym_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
                              f'import here ({type(exc).__name__}: {exc}): it needs its own '
                              f'Python 3.10 environment, see "Safety-Gymnasium" in the '
                              f'README') from exc
-        return lambda: safety_gymnasium.make(env_id, **kwargs)
-    # Gymnasium's passive checker rejects the 6-tuple step of safety-style envs.
-    return lambda: gym.make(env_id, disable_env_checker=True, **kwargs)
+        return partial(safety_gymnasium.make, env_id, **kwargs)
+    # Gymnasium's passive checker rejects the 6-tuple step of safety-style envs. A partial, not
+    # a lambda: env workers receive the factory pickled.
+    return partial(gym.make, env_id, disable_env_checker=True, **kwargs)
 
 
 def check_env_id(env_id: str) -> None:
@@ -194,14 +196,24 @@ def check_env_id(env_id: str) -> None:
 
 
 def make_vec_env(task: str | None = None, env_id: str | None = None, num_envs: int = 1,
-                 seed: int = 0, **task_kwargs: Any) -> VecEnv:
-    """Return num_envs copies of a project task ('circle') or of a Gymnasium/Safety id."""
+                 seed: int = 0, env_workers: int = 1, **task_kwargs: Any) -> VecEnv:
+    """Return num_envs copies of a project task ('circle') or of a Gymnasium/Safety id.
+
+    env_workers >= 2 steps an id's envs in that many processes (cpo_ros.sim.gym_workers).
+    """
     if (task is None) == (env_id is None):
         raise ValueError('give exactly one of task and env_id')
     if task is not None:
         if task not in TASKS:
             raise ValueError(f'unknown task {task!r}: the project has {sorted(TASKS)}')
+        if env_workers != 1:
+            raise ValueError(f'env_workers = {env_workers}: the project task {task} steps all '
+                             f'its robots in one MuJoCo model, in this process (env_workers '
+                             f'is for --env-id envs; set it to 1)')
         return TASKS[task](num_envs, seed, **task_kwargs)
     check_env_id(env_id)
     factory = _gym_factory(env_id, task_kwargs)
+    if env_workers != 1:
+        from cpo_ros.sim.gym_workers import GymWorkerVecEnv
+        return GymWorkerVecEnv(factory, num_envs, env_id, seed, env_workers)
     return GymVecEnv([factory] * num_envs, env_id, seed)
