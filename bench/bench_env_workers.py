@@ -8,8 +8,9 @@ project's Point-Goal with a fixed amount of CPU work added to each step and each
 (--step-ms, --reset-ms of CPU time, calibrated with the process clock at start), standing in
 for Safety-Gymnasium's few hundred steps/s per core. The envs are stepped with seeded uniform
 random actions through make_vec_env, as the trainer steps them; start-up (spawning the
-workers) is timed apart. The machine's load average is printed with each figure: the speed-up
-needs the second core free.
+workers) is timed apart. CPU ms/step counts this process and the workers: equal CPU per step
+with N workers means the work split without overhead, and the wall-clock speed-up then
+depends on free cores. The machine's load average is printed with each figure.
 """
 
 import argparse
@@ -61,25 +62,36 @@ if SLOW_ID not in gym.registry:
     gym.register(SLOW_ID, entry_point=SlowPointGoal)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the CPU seconds of this process and of the given processes (Linux /proc)."""
+    total = time.process_time()
+    tick = os.sysconf('SC_CLK_TCK')
+    for pid in pids:
+        fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def measure(env_id: str, kwargs: dict, num_envs: int, workers: int, steps: int,
-            seed: int) -> tuple[float, float]:
-    """Return (start-up s, env steps/s) of steps vector steps of num_envs envs."""
+            seed: int) -> tuple[float, float, float]:
+    """Return (start-up s, env steps/s, CPU ms per env step) of steps vector steps."""
     t0 = time.perf_counter()
     env = make_vec_env(env_id=env_id, num_envs=num_envs, seed=seed, env_workers=workers,
                        **kwargs)
     t1 = time.perf_counter()
+    pids = getattr(env, 'pids', [])
     try:
         rng = np.random.default_rng(seed)
         low, high = env.single_action_space.low, env.single_action_space.high
-        t2 = time.perf_counter()
+        c2, t2 = cpu_seconds(pids), time.perf_counter()
         env.reset(seed=seed)
         for _ in range(steps):
             env.step(rng.uniform(low, high, (num_envs, env.act_dim)))
-        t3 = time.perf_counter()
+        c3, t3 = cpu_seconds(pids), time.perf_counter()
     finally:
         if hasattr(env, 'close'):
             env.close()
-    return t1 - t0, num_envs * steps / (t3 - t2)
+    return t1 - t0, num_envs * steps / (t3 - t2), (c3 - c2) * 1000 / (num_envs * steps)
 
 
 def main() -> None:
@@ -112,17 +124,18 @@ def main() -> None:
               f'reset ({rate:.0f} burn iterations per ms)')
     print(f'{env_id}, {args.num_envs} envs, {args.steps_per_env} steps each from a seeded '
           f'reset, {os.cpu_count()} cores')
-    print(' workers  repeat  start-up s  env steps/s  vs 1 worker  load average (1 min)')
+    print(' workers  repeat  start-up s  env steps/s  vs 1 worker  CPU ms/step  load average '
+          '(1 min)')
     best: dict[int, float] = {}
     for repeat in range(args.repeats):
         for workers in args.workers:
-            startup, rate = measure(env_id, kwargs, args.num_envs, workers, args.steps_per_env,
-                                    args.seed)
+            startup, rate, cpu = measure(env_id, kwargs, args.num_envs, workers,
+                                         args.steps_per_env, args.seed)
             best[workers] = max(best.get(workers, 0.0), rate)
             base = best.get(1)
             ratio = f'{rate / base:10.2f}x' if base else ' ' * 11
-            print(f'{workers:8d} {repeat + 1:7d} {startup:11.2f} {rate:12.0f} {ratio}  '
-                  f'{os.getloadavg()[0]:.2f}', flush=True)
+            print(f'{workers:8d} {repeat + 1:7d} {startup:11.2f} {rate:12.0f} {ratio} '
+                  f'{cpu:12.3f}  {os.getloadavg()[0]:.2f}', flush=True)
     if 1 in best:
         print('best of the repeats: ' + ', '.join(
             f'{w} worker(s) {r:.0f} steps/s ({r / best[1]:.2f}x)' for w, r in sorted(
