@@ -109,9 +109,10 @@ def test_a_worker_that_exits_inside_step_is_named_with_its_exit_code():
 
 
 def test_a_stuck_worker_is_named_after_the_timeout():
-    env = GymWorkerVecEnv(StuckEnv, 3, 'stuck', workers=3, timeout_s=1.0)
+    env = GymWorkerVecEnv(StuckEnv, 3, 'stuck', workers=3, timeout_s=TIMEOUT_S)
     env.reset(seed=6)  # env 1 (worker 1) gets seed 7
     env.step(np.zeros((3, 2)))
+    env.timeout_s = 1.0  # only for the step that never ends
     with pytest.raises(EnvWorkerError, match=r'env worker 1 of 3 \(pid \d+, env 1 of stuck\) '
                        r'did not answer step within 1 s'):
         env.step(np.zeros((3, 2)))
