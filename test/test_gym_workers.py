@@ -136,7 +136,7 @@ def test_an_env_error_in_a_worker_is_raised_as_itself_naming_the_worker():
     ({'env_id': 'cpo_ros/PointCircle-v0', 'env_workers': 0},
      r'env_workers = 0 is out of range: allowed an integer in \[1, 256\]'),
     ({'env_id': 'cpo_ros/PointCircle-v0', 'env_workers': '1.5'}, 'env_workers = .1.5.: need int'),
-    ({'task': 'circle', 'env_workers': 2}, 'the project task circle steps all its robots'),
+    ({'task': 'circle', 'env_workers': 2}, 'the task circle steps all its robots'),
 ])
 def test_env_workers_is_validated(values, message):
     with pytest.raises(ValueError, match=message):
@@ -152,5 +152,5 @@ def test_env_workers_is_a_setting_and_a_flag(tmp_path):
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert 'env_workers = 4 exceeds num_envs = 2' in result.stderr
-    with pytest.raises(ValueError, match='project task goal'):
+    with pytest.raises(ValueError, match='the task goal steps all its robots'):
         make_vec_env(task='goal', env_workers=2)

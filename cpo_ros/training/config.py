@@ -139,7 +139,8 @@ class TrainConfig:
     env_workers: int = 1
     """Processes that step the envs of an env_id: 1 steps them one after another in this
     process; N >= 2 splits the num_envs envs over N worker processes (shared memory, the same
-    results as 1). Project tasks step all their robots in one MuJoCo model and take 1."""
+    results as 1). A task (rather than an env_id) steps all its robots in one MuJoCo model and
+    takes 1."""
     seed: int = 0
     """Seed of torch, numpy and the environments."""
     out: str = 'runs/circle_cpo'
@@ -168,7 +169,7 @@ class TrainConfig:
             raise ValueError(f'env_workers = {self.env_workers} exceeds num_envs = '
                              f'{self.num_envs}: each worker steps one env or more')
         if self.env_workers > 1 and self.task is not None:
-            raise ValueError(f'env_workers = {self.env_workers}: the project task {self.task} '
+            raise ValueError(f'env_workers = {self.env_workers}: the task {self.task} '
                              f'steps all its robots in one MuJoCo model, in this process '
                              f'(env_workers is for env_id; set it to 1)')
         check_range('steps_per_iteration', self.steps_per_iteration, self.num_envs, 100_000_000)
