@@ -105,9 +105,9 @@ def main() -> None:
     results = {(task, algo, seed): summary(read(train_once(task, algo, seed, args)
                                                  / 'progress.csv'), args.last)
                for task in args.tasks for algo in args.algos for seed in args.seeds}
+    after = 'after the 5th' if args.iterations > 5 else 'of the run (5 or fewer)'
     print(f'\ncost limit {COST_LIMIT:g}; ours: mean over seeds {args.seeds} of the last '
-          f'{args.last} iterations; within = share of iterations after the 5th with cost <= '
-          f'1.2 d')
+          f'{args.last} iterations; within = share of iterations {after} with cost <= 1.2 d')
     print(f'reference: {OMNISAFE_SOURCE}')
     for task in args.tasks:
         print(f'\n{task}')
