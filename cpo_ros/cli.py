@@ -54,6 +54,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--iterations', type=int, default=None)
     p.add_argument('--steps-per-iteration', type=int, default=None)
     p.add_argument('--num-envs', type=int, default=None)
+    p.add_argument('--env-workers', type=int, default=None,
+                   help='processes stepping the --env-id envs (default 1: in this process; '
+                   'N >= 2 splits the envs over N workers, same results)')
     p.add_argument('--cost-limit', type=float, nargs='+', default=None,
                    help="limit d per episode, one per constraint (default: the task's, see "
                    '`cpo-ros tasks`; required for --env-id outside the project)')
@@ -85,6 +88,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 SHORTHANDS = ('task', 'env_id', 'algo', 'iterations', 'steps_per_iteration', 'num_envs',
+              'env_workers',
               'cost_limit', 'speed_limit', 'cost_shaping', 'shaping_horizon', 'shaping_weight',
               'target_kl', 'seed', 'out', 'torch_threads')
 """The flags of `cpo-ros train` that set the setting of the same name (as --set would)."""

@@ -25,8 +25,8 @@ def test_every_field_is_a_setting_under_the_learner_parameter_name():
     assert keys == ({f.name for f in fields(TrainConfig)} - {'algo', 'task_kwargs', 'robot'}
                     | {f.name for f in fields(AlgoConfig)})
     learner = {spec.name: spec for spec in LEARNER_PARAMS + TASK_PARAMS}
-    # The graph runs project tasks only, so env_id is the one setting without a parameter.
-    assert keys - {'env_id'} <= set(learner)
+    # The graph runs project tasks only, so env_id and its env_workers have no parameter.
+    assert keys - {'env_id', 'env_workers'} <= set(learner)
     circle = {s.key for s in settings.task_settings('circle')}
     assert {spec.name for spec in TASK_PARAMS} <= keys | circle
     for s in settings.train_settings():

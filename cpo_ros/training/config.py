@@ -138,6 +138,11 @@ class TrainConfig:
     """Environment samples per update (all envs together)."""
     num_envs: int = 16
     """Copies of the environment stepped together."""
+    env_workers: int = 1
+    """Processes that step the envs of an env_id: 1 steps them one after another in this
+    process; N >= 2 splits the num_envs envs over N worker processes (shared memory, the same
+    results as 1). A task (rather than an env_id) steps all its robots in one MuJoCo model and
+    takes 1."""
     seed: int = 0
     """Seed of torch, numpy and the environments."""
     out: str = 'runs/circle_cpo'
@@ -161,6 +166,14 @@ class TrainConfig:
             raise ValueError('give exactly one of task and env_id')
         check_range('iterations', self.iterations, 1, 10_000_000)
         check_range('num_envs', self.num_envs, 1, 4096)
+        check_range('env_workers', self.env_workers, 1, 256, integer=True)
+        if self.env_workers > self.num_envs:
+            raise ValueError(f'env_workers = {self.env_workers} exceeds num_envs = '
+                             f'{self.num_envs}: each worker steps one env or more')
+        if self.env_workers > 1 and self.task is not None:
+            raise ValueError(f'env_workers = {self.env_workers}: the task {self.task} '
+                             f'steps all its robots in one MuJoCo model, in this process '
+                             f'(env_workers is for env_id; set it to 1)')
         check_range('steps_per_iteration', self.steps_per_iteration, self.num_envs, 100_000_000)
         check_range('checkpoint_every', self.checkpoint_every, 1, 10_000_000)
         check_range('torch_threads', self.torch_threads, 1, 256)
