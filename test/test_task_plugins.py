@@ -236,3 +236,22 @@ def test_goal_trains_through_the_circle_graph_with_its_own_settings(ros_env, tmp
     assert float(rows[0]['cost_limit']) == 50.0
     config = (tmp_path / 'config.yaml').read_text()
     assert 'task: goal' in config and 'max_episode_steps: 1000' in config
+
+
+def test_parameters_are_checked_against_their_ranges_and_the_state_layout_follows_the_task():
+    from cpo_ros.ros.conversions import StateLayout
+    from cpo_ros.sim.make import make_task
+
+    with pytest.raises(ValueError, match=r'half_width = 0.01 is out of range: allowed a number '
+                                         r'in \[0.1, 100.0\]'):
+        make_task('corridor', half_width=0.01)
+    with pytest.raises(ValueError, match="unknown corridor settings: \\['half_widht'\\]"):
+        make_task('corridor', half_widht=0.5)
+    task, _ = make_task('corridor', num_envs=3)
+    layout = StateLayout.of(task)
+    assert layout.cost_fields == ('cost_wall', 'cost_reverse')
+    assert layout.fields == ('x', 'y', 'yaw', 'v', 'w', 'reward', 'cost_wall', 'cost_reverse',
+                             'terminated', 'truncated', 'wall_left', 'wall_right', 'final_x',
+                             'final_y', 'final_yaw', 'final_v', 'final_w', 'final_wall_left',
+                             'final_wall_right', 'seq')
+    assert StateLayout.of(make_task('circle')[0]).fields[6] == 'cost'
