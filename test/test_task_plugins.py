@@ -208,18 +208,23 @@ def test_the_corridor_trains_on_a_fleet(ros_env, tmp_path):
     cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'fleet_sim', '--ros-args',
            '-p', 'workers:=2', '-p', 'task:=corridor', '-p', 'num_envs:=2',
            '-p', 'steps_per_iteration:=800', '-p', 'corridor.max_episode_steps:=20',
-           '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
-           '-p', 'learner:value_epochs:=2']
+           '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=1000',
+           '-p', 'learner:value_epochs:=1']
+
+    def sampled_by() -> set[str]:
+        if not (tmp_path / 'progress.csv').is_file():
+            return set()
+        return {share.split('=')[0] for r in progress(tmp_path)
+                for share in r['executor_shares'].split()}
     bringup = NodeProcess(cmd, ros_env)
     try:
-        assert wait_until(lambda: (tmp_path / 'progress.csv').is_file()
-                          and len(progress(tmp_path)) >= 2, 240), bringup.output
+        # Both workers' simulators and executors run the corridor and feed the one learner.
+        assert wait_until(lambda: len(sampled_by()) == 2, 240), bringup.output
     finally:
         bringup.stop(timeout=40)
     rows = progress(tmp_path)
     assert float(rows[0]['cost_limit_1']) == 10.0 and float(rows[-1]['episode_length']) == 20
-    # Both workers' executors brought samples of the corridor.
-    assert len(rows[-1]['executor_shares'].split()) == 2
+    assert sampled_by() == {'/worker_0/policy_executor', '/worker_1/policy_executor'}
 
 
 def test_goal_trains_through_the_circle_graph_with_its_own_settings(ros_env, tmp_path):
@@ -236,3 +241,22 @@ def test_goal_trains_through_the_circle_graph_with_its_own_settings(ros_env, tmp
     assert float(rows[0]['cost_limit']) == 50.0
     config = (tmp_path / 'config.yaml').read_text()
     assert 'task: goal' in config and 'max_episode_steps: 1000' in config
+
+
+def test_parameters_are_checked_against_their_ranges_and_the_state_layout_follows_the_task():
+    from cpo_ros.ros.conversions import StateLayout
+    from cpo_ros.sim.make import make_task
+
+    with pytest.raises(ValueError, match=r'half_width = 0.01 is out of range: allowed a number '
+                                         r'in \[0.1, 100.0\]'):
+        make_task('corridor', half_width=0.01)
+    with pytest.raises(ValueError, match="unknown corridor settings: \\['half_widht'\\]"):
+        make_task('corridor', half_widht=0.5)
+    task, _ = make_task('corridor', num_envs=3)
+    layout = StateLayout.of(task)
+    assert layout.cost_fields == ('cost_wall', 'cost_reverse')
+    assert layout.fields == ('x', 'y', 'yaw', 'v', 'w', 'reward', 'cost_wall', 'cost_reverse',
+                             'terminated', 'truncated', 'wall_left', 'wall_right', 'final_x',
+                             'final_y', 'final_yaw', 'final_v', 'final_w', 'final_wall_left',
+                             'final_wall_right', 'seq')
+    assert StateLayout.of(make_task('circle')[0]).fields[6] == 'cost'
