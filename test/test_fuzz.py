@@ -244,7 +244,7 @@ def test_training_graph_under_fuzz(start_node, probe, tmp_path):
         got = diag.count(node, key)
         flooded = 0 if key in ('refused_policy', 'refused_iteration') else flood + 10
         assert count <= got <= count + flooded, (node, key, got, count)
-    learner_diag = diag.values['learner']
+    learner_diag = diag.values['/learner']
     assert 'failed_updates' not in learner_diag, learner_diag
     # Memory: the learner's chunk queue is bounded in bytes (queue_bytes); beyond it a node
     # holds the messages its reader keeps (QoS depth) and its copies while checking one.
