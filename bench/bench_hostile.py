@@ -97,7 +97,7 @@ class Probe:
         self.node.create_subscription(kind, topic, on, profile)
 
     def counter(self, name: str, key: str) -> int:
-        return int(self.diag.get(name, {}).get(key, 0))
+        return int(self.diag.get(f'/{name.lstrip("/")}', {}).get(key, 0))
 
     def close(self) -> None:
         import rclpy
@@ -186,7 +186,7 @@ def memory(args) -> None:
               f'after the '
               f'flood RSS {rss / MIB:.0f} MiB, peak {peak / MIB:.0f} MiB; stated bound '
               f'{bound / MIB:.0f} MiB -> {"within" if peak <= bound else "ABOVE"} the bound')
-        counters = {k: v for k, v in probe.diag.get('learner', {}).items()
+        counters = {k: v for k, v in probe.diag.get('/learner', {}).items()
                     if k.startswith(('refused', 'surplus', 'stale'))}
         print(f'  learner counters: {counters}')
     finally:
@@ -248,7 +248,7 @@ def refusals(args) -> None:
          'refused_batch/state'),
         ('sim_bridge', 'batch/cmd_vel', Float32MultiArray, qos.CLI_DEFAULT, bad_batch,
          'refused_batch/cmd_vel'),
-        ('/cpo_ros: safe area', 'odom', Odometry, qos.CLI_DEFAULT, nan_odom, 'rejected_poses'),
+        ('safe_area_monitor', 'odom', Odometry, qos.CLI_DEFAULT, nan_odom, 'rejected_poses'),
         ('policy_executor', 'cpo/iteration', UInt8MultiArray, qos.LATCHED, bad_npz,
          'refused_iteration'),
         ('policy_executor', 'cpo/policy', UInt8MultiArray, qos.LATCHED, bad_npz,
