@@ -99,6 +99,9 @@ class Learner(Node):
                                              'cost_names': list(probe.cost_names),
                                              'ros_parameters': p},
                                num_costs=probe.num_costs, extra_columns=FLEET_COLUMNS)
+        if p['init_from'] and not self.run.resumed:
+            source = self.run.initialise_from(p['init_from'])
+            self.get_logger().info(f'fine-tuning: the policy and critics of {source}')
         self.fit_while_sampling = p['fit_while_sampling']
         if self.fit_while_sampling:
             # The critics fit in a child process: the new policy goes out while they finish

@@ -189,15 +189,21 @@ class PolicyExecutor(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the executor alone: `ros2 run cpo_ros policy_executor [--deploy]`.
+    """Run the executor alone: `ros2 run cpo_ros policy_executor [--deploy | --robot]`.
 
-    --deploy runs the lifecycle node of deployment (an exported policy on a robot's odom).
+    --deploy runs the lifecycle node of deployment (an exported policy on a robot's odom);
+    --robot learns on the robot in real time (nodes/robot_executor.py).
     """
     import sys
     argv = list(sys.argv if args is None else args)
     ros_start = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
     deploy = '--deploy' in argv[:ros_start]
-    argv = [a for i, a in enumerate(argv) if not (i < ros_start and a == '--deploy')]
+    robot = '--robot' in argv[:ros_start]
+    argv = [a for i, a in enumerate(argv)
+            if not (i < ros_start and a in ('--deploy', '--robot'))]
+    if robot:
+        from cpo_ros.nodes.robot_executor import RobotExecutor
+        return run_nodes('policy_executor', [RobotExecutor], [False], argv)
     if deploy:
         from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
         return run_nodes('policy_executor', [DeployedPolicyExecutor], [False], argv)
