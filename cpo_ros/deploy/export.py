@@ -24,7 +24,6 @@ from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint
 from cpo_ros.training.config import TrainConfig
 
 FORMAT = 'cpo_ros.policy/1'
-CIRCLE_OBS = ('x', 'y', 'cos_yaw', 'sin_yaw', 'v', 'w')
 TWIST_ACTIONS = ('linear_x', 'angular_z')
 
 
@@ -72,12 +71,13 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
     tmp = out / 'policy.pt.tmp'
     module.save(str(tmp))
     os.replace(tmp, out / 'policy.pt')
-    is_circle = config.task in ('circle', 'circle_long')
-    from cpo_ros.sim.make import observation_labels, task_options
+    from cpo_ros.sim.make import make_task, task_options
     task = task_options(config.task, **config.task_kwargs) if config.task else (
         config.task_kwargs)
-    labels = observation_labels(config.task, **config.task_kwargs) if config.task else None
-    twist = is_circle or config.task == 'goal'
+    instance = make_task(config.task, **config.task_kwargs)[0] if config.task else None
+    labels = instance.observation_labels if instance is not None else None
+    area = instance.safe_area() if instance is not None else None
+    twist = instance is not None  # every task commands the robot with a Twist
     meta: dict[str, Any] = {
         'format': FORMAT,
         'observation': {'labels': list(labels or (f'obs_{i}' for i in range(dims['obs_dim']))),
@@ -88,8 +88,9 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
                    'low': (policy.action_bias - policy.action_scale).tolist(),
                    'high': (policy.action_bias + policy.action_scale).tolist()},
         'task': {'name': config.task or config.env_id, **task},
-        'safe_area': ({'type': 'strip', 'axis': 'x', 'limit': task['x_limit']}
-                      if is_circle else None),
+        'cost_names': list(instance.cost_names) if instance is not None else ['cost'],
+        'safe_area': ({'type': 'polygon', 'vertices': [list(v) for v in area.vertices]}
+                      if area is not None else None),
         'robot': deployment_record(config.robot, config.task_kwargs),
         'provenance': {'checkpoint': str(Path(checkpoint).resolve()),
                        'iteration': int(payload['iteration']),

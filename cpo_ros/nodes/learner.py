@@ -43,7 +43,7 @@ from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport
-from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.params import declare_parameters, declare_task, task_options_of
 from cpo_ros.ros.specs import node_parameters, ROBOT_PARAMS
 from cpo_ros.training.config import TrainConfig
 from cpo_ros.training.fleet import ChunkGatherer, FLEET_COLUMNS, IterationReport
@@ -68,19 +68,22 @@ class Learner(Node):
         from cpo_ros.deploy.profile import env_overrides
         from cpo_ros.sim.make import make_vec_env
 
-        keys = (('target_radius', 'x_limit', 'max_episode_steps', 'speed_limit')
-                if p['task'] == 'circle' else ('max_episode_steps',))
-        task_kwargs = {k: p[k] for k in keys}
+        task = declare_task(self, p['task'])
+        task_kwargs = task_options_of(task)
         # The robot profile: its limits set the action range; the run and its exports record it.
         robot = {s.name: p[s.name] for s in ROBOT_PARAMS}
-        if p['task'] == 'circle':
-            task_kwargs.update(env_overrides(robot))
+        task_kwargs.update(env_overrides(robot))
         probe = make_vec_env(task=p['task'], num_envs=1, seed=p['seed'], **task_kwargs)
         limits = p['cost_limit'] if isinstance(p['cost_limit'], list) else [p['cost_limit']]
+        if limits == [-1.0]:
+            limits = list(task.default_cost_limits)
         if len(limits) != probe.num_costs:
             raise ValueError(f'learner: parameter cost_limit = {p["cost_limit"]!r} gives '
                              f'{len(limits)} limit(s), the task has {probe.num_costs} '
                              f'constraint(s) {list(probe.cost_names)}: set one limit each')
+        if min(limits) < 0.0:
+            raise ValueError(f'learner: parameter cost_limit = {p["cost_limit"]!r}: limits '
+                             f"are >= 0 (or -1 alone: the task's defaults)")
         # Every AlgoConfig field is a parameter of the same name (one source: core.settings).
         algo = algo_config_from({**p, 'cost_limit': limits[0] if len(limits) == 1
                                  else tuple(limits)})

@@ -26,12 +26,11 @@ from cpo_ros.ros.conversions import (
     decode_batch,
     encode_batch,
     msg_to_arrays,
-    state_fields,
+    StateLayout,
 )
 from cpo_ros.ros.faults import FaultReport
-from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.specs import node_parameters
-from cpo_ros.tasks.tasks import task_info
 from cpo_ros.training.worker import RolloutWorker
 from cpo_ros.validation import InvalidField
 
@@ -43,19 +42,16 @@ class PolicyExecutor(Node):
         super().__init__('policy_executor', **kwargs)
         p = declare_parameters(self, node_parameters(type(self)))
         self.num_envs = p['num_envs']
-        self.info = task_info(p['task'], p['speed_limit'])
-        self.fields = state_fields(self.info.sensor_labels, self.info.cost_fields)
-        col = {f: i for i, f in enumerate(self.fields)}
-        k = len(self.info.sensor_labels)
-        self._pose = [col['x'], col['y'], col['yaw']]
-        self._twist = [col['v'], col['w']]
-        self._sensors = list(range(col['truncated'] + 1, col['truncated'] + 1 + k))
-        self._final_pose = [col['final_x'], col['final_y'], col['final_yaw']]
-        self._final_twist = [col['final_v'], col['final_w']]
-        self._final_sensors = list(range(col['final_w'] + 1, col['final_w'] + 1 + k))
-        self._col = {f: col[f] for f in ('reward', 'terminated', 'truncated')}
-        self._costs = [col[f] for f in self.info.cost_fields]
-        obs_dim = self.info.obs_dim
+        # The task rebuilds each observation from the state, exactly as the simulator does.
+        self.task = declare_task(self, p['task'], self.num_envs)
+        layout = StateLayout.of(self.task)
+        self.fields, c = layout.fields, layout.columns
+        self._pose, self._twist, self._sensors = c['pose'], c['twist'], c['sensors']
+        self._final_pose, self._final_twist = c['final_pose'], c['final_twist']
+        self._final_sensors = c['final_sensors']
+        self._col = {f: c[f].start for f in ('reward', 'terminated', 'truncated')}
+        self._costs = c['cost']
+        obs_dim = self.task.obs_dim
         steps = p['chunk_steps'] or max(1, math.ceil(
             p['chunk_fraction'] * p['steps_per_iteration'] / self.num_envs))
         self.executor_id = p['executor_id'] or self.get_fully_qualified_name()
@@ -66,7 +62,7 @@ class PolicyExecutor(Node):
         self._status: dict[str, np.ndarray] | None = None
         self._policies = 0
         self._session = 0
-        num_costs = len(self._costs)
+        num_costs = len(layout.cost_fields)
         self.worker = RolloutWorker(self.num_envs, obs_dim, 2, steps,
                                     seed=p['seed'] + p['seed_offset'],
                                     deterministic=p['deterministic'], num_costs=num_costs)
@@ -142,7 +138,7 @@ class PolicyExecutor(Node):
             return
         if seq == self._last_seq or (self._waiting is not None and self._waiting[0] == seq):
             return  # a re-sent state we already hold
-        obs = self.info.observation(state[:, self._pose], state[:, self._twist],
+        obs = self.task.observation(state[:, self._pose], state[:, self._twist],
                                     state[:, self._sensors])
         if self._last_seq is not None:
             c = self._col
@@ -153,7 +149,7 @@ class PolicyExecutor(Node):
             if ended_rows.size:
                 rows = state[ended_rows]
                 final_obs = obs.copy()
-                final_obs[ended_rows] = self.info.observation(
+                final_obs[ended_rows] = self.task.observation(
                     rows[:, self._final_pose], rows[:, self._final_twist],
                     rows[:, self._final_sensors])
             ended = self.worker.record(state[:, c['reward']], state[:, self._costs], terminated,

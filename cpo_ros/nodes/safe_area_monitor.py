@@ -13,6 +13,8 @@ topic or service, latched until released) or a silent e-stop heartbeat mean zero
 /diagnostics says which. Shutdown and errors send a zero command first.
 """
 
+from typing import Any
+
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
 import numpy as np
@@ -26,24 +28,26 @@ from cpo_ros.deploy.shield import shield_command, ShieldConfig
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import command_subscription, CommandPublisher, yaw_to_quaternion
-from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import ArrivalClock, create_steady_timer
-from cpo_ros.tasks import circle
-from cpo_ros.tasks.circle import CircleTask
 from cpo_ros.tasks.safe_area import SafeArea
 
 STATUS_NAME = 'cpo_ros: safe area'
 
 
-def safe_area_from(p: dict) -> SafeArea:
-    """Return the configured safe area (the task strip, a rectangle or a polygon)."""
+def safe_area_from(p: dict, task: Any) -> SafeArea:
+    """Return the configured safe area (the task's own, a rectangle or a polygon)."""
     if p['area_type'] == 'rectangle':
         return SafeArea.rectangle(*p['area_rectangle'])
     if p['area_type'] == 'polygon':
         return SafeArea.from_flat(p['area_polygon'])
-    return circle.safe_area(CircleTask(x_limit=p['x_limit']))
+    area = task.safe_area()
+    if area is None:
+        raise ValueError(f"safe_area_monitor: task {p['task']} declares no safe area: set "
+                         f'area_type to rectangle or polygon')
+    return area
 
 
 class SafeAreaMonitor(Node):
@@ -55,7 +59,7 @@ class SafeAreaMonitor(Node):
         if p['area_type'] == 'rectangle' and len(p['area_rectangle']) != 4:
             raise ValueError('safe_area_monitor: parameter area_rectangle needs 4 values '
                              '[x_min, x_max, y_min, y_max]')
-        self.area = safe_area_from(p)
+        self.area = safe_area_from(p, declare_task(self, p['task']))
         self.publish_cost = p['publish_cost']
         self.cmd_timeout = p['cmd_timeout_s']
         self.shield_mode = p['shield_mode']

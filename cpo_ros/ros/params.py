@@ -124,3 +124,31 @@ def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
 
     node.add_on_set_parameters_callback(on_set)
     return values
+
+
+def declare_task(node: Node, name: str, num_envs: int = 1) -> Any:
+    """Load the task of the `task` parameter, declare its parameters, return it built.
+
+    A bad task (unknown name, bad definition) or parameter raises ValueError naming it, which
+    ends the node with exit code 2.
+    """
+    from dataclasses import replace
+
+    from cpo_ros.ros.specs import task_namespace, task_parameter_specs
+    from cpo_ros.tasks.registry import load_task_class
+
+    cls = load_task_class(name)
+    values = declare_parameters(node, task_parameter_specs(name, cls))
+    prefix = task_namespace(name) + '.'
+    options = {key[len(prefix):]: value for key, value in values.items()}
+    try:
+        return cls(replace(cls.Params(), **options), num_envs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'{node.get_name()}: task {name} parameters: {exc}') from exc
+
+
+def task_options_of(task: Any) -> dict[str, Any]:
+    """Return a built task's parameters as plain options (for TrainConfig.task_kwargs)."""
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(task.params).items()}

@@ -2,30 +2,50 @@
 
 TASK_PARAMS are shared by several nodes and live under the `/**:` key of the parameter files,
 so the simulator, the executor, the learner and the monitor can never disagree about them.
+The task's own parameters are declared from its Params dataclass under the task's name
+(`circle.x_limit`, `goal.hazard_radius`: task_parameter_specs), so a file may hold several
+tasks' settings and `task:=goal` takes Goal's, never Circle's.
 """
+
+from dataclasses import fields, MISSING
+import re
 
 from cpo_ros.ros.params import ParamSpec
 from cpo_ros.sim.robot import RobotConfig
-from cpo_ros.tasks.circle import CircleTask
+from cpo_ros.tasks.base import Task
 from cpo_ros.training.config import AlgoConfig
-from cpo_ros.training.settings import train_settings
+from cpo_ros.training.settings import field_docs, train_settings
 
 _A = AlgoConfig()
-_T = CircleTask()
 _R = RobotConfig()
 
 TASK_PARAMS = [
-    ParamSpec('task', 'circle', 'task to simulate and learn', choices=('circle', 'gather')),
+    ParamSpec('task', 'circle', "task: a registered name (`cpo-ros tasks` lists them) or a "
+              "dotted path 'my_pkg.tasks:Corridor'; its parameters are <name>.<field>"),
     ParamSpec('num_envs', 16, 'robots simulated side by side (batched lock-step)', 1, 1024),
     ParamSpec('seed', 0, 'seed of the simulator, the action noise and the networks', 0, 2**31 - 1),
     ParamSpec('steps_per_iteration', 50_000, 'samples (all robots) per policy update', 1,
               100_000_000),
-    ParamSpec('target_radius', _T.target_radius, 'radius of the rewarded circle [m]', 0.01, 1e4),
-    ParamSpec('x_limit', _T.x_limit, 'safe area: the strip |x| <= x_limit [m]', 0.01, 1e4),
-    ParamSpec('max_episode_steps', _T.max_episode_steps, 'steps per episode', 1, 1_000_000),
-    ParamSpec('speed_limit', _T.speed_limit, 'circle: a second constraint, cost 1 per step '
-              'faster than this [m/s] (0: off; then give cost_limit one value each)', 0.0, 1e4),
 ]
+
+
+def task_namespace(task: str) -> str:
+    """Return the parameter namespace of a task: its name, a dotted path made a name."""
+    return re.sub(r'[^A-Za-z0-9_]', '_', task)
+
+
+def task_parameter_specs(task: str, cls: type[Task]) -> list[ParamSpec]:
+    """Return a ParamSpec per field of the task's Params: <namespace>.<field>, range, doc."""
+    docs = field_docs(cls.Params)
+    out = []
+    for f in fields(cls.Params):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if isinstance(default, tuple):
+            default = list(default)
+        low, high = f.metadata.get('range', (None, None))
+        out.append(ParamSpec(f'{task_namespace(task)}.{f.name}', default,
+                             docs.get(f.name, f.name), low, high))
+    return out
 
 SEED_OFFSET = ParamSpec('seed_offset', 0, 'added to seed, so the workers of a fleet simulate '
                         'and sample different streams', 0, 2**30)
@@ -45,8 +65,6 @@ SIM_BRIDGE_PARAMS = [
     ParamSpec('telemetry_rate_hz', 50.0, 'lockstep: wall-clock rate of robot 0 odom, '
               'safety/cost and /clock (realtime mode publishes every step)', 0.1, 100000.0),
     ParamSpec('odom_frame', 'odom', 'frame of the odometry pose'),
-    ParamSpec('init_position_noise', _T.init_position_noise, 'start position spread [m]', 0.0,
-              1e3),
     ParamSpec('mass', _R.mass, 'robot mass [kg]', 0.01, 1000.0),
     ParamSpec('actuator_gain', _R.actuator_gain, 'servo gain error factor', 0.01, 10.0),
 ]
@@ -177,9 +195,9 @@ LEARNER_PARAMS = [
               '[s, wall clock]', 0.1, 1e6),
     ParamSpec('min_fraction', 0.5, 'least fraction of steps_per_iteration an iteration may '
               'proceed on after iteration_timeout_s', 0.0, 1.0),
-    ParamSpec('cost_limit', _A.cost_limit, 'limit d on the expected cost per episode; a list '
-              'gives one per constraint (e.g. [5.0, 10.0] with speed_limit)', 0.0, 1e9,
-              dynamic_typing=True),
+    ParamSpec('cost_limit', -1.0, 'limit d on the expected cost per episode; a list gives '
+              "one per constraint (e.g. [5.0, 10.0] with circle.speed_limit); -1: the task's "
+              'default limits (`cpo-ros tasks`)', -1.0, 1e9, dynamic_typing=True),
     ParamSpec('cost_shaping', _A.cost_shaping, 'paper section 6.3: constrain cost + w P('
               'violation within shaping_horizon steps), P learned'),
     ParamSpec('shaping_horizon', _A.shaping_horizon, 'look-ahead of the violation predictor '
@@ -223,9 +241,9 @@ LEARNER_CONFIG_PARAMS = _from_config('algo', LEARNER_PARAMS + TASK_PARAMS)
 LEARNER_PARAMS += LEARNER_CONFIG_PARAMS
 
 MONITOR_PARAMS = [
-    ParamSpec('area_type', 'strip', "safe area: the task's strip |x| <= x_limit, a rectangle "
+    ParamSpec('area_type', 'task', "safe area: the task's own (Task.safe_area), a rectangle "
               "or a polygon, in the task's coordinates (task_origin at 0, 0)",
-              choices=('strip', 'rectangle', 'polygon')),
+              choices=('task', 'rectangle', 'polygon')),
     ParamSpec('area_rectangle', [-2.5, 2.5, -100.0, 100.0],
               'rectangle [x_min, x_max, y_min, y_max] [m]', -1e6, 1e6),
     ParamSpec('area_polygon', [-2.5, -100.0, 2.5, -100.0, 2.5, 100.0, -2.5, 100.0],
