@@ -9,7 +9,7 @@ import torch
 from cpo_ros.algo.buffer import validate_rollout
 from cpo_ros.algo.networks import GaussianPolicy
 from cpo_ros.tasks import circle
-from cpo_ros.tasks.on_robot import robot_task
+from cpo_ros.tasks.registry import make_task
 from cpo_ros.training.fleet import ChunkGatherer, merge_chunks
 from cpo_ros.training.realtime import go_to_pose, Measured, RealtimeConfig, RobotSampler
 
@@ -28,8 +28,8 @@ def policy_arrays(version: int, session: int = 1, seed: int = 0) -> dict[str, np
 
 
 def sampler(**cfg) -> RobotSampler:
-    task = robot_task('circle', target_radius=1.5, x_limit=0.5, max_episode_steps=STEPS,
-                      init_position_noise=0.1)
+    task = make_task('circle', target_radius=1.5, x_limit=0.5, max_episode_steps=STEPS,
+                     init_position_noise=0.1)
     s = RobotSampler(task, 6, 2, RealtimeConfig(control_dt=DT, **cfg), seed=3)
     s.set_policy(policy_arrays(0))
     return s
@@ -66,7 +66,7 @@ def test_an_episode_records_reward_and_costs_of_the_measured_next_state():
     assert chunk is not None and tick.phase == 'reset'  # the chunk ends with the episode
     validate_rollout(chunk, 6, 2, 1)
     assert chunk['obs'].shape == (STEPS, 1, 6)
-    task = circle.CircleTask(target_radius=1.5, x_limit=0.5)
+    task = circle.CircleParams(target_radius=1.5, x_limit=0.5)
     expect_reward = [float(circle.reward(p, twist, task)[0]) for p in poses]
     np.testing.assert_allclose(chunk['reward'][:, 0], expect_reward, rtol=1e-6)
     np.testing.assert_allclose(chunk['cost'][:, 0], [float(circle.cost(p, task)[0])
@@ -244,10 +244,8 @@ def test_a_reset_that_cannot_arrive_starts_the_episode_after_its_timeout():
 
 
 def test_bad_settings_are_refused_by_name():
-    task = robot_task('circle')
+    task = make_task('circle')
     with pytest.raises(ValueError, match='shield_samples'):
         RobotSampler(task, 6, 2, RealtimeConfig(shield_samples='ignore'))
     with pytest.raises(ValueError, match='chunk_episodes'):
         RobotSampler(task, 6, 2, RealtimeConfig(chunk_episodes=0))
-    with pytest.raises(ValueError, match='gather'):
-        robot_task('gather')

@@ -16,6 +16,8 @@ The robot stands still (zero command; an episode in progress is truncated, boots
 - when the pose is stale, refused or missing;
 - when the learner is lost: no publisher of `cpo/policy`, or no answer to a chunk for
   max_policy_age_s (steady clock); it samples again when the learner returns.
+The task's sensor readings are the task's own (Task.sensors at the measured pose: goals and
+objects placed by the task); a physical sensor's topic is not read yet.
 Ctrl-C, SIGTERM and errors send a zero command first. `diagnostics` counts episodes,
 samples, interventions, late steps, pauses and stops.
 """
@@ -35,11 +37,10 @@ from std_srvs.srv import SetBool
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import array_to_twist_stamped, arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport
-from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
-from cpo_ros.tasks.on_robot import robot_task
 from cpo_ros.training.realtime import Measured, RealtimeConfig, RobotSampler
 
 
@@ -64,10 +65,9 @@ class RobotExecutor(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('policy_executor', **kwargs)
         p = declare_parameters(self, node_parameters(type(self)))
-        task = robot_task(p['task'], target_radius=p['target_radius'], x_limit=p['x_limit'],
-                          max_episode_steps=p['max_episode_steps'],
-                          init_position_noise=p['init_position_noise'],
-                          speed_limit=p['speed_limit'])
+        # The task's reward, costs and resets, as the simulator calls them.
+        task = declare_task(self, p['task'])
+        self.task = task
         self.dt = p['control_dt']
         episodes = chunk_episodes(p['chunk_episodes'], p['steps_per_iteration'],
                                   task.max_episode_steps, self.dt, p['iteration_timeout_s'])
@@ -201,7 +201,9 @@ class RobotExecutor(Node):
             pose, twist = self.pose_input.pose, self.pose_input.twist
             measured = None
             if pose is not None and twist is not None:
-                measured = Measured(pose, twist, interventions=self.interventions)
+                # The task's readings of its own (virtual) objects at the measured pose.
+                readings = self.task.sensors(pose[None])[0]
+                measured = Measured(pose, twist, readings, self.interventions)
             now = self.get_clock().now().nanoseconds * 1e-9
             tick = self.sampler.control(now, measured, self.stop_reason)
         except Exception:

@@ -287,8 +287,7 @@ _CLASS_PARAMS = {
     'SimBridge': SIM_BRIDGE_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + TASK_PARAMS,
     'PolicyExecutor': EXECUTOR_PARAMS + TASK_PARAMS,
     'RobotExecutor': (ROBOT_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
-                      + TASK_PARAMS + [_spec(SIM_BRIDGE_PARAMS, 'init_position_noise'),
-                                       _spec(LEARNER_PARAMS, 'iteration_timeout_s')]),
+                      + TASK_PARAMS + [_spec(LEARNER_PARAMS, 'iteration_timeout_s')]),
     'DeployedPolicyExecutor': (DEPLOY_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS
                                + POSE_PARAMS + TASK_PARAMS),
     'Learner': LEARNER_PARAMS + ROBOT_PARAMS + TASK_PARAMS,

@@ -66,7 +66,7 @@ class RobotTask(Protocol):
         """Return (N, obs_dim) observations."""
 
     def step(self, pose: np.ndarray, twist: np.ndarray, rng: np.random.Generator) -> Any:
-        """Return an object with reward (N,), costs (N, m) and terminated (N,) or None."""
+        """Return a StepResult: reward (N,), costs (N, m), terminated (N,) or None."""
 
 
 @dataclass(frozen=True)
