@@ -67,9 +67,9 @@ class Diagnostics:
     """Listen to the executor's diagnostics and policy/cmd_vel stamps (rclpy in a thread)."""
 
     def __init__(self) -> None:
-        import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import TwistStamped
+        import rclpy
 
         from cpo_ros.ros import qos
 
