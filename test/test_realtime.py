@@ -249,3 +249,32 @@ def test_bad_settings_are_refused_by_name():
         RobotSampler(task, 6, 2, RealtimeConfig(shield_samples='ignore'))
     with pytest.raises(ValueError, match='chunk_episodes'):
         RobotSampler(task, 6, 2, RealtimeConfig(chunk_episodes=0))
+
+
+def test_a_new_run_starts_from_another_runs_policy_and_critics(tmp_path):
+    from cpo_ros.training.checkpoint import CheckpointError
+    from cpo_ros.training.config import AlgoConfig, TrainConfig
+    from cpo_ros.training.run import TrainingRun
+
+    def run(out, seed, hidden=(64, 32), **kwargs):
+        cfg = TrainConfig(task='circle', iterations=1, steps_per_iteration=100, num_envs=1,
+                          seed=seed, out=str(tmp_path / out),
+                          algo=AlgoConfig(hidden_sizes=hidden))
+        return TrainingRun(cfg, 6, 2, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), 50)
+
+    source = run('sim', seed=1)
+    with torch.no_grad():
+        source.algorithm.policy.log_std.fill_(-1.7)  # a trained policy differs from a new one
+    source.save()
+    tuned = run('robot', seed=2)
+    assert tuned.initialise_from(tmp_path / 'sim') == tmp_path / 'sim' / 'checkpoints' / 'last.pt'
+    for name, value in source.algorithm.policy.state_dict().items():
+        torch.testing.assert_close(tuned.algorithm.policy.state_dict()[name], value)
+    for name, value in source.algorithm.cost_critics.state_dict().items():
+        torch.testing.assert_close(tuned.algorithm.cost_critics.state_dict()[name], value)
+    assert tuned.algorithm.version == 0
+    other = run('wide', seed=3, hidden=(32,))
+    with pytest.raises(CheckpointError, match='hidden_sizes'):
+        other.initialise_from(tmp_path / 'sim')
+    with pytest.raises(CheckpointError, match='no such file'):
+        other.initialise_from(tmp_path / 'nowhere')
