@@ -4,7 +4,7 @@ Run (each prints its figures; --out keeps the runs):
   ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py scratch \
       [--iterations 20] [--steps 900] [--rtf 10]
   ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py finetune \
-      [--sim-iterations 15] [--iterations 8] [--rtf 10]
+      [--sim-iterations 15] [--iterations 8] [--rtf 10] [--sim RUN] [--variants tuned frozen]
   ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py rate [--rtf 1 10 20]
 
 scratch: `cpo-ros bringup learn_on_robot --stand-in --robot turtlebot3_burger` from a random
@@ -12,8 +12,8 @@ policy: return and cost per iteration, exits from the safe area (steps measured 
 strip: the episode cost), interventions of the shield, late steps.
 finetune: a policy trained in simulation (`cpo-ros train --robot turtlebot3_burger`), then
 learned on a stand-in with shifted dynamics (mass x1.5, actuator gain x0.7, up to 2 periods
-of latency) with init_from: iteration 1 is the transferred policy as it is (no fine-tuning),
-the later iterations fine-tuned; the cost against its limit throughout.
+of latency) with init_from, against the same learner with a trust region too small to move
+the policy (no fine-tuning, equal samples); the cost against its limit throughout.
 rate: the control steps actually taken against the control rate, from the stamps of
 policy/cmd_vel (ROS clock), at each real-time factor: interval percentiles, the share of late
 steps (> 1.5 control periods) and of samples dropped or flagged by the executor.
@@ -159,31 +159,38 @@ def scratch(args) -> list[str]:
 
 def finetune(args) -> list[str]:
     base = Path(args.out) / 'finetune'
-    sim = base / 'sim'
+    sim = Path(args.sim) if args.sim else base / 'sim'
     t0 = time.monotonic()
-    subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'train', '--robot', PROFILE,
-                    '--iterations', str(args.sim_iterations), '--steps-per-iteration',
-                    str(args.sim_steps), '--num-envs', '8', '--out', str(sim), '--quiet'],
-                   check=True)
+    if not args.sim:
+        subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'train', '--robot', PROFILE,
+                        '--iterations', str(args.sim_iterations), '--steps-per-iteration',
+                        str(args.sim_steps), '--num-envs', '8', '--out', str(sim), '--quiet'],
+                       check=True)
     sim_rows = rows(sim)
-    lines = [f'simulation: {args.sim_iterations} iterations x {args.sim_steps} samples '
-             f'({time.monotonic() - t0:.0f} s): last return '
-             f'{float(sim_rows[-1]["episode_return"]):.3f}, cost '
-             f'{float(sim_rows[-1]["episode_cost"]):.2f}']
-    for label, init in (('fine-tuned on the shifted stand-in', str(sim)),):
-        out = base / 'robot'
+    last_returns = ' '.join(f'{float(r["episode_return"]):.3f}' for r in sim_rows[-3:])
+    last_costs = ' '.join(f'{float(r["episode_cost"]):.2f}' for r in sim_rows[-3:])
+    lines = [f'simulation: {len(sim_rows)} iterations of {args.sim_steps} samples '
+             f'({time.monotonic() - t0:.0f} s): last 3 returns {last_returns}, costs '
+             f'{last_costs}']
+    # No fine-tuning: the same learner with a trust region too small to move the policy
+    # (target_kl 1e-6), so both see the same shifted robot for the same samples.
+    variants = {'tuned': ('fine-tuned', args.target_kl),
+                'frozen': ('not fine-tuned (target_kl 1e-6: the transferred policy)', 1e-6)}
+    for key in args.variants:
+        label, kl = variants[key]
+        out = base / key
         code, diag, monitor = run_learning(
             out, args.rtf, [f'steps_per_iteration:={args.steps}',
                             f'learner:iterations:={args.iterations}',
-                            f'learner:init_from:={init}',
-                            f'learner:target_kl:={args.target_kl}', *SHIFT], timeout=3600)
+                            f'learner:init_from:={sim}',
+                            f'learner:target_kl:={kl}', *SHIFT], timeout=3600)
         r = rows(out / 'run')
         ret = [float(x['episode_return']) for x in r]
         cost = [float(x['episode_cost']) for x in r]
-        lines += [f'{label} (shift {" ".join(SHIFT)}), target_kl {args.target_kl}, exit code '
-                  f'{code}', *table(out / 'run'),
-                  f'return: transferred as is (iteration 1) {ret[0]:.3f}; fine-tuned (mean of '
-                  f'the last 3) {np.mean(ret[-3:]):.3f}; cost max {max(cost):.2f} against '
+        lines += [f'{label} on the shifted stand-in ({" ".join(SHIFT)}), target_kl {kl:g}, '
+                  f'exit code {code}', *table(out / 'run'),
+                  f'return: iteration 1 {ret[0]:.3f}; mean of the last 3 '
+                  f'{np.mean(ret[-3:]):.3f}; cost max {max(cost):.2f} against '
                   f'{float(r[0]["cost_limit"]):g}', counts_line(diag, monitor)]
     return lines
 
@@ -228,6 +235,9 @@ def main() -> None:
     parser.add_argument('--sim-iterations', type=int, default=15)
     parser.add_argument('--sim-steps', type=int, default=8000)
     parser.add_argument('--target-kl', type=float, default=0.005)
+    parser.add_argument('--sim', default=None, help='finetune: a simulation run to start from')
+    parser.add_argument('--variants', nargs='+', default=['tuned', 'frozen'],
+                        choices=('tuned', 'frozen'))
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
     if args.iterations is None:
