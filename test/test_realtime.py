@@ -11,7 +11,13 @@ from cpo_ros.algo.networks import GaussianPolicy
 from cpo_ros.tasks import circle
 from cpo_ros.tasks.registry import make_task
 from cpo_ros.training.fleet import ChunkGatherer, merge_chunks
-from cpo_ros.training.realtime import go_to_pose, Measured, RealtimeConfig, RobotSampler
+from cpo_ros.training.realtime import (
+    episodes_per_chunk,
+    go_to_pose,
+    Measured,
+    RealtimeConfig,
+    RobotSampler,
+)
 
 DT = 0.1
 STEPS = 5
@@ -278,3 +284,11 @@ def test_a_new_run_starts_from_another_runs_policy_and_critics(tmp_path):
         other.initialise_from(tmp_path / 'sim')
     with pytest.raises(CheckpointError, match='no such file'):
         other.initialise_from(tmp_path / 'nowhere')
+
+
+def test_chunks_fill_an_iteration_within_half_the_learners_timeout():
+    # 150 steps of 0.1 s: 22.5 s of robot time per episode with its reset.
+    assert episodes_per_chunk(0, 600, 150, 0.1, 120.0) == 2  # 60 s hold 2, 4 would fill
+    assert episodes_per_chunk(0, 300, 150, 0.1, 1000.0) == 2  # enough to fill an iteration
+    assert episodes_per_chunk(0, 600, 150, 0.1, 10.0) == 1  # at least one episode
+    assert episodes_per_chunk(3, 600, 150, 0.1, 10.0) == 3  # as asked

@@ -41,22 +41,12 @@ from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
-from cpo_ros.training.realtime import Measured, RealtimeConfig, RobotSampler
-
-
-def chunk_episodes(requested: int, steps_per_iteration: int, episode_steps: int,
-                   control_dt: float, iteration_timeout_s: float) -> int:
-    """Return episodes per chunk: requested, or (0) those that fill an iteration in time.
-
-    Time: an episode and its reset take about 1.5 episode lengths of the ROS clock, never
-    less wall time (real_time_factor >= 1); a chunk should take at most half the learner's
-    iteration_timeout_s, so an iteration never waits on the robot beyond it.
-    """
-    if requested:
-        return requested
-    fill = math.ceil(steps_per_iteration / episode_steps)
-    in_time = int(0.5 * iteration_timeout_s // (1.5 * episode_steps * control_dt))
-    return max(1, min(fill, in_time))
+from cpo_ros.training.realtime import (
+    episodes_per_chunk,
+    Measured,
+    RealtimeConfig,
+    RobotSampler,
+)
 
 
 class RobotExecutor(Node):
@@ -69,7 +59,7 @@ class RobotExecutor(Node):
         task = declare_task(self, p['task'])
         self.task = task
         self.dt = p['control_dt']
-        episodes = chunk_episodes(p['chunk_episodes'], p['steps_per_iteration'],
+        episodes = episodes_per_chunk(p['chunk_episodes'], p['steps_per_iteration'],
                                   task.max_episode_steps, self.dt, p['iteration_timeout_s'])
         self.cfg = RealtimeConfig(
             control_dt=self.dt, late_tolerance=p['late_tolerance'], chunk_episodes=episodes,

@@ -148,6 +148,21 @@ class Tick:
     episodes: list[EpisodeEnd] = field(default_factory=list)
 
 
+def episodes_per_chunk(requested: int, steps_per_iteration: int, episode_steps: int,
+                   control_dt: float, iteration_timeout_s: float) -> int:
+    """Return episodes per chunk: requested, or (0) those that fill an iteration in time.
+
+    Time: an episode and its reset take about 1.5 episode lengths of the ROS clock, never
+    less wall time (real_time_factor >= 1); a chunk should take at most half the learner's
+    iteration_timeout_s, so an iteration never waits on the robot beyond it.
+    """
+    if requested:
+        return requested
+    fill = math.ceil(steps_per_iteration / episode_steps)
+    in_time = int(0.5 * iteration_timeout_s // (1.5 * episode_steps * control_dt))
+    return max(1, min(fill, in_time))
+
+
 def go_to_pose(pose: np.ndarray, target: np.ndarray, cfg: RealtimeConfig
                ) -> tuple[np.ndarray, bool]:
     """Return (command, arrived) of a turn-drive-turn controller from pose to target."""
