@@ -26,22 +26,15 @@ import torch
 
 from cpo_ros.deploy.export import load_exported, TWIST_ACTIONS
 from cpo_ros.deploy.profile import check_deployment
+from cpo_ros.deploy.shield import limit_command
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import array_to_twist_stamped, decode_batch
+from cpo_ros.ros.faults import status_name
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
 from cpo_ros.training.checkpoint import CheckpointError
-
-STATUS_NAME = 'cpo_ros: policy executor'
-
-
-def limit_command(cmd: np.ndarray, last: np.ndarray, max_vel: np.ndarray, max_acc: np.ndarray,
-                  dt: float) -> np.ndarray:
-    """Clip cmd to the velocity limits and its change from last to max_acc * dt."""
-    cmd = np.clip(cmd, -max_vel, max_vel)
-    return np.clip(cmd, last - max_acc * dt, last + max_acc * dt)
 
 
 class DeployedPolicyExecutor(LifecycleNode):
@@ -211,7 +204,7 @@ class DeployedPolicyExecutor(LifecycleNode):
                                       self.p['base_frame'])
 
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=f'{self.get_namespace().rstrip("/")}/{STATUS_NAME}',
+        status = DiagnosticStatus(name=status_name(self),
                                   hardware_id=self.get_namespace())
         if self.stop_reason is None:
             status.level, status.message = DiagnosticStatus.OK, 'commanding the robot'
@@ -223,7 +216,9 @@ class DeployedPolicyExecutor(LifecycleNode):
             ('policy_dir', self.p['policy_dir']), ('active', self._active),
             ('control_dt', self.dt), ('trained_control_dt', robot.get('control_dt')),
             ('robot_profile', self.p['robot']), ('trained_profile', robot.get('profile')),
-            ('task_frame', self.pose_input.task_frame), ('stop_reason', self.stop_reason))]
+            ('task_frame', self.pose_input.task_frame))]
+        if self.stop_reason is not None:  # only while it sends the robot zero commands
+            status.values.append(KeyValue(key='stop_reason', value=self.stop_reason))
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)

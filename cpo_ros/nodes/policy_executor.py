@@ -19,7 +19,7 @@ from rclpy.node import Node
 from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
 
 from cpo_ros.ros import qos
-from cpo_ros.ros.bringup import run_nodes
+from cpo_ros.ros.bringup import node_help, run_nodes, wants_help
 from cpo_ros.ros.conversions import (
     arrays_to_msg,
     CMD_FIELDS,
@@ -32,7 +32,7 @@ from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.training.worker import RolloutWorker
-from cpo_ros.validation import InvalidField
+from cpo_ros.wire import check_batch_rows, check_policy, check_status
 
 
 class PolicyExecutor(Node):
@@ -59,7 +59,7 @@ class PolicyExecutor(Node):
         self.instance = int.from_bytes(os.urandom(4), 'little') + 1
         self._chunk_seq = 0
         self._sent: dict[int, int] = {}  # samples sent per policy version
-        self._status: dict[str, np.ndarray] | None = None
+        self._status: dict[str, object] | None = None
         self._policies = 0
         self._session = 0
         num_costs = len(layout.cost_fields)
@@ -75,7 +75,7 @@ class PolicyExecutor(Node):
         if num_costs > 1:
             self.cost_pubs += [self.create_publisher(Float32, f'episode/cost_{i}', qos.METRICS)
                                for i in range(num_costs)]
-        self.faults = FaultReport(self, 'policy_executor')
+        self.faults = FaultReport(self)
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
         self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status, qos.LATCHED)
@@ -85,7 +85,8 @@ class PolicyExecutor(Node):
     def _on_policy(self, msg: UInt8MultiArray) -> None:
         try:
             arrays = msg_to_arrays(msg)
-            swapped = self.worker.set_policy(arrays)  # validated before anything is built
+            check_policy(arrays)  # wire.POLICY_FIELDS; the weights are checked before building
+            swapped = self.worker.set_policy(arrays)
         except ValueError as exc:
             self.faults.refuse('policy', exc)
             return
@@ -100,12 +101,9 @@ class PolicyExecutor(Node):
 
     def _on_status(self, msg: UInt8MultiArray) -> None:
         try:
-            status = msg_to_arrays(msg)
-            for key in ('version', 'session', 'more', 'executors', 'shares'):
-                status[key]
-        except (ValueError, KeyError, TypeError) as exc:
-            self.get_logger().warn(f'ignored a malformed cpo/iteration status: {exc}',
-                                   throttle_duration_sec=5.0)
+            status = check_status(msg_to_arrays(msg))
+        except ValueError as exc:
+            self.faults.refuse('iteration', exc)
             return
         self._status = status
         self._maybe_resume()
@@ -114,12 +112,10 @@ class PolicyExecutor(Node):
         """Sample on: with a newer policy, or when the learner wants more of this version."""
         worker, status = self.worker, self._status
         if worker.paused and status is not None:
-            version = int(status['version'])
-            counted = dict(zip([str(n) for n in status['executors']],
-                               [int(v) for v in status['shares']], strict=False))
+            version, counted = status['version'], status['counted']
             # Only once our own chunks are counted: the learner has seen what we brought.
-            if (version == worker.version and int(status['session']) == worker.session
-                    and int(status['more']) > 0
+            if (version == worker.version and status['session'] == worker.session
+                    and status['more'] > 0
                     and counted.get(self.executor_id, 0) >= self._sent.get(version, 0)):
                 worker.resume()
         if self._waiting is not None and worker.can_act:
@@ -130,9 +126,7 @@ class PolicyExecutor(Node):
     def _on_state(self, msg: Float32MultiArray) -> None:
         try:
             state, seq = decode_batch(msg, self.fields)
-            if state.shape[0] != self.num_envs:
-                raise InvalidField('env', f'{state.shape[0]} robots, this executor runs '
-                                   f'{self.num_envs}')
+            check_batch_rows(state, self.fields, self.num_envs)
         except ValueError as exc:
             self.faults.refuse('batch/state', exc)
             return
@@ -197,6 +191,15 @@ def main(args: list[str] | None = None) -> int:
     robot = '--robot' in argv[:ros_start]
     argv = [a for i, a in enumerate(argv)
             if not (i < ros_start and a in ('--deploy', '--robot'))]
+    if wants_help(argv):  # every mode and its parameters, with or without a mode flag
+        from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
+        from cpo_ros.nodes.robot_executor import RobotExecutor
+        print(node_help('policy_executor', [PolicyExecutor, DeployedPolicyExecutor,
+                                            RobotExecutor],
+                        modes=('training (default)', '--deploy (an exported policy on a robot)',
+                               '--robot (learning on the robot in real time)')),
+              flush=True)
+        return 0
     if robot:
         from cpo_ros.nodes.robot_executor import RobotExecutor
         return run_nodes('policy_executor', [RobotExecutor], [False], argv)

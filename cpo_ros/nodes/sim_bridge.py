@@ -40,7 +40,7 @@ from cpo_ros.ros.watchdog import create_steady_timer
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.sim.vec_env import DomainRandomization, VecTaskEnv
 from cpo_ros.tasks.base import Marker as TaskMarker
-from cpo_ros.validation import InvalidField
+from cpo_ros.wire import check_batch_rows
 
 
 def sim_time(seconds: float) -> Time:
@@ -99,7 +99,7 @@ class SimBridge(Node):
         self._fill_state(np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, bool),
                          np.zeros(num_envs, bool), self.env.poses(), self.env.twists(),
                          self.env.sensors())
-        self.faults = FaultReport(self, 'sim_bridge')
+        self.faults = FaultReport(self)
         if self.mode == 'lockstep':
             self.state_pub = self.create_publisher(Float32MultiArray, 'batch/state',
                                                    qos.LOCKSTEP)
@@ -117,16 +117,17 @@ class SimBridge(Node):
         self._publish_outputs(0.0)
         if self.mode == 'lockstep':
             self._publish_state()
-        self.get_logger().info(f'{num_envs} robot(s), {self.mode} mode, control period '
-                               f'{robot.control_dt} s, domain randomisation {randomization}')
+        # Lock-step steps at the policy's control period; a stand-in at its odometry period.
+        period = ('control period' if self.mode == 'lockstep' else
+                  f'odometry period (odom_rate_hz {p["odom_rate_hz"]:g})')
+        self.get_logger().info(f'{num_envs} robot(s), {self.mode} mode, {period} '
+                               f'{robot.control_dt:g} s, domain randomisation {randomization}')
 
     # -- lock-step training ---------------------------------------------------------------------
     def _on_batch_cmd(self, msg: Float32MultiArray) -> None:
         try:
             cmd, seq = decode_batch(msg, CMD_FIELDS)
-            if cmd.shape[0] != self.env.num_envs:
-                raise InvalidField('env', f'{cmd.shape[0]} commands for {self.env.num_envs} '
-                                   f'robots')
+            check_batch_rows(cmd, CMD_FIELDS, self.env.num_envs)
         except ValueError as exc:
             self.faults.refuse('batch/cmd_vel', exc)
             return
@@ -163,7 +164,11 @@ class SimBridge(Node):
                          info['final_twist'], info['final_sensors'])
         self.seq = (self.seq + 1) % (2 ** 24)
         now = time.monotonic()
-        if now - self._last_telemetry >= self._telemetry_period:
+        # Not on a step that ended robot 0's episode: its odometry is already the next
+        # episode's start while its cost is the final pose's (the monitor would count a
+        # disagreement); the next step's telemetry goes out instead.
+        ended = bool(np.ravel(terminated)[0] or np.ravel(truncated)[0])
+        if now - self._last_telemetry >= self._telemetry_period and not ended:
             self._last_telemetry = now
             self._publish_outputs(float(np.ravel(cost[0])[0]))
 

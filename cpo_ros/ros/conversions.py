@@ -33,8 +33,8 @@ import numpy as np
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
 
 from cpo_ros.validation import InvalidField
+from cpo_ros.wire import check_seq, SEQ_MODULO
 
-SEQ_MODULO = 2 ** 24
 # .npz messages: a policy is tens of kB, a rollout of 50,000 samples about 5 MB. The learner
 # passes a cap from its own sizes (buffer.rollout_size_cap); this is the cap of everything else.
 MAX_NPZ_BYTES = 64 * 2 ** 20
@@ -120,7 +120,7 @@ def decode_batch(msg: Float32MultiArray, fields: tuple[str, ...]) -> tuple[np.nd
     seqs = full[:, -1]
     if np.any(seqs != seqs[0]):
         raise InvalidField('seq', 'rows carry different seq values')
-    return full[:, :-1], int(seqs[0])
+    return full[:, :-1], check_seq(float(seqs[0]))
 
 
 def arrays_to_msg(arrays: dict[str, np.ndarray]) -> UInt8MultiArray:
@@ -266,7 +266,8 @@ class CommandPublisher:
             self.publisher.publish(array_to_twist(cmd))
 
 
-def command_subscription(node, topic: str, stamped: bool, callback, qos_profile):
+def command_subscription(node, topic: str, stamped: bool, callback, qos_profile,
+                         event_callbacks=None):
     """Subscribe to velocity commands of either type; callback gets [linear.x, angular.z].
 
     A command that cannot be read (non-finite) reaches callback as None, to be taken as stop.
@@ -279,4 +280,4 @@ def command_subscription(node, topic: str, stamped: bool, callback, qos_profile)
             cmd = None
         callback(cmd)
     return node.create_subscription(TwistStamped if stamped else Twist, topic, on_msg,
-                                    qos_profile)
+                                    qos_profile, event_callbacks=event_callbacks)

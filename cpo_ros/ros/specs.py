@@ -193,6 +193,11 @@ LEARNER_PARAMS = [
     ParamSpec('iteration_timeout_s', 60.0, 'an iteration waiting longer for samples proceeds '
               'on what arrived when that is at least min_fraction, else warns and waits on '
               '[s, wall clock]', 0.1, 1e6),
+    ParamSpec('queue_bytes', 0, 'bytes of rollout chunks that may wait while an update runs '
+              "(0: twice the size cap of one iteration's rollout); more are dropped and "
+              'counted', 0, 2**40),
+    ParamSpec('executor_queue_bytes', 0, 'of queue_bytes, what one executor id may fill (0: '
+              "the size cap of one iteration's rollout)", 0, 2**40),
     ParamSpec('min_fraction', 0.5, 'least fraction of steps_per_iteration an iteration may '
               'proceed on after iteration_timeout_s', 0.0, 1.0),
     ParamSpec('cost_limit', -1.0, 'limit d on the expected cost per episode; a list gives '
@@ -262,7 +267,12 @@ MONITOR_PARAMS = [
               '(pose noise, latency, actuator error) [m]', 0.0, 100.0),
     ParamSpec('e_stop_heartbeat_s', 0.0, 'deadman: with > 0, stop when no e_stop message '
               '(true or false) arrived for this long, as from a relay or joystick that '
-              'publishes continuously [s] (0: off)', 0.0, 3600.0),
+              'publishes continuously [s] (0: off); a heartbeat never releases a latched stop',
+              0.0, 3600.0),
+    ParamSpec('command_source', 'policy_executor', 'the one node whose policy/cmd_vel the '
+              "gate takes (relative: in this node's namespace); commands while any other "
+              'node publishes there are refused (see docs/safety.md for what this does not '
+              'prevent without SROS2)'),
     ParamSpec('publish_cost', False, 'publish safety/cost from the pose (on a robot); in '
               'simulation the bridge owns that topic and the monitor compares'),
     ParamSpec('diagnostics_rate_hz', 1.0, 'diagnostics publication rate', 0.01, 100.0),
@@ -291,10 +301,16 @@ _CLASS_PARAMS = {
     'DeployedPolicyExecutor': (DEPLOY_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS
                                + POSE_PARAMS + TASK_PARAMS),
     'Learner': LEARNER_PARAMS + ROBOT_PARAMS + TASK_PARAMS,
-    'SafeAreaMonitor': MONITOR_PARAMS + COMMAND_PARAMS + POSE_PARAMS + TASK_PARAMS,
+    'SafeAreaMonitor': (MONITOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
+                        + TASK_PARAMS),
 }
 
 
 def node_parameters(cls: type) -> list[ParamSpec]:
     """Return every parameter a node class declares (its own and the shared ones it uses)."""
     return _CLASS_PARAMS[cls.__name__]
+
+
+def all_parameter_names() -> set[str]:
+    """Return the names of every parameter some node of cpo_ros declares."""
+    return {spec.name for specs in _CLASS_PARAMS.values() for spec in specs}

@@ -154,8 +154,8 @@ def _gym_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
             # 1.0.0 pins gymnasium 0.28.1 and mujoco 2.3.3 and imports on Python <= 3.10 only.
             raise ValueError(f'{env_id} is a Safety-Gymnasium id, and safety_gymnasium does not '
                              f'import here ({type(exc).__name__}: {exc}): it needs its own '
-                             f'Python 3.10 environment, see "Safety-Gymnasium" in the '
-                             f'README') from exc
+                             f'Python 3.10 environment, see "Safety-Gymnasium" in '
+                             f'docs/training.md') from exc
         return lambda: safety_gymnasium.make(env_id, **kwargs)
     # Gymnasium's passive checker rejects the 6-tuple step of safety-style envs.
     return lambda: gym.make(env_id, disable_env_checker=True, **kwargs)
