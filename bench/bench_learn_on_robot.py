@@ -92,9 +92,9 @@ class Diagnostics:
     def _on_diag(self, msg) -> None:
         for s in msg.status:
             values = {kv.key: kv.value for kv in s.values}
-            if s.name == 'policy_executor':
+            if s.name.endswith('policy_executor'):
                 self.last = values
-            elif s.name.endswith('safe area'):
+            elif s.name.endswith(('safe area', 'safe_area_monitor')):
                 self.monitor = values
 
     def _spin(self) -> None:

@@ -63,7 +63,7 @@ class RobotListener:
 
     def _on_diag(self, msg) -> None:
         for status in msg.status:
-            if status.name == 'policy_executor':
+            if status.name.endswith('policy_executor'):
                 self.diags.append({kv.key: kv.value for kv in status.values}
                                   | {'message': status.message})
 

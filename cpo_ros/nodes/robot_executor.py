@@ -91,7 +91,7 @@ class RobotExecutor(Node):
         self.rollout_pub = self.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
         self.return_pub = self.create_publisher(Float32, 'episode/return', qos.METRICS)
         self.cost_pub = self.create_publisher(Float32, 'episode/cost', qos.METRICS)
-        self.faults = FaultReport(self, 'policy_executor')
+        self.faults = FaultReport(self)
         self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
         self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status, qos.LATCHED)
         self.create_subscription(Bool, 'e_stop/latched', self._on_e_stop, qos.LATCHED)
