@@ -60,7 +60,7 @@ class RobotExecutor(Node):
         self.task = task
         self.dt = p['control_dt']
         episodes = episodes_per_chunk(p['chunk_episodes'], p['steps_per_iteration'],
-                                  task.max_episode_steps, self.dt, p['iteration_timeout_s'])
+                                      task.max_episode_steps, self.dt, p['iteration_timeout_s'])
         self.cfg = RealtimeConfig(
             control_dt=self.dt, late_tolerance=p['late_tolerance'], chunk_episodes=episodes,
             shield_samples=p['shield_samples'], intervention_cost=p['intervention_cost'],
