@@ -93,7 +93,7 @@ def test_a_robot_alone_trains_and_the_rows_account_for_every_sample(probe, ros_e
     listener = RobotListener(probe)
     out = tmp_path / 'run'
     stack = bringup(ros_env, out, 'steps_per_iteration:=300', 'learner:iterations:=3',
-                    'real_time_factor:=20.0')
+                    'real_time_factor:=10.0')
     try:
         assert wait_until(lambda: stack.proc.poll() is not None, 90), stack.output
     finally:
@@ -160,7 +160,7 @@ def test_simulators_and_a_robot_mix_in_one_iteration(probe, ros_env, tmp_path):
     out = tmp_path / 'run'
     # Chunks of one episode (150 samples): the robot delivers within its usual delay.
     stack = bringup(ros_env, out, 'steps_per_iteration:=600', 'learner:iterations:=6',
-                    'real_time_factor:=20.0', 'policy_executor:chunk_episodes:=1')
+                    'real_time_factor:=10.0', 'policy_executor:chunk_episodes:=1')
     worker = None
     try:
         # The robot delivers alone first; a simulator joining later is held back by the
