@@ -159,9 +159,9 @@ ROBOT_EXECUTOR_PARAMS = [
     ParamSpec('reset_yaw_tolerance', 0.2, '... and within this heading [rad]', 1e-4, 3.15),
     ParamSpec('reset_timeout_s', 60.0, 'a reset not there after this long starts the episode '
               'where the robot stands [s, ROS clock]', 0.1, 1e6),
-    ParamSpec('max_policy_age_s', 10.0, 'the robot stops when the learner is gone (no '
-              'publisher of cpo/policy) or has not answered a chunk for this long [s, steady '
-              'clock]', 0.1, 1e6),
+    ParamSpec('max_policy_age_s', 10.0, 'the robot stops when nothing came from the learner '
+              '(a policy, or the cpo/iteration status it re-sends every second) for this long '
+              '[s, steady clock]', 0.1, 1e6),
     ParamSpec('start_paused', False, 'start paused: learning begins with the pause service '
               '(learning/pause false)'),
     ParamSpec('diagnostics_rate_hz', 1.0, 'diagnostics publication rate', 0.01, 100.0),
