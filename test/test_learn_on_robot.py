@@ -211,12 +211,14 @@ def test_a_killed_learner_stops_the_robot_which_learns_on_when_it_returns(probe,
         t_kill = time.monotonic()
         assert wait_until(lambda: 'learner lost' in listener.diags[-1]['message'], 30), \
             listener.diags[-1]
+        t_lost = time.monotonic()
         assert listener.phase() == 'stopped'
-        assert wait_until(lambda: listener.at_rest_since(time.monotonic() - 0.2), 10)
-        # The executor sends zero (the gate may still turn a robot near the edge back inside).
-        recent = [c for c in listener.policy_commands if c[0] > time.monotonic() - 0.5]
-        assert recent and all(c[1] == 0.0 and c[2] == 0.0 for c in recent)
-        assert time.monotonic() - t_kill < 30
+        assert wait_until(lambda: listener.at_rest_since(t_lost + 0.5), 10)
+        # From then on the executor sends zero (the gate may still turn a robot near the edge
+        # back inside).
+        later = [c for c in listener.policy_commands if c[0] > t_lost + 0.3]
+        assert later and all(c[1] == 0.0 and c[2] == 0.0 for c in later)
+        assert t_lost - t_kill < 10  # max_policy_age_s 2 s after the last heartbeat
         # The learner returns (resume: auto) and the robot samples for it again.
         learner = _node(ros_env, 'learner', extra=learner_args)
         assert wait_until(lambda: 'learner lost' not in listener.diags[-1]['message']
