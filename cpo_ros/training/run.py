@@ -38,7 +38,7 @@ from cpo_ros.training.progress import flatten_row, plot_curves, progress_columns
 
 RUN_MODES = ('fresh', 'resume', 'auto', 'overwrite')
 # Settings a resumed run may change: the budget, where it lives, and how it is computed.
-RESUMABLE_KEYS = ('iterations', 'out', 'checkpoint_every', 'torch_threads')
+RESUMABLE_KEYS = ('iterations', 'out', 'checkpoint_every', 'torch_threads', 'env_workers')
 
 
 class RunDirError(ValueError):
