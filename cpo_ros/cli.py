@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Start the nodes of launch/<name>.launch.py with '
                        'config/<name>.yaml in one process. Arguments after the name are ROS '
                        'arguments, e.g. --ros-args -p learner:iterations:=5')
-    p.add_argument('name', help='circle_sim, gather_sim or deploy')
+    p.add_argument('name', help='circle_sim, gather_sim, fleet_sim, learn_on_robot or deploy')
     p.add_argument('ros_args', nargs=argparse.REMAINDER)
     return parser
 

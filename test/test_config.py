@@ -11,6 +11,7 @@ from cpo_ros.ros.specs import (
     EXECUTOR_PARAMS,
     LEARNER_CONFIG_PARAMS,
     NODE_PARAMS,
+    ROBOT_EXECUTOR_PARAMS,
     SHARED_PARAMS,
 )
 from cpo_ros.training import settings
@@ -33,10 +34,15 @@ def test_every_declared_parameter_is_in_the_file(name):
         specs = NODE_PARAMS[entry.name]
         if entry.target.endswith('DeployedPolicyExecutor'):
             specs = DEPLOY_EXECUTOR_PARAMS
+        elif entry.target.endswith('RobotExecutor'):
+            specs = ROBOT_EXECUTOR_PARAMS
         elif entry.name == 'policy_executor':
             specs = EXECUTOR_PARAMS
         # A field new in AlgoConfig is declared at once; its default holds until a file sets it.
-        missing = {s.name for s in specs} - params - {s.name for s in LEARNER_CONFIG_PARAMS}
+        # Keys under /** reach every node (learn_on_robot: iteration_timeout_s, read by the
+        # learner and the robot executor alike).
+        missing = ({s.name for s in specs} - params - {s.name for s in LEARNER_CONFIG_PARAMS}
+                   - shared)
         assert not missing, f'{name}.yaml /**/{entry.name} lacks {sorted(missing)}'
         unknown = params - {s.name for s in specs} - {'use_sim_time'}
         assert not unknown, f'{name}.yaml /**/{entry.name} sets undeclared {sorted(unknown)}'

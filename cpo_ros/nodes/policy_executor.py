@@ -186,21 +186,30 @@ class PolicyExecutor(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the executor alone: `ros2 run cpo_ros policy_executor [--deploy]`.
+    """Run the executor alone: `ros2 run cpo_ros policy_executor [--deploy | --robot]`.
 
-    --deploy runs the lifecycle node of deployment (an exported policy on a robot's odom).
+    --deploy runs the lifecycle node of deployment (an exported policy on a robot's odom);
+    --robot learns on the robot in real time (nodes/robot_executor.py).
     """
     import sys
     argv = list(sys.argv if args is None else args)
     ros_start = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
     deploy = '--deploy' in argv[:ros_start]
-    argv = [a for i, a in enumerate(argv) if not (i < ros_start and a == '--deploy')]
-    if wants_help(argv):  # both modes and their parameters, with or without --deploy
+    robot = '--robot' in argv[:ros_start]
+    argv = [a for i, a in enumerate(argv)
+            if not (i < ros_start and a in ('--deploy', '--robot'))]
+    if wants_help(argv):  # every mode and its parameters, with or without a mode flag
         from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
-        print(node_help('policy_executor', [PolicyExecutor, DeployedPolicyExecutor],
-                        modes=('training (default)', '--deploy (an exported policy on a robot)')),
+        from cpo_ros.nodes.robot_executor import RobotExecutor
+        print(node_help('policy_executor', [PolicyExecutor, DeployedPolicyExecutor,
+                                            RobotExecutor],
+                        modes=('training (default)', '--deploy (an exported policy on a robot)',
+                               '--robot (learning on the robot in real time)')),
               flush=True)
         return 0
+    if robot:
+        from cpo_ros.nodes.robot_executor import RobotExecutor
+        return run_nodes('policy_executor', [RobotExecutor], [False], argv)
     if deploy:
         from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
         return run_nodes('policy_executor', [DeployedPolicyExecutor], [False], argv)

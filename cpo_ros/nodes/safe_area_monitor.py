@@ -122,6 +122,9 @@ class SafeAreaMonitor(Node):
                 self, 'policy/cmd_vel', True, self._on_policy_cmd, qos.COMMAND,
                 event_callbacks=self.source.event_callbacks())
             self.create_subscription(Bool, 'e_stop', self._on_e_stop, qos.E_STOP)
+            # Latched state for whoever must pause with it (learning on the robot).
+            self.e_stop_pub = self.create_publisher(Bool, 'e_stop/latched', qos.LATCHED)
+            self.e_stop_pub.publish(Bool(data=False))
             self.create_service(SetBool, 'e_stop', self._on_e_stop_service)
             create_steady_timer(self, self.gate_period, self._gate)
         # Steady-clock timers: staleness must be noticed even when sim or system time stalls.
@@ -198,6 +201,8 @@ class SafeAreaMonitor(Node):
             self.get_logger().warn(f'e-stop from the {source}: stopping until released')
         elif not stop and self.e_stop:
             self.get_logger().info(f'e-stop released by the {source}')
+        if stop != self.e_stop:
+            self.e_stop_pub.publish(Bool(data=stop))
         self.e_stop = stop
         self._gate()
 
