@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cpo_ros.algo.algorithm import ConstrainedTrustRegion
-from cpo_ros.sim.point_circle import VecPointCircle
+from cpo_ros.sim.make import vec_env
 from cpo_ros.training.config import AlgoConfig
 from cpo_ros.training.worker import RolloutWorker
 
@@ -33,7 +33,7 @@ def test_normaliser_update_leaves_policy_and_critics_unchanged():
                                              ('pdo', 0.5)])
 def test_one_update_on_point_circle_stays_in_the_trust_region(algo_name, limit):
     torch.manual_seed(0)
-    env = VecPointCircle(8, seed=0, max_episode_steps=20)
+    env = vec_env('circle', 8, seed=0, max_episode_steps=20)
     algo = ConstrainedTrustRegion(env.obs_dim, env.act_dim,
                                   AlgoConfig(algo=algo_name, cost_limit=limit, value_epochs=1),
                                   env.single_action_space.low, env.single_action_space.high, 20)

@@ -35,7 +35,7 @@ from cpo_ros.ros.conversions import (
 )
 from cpo_ros.training.fleet import ChunkGatherer
 
-TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'max_episode_steps:=10']
+TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'circle.max_episode_steps:=10']
 OBS, ACT = 6, 2
 MIB = 2 ** 20
 
@@ -58,7 +58,8 @@ class Diagnostics:
                 {kv.key: kv.value for kv in status.values})
 
     def count(self, name: str, key: str) -> int:
-        return int(self.values.get(name, {}).get(key, 0))
+        """Return a counter of the node named name (status name: its fully qualified name)."""
+        return int(self.values.get(f'/{name.lstrip("/")}', {}).get(key, 0))
 
 
 def peak_rss(pid: int) -> int:
@@ -243,7 +244,7 @@ def test_training_graph_under_fuzz(start_node, probe, tmp_path):
         got = diag.count(node, key)
         flooded = 0 if key in ('refused_policy', 'refused_iteration') else flood + 10
         assert count <= got <= count + flooded, (node, key, got, count)
-    learner_diag = diag.values['learner']
+    learner_diag = diag.values['/learner']
     assert 'failed_updates' not in learner_diag, learner_diag
     # Memory: the learner's chunk queue is bounded in bytes (queue_bytes); beyond it a node
     # holds the messages its reader keeps (QoS depth) and its copies while checking one.
@@ -272,7 +273,7 @@ def test_deploy_graph_under_fuzz_never_moves_on_a_forged_command(probe, ros_env,
 
     probe.create_subscription(TwistStamped, 'cmd_vel', on_cmd, qos.CLI_DEFAULT)
     stack = bringup_deploy(ros_env, unsafe_policy)
-    monitor = 'cpo_ros: safe area'
+    monitor = '/safe_area_monitor'  # status names are the nodes' fully qualified names
 
     def moving() -> bool:
         return bool(commands) and (commands[-1][1] != 0.0 or commands[-1][2] != 0.0)

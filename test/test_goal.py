@@ -150,9 +150,8 @@ def test_gymnasium_ids():
     _, _, _, _, info = env.step(np.zeros(2, np.float32))
     assert obs.shape == (21,) and info['cost'] in (0.0, 1.0) and 'goals' in info
     long = gym.make('cpo_ros/PointCircleLong-v0', x_limit=3.0, target_radius=10.0)
-    task = long.unwrapped.task
-    assert (task.max_episode_steps, task.params.x_limit, task.params.target_radius) == (
-        500, 3.0, 10.0)
+    task = long.unwrapped.task.params
+    assert (task.max_episode_steps, task.x_limit, task.target_radius) == (500, 3.0, 10.0)
     long.reset(seed=0)
     ends = [long.step(np.zeros(2, np.float32))[3] for _ in range(500)]
     assert ends == [False] * 499 + [True]
@@ -160,8 +159,8 @@ def test_gymnasium_ids():
 
 def test_circle_long_is_a_project_task_with_options():
     env = make_vec_env(task='circle_long', num_envs=2, seed=0, x_limit=2.0)
-    assert env.task.max_episode_steps == 500 and env.task.x_limit == 2.0
-    assert env.task.target_radius == 15.0
+    assert env.task.max_episode_steps == 500 and env.task.params.x_limit == 2.0
+    assert env.task.params.target_radius == 15.0
     assert default_cost_limits('circle_long') == (25.0,)
     assert default_cost_limits('goal') == (50.0,)
     assert default_cost_limits(env_id='cpo_ros/PointGoal-v0') == (50.0,)

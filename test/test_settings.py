@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
-from cpo_ros.sim.make import TASK_DEFAULTS
+from cpo_ros.tasks.registry import BUILTIN as TASK_DEFAULTS
 from cpo_ros.training import settings
 from cpo_ros.training.config import AlgoConfig, TrainConfig
 
@@ -25,8 +25,8 @@ def test_every_field_is_a_setting_under_the_learner_parameter_name():
     assert keys == ({f.name for f in fields(TrainConfig)} - {'algo', 'task_kwargs', 'robot'}
                     | {f.name for f in fields(AlgoConfig)})
     learner = {spec.name: spec for spec in LEARNER_PARAMS + TASK_PARAMS}
-    # The graph runs project tasks only, so env_id is the one setting without a parameter.
-    assert keys - {'env_id'} <= set(learner)
+    # The graph runs project tasks only, so env_id and its env_workers have no parameter.
+    assert keys - {'env_id', 'env_workers'} <= set(learner)
     circle = {s.key for s in settings.task_settings('circle')}
     assert {spec.name for spec in TASK_PARAMS} <= keys | circle
     for s in settings.train_settings():
@@ -41,7 +41,9 @@ def test_learner_parameter_ranges_lie_inside_the_configuration_ranges():
         setting = by_key.get(spec.name)
         if setting is None or spec.low is None or setting.owner == 'task':
             continue
-        for bound in (spec.low, spec.high):
+        # cost_limit -1 is no limit but the node's word for "the task's defaults".
+        low = 0.0 if spec.name == 'cost_limit' else spec.low
+        for bound in (low, spec.high):
             value = settings.parse_value(setting, bound)
             config = TrainConfig(num_envs=1, steps_per_iteration=10**6)
             target = config.algo if setting.owner == 'algo' else config

@@ -50,7 +50,7 @@ from cpo_ros.training.fleet import ChunkGatherer, ChunkQueue, FLEET_COLUMNS, Ite
 from cpo_ros.training.run import TrainingRun
 from cpo_ros.training.settings import algo_config_from
 from cpo_ros.training.trainer import max_episode_steps, summary_line
-from cpo_ros.wire import check_chunk, check_logp
+from cpo_ros.wire import canonical_chunk, check_chunk, check_logp
 
 # Per-iteration figures for rqt_plot, one std_msgs/Float32 topic each. With several
 # constraints episode_cost, cost_limit and lagrange are the first's, and cpo/<name>_<i> follow
@@ -103,6 +103,9 @@ class Learner(Node):
                                              'cost_names': list(probe.cost_names),
                                              'ros_parameters': p},
                                num_costs=probe.num_costs, extra_columns=FLEET_COLUMNS)
+        if p['init_from'] and not self.run.resumed:
+            source = self.run.initialise_from(p['init_from'])
+            self.get_logger().info(f'fine-tuning: the policy and critics of {source}')
         self.fit_while_sampling = p['fit_while_sampling']
         if self.fit_while_sampling:
             # The critics fit in a child process: the new policy goes out while they finish
@@ -136,6 +139,7 @@ class Learner(Node):
         self.policy_pub = self.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
         self.status_pub = self.create_publisher(UInt8MultiArray, 'cpo/iteration', qos.LATCHED)
         self._last_status: tuple[int, int, int, int] | None = None
+        self._status_msg: UInt8MultiArray | None = None
         names = list(METRIC_TOPICS)
         if probe.num_costs > 1:
             names += [f'{name}_{i}' for i in range(probe.num_costs)
@@ -195,7 +199,8 @@ class Learner(Node):
         self._last_status = key
         status = g.status()
         status['session'] = np.asarray(self.session, np.int64)
-        self.status_pub.publish(arrays_to_msg(status))
+        self._status_msg = arrays_to_msg(status)
+        self.status_pub.publish(self._status_msg)
 
     def _publish_diagnostics(self) -> None:
         level = None
@@ -224,7 +229,12 @@ class Learner(Node):
 
         Harmless to an executor that is still sampling (it goes on with the same version);
         an executor waiting for a newer policy samples the current one again.
+
+        Also re-sends the last `cpo/iteration` status every second: the learner's heartbeat,
+        by which a robot notices a learner that died (robot_executor, max_policy_age_s).
         """
+        if self._status_msg is not None:
+            self.status_pub.publish(self._status_msg)  # built once; safe beside the worker
         if (self.rollout_timeout_s <= 0 or self._updating or not self._queue.empty()
                 or self.run.done or self.exit_code):
             return
@@ -256,6 +266,7 @@ class Learner(Node):
                     throttle_duration_sec=5.0)
                 return
             check_logp(chunk, self._actors.get(version), version)
+            chunk = canonical_chunk(chunk)
         except ValueError as exc:
             self.faults.refuse('rollout', exc)
             return

@@ -67,6 +67,7 @@ class PolicyExecutor(Node):
                                     seed=p['seed'] + p['seed_offset'],
                                     deterministic=p['deterministic'], num_costs=num_costs)
         self._last_seq: int | None = None
+        self._last_cmd: Float32MultiArray | None = None
         self._waiting: tuple[int, np.ndarray] | None = None
         self.cmd_pub = self.create_publisher(Float32MultiArray, 'batch/cmd_vel', qos.LOCKSTEP)
         self.rollout_pub = self.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
@@ -130,7 +131,12 @@ class PolicyExecutor(Node):
         except ValueError as exc:
             self.faults.refuse('batch/state', exc)
             return
-        if seq == self._last_seq or (self._waiting is not None and self._waiting[0] == seq):
+        if seq == self._last_seq and self._last_cmd is not None:
+            # The bridge re-sent the state we answered: our answer was lost (a flooded
+            # reader drops it), so send it again, or lock-step would wait for ever.
+            self.cmd_pub.publish(self._last_cmd)
+            return
+        if self._waiting is not None and self._waiting[0] == seq:
             return  # a re-sent state we already hold
         obs = self.task.observation(state[:, self._pose], state[:, self._twist],
                                     state[:, self._sensors])
@@ -174,26 +180,36 @@ class PolicyExecutor(Node):
 
     def _act(self, seq: int, obs: np.ndarray) -> None:
         action = self.worker.act(obs)
-        self.cmd_pub.publish(encode_batch(action, CMD_FIELDS, seq))
+        self._last_cmd = encode_batch(action, CMD_FIELDS, seq)
+        self.cmd_pub.publish(self._last_cmd)
         self._last_seq = seq
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the executor alone: `ros2 run cpo_ros policy_executor [--deploy]`.
+    """Run the executor alone: `ros2 run cpo_ros policy_executor [--deploy | --robot]`.
 
-    --deploy runs the lifecycle node of deployment (an exported policy on a robot's odom).
+    --deploy runs the lifecycle node of deployment (an exported policy on a robot's odom);
+    --robot learns on the robot in real time (nodes/robot_executor.py).
     """
     import sys
     argv = list(sys.argv if args is None else args)
     ros_start = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
     deploy = '--deploy' in argv[:ros_start]
-    argv = [a for i, a in enumerate(argv) if not (i < ros_start and a == '--deploy')]
-    if wants_help(argv):  # both modes and their parameters, with or without --deploy
+    robot = '--robot' in argv[:ros_start]
+    argv = [a for i, a in enumerate(argv)
+            if not (i < ros_start and a in ('--deploy', '--robot'))]
+    if wants_help(argv):  # every mode and its parameters, with or without a mode flag
         from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
-        print(node_help('policy_executor', [PolicyExecutor, DeployedPolicyExecutor],
-                        modes=('training (default)', '--deploy (an exported policy on a robot)')),
+        from cpo_ros.nodes.robot_executor import RobotExecutor
+        print(node_help('policy_executor', [PolicyExecutor, DeployedPolicyExecutor,
+                                            RobotExecutor],
+                        modes=('training (default)', '--deploy (an exported policy on a robot)',
+                               '--robot (learning on the robot in real time)')),
               flush=True)
         return 0
+    if robot:
+        from cpo_ros.nodes.robot_executor import RobotExecutor
+        return run_nodes('policy_executor', [RobotExecutor], [False], argv)
     if deploy:
         from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
         return run_nodes('policy_executor', [DeployedPolicyExecutor], [False], argv)

@@ -125,6 +125,9 @@ class SafeAreaMonitor(Node):
                 self, 'policy/cmd_vel', True, self._on_policy_cmd, qos.COMMAND,
                 event_callbacks=self.source.event_callbacks())
             self.create_subscription(Bool, 'e_stop', self._on_e_stop, qos.E_STOP)
+            # Latched state for whoever must pause with it (learning on the robot).
+            self.e_stop_pub = self.create_publisher(Bool, 'e_stop/latched', qos.LATCHED)
+            self.e_stop_pub.publish(Bool(data=False))
             self.create_service(SetBool, 'e_stop', self._on_e_stop_service)
             create_steady_timer(self, self.gate_period, self._gate)
         # Navigation: the scan guard (cpo_ros.deploy.scan_guard) after the safe-area shield.
@@ -210,6 +213,8 @@ class SafeAreaMonitor(Node):
             self.get_logger().warn(f'e-stop from the {source}: stopping until released')
         elif not stop and self.e_stop:
             self.get_logger().info(f'e-stop released by the {source}')
+        if stop != self.e_stop:
+            self.e_stop_pub.publish(Bool(data=stop))
         self.e_stop = stop
         self._gate()
 

@@ -4,7 +4,10 @@ lockstep (training): `batch/state` out, one step per answered `batch/cmd_vel`, f
 time; an unanswered state is re-published every resend_period_s (late or restarted executors).
 realtime (a robot stand-in): steps at odom_rate_hz of wall time with the latest `cmd_vel`
 (TwistStamped, or Twist with cmd_vel_stamped false), odometry stamped with the system clock as
-a driver's; a command older than cmd_timeout_s means stop; no episodes end. Both modes publish
+a driver's; a command older than cmd_timeout_s means stop; no episodes end. With
+real_time_factor > 0 the stand-in runs that many times faster than real time and publishes
+`/clock` (odometry stamped with it, command ages on it), so a robot-learning graph with
+use_sim_time learns in minutes (learn_on_robot --stand-in). Both modes publish
 robot 0's `odom` and `safety/cost` (the safe-area cost; in simulation this node is the one
 publisher of it); lockstep mode also `/clock`.
 """
@@ -59,6 +62,7 @@ class SimBridge(Node):
         seed = p['seed'] + p['seed_offset']
         # A stand-in robot steps in real time at its odometry rate, as a driver publishes.
         step_dt = p['control_dt'] if self.mode == 'lockstep' else 1.0 / p['odom_rate_hz']
+        self.real_time_factor = p['real_time_factor'] if self.mode == 'realtime' else 0.0
         robot = RobotConfig(max_linear_velocity=p['max_linear_velocity'],
                             max_angular_velocity=p['max_angular_velocity'],
                             control_dt=step_dt, physics_dt=p['physics_dt'],
@@ -120,7 +124,8 @@ class SimBridge(Node):
             # TwistStamped or Twist, as the robot's driver would take it (cmd_vel_stamped).
             command_subscription(self, 'cmd_vel', p['cmd_vel_stamped'], self._on_cmd_vel,
                                  qos.COMMAND)
-            create_steady_timer(self, step_dt, self._realtime_step)
+            create_steady_timer(self, step_dt / (self.real_time_factor or 1.0),
+                                self._realtime_step)
         self._publish_outputs(0.0)
         if self.mode == 'lockstep':
             self._publish_state()
@@ -153,10 +158,14 @@ class SimBridge(Node):
             self._last_cmd = np.zeros(2)  # fail safe: a garbled command means stop
             return
         self._last_cmd = cmd
-        self._last_cmd_time = time.monotonic()
+        self._last_cmd_time = self._command_clock()
+
+    def _command_clock(self) -> float:
+        # Faster than real time, a command's age is simulated seconds, as the robot lives them.
+        return self.env.robots.time if self.real_time_factor else time.monotonic()
 
     def _realtime_step(self) -> None:
-        fresh = time.monotonic() - self._last_cmd_time <= self.cmd_timeout
+        fresh = self._command_clock() - self._last_cmd_time <= self.cmd_timeout
         cmd = self._last_cmd if fresh else np.zeros(2)
         self._step(cmd[None])
 
@@ -188,7 +197,7 @@ class SimBridge(Node):
             s[:, c['final_sensors']] = final_sensors
 
     def _publish_outputs(self, cost: float) -> None:
-        if self.mode == 'lockstep':
+        if self.mode == 'lockstep' or self.real_time_factor:
             stamp = sim_time(self.env.robots.time)
             self.clock_pub.publish(Clock(clock=stamp))
         else:  # a stand-in robot stamps with its clock, as a driver does, and has no /clock

@@ -294,13 +294,15 @@ def bringup(name: str, argv: list[str]) -> int:
     spec = graph(name)
     robot, stand_in, argv = split_bringup_options(argv)
     if stand_in and spec.stand_in is None:
-        raise ValueError(f'bring-up {name!r} has no stand-in robot (--stand-in: deploy only)')
+        raise ValueError(f'bring-up {name!r} has no stand-in robot (--stand-in: deploy and '
+                         f'learn_on_robot)')
     workers, argv = _take_workers(argv)
     if spec.worker_nodes:
         return _run_fleet(name, 1 if workers is None else workers, argv, robot)
     if workers is not None:
         raise ValueError(f'bring-up {name!r} has no workers: -p workers:=K is for fleet_sim')
-    args = ros_arguments(name, argv, spec.use_sim_time, robot)
+    sim_time = spec.use_sim_time or (stand_in and spec.stand_in_sim_time)
+    args = ros_arguments(name, argv, sim_time, robot)
     if spec.separate_processes:
         return run_processes(f'cpo-ros bringup {name}', spec, args[1:], stand_in)
     return run_nodes(f'cpo-ros bringup {name}', [entry.load() for entry in spec.nodes],

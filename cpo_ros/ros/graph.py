@@ -48,6 +48,10 @@ DEPLOYED_EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
                               arguments=('--deploy',), ends_on_error=True)
 STAND_IN = NodeEntry('sim_bridge', 'sim_bridge', 'cpo_ros.nodes.sim_bridge:SimBridge')
 """The realtime sim bridge as the robot (deploy.yaml's /**/sim_bridge: mode realtime)."""
+ROBOT_EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
+                           'cpo_ros.nodes.robot_executor:RobotExecutor', arguments=('--robot',),
+                           ends_on_error=True)
+"""Learning on the robot: realtime sampling from the robot's topics (policy_executor --robot)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class Bringup:
     shield with it), as the launch file does; otherwise `cpo-ros bringup` composes them."""
     stand_in: NodeEntry | None = None
     """A simulated robot that stand_in:=true (--stand-in) starts first."""
+    stand_in_sim_time: bool = False
+    """With the stand-in, every node follows the /clock it publishes (real_time_factor)."""
     worker_nodes: tuple[NodeEntry, ...] = ()
     """A fleet: these nodes run once per worker, in namespace worker_<i>, one process each
     worker (`cpo-ros bringup`) or each node (launch); `nodes` run once, in the root namespace,
@@ -126,6 +132,12 @@ GRAPHS: dict[str, Bringup] = {
     # On a robot its driver replaces the sim bridge: odom in, cmd_vel out.
     'deploy': Bringup((DEPLOY_MONITOR, DEPLOYED_EXECUTOR), use_sim_time=False,
                       separate_processes=True, stand_in=STAND_IN),
+    # A robot learns: its driver (or the stand-in) publishes odom and takes cmd_vel from the
+    # monitor's gate; the executor samples in real time; the learner may be fed by simulators
+    # too (fleet workers on the same cpo/rollout).
+    'learn_on_robot': Bringup((MONITOR, ROBOT_EXECUTOR, LEARNER), use_sim_time=False,
+                              respawn=True, separate_processes=True, stand_in=STAND_IN,
+                              stand_in_sim_time=True),
     # K simulators with their executors and monitors (workers:=K), one learner.
     'fleet_sim': Bringup((LEARNER,), use_sim_time=False, respawn=True,
                          worker_nodes=(SIM_BRIDGE, MONITOR, EXECUTOR)),

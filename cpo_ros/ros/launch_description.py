@@ -57,7 +57,11 @@ def bringup_launch_description(name: str):
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of every node and topic (one per robot)'),
         *_shared_arguments(name),
-        DeclareLaunchArgument('use_sim_time', default_value=str(spec.use_sim_time).lower(),
+        # Beside the stand-in robot of learn_on_robot every node follows its /clock.
+        DeclareLaunchArgument('use_sim_time',
+                              default_value=(LaunchConfiguration('stand_in')
+                                             if spec.stand_in_sim_time
+                                             else str(spec.use_sim_time).lower()),
                               description='follow /clock (true with the sim bridge)'),
         DeclareLaunchArgument('odom_topic', default_value='odom',
                               description="the robot's odometry topic"),
@@ -66,13 +70,19 @@ def bringup_launch_description(name: str):
         DeclareLaunchArgument('cmd_vel_topic', default_value='cmd_vel',
                               description="the robot's velocity command topic"),
     ]
+    if spec.stand_in is not None:
+        actions += [
+            DeclareLaunchArgument('stand_in', default_value='false',
+                                  description='true: the realtime sim bridge plays the robot'),
+            DeclareLaunchArgument('real_time_factor', default_value='',
+                                  description='the stand-in runs this many times faster than '
+                                  'real time and publishes /clock (empty: params_file)'),
+        ]
     if name == 'deploy':
         actions += [
             DeclareLaunchArgument('policy_dir', default_value='',
                                   description='exported policy directory (cpo-ros export '
                                   '--out); empty: the policy_dir of params_file'),
-            DeclareLaunchArgument('stand_in', default_value='false',
-                                  description='true: the realtime sim bridge plays the robot'),
         ]
     actions += [SetParameter(name='use_sim_time', value=LaunchConfiguration('use_sim_time')),
                 OpaqueFunction(function=_nodes, args=[name])]
@@ -97,6 +107,8 @@ def _nodes(context, name: str):
         node_params = list(params)
         if entry.name == 'policy_executor' and arg.get('policy_dir'):
             node_params.append({'policy_dir': arg['policy_dir']})
+        if entry is spec.stand_in and arg.get('real_time_factor'):
+            node_params.append({'real_time_factor': float(arg['real_time_factor'])})
         actions.append(Node(
             package='cpo_ros', executable=entry.executable, name=entry.name,
             namespace=arg['namespace'], output='screen', parameters=node_params,

@@ -13,6 +13,7 @@ import re
 from cpo_ros.ros.params import ParamSpec
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.tasks.base import Task
+from cpo_ros.tasks.registry import DEFAULT_TASK
 from cpo_ros.training.config import AlgoConfig
 from cpo_ros.training.settings import field_docs, train_settings
 
@@ -20,7 +21,7 @@ _A = AlgoConfig()
 _R = RobotConfig()
 
 TASK_PARAMS = [
-    ParamSpec('task', 'circle', "task: a registered name (`cpo-ros tasks` lists them) or a "
+    ParamSpec('task', DEFAULT_TASK, "task: a registered name (`cpo-ros tasks` lists them) or a "
               "dotted path 'my_pkg.tasks:Corridor'; its parameters are <name>.<field>"),
     ParamSpec('num_envs', 16, 'robots simulated side by side (batched lock-step)', 1, 1024),
     ParamSpec('seed', 0, 'seed of the simulator, the action noise and the networks', 0, 2**31 - 1),
@@ -57,6 +58,9 @@ SIM_BRIDGE_PARAMS = [
               choices=('lockstep', 'realtime')),
     ParamSpec('cmd_timeout_s', 0.5, 'realtime mode: an older cmd_vel means stop [s]', 0.001,
               60.0),
+    ParamSpec('real_time_factor', 0.0, 'realtime mode: 0 runs on the system clock as a robot '
+              'driver; N > 0 runs N times faster than real time and publishes /clock (use_sim_'
+              'time in the other nodes)', 0.0, 1000.0),
     ParamSpec('resend_period_s', 1.0, 'lockstep: re-publish an unanswered state after [s]',
               0.01, 60.0),
     ParamSpec('telemetry_rate_hz', 50.0, 'lockstep: wall-clock rate of robot 0 odom, '
@@ -168,6 +172,33 @@ DEPLOY_EXECUTOR_PARAMS = [
     ParamSpec('diagnostics_rate_hz', 2.0, 'diagnostics publication rate', 0.01, 100.0),
 ]
 
+ROBOT_EXECUTOR_PARAMS = [
+    ParamSpec('executor_id', 'robot', "this robot's name in the learner's shares"),
+    ParamSpec('chunk_episodes', 0, 'episodes per rollout chunk (a chunk also ends at a pause '
+              'or stop); 0: as many as fill steps_per_iteration, at most what half of '
+              'iteration_timeout_s holds', 0, 1_000_000),
+    ParamSpec('late_tolerance', 0.5, 'a control step later than control_dt * (1 + this) after '
+              'the previous one is counted and flagged late in the samples', 0.0, 100.0),
+    ParamSpec('shield_samples', 'keep', 'a step whose command the shield replaced: keep (the '
+              "policy's action and log-prob; the shield is part of the environment), cost (as "
+              'keep, plus intervention_cost on the first constraint), drop (no sample; the '
+              'stream is cut there)', choices=('keep', 'cost', 'drop')),
+    ParamSpec('intervention_cost', 1.0, 'shield_samples cost: cost per replaced step', 0.0,
+              1e6),
+    ParamSpec('reset_position_tolerance', 0.05, 'the reset behaviour has reached the start '
+              'pose within this distance [m]', 1e-4, 100.0),
+    ParamSpec('reset_yaw_tolerance', 0.2, '... and within this heading [rad]', 1e-4, 3.15),
+    ParamSpec('reset_timeout_s', 60.0, 'a reset not there after this long starts the episode '
+              'where the robot stands [s, ROS clock]', 0.1, 1e6),
+    ParamSpec('max_policy_age_s', 10.0, 'the robot stops when nothing came from the learner '
+              '(a policy, or the cpo/iteration status it re-sends every second) for this long '
+              '[s, steady clock]', 0.1, 1e6),
+    ParamSpec('start_paused', False, 'start paused: learning begins with the pause service '
+              '(learning/pause false)'),
+    ParamSpec('diagnostics_rate_hz', 1.0, 'diagnostics publication rate', 0.01, 100.0),
+    SEED_OFFSET,
+]
+
 LEARNER_PARAMS = [
     ParamSpec('algo', 'cpo', 'update rule', choices=('cpo', 'trpo', 'pdo')),
     ParamSpec('iterations', 100, 'policy updates to run', 1, 10_000_000),
@@ -176,6 +207,9 @@ LEARNER_PARAMS = [
               '(a respawned learner), else start; true: continue (refused without a '
               'checkpoint); false: start (refused when out already holds a run)',
               choices=('auto', 'true', 'false'), dynamic_typing=True),
+    ParamSpec('init_from', '', 'a new run starts from the policy and critics of this run '
+              'directory or checkpoint (fine-tuning, e.g. on the robot); its own target_kl '
+              "sets the trust region ('': from scratch; a resumed run ignores it)"),
     ParamSpec('rollout_timeout_s', 30.0, 'no rollout for this long (steady time): re-publish '
               'the policy so that executors sample again (0: never); set above the sampling '
               'time of one iteration on a real robot', 0.0, 1e6),
@@ -286,9 +320,15 @@ NODE_PARAMS = {
 }
 """Node-specific parameters (`/**/<node>` sections); every node also declares TASK_PARAMS."""
 
+def _spec(specs: list[ParamSpec], name: str) -> ParamSpec:
+    return next(s for s in specs if s.name == name)
+
+
 _CLASS_PARAMS = {
     'SimBridge': SIM_BRIDGE_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + TASK_PARAMS + SCAN_PARAMS,
     'PolicyExecutor': EXECUTOR_PARAMS + TASK_PARAMS,
+    'RobotExecutor': (ROBOT_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
+                      + TASK_PARAMS + [_spec(LEARNER_PARAMS, 'iteration_timeout_s')]),
     'DeployedPolicyExecutor': (DEPLOY_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS
                                + POSE_PARAMS + TASK_PARAMS + SCAN_PARAMS),
     'Learner': LEARNER_PARAMS + ROBOT_PARAMS + TASK_PARAMS,

@@ -196,14 +196,19 @@ class Goal(Task):
         if scan is None:
             raise ValueError('the Goal task reads a range scan: sensors(pose, scan=ranges)')
         bearing, distance = goal_in_robot_frame(pose, self.goal)
-        return np.concatenate([goal_readings(bearing, distance, self.params),
-                               closeness(scan, self.params.scan_spec)], axis=1)
+        out = np.empty((len(bearing), 3 + self.params.num_rays))
+        out[:, :3] = goal_readings(bearing, distance, self.params)
+        out[:, 3:] = closeness(scan, self.params.scan_spec)
+        return out
 
     def observation(self, pose: np.ndarray, twist: np.ndarray,
                     readings: np.ndarray) -> np.ndarray:
         """Return (N, 2 + 3 + num_rays): twist, then the readings."""
         twist = np.atleast_2d(twist)
-        return np.concatenate([twist[:, :2], readings], axis=1).astype(np.float32)
+        out = np.empty((len(twist), 2 + np.shape(readings)[1]), np.float32)
+        out[:, :2] = twist[:, :2]
+        out[:, 2:] = readings
+        return out
 
     def step(self, pose: np.ndarray, twist: np.ndarray,
              rng: np.random.Generator) -> StepResult:

@@ -38,7 +38,7 @@ from cpo_ros.training.progress import flatten_row, plot_curves, progress_columns
 
 RUN_MODES = ('fresh', 'resume', 'auto', 'overwrite')
 # Settings a resumed run may change: the budget, where it lives, and how it is computed.
-RESUMABLE_KEYS = ('iterations', 'out', 'checkpoint_every', 'torch_threads')
+RESUMABLE_KEYS = ('iterations', 'out', 'checkpoint_every', 'torch_threads', 'env_workers')
 
 
 class RunDirError(ValueError):
@@ -173,6 +173,30 @@ class TrainingRun:
             self.save()
         self._write_config(extra_config or {})
         self._t_last = time.perf_counter()
+
+    def initialise_from(self, path: str | os.PathLike) -> Path:
+        """Start a new run from another run's policy and critics (fine-tuning); return its file.
+
+        path: a run directory (its checkpoints/last.pt) or a checkpoint. The networks must have
+        this run's sizes; the version, multipliers and optimiser start afresh.
+        """
+        source = Path(path)
+        if source.is_dir():
+            source = source / 'checkpoints' / 'last.pt'
+        payload = load_checkpoint(source, required=('algorithm', 'dims'))
+        if payload['dims'] != self.dims:
+            raise CheckpointError(f'checkpoint {source}: dimensions {payload["dims"]} do not '
+                                  f'match this run {self.dims}')
+        state = payload['algorithm']
+        try:
+            self.algorithm.policy.load_state_dict(state['policy'])
+            self.algorithm.reward_critic.load_state_dict(state['reward_critic'])
+            self.algorithm.cost_critics.load_state_dict(state['cost_critics'])
+        except (KeyError, RuntimeError) as exc:
+            raise CheckpointError(f'checkpoint {source}: its networks do not fit this run '
+                                  f'(hidden_sizes, value_hidden_sizes): {exc}') from exc
+        self.save()
+        return source
 
     @property
     def done(self) -> bool:

@@ -1,0 +1,238 @@
+"""The policy executor on a robot: learn in real time from the robot's own topics.
+
+`ros2 run cpo_ros policy_executor --robot` (bring-up learn_on_robot). Every control_dt on the
+ROS clock (the robot profile's; wall time on a robot, /clock with use_sim_time beside the
+stand-in) it reads the pose (cpo_ros.ros.pose_input: odom or pose, checked for frame and
+stamp), samples the stochastic policy and sends the command on `policy/cmd_vel` to the
+safe-area monitor in gate mode, which passes it to `cmd_vel` or replaces it. The bookkeeping
+(training/realtime.py) completes each transition on the measured next state, runs the
+reset behaviour between episodes and cuts rollout chunks, which go to the learner on
+`cpo/rollout` as any executor's.
+
+The robot stands still (zero command; an episode in progress is truncated, bootstrapped):
+- while paused by the operator: `learning/pause` (std_srvs/SetBool, true pauses, false
+  resumes);
+- while the monitor's e-stop is latched (`e_stop/latched`, the monitor's state);
+- when the pose is stale, refused or missing;
+- when the learner is lost: nothing from it (policy, or the `cpo/iteration` status it re-sends
+  every second) for max_policy_age_s (steady clock); it samples again when the learner
+  returns.
+The task's sensor readings are the task's own (Task.sensors at the measured pose: goals and
+objects placed by the task); a physical sensor's topic is not read yet.
+Ctrl-C, SIGTERM and errors send a zero command first. `diagnostics` counts episodes,
+samples, interventions, late steps, pauses and stops.
+"""
+
+import math
+import os
+import time
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from geometry_msgs.msg import TwistStamped
+import numpy as np
+from rclpy.duration import Duration
+from rclpy.node import Node
+from std_msgs.msg import Bool, Float32, UInt8MultiArray
+from std_srvs.srv import SetBool
+
+from cpo_ros.ros import qos
+from cpo_ros.ros.conversions import array_to_twist_stamped, arrays_to_msg, msg_to_arrays
+from cpo_ros.ros.faults import FaultReport
+from cpo_ros.ros.params import declare_parameters, declare_task
+from cpo_ros.ros.pose_input import PoseInput
+from cpo_ros.ros.specs import node_parameters
+from cpo_ros.ros.watchdog import create_steady_timer
+from cpo_ros.training.realtime import (
+    episodes_per_chunk,
+    Measured,
+    RealtimeConfig,
+    RobotSampler,
+)
+
+
+class RobotExecutor(Node):
+    """Sample the learner's policy on a robot in real time and send it rollout chunks."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__('policy_executor', **kwargs)
+        p = declare_parameters(self, node_parameters(type(self)))
+        # The task's reward, costs and resets, as the simulator calls them.
+        task = declare_task(self, p['task'])
+        self.task = task
+        self.dt = p['control_dt']
+        episodes = episodes_per_chunk(p['chunk_episodes'], p['steps_per_iteration'],
+                                      task.max_episode_steps, self.dt, p['iteration_timeout_s'])
+        self.cfg = RealtimeConfig(
+            control_dt=self.dt, late_tolerance=p['late_tolerance'], chunk_episodes=episodes,
+            shield_samples=p['shield_samples'], intervention_cost=p['intervention_cost'],
+            max_linear_velocity=p['max_linear_velocity'],
+            max_angular_velocity=p['max_angular_velocity'],
+            reset_position_tolerance=p['reset_position_tolerance'],
+            reset_yaw_tolerance=p['reset_yaw_tolerance'], reset_timeout_s=p['reset_timeout_s'])
+        self.sampler = RobotSampler(task, task.obs_dim, 2, self.cfg,
+                                    seed=p['seed'] + p['seed_offset'])
+        self.executor_id = p['executor_id']
+        self.base_frame = p['base_frame']
+        self.max_policy_age = p['max_policy_age_s']
+        # Tells the learner's duplicate check that a restarted executor starts a new count.
+        self.instance = int.from_bytes(os.urandom(4), 'little') + 1
+        self._chunk_seq = 0
+        self._sent: dict[int, int] = {}
+        self._status: dict[str, np.ndarray] | None = None
+        self._learner_seen = time.monotonic()
+        self.paused = p['start_paused']
+        self.e_stop = False
+        self.interventions = 0
+        self.stop_reason: str | None = 'no policy yet'
+        self.phase = 'wait'
+        self.pose_input = PoseInput(self, p)
+
+        self.cmd_pub = self.create_publisher(TwistStamped, 'policy/cmd_vel', qos.COMMAND)
+        self.rollout_pub = self.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
+        self.return_pub = self.create_publisher(Float32, 'episode/return', qos.METRICS)
+        self.cost_pub = self.create_publisher(Float32, 'episode/cost', qos.METRICS)
+        self.faults = FaultReport(self)
+        self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
+        self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status, qos.LATCHED)
+        self.create_subscription(Bool, 'e_stop/latched', self._on_e_stop, qos.LATCHED)
+        self.create_subscription(Float32, 'shield/interventions', self._on_interventions,
+                                 qos.METRICS)
+        self.create_service(SetBool, 'learning/pause', self._on_pause)
+        # The control period follows the ROS clock: /clock beside the stand-in, wall time on
+        # a robot. Diagnostics follow the steady clock.
+        self.create_timer(self.dt, self._control)
+        create_steady_timer(self, 1.0 / p['diagnostics_rate_hz'], self._publish_diagnostics)
+        self.get_logger().info(
+            f'learning on the robot as {self.executor_id!r}: {1.0 / self.dt:.3g} Hz, episodes '
+            f'of {task.max_episode_steps} steps, {episodes} per chunk, shield samples '
+            f'{self.cfg.shield_samples}, pose from {self.pose_input.topic}'
+            + (' (paused: call learning/pause false)' if self.paused else ''))
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def _on_policy(self, msg: UInt8MultiArray) -> None:
+        try:
+            swapped = self.sampler.set_policy(msg_to_arrays(msg))
+        except ValueError as exc:
+            self.faults.refuse('policy', exc)
+            return
+        self._heard_learner()
+        if swapped:
+            self._sent = {v: n for v, n in self._sent.items() if v >= self.sampler.version}
+            self.get_logger().info(f'policy version {self.sampler.version} loaded')
+        self._maybe_resume()
+
+    def _on_status(self, msg: UInt8MultiArray) -> None:
+        try:
+            status = msg_to_arrays(msg)
+            for key in ('version', 'session', 'more', 'executors', 'shares'):
+                status[key]
+        except (ValueError, KeyError, TypeError) as exc:
+            self.faults.refuse('iteration_status', ValueError(str(exc)))
+            return
+        self._status = status
+        self._heard_learner()
+        self._maybe_resume()
+
+    def _heard_learner(self) -> None:
+        self._learner_seen = time.monotonic()
+
+    def _maybe_resume(self) -> None:
+        """Sample another chunk of this version when the learner wants more than it has."""
+        s, status = self.sampler, self._status
+        if not s.waiting or status is None:
+            return
+        version = int(status['version'])
+        counted = dict(zip([str(n) for n in status['executors']],
+                           [int(v) for v in status['shares']], strict=False))
+        if (version == s.version and int(status['session']) == s.session
+                and int(status['more']) > 0
+                and counted.get(self.executor_id, 0) >= self._sent.get(version, 0)):
+            s.resume()
+
+    def _on_e_stop(self, msg: Bool) -> None:
+        self.e_stop = bool(msg.data)
+
+    def _on_interventions(self, msg: Float32) -> None:
+        if math.isfinite(msg.data):
+            self.interventions = max(self.interventions, int(msg.data))
+
+    def _on_pause(self, request: SetBool.Request, response: SetBool.Response
+                  ) -> SetBool.Response:
+        self.paused = bool(request.data)
+        self.get_logger().info('learning paused by the operator' if self.paused
+                               else 'learning resumed by the operator')
+        response.success = True
+        response.message = 'paused' if self.paused else 'resumed'
+        return response
+
+    # -- the control step -----------------------------------------------------------------------
+    def _stop_reason(self) -> str | None:
+        if self.paused:
+            return 'paused by the operator (learning/pause)'
+        if self.e_stop:
+            return 'e-stop latched'
+        silent = time.monotonic() - self._learner_seen
+        if silent > self.max_policy_age:
+            # The learner re-sends its status every second: silence means it is gone.
+            return f'learner lost: nothing from it for {silent:.0f} s (max_policy_age_s)'
+        if self.sampler.policy is None:
+            return 'no policy yet'
+        return self.pose_input.stop_reason()
+
+    def _control(self) -> None:
+        try:
+            self.stop_reason = self._stop_reason()
+            pose, twist = self.pose_input.pose, self.pose_input.twist
+            measured = None
+            if pose is not None and twist is not None:
+                # The task's readings of its own (virtual) objects at the measured pose.
+                readings = self.task.sensors(pose[None])[0]
+                measured = Measured(pose, twist, readings, self.interventions)
+            now = self.get_clock().now().nanoseconds * 1e-9
+            tick = self.sampler.control(now, measured, self.stop_reason)
+        except Exception:
+            self.stop_robot()
+            raise
+        self.phase = tick.phase
+        cmd = tick.cmd if np.all(np.isfinite(tick.cmd)) else np.zeros(2)
+        self.cmd_pub.publish(array_to_twist_stamped(cmd, self.get_clock().now().to_msg(),
+                                                    self.base_frame))
+        for episode in tick.episodes:
+            if episode.cut is None:
+                self.return_pub.publish(Float32(data=episode.ret))
+                self.cost_pub.publish(Float32(data=float(episode.costs[0])))
+            else:
+                self.get_logger().info(f'episode cut after {episode.length} steps: '
+                                       f'{episode.cut} (truncated, bootstrapped)')
+        if tick.chunk is not None:
+            self._publish_chunk(tick.chunk)
+
+    def _publish_chunk(self, chunk: dict[str, np.ndarray]) -> None:
+        samples = int(chunk['reward'].size)
+        version = int(chunk['policy_version'])
+        chunk.update(executor_id=np.asarray(self.executor_id, np.str_),
+                     executor_session=np.asarray(self.instance, np.int64),
+                     chunk_seq=np.asarray(self._chunk_seq, np.int64),
+                     samples=np.asarray(samples, np.int64))
+        self._chunk_seq += 1
+        self._sent[version] = self._sent.get(version, 0) + samples
+        self.rollout_pub.publish(arrays_to_msg(chunk))
+        self._maybe_resume()
+
+    def stop_robot(self) -> None:
+        """Send a zero command (Ctrl-C, SIGTERM, an error) and wait briefly for delivery."""
+        self.cmd_pub.publish(array_to_twist_stamped(np.zeros(2), self.get_clock().now().to_msg(),
+                                                    self.base_frame))
+        self.cmd_pub.wait_for_all_acked(Duration(seconds=0.5))
+
+    def _publish_diagnostics(self) -> None:
+        level = DiagnosticStatus.OK
+        message = {'episode': 'learning: in an episode', 'reset': 'resetting to a start pose',
+                   'wait': 'waiting for the next policy'}.get(self.phase, 'stopped')
+        if self.stop_reason is not None:
+            level, message = DiagnosticStatus.WARN, f'robot stopped: {self.stop_reason}'
+        values = {'phase': self.phase, 'paused': self.paused, 'e_stop': self.e_stop,
+                  'policy_version': self.sampler.version, 'stop_reason': self.stop_reason,
+                  'chunk_episodes': self.cfg.chunk_episodes,
+                  'shield_samples': self.cfg.shield_samples, **self.sampler.counts}
+        self.faults.publish(level, message, values)

@@ -1,0 +1,231 @@
+"""Learning on the robot: the realtime stand-in plays the robot, publishing a real /clock.
+
+Every process is real (rclpy, MuJoCo, torch). The probe listens and publishes with the `ros2`
+command line's default QoS (reliable, volatile).
+"""
+
+import csv
+import os
+from pathlib import Path
+import re
+import signal
+import sys
+import time
+
+from conftest import NodeProcess, wait_until
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TwistStamped
+from nav_msgs.msg import Odometry
+import numpy as np
+from std_msgs.msg import UInt8MultiArray
+from std_srvs.srv import SetBool
+
+from cpo_ros.deploy.profile import profile_path
+from cpo_ros.paths import config_file
+from cpo_ros.ros import qos
+from cpo_ros.ros.bringup import worker_command
+from cpo_ros.ros.conversions import msg_to_arrays, odometry_to_pose_twist
+
+LAB = 'turtlebot3_burger'
+X_LIMIT = 0.5  # the lab profile's strip
+START_SPREAD = 0.1 + 0.05  # init_position_noise + reset_position_tolerance
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    path = out / 'progress.csv'
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def shares(row: dict[str, str]) -> dict[str, int]:
+    return {k: int(v) for k, v in (s.split('=') for s in row['executor_shares'].split())}
+
+
+class RobotListener:
+    """Record chunks on cpo/rollout, gated commands, odometry and the executor's diagnostics."""
+
+    def __init__(self, probe) -> None:
+        self.chunks, self.commands, self.odom, self.diags = [], [], [], []
+        self.policy_commands = []
+        probe.create_subscription(UInt8MultiArray, 'cpo/rollout',
+                                  lambda m: self.chunks.append(msg_to_arrays(m)), qos.ROLLOUT)
+        probe.create_subscription(TwistStamped, 'cmd_vel', self._on_cmd, qos.CLI_DEFAULT)
+        probe.create_subscription(
+            TwistStamped, 'policy/cmd_vel', lambda m: self.policy_commands.append(
+                (time.monotonic(), m.twist.linear.x, m.twist.angular.z)), qos.CLI_DEFAULT)
+        probe.create_subscription(Odometry, 'odom', self._on_odom, qos.SENSOR)
+        probe.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag,
+                                  qos.CLI_DEFAULT)
+
+    def _on_cmd(self, msg) -> None:
+        self.commands.append((time.monotonic(), msg.twist.linear.x, msg.twist.angular.z))
+
+    def _on_odom(self, msg) -> None:
+        self.odom.append((time.monotonic(), *odometry_to_pose_twist(msg)))
+
+    def _on_diag(self, msg) -> None:
+        for status in msg.status:
+            if status.name.endswith('policy_executor'):
+                self.diags.append({kv.key: kv.value for kv in status.values}
+                                  | {'message': status.message})
+
+    def phase(self) -> str | None:
+        return self.diags[-1]['phase'] if self.diags else None
+
+    def robot_chunks(self) -> list[dict]:
+        return [c for c in self.chunks if str(c['executor_id']) == 'robot']
+
+    def at_rest_since(self, t0: float) -> bool:
+        late = [o for o in self.odom if o[0] > t0]
+        # The lab profile's odometry is noisy (0.01 std): at rest is below 0.05 and 0.1.
+        return len(late) >= 5 and all(abs(tw[0]) < 0.05 and abs(tw[1]) < 0.1
+                                      for _t, _p, tw in late[-5:])
+
+
+def bringup(ros_env, out: Path, *params: str) -> NodeProcess:
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'learn_on_robot', '--stand-in',
+           '--robot', LAB, '--ros-args', '-p', f'learner:out:={out}',
+           '-p', 'policy_executor:diagnostics_rate_hz:=5.0']
+    for p in params:
+        cmd += ['-p', p]
+    return NodeProcess(cmd, ros_env)
+
+
+def test_a_robot_alone_trains_and_the_rows_account_for_every_sample(probe, ros_env, tmp_path):
+    listener = RobotListener(probe)
+    out = tmp_path / 'run'
+    stack = bringup(ros_env, out, 'steps_per_iteration:=300', 'learner:iterations:=3',
+                    'real_time_factor:=10.0')
+    try:
+        assert wait_until(lambda: stack.proc.poll() is not None, 90), stack.output
+    finally:
+        stack.stop(timeout=40)
+    assert stack.proc.returncode == 0, stack.output
+    table = rows(out)
+    assert [int(r['iteration']) for r in table] == [1, 2, 3]
+    assert all(shares(r) == {'robot': 300} for r in table), [r['executor_shares'] for r in table]
+    # Every sample the robot sent for versions 0-2 is in a row: used, surplus or stale.
+    sent = sum(int(c['samples']) for c in listener.robot_chunks()
+               if int(c['policy_version']) < 3)
+    used = sum(int(r['samples']) + int(r['surplus_samples']) + int(r['stale_samples'])
+               for r in table)
+    assert sent == used == 900
+    for chunk in listener.robot_chunks():
+        # Episodes end truncated (the task's length or a cut), never terminal.
+        assert not chunk['terminated'].any() and chunk['truncated'][-1, 0]
+    # The reset behaviour brought the robot to a start pose inside the safe area before
+    # each episode: the first observation after every stream end (x, y = obs[0:2]).
+    chunks = listener.robot_chunks()
+    starts = [c['obs'][0, 0, :2] for c in chunks]
+    starts += [c['obs'][i + 1, 0, :2] for c in chunks
+               for i in np.flatnonzero(c['truncated'][:-1, 0])]
+    assert len(starts) >= 6
+    assert all(abs(x) <= START_SPREAD and abs(y) <= START_SPREAD for x, y in starts), starts
+    assert all(abs(x) <= X_LIMIT for x, _y in starts)
+    # Between episodes the robot really drove there: episodes ended away from the start.
+    ends = [c['final_obs'][i, 0, :2] for c in chunks for i in np.flatnonzero(
+        c['truncated'][:, 0])]
+    assert max(float(np.hypot(*e)) for e in ends) > START_SPREAD
+
+
+def test_an_e_stop_truncates_the_episode_and_stops_the_robot(probe, ros_env, tmp_path):
+    listener = RobotListener(probe)
+    client = probe.create_client(SetBool, 'e_stop')
+    stack = bringup(ros_env, tmp_path / 'run', 'steps_per_iteration:=3000',
+                    'learner:iterations:=2', 'real_time_factor:=10.0')
+    try:
+        assert wait_until(lambda: listener.phase() == 'episode', 60), stack.output
+        chunks_before = len(listener.robot_chunks())
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(SetBool.Request(data=True))
+        assert wait_until(future.done, 10) and future.result().success
+        t_stop = time.monotonic()
+        # The episode in progress is cut: its samples go out, truncated, never terminal.
+        assert wait_until(lambda: len(listener.robot_chunks()) > chunks_before, 10)
+        chunk = listener.robot_chunks()[-1]
+        assert chunk['truncated'][-1, 0] and not chunk['terminated'].any()
+        assert len(chunk['episode_return']) == 0  # a cut episode stays out of J_C
+        assert wait_until(lambda: listener.at_rest_since(t_stop + 1.0), 10)
+        assert wait_until(lambda: listener.phase() == 'stopped'
+                          and 'e-stop' in listener.diags[-1]['message'], 5)
+        assert int(listener.diags[-1]['cut_episodes']) >= 1
+        # Released explicitly, the robot resets to a start pose and learns on.
+        future = client.call_async(SetBool.Request(data=False))
+        assert wait_until(future.done, 10)
+        assert wait_until(lambda: listener.phase() == 'episode', 30), listener.diags[-3:]
+    finally:
+        assert stack.stop(timeout=40) == 0, stack.output
+    assert 'e-stop from the e_stop service' in stack.output
+
+
+def test_simulators_and_a_robot_mix_in_one_iteration(probe, ros_env, tmp_path):
+    out = tmp_path / 'run'
+    # Chunks of one episode (150 samples): the robot delivers within its usual delay.
+    stack = bringup(ros_env, out, 'steps_per_iteration:=600', 'learner:iterations:=6',
+                    'real_time_factor:=10.0', 'policy_executor:chunk_episodes:=1')
+    worker = None
+    try:
+        # The robot delivers alone first; a simulator joining later is held back by the
+        # learner while the robot, expected, brings its share.
+        assert wait_until(lambda: len(rows(out)) >= 1, 80), stack.output
+        assert shares(rows(out)[0]) == {'robot': 600}
+        assert len(rows(out)) < 6
+        # Worker 0 of a fleet of 2: chunks of half an iteration (19 steps of 16 robots).
+        worker = NodeProcess(worker_command('fleet_sim', 0, 2, ['-p', 'steps_per_iteration:=600'],
+                                            str(tmp_path), robot=LAB), ros_env)
+        assert wait_until(lambda: stack.proc.poll() is not None, 120), stack.output
+        assert stack.proc.returncode == 0, stack.output
+    finally:
+        stack.stop(timeout=40)
+        if worker is not None:
+            worker.stop()
+    mixed = [shares(r) for r in rows(out) if len(shares(r)) == 2]
+    assert mixed, [r['executor_shares'] for r in rows(out)]
+    assert all(sum(s.values()) == 600 and s['robot'] > 0 for s in mixed)
+
+
+def _node(ros_env, module: str, *args: str, extra: tuple[str, ...] = ()) -> NodeProcess:
+    return NodeProcess([sys.executable, '-m', f'cpo_ros.nodes.{module}', *args, '--ros-args',
+                        '--params-file', str(config_file('learn_on_robot')), '--params-file',
+                        str(profile_path(LAB)), '-p', 'use_sim_time:=true',
+                        '-p', 'real_time_factor:=10.0',
+                        '-p', 'policy_executor:diagnostics_rate_hz:=5.0',
+                        '-p', 'policy_executor:max_policy_age_s:=2.0',
+                        '-p', 'steps_per_iteration:=3000', *extra], ros_env)
+
+
+def test_a_killed_learner_stops_the_robot_which_learns_on_when_it_returns(probe, ros_env,
+                                                                          tmp_path):
+    listener = RobotListener(probe)
+    out = tmp_path / 'run'
+    learner_args = ('-p', f'learner:out:={out}', '-p', 'learner:iterations:=3')
+    nodes = [_node(ros_env, 'sim_bridge'), _node(ros_env, 'safe_area_monitor'),
+             _node(ros_env, 'policy_executor', '--robot')]
+    learner = _node(ros_env, 'learner', extra=learner_args)
+    try:
+        assert wait_until(lambda: listener.phase() == 'episode', 60), nodes[2].output
+        os.kill(learner.proc.pid, signal.SIGKILL)
+        learner.wait(10)
+        t_kill = time.monotonic()
+        assert wait_until(lambda: 'learner lost' in listener.diags[-1]['message'], 30), \
+            listener.diags[-1]
+        t_lost = time.monotonic()
+        assert listener.phase() == 'stopped'
+        assert wait_until(lambda: listener.at_rest_since(t_lost + 0.5), 10)
+        # From then on the executor sends zero (the gate may still turn a robot near the edge
+        # back inside).
+        later = [c for c in listener.policy_commands if c[0] > t_lost + 0.3]
+        assert later and all(c[1] == 0.0 and c[2] == 0.0 for c in later)
+        assert t_lost - t_kill < 10  # max_policy_age_s 2 s after the last heartbeat
+        # The learner returns (resume: auto) and the robot samples for it again.
+        learner = _node(ros_env, 'learner', extra=learner_args)
+        assert wait_until(lambda: 'learner lost' not in listener.diags[-1]['message']
+                          and listener.phase() == 'episode', 60), listener.diags[-1]
+        seen = len(listener.robot_chunks())
+        assert wait_until(lambda: len(listener.robot_chunks()) > seen, 60)
+    finally:
+        for node in [learner, *reversed(nodes)]:
+            node.stop()
+    assert re.search(r'resumed .* at iteration 0|new run', learner.output), learner.output
