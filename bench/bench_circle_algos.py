@@ -18,15 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cpo_ros.algo import registry
 from cpo_ros.sim.make import TASKS
 from cpo_ros.training.config import AlgoConfig, TrainConfig
 from cpo_ros.training.trainer import train
-
-VARIANTS = {'cpo': ('cpo', {}), 'trpo': ('trpo', {}), 'pdo': ('pdo', {}),
-            'cpo_shaped': ('cpo', {'cost_shaping': True}),
-            'cpo_paper': ('cpo', {'cost_lam': 1.0, 'value_normalization': 'off',
-                                  'cost_confidence': 0.0, 'cost_bias_rate': 0.0,
-                                  'cost_rise_max': 1.0})}
 
 
 def load(path: Path, num_costs: int) -> dict[str, np.ndarray]:
@@ -49,7 +44,7 @@ def main() -> None:
     parser.add_argument('--steps', type=int, default=50_000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--algos', nargs='+', default=['cpo', 'trpo', 'pdo'],
-                        choices=sorted(VARIANTS))
+                        choices=sorted([*registry.RULES, *registry.PRESETS]))
     parser.add_argument('--task', default='circle', choices=sorted(TASKS))
     parser.add_argument('--speed-limit', type=float, default=None,
                         help='circle: add the speed constraint [m/s]')
@@ -69,7 +64,7 @@ def main() -> None:
     results: dict[str, list[dict[str, np.ndarray]]] = {}
     used: dict[str, list[int]] = {}
     for variant in args.algos:
-        algo, settings = VARIANTS[variant]
+        algo, settings = registry.variant(variant)
         for seed in args.seeds:
             run_dir = out / f'{variant}_s{seed}'
             done = (run_dir / 'progress.csv').is_file() and len(

@@ -144,8 +144,8 @@ def test_noise_diagnostic_is_the_two_halves_formula(num_envs):
     everything = torch.ones(t * num_envs, dtype=torch.bool)
     b = half_gradient(everything)
     operator = SolvedOperator(lambda v: h @ v, 200)
-    share, cos = algo._cost_gradient_noise(obs, u, old_logp, adv_c, (t, num_envs), operator, b,
-                                           ep_len).result()
+    share, cos = algo.cost_gradient_noise(obs, u, old_logp, adv_c, (t, num_envs), operator, b,
+                                          ep_len).result()
     index = torch.arange(t * num_envs)
     first = (index % num_envs) < num_envs // 2 if num_envs >= 2 else index < (t * num_envs) // 2
     b_1, b_2 = half_gradient(first), half_gradient(~first)

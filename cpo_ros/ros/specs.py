@@ -7,7 +7,7 @@ so the simulator, the executor, the learner and the monitor can never disagree a
 from cpo_ros.ros.params import ParamSpec
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.tasks.circle import CircleTask
-from cpo_ros.training.config import AlgoConfig
+from cpo_ros.training.config import AlgoConfig, ALGOS
 from cpo_ros.training.settings import train_settings
 
 _A = AlgoConfig()
@@ -121,7 +121,7 @@ DEPLOY_EXECUTOR_PARAMS = [
 ]
 
 LEARNER_PARAMS = [
-    ParamSpec('algo', 'cpo', 'update rule', choices=('cpo', 'trpo', 'pdo')),
+    ParamSpec('algo', 'cpo', 'update rule', choices=ALGOS),
     ParamSpec('iterations', 100, 'policy updates to run', 1, 10_000_000),
     ParamSpec('out', 'runs/circle_sim', 'run directory: progress.csv, curves.png, checkpoints'),
     ParamSpec('resume', 'auto', 'auto: continue from out/checkpoints/last.pt when it exists '

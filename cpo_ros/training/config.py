@@ -4,9 +4,10 @@ from dataclasses import asdict, dataclass, field, fields
 import math
 from typing import Any
 
+from cpo_ros.algo.registry import RULES
 from cpo_ros.validation import check_range
 
-ALGOS = ('cpo', 'trpo', 'pdo')
+ALGOS = tuple(RULES)
 VALUE_NORMALIZATIONS = ('off', 'cost', 'all')
 
 
