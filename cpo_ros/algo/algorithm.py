@@ -172,7 +172,8 @@ class ConstrainedTrustRegion:
         final while the critics may still be fitting (on a thread, or in their process): the
         caller can sample the next rollout meanwhile. Nothing of the update depends on what it
         does, except that it must not change the policy. The figures include the seconds of
-        each piece (time_*_s; time_policy_ready_s is spent in the callback).
+        each piece (time_*_s; time_policy_ready_s is spent in the callback) and, under
+        'histograms', arrays for the logs (the policy's std, the advantages).
         """
         clock = _Clock()
         validate_rollout(rollout, self.obs_dim, self.act_dim, self.num_costs)
@@ -199,7 +200,8 @@ class ConstrainedTrustRegion:
         noise = step.noise.result() if step.noise is not None else (math.nan, math.nan)
         clock.lap('critic_wait')
         return {**clock.figures(), 'time_critic_fit_s': fit_s,
-                **self._figures(rollout, estimate, step, value_losses, noise)}
+                **self._figures(rollout, estimate, step, value_losses, noise),
+                'histograms': self._histograms(batch)}
 
     def estimate_constraint(self, rollout: dict[str, np.ndarray],
                             episode_cost: float | np.ndarray | None = None
@@ -239,6 +241,7 @@ class ConstrainedTrustRegion:
         return Batch(obs=obs, norm_obs=norm_obs, u=u,
                      adv_r=(adv_r - adv_r.mean()) / (adv_r.std() + 1e-8),
                      adv_c=adv_c - adv_c.mean(0),  # centred, never scaled (see Batch)
+                     gae_r=adv_r, gae_c=adv_c,
                      tgt_r=tgt_r, tgt_c=tgt_c, old_mean=old_mean, old_log_std=old_log_std,
                      old_logp=old_logp, shape=rollout['reward'].shape)
 
@@ -252,6 +255,15 @@ class ConstrainedTrustRegion:
         prob = self.shaper.predict(norm_obs).reshape(t, n, self.num_costs)
         weight = self.config.shaping_weight
         return costs + weight * prob, weight * prob.mean(axis=(0, 1)), loss
+
+    def _histograms(self, batch: Batch) -> dict[str, np.ndarray]:
+        """Return the policy's std per action dimension and the batch's GAE advantages."""
+        out = {'policy_std': self.policy.log_std.detach().exp().double().numpy(),
+               'advantage_reward': batch.gae_r.double().numpy()}
+        for i in range(self.num_costs):
+            name = 'advantage_cost' if self.num_costs == 1 else f'advantage_cost_{i}'
+            out[name] = batch.gae_c[:, i].double().numpy()
+        return out
 
     def _figures(self, rollout: dict[str, np.ndarray], estimate: ConstraintEstimate,
                  step: PolicyStep, value_losses: tuple[float, float],

@@ -11,6 +11,8 @@ RULES = {
     'cpo': 'cpo_ros.algo.cpo:CPO',
     'trpo': 'cpo_ros.algo.trpo:TRPO',
     'pdo': 'cpo_ros.algo.pdo:PDO',
+    'ppo_lag': 'cpo_ros.algo.ppo_lag:PPOLagrangian',
+    'pid_lag': 'cpo_ros.algo.pid_lag:PIDLagrangian',
 }
 """name -> 'module:class' of its UpdateRule subclass."""
 

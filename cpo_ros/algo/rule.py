@@ -49,6 +49,10 @@ class Batch:
     """Reward advantages, standardised."""
     adv_c: torch.Tensor
     """Cost advantages (rows, m): centred, never scaled, so their size carries the cost."""
+    gae_r: torch.Tensor
+    """Reward advantages as GAE gave them (for the logs)."""
+    gae_c: torch.Tensor
+    """Cost advantages as GAE gave them (rows, m)."""
     tgt_r: torch.Tensor
     tgt_c: torch.Tensor
     old_mean: torch.Tensor

@@ -16,7 +16,8 @@ class AlgoConfig:
     """Settings of the policy update (CPO and the TRPO and PDO baselines that share its parts)."""
 
     algo: str = 'cpo'
-    """Update rule: 'cpo', 'trpo' (ignores the cost) or 'pdo' (primal-dual Lagrangian)."""
+    """Update rule: 'cpo', 'trpo' (ignores the cost), 'pdo' (primal-dual, trust-region step),
+    'ppo_lag' (PPO-Lagrangian) or 'pid_lag' (PPO with a PID-controlled multiplier)."""
     cost_limit: float | tuple[float, ...] = 5.0
     """Limit d on the expected undiscounted cost per episode; one per constraint when the task
     has several (e.g. Circle with a speed limit: (5.0, 2.0))."""
@@ -71,6 +72,31 @@ class AlgoConfig:
     """Dual step size of PDO: lambda <- max(0, lambda + lr (J_C - d))."""
     pdo_lambda_init: float = 0.0
     """Initial Lagrange multiplier of PDO."""
+    ppo_lr: float = 3e-4
+    """Adam learning rate of the policy (ppo_lag, pid_lag)."""
+    ppo_epochs: int = 10
+    """Passes over the batch per update (ppo_lag, pid_lag)."""
+    ppo_minibatch: int = 1024
+    """Minibatch size of the policy's Adam steps (ppo_lag, pid_lag)."""
+    ppo_clip: float = 0.2
+    """Clip range epsilon of the probability ratio in the PPO surrogate (ppo_lag, pid_lag)."""
+    ppo_target_kl: float = 0.02
+    """Early stop: no further epoch once the mean KL to the sampling policy exceeds this
+    (ppo_lag, pid_lag; 0: always run ppo_epochs)."""
+    ppo_max_grad_norm: float = 0.5
+    """Clip of the policy gradient's norm per Adam step (ppo_lag, pid_lag; 0: off)."""
+    lagrangian_lr: float = 0.035
+    """Step of the ppo_lag multiplier, gradient ascent on J_C - d:
+    lambda <- max(0, lambda + lr (J_C - d)), once per iteration before the policy step."""
+    lagrangian_init: float = 0.0
+    """Initial multiplier of ppo_lag."""
+    pid_kp: float = 0.1
+    """Proportional gain K_P of the pid_lag multiplier (Stooke et al. 2020):
+    lambda = max(0, K_P (J_C - d) + K_I I + K_D max(0, J_C - J_C,prev))."""
+    pid_ki: float = 0.01
+    """Integral gain K_I of pid_lag; I <- max(0, I + J_C - d) each iteration."""
+    pid_kd: float = 0.01
+    """Derivative gain K_D of pid_lag, on the rise of J_C since the last iteration."""
     obs_clip: float = 10.0
     """Clip on normalised observations."""
     cost_shaping: bool = False
@@ -111,6 +137,16 @@ class AlgoConfig:
         check_range('value_minibatch', self.value_minibatch, 1, 10_000_000)
         check_range('pdo_lambda_lr', self.pdo_lambda_lr, 0.0, 100.0)
         check_range('pdo_lambda_init', self.pdo_lambda_init, 0.0, 1e6)
+        check_range('ppo_lr', self.ppo_lr, 0.0, 1.0, low_open=True)
+        check_range('ppo_epochs', self.ppo_epochs, 1, 1000)
+        check_range('ppo_minibatch', self.ppo_minibatch, 1, 10_000_000)
+        check_range('ppo_clip', self.ppo_clip, 0.0, 1.0, low_open=True)
+        check_range('ppo_target_kl', self.ppo_target_kl, 0.0, 10.0)
+        check_range('ppo_max_grad_norm', self.ppo_max_grad_norm, 0.0, 1e6)
+        check_range('lagrangian_lr', self.lagrangian_lr, 0.0, 100.0)
+        check_range('lagrangian_init', self.lagrangian_init, 0.0, 1e6)
+        for name in ('pid_kp', 'pid_ki', 'pid_kd'):
+            check_range(name, getattr(self, name), 0.0, 100.0)
         check_range('obs_clip', self.obs_clip, 0.0, math.inf, low_open=True)
         check_range('shaping_horizon', self.shaping_horizon, 1, 100_000)
         check_range('shaping_weight', self.shaping_weight, 0.0, 1e6)
@@ -145,6 +181,9 @@ class TrainConfig:
     """Write a checkpoint every this many iterations (and always at the end)."""
     torch_threads: int = 1
     """Threads torch may use for the update."""
+    tensorboard: bool = True
+    """Write TensorBoard logs to out/tb/: every progress.csv column, and histograms of the
+    policy's std and of the advantages (`tensorboard --logdir runs/`)."""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     """Update settings."""
     task_kwargs: dict[str, Any] = field(default_factory=dict)
