@@ -30,7 +30,7 @@ demo: setup
 	$(ROS_ENV) $(VENV)/bin/cpo-ros bringup circle_sim $(DEMO_ARGS)
 
 test: setup
-	$(ROS_ENV) $(PY) -m pytest test -q -p no:cacheprovider
+	$(ROS_ENV) $(PY) -m pytest test -q -p no:cacheprovider --durations=25
 
 lint: setup
 	$(PY) -m pytest test -q -m linter

@@ -46,7 +46,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    '--set hidden_sizes=64,32 --set max_episode_steps=500')
     where = p.add_mutually_exclusive_group()
     where.add_argument('--task', default=None,
-                       help="project task: 'circle' (default), 'circle_long', 'gather' or 'goal'")
+                       help="task: a registered name ('circle', the default; `cpo-ros tasks` "
+                       "lists them) or a dotted path 'my_pkg.tasks:Corridor'")
     where.add_argument('--env-id', default=None,
                        help='any Gymnasium id reporting info["cost"], or a Safety-Gymnasium id')
     p.add_argument('--algo', choices=ALGOS, default=None, help="update rule (default 'cpo')")
@@ -54,9 +55,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--steps-per-iteration', type=int, default=None)
     p.add_argument('--num-envs', type=int, default=None)
     p.add_argument('--cost-limit', type=float, nargs='+', default=None,
-                   help="limit d per episode, one per constraint (default: the task's, "
-                   'circle 5, circle_long 25, gather 0.1, goal 50; with --speed-limit circle 5 '
-                   '10, circle_long 25 100; required for --env-id outside the project)')
+                   help="limit d per episode, one per constraint (default: the task's, see "
+                   '`cpo-ros tasks`; required for --env-id outside the project)')
     p.add_argument('--speed-limit', type=float, default=None,
                    help='circle tasks: add a second constraint, cost 1 per step faster than '
                    'this [m/s]')
@@ -65,9 +65,9 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--shaping-horizon', type=int, default=None, help='T of --cost-shaping [steps]')
     p.add_argument('--shaping-weight', type=float, default=None, help='w of --cost-shaping')
     p.add_argument('--robot', default=None,
-                   help='circle tasks: robot profile (config/robots/<name>.yaml, e.g. point, '
-                   'turtlebot3_burger): limits, control period, task scale, domain '
-                   'randomisation; flags and --set still override its values')
+                   help='robot profile (config/robots/<name>.yaml, e.g. point, '
+                   'turtlebot3_burger): limits, control period, task scale (where the task has '
+                   'those parameters), domain randomisation; flags and --set override it')
     p.add_argument('--target-kl', type=float, default=None)
     p.add_argument('--seed', type=int, default=None)
     p.add_argument('--out', default=None,
@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('export', help='export a checkpoint for a robot (TorchScript + JSON)')
     _checkpoint_arguments(p)
     p.add_argument('--out', required=True, help='directory for policy.pt and policy.json')
+    p = sub.add_parser('tasks', help='list the built-in and installed tasks with their costs '
+                       'and default limits')
+    p.add_argument('--json', action='store_true', help='machine-readable output')
     p = sub.add_parser('bringup', help='start the nodes of a launch file in one process',
                        description='Start the nodes of launch/<name>.launch.py with '
                        'config/<name>.yaml in one process. Arguments after the name are ROS '
@@ -149,30 +152,32 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
 
     Also returns where its cost limit came from ('given' or the task's default).
     """
-    from cpo_ros.sim.make import check_env_id, DEFAULT_COST_LIMITS, default_cost_limits
+    from cpo_ros.sim.make import check_env_id, default_cost_limits
     from cpo_ros.training import settings
 
     values: dict = {}
     for key, value in (settings.load_file(args.config) if args.config else {}).items():
         settings.merge(values, key, value)
-    profile = {}
-    if args.robot is not None:
-        from cpo_ros.deploy.profile import env_overrides, load_profile
-        profile = load_profile(args.robot)
-        for key, value in env_overrides(profile).items():
-            settings.merge(values, key, value)
     for key in SHORTHANDS:
         value = getattr(args, key)
         if value is not None:
             settings.merge(values, key, value)
     for text in args.assignments:
         settings.merge(values, *settings.parse_assignment(text))
+    profile = {}
+    if args.robot is not None:
+        from cpo_ros.deploy.profile import env_overrides, load_profile, task_scale
+        profile = load_profile(args.robot)
+        task, _ = settings.resolve_task(values)
+        if task is None:
+            raise ValueError('--robot profiles set up the simulated robot of a task, not of a '
+                             'Gymnasium id')
+        # The profile's section of this task (its scale) applies; flags and --set still win.
+        values = {**env_overrides(profile), **task_scale(profile, task), **values}
     config, given = settings.build_config(values)
     if profile:
-        if config.task not in ('circle', 'circle_long'):
-            raise ValueError(f'--robot profiles scale the circle tasks, not {config.task}')
         config.robot = profile
-    name = config.task or config.env_id.replace('/', '_')
+    name = (config.task or config.env_id).replace('/', '_').replace(':', '_')
     if 'out' not in given:
         config.out = f'runs/{name}_{config.algo.algo}_s{config.seed}'
     if config.env_id is not None:
@@ -182,7 +187,7 @@ def train_config(args: argparse.Namespace) -> tuple[TrainConfig, str]:
     defaults = default_cost_limits(config.task, config.env_id, **config.task_kwargs)
     if defaults is None:
         raise ValueError(f'--cost-limit is required for {config.env_id}: the project knows no '
-                         f'limit for it (its own tasks: {", ".join(DEFAULT_COST_LIMITS)})')
+                         f'limit for it (its tasks know theirs: cpo-ros tasks)')
     return settings.with_cost_limit(config, defaults), f'default of {name}'
 
 
@@ -222,6 +227,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tasks(args: argparse.Namespace) -> int:
+    from cpo_ros.tasks.registry import describe_tasks
+
+    rows = describe_tasks()
+    if args.json:
+        import json
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r['name']) for r in rows)
+    for r in rows:
+        if 'error' in r:
+            print(f"{r['name']:<{width}}  {r['origin']:<9}  {r['path']}\n{'':<{width}}  "
+                  f"BROKEN: {r['error']}")
+            continue
+        costs = ', '.join(f'{c} <= {d:g}' for c, d in zip(r['costs'], r['limits'], strict=True))
+        print(f"{r['name']:<{width}}  {r['origin']:<9}  {r['path']}\n{'':<{width}}  "
+              f"costs: {costs} | episode {r['episode']} steps | obs {r['obs_dim']} | "
+              f"sensors {r['sensors']}\n{'':<{width}}  {r['doc']}")
+    return 1 if any('error' in r for r in rows) else 0
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f'signal {signum}')
 
@@ -245,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             out = export_policy(resolve_checkpoint(args.checkpoint, args.run), args.out)
             print(f'exported: {out / "policy.pt"} and {out / "policy.json"}')
             return 0
+        if args.command == 'tasks':
+            return _cmd_tasks(args)
         from cpo_ros.ros.bringup import bringup
         return bringup(args.name, args.ros_args)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:

@@ -3,6 +3,7 @@
 import itertools
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,68 @@ _domains = itertools.count()
 
 def pytest_configure(config):
     config.addinivalue_line('markers', 'linter: style and packaging checks')
+    config.addinivalue_line('markers', 'ros: starts rclpy nodes or node processes')
+    config.addinivalue_line('markers', 'learning: trains a policy')
+    config.addinivalue_line('markers', 'slow: takes more than a few seconds (SLOW_FILES, '
+                            'SLOW_TESTS)')
+
+
+# Markers by file and test name, set here so that test files need no edits: `-m "not slow"`
+# runs in about a minute (docs/testing.md). A test that takes one of the ROS fixtures is `ros`
+# wherever it lives.
+ROS_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_faults', 'test_hil',
+             'test_perspective', 'test_reference', 'test_ros_fleet', 'test_ros_graph',
+             'test_ros_nodes'}
+ROS_FIXTURES = {'domain_id', 'ros_env', 'probe', 'start_node'}
+LEARNING_FILES = {'test_long_horizon'}
+LEARNING_NAME = re.compile(r'(^|_)(train|trains|trained|training|learns)(_|$)')
+SLOW_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_export',
+              'test_hil', 'test_long_horizon', 'test_node_help', 'test_perspective',
+              'test_ros_fleet', 'test_ros_graph', 'test_ros_nodes'}
+SLOW_TESTS = {
+    'test_constraints::test_the_predictor_learns_where_violations_follow',
+    'test_constraints::test_train_command_with_a_speed_constraint_and_shaping_writes_per_'
+    'constraint_columns',
+    'test_cost_estimate::test_split_half_noise_tells_signal_from_noise',
+    'test_cost_estimate::test_under_predicted_rises_shrink_the_allowed_rise',
+    'test_exit_codes::test_bringup_exits_2_on_a_deploy_that_cannot_start',
+    'test_faults::test_bad_messages_are_refused_by_field_and_counted',
+    'test_faults::test_ctrl_c_still_writes_the_plot_and_summary',
+    'test_faults::test_failing_updates_resample_then_exit_and_a_respawn_resumes',
+    'test_faults::test_run_directories_are_never_overwritten_silently',
+    'test_gather::test_train_gather_uses_the_paper_limit',
+    'test_goal::test_env_ids_outside_the_project_need_a_cost_limit',
+    'test_goal::test_train_and_eval_goal_end_to_end',
+    'test_render::test_eval_renders_an_episode_from_above',
+    'test_settings::test_config_file_and_set_end_to_end',
+    'test_settings::test_help_lists_every_key_with_docstring_and_default',
+    'test_task_regression::test_first_iteration_of_train_gives_its_pinned_figures',
+    'test_train::test_bad_input_is_a_clear_error',
+    'test_train::test_corrupt_checkpoint_is_refused_with_path_and_reason',
+    'test_train::test_eval_prints_means_and_plots',
+    'test_train::test_resume_continues_at_the_next_iteration_exactly',
+    'test_train::test_training_writes_its_files_and_learns',
+    'test_update_speed::test_a_killed_fit_process_loses_nothing',
+    'test_update_speed::test_critic_fit_process_reports_a_failure_and_carries_on',
+    'test_update_speed::test_critics_fit_in_a_process_as_on_the_thread',
+    'test_update_speed::test_fit_process_solves_as_the_parent_and_while_its_fit_answer_is_unread',
+    'test_update_speed::test_policy_ready_sees_the_final_policy_and_changes_nothing',
+    'test_update_speed::test_trainer_samples_ahead_as_a_plain_loop_would',
+}
+"""file::test (without parameters) of tests elsewhere that took 10 s or more (--durations=0,
+2 cores at a load average near 15; a test a third as long on a quiet machine)."""
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.path.stem
+        name = item.originalname or item.name
+        if module in ROS_FILES or ROS_FIXTURES & set(getattr(item, 'fixturenames', ())):
+            item.add_marker(pytest.mark.ros)
+        if module in LEARNING_FILES or LEARNING_NAME.search(name):
+            item.add_marker(pytest.mark.learning)
+        if module in SLOW_FILES or f'{module}::{name}' in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
 
 
 def _domain_block() -> tuple[int, int]:

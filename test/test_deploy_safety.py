@@ -20,14 +20,16 @@ from std_srvs.srv import SetBool
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import pose_twist_to_odometry
 
-MONITOR = ('shield_mode:=gate', 'cmd_timeout_s:=2.0', 'odom_timeout_s:=2.0',
-           'gate_rate_hz:=20.0', 'diagnostics_rate_hz:=5.0')
+# The probe plays the executor: the gate takes policy/cmd_vel from it alone.
+MONITOR = ('shield_mode:=gate', 'cmd_timeout_s:=2.0', 'pose_timeout_s:=2.0',
+           'gate_rate_hz:=20.0', 'diagnostics_rate_hz:=5.0', 'command_source:=test_probe')
 
 
 class Feeder:
     """Publish an inside pose and a forward policy command at 20 Hz from a thread."""
 
-    def __init__(self, probe, pose_msg=None) -> None:
+    def __init__(self, probe, pose_msg=None, speed: float = 0.3) -> None:
+        self.speed = speed
         self.odom_pub = probe.create_publisher(Odometry, 'odom', qos.CLI_DEFAULT)
         self.cmd_pub = probe.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
         self.commands: list[tuple[float, float, float]] = []
@@ -49,7 +51,7 @@ class Feeder:
             self.odom_pub.publish(msg)
             cmd = TwistStamped()
             cmd.header.stamp = stamp
-            cmd.twist.linear.x = 0.3
+            cmd.twist.linear.x = self.speed
             self.cmd_pub.publish(cmd)
             time.sleep(0.05)
 
@@ -89,7 +91,15 @@ def test_e_stop_from_the_command_line_qos_a_latched_publisher_and_the_service(
     assert wait_until(lambda: not feeder.moving(), 5)
     assert feeder.stopped_for(1.0)
     assert monitor.wait_for_output('e-stop from the e_stop topic', 5), monitor.output
+    # A false on the topic (a stray message, a heartbeat, another node) releases nothing.
     cli.publish(Bool(data=False))
+    assert monitor.wait_for_output('does not release a latched stop', 10), monitor.output
+    assert feeder.stopped_for(0.5)
+    # std_srvs/SetBool e_stop releases (false) and sets (true) the stop.
+    client = probe.create_client(SetBool, 'e_stop')
+    assert client.wait_for_service(timeout_sec=10)
+    reply = client.call(SetBool.Request(data=False), timeout_sec=10)
+    assert reply is not None and reply.success and reply.message == 'e-stop released'
     assert wait_until(feeder.moving, 5)
     # A latched (transient-local) publisher matches the volatile subscription too.
     latched = probe.create_publisher(Bool, 'e_stop', qos.LATCHED)
@@ -97,9 +107,6 @@ def test_e_stop_from_the_command_line_qos_a_latched_publisher_and_the_service(
     latched.publish(Bool(data=True))
     assert wait_until(lambda: not feeder.moving(), 5)
     assert feeder.stopped_for(0.5)
-    # std_srvs/SetBool e_stop releases (false) and sets (true) the stop.
-    client = probe.create_client(SetBool, 'e_stop')
-    assert client.wait_for_service(timeout_sec=10)
     reply = client.call(SetBool.Request(data=False), timeout_sec=10)
     assert reply is not None and reply.success and reply.message == 'e-stop released'
     assert wait_until(feeder.moving, 5)
@@ -126,6 +133,15 @@ def test_e_stop_heartbeat_deadman(start_node, probe, feeder):
     thread.start()
     try:
         assert wait_until(feeder.moving, 5), monitor.output
+        # A stop latched while the heartbeat goes on: the heartbeat's false never releases it.
+        heartbeat.publish(Bool(data=True))
+        assert wait_until(lambda: not feeder.moving(), 5), monitor.output
+        assert feeder.stopped_for(1.0)
+        assert monitor.wait_for_output('does not release a latched stop', 10)
+        client = probe.create_client(SetBool, 'e_stop')
+        assert client.wait_for_service(timeout_sec=10)
+        assert client.call(SetBool.Request(data=False), timeout_sec=10).success
+        assert wait_until(feeder.moving, 5), monitor.output
     finally:
         beating.clear()
         thread.join()
@@ -133,6 +149,47 @@ def test_e_stop_heartbeat_deadman(start_node, probe, feeder):
     assert wait_until(lambda: not feeder.moving(), 3)
     assert time.monotonic() - t_quiet < 1.5
     assert feeder.stopped_for(1.0)
+
+
+def test_the_gate_takes_commands_from_its_executor_alone(start_node, probe, feeder):
+    import rclpy
+
+    monitor = start_node('safe_area_monitor', *MONITOR)
+    assert wait_until(feeder.moving, 60), monitor.output
+    # Another node publishes on policy/cmd_vel: no command passes while it is there.
+    intruder = rclpy.create_node('intruder', context=probe.context)
+    forged = intruder.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
+    try:
+        assert wait_until(lambda: not feeder.moving(), 10), monitor.output
+        t0 = time.monotonic()
+        for _ in range(20):
+            msg = TwistStamped()
+            msg.twist.linear.x = 1.0
+            forged.publish(msg)
+            time.sleep(0.05)
+        assert feeder.all_zero_after(t0), feeder.commands[-5:]
+        assert monitor.wait_for_output("['/intruder']: commands refused", 10), monitor.output
+    finally:
+        intruder.destroy_publisher(forged)
+        intruder.destroy_node()
+    # Gone again: the executor's commands pass after the hold (cmd_timeout_s).
+    assert wait_until(feeder.moving, 10), monitor.output
+
+
+def test_the_gate_clips_to_the_profile_limits_in_every_mode(start_node, probe):
+    fast = Feeder(probe, speed=5.0)
+    try:
+        monitor = start_node('safe_area_monitor', *MONITOR, 'shield_mode:=pass',
+                             'max_linear_velocity:=0.5', 'max_linear_accel:=1.0')
+        assert wait_until(lambda: fast.moving() and fast.commands[-1][1] >= 0.5, 60), \
+            monitor.output
+        speeds = [c[1] for c in fast.commands]
+        assert max(speeds) == pytest.approx(0.5)
+        # The ramp: no step above max_linear_accel times two gate periods.
+        steps = np.diff([0.0] + speeds)
+        assert steps.max() <= 1.0 * 2 / 20.0 + 1e-9, steps.max()
+    finally:
+        fast.close()
 
 
 def test_monitor_staleness_follows_the_simulation_clock_in_training(start_node, probe):

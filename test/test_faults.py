@@ -43,6 +43,9 @@ def rollout(version=0, obs_dim=CIRCLE_OBS, **override):
         col.add(np.zeros((2, obs_dim)), np.zeros((2, 2)), np.zeros(2), np.ones(2),
                 np.zeros(2), np.zeros(2, bool), done, np.zeros((2, obs_dim)))
     arrays = col.arrays(np.zeros((2, obs_dim)), version)
+    # A chunk's own fields (wire.CHUNK_META_FIELDS), as an executor sends them.
+    arrays.update(executor_id=np.asarray('/probe', np.str_), executor_session=np.asarray(1),
+                  chunk_seq=np.asarray(0), samples=np.asarray(40))
     arrays.update(override)
     return arrays
 
@@ -103,7 +106,7 @@ def test_bad_messages_are_refused_by_field_and_counted(start_node, probe, tmp_pa
 
     def on_diag(msg):
         for status in msg.status:
-            target = {'learner': learner_diag, 'policy_executor': executor_diag}.get(status.name)
+            target = {'/learner': learner_diag, '/policy_executor': executor_diag}.get(status.name)
             if target is not None:
                 target.update({kv.key: kv.value for kv in status.values})
 

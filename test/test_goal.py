@@ -223,6 +223,6 @@ def test_env_ids_outside_the_project_need_a_cost_limit(tmp_path):
 
 
 def test_a_safety_gymnasium_id_points_to_its_own_environment():
-    # safety-gymnasium 1.0.0 cannot live in this environment (README: Safety-Gymnasium).
+    # safety-gymnasium 1.0.0 cannot live in this environment (docs/training.md: Safety-Gymnasium).
     with pytest.raises(ValueError, match='own Python 3.10 environment'):
         make_vec_env(env_id='SafetyPointCircle1-v0', num_envs=1)

@@ -9,6 +9,7 @@ from conftest import NodeProcess, wait_until
 from geometry_msgs.msg import TwistStamped
 import pytest
 from std_msgs.msg import Bool, Float32
+from std_srvs.srv import SetBool
 
 from cpo_ros.ros import qos
 
@@ -72,7 +73,10 @@ def test_stale_odometry_and_e_stop_mean_stop(start_node, probe, ros_env, unsafe_
         time.sleep(1.0)
         latched = [c for c in commands if c[0] > t0]
         assert latched and all(c[1] == 0.0 and c[2] == 0.0 for c in latched)
-        e_stop.publish(Bool(data=False))
+        # Released by the service alone (a false on the topic releases nothing).
+        client = probe.create_client(SetBool, 'e_stop')
+        assert client.wait_for_service(timeout_sec=10)
+        assert client.call(SetBool.Request(data=False), timeout_sec=10).success
         assert wait_until(lambda: commands[-1][1] != 0.0 or commands[-1][2] != 0.0, 10)
         # The robot's odometry stops (driver dead): zero velocity within the timeout.
         robot.stop()

@@ -142,7 +142,10 @@ class GaussianPolicy(nn.Module):
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Return every weight and buffer as numpy arrays (for the wire and for export)."""
         arrays = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+        # The constructor arguments the weights do not carry: with these the copy samples
+        # exactly this policy (obs_dim, act_dim and the action range follow from the arrays).
         arrays['hidden_sizes'] = np.asarray(self.hidden_sizes, dtype=np.int64)
+        arrays['obs_clip'] = np.asarray(self.norm.clip, dtype=np.float64)
         return arrays
 
     @classmethod
@@ -154,7 +157,7 @@ class GaussianPolicy(nn.Module):
         that are negative, huge or inconsistent, or from non-finite parameters.
         """
         hidden, obs_dim, act_dim = validate_policy_arrays(arrays, obs_dim, act_dim)
-        policy = cls(obs_dim, act_dim, hidden)
+        policy = cls(obs_dim, act_dim, hidden, obs_clip=_obs_clip(arrays))
         policy.load_arrays(arrays)
         return policy
 
@@ -177,6 +180,16 @@ class GaussianPolicy(nn.Module):
                 raise ValueError(f'policy array {key} holds non-finite values')
             tensors[key] = torch.as_tensor(array, dtype=value.dtype)
         self.load_state_dict(tensors)
+
+
+def _obs_clip(arrays: dict[str, np.ndarray]) -> float:
+    """Return the arrays' obs_clip; InvalidField unless a positive finite float scalar."""
+    clip = np.asarray(arrays.get('obs_clip', np.nan))
+    if 'obs_clip' not in arrays or clip.shape != () or clip.dtype.kind != 'f' or not (
+            np.isfinite(clip) and clip > 0):
+        raise InvalidField('obs_clip', f'need a positive float scalar, got '
+                           f'{arrays.get("obs_clip")!r}')
+    return float(clip)
 
 
 # Bounds on a policy from the wire, checked before any network is built.
@@ -244,6 +257,7 @@ def validate_policy_arrays(arrays: dict[str, np.ndarray], obs_dim: int | None = 
             raise InvalidField(key, 'holds non-finite values')
     if np.any(get('norm.var') < 0) or float(get('norm.count')) <= 0:
         raise InvalidField('norm.var', 'normaliser variance below 0 or count not positive')
+    _obs_clip(arrays)
     return hidden, dims['norm.mean'], dims['log_std']
 
 
@@ -279,6 +293,11 @@ class NumpyActor:
             if i < len(self.layers) - 1:
                 x = np.tanh(x)
         return x
+
+    def log_prob(self, obs: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Return log pi(u | obs) (N,) for raw observations and unit-space samples."""
+        z = (np.asarray(u, np.float32) - self.mean_action(obs)) / self.act_std
+        return (self._logp_const - 0.5 * np.square(z).sum(-1)).astype(np.float32)
 
     def act(self, obs: np.ndarray, deterministic: bool = False,
             rng: np.random.Generator | None = None

@@ -10,6 +10,7 @@ or a layout that does not match what the node expects.
 from datetime import datetime, UTC
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint
 from cpo_ros.training.config import TrainConfig
 
 FORMAT = 'cpo_ros.policy/1'
-CIRCLE_OBS = ('x', 'y', 'cos_yaw', 'sin_yaw', 'v', 'w')
 TWIST_ACTIONS = ('linear_x', 'angular_z')
 
 
@@ -72,12 +72,13 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
     tmp = out / 'policy.pt.tmp'
     module.save(str(tmp))
     os.replace(tmp, out / 'policy.pt')
-    is_circle = config.task in ('circle', 'circle_long')
-    from cpo_ros.sim.make import observation_labels, task_options
+    from cpo_ros.sim.make import make_task, task_options
     task = task_options(config.task, **config.task_kwargs) if config.task else (
         config.task_kwargs)
-    labels = observation_labels(config.task, **config.task_kwargs) if config.task else None
-    twist = is_circle or config.task == 'goal'
+    instance = make_task(config.task, **config.task_kwargs)[0] if config.task else None
+    labels = instance.observation_labels if instance is not None else None
+    area = instance.safe_area() if instance is not None else None
+    twist = instance is not None  # every task commands the robot with a Twist
     meta: dict[str, Any] = {
         'format': FORMAT,
         'observation': {'labels': list(labels or (f'obs_{i}' for i in range(dims['obs_dim']))),
@@ -88,8 +89,9 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
                    'low': (policy.action_bias - policy.action_scale).tolist(),
                    'high': (policy.action_bias + policy.action_scale).tolist()},
         'task': {'name': config.task or config.env_id, **task},
-        'safe_area': ({'type': 'strip', 'axis': 'x', 'limit': task['x_limit']}
-                      if is_circle else None),
+        'cost_names': list(instance.cost_names) if instance is not None else ['cost'],
+        'safe_area': ({'type': 'polygon', 'vertices': [list(v) for v in area.vertices]}
+                      if area is not None else None),
         'robot': deployment_record(config.robot, config.task_kwargs),
         'provenance': {'checkpoint': str(Path(checkpoint).resolve()),
                        'iteration': int(payload['iteration']),
@@ -105,6 +107,44 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
     return out
 
 
+def _numbers(value: Any, size: int | None = None) -> bool:
+    """Return whether value is a list of finite numbers (of size entries when given)."""
+    return (isinstance(value, list) and (size is None or len(value) == size) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in value))
+
+
+def meta_problem(meta: dict[str, Any]) -> str | None:
+    """Return what is missing or ill-typed in policy.json's content, or None when it fits.
+
+    Every key a deployment reads: sha256, observation (labels, mean, var, clip), action
+    (labels, low, high), task (with its name), and robot and provenance when present.
+    """
+    if not isinstance(meta.get('sha256'), str):
+        return 'sha256: missing or not a string'
+    for kind, arrays in (('observation', ('mean', 'var')), ('action', ('low', 'high'))):
+        part = meta.get(kind)
+        if not isinstance(part, dict):
+            return f'{kind}: missing or not an object'
+        labels = part.get('labels')
+        if not isinstance(labels, list) or not labels or not all(
+                isinstance(label, str) for label in labels):
+            return f'{kind}.labels: missing or not a non-empty list of strings'
+        for key in arrays:
+            if not _numbers(part.get(key), len(labels)):
+                return f'{kind}.{key}: need {len(labels)} finite numbers, one per label'
+    clip = meta['observation'].get('clip')
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
+        return 'observation.clip: need a positive number'
+    task = meta.get('task')
+    if not isinstance(task, dict) or not isinstance(task.get('name'), str):
+        return 'task: missing, or without a name'
+    for key in ('robot', 'provenance', 'safe_area'):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            return f'{key}: not an object'
+    return None
+
+
 def load_exported(directory: str | os.PathLike, obs_labels: tuple[str, ...] | None = None,
                   action_labels: tuple[str, ...] | None = None
                   ) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
@@ -118,8 +158,11 @@ def load_exported(directory: str | os.PathLike, obs_labels: tuple[str, ...] | No
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f'exported policy {meta_path}: not JSON ({exc})') from exc
-    if meta.get('format') != FORMAT:
+    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
         raise CheckpointError(f'exported policy {meta_path}: not a {FORMAT} file')
+    problem = meta_problem(meta)
+    if problem is not None:
+        raise CheckpointError(f'exported policy {meta_path}: {problem}')
     if sha256(model_path) != meta.get('sha256'):
         raise CheckpointError(f'exported policy {model_path}: SHA-256 does not match '
                               f'{meta_path} (file changed or corrupt)')

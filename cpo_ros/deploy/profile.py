@@ -14,8 +14,9 @@ import yaml
 
 ROBOT_CONFIG_KEYS = ('max_linear_velocity', 'max_angular_velocity', 'control_dt', 'physics_dt')
 """Profile keys that are RobotConfig fields (the simulated robot)."""
-TASK_KEYS = ('target_radius', 'x_limit', 'max_episode_steps')
-"""Profile keys that are CircleTask fields (the task's scale)."""
+TASK_KEYS = ()
+"""Flat profile keys that are task parameters: none; a profile scales a task in a section
+named after it (`circle: {x_limit: 0.5}`, ROS parameters circle.x_limit), see task_scale."""
 RANDOMIZATION_KEYS = {'dr_mass_scale': 'mass_scale', 'dr_gain_scale': 'gain_scale',
                       'dr_max_latency_steps': 'max_latency_steps',
                       'dr_position_noise': 'position_noise', 'dr_yaw_noise': 'yaw_noise',
@@ -25,7 +26,7 @@ DEPLOY_KEYS = ('control_dt', 'max_linear_velocity', 'max_angular_velocity', 'max
                'max_angular_accel')
 """What a deployment must share with training (compared by check_deployment)."""
 KNOWN_KEYS = ({'robot', 'max_linear_accel', 'max_angular_accel', 'odom_rate_hz'}
-              | set(ROBOT_CONFIG_KEYS) | set(TASK_KEYS) | set(RANDOMIZATION_KEYS))
+              | set(ROBOT_CONFIG_KEYS) | set(RANDOMIZATION_KEYS))
 
 
 def profile_path(name: str) -> Path:
@@ -54,7 +55,7 @@ def load_profile(name: str) -> dict[str, Any]:
     except (yaml.YAMLError, KeyError, TypeError) as exc:
         raise ValueError(f'robot profile {path}: not a ROS parameter file with a /** section '
                          f'({exc})') from exc
-    unknown = sorted(set(params) - KNOWN_KEYS)
+    unknown = sorted(k for k in set(params) - KNOWN_KEYS if not isinstance(params[k], dict))
     if unknown or 'robot' not in params:
         raise ValueError(f'robot profile {path}: unknown keys {unknown} or no robot name '
                          f'(known: {sorted(KNOWN_KEYS)})')
@@ -62,8 +63,16 @@ def load_profile(name: str) -> dict[str, Any]:
 
 
 def env_overrides(profile: dict[str, Any]) -> dict[str, Any]:
-    """Return the task and robot keyword overrides of a profile (for make_vec_env)."""
-    return {k: profile[k] for k in (*ROBOT_CONFIG_KEYS, *TASK_KEYS) if k in profile}
+    """Return the robot keyword overrides of a profile (for make_vec_env)."""
+    return {k: profile[k] for k in ROBOT_CONFIG_KEYS if k in profile}
+
+
+def task_scale(profile: dict[str, Any], task: str) -> dict[str, Any]:
+    """Return the profile's parameters of a task: its section named after the task."""
+    from cpo_ros.ros.specs import task_namespace
+
+    section = profile.get(task_namespace(task), {})
+    return dict(section) if isinstance(section, dict) else {}
 
 
 def randomization_kwargs(profile: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,8 @@ A command passes when the robot is inside the safe area and a unicycle rollout o
 over a short horizon stays inside. Otherwise the shield turns the robot toward the inside (in
 place, then creeping inward once it faces the inside). The caller handles the inputs the
 shield cannot trust (stale or non-finite odometry, a missing command, an e-stop): zero velocity.
+Whatever goes out, in every mode, is clipped to the robot profile's velocity and acceleration
+limits (limit_command).
 """
 
 from dataclasses import dataclass
@@ -31,6 +33,13 @@ class ShieldConfig:
     margin: float = 0.0
     """Distance from the boundary a passing command must keep [m]: covers pose noise, command
     latency and actuator error, which the unicycle rollout does not model."""
+
+
+def limit_command(cmd: np.ndarray, last: np.ndarray, max_vel: np.ndarray, max_acc: np.ndarray,
+                  dt: float) -> np.ndarray:
+    """Clip cmd to the velocity limits and its change from last to max_acc * dt."""
+    cmd = np.clip(np.asarray(cmd, np.float64), -max_vel, max_vel)
+    return np.clip(cmd, last - max_acc * dt, last + max_acc * dt)
 
 
 def rollout(pose: np.ndarray, cmd: np.ndarray, horizon_s: float, step_s: float) -> np.ndarray:

@@ -8,34 +8,33 @@ newest pose (cpo_ros.ros.pose_input: in the task frame, checked for frame and st
 `policy/cmd_vel` (TwistStamped, to the safe-area monitor, which gates it to the robot's
 `cmd_vel`), within velocity and acceleration limits. A missing, stale, refused or non-finite
 pose means a stop command, not the last command. /diagnostics says why the robot is stopped.
+The observation comes from the task named by the `task` parameter, with the parameters the
+policy was trained with (policy.json); a policy of another task is refused, naming both. A task
+with sensors reads them on `task/sensors` (a labelled Float32MultiArray, one row, the task's
+sensor_labels): missing, stale (pose_timeout_s, steady clock) or malformed readings mean stop.
 """
+
+import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 import numpy as np
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from std_msgs.msg import Float32MultiArray
 import torch
 
-from cpo_ros.deploy.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
+from cpo_ros.deploy.export import load_exported, TWIST_ACTIONS
 from cpo_ros.deploy.profile import check_deployment
+from cpo_ros.deploy.shield import limit_command
 from cpo_ros.ros import qos
-from cpo_ros.ros.conversions import array_to_twist_stamped
-from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.conversions import array_to_twist_stamped, decode_batch
+from cpo_ros.ros.faults import status_name
+from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
-from cpo_ros.tasks import circle
 from cpo_ros.training.checkpoint import CheckpointError
-
-STATUS_NAME = 'cpo_ros: policy executor'
-
-
-def limit_command(cmd: np.ndarray, last: np.ndarray, max_vel: np.ndarray, max_acc: np.ndarray,
-                  dt: float) -> np.ndarray:
-    """Clip cmd to the velocity limits and its change from last to max_acc * dt."""
-    cmd = np.clip(cmd, -max_vel, max_vel)
-    return np.clip(cmd, last - max_acc * dt, last + max_acc * dt)
 
 
 class DeployedPolicyExecutor(LifecycleNode):
@@ -56,6 +55,13 @@ class DeployedPolicyExecutor(LifecycleNode):
         self._last = np.zeros(2)
         self.stop_reason: str | None = 'not configured'
         self.pose_input = PoseInput(self, p)
+        self.task = declare_task(self, p['task'])
+        self._readings: np.ndarray | None = None
+        self._readings_time = -float('inf')
+        if self.task.sensor_labels:
+            self._sensor_fields = (*self.task.sensor_labels, 'seq')
+            self.create_subscription(Float32MultiArray, 'task/sensors', self._on_sensors,
+                                     qos.METRICS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.METRICS)
         create_steady_timer(self, 1.0 / p['diagnostics_rate_hz'], self._publish_diagnostics)
         if p['autostart']:
@@ -68,8 +74,8 @@ class DeployedPolicyExecutor(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the exported policy, check it fits this robot, create publisher and timer."""
         try:
-            self.policy, self.meta = load_exported(self.p['policy_dir'], CIRCLE_OBS,
-                                                   TWIST_ACTIONS)
+            self.policy, self.meta = load_exported(self.p['policy_dir'], None, TWIST_ACTIONS)
+            self.task = self._policy_task(self.meta)
             problems = '; '.join(check_deployment(self.meta, self.p, self.p['policy_dir']))
             if problems and not self.p['allow_profile_mismatch']:
                 raise CheckpointError(f'{problems} (give the robot profile it was trained '
@@ -97,6 +103,47 @@ class DeployedPolicyExecutor(LifecycleNode):
             f"'{self.pose_input.task_frame}'")
         self.stop_reason = 'not active'
         return TransitionCallbackReturn.SUCCESS
+
+    def _policy_task(self, meta: dict):
+        """Return the task the policy was trained on; CheckpointError for another task."""
+        from cpo_ros.sim.make import make_task
+
+        where = f"exported policy {self.p['policy_dir']}/policy.json"
+        record = dict(meta.get('task') or {})
+        trained = record.pop('name', None)
+        if trained != self.p['task']:
+            raise CheckpointError(f'{where}: the policy is for task {trained!r}, this robot runs '
+                                  f"task {self.p['task']!r}")
+        known = {k: v for k, v in record.items() if hasattr(self.task.params, k)}
+        try:
+            task = make_task(trained, **known)[0]
+        except ValueError as exc:
+            raise CheckpointError(f'{where}: task {trained} parameters: {exc}') from exc
+        labels = tuple(meta['observation']['labels'])
+        if labels != tuple(task.observation_labels):
+            raise CheckpointError(f'{where}: observation layout {list(labels)} does not match '
+                                  f'task {trained} {list(task.observation_labels)}')
+        return task
+
+    def _on_sensors(self, msg: Float32MultiArray) -> None:
+        try:
+            readings, _seq = decode_batch(msg, self._sensor_fields)
+            if readings.shape[0] != 1 or not np.all(np.isfinite(readings)):
+                raise ValueError('need one row of finite readings')
+        except ValueError as exc:
+            self._readings = None  # fail safe: a garbled reading means stop
+            self.get_logger().warn(f'task/sensors refused: {exc}', throttle_duration_sec=5.0)
+            return
+        self._readings, self._readings_time = readings, time.monotonic()
+
+    def _sensor_stop_reason(self) -> str | None:
+        if not self.task.sensor_labels:
+            return None
+        if self._readings is None:
+            return 'no valid task/sensors readings'
+        if time.monotonic() - self._readings_time > self.p['pose_timeout_s']:
+            return 'task/sensors readings are stale'
+        return None
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Start commanding."""
@@ -132,10 +179,13 @@ class DeployedPolicyExecutor(LifecycleNode):
         if not self._active or self._pub is None:
             return
         try:
-            self.stop_reason = self.pose_input.stop_reason()
+            self.stop_reason = self.pose_input.stop_reason() or self._sensor_stop_reason()
             cmd = np.zeros(2)
             if self.stop_reason is None:
-                obs = circle.observation(self.pose_input.pose, self.pose_input.twist)
+                readings = (self._readings if self.task.sensor_labels
+                            else np.zeros((1, 0), np.float32))
+                obs = self.task.observation(np.atleast_2d(self.pose_input.pose),
+                                            np.atleast_2d(self.pose_input.twist), readings)
                 with torch.no_grad():
                     raw = self.policy(torch.as_tensor(obs)).numpy()[0].astype(np.float64)
                 if np.all(np.isfinite(raw)):
@@ -154,7 +204,7 @@ class DeployedPolicyExecutor(LifecycleNode):
                                       self.p['base_frame'])
 
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=f'{self.get_namespace().rstrip("/")}/{STATUS_NAME}',
+        status = DiagnosticStatus(name=status_name(self),
                                   hardware_id=self.get_namespace())
         if self.stop_reason is None:
             status.level, status.message = DiagnosticStatus.OK, 'commanding the robot'
@@ -166,7 +216,9 @@ class DeployedPolicyExecutor(LifecycleNode):
             ('policy_dir', self.p['policy_dir']), ('active', self._active),
             ('control_dt', self.dt), ('trained_control_dt', robot.get('control_dt')),
             ('robot_profile', self.p['robot']), ('trained_profile', robot.get('profile')),
-            ('task_frame', self.pose_input.task_frame), ('stop_reason', self.stop_reason))]
+            ('task_frame', self.pose_input.task_frame))]
+        if self.stop_reason is not None:  # only while it sends the robot zero commands
+            status.values.append(KeyValue(key='stop_reason', value=self.stop_reason))
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)

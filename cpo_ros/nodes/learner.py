@@ -25,7 +25,6 @@ process. Ctrl-C and SIGTERM write curves.png and the summary before the process 
 """
 
 import os
-import queue
 import threading
 import time
 import traceback
@@ -38,18 +37,20 @@ from rclpy.node import Node
 from std_msgs.msg import Float32, UInt8MultiArray
 import torch
 
-from cpo_ros.algo.buffer import rollout_size_cap, validate_rollout
+from cpo_ros.algo.buffer import rollout_size_cap
+from cpo_ros.algo.networks import NumpyActor
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport
-from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.params import declare_parameters, declare_task, task_options_of
 from cpo_ros.ros.specs import node_parameters, ROBOT_PARAMS
 from cpo_ros.training.config import TrainConfig
-from cpo_ros.training.fleet import ChunkGatherer, FLEET_COLUMNS, IterationReport
+from cpo_ros.training.fleet import ChunkGatherer, ChunkQueue, FLEET_COLUMNS, IterationReport
 from cpo_ros.training.run import TrainingRun
 from cpo_ros.training.settings import algo_config_from
 from cpo_ros.training.trainer import max_episode_steps, summary_line
+from cpo_ros.wire import check_chunk, check_logp
 
 # Per-iteration figures for rqt_plot, one std_msgs/Float32 topic each. With several
 # constraints episode_cost, cost_limit and lagrange are the first's, and cpo/<name>_<i> follow
@@ -68,19 +69,22 @@ class Learner(Node):
         from cpo_ros.deploy.profile import env_overrides
         from cpo_ros.sim.make import make_vec_env
 
-        keys = (('target_radius', 'x_limit', 'max_episode_steps', 'speed_limit')
-                if p['task'] == 'circle' else ('max_episode_steps',))
-        task_kwargs = {k: p[k] for k in keys}
+        task = declare_task(self, p['task'])
+        task_kwargs = task_options_of(task)
         # The robot profile: its limits set the action range; the run and its exports record it.
         robot = {s.name: p[s.name] for s in ROBOT_PARAMS}
-        if p['task'] == 'circle':
-            task_kwargs.update(env_overrides(robot))
+        task_kwargs.update(env_overrides(robot))
         probe = make_vec_env(task=p['task'], num_envs=1, seed=p['seed'], **task_kwargs)
         limits = p['cost_limit'] if isinstance(p['cost_limit'], list) else [p['cost_limit']]
+        if limits == [-1.0]:
+            limits = list(task.default_cost_limits)
         if len(limits) != probe.num_costs:
             raise ValueError(f'learner: parameter cost_limit = {p["cost_limit"]!r} gives '
                              f'{len(limits)} limit(s), the task has {probe.num_costs} '
                              f'constraint(s) {list(probe.cost_names)}: set one limit each')
+        if min(limits) < 0.0:
+            raise ValueError(f'learner: parameter cost_limit = {p["cost_limit"]!r}: limits '
+                             f"are >= 0 (or -1 alone: the task's defaults)")
         # Every AlgoConfig field is a parameter of the same name (one source: core.settings).
         algo = algo_config_from({**p, 'cost_limit': limits[0] if len(limits) == 1
                                  else tuple(limits)})
@@ -122,7 +126,12 @@ class Learner(Node):
         self._finished = False
         self._finish_lock = threading.Lock()
         # Tells executors that a restarted learner re-publishes a version they already have.
-        self.session = int.from_bytes(os.urandom(4), 'little') + 1
+        self.session = int.from_bytes(os.urandom(4), 'little') % (2 ** 31) + 1
+        # The policies executors may be sampling, by version, as published: the update changes
+        # the learner's own policy in place, so a chunk's log-probabilities are checked
+        # against these snapshots (check_logp).
+        self._actors: dict[int, NumpyActor] = {}
+        self._max_published = -1
 
         self.policy_pub = self.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
         self.status_pub = self.create_publisher(UInt8MultiArray, 'cpo/iteration', qos.LATCHED)
@@ -133,11 +142,12 @@ class Learner(Node):
                       for name in PER_CONSTRAINT_TOPICS]
         self.metric_pubs = {name: self.create_publisher(Float32, f'cpo/{name}', qos.METRICS)
                             for name in names}
-        self.faults = FaultReport(self, 'learner')
+        self.faults = FaultReport(self)
         self.create_subscription(UInt8MultiArray, 'cpo/rollout', self._on_rollout,
                                  qos.ROLLOUT)
-        # Chunks wait here while an update runs; each is a few MB at most.
-        self._queue: queue.Queue = queue.Queue(maxsize=256)
+        # Chunks wait here while an update runs: bounded in bytes, in total and per executor.
+        self._queue = ChunkQueue(p['queue_bytes'] or 2 * self.max_rollout_bytes,
+                                 p['executor_queue_bytes'] or self.max_rollout_bytes)
         self._worker = threading.Thread(target=self._work, name='cpo_update', daemon=True)
         self._t_wait = self._t_chunk = time.perf_counter()
         # Steady clock: a rollout lost in transit (an executor restarting, a learner that
@@ -166,8 +176,12 @@ class Learner(Node):
         """Publish the current policy; new_session makes executors sample this version again."""
         if new_session:
             self.session = self.session % (2 ** 31) + 1
-        arrays = self.run.algorithm.policy.to_arrays()
-        arrays['version'] = np.asarray(self.run.algorithm.version, np.int64)
+        policy, version = self.run.algorithm.policy, self.run.algorithm.version
+        arrays = policy.to_arrays()
+        self._actors = {v: a for v, a in self._actors.items() if v >= version - 1}
+        self._actors[version] = NumpyActor(policy)
+        self._max_published = max(self._max_published, version)
+        arrays['version'] = np.asarray(version, np.int64)
         arrays['session'] = np.asarray(self.session, np.int64)
         self.policy_pub.publish(arrays_to_msg(arrays))
 
@@ -225,27 +239,38 @@ class Learner(Node):
         self._publish_diagnostics()
 
     def _on_rollout(self, msg: UInt8MultiArray) -> None:
-        # Validation only (bounded by the size cap): the update runs on the worker thread.
+        # Checks only, bounded by the size cap: the update runs on the worker thread. A chunk
+        # is refused (counted by field) when malformed or sampled by another policy, dropped
+        # as stale when of an older version, before it takes any room in the queue.
         try:
-            rollout = msg_to_arrays(msg, self.max_rollout_bytes)
-            validate_rollout(rollout, self.obs_dim, self.act_dim, self.num_costs)
+            chunk = msg_to_arrays(msg, self.max_rollout_bytes)
+            executor, _session, _seq, samples, version = check_chunk(
+                chunk, self.obs_dim, self.act_dim, self.num_costs)
+            current = self.gatherer.version
+            if version != current and version <= self._max_published:
+                self.faults.count('stale_rollouts')
+                self.gatherer.note_stale(samples)
+                self.get_logger().info(
+                    f'dropped a chunk of policy version {version} from {executor}; the '
+                    f'current version is {current} (on-policy updates need fresh samples)',
+                    throttle_duration_sec=5.0)
+                return
+            check_logp(chunk, self._actors.get(version), version)
         except ValueError as exc:
             self.faults.refuse('rollout', exc)
             return
-        try:
-            self._queue.put_nowait(rollout)
-        except queue.Full:
-            self.faults.count('surplus_rollouts')
-            self.get_logger().warn('dropped a rollout chunk: 256 are waiting already',
-                                   throttle_duration_sec=5.0)
+        refused = self._queue.put(chunk, executor)
+        if refused is not None:
+            self.faults.count(f'surplus_rollouts.{refused}')
+            self.get_logger().warn(
+                f'dropped a rollout chunk of {executor!r}: {refused} ({self._queue.bytes} bytes '
+                f'queued, at most {self._queue.max_bytes}; {self._queue.executor_bytes} per '
+                f'executor)', throttle_duration_sec=5.0)
 
     def _gather(self) -> None:
         """Offer waiting chunks to the gatherer until the iteration is ready (or a pause)."""
         g = self.gatherer
-        try:
-            chunk = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            chunk = None
+        chunk = self._queue.get(timeout=0.2)
         while chunk is not None:
             self._t_chunk = time.perf_counter()
             verdict = g.offer(chunk)
@@ -261,10 +286,7 @@ class Learner(Node):
                 self.faults.refuse('rollout', ValueError(verdict[len('malformed: '):]))
             if g.ready():
                 break
-            try:
-                chunk = self._queue.get_nowait()
-            except queue.Empty:
-                chunk = None
+            chunk = self._queue.get()
         if g.should_warn():
             self.get_logger().warn(
                 f'iteration {self.run.iteration + 1}: {g.collected} of {g.needed} samples after '

@@ -19,21 +19,20 @@ from rclpy.node import Node
 from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
 
 from cpo_ros.ros import qos
-from cpo_ros.ros.bringup import run_nodes
+from cpo_ros.ros.bringup import node_help, run_nodes, wants_help
 from cpo_ros.ros.conversions import (
     arrays_to_msg,
     CMD_FIELDS,
     decode_batch,
     encode_batch,
     msg_to_arrays,
-    state_fields,
+    StateLayout,
 )
 from cpo_ros.ros.faults import FaultReport
-from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.specs import node_parameters
-from cpo_ros.tasks.tasks import task_info
 from cpo_ros.training.worker import RolloutWorker
-from cpo_ros.validation import InvalidField
+from cpo_ros.wire import check_batch_rows, check_policy, check_status
 
 
 class PolicyExecutor(Node):
@@ -43,19 +42,16 @@ class PolicyExecutor(Node):
         super().__init__('policy_executor', **kwargs)
         p = declare_parameters(self, node_parameters(type(self)))
         self.num_envs = p['num_envs']
-        self.info = task_info(p['task'], p['speed_limit'])
-        self.fields = state_fields(self.info.sensor_labels, self.info.cost_fields)
-        col = {f: i for i, f in enumerate(self.fields)}
-        k = len(self.info.sensor_labels)
-        self._pose = [col['x'], col['y'], col['yaw']]
-        self._twist = [col['v'], col['w']]
-        self._sensors = list(range(col['truncated'] + 1, col['truncated'] + 1 + k))
-        self._final_pose = [col['final_x'], col['final_y'], col['final_yaw']]
-        self._final_twist = [col['final_v'], col['final_w']]
-        self._final_sensors = list(range(col['final_w'] + 1, col['final_w'] + 1 + k))
-        self._col = {f: col[f] for f in ('reward', 'terminated', 'truncated')}
-        self._costs = [col[f] for f in self.info.cost_fields]
-        obs_dim = self.info.obs_dim
+        # The task rebuilds each observation from the state, exactly as the simulator does.
+        self.task = declare_task(self, p['task'], self.num_envs)
+        layout = StateLayout.of(self.task)
+        self.fields, c = layout.fields, layout.columns
+        self._pose, self._twist, self._sensors = c['pose'], c['twist'], c['sensors']
+        self._final_pose, self._final_twist = c['final_pose'], c['final_twist']
+        self._final_sensors = c['final_sensors']
+        self._col = {f: c[f].start for f in ('reward', 'terminated', 'truncated')}
+        self._costs = c['cost']
+        obs_dim = self.task.obs_dim
         steps = p['chunk_steps'] or max(1, math.ceil(
             p['chunk_fraction'] * p['steps_per_iteration'] / self.num_envs))
         self.executor_id = p['executor_id'] or self.get_fully_qualified_name()
@@ -63,10 +59,10 @@ class PolicyExecutor(Node):
         self.instance = int.from_bytes(os.urandom(4), 'little') + 1
         self._chunk_seq = 0
         self._sent: dict[int, int] = {}  # samples sent per policy version
-        self._status: dict[str, np.ndarray] | None = None
+        self._status: dict[str, object] | None = None
         self._policies = 0
         self._session = 0
-        num_costs = len(self._costs)
+        num_costs = len(layout.cost_fields)
         self.worker = RolloutWorker(self.num_envs, obs_dim, 2, steps,
                                     seed=p['seed'] + p['seed_offset'],
                                     deterministic=p['deterministic'], num_costs=num_costs)
@@ -79,7 +75,7 @@ class PolicyExecutor(Node):
         if num_costs > 1:
             self.cost_pubs += [self.create_publisher(Float32, f'episode/cost_{i}', qos.METRICS)
                                for i in range(num_costs)]
-        self.faults = FaultReport(self, 'policy_executor')
+        self.faults = FaultReport(self)
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
         self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status, qos.LATCHED)
@@ -89,7 +85,8 @@ class PolicyExecutor(Node):
     def _on_policy(self, msg: UInt8MultiArray) -> None:
         try:
             arrays = msg_to_arrays(msg)
-            swapped = self.worker.set_policy(arrays)  # validated before anything is built
+            check_policy(arrays)  # wire.POLICY_FIELDS; the weights are checked before building
+            swapped = self.worker.set_policy(arrays)
         except ValueError as exc:
             self.faults.refuse('policy', exc)
             return
@@ -104,12 +101,9 @@ class PolicyExecutor(Node):
 
     def _on_status(self, msg: UInt8MultiArray) -> None:
         try:
-            status = msg_to_arrays(msg)
-            for key in ('version', 'session', 'more', 'executors', 'shares'):
-                status[key]
-        except (ValueError, KeyError, TypeError) as exc:
-            self.get_logger().warn(f'ignored a malformed cpo/iteration status: {exc}',
-                                   throttle_duration_sec=5.0)
+            status = check_status(msg_to_arrays(msg))
+        except ValueError as exc:
+            self.faults.refuse('iteration', exc)
             return
         self._status = status
         self._maybe_resume()
@@ -118,12 +112,10 @@ class PolicyExecutor(Node):
         """Sample on: with a newer policy, or when the learner wants more of this version."""
         worker, status = self.worker, self._status
         if worker.paused and status is not None:
-            version = int(status['version'])
-            counted = dict(zip([str(n) for n in status['executors']],
-                               [int(v) for v in status['shares']], strict=False))
+            version, counted = status['version'], status['counted']
             # Only once our own chunks are counted: the learner has seen what we brought.
-            if (version == worker.version and int(status['session']) == worker.session
-                    and int(status['more']) > 0
+            if (version == worker.version and status['session'] == worker.session
+                    and status['more'] > 0
                     and counted.get(self.executor_id, 0) >= self._sent.get(version, 0)):
                 worker.resume()
         if self._waiting is not None and worker.can_act:
@@ -134,15 +126,13 @@ class PolicyExecutor(Node):
     def _on_state(self, msg: Float32MultiArray) -> None:
         try:
             state, seq = decode_batch(msg, self.fields)
-            if state.shape[0] != self.num_envs:
-                raise InvalidField('env', f'{state.shape[0]} robots, this executor runs '
-                                   f'{self.num_envs}')
+            check_batch_rows(state, self.fields, self.num_envs)
         except ValueError as exc:
             self.faults.refuse('batch/state', exc)
             return
         if seq == self._last_seq or (self._waiting is not None and self._waiting[0] == seq):
             return  # a re-sent state we already hold
-        obs = self.info.observation(state[:, self._pose], state[:, self._twist],
+        obs = self.task.observation(state[:, self._pose], state[:, self._twist],
                                     state[:, self._sensors])
         if self._last_seq is not None:
             c = self._col
@@ -153,7 +143,7 @@ class PolicyExecutor(Node):
             if ended_rows.size:
                 rows = state[ended_rows]
                 final_obs = obs.copy()
-                final_obs[ended_rows] = self.info.observation(
+                final_obs[ended_rows] = self.task.observation(
                     rows[:, self._final_pose], rows[:, self._final_twist],
                     rows[:, self._final_sensors])
             ended = self.worker.record(state[:, c['reward']], state[:, self._costs], terminated,
@@ -198,6 +188,12 @@ def main(args: list[str] | None = None) -> int:
     ros_start = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
     deploy = '--deploy' in argv[:ros_start]
     argv = [a for i, a in enumerate(argv) if not (i < ros_start and a == '--deploy')]
+    if wants_help(argv):  # both modes and their parameters, with or without --deploy
+        from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
+        print(node_help('policy_executor', [PolicyExecutor, DeployedPolicyExecutor],
+                        modes=('training (default)', '--deploy (an exported policy on a robot)')),
+              flush=True)
+        return 0
     if deploy:
         from cpo_ros.nodes.deployed_executor import DeployedPolicyExecutor
         return run_nodes('policy_executor', [DeployedPolicyExecutor], [False], argv)

@@ -8,10 +8,19 @@ The pose comes from cpo_ros.ros.pose_input (Odometry or PoseWithCovarianceStampe
 its frame and stamp, placed in the task frame). In deployment (shield_mode gate) the monitor
 sits between the policy and the robot: `policy/cmd_vel` in, `cmd_vel` out. A command passes
 while the robot is inside and would stay inside over a short horizon; otherwise the shield
-turns the robot back. A stale, refused or missing pose, a stale command, an e-stop (`e_stop`
-topic or service, latched until released) or a silent e-stop heartbeat mean zero velocity;
-/diagnostics says which. Shutdown and errors send a zero command first.
+turns the robot back. A stale, refused or missing pose, a stale command, a command while a
+node other than `command_source` publishes on `policy/cmd_vel` (ros/command_source.py), an
+e-stop or a silent e-stop heartbeat mean zero velocity; /diagnostics says which. Every command
+that goes out, in every mode, is clipped to the robot profile's velocity and acceleration
+limits. Shutdown and errors send a zero command first.
+
+E-stop: a `true` on `e_stop` (std_msgs/Bool) or the `e_stop` service (std_srvs/SetBool) with
+true latches a stop; only the service with false releases it. A `false` on the topic is a
+heartbeat (the deadman of e_stop_heartbeat_s) and never releases anything.
 """
+
+import time
+from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
@@ -22,28 +31,30 @@ from std_msgs.msg import Bool, Float32
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import Marker, MarkerArray
 
-from cpo_ros.deploy.shield import shield_command, ShieldConfig
+from cpo_ros.deploy.shield import limit_command, shield_command, ShieldConfig
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
+from cpo_ros.ros.command_source import CommandSource
 from cpo_ros.ros.conversions import command_subscription, CommandPublisher, yaw_to_quaternion
-from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.faults import status_name
+from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import ArrivalClock, create_steady_timer
-from cpo_ros.tasks import circle
-from cpo_ros.tasks.circle import CircleTask
 from cpo_ros.tasks.safe_area import SafeArea
 
-STATUS_NAME = 'cpo_ros: safe area'
 
-
-def safe_area_from(p: dict) -> SafeArea:
-    """Return the configured safe area (the task strip, a rectangle or a polygon)."""
+def safe_area_from(p: dict, task: Any) -> SafeArea:
+    """Return the configured safe area (the task's own, a rectangle or a polygon)."""
     if p['area_type'] == 'rectangle':
         return SafeArea.rectangle(*p['area_rectangle'])
     if p['area_type'] == 'polygon':
         return SafeArea.from_flat(p['area_polygon'])
-    return circle.safe_area(CircleTask(x_limit=p['x_limit']))
+    area = task.safe_area()
+    if area is None:
+        raise ValueError(f"safe_area_monitor: task {p['task']} declares no safe area: set "
+                         f'area_type to rectangle or polygon')
+    return area
 
 
 class SafeAreaMonitor(Node):
@@ -55,7 +66,7 @@ class SafeAreaMonitor(Node):
         if p['area_type'] == 'rectangle' and len(p['area_rectangle']) != 4:
             raise ValueError('safe_area_monitor: parameter area_rectangle needs 4 values '
                              '[x_min, x_max, y_min, y_max]')
-        self.area = safe_area_from(p)
+        self.area = safe_area_from(p, declare_task(self, p['task']))
         self.publish_cost = p['publish_cost']
         self.cmd_timeout = p['cmd_timeout_s']
         self.shield_mode = p['shield_mode']
@@ -63,6 +74,12 @@ class SafeAreaMonitor(Node):
                                    turn_rate=p['shield_turn_rate'],
                                    creep_speed=p['shield_creep_speed'],
                                    margin=p['shield_margin_m'])
+        self.max_vel = np.array([p['max_linear_velocity'], p['max_angular_velocity']])
+        self.max_acc = np.array([p['max_linear_accel'], p['max_angular_accel']])
+        self._last_out = np.zeros(2)
+        self._t_out = time.monotonic()
+        self.limited = 0  # commands the profile's limits changed
+        self.e_stop_releases_refused = 0  # `false` on the e_stop topic while latched
         self.exits = self.disagreements = self.interventions = 0
         self.takeovers = 0  # times the shield took over from the policy (pass -> replace)
         self._intervening = False
@@ -74,29 +91,39 @@ class SafeAreaMonitor(Node):
         self.clock = ArrivalClock(self)
         self._policy_cmd: np.ndarray | None = None
         self._last_cmd = -float('inf')
-        self._pending_estimates: list[float] = []
+        # The estimate of the latest pose that no simulator cost was compared with yet, and
+        # the counts of comparisons made and of costs that found no such pose.
+        self._unpaired_estimate: float | None = None
+        self.cost_checks = self.unpaired_costs = 0
         self.last_reason: str | None = None
 
         self.inside_pub = self.create_publisher(Bool, 'safety/in_safe_area', qos.METRICS)
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', qos.METRICS)
         self.marker_pub = self.create_publisher(MarkerArray, 'safe_area/markers', qos.LATCHED)
+        # The pose subscription first: an executor that finds a pose and the simulator's cost
+        # of the same step ready together takes them in creation order, the pose first.
+        self.pose_input = PoseInput(self, p)
+        self.pose_input.callbacks.append(self._on_pose)
         if self.publish_cost:
             self.cost_pub = self.create_publisher(Float32, 'safety/cost', qos.METRICS)
         else:
             self.create_subscription(Float32, 'safety/cost', self._on_sim_cost, qos.METRICS)
-        self.pose_input = PoseInput(self, p)
-        self.pose_input.callbacks.append(self._on_pose)
         self.cmd_pub = None
+        self.gate_period = 1.0 / p['gate_rate_hz']
         if self.shield_mode != 'none':
             self.cmd_pub = CommandPublisher(self, 'cmd_vel', p['cmd_vel_stamped'],
                                             p['base_frame'], qos.COMMAND)
             self.interventions_pub = self.create_publisher(Float32, 'shield/interventions',
                                                            qos.METRICS)
+            self.source = CommandSource(self, 'policy/cmd_vel', p['command_source'],
+                                        self.cmd_timeout, self._forget_command)
             # The executor's commands are always stamped (our own topic).
-            command_subscription(self, 'policy/cmd_vel', True, self._on_policy_cmd, qos.COMMAND)
+            self.source.subscription = command_subscription(
+                self, 'policy/cmd_vel', True, self._on_policy_cmd, qos.COMMAND,
+                event_callbacks=self.source.event_callbacks())
             self.create_subscription(Bool, 'e_stop', self._on_e_stop, qos.E_STOP)
             self.create_service(SetBool, 'e_stop', self._on_e_stop_service)
-            create_steady_timer(self, 1.0 / p['gate_rate_hz'], self._gate)
+            create_steady_timer(self, self.gate_period, self._gate)
         # Steady-clock timers: staleness must be noticed even when sim or system time stalls.
         create_steady_timer(self, 1.0 / p['diagnostics_rate_hz'], self._publish_diagnostics)
         self.marker_pub.publish(self._markers())
@@ -119,27 +146,45 @@ class SafeAreaMonitor(Node):
             if self.publish_cost:
                 self.cost_pub.publish(Float32(data=self.cost_estimate))
             else:
-                # The bridge publishes odom and then the cost of the same step.
-                self._pending_estimates = (self._pending_estimates + [self.cost_estimate])[-10:]
+                # The bridge publishes odom and then the cost of the same step; a newer pose
+                # replaces an unpaired one, so a lost message costs one comparison, never
+                # shifts the pairs after it (a queue of estimates did: issue 23).
+                self._unpaired_estimate = self.cost_estimate
         self._gate()
 
     def _on_sim_cost(self, msg: Float32) -> None:
-        if not self._pending_estimates:
+        """Compare the simulator's cost with the estimate from the pose of the same step."""
+        estimate, self._unpaired_estimate = self._unpaired_estimate, None
+        if estimate is None:  # its pose was dropped (best-effort odom) or refused
+            self.unpaired_costs += 1
             return
-        estimate = self._pending_estimates.pop(0)
+        self.cost_checks += 1
         if not np.isfinite(msg.data) or abs(float(msg.data) - estimate) > 1e-6:
             self.disagreements += 1
 
     # -- the shield -----------------------------------------------------------------------------
+    def _forget_command(self, _reason: str) -> None:
+        self._policy_cmd = None  # from a source no longer trusted: never acted on later
+
     def _on_policy_cmd(self, cmd: np.ndarray | None) -> None:
+        if not self.source.accept():
+            cmd = None  # another publisher on the topic: stop, and refuse what it sent
         self._policy_cmd = cmd  # None (unreadable): stop until a good one arrives
         if cmd is not None:
             self._last_cmd = self.clock.now()
         self._gate()
 
     def _on_e_stop(self, msg: Bool) -> None:
+        # Any message feeds the deadman; only a true acts: a stray or forged false (or a
+        # heartbeat) must never release a latched stop.
         self._last_e_stop_msg = self.clock.now()
-        self._set_e_stop(bool(msg.data), 'e_stop topic')
+        if msg.data:
+            self._set_e_stop(True, 'e_stop topic')
+        elif self.e_stop:
+            self.e_stop_releases_refused += 1
+            self.get_logger().warn('e_stop false on the topic does not release a latched stop: '
+                                   'call the e_stop service with false',
+                                   throttle_duration_sec=5.0)
 
     def _on_e_stop_service(self, request: SetBool.Request,
                            response: SetBool.Response) -> SetBool.Response:
@@ -160,10 +205,13 @@ class SafeAreaMonitor(Node):
         """Return why the robot must stand still, or None when commands may pass."""
         now = self.clock.now()
         if self.e_stop:
-            return 'e-stop latched'
+            return 'e-stop latched (release: the e_stop service with false)'
         if self.heartbeat_s > 0.0 and now - self._last_e_stop_msg > self.heartbeat_s:
             return f'e-stop heartbeat lost (no e_stop message for {self.heartbeat_s:g} s)'
         reason = self.pose_input.stop_reason()
+        if reason is not None:
+            return reason
+        reason = self.source.check() if self.cmd_pub is not None else None
         if reason is not None:
             return reason
         if self._policy_cmd is None or now - self._last_cmd > self.cmd_timeout:
@@ -193,7 +241,22 @@ class SafeAreaMonitor(Node):
         if reason != self.last_reason and reason is not None:
             self.get_logger().warn(f'stopping the robot: {reason}', throttle_duration_sec=2.0)
         self.last_reason = reason
-        self.cmd_pub.publish(cmd)
+        self.cmd_pub.publish(self._limited(cmd, stop=reason is not None))
+
+    def _limited(self, cmd: np.ndarray, stop: bool) -> np.ndarray:
+        """Return cmd within the profile's velocity and acceleration limits (a stop: zero)."""
+        now = time.monotonic()
+        # Steady time since the last command out, at most two gate periods: a long pause
+        # (start-up) must not allow a jump.
+        dt = min(now - self._t_out, 2.0 * self.gate_period)
+        self._t_out = now
+        if stop:
+            out = np.zeros(2)  # a stop is not ramped: the driver's own limits brake
+        else:
+            out = limit_command(cmd, self._last_out, self.max_vel, self.max_acc, dt)
+            self.limited += int(not np.array_equal(out, np.asarray(cmd, np.float64)))
+        self._last_out = out
+        return out
 
     def stop_robot(self) -> None:
         """Send a zero command and wait briefly for it to reach the driver (shutdown, error)."""
@@ -203,7 +266,7 @@ class SafeAreaMonitor(Node):
 
     # -- reporting ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=f'{self.get_namespace().rstrip("/")}/{STATUS_NAME}',
+        status = DiagnosticStatus(name=status_name(self),
                                   hardware_id=self.get_namespace())
         reason = self.stop_reason()
         if self.shield_mode != 'none' and reason is not None:
@@ -221,11 +284,19 @@ class SafeAreaMonitor(Node):
         status.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('in_safe_area', self.inside), ('exits', self.exits),
             ('cost_estimate', self.cost_estimate), ('disagreements', self.disagreements),
+            ('cost_checks', self.cost_checks), ('unpaired_costs', self.unpaired_costs),
             ('rejected_poses', self.pose_input.rejected), ('shield_mode', self.shield_mode),
             ('interventions', self.interventions), ('takeovers', self.takeovers),
-            ('e_stop', self.e_stop),
-            ('stop_reason', reason), ('task_frame', self.pose_input.task_frame),
+            ('e_stop', self.e_stop), ('limited', self.limited),
+            ('e_stop_releases_refused', self.e_stop_releases_refused),
+            ('command_source', getattr(getattr(self, 'source', None), 'source', None)),
+            ('refused_commands', getattr(getattr(self, 'source', None), 'refused', 0)),
+            ('task_frame', self.pose_input.task_frame),
             ('pose_source', self.pose_input.source))]
+        if self.cmd_pub is not None and reason is not None:
+            # Only while this node holds the robot still: with shield_mode none (training) it
+            # sends no commands, so a stale policy command stops nothing.
+            status.values.append(KeyValue(key='stop_reason', value=reason))
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)

@@ -1,4 +1,4 @@
-"""Simulator node: MuJoCo Point-Circle robots behind the topics a real robot would offer.
+"""Simulator node: MuJoCo robots on any task behind the topics a real robot would offer.
 
 lockstep (training): `batch/state` out, one step per answered `batch/cmd_vel`, faster than real
 time; an unanswered state is re-published every resend_period_s (late or restarted executors).
@@ -28,18 +28,16 @@ from cpo_ros.ros.conversions import (
     decode_batch,
     encode_batch,
     pose_twist_to_odometry,
-    state_fields,
+    StateLayout,
 )
 from cpo_ros.ros.faults import FaultReport
-from cpo_ros.ros.params import declare_parameters
+from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
-from cpo_ros.sim.point_circle import DomainRandomization, VecPointCircle
 from cpo_ros.sim.robot import RobotConfig
-from cpo_ros.tasks.circle import CircleTask
-from cpo_ros.tasks.gather import VecPointGather
-from cpo_ros.tasks.tasks import task_info
-from cpo_ros.validation import InvalidField
+from cpo_ros.sim.vec_env import DomainRandomization, VecTaskEnv
+from cpo_ros.tasks.base import Marker as TaskMarker
+from cpo_ros.wire import check_batch_rows
 
 
 def sim_time(seconds: float) -> Time:
@@ -67,30 +65,13 @@ class SimBridge(Node):
             mass_scale=tuple(p['dr_mass_scale']), gain_scale=tuple(p['dr_gain_scale']),
             max_latency_steps=p['dr_max_latency_steps'], position_noise=p['dr_position_noise'],
             yaw_noise=p['dr_yaw_noise'], velocity_noise=p['dr_velocity_noise'])
-        if p['task'] == 'gather':
-            self.env = VecPointGather(num_envs, robot=robot, seed=seed,
-                                      max_episode_steps=p['max_episode_steps'])
-        else:
-            task = CircleTask(target_radius=p['target_radius'], x_limit=p['x_limit'],
-                              max_episode_steps=(p['max_episode_steps'] if self.mode == 'lockstep'
-                                                 else 1_000_000),  # a robot has no episodes
-                              init_position_noise=p['init_position_noise'],
-                              speed_limit=p['speed_limit'])
-            self.env = VecPointCircle(num_envs, task, robot, seed=seed,
-                                      randomization=randomization)
-        self.info = task_info(p['task'], p['speed_limit'])
-        costs = self.info.cost_fields
-        self.fields = state_fields(self.info.sensor_labels, costs)
-        col = {f: i for i, f in enumerate(self.fields)}
-        k = len(self.info.sensor_labels)
-        self._cols = {name: slice(col[first], col[first] + width) for name, first, width in (
-            ('pose', 'x', 3), ('twist', 'v', 2), ('reward', 'reward', 1),
-            ('cost', costs[0], len(costs)),
-            ('terminated', 'terminated', 1), ('truncated', 'truncated', 1),
-            ('final_pose', 'final_x', 3), ('final_twist', 'final_v', 2))}
-        if k:
-            self._cols['sensors'] = slice(col['truncated'] + 1, col['truncated'] + 1 + k)
-            self._cols['final_sensors'] = slice(col['final_w'] + 1, col['final_w'] + 1 + k)
+        task = declare_task(self, p['task'], num_envs)
+        # A robot stand-in has no episodes: it never truncates or resets.
+        self.env = VecTaskEnv(task, robot, seed=seed, randomization=randomization,
+                              episodic=self.mode == 'lockstep')
+        self.layout = StateLayout.of(task)
+        self.fields = self.layout.fields
+        self._cols = self.layout.columns
         self.odom_frame, self.base_frame = p['odom_frame'], p['base_frame']
         self.cmd_timeout = p['cmd_timeout_s']
         # Lock-step runs thousands of steps a second: robot 0's odom, cost and /clock go out at
@@ -106,16 +87,15 @@ class SimBridge(Node):
         self.odom_pub = self.create_publisher(Odometry, 'odom', qos.METRICS)
         self.cost_pub = self.create_publisher(Float32, 'safety/cost', qos.METRICS)
         self.clock_pub = self.create_publisher(Clock, '/clock', qos.METRICS)
-        if self.info.sensor_labels:
-            self.sensor_pub = self.create_publisher(Float32MultiArray, f'{p["task"]}/sensors',
+        if self.layout.sensor_labels:
+            self.sensor_pub = self.create_publisher(Float32MultiArray, 'task/sensors',
                                                     qos.METRICS)
-            self.marker_pub = self.create_publisher(MarkerArray, f'{p["task"]}/markers',
-                                                    qos.METRICS)
+        self.marker_pub = self.create_publisher(MarkerArray, 'task/markers', qos.METRICS)
         self.env.reset(seed=seed)
         self._fill_state(np.zeros(num_envs), np.zeros(num_envs), np.zeros(num_envs, bool),
                          np.zeros(num_envs, bool), self.env.poses(), self.env.twists(),
                          self.env.sensors())
-        self.faults = FaultReport(self, 'sim_bridge')
+        self.faults = FaultReport(self)
         if self.mode == 'lockstep':
             self.state_pub = self.create_publisher(Float32MultiArray, 'batch/state',
                                                    qos.LOCKSTEP)
@@ -132,16 +112,17 @@ class SimBridge(Node):
         self._publish_outputs(0.0)
         if self.mode == 'lockstep':
             self._publish_state()
-        self.get_logger().info(f'{num_envs} robot(s), {self.mode} mode, control period '
-                               f'{robot.control_dt} s, domain randomisation {randomization}')
+        # Lock-step steps at the policy's control period; a stand-in at its odometry period.
+        period = ('control period' if self.mode == 'lockstep' else
+                  f'odometry period (odom_rate_hz {p["odom_rate_hz"]:g})')
+        self.get_logger().info(f'{num_envs} robot(s), {self.mode} mode, {period} '
+                               f'{robot.control_dt:g} s, domain randomisation {randomization}')
 
     # -- lock-step training ---------------------------------------------------------------------
     def _on_batch_cmd(self, msg: Float32MultiArray) -> None:
         try:
             cmd, seq = decode_batch(msg, CMD_FIELDS)
-            if cmd.shape[0] != self.env.num_envs:
-                raise InvalidField('env', f'{cmd.shape[0]} commands for {self.env.num_envs} '
-                                   f'robots')
+            check_batch_rows(cmd, CMD_FIELDS, self.env.num_envs)
         except ValueError as exc:
             self.faults.refuse('batch/cmd_vel', exc)
             return
@@ -174,7 +155,11 @@ class SimBridge(Node):
                          info['final_twist'], info['final_sensors'])
         self.seq = (self.seq + 1) % (2 ** 24)
         now = time.monotonic()
-        if now - self._last_telemetry >= self._telemetry_period:
+        # Not on a step that ended robot 0's episode: its odometry is already the next
+        # episode's start while its cost is the final pose's (the monitor would count a
+        # disagreement); the next step's telemetry goes out instead.
+        ended = bool(np.ravel(terminated)[0] or np.ravel(truncated)[0])
+        if now - self._last_telemetry >= self._telemetry_period and not ended:
             self._last_telemetry = now
             self._publish_outputs(float(np.ravel(cost[0])[0]))
 
@@ -186,7 +171,7 @@ class SimBridge(Node):
         s[:, c['cost']] = np.asarray(cost).reshape(len(s), -1)
         s[:, c['terminated']], s[:, c['truncated']] = terminated[:, None], truncated[:, None]
         s[:, c['final_pose']], s[:, c['final_twist']] = final_pose, final_twist
-        if 'sensors' in c:
+        if self.layout.sensor_labels:
             s[:, c['sensors']] = self.env.sensors()
             s[:, c['final_sensors']] = final_sensors
 
@@ -200,26 +185,35 @@ class SimBridge(Node):
         self.odom_pub.publish(pose_twist_to_odometry(pose[0], twist[0], stamp, self.odom_frame,
                                                      self.base_frame))
         self.cost_pub.publish(Float32(data=cost))
-        if self.info.sensor_labels:
+        if self.layout.sensor_labels:
             readings = self.env.sensors()[:1]
-            self.sensor_pub.publish(encode_batch(readings, (*self.info.sensor_labels, 'seq'),
+            self.sensor_pub.publish(encode_batch(readings, (*self.layout.sensor_labels, 'seq'),
                                                  self.seq))
-            self.marker_pub.publish(self._object_markers(stamp))
+        self.marker_pub.publish(self._task_markers(stamp))
 
-    def _object_markers(self, stamp) -> MarkerArray:
-        """Return robot 0's live apples (green) and bombs (red) as spheres for RViz."""
+    def _task_markers(self, stamp) -> MarkerArray:
+        """Return robot 0's task markers (Task.markers) for RViz."""
+        kinds = {'points': Marker.SPHERE_LIST, 'line_strip': Marker.LINE_STRIP,
+                 'discs': Marker.CYLINDER}
         markers = MarkerArray()
-        for kind, objects, alive, (r, g) in (
-                ('apples', self.env.apples[0], self.env.apples_alive[0], (0.1, 0.8)),
-                ('bombs', self.env.bombs[0], self.env.bombs_alive[0], (0.9, 0.1))):
-            m = Marker(ns=kind, id=0, type=Marker.SPHERE_LIST, action=Marker.ADD)
-            m.header.frame_id, m.header.stamp = self.odom_frame, stamp
-            m.pose.orientation.w = 1.0
-            m.scale.x = m.scale.y = m.scale.z = 0.5
-            m.color.r, m.color.g, m.color.a = r, g, 1.0
-            m.points = [Point(x=float(x), y=float(y)) for (x, y), a in zip(objects, alive,
-                                                                           strict=True) if a]
-            markers.markers.append(m)
+        for item in self.env.task.markers(0):
+            item: TaskMarker
+            points = [Point(x=float(x), y=float(y)) for x, y in np.reshape(item.points, (-1, 2))]
+            # RViz has no cylinder list: one cylinder marker per disc.
+            groups = [[pt] for pt in points] if item.kind == 'discs' else [points]
+            for i, group in enumerate(groups):
+                m = Marker(ns=item.ns, id=i, type=kinds.get(item.kind, Marker.SPHERE_LIST),
+                           action=Marker.ADD)
+                m.header.frame_id, m.header.stamp = self.odom_frame, stamp
+                m.pose.orientation.w = 1.0
+                m.scale.x = m.scale.y = m.scale.z = float(item.scale)
+                if item.kind == 'discs':
+                    m.pose.position.x, m.pose.position.y = group[0].x, group[0].y
+                    m.scale.z = 0.02
+                else:
+                    m.points = group
+                m.color.r, m.color.g, m.color.b, m.color.a = (float(c) for c in item.rgba)
+                markers.markers.append(m)
         return markers
 
 

@@ -32,7 +32,9 @@ from rclpy.task import Future
 import yaml
 
 from cpo_ros.paths import config_file
+from cpo_ros.ros.exit_policy import CONFIGURE_ERROR, exit_outcome
 from cpo_ros.ros.graph import Bringup, graph, placed_nodes, PlacedNode
+from cpo_ros.ros.params import ARGS_ATTRIBUTE, refuse_unknown
 from cpo_ros.training.checkpoint import CheckpointError
 
 
@@ -64,18 +66,26 @@ def wants_help(args: list[str] | None) -> bool:
     return '-h' in head or '--help' in head
 
 
-def node_help(label: str, classes: list[Callable]) -> str:
-    """Return the --help text of a node executable: what it does and its parameters."""
+def node_help(label: str, classes: list[Callable], modes: tuple[str, ...] = ()) -> str:
+    """Return the --help text of a node executable: what it does and its parameters.
+
+    An executable with several modes (policy_executor and --deploy) names each in `modes`,
+    one per class, and lists every mode's parameters.
+    """
     from cpo_ros.ros.specs import node_parameters
 
-    lines = [f'usage: ros2 run cpo_ros {label} [-h] [--ros-args ...]', '']
-    for cls in classes:
+    flags = ''.join(f' [{m.split()[0]}]' for m in modes if m.startswith('--'))
+    lines = [f'usage: ros2 run cpo_ros {label} [-h]{flags} [--ros-args ...]', '']
+    for i, cls in enumerate(classes):
         doc = (sys.modules[cls.__module__].__doc__ or '').strip()
+        if modes:
+            lines += [f'== mode: {modes[i]} ==', '']
         lines += [doc, '', 'parameters (set with --ros-args -p name:=value or --params-file):']
         for spec in node_parameters(cls):
             lines.append(f'  {spec.name} (default {spec.default!r}; {spec.allowed()}): '
                          f'{spec.description}')
-    return '\n'.join(lines)
+        lines.append('')
+    return '\n'.join(lines).rstrip()
 
 
 PARENT_PID_ENV = 'CPO_ROS_PARENT_PID'
@@ -133,6 +143,8 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
         sys.modules['torch'].set_num_threads(1)
     context = rclpy.Context()
     rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    # The arguments, for the nodes' check of parameters they do not take (ros/params.py).
+    setattr(context, ARGS_ATTRIBUTE, list(sys.argv if args is None else args))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -150,6 +162,7 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
         for cls in classes:
             node = cls(context=context)
             nodes.append(node)
+            refuse_unknown(node)  # a misspelt parameter must not fall back to its default
             executor.add_node(node)
         done_events = [node.done for node, end in zip(nodes, ends, strict=True) if end]
         never = Future()
@@ -195,7 +208,7 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
     A node marked ends_bringup (the deploy's shield) ends the bring-up when it ends; one marked
     ends_on_error ends it when it exits with code 2 (could not configure). Any other end of a
     node is reported and the rest keep running: a dead executor leaves the shield stopping the
-    robot.
+    robot, and the bring-up exits 1 when it ends (cpo_ros.ros.exit_policy, as for launch).
     """
     entries = ([spec.stand_in] if stand_in and spec.stand_in is not None else []) + list(
         spec.nodes)
@@ -213,26 +226,27 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
                                                  env=child_environment())
             print(f'{label}: started {entry.name} (pid {procs[entry.name].pid})', flush=True)
         running = dict(zip([e.name for e in entries], entries, strict=True))
+        failed = False
         while running and not stop.is_set():
             for name, entry in list(running.items()):
                 ret = procs[name].poll()
                 if ret is None:
                     continue
                 del running[name]
-                if entry.ends_bringup:
-                    print(f'{label}: {name} ended (exit code {ret}): ending the bring-up',
-                          flush=True)
-                    code = code or (ret if ret > 0 else 1)
-                    stop.set()
-                elif entry.ends_on_error and ret == 2:
-                    print(f'{label}: {name} could not configure (see its error above): ending '
-                          f'the bring-up', flush=True)
-                    code = 2
+                outcome = exit_outcome(name, ret, ends_bringup=entry.ends_bringup,
+                                       respawn=False, shutting_down=False)
+                failed = failed or outcome.failed
+                if ret == CONFIGURE_ERROR and (entry.ends_on_error or entry.ends_bringup):
+                    code = CONFIGURE_ERROR
+                if outcome.ends_launch or (entry.ends_on_error and ret == CONFIGURE_ERROR):
+                    print(f'{label}: {outcome.message}: ending the bring-up', flush=True)
                     stop.set()
                 else:
-                    print(f'{label}: {name} ended (exit code {ret}); the others keep running '
-                          f'(the shield stops the robot without fresh commands)', flush=True)
+                    print(f'{label}: {outcome.message}', flush=True)
             time.sleep(0.05)
+        # A node that failed while the others ran on (a dead executor: the shield kept the
+        # robot stopped) still fails the bring-up, as it fails `ros2 launch`.
+        code = code or (1 if failed else 0)
         return code
     finally:
         # The policy first, then the shield, which sends the final zero command, then the

@@ -23,6 +23,7 @@ by member with a cap on the uncompressed size and no pickle (msg_to_arrays).
 from array import array as typed_array
 import io
 import math
+from typing import Any
 import zipfile
 import zlib
 
@@ -32,8 +33,8 @@ import numpy as np
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
 
 from cpo_ros.validation import InvalidField
+from cpo_ros.wire import check_seq, SEQ_MODULO
 
-SEQ_MODULO = 2 ** 24
 # .npz messages: a policy is tens of kB, a rollout of 50,000 samples about 5 MB. The learner
 # passes a cap from its own sizes (buffer.rollout_size_cap); this is the cap of everything else.
 MAX_NPZ_BYTES = 64 * 2 ** 20
@@ -49,6 +50,39 @@ def state_fields(sensors: tuple[str, ...] = (),
 
 
 STATE_FIELDS = state_fields()
+
+
+class StateLayout:
+    """The batch/state columns of a task, from its declared sensors and costs.
+
+    The one definition the sim bridge (writing) and the policy executor (reading) share.
+    """
+
+    def __init__(self, sensor_labels: tuple[str, ...], cost_names: tuple[str, ...]) -> None:
+        self.sensor_labels = tuple(sensor_labels)
+        self.cost_names = tuple(cost_names)
+        self.cost_fields = (('cost',) if len(self.cost_names) == 1
+                            else tuple(f'cost_{name}' for name in self.cost_names))
+        self.fields = state_fields(self.sensor_labels, self.cost_fields)
+        col = {f: i for i, f in enumerate(self.fields)}
+        k = len(self.sensor_labels)
+        after_flags, after_final = col['truncated'] + 1, col['final_w'] + 1
+        self.columns = {
+            'pose': slice(col['x'], col['x'] + 3), 'twist': slice(col['v'], col['v'] + 2),
+            'reward': slice(col['reward'], col['reward'] + 1),
+            'cost': slice(col[self.cost_fields[0]],
+                          col[self.cost_fields[0]] + len(self.cost_fields)),
+            'terminated': slice(col['terminated'], col['terminated'] + 1),
+            'truncated': slice(col['truncated'], col['truncated'] + 1),
+            'sensors': slice(after_flags, after_flags + k),
+            'final_pose': slice(col['final_x'], col['final_x'] + 3),
+            'final_twist': slice(col['final_v'], col['final_v'] + 2),
+            'final_sensors': slice(after_final, after_final + k)}
+
+    @classmethod
+    def of(cls, task: Any) -> 'StateLayout':
+        """Return the layout of a task (cpo_ros.tasks.base.Task)."""
+        return cls(task.sensor_labels, task.cost_names)
 CMD_FIELDS = ('linear_x', 'angular_z', 'seq')
 
 
@@ -86,7 +120,7 @@ def decode_batch(msg: Float32MultiArray, fields: tuple[str, ...]) -> tuple[np.nd
     seqs = full[:, -1]
     if np.any(seqs != seqs[0]):
         raise InvalidField('seq', 'rows carry different seq values')
-    return full[:, :-1], int(seqs[0])
+    return full[:, :-1], check_seq(float(seqs[0]))
 
 
 def arrays_to_msg(arrays: dict[str, np.ndarray]) -> UInt8MultiArray:
@@ -232,7 +266,8 @@ class CommandPublisher:
             self.publisher.publish(array_to_twist(cmd))
 
 
-def command_subscription(node, topic: str, stamped: bool, callback, qos_profile):
+def command_subscription(node, topic: str, stamped: bool, callback, qos_profile,
+                         event_callbacks=None):
     """Subscribe to velocity commands of either type; callback gets [linear.x, angular.z].
 
     A command that cannot be read (non-finite) reaches callback as None, to be taken as stop.
@@ -245,4 +280,4 @@ def command_subscription(node, topic: str, stamped: bool, callback, qos_profile)
             cmd = None
         callback(cmd)
     return node.create_subscription(TwistStamped if stamped else Twist, topic, on_msg,
-                                    qos_profile)
+                                    qos_profile, event_callbacks=event_callbacks)

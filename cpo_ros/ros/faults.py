@@ -17,11 +17,20 @@ from cpo_ros.ros import qos
 WARN_PERIOD_S = 5.0
 
 
+def status_name(node: Node) -> str:
+    """Return the DiagnosticStatus name of node's one status: its fully qualified name.
+
+    One path-like scheme for every node ('/safe_area_monitor', '/worker_0/sim_bridge'), as
+    diagnostic_aggregator's analyzers match names by prefix or part (config/diagnostics.yaml).
+    """
+    return node.get_fully_qualified_name()
+
+
 class FaultReport:
     """Count a node's refusals and failures; warn (throttled) and publish them as diagnostics."""
 
-    def __init__(self, node: Node, name: str) -> None:
-        self.node, self.name = node, name
+    def __init__(self, node: Node) -> None:
+        self.node, self.name = node, status_name(node)
         self.counts: Counter[str] = Counter()
         self._last_warn: dict[str, float] = {}
         self._silenced: Counter[str] = Counter()

@@ -6,6 +6,8 @@ Imports launch and launch_ros only when called: they come with a ROS 2 install, 
 
 import os
 
+from cpo_ros.ros.exit_policy import exit_outcome, FailureRecord
+
 RESPAWN_DELAY_S = 2.0
 
 
@@ -90,6 +92,7 @@ def _nodes(context, name: str):
     if arg.get('stand_in', 'false').lower() in ('true', '1', 'yes') and spec.stand_in:
         entries.insert(0, spec.stand_in)
     actions = []
+    record = FailureRecord()
     for entry in entries:
         node_params = list(params)
         if entry.name == 'policy_executor' and arg.get('policy_dir'):
@@ -101,32 +104,36 @@ def _nodes(context, name: str):
                         ('cmd_vel', arg['cmd_vel_topic'])],
             arguments=[*entry.arguments, '--ros-args', '--log-level', arg['log_level']],
             respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
-            on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn)))
+            on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn, record)))
     return actions
 
 
-def _on_exit(name: str, ends_bringup: bool, respawn: bool):
-    """Return launch's on_exit callback: end the launch when respawning cannot help.
+def _on_exit(name: str, ends_bringup: bool, respawn: bool, record: FailureRecord):
+    """Return launch's on_exit callback, which reads the exit with cpo_ros.ros.exit_policy.
 
-    Exit code 2 of any node (a bad parameter, checkpoint or policy: it could not configure, and
-    a respawn would fail alike) ends the launch with a message. So does the end of the node that
-    ends the bring-up: with code 0 in training (the learner's budget is spent), with any code
-    in deployment (the shield). Any other exit (a crash, kill -9) leaves a training node to
-    respawn after RESPAWN_DELAY_S, and a deployed executor dead: the shield stops the robot.
+    launch's LaunchService.run returns 1 only when an exception is raised inside the launch
+    (a Shutdown action ends it with 0), so a failure is raised as LaunchFailed once the launch
+    ends: at once for a node that could not configure or a failed shield, at Ctrl-C for an
+    executor that died while the shield kept the robot stopped. `ros2 launch` exits with it.
     """
     from launch.actions import LogInfo, Shutdown
 
     def on_exit(event, context):
-        code = event.returncode
-        if code == 2:
-            reason = f'{name} could not configure (exit code 2, see its error above)'
-        elif ends_bringup and (code == 0 or not respawn):
-            reason = f'{name} ended (exit code {code})'
-        else:
-            return [LogInfo(msg=f'{name} ended (exit code {code})' + (
-                '' if respawn else '; the shield keeps the robot stopped'))]
-        return [LogInfo(msg=f'{reason}: ending the launch'), Shutdown(reason=reason)]
+        shutting_down = bool(context.is_shutdown)
+        outcome = exit_outcome(name, event.returncode, ends_bringup=ends_bringup,
+                               respawn=respawn, shutting_down=shutting_down)
+        error = record.record(outcome, shutting_down)
+        if error is not None:
+            raise LaunchFailed(error)
+        if outcome.ends_launch:
+            return [LogInfo(msg=f'{outcome.message}: ending the launch'),
+                    Shutdown(reason=outcome.message)]
+        return [LogInfo(msg=outcome.message)]
     return on_exit
+
+
+class LaunchFailed(RuntimeError):
+    """A node of the launch failed: launch logs this and `ros2 launch` exits with code 1."""
 
 
 def fleet_launch_description(name: str):
@@ -155,6 +162,7 @@ def fleet_launch_description(name: str):
             raise ValueError(f'workers:={workers!r}: give a number of worker processes, 1 to '
                              f'64') from None
         actions = []
+        record = FailureRecord()
         for placed in placed_nodes(name, count):
             entry = placed.entry
             overrides = {'use_sim_time': placed.use_sim_time, **placed.parameters}
@@ -164,7 +172,7 @@ def fleet_launch_description(name: str):
                 parameters=[*files, overrides], remappings=list(placed.remappings),
                 arguments=[*entry.arguments, '--ros-args', '--log-level', log_level],
                 respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
-                on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn)))
+                on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn, record)))
         return actions
 
     return LaunchDescription([

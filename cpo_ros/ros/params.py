@@ -1,11 +1,19 @@
 """Declare node parameters from one description each: descriptor, range, start-up validation.
 
 ROS silently ignores YAML keys a node never declares, so every node declares all of its
-parameters here. A value outside its range fails at start-up with a message naming the
-parameter, its value and the allowed range; later sets are validated the same way.
+parameters here, and refuses at start-up any parameter it was given but does not declare (a
+misspelt safety setting must never fall back silently to its default): a key in a section of a
+parameter file that names this node, or in `-p <node>:<key>:=...`, must be one of this node's;
+a key under a wildcard section (`/**`) or in a bare `-p <key>:=...`, shared by every node of
+the process, must be one that some node of cpo_ros declares. The error names the node, the key,
+where it was set and the close matches. A value outside its range fails at start-up with a
+message naming the parameter, its value and the allowed range; later sets are validated the
+same way.
 """
 
 from dataclasses import dataclass
+import difflib
+import re
 from typing import Any
 
 from rcl_interfaces.msg import (
@@ -124,3 +132,146 @@ def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
 
     node.add_on_set_parameters_callback(on_set)
     return values
+
+
+BUILTIN_PARAMETERS = ('use_sim_time', 'start_type_description_service')
+"""Parameters rclpy declares on every node."""
+
+ARGS_ATTRIBUTE = 'cpo_ros_args'
+"""The attribute of an rclpy Context where run_nodes keeps the arguments it was started with."""
+
+
+def _flatten(values: dict, prefix: str = '') -> list[str]:
+    """Return the dotted parameter names of a nested ros__parameters mapping."""
+    names = []
+    for key, value in values.items():
+        name = f'{prefix}{key}'
+        names += _flatten(value, f'{name}.') if isinstance(value, dict) else [name]
+    return names
+
+
+def _section_pattern(section: str) -> re.Pattern:
+    """Return a regex of a parameter-file section name (rcl: /** any namespaces, * one token)."""
+    name = section if section.startswith('/') else f'/{section}'
+    parts = []
+    for token in name.strip('/').split('/'):
+        parts.append('(/[^/]+)*' if token == '**' else '/[^/]+' if token == '*'
+                     else '/' + re.escape(token))
+    return re.compile(''.join(parts) + '$')
+
+
+def explicit_keys(args: list[str], node_name: str, fqn: str) -> dict[str, str]:
+    """Return {key: where it was set} of parameters given to this node by name.
+
+    Sections of --params-file files that match the node's fully qualified name and name it
+    (not '*', not '/**' alone), and `-p <node_name>:<key>:=value` arguments.
+    """
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg, nxt = args[i], args[i + 1] if i + 1 < len(args) else ''
+        if arg == '--params-file' and nxt:
+            import yaml
+
+            try:
+                with open(nxt) as f:
+                    content = yaml.safe_load(f) or {}
+            except (OSError, yaml.YAMLError):
+                content = {}  # rcl refuses an unreadable file itself
+            for section, body in content.items() if isinstance(content, dict) else ():
+                last = str(section).rstrip('/').split('/')[-1]
+                if last in ('*', '**') or not _section_pattern(str(section)).match(fqn):
+                    continue
+                params = body.get('ros__parameters', {}) if isinstance(body, dict) else {}
+                for key in _flatten(params if isinstance(params, dict) else {}):
+                    found[key] = f"{nxt} section '{section}'"
+            i += 2
+            continue
+        if arg in ('-p', '--param') and ':=' in nxt:
+            target, _, _value = nxt.partition(':=')
+            if ':' in target:
+                who, key = target.split(':', 1)
+                if who in (node_name, fqn):
+                    found[key] = f'-p {nxt}'
+            i += 2
+            continue
+        i += 1
+    return found
+
+
+def _task_parameter(key: str) -> bool:
+    """Return whether key is <task>.<field> of a registered task (shared files hold several)."""
+    from dataclasses import fields
+
+    from cpo_ros.ros.specs import task_namespace
+    from cpo_ros.tasks.registry import load_task_class, registered
+
+    prefix, _, name = key.partition('.')
+    for task in registered():
+        if task_namespace(task) == prefix:
+            try:
+                return name in {f.name for f in fields(load_task_class(task).Params)}
+            except ValueError:
+                return False
+    return False
+
+
+def refuse_unknown(node: Node) -> None:
+    """Raise ValueError naming a parameter node was given but does not take (close matches).
+
+    Call once the node declared everything (its class's parameters and its task's).
+    """
+    from cpo_ros.ros.specs import all_parameter_names
+
+    # rclpy keeps a node's overrides (parameter files and -p, already matched to this node)
+    # only in this attribute; Jazzy has no public accessor.
+    given = set(getattr(node, '_parameter_overrides', {}))
+    args = getattr(node.context, ARGS_ATTRIBUTE, None) or []
+    explicit = explicit_keys(list(args), node.get_name(), node.get_fully_qualified_name())
+    declared = {name for name in given | set(explicit) if node.has_parameter(name)}
+    everyone = set(all_parameter_names())
+    for key in sorted(given | set(explicit)):
+        if key in declared or key in BUILTIN_PARAMETERS or key.startswith('qos_overrides.'):
+            continue
+        if key in explicit:
+            where = explicit[key]
+            choices = sorted(node._parameters)
+            what = f'{node.get_name()} has no parameter {key!r}'
+        elif key in everyone or _task_parameter(key):
+            continue  # shared (/** or a bare -p): another node or task takes it
+        else:
+            where = 'a wildcard section or a bare -p'
+            choices = sorted(everyone | set(node._parameters))
+            what = f'{node.get_name()}: no node of cpo_ros has a parameter {key!r}'
+        close = difflib.get_close_matches(key, choices, n=3, cutoff=0.6)
+        hint = f'; did you mean {", ".join(close)}?' if close else ''
+        raise ValueError(f'{what} (set by {where}){hint} Run the node with --help for its '
+                         f'parameters.')
+
+
+def declare_task(node: Node, name: str, num_envs: int = 1) -> Any:
+    """Load the task of the `task` parameter, declare its parameters, return it built.
+
+    A bad task (unknown name, bad definition) or parameter raises ValueError naming it, which
+    ends the node with exit code 2.
+    """
+    from dataclasses import replace
+
+    from cpo_ros.ros.specs import task_namespace, task_parameter_specs
+    from cpo_ros.tasks.registry import load_task_class
+
+    cls = load_task_class(name)
+    values = declare_parameters(node, task_parameter_specs(name, cls))
+    prefix = task_namespace(name) + '.'
+    options = {key[len(prefix):]: value for key, value in values.items()}
+    try:
+        return cls(replace(cls.Params(), **options), num_envs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'{node.get_name()}: task {name} parameters: {exc}') from exc
+
+
+def task_options_of(task: Any) -> dict[str, Any]:
+    """Return a built task's parameters as plain options (for TrainConfig.task_kwargs)."""
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(task.params).items()}

@@ -2,30 +2,50 @@
 
 TASK_PARAMS are shared by several nodes and live under the `/**:` key of the parameter files,
 so the simulator, the executor, the learner and the monitor can never disagree about them.
+The task's own parameters are declared from its Params dataclass under the task's name
+(`circle.x_limit`, `goal.hazard_radius`: task_parameter_specs), so a file may hold several
+tasks' settings and `task:=goal` takes Goal's, never Circle's.
 """
+
+from dataclasses import fields, MISSING
+import re
 
 from cpo_ros.ros.params import ParamSpec
 from cpo_ros.sim.robot import RobotConfig
-from cpo_ros.tasks.circle import CircleTask
+from cpo_ros.tasks.base import Task
 from cpo_ros.training.config import AlgoConfig, ALGOS
-from cpo_ros.training.settings import train_settings
+from cpo_ros.training.settings import field_docs, train_settings
 
 _A = AlgoConfig()
-_T = CircleTask()
 _R = RobotConfig()
 
 TASK_PARAMS = [
-    ParamSpec('task', 'circle', 'task to simulate and learn', choices=('circle', 'gather')),
+    ParamSpec('task', 'circle', "task: a registered name (`cpo-ros tasks` lists them) or a "
+              "dotted path 'my_pkg.tasks:Corridor'; its parameters are <name>.<field>"),
     ParamSpec('num_envs', 16, 'robots simulated side by side (batched lock-step)', 1, 1024),
     ParamSpec('seed', 0, 'seed of the simulator, the action noise and the networks', 0, 2**31 - 1),
     ParamSpec('steps_per_iteration', 50_000, 'samples (all robots) per policy update', 1,
               100_000_000),
-    ParamSpec('target_radius', _T.target_radius, 'radius of the rewarded circle [m]', 0.01, 1e4),
-    ParamSpec('x_limit', _T.x_limit, 'safe area: the strip |x| <= x_limit [m]', 0.01, 1e4),
-    ParamSpec('max_episode_steps', _T.max_episode_steps, 'steps per episode', 1, 1_000_000),
-    ParamSpec('speed_limit', _T.speed_limit, 'circle: a second constraint, cost 1 per step '
-              'faster than this [m/s] (0: off; then give cost_limit one value each)', 0.0, 1e4),
 ]
+
+
+def task_namespace(task: str) -> str:
+    """Return the parameter namespace of a task: its name, a dotted path made a name."""
+    return re.sub(r'[^A-Za-z0-9_]', '_', task)
+
+
+def task_parameter_specs(task: str, cls: type[Task]) -> list[ParamSpec]:
+    """Return a ParamSpec per field of the task's Params: <namespace>.<field>, range, doc."""
+    docs = field_docs(cls.Params)
+    out = []
+    for f in fields(cls.Params):
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if isinstance(default, tuple):
+            default = list(default)
+        low, high = f.metadata.get('range', (None, None))
+        out.append(ParamSpec(f'{task_namespace(task)}.{f.name}', default,
+                             docs.get(f.name, f.name), low, high))
+    return out
 
 SEED_OFFSET = ParamSpec('seed_offset', 0, 'added to seed, so the workers of a fleet simulate '
                         'and sample different streams', 0, 2**30)
@@ -42,8 +62,6 @@ SIM_BRIDGE_PARAMS = [
     ParamSpec('telemetry_rate_hz', 50.0, 'lockstep: wall-clock rate of robot 0 odom, '
               'safety/cost and /clock (realtime mode publishes every step)', 0.1, 100000.0),
     ParamSpec('odom_frame', 'odom', 'frame of the odometry pose'),
-    ParamSpec('init_position_noise', _T.init_position_noise, 'start position spread [m]', 0.0,
-              1e3),
     ParamSpec('mass', _R.mass, 'robot mass [kg]', 0.01, 1000.0),
     ParamSpec('actuator_gain', _R.actuator_gain, 'servo gain error factor', 0.01, 10.0),
 ]
@@ -142,11 +160,16 @@ LEARNER_PARAMS = [
     ParamSpec('iteration_timeout_s', 60.0, 'an iteration waiting longer for samples proceeds '
               'on what arrived when that is at least min_fraction, else warns and waits on '
               '[s, wall clock]', 0.1, 1e6),
+    ParamSpec('queue_bytes', 0, 'bytes of rollout chunks that may wait while an update runs '
+              "(0: twice the size cap of one iteration's rollout); more are dropped and "
+              'counted', 0, 2**40),
+    ParamSpec('executor_queue_bytes', 0, 'of queue_bytes, what one executor id may fill (0: '
+              "the size cap of one iteration's rollout)", 0, 2**40),
     ParamSpec('min_fraction', 0.5, 'least fraction of steps_per_iteration an iteration may '
               'proceed on after iteration_timeout_s', 0.0, 1.0),
-    ParamSpec('cost_limit', _A.cost_limit, 'limit d on the expected cost per episode; a list '
-              'gives one per constraint (e.g. [5.0, 10.0] with speed_limit)', 0.0, 1e9,
-              dynamic_typing=True),
+    ParamSpec('cost_limit', -1.0, 'limit d on the expected cost per episode; a list gives '
+              "one per constraint (e.g. [5.0, 10.0] with circle.speed_limit); -1: the task's "
+              'default limits (`cpo-ros tasks`)', -1.0, 1e9, dynamic_typing=True),
     ParamSpec('cost_shaping', _A.cost_shaping, 'paper section 6.3: constrain cost + w P('
               'violation within shaping_horizon steps), P learned'),
     ParamSpec('shaping_horizon', _A.shaping_horizon, 'look-ahead of the violation predictor '
@@ -190,9 +213,9 @@ LEARNER_CONFIG_PARAMS = _from_config('algo', LEARNER_PARAMS + TASK_PARAMS)
 LEARNER_PARAMS += LEARNER_CONFIG_PARAMS
 
 MONITOR_PARAMS = [
-    ParamSpec('area_type', 'strip', "safe area: the task's strip |x| <= x_limit, a rectangle "
+    ParamSpec('area_type', 'task', "safe area: the task's own (Task.safe_area), a rectangle "
               "or a polygon, in the task's coordinates (task_origin at 0, 0)",
-              choices=('strip', 'rectangle', 'polygon')),
+              choices=('task', 'rectangle', 'polygon')),
     ParamSpec('area_rectangle', [-2.5, 2.5, -100.0, 100.0],
               'rectangle [x_min, x_max, y_min, y_max] [m]', -1e6, 1e6),
     ParamSpec('area_polygon', [-2.5, -100.0, 2.5, -100.0, 2.5, 100.0, -2.5, 100.0],
@@ -211,7 +234,12 @@ MONITOR_PARAMS = [
               '(pose noise, latency, actuator error) [m]', 0.0, 100.0),
     ParamSpec('e_stop_heartbeat_s', 0.0, 'deadman: with > 0, stop when no e_stop message '
               '(true or false) arrived for this long, as from a relay or joystick that '
-              'publishes continuously [s] (0: off)', 0.0, 3600.0),
+              'publishes continuously [s] (0: off); a heartbeat never releases a latched stop',
+              0.0, 3600.0),
+    ParamSpec('command_source', 'policy_executor', 'the one node whose policy/cmd_vel the '
+              "gate takes (relative: in this node's namespace); commands while any other "
+              'node publishes there are refused (see docs/safety.md for what this does not '
+              'prevent without SROS2)'),
     ParamSpec('publish_cost', False, 'publish safety/cost from the pose (on a robot); in '
               'simulation the bridge owns that topic and the monitor compares'),
     ParamSpec('diagnostics_rate_hz', 1.0, 'diagnostics publication rate', 0.01, 100.0),
@@ -234,10 +262,16 @@ _CLASS_PARAMS = {
     'DeployedPolicyExecutor': (DEPLOY_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS
                                + POSE_PARAMS + TASK_PARAMS),
     'Learner': LEARNER_PARAMS + ROBOT_PARAMS + TASK_PARAMS,
-    'SafeAreaMonitor': MONITOR_PARAMS + COMMAND_PARAMS + POSE_PARAMS + TASK_PARAMS,
+    'SafeAreaMonitor': (MONITOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
+                        + TASK_PARAMS),
 }
 
 
 def node_parameters(cls: type) -> list[ParamSpec]:
     """Return every parameter a node class declares (its own and the shared ones it uses)."""
     return _CLASS_PARAMS[cls.__name__]
+
+
+def all_parameter_names() -> set[str]:
+    """Return the names of every parameter some node of cpo_ros declares."""
+    return {spec.name for specs in _CLASS_PARAMS.values() for spec in specs}

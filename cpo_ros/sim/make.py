@@ -1,21 +1,20 @@
 """Make a vectorised env for the trainer: a project task, any Gymnasium id, Safety-Gymnasium."""
 
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
 
-from cpo_ros.sim.point_circle import VecPointCircle
-from cpo_ros.tasks import circle, goal
-from cpo_ros.tasks.circle import CircleTask
-from cpo_ros.tasks.gather import GatherTask, VecPointGather
-from cpo_ros.tasks.goal import GoalTask, VecPointGoal
+from cpo_ros.sim.robot import apply_overrides, RobotConfig
+from cpo_ros.sim.vec_env import DomainRandomization, VecTaskEnv
+from cpo_ros.tasks import registry
+from cpo_ros.tasks.base import Task
 
 
 class VecEnv(Protocol):
-    """What the trainer needs of an env: VecPointCircle's interface."""
+    """What the trainer needs of an env: VecTaskEnv's interface."""
 
     num_envs: int
     obs_dim: int
@@ -32,53 +31,34 @@ class VecEnv(Protocol):
         """Return obs, reward, cost, terminated, truncated, info (auto-reset, final_obs)."""
 
 
-TASK_DEFAULTS: dict[str, Any] = {
-    'circle': CircleTask(),
-    'circle_long': CircleTask(max_episode_steps=500),
-    'gather': GatherTask(),
-    'goal': GoalTask(),
-}
-"""Each project task's constants; task options (task_kwargs) override them field by field.
-circle_long is Point-Circle with benchmark-scale episodes: the paper's geometry, 500 steps."""
+TASK_IDS = registry.GYM_IDS
 
-_VEC_CLASSES = {'circle': VecPointCircle, 'circle_long': VecPointCircle,
-                'gather': VecPointGather, 'goal': VecPointGoal}
 
-TASKS: dict[str, Callable[..., VecEnv]] = {
-    name: (lambda num_envs, seed, _name=name, **kw: _VEC_CLASSES[_name](
-        num_envs, TASK_DEFAULTS[_name], seed=seed, **kw))
-    for name in TASK_DEFAULTS}
-"""Vectorised env factories of the project tasks: TASKS[name](num_envs, seed, **options)."""
+def make_task(task: str, num_envs: int = 1, robot: RobotConfig | None = None,
+              **options: Any) -> tuple[Task, RobotConfig]:
+    """Return (task, robot) with options applied to whichever of the two owns each.
 
-TASK_IDS = {'circle': 'cpo_ros/PointCircle-v0', 'circle_long': 'cpo_ros/PointCircleLong-v0',
-            'gather': 'cpo_ros/PointGather-v0', 'goal': 'cpo_ros/PointGoal-v0'}
-"""The Gymnasium id of each project task (cpo_ros.sim registers them)."""
-
-DEFAULT_COST_LIMITS = {'circle': 5.0, 'circle_long': 25.0, 'gather': 0.1, 'goal': 50.0}
-"""The paper's limits (5 steps outside the strip, 0.1 bombs per trajectory) and 5% of the
-steps of the long-horizon tasks (500 and 1000 steps)."""
-SPEED_COST_LIMIT = {'circle': 10.0, 'circle_long': 100.0}
-"""Default limit of Circle's speed constraint: steps above the speed limit per episode (20%)."""
+    Unknown options are an error naming the task; both are validated.
+    """
+    cls = registry.load_task_class(task)
+    params, robot = apply_overrides(cls.Params(), robot or RobotConfig(), options, task)
+    return cls(params, num_envs), robot
 
 
 def task_options(task: str, **task_kwargs: Any) -> dict[str, Any]:
-    """Return a project task's constants with the options applied (for exports and reports)."""
-    return {**asdict(TASK_DEFAULTS[task]), **task_kwargs}
+    """Return a task's parameters with the options applied (for exports and reports)."""
+    cls = registry.load_task_class(task)
+    params = asdict(cls.Params())
+    return {**params, **{k: v for k, v in task_kwargs.items() if k in params}}
 
 
-def observation_labels(task: str, **task_kwargs: Any) -> tuple[str, ...] | None:
-    """Return the names of a project task's observation entries (None: not named yet)."""
-    constants = replace(TASK_DEFAULTS[task], **{k: v for k, v in task_kwargs.items()
-                                               if k in TASK_DEFAULTS[task].__dataclass_fields__})
-    if isinstance(constants, CircleTask):
-        return circle.OBS_LABELS
-    if isinstance(constants, GoalTask):
-        return goal.ROBOT_LABELS + goal.sensor_labels(constants)
-    return None
+def observation_labels(task: str, **task_kwargs: Any) -> tuple[str, ...]:
+    """Return the names of a task's observation entries."""
+    return make_task(task, **task_kwargs)[0].observation_labels
 
 
 def task_of_env_id(env_id: str) -> str | None:
-    """Return the project task registered under a Gymnasium id, or None."""
+    """Return the built-in task registered under a Gymnasium id, or None."""
     return next((task for task, known in TASK_IDS.items() if known == env_id), None)
 
 
@@ -86,19 +66,16 @@ def default_cost_limits(task: str | None = None, env_id: str | None = None,
                         **task_kwargs: Any) -> tuple[float, ...] | None:
     """Return a task's default limits, one per constraint.
 
-    None for ids the project does not know: their users must choose a limit.
+    None for Gymnasium ids the project does not know: their users must choose a limit.
     """
     task = task if task is not None else task_of_env_id(env_id or '')
-    if task not in DEFAULT_COST_LIMITS:
+    if task is None:
         return None
-    limits = (DEFAULT_COST_LIMITS[task],)
-    if task in SPEED_COST_LIMIT and float(task_kwargs.get('speed_limit', 0.0)) > 0.0:
-        limits += (SPEED_COST_LIMIT[task],)
-    return limits
+    return tuple(float(x) for x in make_task(task, **task_kwargs)[0].default_cost_limits)
 
 
 class GymVecEnv:
-    """Step Gymnasium envs one after the other with VecPointCircle's auto-reset semantics.
+    """Step Gymnasium envs one after the other with VecTaskEnv's auto-reset semantics.
 
     Accepts envs whose step returns (obs, reward, terminated, truncated, info) with
     info['cost'], and Safety-Gymnasium envs whose step returns (obs, reward, cost, terminated,
@@ -134,7 +111,7 @@ class GymVecEnv:
                          for i, env in enumerate(self.envs)])
 
     def step(self, actions: np.ndarray):
-        """Step every env; see VecPointCircle.step for what returns."""
+        """Step every env; see VecTaskEnv.step for what returns."""
         actions = np.asarray(actions, dtype=np.float32)
         if actions.shape != (self.num_envs, self.act_dim):
             raise ValueError(f'action has shape {actions.shape}, expected '
@@ -177,8 +154,8 @@ def _gym_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
             # 1.0.0 pins gymnasium 0.28.1 and mujoco 2.3.3 and imports on Python <= 3.10 only.
             raise ValueError(f'{env_id} is a Safety-Gymnasium id, and safety_gymnasium does not '
                              f'import here ({type(exc).__name__}: {exc}): it needs its own '
-                             f'Python 3.10 environment, see "Safety-Gymnasium" in the '
-                             f'README') from exc
+                             f'Python 3.10 environment, see "Safety-Gymnasium" in '
+                             f'docs/training.md') from exc
         return lambda: safety_gymnasium.make(env_id, **kwargs)
     # Gymnasium's passive checker rejects the 6-tuple step of safety-style envs.
     return lambda: gym.make(env_id, disable_env_checker=True, **kwargs)
@@ -189,19 +166,28 @@ def check_env_id(env_id: str) -> None:
     import cpo_ros.sim  # noqa: F401 - registers the project's own ids
     if not env_id.startswith('Safety') and env_id not in gym.registry:
         raise ValueError(f'unknown env id {env_id!r}: not registered with Gymnasium (project '
-                         f'tasks: {sorted(TASKS)}; cpo_ros ids: '
+                         f'tasks: {sorted(registry.registered())}; cpo_ros ids: '
                          f'{sorted(k for k in gym.registry if k.startswith("cpo_ros/"))})')
 
 
 def make_vec_env(task: str | None = None, env_id: str | None = None, num_envs: int = 1,
                  seed: int = 0, **task_kwargs: Any) -> VecEnv:
-    """Return num_envs copies of a project task ('circle') or of a Gymnasium/Safety id."""
+    """Return num_envs robots on a task (name or dotted path) or copies of a Gymnasium id.
+
+    Task options are the task's parameters and RobotConfig fields; also robot (a RobotConfig),
+    randomization (a DomainRandomization) and autoreset.
+    """
     if (task is None) == (env_id is None):
         raise ValueError('give exactly one of task and env_id')
     if task is not None:
-        if task not in TASKS:
-            raise ValueError(f'unknown task {task!r}: the project has {sorted(TASKS)}')
-        return TASKS[task](num_envs, seed, **task_kwargs)
+        randomization = task_kwargs.pop('randomization', None)
+        autoreset = task_kwargs.pop('autoreset', True)
+        robot = task_kwargs.pop('robot', None)
+        if randomization is not None and not isinstance(randomization, DomainRandomization):
+            randomization = DomainRandomization(**randomization)
+        instance, robot = make_task(task, num_envs, robot, **task_kwargs)
+        return VecTaskEnv(instance, robot, seed=seed, autoreset=autoreset,
+                          randomization=randomization)
     check_env_id(env_id)
     factory = _gym_factory(env_id, task_kwargs)
     return GymVecEnv([factory] * num_envs, env_id, seed)

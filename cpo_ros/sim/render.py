@@ -1,9 +1,9 @@
 """Top-down pictures of a task's MuJoCo scene, for videos of evaluated policies.
 
 MuJoCo renders the robots; the task's geometry, which the physics does not need, is drawn as
-visual-only geoms into the scene: Circle's safe strip and target circle, Gather's live apples
-(green) and bombs (red), Goal's hazards (red discs) and goal (green), and robot 0's recent
-path. Off-screen rendering needs an OpenGL backend chosen before mujoco is imported:
+visual-only geoms into the scene: the task's safe area and markers (Task.markers: objects,
+hazards, goals, the target circle) and robot 0's recent path. Off-screen rendering needs an
+OpenGL backend chosen before mujoco is imported:
 `MUJOCO_GL=osmesa` (Debian's libosmesa6, installed by `make setup` as root) on a headless
 machine; `cpo-ros eval --video` sets it when unset.
 """
@@ -19,7 +19,7 @@ _IDENTITY = np.eye(3).ravel()
 
 
 class TopDownRenderer:
-    """Render robot 0 of a vectorised Circle, Gather or Goal env from above, task drawn in."""
+    """Render robot 0 of a VecTaskEnv from above, its task drawn in."""
 
     def __init__(self, env: Any, size: int = 480, trail: int = 80) -> None:
         self.env = env
@@ -28,10 +28,12 @@ class TopDownRenderer:
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, size)
         model.vis.global_.offheight = max(model.vis.global_.offheight, size)
         self.renderer = mujoco.Renderer(model, size, size)
-        radius = getattr(self.task, 'target_radius', None)
-        extent = getattr(self.task, 'activity_range', None) or getattr(
-            self.task, 'placement_extent', 5.0)
-        self.half_extent = (radius + 3.0) if radius is not None else extent + 1.0
+        extent = 5.0
+        for marker in self.task.markers(0):
+            points = np.asarray(marker.points).reshape(-1, 2)
+            if len(points):
+                extent = max(extent, float(np.abs(points).max()) + marker.scale)
+        self.half_extent = extent + 1.0
         self.camera = mujoco.MjvCamera()
         self.camera.type = mujoco.mjtCamera.mjCAMERA_FREE
         self.camera.lookat[:] = (0.0, 0.0, 0.0)
@@ -60,31 +62,26 @@ class TopDownRenderer:
         pose = self.env.poses()[0]
         self.trail.append(pose[:2].copy())
         self.renderer.update_scene(self.env.robots.data, self.camera)
-        sphere, box = mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_BOX
+        sphere = mujoco.mjtGeom.mjGEOM_SPHERE
+        cylinder = mujoco.mjtGeom.mjGEOM_CYLINDER
         m, h = self.marker, self.half_extent
-        x_limit = getattr(self.task, 'x_limit', None)
-        if x_limit is not None:
-            for side in (-1.0, 1.0):
-                self._add(box, (m / 4, h, 0.01), (side * x_limit, 0.0), (0.1, 0.6, 0.1, 1.0))
-            for angle in np.linspace(0.0, 2.0 * np.pi, 120, endpoint=False):
-                r = self.task.target_radius
-                self._add(sphere, (m / 4,) * 3, (r * np.cos(angle), r * np.sin(angle)),
-                          (0.4, 0.4, 0.4, 1.0))
-        if hasattr(self.env, 'apples'):
-            for objects, alive, rgba in ((self.env.apples[0], self.env.apples_alive[0],
-                                          (0.1, 0.8, 0.1, 1.0)),
-                                         (self.env.bombs[0], self.env.bombs_alive[0],
-                                          (0.9, 0.1, 0.1, 1.0))):
-                for (x, y), live in zip(objects, alive, strict=True):
-                    if live:
-                        self._add(sphere, (m,) * 3, (x, y), rgba)
-        if hasattr(self.env, 'hazards'):  # Goal: hazard discs (red) and the goal (green)
-            cylinder, r = mujoco.mjtGeom.mjGEOM_CYLINDER, self.task.hazard_radius
-            for x, y in self.env.hazards[0]:
-                self._add(cylinder, (r, r, 0.01), (x, y), (0.9, 0.2, 0.2, 0.5), height=0.01)
-            r = self.task.goal_radius
-            self._add(cylinder, (r, r, 0.01), tuple(self.env.goal[0]), (0.1, 0.8, 0.1, 0.8),
-                      height=0.02)
+        area = self.task.safe_area()
+        if area is not None:  # the boundary as a dotted line, inside the picture
+            corners = np.clip(np.asarray(area.vertices), -h, h)
+            for a, b in zip(corners, np.roll(corners, -1, axis=0), strict=True):
+                for t in np.linspace(0.0, 1.0, 40, endpoint=False):
+                    self._add(sphere, (m / 4,) * 3, tuple(a + t * (b - a)),
+                              (0.1, 0.6, 0.1, 1.0))
+        for marker in self.task.markers(0):
+            points = np.asarray(marker.points).reshape(-1, 2)
+            if marker.kind == 'discs':
+                r = marker.scale / 2
+                for x, y in points:
+                    self._add(cylinder, (r, r, 0.01), (x, y), marker.rgba, height=0.01)
+            else:
+                size = m / 4 if marker.kind == 'line_strip' else m
+                for x, y in points:
+                    self._add(sphere, (size,) * 3, (x, y), marker.rgba)
         for point in self.trail:
             self._add(sphere, (m / 3,) * 3, point, (0.2, 0.4, 0.9, 0.6))
         heading = pose[:2] + 1.5 * m * np.array([np.cos(pose[2]), np.sin(pose[2])])

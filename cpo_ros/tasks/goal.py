@@ -4,20 +4,16 @@ A long-horizon navigation test-bed in the manner of Safety-Gymnasium's Goal task
 project's point robot: 1000-step episodes, a new goal each time one is reached, and a sparse
 per-step cost (1 while inside any hazard). The robot senses the hazards with a ring of range
 readings shaped like sensor_msgs/LaserScan (cpo_ros.tasks.scan), so a robot deployment reads a
-real laser scan through the same function. The functions here are the only definition of the
-task: the simulator calls them, and so would a robot.
+real laser scan through the same function.
 """
 
 from dataclasses import dataclass
 import math
-from typing import Any
 
 import numpy as np
 
-from cpo_ros.sim.base import PointTaskEnv, VecPointTask
-from cpo_ros.sim.robot import apply_overrides, RobotConfig
 from cpo_ros.tasks import scan
-from cpo_ros.validation import check_range
+from cpo_ros.tasks.base import Marker, param, StepResult, Task, TaskParams
 
 ROBOT_LABELS = ('v', 'w', 'goal_cos', 'goal_sin', 'goal_dist')
 """Observation layout before the scan: forward velocity [m/s], yaw rate [rad/s], the goal's
@@ -25,63 +21,44 @@ bearing in the robot frame as cos/sin, and its distance squashed to [0, 1): tanh
 
 
 @dataclass(frozen=True)
-class GoalTask:
-    """Constants of the Goal task (the robot drives up to 0.3 m per 0.2 s step)."""
+class GoalParams(TaskParams):
+    """Parameters of the Goal task (the robot drives up to 0.3 m per 0.2 s step)."""
 
-    placement_extent: float = 5.0
-    """Robot, goals and hazards are placed in the square |x|, |y| <= placement_extent [m]."""
-    n_hazards: int = 8
-    """Hazard discs per episode (fixed for the episode)."""
-    hazard_radius: float = 0.7
-    """Radius of a hazard [m]; cost 1 per step while the robot's centre is inside one."""
-    goal_radius: float = 0.4
-    """The goal is reached within this distance of its centre [m]."""
-    goal_reward: float = 1.0
-    """Bonus for reaching a goal (a new one is then drawn)."""
-    distance_reward: float = 1.0
-    """Reward per metre of progress toward the goal (negative when moving away)."""
-    num_rays: int = 16
-    """Range readings around the robot (the LaserScan's len(ranges))."""
-    scan_angle_min: float = -math.pi
-    """Angle of the first ray in the robot frame [rad] (LaserScan angle_min)."""
-    scan_range_max: float = 4.0
-    """Range of the scan: farther hazards are not seen [m] (LaserScan range_max)."""
-    max_episode_steps: int = 1000
+    max_episode_steps: int = param(1000, 1, 10**6, integer=True)
     """Steps per episode (200 s of simulated time)."""
+    placement_extent: float = param(5.0, 0.5, 1e3)
+    """Robot, goals and hazards are placed in the square |x|, |y| <= placement_extent [m]."""
+    n_hazards: int = param(8, 0, 100, integer=True)
+    """Hazard discs per episode (fixed for the episode)."""
+    hazard_radius: float = param(0.7, 0.0, 1e3, low_open=True)
+    """Radius of a hazard [m]; cost 1 per step while the robot's centre is inside one."""
+    goal_radius: float = param(0.4, 0.0, 1e3, low_open=True)
+    """The goal is reached within this distance of its centre [m]."""
+    goal_reward: float = param(1.0, 0.0, 1e6)
+    """Bonus for reaching a goal (a new one is then drawn)."""
+    distance_reward: float = param(1.0, 0.0, 1e6)
+    """Reward per metre of progress toward the goal (negative when moving away)."""
+    num_rays: int = param(16, 1, 4096, integer=True)
+    """Range readings around the robot (the LaserScan's len(ranges))."""
+    scan_angle_min: float = param(-math.pi, -2 * math.pi, 2 * math.pi)
+    """Angle of the first ray in the robot frame [rad] (LaserScan angle_min)."""
+    scan_range_max: float = param(4.0, 0.0, 1e3, low_open=True)
+    """Range of the scan: farther hazards are not seen [m] (LaserScan range_max)."""
 
     @property
     def scan_spec(self) -> scan.ScanSpec:
         """Return the rays of the hazard scan."""
         return scan.ScanSpec(self.num_rays, self.scan_angle_min, self.scan_range_max)
 
-    @property
-    def obs_dim(self) -> int:
-        """Return the size of an observation: ROBOT_LABELS, then one reading per ray."""
-        return len(ROBOT_LABELS) + self.num_rays
-
-    def validate(self) -> None:
-        """Raise ValueError naming the first field outside its allowed range."""
-        check_range('placement_extent', self.placement_extent, 0.5, 1e3)
-        check_range('n_hazards', self.n_hazards, 0, 100, integer=True)
-        check_range('hazard_radius', self.hazard_radius, 0.0, 1e3, low_open=True)
-        check_range('goal_radius', self.goal_radius, 0.0, 1e3, low_open=True)
-        check_range('goal_reward', self.goal_reward, 0.0, 1e6)
-        check_range('distance_reward', self.distance_reward, 0.0, 1e6)
-        check_range('max_episode_steps', self.max_episode_steps, 1, 10**6, integer=True)
-        check_range('scan_range_max', self.scan_range_max, 0.0, 1e3, low_open=True)
+    def check(self) -> None:
+        """Refuse layouts the rejection sampler cannot fill."""
         self.scan_spec.validate()
-        # Hazards and the goal need room: refuse layouts the rejection sampler cannot fill.
         free = (2 * self.placement_extent) ** 2 - self.n_hazards * math.pi * (
             2 * self.hazard_radius) ** 2
         if free < 0.25 * (2 * self.placement_extent) ** 2:
             raise ValueError(f'n_hazards = {self.n_hazards} discs of hazard_radius = '
                              f'{self.hazard_radius} leave too little room in placement_extent = '
                              f'{self.placement_extent}: use fewer or smaller hazards')
-
-
-def sensor_labels(task: GoalTask) -> tuple[str, ...]:
-    """Return the names of the scan readings: scan_0.. in ray order."""
-    return tuple(f'scan_{i}' for i in range(task.num_rays))
 
 
 def goal_in_robot_frame(pose: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,160 +68,137 @@ def goal_in_robot_frame(pose: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray,
     return np.arctan2(rel[:, 1], rel[:, 0]) - pose[:, 2], np.hypot(rel[:, 0], rel[:, 1])
 
 
-def hazard_ranges(pose: np.ndarray, hazards: np.ndarray, task: GoalTask) -> np.ndarray:
+def hazard_ranges(pose: np.ndarray, hazards: np.ndarray, params: GoalParams) -> np.ndarray:
     """Return (N, num_rays) LaserScan-style ranges to the hazard discs (N, K, 2)."""
-    return scan.disc_ranges(pose, hazards, task.hazard_radius, task.scan_spec)
+    return scan.disc_ranges(pose, hazards, params.hazard_radius, params.scan_spec)
 
 
-def observation_from(twist: np.ndarray, bearing: np.ndarray, distance: np.ndarray,
-                     ranges: np.ndarray, task: GoalTask) -> np.ndarray:
-    """Return (N, obs_dim) observations from odometry twist, the goal and scan ranges.
+def goal_readings(bearing: np.ndarray, distance: np.ndarray, params: GoalParams) -> np.ndarray:
+    """Return (N, 3): the goal's bearing as cos/sin and its squashed distance.
 
-    A robot builds the same observation from its odometry, its goal and a real LaserScan
-    resampled with scan.resample.
+    A robot computes the same from its goal (geometry_msgs/PoseStamped) and its pose.
     """
-    twist = np.atleast_2d(twist)
-    return np.concatenate([
-        np.stack([twist[:, 0], twist[:, 1], np.cos(bearing), np.sin(bearing),
-                  np.tanh(distance / task.placement_extent)], axis=1),
-        scan.closeness(ranges, task.scan_spec)], axis=1).astype(np.float32)
+    return np.stack([np.cos(bearing), np.sin(bearing),
+                     np.tanh(distance / params.placement_extent)], axis=1)
 
 
-def in_hazard(pose: np.ndarray, hazards: np.ndarray, task: GoalTask) -> np.ndarray:
+def in_hazard(pose: np.ndarray, hazards: np.ndarray, params: GoalParams) -> np.ndarray:
     """Return (N,) bool: the robot's centre is inside (or on) a hazard disc."""
     rel = np.asarray(hazards).reshape(len(np.atleast_2d(pose)), -1, 2) - np.atleast_2d(
         pose)[:, None, :2]
-    return (np.hypot(rel[..., 0], rel[..., 1]) <= task.hazard_radius).any(axis=1)
+    return (np.hypot(rel[..., 0], rel[..., 1]) <= params.hazard_radius).any(axis=1)
 
 
-def cost(pose: np.ndarray, hazards: np.ndarray, task: GoalTask) -> np.ndarray:
-    """Return (N,) float32: 1 inside a hazard, 0 outside."""
-    return in_hazard(pose, hazards, task).astype(np.float32)
+class Goal(Task):
+    """Point-Goal: progress toward goals is rewarded, each step inside a hazard costs 1.
 
-
-def reward(prev_distance: np.ndarray, distance: np.ndarray, reached: np.ndarray,
-           task: GoalTask) -> np.ndarray:
-    """Return (N,) float32: progress toward the goal [m] x distance_reward, + goal_reward."""
-    return (task.distance_reward * (prev_distance - distance)
-            + task.goal_reward * reached).astype(np.float32)
-
-
-class VecPointGoal(VecPointTask):
-    """num_envs Goal episodes in one MuJoCo model, with VecPointCircle's interface.
-
-    step() returns (obs, reward, cost, terminated, truncated, info) with auto-reset;
-    info['final_obs'] holds the last observation of an episode that ended, info['goals'] the
-    goals reached at this step.
+    The sensor readings are the goal's bearing and distance (goal_cos, goal_sin, goal_dist)
+    and the hazard scan's closeness (scan_0..): everything the observation needs beyond the
+    twist. info['goals'] counts the goals reached at a step.
     """
 
-    def __init__(self, num_envs: int = 1, task: GoalTask | None = None,
-                 robot: RobotConfig | None = None, seed: int = 0, autoreset: bool = True,
-                 **overrides: Any) -> None:
-        self.task, robot = apply_overrides(task or GoalTask(), robot or RobotConfig(),
-                                           overrides, 'Point-Goal')
-        super().__init__(num_envs, robot, self.task.obs_dim, seed, autoreset)
-        self.cost_names, self.num_costs = ('hazards',), 1
-        n, t = self.num_envs, self.task
-        self.hazards = np.zeros((n, t.n_hazards, 2))
+    Params = GoalParams
+
+    def __init__(self, params: GoalParams | None = None, num_envs: int = 1) -> None:
+        super().__init__(params, num_envs)
+        n = self.num_envs
+        self.hazards = np.zeros((n, self.params.n_hazards, 2))
         self.goal = np.zeros((n, 2))
         self.distance = np.zeros(n)
 
-    def _free_points(self, count: int, avoid: np.ndarray, clearance: float) -> np.ndarray:
+    @property
+    def cost_names(self) -> tuple[str, ...]:
+        """Return ('hazards',)."""
+        return ('hazards',)
+
+    @property
+    def default_cost_limits(self) -> tuple[float, ...]:
+        """Return 50: 5% of the 1000 steps inside a hazard."""
+        return (50.0,)
+
+    @property
+    def sensor_labels(self) -> tuple[str, ...]:
+        """Return goal_cos, goal_sin, goal_dist, scan_0.. in ray order."""
+        return ROBOT_LABELS[2:] + tuple(f'scan_{i}' for i in range(self.params.num_rays))
+
+    @property
+    def observation_labels(self) -> tuple[str, ...]:
+        """Return v, w, then the sensor readings."""
+        return ROBOT_LABELS[:2] + self.sensor_labels
+
+    def _free_points(self, count: int, avoid: np.ndarray, clearance: float,
+                     rng: np.random.Generator) -> np.ndarray:
         """Return count points in the square, each farther than clearance from every avoid."""
-        e = self.task.placement_extent
+        e = self.params.placement_extent
         out = np.empty((0, 2))
         while len(out) < count:
-            cand = self.rng.uniform(-e, e, (4 * count + 8, 2))
+            cand = rng.uniform(-e, e, (4 * count + 8, 2))
             d = np.hypot(*(cand[:, None, :] - avoid[None, :, :]).transpose(2, 0, 1))
             out = np.concatenate([out, cand[(d > clearance).all(axis=1)]])
         return out[:count]
 
-    def _draw_goal(self, i: int) -> None:
-        """Place env i's goal away from its hazards and at least 1 m from the robot."""
-        t = self.task
-        pose = self.robots.pose()[i]
+    def _draw_goal(self, i: int, position: np.ndarray, rng: np.random.Generator) -> None:
+        """Place env i's goal away from its hazards and at least 1 m from position."""
+        p = self.params
         for _ in range(1000):
-            g = self.rng.uniform(-t.placement_extent, t.placement_extent, 2)
-            if (np.hypot(*(self.hazards[i] - g).T) > t.hazard_radius + t.goal_radius).all() \
-                    and np.hypot(*(g - pose[:2])) >= max(1.0, 2 * t.goal_radius):
+            g = rng.uniform(-p.placement_extent, p.placement_extent, 2)
+            if (np.hypot(*(self.hazards[i] - g).T) > p.hazard_radius + p.goal_radius).all() \
+                    and np.hypot(*(g - position)) >= max(1.0, 2 * p.goal_radius):
                 break
         self.goal[i] = g
-        self.distance[i] = np.hypot(*(g - pose[:2]))
+        self.distance[i] = np.hypot(*(g - position))
 
-    def _reset_envs(self, idx: np.ndarray) -> None:
-        t = self.task
-        for i in idx:
-            start = self.rng.uniform(-t.placement_extent, t.placement_extent, 2)
-            # Hazards keep a robot-and-a-half clear of the start and do not overlap each other.
+    def reset(self, index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Start anywhere in the square; hazards clear of the start and of each other."""
+        p = self.params
+        starts = np.zeros((len(index), 3))
+        for row, i in enumerate(index):
+            start = rng.uniform(-p.placement_extent, p.placement_extent, 2)
             hazards = np.empty((0, 2))
-            for _ in range(t.n_hazards):
+            for _ in range(p.n_hazards):
                 point = self._free_points(1, np.vstack([start[None], hazards]),
-                                          2 * t.hazard_radius)
+                                          2 * p.hazard_radius, rng)
                 hazards = np.vstack([hazards, point])
             self.hazards[i] = hazards
-            self.robots.set_pose(i, start[0], start[1], self.rng.uniform(-np.pi, np.pi))
-            self._draw_goal(i)
-        self.episode_step[idx] = 0
+            starts[row] = start[0], start[1], rng.uniform(-np.pi, np.pi)
+            self._draw_goal(i, start, rng)
+        return starts
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        """Reset every env; return observations (N, obs_dim)."""
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        self._reset_envs(np.arange(self.num_envs))
-        return self.observation()
-
-    def place(self, index: int, pose: tuple[float, float, float],
-              hazards: np.ndarray | None = None, goal: tuple[float, float] | None = None) -> None:
-        """Put env index in a hand-made state: robot pose at rest, hazards (K, 2), goal (2,)."""
-        self.robots.set_pose(index, *pose)
-        if hazards is not None:
-            self.hazards[index] = np.asarray(hazards, dtype=np.float64).reshape(-1, 2)
-        if goal is not None:
-            self.goal[index] = goal
-        self.distance[index] = np.hypot(*(self.goal[index] - np.asarray(pose[:2])))
-
-    def scan_ranges(self) -> np.ndarray:
-        """Return (N, num_rays) LaserScan-style ranges to the hazards (+inf: no return)."""
-        return hazard_ranges(self.robots.pose(), self.hazards, self.task)
-
-    def sensors(self) -> np.ndarray:
-        """Return the scan part of the observations (N, num_rays)."""
-        return scan.closeness(self.scan_ranges(), self.task.scan_spec)
-
-    def _observe(self, pose: np.ndarray, twist: np.ndarray) -> np.ndarray:
+    def sensors(self, pose: np.ndarray) -> np.ndarray:
+        """Return (N, 3 + num_rays): the goal readings, then the scan's closeness."""
         bearing, distance = goal_in_robot_frame(pose, self.goal)
-        return observation_from(twist, bearing, distance,
-                                hazard_ranges(pose, self.hazards, self.task), self.task)
+        return np.concatenate([goal_readings(bearing, distance, self.params),
+                               scan.closeness(hazard_ranges(pose, self.hazards, self.params),
+                                              self.params.scan_spec)], axis=1)
 
-    def observation(self) -> np.ndarray:
-        """Return the current observations (N, obs_dim)."""
-        return self._observe(*self.odometry())
+    def observation(self, pose: np.ndarray, twist: np.ndarray,
+                    readings: np.ndarray) -> np.ndarray:
+        """Return (N, 2 + 3 + num_rays): twist, then the readings."""
+        twist = np.atleast_2d(twist)
+        return np.concatenate([twist[:, :2], readings], axis=1).astype(np.float32)
 
-    def step(self, actions: np.ndarray):
-        """Apply actions (N, 2) [v, yaw rate]; see the class docstring for what returns."""
-        self.robots.step(self.checked_actions(actions))
-        pose, twist = self.robots.pose(), self.robots.twist()
+    def step(self, pose: np.ndarray, twist: np.ndarray,
+             rng: np.random.Generator) -> StepResult:
+        """Reward progress and reached goals (then drawn anew); cost 1 inside a hazard."""
+        p = self.params
         distance = np.hypot(*(self.goal - pose[:, :2]).T)
-        reached = distance <= self.task.goal_radius
-        rew = reward(self.distance, distance, reached, self.task)
-        cst = cost(pose, self.hazards, self.task)
+        reached = distance <= p.goal_radius
+        reward = (p.distance_reward * (self.distance - distance)
+                  + p.goal_reward * reached).astype(np.float32)
+        cost = in_hazard(pose, self.hazards, p).astype(np.float32)
         self.distance = distance
         for i in np.flatnonzero(reached):
-            self._draw_goal(i)  # progress is measured toward the new goal from here on
-        obs = self._observe(pose, twist)
-        return self.end_step(obs, rew, cst, pose, twist, obs[:, len(ROBOT_LABELS):].copy(),
-                             goals=reached.astype(np.int64))
+            self._draw_goal(i, pose[i, :2], rng)  # progress toward the new goal from here
+        return StepResult(reward, cost[:, None], info={'goals': reached.astype(np.int64)})
 
+    def place(self, index: int, pose: np.ndarray, **state) -> None:
+        """Put env index in a hand-made state: hazards (K, 2), goal (2,)."""
+        super().place(index, pose, **state)
+        self.distance[index] = np.hypot(*(self.goal[index] - np.asarray(pose[:2])))
 
-class PointGoalEnv(PointTaskEnv):
-    """Gymnasium Point-Goal: one robot; info['cost'] is 1 inside a hazard.
-
-    info['goals'] counts the goals reached at the step.
-    """
-
-    def __init__(self, **overrides: Any) -> None:
-        super().__init__(VecPointGoal(1, autoreset=False, **overrides))
-
-    def step_info(self, cost: Any, info: dict[str, Any]) -> dict[str, Any]:
-        """Return the cost and the goals reached at the step."""
-        return {'cost': float(cost), 'goals': int(info['goals'][0])}
+    def markers(self, index: int = 0) -> list[Marker]:
+        """Return robot index's hazards (red discs) and goal (green disc)."""
+        return [Marker('hazards', 'discs', self.hazards[index], 2 * self.params.hazard_radius,
+                       (0.9, 0.2, 0.2, 0.5)),
+                Marker('goal', 'discs', self.goal[index][None], 2 * self.params.goal_radius,
+                       (0.1, 0.8, 0.1, 0.8))]

@@ -67,7 +67,7 @@ class AlgoConfig:
     """Which critics regress standardised targets: 'cost' (the cost critics), 'all' (the reward
     critic too) or 'off'. The value's shift and scale are folded into the last layer (Pop-Art),
     so long-horizon costs in the hundreds are fit as fast as small ones; the reward critic is
-    left raw by default (standardised, it cost the paper's Point-Circle return: README)."""
+    left raw by default (standardised, it cost Point-Circle return: docs/algorithm.md)."""
     pdo_lambda_lr: float = 0.01
     """Dual step size of PDO: lambda <- max(0, lambda + lr (J_C - d))."""
     pdo_lambda_init: float = 0.0

@@ -42,10 +42,10 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
     tracks: list[list[np.ndarray]] = [[] for _ in range(num_envs)]
     finished_tracks: list[np.ndarray] = []
     has_pose = hasattr(env, 'poses')
-    # Goal: each episode draws its own hazards; keep them to draw beside its track.
-    has_hazards = hasattr(env, 'hazards')
-    layouts = [env.hazards[i].copy() for i in range(num_envs)] if has_hazards else None
-    finished_hazards: list[np.ndarray] = []
+    # Each episode draws its own layout (hazards, objects): keep it to draw beside its track.
+    task = getattr(env, 'task', None)
+    layouts = [task.markers(i) for i in range(num_envs)] if task is not None else None
+    finished_layouts: list[list] = []
     while len(returns) < episodes:
         if has_pose:
             for i, p in enumerate(env.poses()):
@@ -60,20 +60,19 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
                 costs.append(cst[i].copy())
                 if has_pose:
                     finished_tracks.append(np.asarray(tracks[i]))
-                if has_hazards:
-                    finished_hazards.append(layouts[i])
+                if layouts is not None:
+                    finished_layouts.append(layouts[i])
             ret[i] = cst[i] = 0.0
             tracks[i] = []
-            if has_hazards:
-                layouts[i] = env.hazards[i].copy()
+            if layouts is not None:
+                layouts[i] = task.markers(i)
     mean_costs = [float(v) for v in np.mean(costs, axis=0)]
     result: dict[str, Any] = {'episodes': episodes, 'mean_return': float(np.mean(returns)),
                               'mean_cost': mean_costs[0], 'mean_costs': mean_costs,
                               'cost_limit': config.algo.limits[0],
                               'cost_limits': list(config.algo.limits)}
     if plot is not None and finished_tracks:
-        result['plot'] = str(plot_tracks(finished_tracks, getattr(env, 'task', None), plot,
-                                         finished_hazards or None))
+        result['plot'] = str(plot_tracks(finished_tracks, task, plot, finished_layouts or None))
     return result
 
 
@@ -106,34 +105,40 @@ def record_video(path: str | os.PathLike, video: str | os.PathLike, deterministi
 
 
 def plot_tracks(tracks: list[np.ndarray], task: Any, path: str | os.PathLike,
-                hazards: list[np.ndarray] | None = None) -> Path:
+                layouts: list[list[Any]] | None = None) -> Path:
     """Draw trajectories from above with the task drawn in.
 
-    Circle: the safe strip and the target circle; Goal: each episode's hazard discs (K, 2) in
-    the colour of its track.
+    The task's safe area, and each episode's markers (its layout at the start: hazards, objects,
+    the target circle) in the colour of its track.
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 6))
+    extent = max(5.0, max(float(np.abs(t).max()) for t in tracks) * 1.1)
+    labelled: set[str] = set()
     for i, track in enumerate(tracks):
         line, = ax.plot(track[:, 0], track[:, 1], lw=1, alpha=0.7)
-        if hazards is not None:
-            for j, (x, y) in enumerate(hazards[i]):
-                ax.add_patch(plt.Circle((x, y), task.hazard_radius, color=line.get_color(),
-                                        alpha=0.25, label='hazards' if i == j == 0 else None))
-    extent = max(5.0, max(float(np.abs(t).max()) for t in tracks) * 1.1)
-    if hazards is not None:
-        extent = max(extent, (task.placement_extent + task.hazard_radius) * 1.05)
-    x_limit = getattr(task, 'x_limit', None)
-    if x_limit is not None:
-        ax.axvspan(-x_limit, x_limit, color='tab:green', alpha=0.15, label='safe area')
-    radius = getattr(task, 'target_radius', None)
-    if radius is not None:
-        angle = np.linspace(0, 2 * np.pi, 200)
-        ax.plot(radius * np.cos(angle), radius * np.sin(angle), 'k:', lw=1, label='target circle')
-        extent = max(extent, radius * 1.1)
+        for marker in (layouts[i] if layouts is not None else []):
+            label = None if marker.ns in labelled else marker.ns
+            labelled.add(marker.ns)
+            points = np.asarray(marker.points).reshape(-1, 2)
+            if marker.kind == 'line_strip':
+                ax.plot(points[:, 0], points[:, 1], 'k:', lw=1, label=label)
+            elif marker.kind == 'discs':
+                for j, (x, y) in enumerate(points):
+                    ax.add_patch(plt.Circle((x, y), marker.scale / 2, color=line.get_color(),
+                                            alpha=0.25, label=label if j == 0 else None))
+            else:
+                ax.scatter(points[:, 0], points[:, 1], s=12, color=marker.rgba[:3],
+                           label=label)
+            if len(points):
+                extent = max(extent, float(np.abs(points).max()) + marker.scale)
+    area = task.safe_area() if task is not None else None
+    if area is not None:
+        outline = np.clip(np.asarray(area.vertices), -1e3, 1e3)
+        ax.fill(outline[:, 0], outline[:, 1], color='tab:green', alpha=0.15, label='safe area')
     ax.set_xlim(-extent, extent)
     ax.set_ylim(-extent, extent)
     ax.set_aspect('equal')

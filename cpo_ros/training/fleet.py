@@ -21,35 +21,27 @@ when an iteration proceeds: when full, or after `iteration_timeout_s` with at le
 `min_fraction` of the samples. It also tells executors that already delivered whether to
 sample another chunk of the same version (`more`): when an executor that delivered before is
 overdue (dead, or left), the others make up its share.
+
+`ChunkQueue` holds the chunks that wait while an update runs, bounded in bytes: in total and
+per executor id, so that a flood cannot exhaust memory and one executor cannot crowd out the
+others.
 """
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 import math
+import threading
 import time
 
 import numpy as np
 
-from cpo_ros.algo.buffer import validate_rollout
+from cpo_ros.wire import check_chunk
 
 STEP_KEYS = ('obs', 'u', 'logp', 'reward', 'cost', 'terminated', 'truncated', 'final_obs')
 """Rollout arrays with one entry per sample, (T, N, ...)."""
 META_KEYS = ('executor_id', 'executor_session', 'chunk_seq', 'samples')
 """What a chunk carries beyond a rollout (buffer.ROLLOUT_KEYS with policy_version)."""
-
-
-def chunk_meta(chunk: dict[str, np.ndarray]) -> tuple[str, int, int, int]:
-    """Return (executor id, session, sequence number, samples); ValueError when inconsistent."""
-    missing = [k for k in META_KEYS if k not in chunk]
-    if missing:
-        raise ValueError(f'rollout chunk lacks {missing}')
-    executor = str(np.asarray(chunk['executor_id']).reshape(()))
-    samples = int(np.asarray(chunk['samples']))
-    actual = int(np.asarray(chunk['reward']).size)
-    if samples != actual:
-        raise ValueError(f'rollout chunk of {executor!r} says {samples} samples, holds {actual}')
-    return (executor, int(np.asarray(chunk['executor_session'])),
-            int(np.asarray(chunk['chunk_seq'])), samples)
 
 
 def _streams(chunk: dict[str, np.ndarray], take: int) -> dict[str, np.ndarray]:
@@ -180,6 +172,7 @@ class ChunkGatherer:
         self.clock = clock
         self.executors: dict[str, _Executor] = {}
         self.version = -1
+        self._lock = threading.Lock()
         self.start(0)
 
     def start(self, version: int) -> None:
@@ -189,9 +182,16 @@ class ChunkGatherer:
         self.chunks: list[dict[str, np.ndarray]] = []
         self.shares: dict[str, int] = {}
         self.collected = 0
-        self.counts = dict.fromkeys(('stale_chunks', 'stale_samples', 'duplicate_chunks',
-                                     'malformed_chunks'), 0)
+        with self._lock:
+            self.counts = dict.fromkeys(('stale_chunks', 'stale_samples', 'duplicate_chunks',
+                                         'malformed_chunks'), 0)
         self.warned_at = self.t0
+
+    def note_stale(self, samples: int) -> None:
+        """Count a stale chunk dropped before it was offered (the learner's callback)."""
+        with self._lock:
+            self.counts['stale_chunks'] += 1
+            self.counts['stale_samples'] += int(samples)
 
     def offer(self, chunk: dict[str, np.ndarray]) -> str:
         """Take a chunk if it is of the current version; return what became of it.
@@ -199,10 +199,8 @@ class ChunkGatherer:
         'accepted', 'stale', 'duplicate' or 'malformed: <reason>'.
         """
         try:
-            executor, session, seq, samples = chunk_meta(chunk)
-            version = int(np.asarray(chunk['policy_version']))
-            validate_rollout(chunk, *self.dims)
-        except (ValueError, KeyError, TypeError) as exc:
+            executor, session, seq, samples, version = check_chunk(chunk, *self.dims)
+        except ValueError as exc:
             self.counts['malformed_chunks'] += 1
             return f'malformed: {exc}'
         state = self.executors.setdefault(executor, _Executor())
@@ -286,3 +284,56 @@ class ChunkGatherer:
                 'more': np.asarray(self.more(), np.int64),
                 'executors': np.asarray(names if names else [''], dtype=np.str_),
                 'shares': np.asarray([self.shares[n] for n in names] or [0], np.int64)}
+
+
+def chunk_bytes(chunk: dict[str, np.ndarray]) -> int:
+    """Return the bytes a chunk's arrays hold."""
+    return sum(int(np.asarray(a).nbytes) for a in chunk.values())
+
+
+class ChunkQueue:
+    """A FIFO of rollout chunks bounded in bytes, in total and per executor; thread-safe."""
+
+    def __init__(self, max_bytes: int, executor_bytes: int) -> None:
+        self.max_bytes, self.executor_bytes = int(max_bytes), int(executor_bytes)
+        self.bytes = 0
+        self.peak_bytes = 0
+        self.by_executor: dict[str, int] = {}
+        self._items: deque[tuple[str, int, dict[str, np.ndarray]]] = deque()
+        self._cond = threading.Condition()
+
+    def put(self, chunk: dict[str, np.ndarray], executor: str) -> str | None:
+        """Queue chunk; return None, or why it was refused ('queue_full', 'executor_quota')."""
+        size = chunk_bytes(chunk)
+        with self._cond:
+            if self.bytes + size > self.max_bytes:
+                return 'queue_full'
+            if self.by_executor.get(executor, 0) + size > self.executor_bytes:
+                return 'executor_quota'
+            self._items.append((executor, size, chunk))
+            self.bytes += size
+            self.peak_bytes = max(self.peak_bytes, self.bytes)
+            self.by_executor[executor] = self.by_executor.get(executor, 0) + size
+            self._cond.notify()
+        return None
+
+    def get(self, timeout: float | None = None) -> dict[str, np.ndarray] | None:
+        """Return the oldest chunk, waiting up to timeout seconds; None when there is none."""
+        with self._cond:
+            if not self._items and timeout:
+                self._cond.wait(timeout)
+            if not self._items:
+                return None
+            executor, size, chunk = self._items.popleft()
+            self.bytes -= size
+            left = self.by_executor[executor] - size
+            if left:
+                self.by_executor[executor] = left
+            else:
+                del self.by_executor[executor]
+            return chunk
+
+    def empty(self) -> bool:
+        """Return whether no chunk waits."""
+        with self._cond:
+            return not self._items

@@ -89,14 +89,12 @@ def train_settings() -> list[Setting]:
 
 
 def task_settings(task: str) -> list[Setting]:
-    """Return the options of a project task: its constants, then the robot's."""
-    from cpo_ros.sim.make import TASK_DEFAULTS
+    """Return the options of a task (name or dotted path): its parameters, then the robot's."""
     from cpo_ros.sim.robot import RobotConfig
+    from cpo_ros.tasks.registry import load_task_class
 
-    if task not in TASK_DEFAULTS:
-        raise ValueError(f'unknown task {task!r}: the project has {sorted(TASK_DEFAULTS)}')
-    constants = TASK_DEFAULTS[task]
-    return _settings_of(type(constants), 'task', constants) + _settings_of(RobotConfig, 'task')
+    params = load_task_class(task).Params
+    return _settings_of(params, 'task') + _settings_of(RobotConfig, 'task')
 
 
 def all_settings(task: str | None) -> dict[str, Setting]:
@@ -376,8 +374,7 @@ def build_config(values: dict[str, Any]) -> tuple[TrainConfig, set[str]]:
 
 def check_task_options(config: TrainConfig) -> None:
     """Validate the task options of a project task (ValueError naming the first bad one)."""
-    from cpo_ros.sim.make import TASK_DEFAULTS, task_of_env_id
-    from cpo_ros.sim.robot import apply_overrides, RobotConfig
+    from cpo_ros.sim.make import make_task, task_of_env_id
 
     task = config.task if config.task is not None else task_of_env_id(config.env_id or '')
     if task is None:
@@ -385,7 +382,7 @@ def check_task_options(config: TrainConfig) -> None:
             raise ValueError(f'{config.env_id} is no project task: it takes no task options '
                              f'({sorted(config.task_kwargs)})')
         return
-    apply_overrides(TASK_DEFAULTS[task], RobotConfig(), dict(config.task_kwargs), task)
+    make_task(task, **config.task_kwargs)
 
 
 def task_options(config: TrainConfig) -> dict[str, Any]:
@@ -419,8 +416,8 @@ def describe(setting: Setting, width: int = 99) -> str:
 
 def help_text() -> str:
     """Return the list of every setting for `cpo-ros train --help`."""
-    from cpo_ros.sim.make import TASK_DEFAULTS
     from cpo_ros.sim.robot import RobotConfig
+    from cpo_ros.tasks.registry import load_task_class, registered
 
     lines = ['settings (--set KEY=VALUE, or KEY: VALUE in --config FILE.yaml; the learner '
              "node's ROS parameters have the same names):", '', 'training:']
@@ -428,9 +425,14 @@ def help_text() -> str:
     lines += ['', 'update (algo.KEY also works):']
     lines += [describe(s) for s in train_settings() if s.owner == 'algo']
     robot = {f.name for f in fields(RobotConfig)}
-    by_kind: dict[type, list[str]] = {}
-    for task, constants in TASK_DEFAULTS.items():
-        by_kind.setdefault(type(constants), []).append(task)
+    by_kind: dict[tuple[str, ...], list[str]] = {}  # tasks with the same parameters
+    for task in registered():
+        try:
+            params = load_task_class(task).Params
+        except ValueError as exc:  # a broken installed task does not hide the others
+            lines += ['', f'task {task}: {exc}']
+            continue
+        by_kind.setdefault(tuple(f.name for f in fields(params)), []).append(task)
     for tasks in by_kind.values():
         first = task_settings(tasks[0])
         lines += ['', f"task options of --task {' and '.join(tasks)} (task.KEY also works):"]

@@ -136,10 +136,10 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
 def profile_randomization(config: TrainConfig) -> dict[str, Any]:
     """Return make_vec_env's randomization argument of the run's robot profile, if it has one."""
     from cpo_ros.deploy.profile import randomization_kwargs
-    from cpo_ros.sim.point_circle import DomainRandomization
+    from cpo_ros.sim.vec_env import DomainRandomization
 
     kwargs = randomization_kwargs(config.robot)
-    if not kwargs or config.task != 'circle' or DomainRandomization(**kwargs) == (
+    if not kwargs or config.task is None or DomainRandomization(**kwargs) == (
             DomainRandomization()):
         return {}
     return {'randomization': DomainRandomization(**kwargs)}

@@ -27,6 +27,8 @@ class RolloutWorker:
         self.policy: NumpyActor | None = None
         self.version = -1
         self.session = 0
+        self.max_version = -1
+        """The highest version accepted: a new session may go back one version, never more."""
         self._min_version = 0
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._restart_chunk = False
@@ -36,7 +38,13 @@ class RolloutWorker:
     def set_policy(self, arrays: dict[str, np.ndarray]) -> bool:
         """Swap in a policy from its arrays (with 'version'); return False for an older one.
 
-        A new 'session' (a restarted learner) is accepted whatever its version.
+        A new 'session' is accepted at the current version or newer, or one version back, and
+        never below the highest version accepted minus one: that is what a learner legitimately
+        does (a re-publication after a timeout, a rollback after an update that failed once its
+        policy was out, a respawn that resumed from the last checkpoint, which is saved at most
+        one version behind what was published). Any other new session is refused
+        (InvalidField 'version'): versions stay monotone up to that one step, so no publisher
+        can roll the executors back to an arbitrary policy.
 
         The new policy is built completely before the reference is swapped, so an action is
         never computed from half-loaded weights. Raises InvalidField (a ValueError) naming the
@@ -47,9 +55,14 @@ class RolloutWorker:
         restarted = session != self.session and self.policy is not None
         if version <= self.version and not restarted:
             return False
+        if restarted and version < self.max_version - 1:
+            raise InvalidField('version', f'a new session {session} at version {version}, '
+                               f'older than the versions up to {self.max_version} accepted '
+                               f'before (a learner resumes at most one version back)')
         policy = GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim)
         same_version = version == self.version
         self.policy, self.version, self.session = NumpyActor(policy), version, session
+        self.max_version = max(self.max_version, version)
         # A chunk holds one version: a newer one cuts it. The same version re-published (a
         # learner that waited too long, or restarted from that version's checkpoint) does not.
         if same_version:

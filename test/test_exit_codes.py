@@ -1,0 +1,112 @@
+"""A failed node shows in the exit code of `ros2 launch` and of `cpo-ros bringup`.
+
+launch is not on PyPI, so the launch files' exit handling is exercised through its callback
+with launch's two action classes stood in (records of what the callback returns); the rule
+behind it (cpo_ros.ros.exit_policy) is pure Python. The real `ros2 launch` was checked by hand
+(docs/ros.md, "Watching a run").
+"""
+
+import sys
+import types
+
+from conftest import NodeProcess
+import pytest
+
+from cpo_ros.ros.exit_policy import exit_outcome, FailureRecord
+
+
+@pytest.mark.parametrize('name,code,ends,respawn,down,expect', [
+    # Ctrl-C or the learner's clean end: every node stops with the launch, nothing failed.
+    ('sim_bridge', 0, False, False, True, (False, False, 'stopped with the launch')),
+    ('safe_area_monitor', -15, True, False, True, (False, False, 'stopped with the launch')),
+    # Could not configure: ends the launch with an error, respawn or not.
+    ('policy_executor', 2, False, False, False, (True, True, 'could not configure')),
+    ('learner', 2, True, True, False, (True, True, 'could not configure')),
+    # The learner's budget is spent: a clean end.
+    ('learner', 0, True, True, False, (True, False, 'ended (exit code 0)')),
+    # Training respawns a crashed node: not a failure of the launch.
+    ('sim_bridge', -9, False, True, False, (False, False, 'started again')),
+    ('learner', 1, True, True, False, (False, False, 'started again')),
+    # Deployment: the shield failing ends the launch with an error ...
+    ('safe_area_monitor', 1, True, False, False, (True, True, 'safe_area_monitor failed')),
+    # ... a dead executor leaves the shield running, and fails the launch when it ends.
+    ('policy_executor', -9, False, False, False, (False, True, 'shield keeps the robot')),
+])
+def test_exit_outcome(name, code, ends, respawn, down, expect):
+    outcome = exit_outcome(name, code, ends_bringup=ends, respawn=respawn, shutting_down=down)
+    assert (outcome.ends_launch, outcome.failed) == expect[:2]
+    assert expect[2] in outcome.message and name in outcome.message
+
+
+class _Action:
+    """A stand-in for launch.actions.LogInfo / Shutdown: records its keyword arguments."""
+
+    def __init__(self, **kwargs) -> None:
+        self.kwargs = kwargs
+
+
+@pytest.fixture
+def launch_callback(monkeypatch):
+    """Return launch_description._on_exit, with launch's actions stood in if launch is absent."""
+    try:
+        import launch.actions  # noqa: F401 - a ROS install: the real actions
+    except ImportError:  # the repository's launch/ folder is no package `launch`
+        actions = types.ModuleType('launch.actions')
+        actions.LogInfo = type('LogInfo', (_Action,), {})
+        actions.Shutdown = type('Shutdown', (_Action,), {})
+        monkeypatch.setitem(sys.modules, 'launch', types.ModuleType('launch'))
+        monkeypatch.setitem(sys.modules, 'launch.actions', actions)
+    from cpo_ros.ros import launch_description
+    return launch_description
+
+
+def _exit(on_exit, code: int, shutting_down: bool = False):
+    event = types.SimpleNamespace(returncode=code)
+    context = types.SimpleNamespace(is_shutdown=shutting_down)
+    return on_exit(event, context)
+
+
+def test_launch_raises_on_a_node_that_cannot_configure(launch_callback):
+    # launch's LaunchService.run returns 1 only for an exception raised in the launch.
+    record = FailureRecord()
+    executor = launch_callback._on_exit('policy_executor', False, False, record)
+    shield = launch_callback._on_exit('safe_area_monitor', True, False, record)
+    with pytest.raises(launch_callback.LaunchFailed, match='policy_executor could not configure'):
+        _exit(executor, 2)
+    # The shield then stops with the launch: logged, raised only once.
+    (log,) = _exit(shield, 0, shutting_down=True)
+    assert 'safe_area_monitor stopped with the launch' in log.kwargs['msg']
+
+
+def test_launch_fails_at_ctrl_c_after_an_executor_died(launch_callback):
+    record = FailureRecord()
+    executor = launch_callback._on_exit('policy_executor', False, False, record)
+    shield = launch_callback._on_exit('safe_area_monitor', True, False, record)
+    (log,) = _exit(executor, -9)  # the shield runs on and keeps the robot stopped
+    assert 'shield keeps the robot stopped' in log.kwargs['msg']
+    failed = r'policy_executor failed \(exit code -9'
+    with pytest.raises(launch_callback.LaunchFailed, match=failed):
+        _exit(shield, 0, shutting_down=True)
+
+
+def test_launch_ends_cleanly_when_the_learner_is_done(launch_callback):
+    record = FailureRecord()
+    learner = launch_callback._on_exit('learner', True, True, record)
+    bridge = launch_callback._on_exit('sim_bridge', False, True, record)
+    log, shutdown = _exit(learner, 0)
+    assert 'learner ended (exit code 0): ending the launch' == log.kwargs['msg']
+    assert shutdown.kwargs['reason'] == 'learner ended (exit code 0)'
+    (log,) = _exit(bridge, 0, shutting_down=True)  # not "ended; ... keeps the robot stopped"
+    assert log.kwargs['msg'] == 'sim_bridge stopped with the launch (exit code 0)'
+
+
+def test_bringup_exits_2_on_a_deploy_that_cannot_start(ros_env, tmp_path):
+    missing = tmp_path / 'no_policy'
+    stack = NodeProcess([sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'deploy', '--ros-args',
+                         '-p', f'policy_executor:policy_dir:={missing}'], ros_env)
+    try:
+        assert stack.wait(120) == 2, stack.output
+        assert f'{missing}/policy.json: no such file' in stack.output
+        assert 'policy_executor could not configure (exit code 2' in stack.output
+    finally:
+        stack.stop()

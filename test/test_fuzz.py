@@ -1,0 +1,349 @@
+"""Fuzz: every subscription of every node gets random and mutated messages, from outside.
+
+Real node processes of the training graph (sim bridge, executor, learner) and of the deploy
+graph (stand-in robot, deployed executor, monitor). The probe publishes as `ros2 topic pub`
+does (reliable, volatile; transient-local where the subscription is latched, as `ros2 topic
+pub --qos-durability transient_local` must). Afterwards every node is alive, its peak memory
+within its bound, the refusal counters on /diagnostics account for every malformed message
+sent, training goes on, and under the deploy the robot never moved on a forged command.
+"""
+
+import io
+import os
+import re
+import sys
+import time
+
+from conftest import NodeProcess, wait_until
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import TwistStamped
+from nav_msgs.msg import Odometry
+import numpy as np
+from rclpy.clock import Clock
+from std_msgs.msg import Bool, Float32MultiArray, MultiArrayDimension, String, UInt8MultiArray
+from std_srvs.srv import SetBool
+
+from cpo_ros.algo.buffer import RolloutCollector
+from cpo_ros.algo.networks import GaussianPolicy
+from cpo_ros.ros import qos
+from cpo_ros.ros.conversions import (
+    arrays_to_msg,
+    CMD_FIELDS,
+    encode_batch,
+    pose_twist_to_odometry,
+    state_fields,
+)
+from cpo_ros.training.fleet import ChunkGatherer
+
+TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'max_episode_steps:=10']
+OBS, ACT = 6, 2
+MIB = 2 ** 20
+
+
+class Diagnostics:
+    """The latest values of each /diagnostics status, by status name."""
+
+    def __init__(self, probe) -> None:
+        self.values: dict[str, dict[str, str]] = {}
+        self.sub = probe.create_subscription(DiagnosticArray, '/diagnostics', self._on,
+                                             qos.CLI_DEFAULT)
+
+    def matched(self, publishers: int) -> bool:
+        """Return whether this many /diagnostics publishers are matched (none missed)."""
+        return self.sub.get_publisher_count() >= publishers
+
+    def _on(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.values.setdefault(status.name, {}).update(
+                {kv.key: kv.value for kv in status.values})
+
+    def count(self, name: str, key: str) -> int:
+        return int(self.values.get(name, {}).get(key, 0))
+
+
+def peak_rss(pid: int) -> int:
+    """Return a process's peak resident memory (VmHWM) in bytes."""
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f'no VmHWM for {pid}')
+
+
+def mutations(template: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Return invalid variants of a valid .npz message: per field missing, text, reshaped, bad."""
+    out = []
+    for key, value in template.items():
+        value = np.asarray(value)
+        out.append({k: v for k, v in template.items() if k != key})
+        out.append(dict(template, **{key: np.full(value.shape, 'x') if value.dtype.kind != 'U'
+                                     else np.zeros(value.shape, np.int64)}))
+        out.append(dict(template, **{key: np.stack([value, value], axis=-1)}))
+        if value.dtype.kind == 'f':
+            bad = value.copy()
+            bad.reshape(-1)[:1] = np.nan
+            out.append(dict(template, **{key: bad}))
+        elif value.dtype.kind in 'iu':
+            out.append(dict(template, **{key: np.full(value.shape, -5, np.int64)}))
+    return out
+
+
+def garbage(rng: np.random.Generator, cap_bytes: int) -> list[UInt8MultiArray]:
+    """Return .npz messages no reader may accept: noise, empty, truncated, pickle, too big."""
+    good = arrays_to_msg({'a': np.zeros(1000, np.float32)})
+    pickled = io.BytesIO()
+    np.savez(pickled, a=np.asarray([{'x': 1}], dtype=object))
+    too_big = arrays_to_msg({'a': np.zeros(cap_bytes // 4 + 1, np.float32)})
+    return [UInt8MultiArray(data=rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()),
+            UInt8MultiArray(data=b''),
+            UInt8MultiArray(data=bytes(good.data)[:len(good.data) // 2]),
+            UInt8MultiArray(data=pickled.getvalue()),
+            too_big]
+
+
+def batch_mutations(fields: tuple[str, ...], rows: int, seq: int) -> list[Float32MultiArray]:
+    """Return Float32MultiArray messages that break the batch layout or its schema."""
+    good = np.zeros((rows, len(fields) - 1), np.float32)
+    out = [encode_batch(good[:1] if rows > 1 else np.zeros((2, len(fields) - 1)), fields, seq),
+           Float32MultiArray(data=[1.0, 2.0, 3.0])]
+    wrong_label = encode_batch(good, fields, seq)
+    wrong_label.layout.dim[1].label = 'x,y'
+    out.append(wrong_label)
+    short = encode_batch(good, fields, seq)
+    short.data = short.data[:-1]
+    out.append(short)
+    offset = encode_batch(good, fields, seq)
+    offset.layout.data_offset = 3
+    out.append(offset)
+    for column, value in ((0, np.nan), (0, np.inf)):
+        bad = good.copy()
+        bad[0, column] = value
+        out.append(encode_batch(bad, fields, seq))
+    if 'terminated' in fields:
+        bad = good.copy()
+        bad[:, fields.index('terminated')] = 0.5
+        out.append(encode_batch(bad, fields, seq))
+    fractional = encode_batch(good, fields, seq)
+    data = np.array(fractional.data, np.float32)
+    data[len(fields) - 1::len(fields)] = seq + 0.5
+    fractional.data = data.tolist()
+    out.append(fractional)
+    huge_dims = Float32MultiArray(data=[0.0] * len(fields))
+    huge_dims.layout.dim = [MultiArrayDimension(label='env', size=2 ** 31, stride=0),
+                            MultiArrayDimension(label=','.join(fields), size=len(fields))]
+    out.append(huge_dims)
+    return out
+
+
+def chunk_template() -> dict[str, np.ndarray]:
+    col = RolloutCollector(num_envs=2, obs_dim=OBS, act_dim=ACT, steps=20)
+    for t in range(20):
+        done = np.full(2, t % 10 == 9)
+        col.add(np.zeros((2, OBS)), np.zeros((2, ACT)), np.zeros(2), np.ones(2), np.zeros(2),
+                np.zeros(2, bool), done, np.zeros((2, OBS)))
+    arrays = col.arrays(np.zeros((2, OBS)), 0)
+    arrays.update(executor_id=np.asarray('/fuzz'), executor_session=np.asarray(1),
+                  chunk_seq=np.asarray(0), samples=np.asarray(40))
+    return arrays
+
+
+def send_counted(pub, messages, counter, what: str, node: NodeProcess) -> None:
+    """Publish each message and wait until the node counted its refusal (an event, no sleep)."""
+    start = counter()
+    for i, msg in enumerate(messages, 1):
+        pub.publish(msg)
+        assert wait_until(lambda i=i: counter() == start + i, 20), \
+            (f'{what}: message {i} of {len(messages)} not counted ({counter() - start})\n'
+             f'{node.output[-4000:]}')
+
+
+def test_training_graph_under_fuzz(start_node, probe, tmp_path):
+    diag = Diagnostics(probe)
+    out = tmp_path / 'run'
+    bridge = start_node('sim_bridge', *TINY)
+    executor = start_node('policy_executor', *TINY)
+    nodes = {'policy_executor': executor, 'sim_bridge': bridge}
+    pubs = {topic: probe.create_publisher(kind, topic, profile) for topic, kind, profile in (
+        ('cpo/rollout', UInt8MultiArray, qos.CLI_DEFAULT),
+        ('cpo/policy', UInt8MultiArray, qos.LATCHED),
+        ('cpo/iteration', UInt8MultiArray, qos.LATCHED),
+        ('batch/state', Float32MultiArray, qos.CLI_DEFAULT),
+        ('batch/cmd_vel', Float32MultiArray, qos.CLI_DEFAULT))}
+    rng = np.random.default_rng(0)
+    cap = 4 * MIB  # above every reader's cap for these sizes
+    sent = {}
+
+    def fuzz(topic: str, node: str, key: str, messages: list) -> None:
+        send_counted(pubs[topic], messages, lambda: diag.count(node, key), topic, nodes[node])
+        sent[(node, key)] = len(messages)
+
+    # The executor's latched inputs first, before a learner publishes there: a reader of
+    # depth 1 keeps only the newest sample, so the learner's would race the probe's.
+    assert wait_until(lambda: all(pubs[t].get_subscription_count() > 0 for t in (
+        'cpo/policy', 'cpo/iteration', 'batch/state', 'batch/cmd_vel')) and diag.matched(2),
+        60), executor.output
+    policy = GaussianPolicy(OBS, ACT).to_arrays()
+    policy.update(version=np.asarray(10 ** 6), session=np.asarray(12345))
+    status = ChunkGatherer(40, OBS, ACT).status()
+    status['session'] = np.asarray(5)
+    for topic, key, template in (('cpo/policy', 'refused_policy', policy),
+                                 ('cpo/iteration', 'refused_iteration', status)):
+        fuzz(topic, 'policy_executor', key,
+             [arrays_to_msg(v) for v in mutations(template)] + garbage(rng, cap))
+    fuzz('batch/state', 'policy_executor', 'refused_batch/state',
+         batch_mutations(state_fields(), 2, 7))
+    fuzz('batch/cmd_vel', 'sim_bridge', 'refused_batch/cmd_vel', batch_mutations(CMD_FIELDS, 2, 7))
+
+    # Then the learner: the graph trains, and the learner's input is fuzzed while it does.
+    learner = start_node('learner', *TINY, f'out:={out}', 'resume:=false', 'value_epochs:=1',
+                         'iterations:=100000', 'rollout_timeout_s:=0.0')
+    nodes['learner'] = learner
+    progress = out / 'progress.csv'
+
+    def iterations() -> int:
+        return max(0, len(progress.read_text().splitlines()) - 1) if progress.is_file() else 0
+
+    assert wait_until(lambda: iterations() >= 1 and diag.matched(3), 120), learner.output
+    baseline = {name: peak_rss(n.proc.pid) for name, n in nodes.items()}
+    fuzz('cpo/rollout', 'learner', 'refused_rollout',
+         [arrays_to_msg(v) for v in mutations(chunk_template())] + garbage(rng, cap))
+
+    # Floods: noise as fast as the probe can publish, huge payloads, and a type DDS will not
+    # match (std_msgs/String on cpo/rollout: never delivered, nothing to count).
+    import rclpy
+
+    other = rclpy.Context()  # a participant of its own: one participant holds one type a topic
+    rclpy.init(context=other, domain_id=probe.context.get_domain_id())
+    stranger = rclpy.create_node('stranger', context=other)
+    strings = stranger.create_publisher(String, 'cpo/rollout', qos.CLI_DEFAULT)
+    flood = 0
+    for _ in range(300):
+        for topic in ('cpo/rollout', 'batch/state', 'batch/cmd_vel'):
+            kind = pubs[topic].msg_type
+            pubs[topic].publish(
+                UInt8MultiArray(data=rng.integers(0, 256, 64, dtype=np.uint8).tobytes())
+                if kind is UInt8MultiArray else Float32MultiArray(data=rng.normal(size=9)))
+        strings.publish(String(data='x' * 100))
+        flood += 1
+    largest = 16 * MIB
+    for _ in range(10):
+        pubs['cpo/rollout'].publish(UInt8MultiArray(
+            data=rng.integers(0, 256, largest, dtype=np.uint8).tobytes()))
+    stranger.destroy_node()
+    rclpy.try_shutdown(context=other)
+    # Training goes on after all of it.
+    done = iterations()
+    assert wait_until(lambda: iterations() >= done + 1, 120), learner.output[-3000:]
+
+    for name, node in nodes.items():
+        assert node.proc.poll() is None, f'{name} died:\n{node.output[-3000:]}'
+    # Every refusal counted: at least what was sent one by one, at most that plus the flood
+    # (a reader's history may drop flood messages before they are taken: never counted twice).
+    for (node, key), count in sent.items():
+        got = diag.count(node, key)
+        flooded = 0 if key in ('refused_policy', 'refused_iteration') else flood + 10
+        assert count <= got <= count + flooded, (node, key, got, count)
+    learner_diag = diag.values['learner']
+    assert 'failed_updates' not in learner_diag, learner_diag
+    # Memory: the learner's chunk queue is bounded in bytes (queue_bytes); beyond it a node
+    # holds the messages its reader keeps (QoS depth) and its copies while checking one.
+    for name, node in nodes.items():
+        grown = peak_rss(node.proc.pid) - baseline[name]
+        bound = 10 * largest + 64 * MIB
+        assert grown <= bound, (name, grown / MIB, bound / MIB)
+
+
+def bringup_deploy(ros_env, policy_dir):
+    return NodeProcess([sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'deploy', '--stand-in',
+                        '--ros-args', '-p', f'policy_executor:policy_dir:={policy_dir}',
+                        '-p', 'safe_area_monitor:diagnostics_rate_hz:=10.0'], ros_env)
+
+
+def test_deploy_graph_under_fuzz_never_moves_on_a_forged_command(probe, ros_env,
+                                                                  unsafe_policy):
+    import rclpy
+
+    diag = Diagnostics(probe)
+    commands: list[tuple[float, float, float]] = []
+
+    def on_cmd(msg: TwistStamped) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        commands.append((stamp, msg.twist.linear.x, msg.twist.angular.z))
+
+    probe.create_subscription(TwistStamped, 'cmd_vel', on_cmd, qos.CLI_DEFAULT)
+    stack = bringup_deploy(ros_env, unsafe_policy)
+    monitor = 'cpo_ros: safe area'
+
+    def moving() -> bool:
+        return bool(commands) and (commands[-1][1] != 0.0 or commands[-1][2] != 0.0)
+
+    try:
+        assert wait_until(moving, 90), stack.output
+        pids = {m[0]: int(m[1]) for m in re.findall(r'started (\w+) \(pid (\d+)\)',
+                                                        stack.output)}
+        assert set(pids) == {'sim_bridge', 'policy_executor', 'safe_area_monitor'}, pids
+        baseline = {name: peak_rss(pid) for name, pid in pids.items()}
+
+        # 1. Forged commands from another node: valid, fast, NaN, infinite. From the moment
+        # the forger is matched, nothing but zero goes to the robot.
+        forger = rclpy.create_node('forger', context=probe.context)
+        forged = forger.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
+        assert wait_until(lambda: forged.get_subscription_count() > 0, 30)
+        t0 = Clock().now().nanoseconds * 1e-9
+        values = [1.5, 100.0, float('nan'), float('inf'), -3.0] * 8
+        for v in values:
+            msg = TwistStamped()
+            msg.header.stamp = Clock().now().to_msg()
+            msg.twist.linear.x = v
+            forged.publish(msg)
+            time.sleep(0.02)
+        assert wait_until(lambda: diag.count(monitor, 'refused_commands') >= len(values), 10), \
+            diag.values.get(monitor)
+        during = [c for c in commands if c[0] >= t0]
+        assert during and all(c[1] == 0.0 and c[2] == 0.0 for c in during), during[:5]
+        forger.destroy_publisher(forged)
+
+        # 2. Malformed poses: NaN, infinite, another frame. Each is refused (a stop).
+        odom = forger.create_publisher(Odometry, 'odom', qos.CLI_DEFAULT)
+        assert wait_until(lambda: odom.get_subscription_count() >= 2, 30)
+        rejected = diag.count(monitor, 'rejected_poses')
+        bad_poses = []
+        for value, frame in ((np.nan, 'odom'), (np.inf, 'odom'), (0.0, 'elsewhere')) * 5:
+            bad_poses.append(pose_twist_to_odometry(np.array([value, 0.0, 0.0]), np.zeros(2),
+                                                    Clock().now().to_msg(), frame,
+                                                    'base_link'))
+        for msg in bad_poses:
+            odom.publish(msg)
+            time.sleep(0.02)
+        # Best effort reader (qos.SENSOR): a pose may drop, never count twice.
+        assert wait_until(lambda: diag.count(monitor, 'rejected_poses') > rejected, 10)
+        assert diag.count(monitor, 'rejected_poses') <= rejected + len(bad_poses)
+        forger.destroy_publisher(odom)
+
+        # 3. The e-stop: a true from anyone latches; falses and heartbeats never release.
+        e_stop = forger.create_publisher(Bool, 'e_stop', qos.CLI_DEFAULT)
+        assert wait_until(lambda: e_stop.get_subscription_count() > 0, 30)
+        e_stop.publish(Bool(data=True))
+        assert wait_until(lambda: diag.values.get(monitor, {}).get('e_stop') == 'True', 10)
+        t1 = Clock().now().nanoseconds * 1e-9
+        for _ in range(50):
+            e_stop.publish(Bool(data=False))
+            time.sleep(0.01)
+        assert wait_until(lambda: diag.count(monitor, 'e_stop_releases_refused') >= 1, 10)
+        latched = [c for c in commands if c[0] >= t1]
+        assert diag.values[monitor]['e_stop'] == 'True'
+        assert latched and all(c[1] == 0.0 and c[2] == 0.0 for c in latched)
+        # The explicit release: the robot drives on its executor's commands again.
+        client = probe.create_client(SetBool, 'e_stop')
+        assert client.wait_for_service(timeout_sec=10)
+        assert client.call(SetBool.Request(data=False), timeout_sec=10).success
+        assert wait_until(moving, 30), stack.output[-3000:]
+        forger.destroy_node()
+
+        assert stack.proc.poll() is None, stack.output
+        for name, pid in pids.items():
+            assert os.path.exists(f'/proc/{pid}'), f'{name} died:\n{stack.output[-3000:]}'
+            grown = peak_rss(pid) - baseline[name]
+            assert grown <= 64 * MIB, (name, grown / MIB)
+    finally:
+        stack.stop(timeout=20)

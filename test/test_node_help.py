@@ -1,0 +1,36 @@
+"""Every node's --help lists all its modes and every parameter of each."""
+
+import subprocess
+import sys
+
+import pytest
+
+from cpo_ros.ros.graph import GRAPHS
+from cpo_ros.ros.specs import DEPLOY_EXECUTOR_PARAMS, EXECUTOR_PARAMS, NODE_PARAMS
+
+
+def _help(executable: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, '-m', f'cpo_ros.nodes.{executable}', *args, '--help'],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize('executable', sorted({e.executable for g in GRAPHS.values()
+                                               for e in g.nodes + g.worker_nodes}))
+def test_help_lists_every_parameter(executable):
+    text = _help(executable)
+    for spec in NODE_PARAMS[executable]:
+        assert f'  {spec.name} (default ' in text, (executable, spec.name)
+
+
+@pytest.mark.parametrize('args', [(), ('--deploy',)])
+def test_policy_executor_help_shows_both_modes(args):
+    text = _help('policy_executor', *args)
+    assert text.startswith('usage: ros2 run cpo_ros policy_executor [-h] [--deploy]')
+    training, deploy = text.split('== mode: --deploy')
+    assert '== mode: training (default) ==' in training
+    for spec in EXECUTOR_PARAMS:
+        assert f'  {spec.name} (default ' in training, spec.name
+    for spec in DEPLOY_EXECUTOR_PARAMS:
+        assert f'  {spec.name} (default ' in deploy, spec.name
