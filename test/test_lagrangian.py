@@ -9,7 +9,7 @@ from cpo_ros.algo.networks import GaussianPolicy
 from cpo_ros.algo.pid_lag import PIDLagrangian
 from cpo_ros.algo.ppo_lag import PPOLagrangian
 from cpo_ros.algo.rule import ConstraintEstimate, surrogates
-from cpo_ros.sim.point_circle import VecPointCircle
+from cpo_ros.sim.make import make_vec_env
 from cpo_ros.training.config import AlgoConfig
 from cpo_ros.training.worker import RolloutWorker
 
@@ -74,7 +74,7 @@ def test_pid_state_survives_a_checkpoint():
 
 def _rollout(algo, cost_per_step):
     torch.manual_seed(0)
-    env = VecPointCircle(8, seed=0, max_episode_steps=20)
+    env = make_vec_env(task='circle', num_envs=8, seed=0, max_episode_steps=20)
     worker = RolloutWorker(8, env.obs_dim, env.act_dim, 100, seed=0)
     worker.use_policy(algo.policy, algo.version)
     obs, rollout = env.reset(seed=0), None

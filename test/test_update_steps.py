@@ -13,7 +13,7 @@ from cpo_ros.algo.networks import GaussianPolicy
 from cpo_ros.algo.registry import PRESETS, rule_class, RULES, variant
 from cpo_ros.algo.rule import ConstraintEstimate, UpdateRule
 from cpo_ros.algo.trust_region import flat_params, line_search, SolvedOperator
-from cpo_ros.sim.point_circle import VecPointCircle
+from cpo_ros.sim.make import make_vec_env
 from cpo_ros.training.config import AlgoConfig
 from cpo_ros.training.worker import RolloutWorker
 
@@ -36,7 +36,7 @@ def test_every_registered_rule_loads_under_its_name():
 
 def _rollout(algo, cost_per_step: float = 0.0, seed: int = 0):
     torch.manual_seed(seed)
-    env = VecPointCircle(8, seed=seed, max_episode_steps=20)
+    env = make_vec_env(task='circle', num_envs=8, seed=seed, max_episode_steps=20)
     worker = RolloutWorker(8, env.obs_dim, env.act_dim, 60, seed=seed)
     worker.use_policy(algo.policy, algo.version)
     obs, rollout = env.reset(seed=seed), None

@@ -11,6 +11,50 @@ ALGOS = tuple(RULES)
 VALUE_NORMALIZATIONS = ('off', 'cost', 'all')
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed interval of a numeric setting (of each element, for a tuple)."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ValueError naming name unless value (each element of a tuple) is inside."""
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            check_range(name, v, self.low, self.high, self.low_open, self.high_open)
+
+
+# The one source of each setting's allowed values: validate() checks them, and the learner's
+# ROS parameter descriptors (cpo_ros.ros.specs) show them.
+ALGO_RANGES = {
+    'cost_limit': Range(0.0, math.inf), 'cost_confidence': Range(0.0, 10.0),
+    'cost_bias_rate': Range(0.0, 1.0), 'cost_rise_max': Range(1.0, 1000.0),
+    'gamma': Range(0.0, 1.0), 'lam': Range(0.0, 1.0), 'cost_gamma': Range(0.0, 1.0),
+    'cost_lam': Range(0.0, 1.0), 'target_kl': Range(0.0, 1.0, low_open=True),
+    'cg_iters': Range(1, 1000), 'cg_damping': Range(0.0, 10.0),
+    'backtrack_ratio': Range(0.0, 1.0, True, True), 'backtrack_iters': Range(1, 100),
+    'hidden_sizes': Range(1, 4096), 'value_hidden_sizes': Range(1, 4096),
+    'init_log_std': Range(-10.0, 2.0), 'value_lr': Range(0.0, 1.0, low_open=True),
+    'value_epochs': Range(0, 1000), 'value_minibatch': Range(1, 10_000_000),
+    'pdo_lambda_lr': Range(0.0, 100.0), 'pdo_lambda_init': Range(0.0, 1e6),
+    'ppo_lr': Range(0.0, 1.0, low_open=True), 'ppo_epochs': Range(1, 1000),
+    'ppo_minibatch': Range(1, 10_000_000), 'ppo_clip': Range(0.0, 1.0, low_open=True),
+    'ppo_target_kl': Range(0.0, 10.0), 'ppo_max_grad_norm': Range(0.0, 1e6),
+    'lagrangian_lr': Range(0.0, 100.0), 'lagrangian_init': Range(0.0, 1e6),
+    'pid_kp': Range(0.0, 100.0), 'pid_ki': Range(0.0, 100.0), 'pid_kd': Range(0.0, 100.0),
+    'obs_clip': Range(0.0, math.inf, low_open=True), 'shaping_horizon': Range(1, 100_000),
+    'shaping_weight': Range(0.0, 1e6),
+}
+TRAIN_RANGES = {
+    'iterations': Range(1, 10_000_000), 'num_envs': Range(1, 4096),
+    'checkpoint_every': Range(1, 10_000_000), 'torch_threads': Range(1, 256),
+}
+"""steps_per_iteration is checked against num_envs in TrainConfig.validate()."""
+CHOICES = {'algo': ALGOS, 'value_normalization': VALUE_NORMALIZATIONS}
+
+
 @dataclass
 class AlgoConfig:
     """Settings of the policy update (CPO and the TRPO and PDO baselines that share its parts)."""
@@ -116,47 +160,17 @@ class AlgoConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""
-        if self.algo not in ALGOS:
-            raise ValueError(f'algo = {self.algo!r} is not one of {ALGOS}')
-        if self.value_normalization not in VALUE_NORMALIZATIONS:
-            raise ValueError(f'value_normalization = {self.value_normalization!r} is not one of '
-                             f'{VALUE_NORMALIZATIONS}')
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f'{name} = {getattr(self, name)!r} is not one of {choices}')
         if not self.limits:
             raise ValueError('cost_limit = (): need one limit per constraint')
-        for limit in self.limits:
-            check_range('cost_limit', limit, 0.0, math.inf)
-        for name in ('gamma', 'lam', 'cost_gamma', 'cost_lam'):
-            check_range(name, getattr(self, name), 0.0, 1.0)
-        check_range('target_kl', self.target_kl, 0.0, 1.0, low_open=True)
-        check_range('cg_iters', self.cg_iters, 1, 1000)
-        check_range('cg_damping', self.cg_damping, 0.0, 10.0)
-        check_range('backtrack_ratio', self.backtrack_ratio, 0.0, 1.0, True, True)
-        check_range('backtrack_iters', self.backtrack_iters, 1, 100)
-        check_range('value_lr', self.value_lr, 0.0, 1.0, low_open=True)
-        check_range('value_epochs', self.value_epochs, 0, 1000)
-        check_range('value_minibatch', self.value_minibatch, 1, 10_000_000)
-        check_range('pdo_lambda_lr', self.pdo_lambda_lr, 0.0, 100.0)
-        check_range('pdo_lambda_init', self.pdo_lambda_init, 0.0, 1e6)
-        check_range('ppo_lr', self.ppo_lr, 0.0, 1.0, low_open=True)
-        check_range('ppo_epochs', self.ppo_epochs, 1, 1000)
-        check_range('ppo_minibatch', self.ppo_minibatch, 1, 10_000_000)
-        check_range('ppo_clip', self.ppo_clip, 0.0, 1.0, low_open=True)
-        check_range('ppo_target_kl', self.ppo_target_kl, 0.0, 10.0)
-        check_range('ppo_max_grad_norm', self.ppo_max_grad_norm, 0.0, 1e6)
-        check_range('lagrangian_lr', self.lagrangian_lr, 0.0, 100.0)
-        check_range('lagrangian_init', self.lagrangian_init, 0.0, 1e6)
-        for name in ('pid_kp', 'pid_ki', 'pid_kd'):
-            check_range(name, getattr(self, name), 0.0, 100.0)
-        check_range('obs_clip', self.obs_clip, 0.0, math.inf, low_open=True)
-        check_range('shaping_horizon', self.shaping_horizon, 1, 100_000)
-        check_range('shaping_weight', self.shaping_weight, 0.0, 1e6)
-        check_range('cost_confidence', self.cost_confidence, 0.0, 10.0)
-        check_range('cost_bias_rate', self.cost_bias_rate, 0.0, 1.0)
-        check_range('cost_rise_max', self.cost_rise_max, 1.0, 1000.0)
         for name in ('hidden_sizes', 'value_hidden_sizes'):
             sizes = getattr(self, name)
             if not sizes or any(int(h) < 1 for h in sizes):
                 raise ValueError(f'{name} = {sizes!r}: need one or more positive layer sizes')
+        for name, allowed in ALGO_RANGES.items():
+            allowed.check(name, self.limits if name == 'cost_limit' else getattr(self, name))
 
 
 @dataclass
@@ -197,11 +211,9 @@ class TrainConfig:
         """Raise ValueError naming the first field outside its allowed range."""
         if (self.task is None) == (self.env_id is None):
             raise ValueError('give exactly one of task and env_id')
-        check_range('iterations', self.iterations, 1, 10_000_000)
-        check_range('num_envs', self.num_envs, 1, 4096)
+        for name, allowed in TRAIN_RANGES.items():
+            allowed.check(name, getattr(self, name))
         check_range('steps_per_iteration', self.steps_per_iteration, self.num_envs, 100_000_000)
-        check_range('checkpoint_every', self.checkpoint_every, 1, 10_000_000)
-        check_range('torch_threads', self.torch_threads, 1, 256)
         self.algo.validate()
 
     def to_dict(self) -> dict[str, Any]:
