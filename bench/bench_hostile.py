@@ -1,5 +1,7 @@
-"""Hostile input: the learner's peak memory under a flood of maximum-size chunks, and the
-messages per second each node refuses while it keeps doing its real work.
+"""Hostile input: peak memory under a chunk flood, and refusals per second.
+
+The learner's peak memory under a flood of maximum-size chunks, and the messages per second
+each node refuses while it keeps doing its real work.
 
 Run: ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_hostile.py [--part memory|refusals|all]
      [--seconds 5]

@@ -28,19 +28,22 @@ def pytest_configure(config):
 # Markers by file and test name, set here so that test files need no edits: `-m "not slow"`
 # runs in about a minute (docs/testing.md). A test that takes one of the ROS fixtures is `ros`
 # wherever it lives.
-ROS_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_faults', 'test_hil',
-             'test_perspective', 'test_reference', 'test_ros_fleet', 'test_ros_graph',
-             'test_ros_nodes'}
+ROS_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_faults',
+             'test_fuzz', 'test_hil', 'test_perspective', 'test_reference', 'test_ros_fleet',
+             'test_ros_graph', 'test_ros_nodes'}
 ROS_FIXTURES = {'domain_id', 'ros_env', 'probe', 'start_node'}
 LEARNING_FILES = {'test_long_horizon'}
 LEARNING_NAME = re.compile(r'(^|_)(train|trains|trained|training|learns)(_|$)')
 SLOW_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_export',
-              'test_hil', 'test_long_horizon', 'test_node_help', 'test_perspective',
+              'test_fuzz', 'test_hil', 'test_long_horizon', 'test_node_help', 'test_perspective',
               'test_ros_fleet', 'test_ros_graph', 'test_ros_nodes'}
 SLOW_TESTS = {
+    'test_constraints::test_cpo_with_two_constraints_keeps_each_within_its_line_search_rule',
+    'test_constraints::test_shaping_is_off_by_default_and_constrains_the_shaped_cost',
     'test_constraints::test_the_predictor_learns_where_violations_follow',
     'test_constraints::test_train_command_with_a_speed_constraint_and_shaping_writes_per_'
     'constraint_columns',
+    'test_cost_estimate::test_critics_fit_long_horizon_values',
     'test_cost_estimate::test_split_half_noise_tells_signal_from_noise',
     'test_cost_estimate::test_under_predicted_rises_shrink_the_allowed_rise',
     'test_exit_codes::test_bringup_exits_2_on_a_deploy_that_cannot_start',
@@ -51,9 +54,11 @@ SLOW_TESTS = {
     'test_gather::test_train_gather_uses_the_paper_limit',
     'test_goal::test_env_ids_outside_the_project_need_a_cost_limit',
     'test_goal::test_train_and_eval_goal_end_to_end',
+    'test_hostile_input::test_a_policy_json_without_observation_is_refused_with_path_and_reason',
     'test_render::test_eval_renders_an_episode_from_above',
     'test_settings::test_config_file_and_set_end_to_end',
     'test_settings::test_help_lists_every_key_with_docstring_and_default',
+    'test_settings::test_the_parser_leaves_mujoco_unloaded_until_help_asks',
     'test_task_regression::test_first_iteration_of_train_gives_its_pinned_figures',
     'test_train::test_bad_input_is_a_clear_error',
     'test_train::test_corrupt_checkpoint_is_refused_with_path_and_reason',
@@ -63,12 +68,13 @@ SLOW_TESTS = {
     'test_update_speed::test_a_killed_fit_process_loses_nothing',
     'test_update_speed::test_critic_fit_process_reports_a_failure_and_carries_on',
     'test_update_speed::test_critics_fit_in_a_process_as_on_the_thread',
+    'test_update_speed::test_ctrl_c_while_waiting_for_the_fit_process_never_hangs',
     'test_update_speed::test_fit_process_solves_as_the_parent_and_while_its_fit_answer_is_unread',
     'test_update_speed::test_policy_ready_sees_the_final_policy_and_changes_nothing',
     'test_update_speed::test_trainer_samples_ahead_as_a_plain_loop_would',
 }
-"""file::test (without parameters) of tests elsewhere that took 10 s or more (--durations=0,
-2 cores at a load average near 15; a test a third as long on a quiet machine)."""
+"""file::test (without parameters) of tests elsewhere that took 3 s or more (--durations=0 on
+2 cores at a load average near 15), or that start node processes or train a policy."""
 
 
 def pytest_collection_modifyitems(config, items):
