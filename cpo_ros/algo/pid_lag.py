@@ -1,5 +1,6 @@
-"""PID-Lagrangian (CPPO-PID; Stooke, Achiam and Abbeel, ICML 2020): PPO-Lagrangian whose
-multiplier is a PID controller's output instead of an integral alone.
+"""PID-Lagrangian (CPPO-PID; Stooke, Achiam and Abbeel, ICML 2020).
+
+PPO-Lagrangian whose multiplier is a PID controller's output instead of an integral alone.
 
 The paper's Algorithm 2, per constraint and once per iteration before the policy step:
 

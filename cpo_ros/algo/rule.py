@@ -64,7 +64,7 @@ class Batch:
 
 def surrogates(policy: GaussianPolicy, batch: Batch,
                kl: bool = False) -> tuple[torch.Tensor, ...]:
-    """Return the reward and cost surrogates (importance-weighted), and the mean KL if asked."""
+    """Return the importance-weighted reward and cost surrogates, and the mean KL if asked."""
     mean = policy.mean(batch.obs)
     ratio = torch.exp(gaussian_log_prob(batch.u, mean, policy.log_std) - batch.old_logp)
     out = (ratio * batch.adv_r).mean(), (ratio[:, None] * batch.adv_c).mean(0)

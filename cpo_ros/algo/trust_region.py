@@ -1,5 +1,8 @@
-"""Trust-region pieces shared by TRPO, PDO and CPO: flat parameters, Fisher-vector products, CG,
-the backtracking line search, and the rule they share (gradients, direction, line search)."""
+"""Trust-region pieces shared by TRPO, PDO and CPO.
+
+Flat parameters, Fisher-vector products, CG, the backtracking line search, and the rule they
+share (gradients, direction, line search).
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass
