@@ -250,9 +250,9 @@ def unsafe_policy(tmp_path_factory):
 
 def circle_rollout(algo, steps: int = 200, num_envs: int = 8, episode: int = 20, seed: int = 0):
     """Return one rollout of algo's policy on Point-Circle (steps per env, episodes of episode)."""
-    from cpo_ros.sim.point_circle import VecPointCircle
+    from cpo_ros.sim.make import make_vec_env
     from cpo_ros.training.worker import RolloutWorker
-    env = VecPointCircle(num_envs, seed=seed, max_episode_steps=episode)
+    env = make_vec_env(task='circle', num_envs=num_envs, seed=seed, max_episode_steps=episode)
     worker = RolloutWorker(num_envs, env.obs_dim, env.act_dim, steps, seed=seed)
     worker.use_policy(algo.policy, algo.version)
     obs, rollout = env.reset(seed=seed), None

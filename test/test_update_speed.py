@@ -181,6 +181,10 @@ def test_policy_ready_sees_the_final_policy_and_changes_nothing():
     for part in ('policy', 'reward_critic', 'cost_critics'):
         for key, value in plain.state_dict()[part].items():
             assert torch.equal(hooked.state_dict()[part][key], value), (part, key)
+    hist_a, hist_b = a.pop('histograms'), b.pop('histograms')
+    assert hist_a.keys() == hist_b.keys()
+    for name, values in hist_a.items():
+        np.testing.assert_array_equal(hist_b[name], values, err_msg=name)
     for key, value in a.items():
         if not key.startswith('time_'):
             assert b[key] == value or (value != value and b[key] != b[key]), key
