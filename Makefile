@@ -24,6 +24,8 @@ $(STAMP): requirements.txt requirements-ros.txt requirements-dev.txt setup.py pa
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -r requirements-ros.txt -r requirements-dev.txt
 	$(PY) -m pip install -q -e . --no-deps
+	@# The example task package of docs/tasks.md (the tests use it): no network needed.
+	$(PY) -m pip install -q --no-deps --no-build-isolation examples/corridor_task
 	@touch $(STAMP)
 
 demo: setup

@@ -69,11 +69,11 @@ def message_costs(args) -> dict[str, float]:
     """Measure the learner's per-sample and per-message costs on this machine [s, bytes]."""
     from cpo_ros.algo.networks import GaussianPolicy
     from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
-    from cpo_ros.sim.point_circle import VecPointCircle
+    from cpo_ros.sim.make import vec_env
     from cpo_ros.training.fleet import merge_chunks
     from cpo_ros.training.worker import RolloutWorker
 
-    env = VecPointCircle(args.num_envs, seed=0)
+    env = vec_env('circle', args.num_envs, seed=0)
     steps = args.steps // args.num_envs // 4
     worker = RolloutWorker(args.num_envs, env.obs_dim, env.act_dim, steps, seed=0)
     policy = GaussianPolicy(env.obs_dim, env.act_dim)

@@ -4,7 +4,7 @@ The learner's peak memory under a flood of maximum-size chunks, and the messages
 each node refuses while it keeps doing its real work.
 
 Run: ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_hostile.py [--part memory|refusals|all]
-     [--seconds 5]
+     [--seconds 5] [--rates 100 1000 5000]
 Prints
 - memory: the learner (Point-Circle, steps_per_iteration 50,000) while a probe floods
   `cpo/rollout` with chunks of 50,000 float64 samples sampled by the learner's own current
@@ -12,9 +12,9 @@ Prints
   RSS (VmHWM) against the stated bound  baseline + queue_bytes + 7 x the rollout size cap
   (4 in the reader's history, 3 copies while one is checked);
 - refusals: the training graph (sim bridge, executor, learner; 16 robots) and a gate-mode
-  monitor, each input flooded in turn with malformed messages as fast as one probe publishes
-  them: refusals per second (the node's /diagnostics counter) and the node's real work
-  meanwhile against without the flood (lock-step env steps/s; the monitor's cmd_vel rate).
+  monitor, each input flooded in turn with malformed messages at each of --rates: refusals
+  per second (the node's /diagnostics counter) and the real work meanwhile against without
+  the flood (lock-step env steps/s from the bridge's batch/state; the monitor's cmd_vel rate).
 """
 
 import argparse
@@ -50,7 +50,8 @@ def start(module: str, *params: str) -> subprocess.Popen:
            str(config_file('circle_sim'))]
     for p in params:
         cmd += ['-p', f'{name}:{p}']
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = open(os.path.join(tempfile.gettempdir(), f'bench_hostile_{name}.log'), 'w')
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 
 class Probe:
@@ -136,23 +137,33 @@ def memory(args) -> None:
     pub = probe.node.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
     try:
         assert wait(lambda: policies and pub.get_subscription_count() > 0, 120), 'no learner'
-        time.sleep(2.0)  # imports and the first checkpoint done: a settled baseline
+
+        def valid_chunk(policy: dict, executor: str) -> dict:
+            """Return a chunk of the policy's samples, every float array float64."""
+            worker = RolloutWorker(50, obs_dim, act_dim, samples // 50, seed=0)
+            worker.set_policy(policy)
+            obs = np.random.default_rng(0).normal(size=(50, obs_dim)).astype(np.float32)
+            chunk = None
+            while chunk is None:
+                worker.act(obs)
+                worker.record(np.zeros(50), np.zeros(50), np.zeros(50, bool),
+                              np.zeros(50, bool), obs)
+                chunk = worker.take_rollout(obs)
+            chunk = {k: (v.astype(np.float64) if v.dtype.kind == 'f' and k != 'logp' else v)
+                     for k, v in chunk.items()}
+            chunk.update(executor_id=np.asarray(executor), executor_session=np.asarray(1),
+                         chunk_seq=np.asarray(0), samples=np.asarray(samples))
+            return chunk
+
+        # One ordinary iteration first: the baseline includes an update's working memory.
+        progress = os.path.join(out, 'progress.csv')
+        pub.publish(arrays_to_msg(valid_chunk(policies[-1], '/warm_up')))
+        assert wait(lambda: os.path.isfile(progress)
+                    and len(open(progress).read().splitlines()) > 1 and len(policies) > 1,
+                    300), 'no first iteration'
+        time.sleep(2.0)
         base_rss, base_peak = peak_rss(learner.pid)
-        policy = policies[-1]
-        # A chunk of 50,000 samples of the learner's own policy, every array float64: the
-        # largest a chunk of that many samples gets, and it passes every check.
-        worker = RolloutWorker(50, obs_dim, act_dim, samples // 50, seed=0)
-        worker.set_policy(policy)
-        rng = np.random.default_rng(0)
-        obs = rng.normal(size=(50, obs_dim)).astype(np.float32)
-        chunk = None
-        while chunk is None:
-            worker.act(obs)
-            worker.record(np.zeros(50), np.zeros(50), np.zeros(50, bool), np.zeros(50, bool),
-                          obs)
-            chunk = worker.take_rollout(obs)
-        chunk = {k: (v.astype(np.float64) if v.dtype.kind == 'f' and k != 'logp' else v)
-                 for k, v in chunk.items()}
+        chunk = valid_chunk(policies[-1], '/flood')
         sent = 0
         t0 = time.monotonic()
         while time.monotonic() - t0 < args.seconds:
@@ -164,12 +175,15 @@ def memory(args) -> None:
             sent += 1
         size = len(msg.data)
         time.sleep(3.0)
+        assert learner.poll() is None, f'the learner ended ({learner.returncode}): see ' \
+            f'{tempfile.gettempdir()}/bench_hostile_learner.log'
         rss, peak = peak_rss(learner.pid)
-        bound = base_rss + queue_bytes + 7 * cap
+        bound = base_peak + queue_bytes + 7 * cap
         print(f'memory: learner of 50,000-sample iterations (rollout size cap {cap / MIB:.1f} '
               f'MiB, queue_bytes {queue_bytes / MIB:.1f} MiB); {sent} valid chunks of '
               f'{size / MIB:.1f} MiB in {args.seconds:.0f} s, each under a new executor id')
-        print(f'  baseline RSS {base_rss / MIB:.0f} MiB (peak {base_peak / MIB:.0f}); after the '
+        print(f'  after one iteration RSS {base_rss / MIB:.0f} MiB (peak {base_peak / MIB:.0f}); '
+              f'after the '
               f'flood RSS {rss / MIB:.0f} MiB, peak {peak / MIB:.0f} MiB; stated bound '
               f'{bound / MIB:.0f} MiB -> {"within" if peak <= bound else "ABOVE"} the bound')
         counters = {k: v for k, v in probe.diag.get('learner', {}).items()
@@ -195,10 +209,12 @@ def refusals(args) -> None:
     procs = [start('cpo_ros.nodes.sim_bridge', *common),
              start('cpo_ros.nodes.policy_executor', *common),
              start('cpo_ros.nodes.learner', *common, f'out:={out}', 'resume:=false',
-                   'iterations:=100000', 'value_epochs:=1'),
+                   'iterations:=100000', 'value_epochs:=1', 'rollout_timeout_s:=5.0'),
              start('cpo_ros.nodes.safe_area_monitor', 'shield_mode:=gate',
                    'command_source:=bench_probe', 'diagnostics_rate_hz:=5.0')]
     probe = Probe()
+    # Lock-step progress: the states the sim bridge publishes (the probe floods the others).
+    probe.count_topic('batch/state', Float32MultiArray, qos.LOCKSTEP)
     probe.count_topic('batch/cmd_vel', Float32MultiArray, qos.LOCKSTEP)
     probe.count_topic('cmd_vel', TwistStamped, qos.CLI_DEFAULT)
     # The probe plays the deploy executor for the monitor: a pose and a command at 20 Hz.
@@ -223,26 +239,29 @@ def refusals(args) -> None:
     bad_batch = Float32MultiArray(data=[1.0, 2.0, 3.0])
     nan_odom = pose_twist_to_odometry(np.array([np.nan, 0.0, 0.0]), np.zeros(2),
                                       _stamp(), 'odom', 'base_link')
+    # The latched inputs last: a flood there displaces the learner's own policy or status
+    # from the executor's reader (depth 1), and sampling waits for the learner to re-publish
+    # (rollout_timeout_s).
     floods = (
         ('learner', 'cpo/rollout', UInt8MultiArray, qos.CLI_DEFAULT, bad_npz, 'refused_rollout'),
-        ('policy_executor', 'cpo/policy', UInt8MultiArray, qos.LATCHED, bad_npz,
-         'refused_policy'),
-        ('policy_executor', 'cpo/iteration', UInt8MultiArray, qos.LATCHED, bad_npz,
-         'refused_iteration'),
         ('policy_executor', 'batch/state', Float32MultiArray, qos.CLI_DEFAULT, bad_batch,
          'refused_batch/state'),
         ('sim_bridge', 'batch/cmd_vel', Float32MultiArray, qos.CLI_DEFAULT, bad_batch,
          'refused_batch/cmd_vel'),
-        ('cpo_ros: safe area', 'odom', Odometry, qos.CLI_DEFAULT, nan_odom, 'rejected_poses'),
+        ('/cpo_ros: safe area', 'odom', Odometry, qos.CLI_DEFAULT, nan_odom, 'rejected_poses'),
+        ('policy_executor', 'cpo/iteration', UInt8MultiArray, qos.LATCHED, bad_npz,
+         'refused_iteration'),
+        ('policy_executor', 'cpo/policy', UInt8MultiArray, qos.LATCHED, bad_npz,
+         'refused_policy'),
     )
     try:
-        assert wait(lambda: probe.counts['batch/cmd_vel'] > 100 and probe.counts['cmd_vel'] > 20,
+        assert wait(lambda: probe.counts['batch/state'] > 100 and probe.counts['cmd_vel'] > 20,
                     180), 'the graph did not start'
 
-        def work(seconds: float) -> tuple[float, float]:
-            steps0, gate0 = probe.counts['batch/cmd_vel'], probe.counts['cmd_vel']
+        def work(seconds: float, steps_topic: str = 'batch/state') -> tuple[float, float]:
+            steps0, gate0 = probe.counts[steps_topic], probe.counts['cmd_vel']
             time.sleep(seconds)
-            return ((probe.counts['batch/cmd_vel'] - steps0) * 16 / seconds,
+            return ((probe.counts[steps_topic] - steps0) * 16 / seconds,
                     (probe.counts['cmd_vel'] - gate0) / seconds)
 
         quiet_steps, quiet_gate = work(args.seconds)
@@ -251,24 +270,32 @@ def refusals(args) -> None:
         for node, topic, kind, profile, message, key in floods:
             pub = probe.node.create_publisher(kind, topic, profile)
             assert wait(lambda pub=pub: pub.get_subscription_count() > 0, 30), topic
-            before = probe.counter(node, key)
-            stop = threading.Event()
-            sent = [0]
+            for rate in args.rates:
+                before = probe.counter(node, key)
+                stop = threading.Event()
+                sent = [0]
 
-            def flood(pub=pub, message=message, stop=stop, sent=sent) -> None:
-                while not stop.is_set():
-                    pub.publish(message)
-                    sent[0] += 1
-            thread = threading.Thread(target=flood, daemon=True)
-            thread.start()
-            steps, gate = work(args.seconds)
-            stop.set()
-            thread.join()
-            time.sleep(1.0)  # the last diagnostics
-            refused = probe.counter(node, key) - before
-            print(f'  {topic:<14} -> {node:<18} sent {sent[0] / args.seconds:8,.0f}/s, refused '
-                  f'{refused / args.seconds:8,.0f}/s; meanwhile {steps:8,.0f} env steps/s '
-                  f'({steps / quiet_steps:.0%}), cmd_vel {gate:.1f}/s')
+                def flood(pub=pub, message=message, stop=stop, sent=sent, rate=rate) -> None:
+                    due = time.monotonic()
+                    while not stop.is_set():
+                        pub.publish(message)
+                        sent[0] += 1
+                        due += 1.0 / rate
+                        pause = due - time.monotonic()
+                        if pause > 0:
+                            time.sleep(pause)
+                thread = threading.Thread(target=flood, daemon=True)
+                thread.start()
+                # Steps counted on the lock-step topic the probe does not flood itself.
+                steps, gate = work(args.seconds, 'batch/cmd_vel' if topic == 'batch/state'
+                                   else 'batch/state')
+                stop.set()
+                thread.join()
+                time.sleep(1.0)  # the last diagnostics
+                refused = probe.counter(node, key) - before
+                print(f'  {topic:<14} -> {node:<20} sent {sent[0] / args.seconds:7,.0f}/s, '
+                      f'refused {refused / args.seconds:7,.0f}/s; meanwhile {steps:6,.0f} env '
+                      f'steps/s ({steps / quiet_steps:4.0%}), cmd_vel {gate:5.1f}/s', flush=True)
             probe.node.destroy_publisher(pub)
         print(f'alive after the floods: {[p.poll() is None for p in procs]}')
     finally:
@@ -292,6 +319,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--part', choices=('memory', 'refusals', 'all'), default='all')
     parser.add_argument('--seconds', type=float, default=5.0)
+    parser.add_argument('--rates', type=float, nargs='+', default=[100.0, 1000.0, 5000.0],
+                        help='flood rates to try [messages/s]')
     args = parser.parse_args()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     print(f'command: {" ".join([os.path.basename(sys.executable), *sys.argv])} '

@@ -94,7 +94,7 @@ def latency(args) -> np.ndarray:
     state_pub = node.create_publisher(Float32MultiArray, 'batch/state', qos.LOCKSTEP)
     policy_pub = node.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
     arrays = GaussianPolicy(6, 2).to_arrays()
-    arrays['version'] = np.asarray(0)
+    arrays.update(version=np.asarray(0), session=np.asarray(1))  # wire.POLICY_FIELDS
     policy_pub.publish(arrays_to_msg(arrays))
     spin = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
     spin.start()

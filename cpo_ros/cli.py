@@ -46,20 +46,23 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
                    '--set hidden_sizes=64,32 --set max_episode_steps=500')
     where = p.add_mutually_exclusive_group()
     where.add_argument('--task', default=None,
-                       help="task: a registered name ('circle', the default; `cpo-ros tasks` "
-                       "lists them) or a dotted path 'my_pkg.tasks:Corridor'")
+                       help="task: a registered name (`cpo-ros tasks` lists them; default "
+                       "circle) or a dotted path 'my_pkg.tasks:Corridor'")
     where.add_argument('--env-id', default=None,
                        help='any Gymnasium id reporting info["cost"], or a Safety-Gymnasium id')
     p.add_argument('--algo', choices=ALGOS, default=None, help="update rule (default 'cpo')")
     p.add_argument('--iterations', type=int, default=None)
     p.add_argument('--steps-per-iteration', type=int, default=None)
     p.add_argument('--num-envs', type=int, default=None)
+    p.add_argument('--env-workers', type=int, default=None,
+                   help='processes stepping the --env-id envs (default 1: in this process; '
+                   'N >= 2 splits the envs over N workers, same results)')
     p.add_argument('--cost-limit', type=float, nargs='+', default=None,
                    help="limit d per episode, one per constraint (default: the task's, see "
                    '`cpo-ros tasks`; required for --env-id outside the project)')
     p.add_argument('--speed-limit', type=float, default=None,
-                   help='circle tasks: add a second constraint, cost 1 per step faster than '
-                   'this [m/s]')
+                   help='shorthand for --set speed_limit=V, a parameter of the tasks that have '
+                   'it (circle: a second constraint, cost 1 per step faster than V [m/s])')
     p.add_argument('--cost-shaping', action='store_const', const=True, default=None,
                    help='paper section 6.3: constrain cost + w P(violation within T steps)')
     p.add_argument('--shaping-horizon', type=int, default=None, help='T of --cost-shaping [steps]')
@@ -85,6 +88,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 SHORTHANDS = ('task', 'env_id', 'algo', 'iterations', 'steps_per_iteration', 'num_envs',
+              'env_workers',
               'cost_limit', 'speed_limit', 'cost_shaping', 'shaping_horizon', 'shaping_weight',
               'target_kl', 'seed', 'out', 'torch_threads')
 """The flags of `cpo-ros train` that set the setting of the same name (as --set would)."""

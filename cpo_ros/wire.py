@@ -173,6 +173,22 @@ def check_chunk(chunk: dict[str, np.ndarray], obs_dim: int, act_dim: int,
             int(meta['policy_version']))
 
 
+# The dtypes the update computes in: a chunk of any float type is converted to these once it
+# passed the checks, so that no dtype can fail the update (torch refuses float64 samples
+# against float32 weights).
+CHUNK_DTYPES = {'obs': np.float32, 'u': np.float32, 'logp': np.float32, 'reward': np.float32,
+                'cost': np.float32, 'final_obs': np.float32, 'last_obs': np.float32,
+                'terminated': np.bool_, 'truncated': np.bool_, 'episode_return': np.float64,
+                'episode_cost': np.float64, 'episode_length': np.int64,
+                'episode_end': np.int64, 'policy_version': np.int64}
+
+
+def canonical_chunk(chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Return a checked chunk with every array in the dtype the update computes in."""
+    return {k: (np.asarray(v, CHUNK_DTYPES[k]) if k in CHUNK_DTYPES else v)
+            for k, v in chunk.items()}
+
+
 LOGP_SAMPLES = 32
 LOGP_TOLERANCE = (1e-3, 1e-4)
 """(absolute, relative): float32 rounding between two copies of one policy stays far below."""

@@ -35,8 +35,8 @@ ROS_FIXTURES = {'domain_id', 'ros_env', 'probe', 'start_node'}
 LEARNING_FILES = {'test_long_horizon'}
 LEARNING_NAME = re.compile(r'(^|_)(train|trains|trained|training|learns)(_|$)')
 SLOW_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_export',
-              'test_fuzz', 'test_hil', 'test_long_horizon', 'test_node_help', 'test_perspective',
-              'test_ros_fleet', 'test_ros_graph', 'test_ros_nodes'}
+              'test_fuzz', 'test_gym_workers', 'test_hil', 'test_long_horizon', 'test_node_help',
+              'test_perspective', 'test_ros_fleet', 'test_ros_graph', 'test_ros_nodes'}
 SLOW_TESTS = {
     'test_constraints::test_cpo_with_two_constraints_keeps_each_within_its_line_search_rule',
     'test_constraints::test_shaping_is_off_by_default_and_constrains_the_shaped_cost',
@@ -250,9 +250,9 @@ def unsafe_policy(tmp_path_factory):
 
 def circle_rollout(algo, steps: int = 200, num_envs: int = 8, episode: int = 20, seed: int = 0):
     """Return one rollout of algo's policy on Point-Circle (steps per env, episodes of episode)."""
-    from cpo_ros.sim.make import make_vec_env
+    from cpo_ros.sim.make import vec_env
     from cpo_ros.training.worker import RolloutWorker
-    env = make_vec_env(task='circle', num_envs=num_envs, seed=seed, max_episode_steps=episode)
+    env = vec_env('circle', num_envs, seed=seed, max_episode_steps=episode)
     worker = RolloutWorker(num_envs, env.obs_dim, env.act_dim, steps, seed=seed)
     worker.use_policy(algo.policy, algo.version)
     obs, rollout = env.reset(seed=seed), None

@@ -6,7 +6,7 @@ import torch
 
 from cpo_ros.algo.algorithm import ConstrainedTrustRegion
 from cpo_ros.algo.trust_region import flat_params
-from cpo_ros.sim.make import make_vec_env
+from cpo_ros.sim.make import vec_env
 from cpo_ros.training.config import AlgoConfig
 from cpo_ros.training.worker import RolloutWorker
 
@@ -33,7 +33,7 @@ def test_normaliser_update_leaves_policy_and_critics_unchanged():
 def _update(algo_name, limit, cost_per_step, flat_cost_critic=False):
     """Return the algorithm after one update on a Circle batch with the given cost, and figures."""
     torch.manual_seed(0)
-    env = make_vec_env(task='circle', num_envs=8, seed=0, max_episode_steps=20)
+    env = vec_env('circle', 8, seed=0, max_episode_steps=20)
     algo = ConstrainedTrustRegion(env.obs_dim, env.act_dim,
                                   AlgoConfig(algo=algo_name, cost_limit=limit, value_epochs=1),
                                   env.single_action_space.low, env.single_action_space.high, 20)

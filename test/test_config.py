@@ -13,6 +13,7 @@ from cpo_ros.ros.specs import (
     NODE_PARAMS,
     SHARED_PARAMS,
 )
+from cpo_ros.training import settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,6 +23,10 @@ def test_every_declared_parameter_is_in_the_file(name):
     data = yaml.safe_load((REPO / 'config' / f'{name}.yaml').read_text())
     shared = set(data['/**']['ros__parameters'])
     assert {s.name for s in SHARED_PARAMS} <= shared
+    # Task parameters sit in a section named after their task (ROS: <task>.<field>).
+    task = data['/**']['ros__parameters']['task']
+    section = data['/**']['ros__parameters'][task]
+    assert set(section) <= {s.key for s in settings.task_settings(task)}
     spec = GRAPHS[name]
     for entry in spec.nodes + spec.worker_nodes + ((spec.stand_in,) if spec.stand_in else ()):
         params = set(data[f'/**/{entry.name}']['ros__parameters'])
@@ -49,4 +54,8 @@ def test_robot_profiles_set_only_shared_parameters(profile):
     from cpo_ros.deploy.profile import load_profile
     params = load_profile(profile)
     assert params['robot'] == profile
-    assert set(params) <= {s.name for s in SHARED_PARAMS}
+    # A task's scale is a section named after the task, holding that task's parameters.
+    sections = {k: v for k, v in params.items() if isinstance(v, dict)}
+    assert set(params) - set(sections) <= {s.name for s in SHARED_PARAMS}
+    for task, section in sections.items():
+        assert set(section) <= {s.key for s in settings.task_settings(task)}, task

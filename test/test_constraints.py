@@ -12,17 +12,19 @@ from cpo_ros.algo.algorithm import ConstrainedTrustRegion
 from cpo_ros.algo.buffer import episode_summary, RolloutCollector, validate_rollout
 from cpo_ros.algo.shaping import violation_labels, ViolationPredictor
 from cpo_ros.algo.trust_region import flat_params
-from cpo_ros.sim.point_circle import PointCircleEnv, VecPointCircle
+from cpo_ros.sim.make import vec_env
+from cpo_ros.sim.vec_env import TaskEnv
 from cpo_ros.tasks import circle
-from cpo_ros.tasks.circle import CircleTask
+from cpo_ros.tasks.circle import Circle
+from cpo_ros.tasks.circle import CircleParams as CircleTask
 from cpo_ros.training.config import AlgoConfig
 from cpo_ros.training.worker import RolloutWorker
 
 
 def test_circle_speed_constraint_costs_on_hand_placed_states():
     task = CircleTask(speed_limit=1.0)
-    assert task.cost_names == ('safe_area', 'speed')
-    assert CircleTask().cost_names == ('safe_area',)
+    assert Circle(task).cost_names == ('safe_area', 'speed')
+    assert Circle().cost_names == ('safe_area',)
     pose = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [3.0, 0.0, 0.0], [-1.0, 5.0, 1.0]])
     twist = np.array([[1.2, 0.0], [0.5, 0.0], [1.5, 0.0], [-1.3, 0.0]])
     np.testing.assert_array_equal(circle.costs(pose, twist, task),
@@ -33,7 +35,7 @@ def test_circle_speed_constraint_costs_on_hand_placed_states():
 
 
 def test_vector_env_and_gym_env_report_one_cost_per_constraint():
-    env = VecPointCircle(3, seed=0, speed_limit=0.5)
+    env = vec_env('circle', 3, seed=0, speed_limit=0.5)
     env.reset(seed=0)
     assert env.num_costs == 2
     for _ in range(10):
@@ -41,7 +43,7 @@ def test_vector_env_and_gym_env_report_one_cost_per_constraint():
     assert cost.shape == (3, 2)
     np.testing.assert_array_equal(cost[:, 1], 1.0)  # driving at 1.5 m/s > 0.5
     np.testing.assert_array_equal(cost[:, 0], info['cost_safe_area'])
-    gym_env = PointCircleEnv(speed_limit=0.5)
+    gym_env = TaskEnv('circle', speed_limit=0.5)
     gym_env.reset(seed=1)
     for _ in range(10):
         *_, info = gym_env.step(np.array([1.5, 0.0], np.float32))
@@ -66,7 +68,7 @@ def test_collector_keeps_a_cost_column_per_constraint():
 
 
 def circle_rollout(num_costs, speed_limit, steps=200, seed=0):
-    env = VecPointCircle(8, seed=seed, speed_limit=speed_limit)
+    env = vec_env('circle', 8, seed=seed, speed_limit=speed_limit)
     worker = RolloutWorker(8, env.obs_dim, env.act_dim, steps, seed=seed, num_costs=num_costs)
     torch.manual_seed(seed)
     return env, worker

@@ -145,7 +145,7 @@ def test_sigkilled_bringup_stops_its_nodes_and_the_robot(probe, ros_env, unsafe_
 def test_sigint_of_the_deploy_ends_with_a_zero_command(start_node, probe, ros_env,
                                                        unsafe_policy):
     start_node('sim_bridge', 'mode:=realtime', 'odom_rate_hz:=25.0',
-               'max_episode_steps:=1000000', 'seed:=4')
+               'seed:=4')
     listener = Listener(probe)
     stack = bringup_deploy(ros_env, unsafe_policy)
     assert wait_until(listener.moving, 60), stack.output

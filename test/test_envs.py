@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 import cpo_ros.sim  # noqa: F401 - registers cpo_ros/PointCircle-v0
-from cpo_ros.sim.make import make_vec_env
-from cpo_ros.sim.point_circle import PointCircleEnv, VecPointCircle
+from cpo_ros.sim.make import make_vec_env, vec_env
 from cpo_ros.sim.robot import PointRobots, RobotConfig
+from cpo_ros.sim.vec_env import TaskEnv
 from cpo_ros.tasks import circle
-from cpo_ros.tasks.circle import CircleTask
+from cpo_ros.tasks.circle import CircleParams as CircleTask
 
 TASK = CircleTask()
 
@@ -75,11 +75,11 @@ def test_gym_env_truncates_and_reports_cost():
 
 def test_gym_env_passes_the_checker():
     from gymnasium.utils.env_checker import check_env
-    check_env(PointCircleEnv(), skip_render_check=True)
+    check_env(TaskEnv('circle'), skip_render_check=True)
 
 
 def test_vector_env_autoresets_with_final_obs():
-    env = VecPointCircle(3, max_episode_steps=4, seed=1)
+    env = vec_env('circle', 3, max_episode_steps=4, seed=1)
     env.reset(seed=1)
     for _ in range(4):
         obs, reward, cost, terminated, truncated, info = env.step(np.tile([1.5, 0.0], (3, 1)))
@@ -97,7 +97,7 @@ def test_vector_env_autoresets_with_final_obs():
 
 def test_vector_env_is_seeded():
     def run(seed):
-        env = VecPointCircle(2, seed=seed)
+        env = vec_env('circle', 2, seed=seed)
         out = [env.reset(seed=seed)]
         rng = np.random.default_rng(0)
         for _ in range(60):
@@ -166,16 +166,16 @@ def test_clear_errors():
     with pytest.raises(ValueError, match='no "cost"'):
         env.step(np.zeros((1, 1)))
     with pytest.raises(ValueError, match='x_limit'):
-        VecPointCircle(1, x_limit=-1.0)
-    with pytest.raises(ValueError, match='unknown Point-Circle settings'):
-        VecPointCircle(1, x_limt=1.0)
+        vec_env('circle', 1, x_limit=-1.0)
+    with pytest.raises(ValueError, match='unknown circle settings'):
+        vec_env('circle', 1, x_limt=1.0)
 
 
 def test_domain_randomization_changes_dynamics_latency_and_odometry():
-    from cpo_ros.sim.point_circle import DomainRandomization
+    from cpo_ros.sim.vec_env import DomainRandomization
 
     def distance(randomization, steps=10):
-        env = VecPointCircle(1, seed=0, init_position_noise=0.0, randomization=randomization)
+        env = vec_env('circle', 1, seed=0, init_position_noise=0.0, randomization=randomization)
         env.reset(seed=0)
         start = env.poses()[0, :2]
         for _ in range(steps):
@@ -186,13 +186,13 @@ def test_domain_randomization_changes_dynamics_latency_and_odometry():
         nominal / 2, rel=0.05)
     assert distance(DomainRandomization(max_latency_steps=0), 2) > 0.2
     # With latency the first commands have not acted yet (drawn 0..3 per episode: seed 0 > 0).
-    late = VecPointCircle(4, seed=0, randomization=DomainRandomization(max_latency_steps=3))
+    late = vec_env('circle', 4, seed=0, randomization=DomainRandomization(max_latency_steps=3))
     late.reset(seed=0)
     late.step(np.tile([1.0, 0.0], (4, 1)))
     delayed = late.latency > 0
     assert delayed.any() and np.all(np.abs(late.twists()[delayed, 0]) < 1e-9)
-    noisy = VecPointCircle(2, seed=0, randomization=DomainRandomization(position_noise=0.5))
+    noisy = vec_env('circle', 2, seed=0, randomization=DomainRandomization(position_noise=0.5))
     obs = noisy.reset(seed=0)
     assert np.abs(obs[:, :2] - noisy.poses()[:, :2]).max() > 0.05
     with pytest.raises(ValueError, match='mass_scale'):
-        VecPointCircle(1, randomization=DomainRandomization(mass_scale=(2.0, 1.0)))
+        vec_env('circle', 1, randomization=DomainRandomization(mass_scale=(2.0, 1.0)))

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from cpo_ros.algo.networks import NumpyActor
-from cpo_ros.deploy.export import CIRCLE_OBS, load_exported, TWIST_ACTIONS
+from cpo_ros.deploy.export import load_exported, TWIST_ACTIONS
+from cpo_ros.tasks.circle import OBS_LABELS as CIRCLE_OBS
 from cpo_ros.training.checkpoint import CheckpointError
 from cpo_ros.training.evaluate import load_policy
 
@@ -36,7 +37,8 @@ def test_exported_policy_matches_the_checkpoint(exported):
     _u, _logp, mean_action = NumpyActor(policy).act(obs, deterministic=True)
     np.testing.assert_allclose(module(torch.as_tensor(obs)).detach().numpy(), mean_action,
                                rtol=1e-5, atol=1e-6)
-    assert meta['safe_area'] == {'type': 'strip', 'axis': 'x', 'limit': 2.5}
+    assert meta['safe_area']['type'] == 'polygon'
+    assert [v[0] for v in meta['safe_area']['vertices']] == [-2.5, 2.5, 2.5, -2.5]
     assert meta['action']['high'] == pytest.approx([1.5, 2.0])
     assert meta['provenance']['iteration'] == 1 and len(meta['sha256']) == 64
     assert len(meta['observation']['mean']) == 6

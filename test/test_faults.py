@@ -24,7 +24,7 @@ from cpo_ros.algo.networks import GaussianPolicy
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 
-TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'max_episode_steps:=10']
+TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'circle.max_episode_steps:=10']
 CIRCLE_OBS = 6
 
 

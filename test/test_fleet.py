@@ -8,7 +8,7 @@ import torch
 
 from cpo_ros.algo.algorithm import ConstrainedTrustRegion
 from cpo_ros.algo.buffer import gae, next_values
-from cpo_ros.sim.point_circle import VecPointCircle
+from cpo_ros.sim.make import vec_env
 from cpo_ros.training.config import AlgoConfig
 from cpo_ros.training.fleet import ChunkGatherer, merge_chunks
 from cpo_ros.training.worker import RolloutWorker
@@ -17,7 +17,7 @@ from cpo_ros.training.worker import RolloutWorker
 def sample_chunk(num_envs, steps, seed, version=0, name='a', seq=0, episode_steps=7):
     """Return a rollout chunk of a random policy on Point-Circle (short episodes)."""
     torch.manual_seed(seed)
-    env = VecPointCircle(num_envs, seed=seed, max_episode_steps=episode_steps)
+    env = vec_env('circle', num_envs, seed=seed, max_episode_steps=episode_steps)
     algo = ConstrainedTrustRegion(env.obs_dim, env.act_dim, AlgoConfig(),
                                   env.single_action_space.low, env.single_action_space.high,
                                   episode_steps)

@@ -35,7 +35,7 @@ from cpo_ros.ros.conversions import (
 )
 from cpo_ros.training.fleet import ChunkGatherer
 
-TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'max_episode_steps:=10']
+TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'circle.max_episode_steps:=10']
 OBS, ACT = 6, 2
 MIB = 2 ** 20
 
@@ -272,7 +272,7 @@ def test_deploy_graph_under_fuzz_never_moves_on_a_forged_command(probe, ros_env,
 
     probe.create_subscription(TwistStamped, 'cmd_vel', on_cmd, qos.CLI_DEFAULT)
     stack = bringup_deploy(ros_env, unsafe_policy)
-    monitor = 'cpo_ros: safe area'
+    monitor = '/cpo_ros: safe area'  # the monitor's status: namespace/name
 
     def moving() -> bool:
         return bool(commands) and (commands[-1][1] != 0.0 or commands[-1][2] != 0.0)

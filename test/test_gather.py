@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import cpo_ros.sim  # noqa: F401 - registers the ids
-from cpo_ros.tasks.gather import caught, GatherTask, sensor_readings, VecPointGather
+from cpo_ros.sim.make import vec_env
+from cpo_ros.tasks.gather import caught, sensor_readings
+from cpo_ros.tasks.gather import GatherParams as GatherTask
 
 TASK = GatherTask()
 
@@ -29,15 +31,15 @@ def test_sensors_see_the_closest_object_per_bin_in_front_only():
 
 
 def test_collecting_apples_and_bombs():
-    env = VecPointGather(1, seed=0)
+    env = vec_env('gather', 1, seed=0)
     env.reset(seed=0)
     env.robots.set_pose(0, 0.0, 0.0, 0.0)
-    env.apples[0] = [[0.5, 0.0], [5.0, 5.0]]
-    env.bombs[0, :] = [[-5.0, -5.0]] * TASK.n_bombs
-    env.bombs[0, 0] = [0.0, 0.8]
+    env.task.apples[0] = [[0.5, 0.0], [5.0, 5.0]]
+    env.task.bombs[0, :] = [[-5.0, -5.0]] * TASK.n_bombs
+    env.task.bombs[0, 0] = [0.0, 0.8]
     obs, reward, cost, terminated, truncated, info = env.step(np.zeros((1, 2)))
     assert reward[0] == 10.0 and cost[0] == 1.0
-    assert env.apples_alive[0].tolist() == [False, True] and not env.bombs_alive[0, 0]
+    assert env.task.apples_alive[0].tolist() == [False, True] and not env.task.bombs_alive[0, 0]
     obs, reward, cost, *_ = env.step(np.zeros((1, 2)))
     assert reward[0] == 0.0 and cost[0] == 0.0  # collected once only
     assert obs.shape == (1, 26)
@@ -46,13 +48,13 @@ def test_collecting_apples_and_bombs():
 
 
 def test_episodes_of_fifteen_steps_with_fresh_objects():
-    env = VecPointGather(2, seed=1)
+    env = vec_env('gather', 2, seed=1)
     env.reset(seed=1)
-    first = env.apples.copy()
+    first = env.task.apples.copy()
     for _ in range(15):
         *_, truncated, info = env.step(np.zeros((2, 2)))
-    assert truncated.all() and not np.array_equal(first, env.apples)
-    assert (np.hypot(env.apples[..., 0], env.apples[..., 1]) >= 2.0).all()
+    assert truncated.all() and not np.array_equal(first, env.task.apples)
+    assert (np.hypot(env.task.apples[..., 0], env.task.apples[..., 1]) >= 2.0).all()
     gym_env = gym.make('cpo_ros/PointGather-v0')
     obs, _ = gym_env.reset(seed=0)
     assert obs.shape == (26,)

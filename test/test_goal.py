@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import cpo_ros.sim  # noqa: F401 - registers the ids
-from cpo_ros.sim.make import default_cost_limits, make_vec_env
+from cpo_ros.sim.make import default_cost_limits, make_vec_env, vec_env
 from cpo_ros.tasks import scan
-from cpo_ros.tasks.goal import GoalTask, hazard_ranges, ROBOT_LABELS, VecPointGoal
+from cpo_ros.tasks.goal import GoalParams as GoalTask
+from cpo_ros.tasks.goal import hazard_ranges, ROBOT_LABELS
 
 TASK = GoalTask()
 SPEC = TASK.scan_spec
@@ -93,14 +94,14 @@ def test_a_sensor_msgs_laser_scan_feeds_the_same_observation():
 
 
 def test_cost_is_one_per_step_inside_a_hazard():
-    env = VecPointGoal(2, seed=0)
+    env = vec_env('goal', 2, seed=0)
     env.reset(seed=0)
     hazards = np.array(FAR * TASK.n_hazards)
     inside, outside = hazards.copy(), hazards.copy()
     inside[0] = [0.5, 0.0]
     outside[0] = [TASK.hazard_radius + 0.5, 0.0]
-    env.place(0, (0.0, 0.0, 0.0), inside, goal=(-3.0, 3.0))
-    env.place(1, (0.0, 0.0, 0.0), outside, goal=(-3.0, 3.0))
+    env.place(0, (0.0, 0.0, 0.0), hazards=inside, goal=(-3.0, 3.0))
+    env.place(1, (0.0, 0.0, 0.0), hazards=outside, goal=(-3.0, 3.0))
     _, _, cost, *_ = env.step(np.zeros((2, 2)))
     assert cost.tolist() == [1.0, 0.0]
     obs, _, cost, *_ = env.step(np.zeros((2, 2)))
@@ -110,9 +111,9 @@ def test_cost_is_one_per_step_inside_a_hazard():
 
 
 def test_progress_is_rewarded_and_a_reached_goal_is_replaced():
-    env = VecPointGoal(1, seed=0)
+    env = vec_env('goal', 1, seed=0)
     env.reset(seed=0)
-    env.place(0, (0.0, 0.0, 0.0), np.array(FAR * TASK.n_hazards), goal=(3.0, 0.0))
+    env.place(0, (0.0, 0.0, 0.0), hazards=np.array(FAR * TASK.n_hazards), goal=(3.0, 0.0))
     obs, reward, *_ = env.step(np.array([[1.0, 0.0]]))
     moved = env.poses()[0, 0]
     assert moved > 0.05 and reward[0] == pytest.approx(moved, rel=1e-5)
@@ -122,43 +123,43 @@ def test_progress_is_rewarded_and_a_reached_goal_is_replaced():
     _, reward, _, _, _, info = env.step(np.zeros((1, 2)))
     assert info['goals'][0] == 1
     assert reward[0] == pytest.approx(TASK.goal_reward, abs=1e-3)
-    goal = env.goal[0]
+    goal = env.task.goal[0]
     assert np.hypot(*goal) >= 1.0 and np.abs(goal).max() <= TASK.placement_extent
-    assert (np.hypot(*(env.hazards[0] - goal).T) > TASK.hazard_radius).all()
+    assert (np.hypot(*(env.task.hazards[0] - goal).T) > TASK.hazard_radius).all()
     _, reward, _, _, _, info = env.step(np.zeros((1, 2)))
     assert info['goals'][0] == 0 and abs(reward[0]) < 1e-3
 
 
 def test_episodes_truncate_at_1000_steps_and_reset_with_final_obs():
-    env = VecPointGoal(3, seed=4)
+    env = vec_env('goal', 3, seed=4)
     obs = env.reset()
-    layout = env.hazards.copy()
+    layout = env.task.hazards.copy()
     assert obs.shape == (3, 5 + 16) and env.max_episode_steps == 1000
     for step in range(1, 1001):
         obs, _, _, terminated, truncated, info = env.step(np.zeros((3, 2)))
         if step < 1000:
             assert not truncated.any()
     assert truncated.all() and not terminated.any()
-    assert not np.allclose(env.hazards, layout)  # a fresh layout
+    assert not np.allclose(env.task.hazards, layout)  # a fresh layout
     assert not np.allclose(info['final_obs'], obs)
     assert (env.episode_step == 0).all()
 
 
 def test_layouts_are_seeded_and_valid():
-    a, b = VecPointGoal(4, seed=0), VecPointGoal(4, seed=0)
+    a, b = vec_env('goal', 4, seed=0), vec_env('goal', 4, seed=0)
     np.testing.assert_array_equal(a.reset(seed=7), b.reset(seed=7))
-    np.testing.assert_array_equal(a.hazards, b.hazards)
+    np.testing.assert_array_equal(a.task.hazards, b.task.hazards)
     for i in range(4):
-        h = a.hazards[i]
+        h = a.task.hazards[i]
         gaps = np.hypot(*(h[:, None] - h[None]).transpose(2, 0, 1))
         assert (gaps[~np.eye(len(h), dtype=bool)] > 2 * TASK.hazard_radius).all()
         assert (np.hypot(*(h - a.poses()[i, :2]).T) > 2 * TASK.hazard_radius).all()
     with pytest.raises(ValueError, match='hazard_radius'):
-        VecPointGoal(1, hazard_radius=0.0)
+        vec_env('goal', 1, hazard_radius=0.0)
     with pytest.raises(ValueError, match='too little room'):
-        VecPointGoal(1, n_hazards=40)
-    with pytest.raises(ValueError, match='unknown Point-Goal settings'):
-        VecPointGoal(1, hazard_radious=1.0)
+        vec_env('goal', 1, n_hazards=40)
+    with pytest.raises(ValueError, match='unknown goal settings'):
+        vec_env('goal', 1, hazard_radious=1.0)
 
 
 def test_gymnasium_ids():
@@ -168,7 +169,7 @@ def test_gymnasium_ids():
     _, _, _, _, info = env.step(np.zeros(2, np.float32))
     assert obs.shape == (21,) and info['cost'] in (0.0, 1.0) and 'goals' in info
     long = gym.make('cpo_ros/PointCircleLong-v0', x_limit=3.0, target_radius=10.0)
-    task = long.unwrapped.task
+    task = long.unwrapped.task.params
     assert (task.max_episode_steps, task.x_limit, task.target_radius) == (500, 3.0, 10.0)
     long.reset(seed=0)
     ends = [long.step(np.zeros(2, np.float32))[3] for _ in range(500)]
@@ -177,8 +178,8 @@ def test_gymnasium_ids():
 
 def test_circle_long_is_a_project_task_with_options():
     env = make_vec_env(task='circle_long', num_envs=2, seed=0, x_limit=2.0)
-    assert env.task.max_episode_steps == 500 and env.task.x_limit == 2.0
-    assert env.task.target_radius == 15.0
+    assert env.task.max_episode_steps == 500 and env.task.params.x_limit == 2.0
+    assert env.task.params.target_radius == 15.0
     assert default_cost_limits('circle_long') == (25.0,)
     assert default_cost_limits('goal') == (50.0,)
     assert default_cost_limits(env_id='cpo_ros/PointGoal-v0') == (50.0,)

@@ -14,7 +14,7 @@ from std_srvs.srv import SetBool
 from cpo_ros.ros import qos
 
 ROBOT = ['mode:=realtime', 'odom_rate_hz:=25.0',
-         'max_episode_steps:=1000000', 'cmd_timeout_s:=0.5', 'seed:=4']
+         'cmd_timeout_s:=0.5', 'seed:=4']
 
 
 def deploy(ros_env, policy_dir, shield_mode):

@@ -198,3 +198,21 @@ def test_limit_command_clips_velocity_and_its_change():
     out = limit_command(np.array([5.0, -9.0]), np.array([1.4, -1.9]), np.array([1.5, 2.0]),
                         np.array([3.0, 6.0]), 0.1)
     np.testing.assert_allclose(out, [1.5, -2.0])
+
+
+def test_a_chunk_of_any_float_type_that_passes_cannot_fail_the_update():
+    """A float64 chunk passed the schema and then failed the update (float32 weights)."""
+    from cpo_ros.algo.algorithm import ConstrainedTrustRegion
+    from cpo_ros.training.config import AlgoConfig
+    from cpo_ros.training.fleet import merge_chunks
+    from cpo_ros.wire import canonical_chunk
+
+    algo = ConstrainedTrustRegion(3, 2, AlgoConfig(value_epochs=1))
+    wide = {k: (v.astype(np.float64) if v.dtype.kind == 'f' else v)
+            for k, v in chunk(algo.policy, version=0).items()}
+    check_chunk(wide, 3, 2)
+    check_logp(wide, NumpyActor(algo.policy), 0)
+    narrow = canonical_chunk(wide)
+    assert narrow['obs'].dtype == np.float32 and narrow['episode_return'].dtype == np.float64
+    metrics = algo.update(merge_chunks([narrow]))
+    assert np.isfinite(metrics['episode_return']) and algo.version == 1

@@ -33,10 +33,10 @@ def shares(row: dict[str, str]) -> dict[str, int]:
 def stale_chunk() -> dict[str, np.ndarray]:
     """Return a well-formed Point-Circle chunk sampled by policy version 0 (stale later)."""
     from cpo_ros.algo.networks import GaussianPolicy
-    from cpo_ros.sim.point_circle import VecPointCircle
+    from cpo_ros.sim.make import vec_env
     from cpo_ros.training.worker import RolloutWorker
 
-    env = VecPointCircle(2, seed=5, max_episode_steps=50)
+    env = vec_env('circle', 2, seed=5, max_episode_steps=50)
     worker = RolloutWorker(2, env.obs_dim, env.act_dim, 20, seed=5)
     worker.use_policy(GaussianPolicy(env.obs_dim, env.act_dim), 0)
     obs, chunk = env.reset(seed=5), None

@@ -11,7 +11,7 @@ from std_msgs.msg import UInt8MultiArray
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import msg_to_arrays
 
-SMALL = ['num_envs:=4', 'steps_per_iteration:=400', 'max_episode_steps:=20']
+SMALL = ['num_envs:=4', 'steps_per_iteration:=400', 'circle.max_episode_steps:=20']
 
 
 def learner_params(out, iterations=3):
@@ -114,7 +114,7 @@ def test_a_late_executor_gets_the_latest_policy_and_training_goes_on(start_node,
 
 
 def test_a_bad_parameter_is_refused_at_start_up(start_node, tmp_path):
-    learner = start_node('learner', f'out:={tmp_path}', 'cost_limit:=-1.0')
+    learner = start_node('learner', f'out:={tmp_path}', 'cost_limit:=-2.0')
     assert learner.wait(timeout=60) == 2
     assert 'cost_limit' in learner.output and 'allowed' in learner.output
     # A parameter declared from AlgoConfig alone is checked by AlgoConfig's own ranges.
@@ -191,10 +191,10 @@ def test_gather_trains_through_the_graph_with_sensor_and_marker_topics(ros_env, 
 
     readings, markers = [], []
     labels = tuple(f'{k}_{i}' for k in ('apple', 'bomb') for i in range(10)) + ('seq',)
-    probe.create_subscription(Float32MultiArray, 'gather/sensors',
+    probe.create_subscription(Float32MultiArray, 'task/sensors',
                               lambda m: readings.append(decode_batch(m, labels)[0]),
                               qos.METRICS)
-    probe.create_subscription(MarkerArray, 'gather/markers', markers.append, qos.METRICS)
+    probe.create_subscription(MarkerArray, 'task/markers', markers.append, qos.METRICS)
     cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'gather_sim', '--ros-args',
            # Enough steps (two iterations of 1,000 per robot) for the probe to join in time.
            '-p', 'num_envs:=4', '-p', 'steps_per_iteration:=4000',
@@ -224,7 +224,7 @@ def test_a_second_constraint_trains_through_the_graph_with_per_constraint_topics
         return {name for name, types in probe.get_topic_names_and_types()
                 if name in wanted and types == ['std_msgs/msg/Float32']}
     cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
-           *[x for p in SMALL for x in ('-p', p)], '-p', 'speed_limit:=0.5',
+           *[x for p in SMALL for x in ('-p', p)], '-p', 'circle.speed_limit:=0.5',
            '-p', 'learner:cost_limit:=[5.0, 4.0]', '-p', f'learner:out:={tmp_path}',
            '-p', 'learner:iterations:=2', '-p', 'learner:value_epochs:=2',
            '-p', 'learner:shutdown_when_done:=false']

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cpo_ros.ros.specs import LEARNER_PARAMS, TASK_PARAMS
-from cpo_ros.tasks.registry import BUILTIN
+from cpo_ros.tasks.registry import BUILTIN as TASK_DEFAULTS
 from cpo_ros.training import settings
 from cpo_ros.training.config import AlgoConfig, TrainConfig
 
@@ -25,8 +25,8 @@ def test_every_field_is_a_setting_under_the_learner_parameter_name():
     assert keys == ({f.name for f in fields(TrainConfig)} - {'algo', 'task_kwargs', 'robot'}
                     | {f.name for f in fields(AlgoConfig)})
     learner = {spec.name: spec for spec in LEARNER_PARAMS + TASK_PARAMS}
-    # The graph runs project tasks only, so env_id is the one setting without a parameter.
-    assert keys - {'env_id'} <= set(learner)
+    # The graph runs project tasks only, so env_id and its env_workers have no parameter.
+    assert keys - {'env_id', 'env_workers'} <= set(learner)
     circle = {s.key for s in settings.task_settings('circle')}
     assert {spec.name for spec in TASK_PARAMS} <= keys | circle
 
@@ -131,7 +131,7 @@ def cli(*args):
 
 def test_help_lists_every_key_with_docstring_and_default():
     text = cli('train', '--help').stdout
-    for task in BUILTIN:
+    for task in TASK_DEFAULTS:
         for s in settings.all_settings(task).values():
             assert f'  {s.key} = ' in text, s.key
             assert s.doc.split()[0] in text

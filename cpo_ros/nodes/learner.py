@@ -50,7 +50,7 @@ from cpo_ros.training.fleet import ChunkGatherer, ChunkQueue, FLEET_COLUMNS, Ite
 from cpo_ros.training.run import TrainingRun
 from cpo_ros.training.settings import algo_config_from
 from cpo_ros.training.trainer import max_episode_steps, summary_line
-from cpo_ros.wire import check_chunk, check_logp
+from cpo_ros.wire import canonical_chunk, check_chunk, check_logp
 
 # Per-iteration figures for rqt_plot, one std_msgs/Float32 topic each. With several
 # constraints episode_cost, cost_limit and lagrange are the first's, and cpo/<name>_<i> follow
@@ -257,6 +257,7 @@ class Learner(Node):
                     throttle_duration_sec=5.0)
                 return
             check_logp(chunk, self._actors.get(version), version)
+            chunk = canonical_chunk(chunk)
         except ValueError as exc:
             self.faults.refuse('rollout', exc)
             return

@@ -67,6 +67,7 @@ class PolicyExecutor(Node):
                                     seed=p['seed'] + p['seed_offset'],
                                     deterministic=p['deterministic'], num_costs=num_costs)
         self._last_seq: int | None = None
+        self._last_cmd: Float32MultiArray | None = None
         self._waiting: tuple[int, np.ndarray] | None = None
         self.cmd_pub = self.create_publisher(Float32MultiArray, 'batch/cmd_vel', qos.LOCKSTEP)
         self.rollout_pub = self.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
@@ -130,7 +131,12 @@ class PolicyExecutor(Node):
         except ValueError as exc:
             self.faults.refuse('batch/state', exc)
             return
-        if seq == self._last_seq or (self._waiting is not None and self._waiting[0] == seq):
+        if seq == self._last_seq and self._last_cmd is not None:
+            # The bridge re-sent the state we answered: our answer was lost (a flooded
+            # reader drops it), so send it again, or lock-step would wait for ever.
+            self.cmd_pub.publish(self._last_cmd)
+            return
+        if self._waiting is not None and self._waiting[0] == seq:
             return  # a re-sent state we already hold
         obs = self.task.observation(state[:, self._pose], state[:, self._twist],
                                     state[:, self._sensors])
@@ -174,7 +180,8 @@ class PolicyExecutor(Node):
 
     def _act(self, seq: int, obs: np.ndarray) -> None:
         action = self.worker.act(obs)
-        self.cmd_pub.publish(encode_batch(action, CMD_FIELDS, seq))
+        self._last_cmd = encode_batch(action, CMD_FIELDS, seq)
+        self.cmd_pub.publish(self._last_cmd)
         self._last_seq = seq
 
 

@@ -8,10 +8,10 @@ Batched lock-step transport (std_msgs/Float32MultiArray, row-major):
 `batch/state` (sim_bridge -> policy_executor) has the fields STATE_FIELDS: the pose and twist
 after the step (of the new episode where one ended), the step's reward and cost, the episode
 flags, the last pose and twist of an episode that ended at this step (final_*), and 'seq'.
-Tasks with sensors (Gather: apple_0..9, bomb_0..9) add their readings after the flags and
-their final_* readings after final_w (`state_fields`). A task with several constraints (Circle
-with a speed limit) has one cost column each, 'cost_<name>' (cost_safe_area, cost_speed), where
-a single-constraint task has 'cost'.
+The task declares the rest (StateLayout, the one definition both nodes use): its sensor
+readings (Task.sensor_labels) after the flags and their final_* readings after final_w
+(`state_fields`); one cost column per named cost, 'cost_<name>' (cost_safe_area, cost_speed),
+where a single-constraint task has 'cost'.
 `batch/cmd_vel` (policy_executor -> sim_bridge) has CMD_FIELDS: linear_x, angular_z and the
 'seq' of the state it answers. seq counts steps modulo 2**24, where float32 is still exact; it
 is compared for equality only.

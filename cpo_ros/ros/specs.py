@@ -14,13 +14,14 @@ import re
 from cpo_ros.ros.params import ParamSpec
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.tasks.base import Task
+from cpo_ros.tasks.registry import DEFAULT_TASK
 from cpo_ros.training.config import ALGO_RANGES, CHOICES, TRAIN_RANGES
 from cpo_ros.training.settings import field_docs, train_settings
 
 _R = RobotConfig()
 
 TASK_PARAMS = [
-    ParamSpec('task', 'circle', "task: a registered name (`cpo-ros tasks` lists them) or a "
+    ParamSpec('task', DEFAULT_TASK, "task: a registered name (`cpo-ros tasks` lists them) or a "
               "dotted path 'my_pkg.tasks:Corridor'; its parameters are <name>.<field>"),
     ParamSpec('num_envs', 16, 'robots simulated side by side (batched lock-step)', 1, 1024),
     ParamSpec('seed', 0, 'seed of the simulator, the action noise and the networks', 0, 2**31 - 1),

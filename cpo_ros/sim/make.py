@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -156,9 +157,10 @@ def _gym_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
                              f'import here ({type(exc).__name__}: {exc}): it needs its own '
                              f'Python 3.10 environment, see "Safety-Gymnasium" in '
                              f'docs/training.md') from exc
-        return lambda: safety_gymnasium.make(env_id, **kwargs)
-    # Gymnasium's passive checker rejects the 6-tuple step of safety-style envs.
-    return lambda: gym.make(env_id, disable_env_checker=True, **kwargs)
+        return partial(safety_gymnasium.make, env_id, **kwargs)
+    # Gymnasium's passive checker rejects the 6-tuple step of safety-style envs. A partial, not
+    # a lambda: env workers receive the factory pickled.
+    return partial(gym.make, env_id, disable_env_checker=True, **kwargs)
 
 
 def check_env_id(env_id: str) -> None:
@@ -171,15 +173,20 @@ def check_env_id(env_id: str) -> None:
 
 
 def make_vec_env(task: str | None = None, env_id: str | None = None, num_envs: int = 1,
-                 seed: int = 0, **task_kwargs: Any) -> VecEnv:
+                 seed: int = 0, env_workers: int = 1, **task_kwargs: Any) -> VecEnv:
     """Return num_envs robots on a task (name or dotted path) or copies of a Gymnasium id.
 
     Task options are the task's parameters and RobotConfig fields; also robot (a RobotConfig),
-    randomization (a DomainRandomization) and autoreset.
+    randomization (a DomainRandomization) and autoreset. env_workers >= 2 steps an id's envs
+    in that many processes (cpo_ros.sim.gym_workers).
     """
     if (task is None) == (env_id is None):
         raise ValueError('give exactly one of task and env_id')
     if task is not None:
+        if env_workers != 1:
+            raise ValueError(f'env_workers = {env_workers}: the task {task} steps all its '
+                             f'robots in one MuJoCo model, in this process (env_workers is for '
+                             f'--env-id envs; set it to 1)')
         randomization = task_kwargs.pop('randomization', None)
         autoreset = task_kwargs.pop('autoreset', True)
         robot = task_kwargs.pop('robot', None)
@@ -190,4 +197,12 @@ def make_vec_env(task: str | None = None, env_id: str | None = None, num_envs: i
                           randomization=randomization)
     check_env_id(env_id)
     factory = _gym_factory(env_id, task_kwargs)
+    if env_workers != 1:
+        from cpo_ros.sim.gym_workers import GymWorkerVecEnv
+        return GymWorkerVecEnv(factory, num_envs, env_id, seed, env_workers)
     return GymVecEnv([factory] * num_envs, env_id, seed)
+
+
+def vec_env(task: str, num_envs: int = 1, seed: int = 0, **options: Any) -> VecTaskEnv:
+    """Return num_envs robots on a task (make_vec_env with the task first)."""
+    return make_vec_env(task=task, num_envs=num_envs, seed=seed, **options)

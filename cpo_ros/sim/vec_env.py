@@ -13,6 +13,7 @@ import numpy as np
 
 from cpo_ros.sim.robot import PointRobots, RobotConfig
 from cpo_ros.tasks.base import Task
+from cpo_ros.tasks.registry import DEFAULT_TASK
 from cpo_ros.validation import check_range
 
 
@@ -83,6 +84,7 @@ class VecTaskEnv:
         self.rng = np.random.default_rng(seed)
         self.randomization = randomization or DomainRandomization()
         self.randomization.validate()
+        self._noisy_odometry = self.randomization.noisy
         # Dynamics are drawn per episode when a profile randomises them, or when the task's
         # seeded streams were recorded with those draws (Task.randomized_dynamics).
         self._draw_dynamics = task.randomized_dynamics or randomization is not None
@@ -108,7 +110,7 @@ class VecTaskEnv:
 
     def _noisy(self, pose: np.ndarray, twist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dr = self.randomization
-        if dr.noisy:
+        if self._noisy_odometry:
             n = self.num_envs
             pose = pose + self.rng.normal(0.0, 1.0, (n, 3)) * [dr.position_noise,
                                                                 dr.position_noise, dr.yaw_noise]
@@ -122,7 +124,7 @@ class VecTaskEnv:
     def _observe(self, pose: np.ndarray, twist: np.ndarray,
                  readings: np.ndarray) -> np.ndarray:
         # The policy sees the (noisy) odometry; sensors read the true state.
-        if self.randomization.noisy:
+        if self._noisy_odometry:
             pose, twist = self._noisy(pose, twist)
         return self.task.observation(pose, twist, readings)
 
@@ -206,7 +208,7 @@ class TaskEnv(gym.Env):
 
     metadata = {'render_modes': []}
 
-    def __init__(self, task: str = 'circle', **options: Any) -> None:
+    def __init__(self, task: str = DEFAULT_TASK, **options: Any) -> None:
         from cpo_ros.sim.make import make_vec_env
 
         self._vec = make_vec_env(task=task, num_envs=1, autoreset=False, **options)

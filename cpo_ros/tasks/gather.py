@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from cpo_ros.tasks.base import Marker, param, StepResult, Task, TaskParams
+from cpo_ros.tasks.safe_area import SafeArea
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,11 @@ class Gather(Task):
     def observation_labels(self) -> tuple[str, ...]:
         """Return the scaled robot state, then the sensor readings."""
         return ('x_scaled', 'y_scaled', 'cos_yaw', 'sin_yaw', 'v', 'w') + self.sensor_labels
+
+    def safe_area(self) -> SafeArea:
+        """Return the arena: the activity square and 1 m around it (all objects lie inside)."""
+        e = self.params.activity_range + 1.0
+        return SafeArea.rectangle(-e, e, -e, e)
 
     def _place(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """Return count positions in the activity square, none near the start."""

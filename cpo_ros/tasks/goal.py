@@ -14,6 +14,7 @@ import numpy as np
 
 from cpo_ros.tasks import scan
 from cpo_ros.tasks.base import Marker, param, StepResult, Task, TaskParams
+from cpo_ros.tasks.safe_area import SafeArea
 
 ROBOT_LABELS = ('v', 'w', 'goal_cos', 'goal_sin', 'goal_dist')
 """Observation layout before the scan: forward velocity [m/s], yaw rate [rad/s], the goal's
@@ -126,6 +127,11 @@ class Goal(Task):
         """Return v, w, then the sensor readings."""
         return ROBOT_LABELS[:2] + self.sensor_labels
 
+    def safe_area(self) -> SafeArea:
+        """Return the arena: the placement square and 1 m around it (goals lie inside)."""
+        e = self.params.placement_extent + 1.0
+        return SafeArea.rectangle(-e, e, -e, e)
+
     def _free_points(self, count: int, avoid: np.ndarray, clearance: float,
                      rng: np.random.Generator) -> np.ndarray:
         """Return count points in the square, each farther than clearance from every avoid."""
@@ -167,15 +173,20 @@ class Goal(Task):
     def sensors(self, pose: np.ndarray) -> np.ndarray:
         """Return (N, 3 + num_rays): the goal readings, then the scan's closeness."""
         bearing, distance = goal_in_robot_frame(pose, self.goal)
-        return np.concatenate([goal_readings(bearing, distance, self.params),
-                               scan.closeness(hazard_ranges(pose, self.hazards, self.params),
-                                              self.params.scan_spec)], axis=1)
+        out = np.empty((len(bearing), 3 + self.params.num_rays))
+        out[:, :3] = goal_readings(bearing, distance, self.params)
+        out[:, 3:] = scan.closeness(hazard_ranges(pose, self.hazards, self.params),
+                                    self.params.scan_spec)
+        return out
 
     def observation(self, pose: np.ndarray, twist: np.ndarray,
                     readings: np.ndarray) -> np.ndarray:
         """Return (N, 2 + 3 + num_rays): twist, then the readings."""
         twist = np.atleast_2d(twist)
-        return np.concatenate([twist[:, :2], readings], axis=1).astype(np.float32)
+        out = np.empty((len(twist), 2 + np.shape(readings)[1]), np.float32)
+        out[:, :2] = twist[:, :2]
+        out[:, 2:] = readings
+        return out
 
     def step(self, pose: np.ndarray, twist: np.ndarray,
              rng: np.random.Generator) -> StepResult:

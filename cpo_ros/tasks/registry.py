@@ -28,6 +28,9 @@ BUILTIN = {
 }
 """The tasks that come with cpo_ros, by name."""
 
+DEFAULT_TASK = 'circle'
+"""The task of a run or a graph that names none (the CPO paper's Point-Circle)."""
+
 GYM_IDS = {'circle': 'cpo_ros/PointCircle-v0', 'circle_long': 'cpo_ros/PointCircleLong-v0',
            'gather': 'cpo_ros/PointGather-v0', 'goal': 'cpo_ros/PointGoal-v0'}
 """The Gymnasium id of each built-in task (cpo_ros.sim registers them; any task also runs as

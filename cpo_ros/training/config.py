@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from cpo_ros.algo.registry import RULES
+from cpo_ros.tasks.registry import DEFAULT_TASK
 from cpo_ros.validation import check_range
 
 ALGOS = tuple(RULES)
@@ -177,8 +178,9 @@ class AlgoConfig:
 class TrainConfig:
     """A whole training run: task, budget, sampling and the update settings."""
 
-    task: str | None = 'circle'
-    """Project task ('circle'), or None when env_id is given."""
+    task: str | None = DEFAULT_TASK
+    """Task: a registered name or a dotted path 'pkg.module:Class' (cpo_ros.tasks.registry),
+    or None when env_id is given."""
     env_id: str | None = None
     """Any Gymnasium id whose step reports info['cost'], or a Safety-Gymnasium id."""
     iterations: int = 100
@@ -187,6 +189,11 @@ class TrainConfig:
     """Environment samples per update (all envs together)."""
     num_envs: int = 16
     """Copies of the environment stepped together."""
+    env_workers: int = 1
+    """Processes that step the envs of an env_id: 1 steps them one after another in this
+    process; N >= 2 splits the num_envs envs over N worker processes (shared memory, the same
+    results as 1). A task (rather than an env_id) steps all its robots in one MuJoCo model and
+    takes 1."""
     seed: int = 0
     """Seed of torch, numpy and the environments."""
     out: str = 'runs/circle_cpo'
@@ -201,7 +208,7 @@ class TrainConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     """Update settings."""
     task_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the task's constants (e.g. {'x_limit': 3.0})."""
+    """Overrides of the task's parameters and the robot's (e.g. {'x_limit': 3.0})."""
     robot: dict[str, Any] = field(default_factory=dict)
     """The robot profile trained for (config/robots/<name>.yaml parameters; empty: the
     simulator's defaults). Its limits, control period and task scale are also in task_kwargs;
@@ -213,6 +220,14 @@ class TrainConfig:
             raise ValueError('give exactly one of task and env_id')
         for name, allowed in TRAIN_RANGES.items():
             allowed.check(name, getattr(self, name))
+        check_range('env_workers', self.env_workers, 1, 256, integer=True)
+        if self.env_workers > self.num_envs:
+            raise ValueError(f'env_workers = {self.env_workers} exceeds num_envs = '
+                             f'{self.num_envs}: each worker steps one env or more')
+        if self.env_workers > 1 and self.task is not None:
+            raise ValueError(f'env_workers = {self.env_workers}: the task {self.task} '
+                             f'steps all its robots in one MuJoCo model, in this process '
+                             f'(env_workers is for env_id; set it to 1)')
         check_range('steps_per_iteration', self.steps_per_iteration, self.num_envs, 100_000_000)
         self.algo.validate()
 

@@ -39,7 +39,8 @@ from cpo_ros.training.tensorboard import TensorBoardLog
 
 RUN_MODES = ('fresh', 'resume', 'auto', 'overwrite')
 # Settings a resumed run may change: the budget, where it lives, and how it is computed.
-RESUMABLE_KEYS = ('iterations', 'out', 'checkpoint_every', 'torch_threads', 'tensorboard')
+RESUMABLE_KEYS = ('iterations', 'out', 'checkpoint_every', 'torch_threads', 'env_workers',
+                  'tensorboard')
 
 
 class RunDirError(ValueError):

@@ -326,14 +326,15 @@ def _canonical(key: str, known: dict[str, Setting], task: str | None) -> str:
 
 
 def resolve_task(values: dict[str, Any]) -> tuple[str | None, str | None]:
-    """Return (task, env_id) from raw settings: exactly one of them, task 'circle' by default."""
+    """Return (task, env_id) from raw settings: exactly one of them, the default task else."""
     task, env_id = values.get('task', MISSING), values.get('env_id', MISSING)
     task = None if task is MISSING or _null(task) else str(task)
     env_id = None if env_id is MISSING or _null(env_id) else str(env_id)
     if task is not None and env_id is not None:
         raise ValueError(f'task = {task!r} and env_id = {env_id!r}: give exactly one of them')
     if task is None and env_id is None:
-        task = 'circle'
+        from cpo_ros.tasks.registry import DEFAULT_TASK
+        task = DEFAULT_TASK
     return task, env_id
 
 

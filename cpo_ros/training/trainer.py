@@ -62,7 +62,8 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
     config.validate()
     torch.set_num_threads(config.torch_threads)
     env = make_vec_env(task=config.task, env_id=config.env_id, num_envs=config.num_envs,
-                       seed=config.seed, **config.task_kwargs, **profile_randomization(config))
+                       seed=config.seed, env_workers=config.env_workers, **config.task_kwargs,
+                       **profile_randomization(config))
     space = env.single_action_space
     run = TrainingRun(config, env.obs_dim, env.act_dim, space.low, space.high,
                       max_episode_steps(env), resume=resume,
@@ -123,6 +124,8 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
     finally:
         bar.close()
         run.algorithm.close()
+        if hasattr(env, 'close'):
+            env.close()  # env workers, when it has them
         # Also on Ctrl-C, SIGTERM or an error: the work done so far gets its plot and summary.
         run.finish()
         if show_progress or interrupted:

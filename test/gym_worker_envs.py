@@ -1,0 +1,63 @@
+"""Small Gymnasium envs for test_gym_workers, in a module of their own.
+
+Env workers are spawned processes that import the env's module: this one imports only
+Gymnasium and NumPy, so they start in a fraction of the time a test module with torch takes.
+"""
+
+import os
+import time
+
+import gymnasium as gym
+import numpy as np
+
+
+class RandomSafetyEnv(gym.Env):
+    """Safety-Gymnasium's 6-tuple step, with seeded noise and episodes of random length."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (3, 2), np.float64)
+    action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.seed_given = seed
+        self.t = 0
+        return self.np_random.normal(size=(3, 2)), {}
+
+    def step(self, action):
+        self.t += 1
+        obs = self.np_random.normal(size=(3, 2)) + float(np.sum(action))
+        cost = float(self.np_random.uniform() < 0.3)
+        done = self.np_random.uniform() < 0.1
+        return obs, float(action[0]) * self.t, cost, done, self.t >= 7, {}
+
+
+class CostInInfoEnv(RandomSafetyEnv):
+    """A Gymnasium 5-tuple step with info['cost']."""
+
+    def step(self, action):
+        obs, reward, cost, terminated, truncated, _ = super().step(action)
+        return obs, reward, terminated, truncated, {'cost': cost}
+
+
+class NoCostEnv(RandomSafetyEnv):
+    def step(self, action):
+        obs, reward, _, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, info
+
+
+class DyingEnv(RandomSafetyEnv):
+    """The env reset with seed 7 ends its process at its second step."""
+
+    def step(self, action):
+        if self.seed_given == 7 and self.t == 1:
+            os._exit(3)
+        return super().step(action)
+
+
+class StuckEnv(RandomSafetyEnv):
+    """The env reset with seed 7 never returns from its second step."""
+
+    def step(self, action):
+        if self.seed_given == 7 and self.t == 1:
+            time.sleep(3600)
+        return super().step(action)

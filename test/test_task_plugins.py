@@ -1,0 +1,238 @@
+"""A user's task outside cpo_ros: found by entry point and dotted path, run in every path.
+
+The example package examples/corridor_task (its own pyproject.toml, entry point in the
+`cpo_ros.tasks` group) is installed into the test venv when it is not importable. It trains
+directly, through the ROS graph, is exported and drives the stand-in robot under the deploy.
+Bad task definitions are refused at start-up with exit code 2, naming the task and the fault.
+"""
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+import subprocess
+import sys
+import textwrap
+
+from conftest import NodeProcess, wait_until
+import pytest
+from test_deploy_robot import bringup_deploy, Listener
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / 'examples' / 'corridor_task'
+SMALL = ['num_envs:=4', 'steps_per_iteration:=400', 'corridor.max_episode_steps:=20']
+
+
+@pytest.fixture(scope='session', autouse=True)
+def corridor_installed():
+    """Install examples/corridor_task (no network: no deps, no build isolation) if missing."""
+    if importlib.util.find_spec('corridor_task') is None:
+        subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
+                        '--no-build-isolation', str(EXAMPLE)], check=True, timeout=300)
+        importlib.invalidate_caches()
+    from importlib import metadata
+    assert 'corridor' in {ep.name for ep in metadata.entry_points(group='cpo_ros.tasks')}
+
+
+def cli(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, '-m', 'cpo_ros.cli', *args], capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def progress(out: Path) -> list[dict]:
+    with open(out / 'progress.csv') as f:
+        return list(csv.DictReader(f))
+
+
+def test_cpo_ros_tasks_lists_built_in_and_installed_tasks_with_costs_and_limits():
+    result = cli('tasks', '--json')
+    assert result.returncode == 0, result.stderr
+    rows = {r['name']: r for r in json.loads(result.stdout)}
+    assert {'circle', 'circle_long', 'gather', 'goal', 'corridor'} <= set(rows)
+    assert rows['corridor']['origin'] == 'installed'
+    assert rows['corridor']['path'] == 'corridor_task.tasks:Corridor'
+    assert rows['corridor']['costs'] == ['wall', 'reverse']
+    assert rows['corridor']['limits'] == [5.0, 10.0]
+    assert rows['goal']['costs'] == ['hazards'] and rows['goal']['limits'] == [50.0]
+    text = cli('tasks').stdout
+    assert 'wall <= 5, reverse <= 10' in text and 'bombs <= 0.1' in text
+
+
+def test_an_unknown_task_name_lists_close_matches():
+    result = cli('train', '--task', 'corridr', '--iterations', '1')
+    assert result.returncode == 2
+    assert "unknown task 'corridr'" in result.stderr and "did you mean 'corridor'" in result.stderr
+    result = cli('train', '--task', 'gaol', '--iterations', '1')
+    assert result.returncode == 2 and "'goal'" in result.stderr
+
+
+BAD_TASKS = '''
+import numpy as np
+from corridor_task.tasks import Corridor
+from cpo_ros.tasks.base import Task
+
+
+class NoStep(Task):
+    """Everything but step."""
+
+    observation_labels = ('x',)
+    default_cost_limits = (1.0,)
+
+    def reset(self, index, rng):
+        return np.zeros((len(index), 3))
+
+    def observation(self, pose, twist, readings):
+        return pose[:, :1].astype(np.float32)
+
+
+class WrongShape(Corridor):
+    def observation(self, pose, twist, readings):
+        return np.zeros((len(pose), 3), np.float32)
+
+
+class Clash(Corridor):
+    @property
+    def cost_names(self):
+        return ('wall', 'wall')
+
+
+class NotATask:
+    pass
+'''
+
+
+@pytest.fixture()
+def bad_env(tmp_path):
+    (tmp_path / 'badtasks.py').write_text(textwrap.dedent(BAD_TASKS))
+    (tmp_path / 'broken.py').write_text('import no_such_module_here\n')
+    import os
+    return dict(os.environ, PYTHONPATH=f'{tmp_path}:{os.environ.get("PYTHONPATH", "")}')
+
+
+@pytest.mark.parametrize('path, message', [
+    ('badtasks:NoStep', 'missing method(s) step'),
+    ('badtasks:WrongShape', 'observation has the wrong shape (2, 3), expected (2, 6)'),
+    ('badtasks:Clash', "cost-name clash: ['wall']"),
+    ('badtasks:NotATask', 'is not a subclass of cpo_ros.tasks.base.Task'),
+    ('broken:Anything', "does not import: ModuleNotFoundError: No module named "
+                        "'no_such_module_here'"),
+    ('badtasks:Missing', "module badtasks has no 'Missing'"),
+])
+def test_bad_definitions_are_refused_at_start_up_with_exit_2(bad_env, tmp_path, path, message):
+    result = cli('train', '--task', path, '--iterations', '1', '--out', str(tmp_path / 'run'),
+                 env=bad_env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f'task {path}: ' in result.stderr and message in result.stderr, result.stderr
+
+
+def test_a_bad_definition_given_to_a_node_ends_it_with_exit_2(ros_env, bad_env):
+    env = dict(ros_env, PYTHONPATH=bad_env['PYTHONPATH'])
+    bridge = NodeProcess([sys.executable, '-m', 'cpo_ros.nodes.sim_bridge', '--ros-args',
+                          '-p', 'task:=badtasks:WrongShape'], env)
+    assert bridge.wait(timeout=60) == 2, bridge.output
+    assert 'task badtasks:WrongShape: observation has the wrong shape' in bridge.output
+
+
+@pytest.fixture(scope='module')
+def corridor_run(tmp_path_factory):
+    """Train the corridor directly (by its entry-point name) and export it."""
+    run = tmp_path_factory.mktemp('corridor')
+    result = cli('train', '--task', 'corridor', '--iterations', '2', '--steps-per-iteration',
+                 '1200', '--num-envs', '4', '--out', str(run), '--quiet')
+    assert result.returncode == 0, result.stderr
+    assert 'cost limits in use: 5, 10 per episode (default of corridor)' in result.stdout
+    result = cli('export', '--checkpoint', str(run / 'checkpoints' / 'last.pt'), '--out',
+                 str(run / 'policy'))
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def test_the_corridor_trains_directly_by_name_and_by_dotted_path(corridor_run, tmp_path):
+    rows = progress(corridor_run)
+    assert [int(r['iteration']) for r in rows] == [1, 2]
+    assert float(rows[0]['cost_limit_0']) == 5.0 and float(rows[0]['cost_limit_1']) == 10.0
+    assert float(rows[0]['episode_length']) == 100
+    result = cli('train', '--task', 'corridor_task.tasks:Corridor', '--iterations', '1',
+                 '--steps-per-iteration', '800', '--num-envs', '4', '--set', 'half_width=0.5',
+                 '--out', str(tmp_path / 'dotted'), '--quiet')
+    assert result.returncode == 0, result.stderr
+    config = (tmp_path / 'dotted' / 'config.yaml').read_text()
+    assert 'task: corridor_task.tasks:Corridor' in config and 'half_width: 0.5' in config
+
+
+def test_the_export_names_the_task_and_its_parameters(corridor_run):
+    meta = json.loads((corridor_run / 'policy' / 'policy.json').read_text())
+    assert meta['task']['name'] == 'corridor' and meta['task']['half_width'] == 1.0
+    assert meta['cost_names'] == ['wall', 'reverse']
+    assert meta['observation']['labels'] == ['cos_yaw', 'sin_yaw', 'v', 'w', 'wall_left',
+                                             'wall_right']
+    assert meta['safe_area'] == {'type': 'polygon', 'vertices': [[-1.0, -1.0], [50.0, -1.0],
+                                                                 [50.0, 1.0], [-1.0, 1.0]]}
+
+
+def test_the_corridor_trains_through_the_graph(ros_env, tmp_path):
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
+           '-p', 'task:=corridor', *[x for p in SMALL for x in ('-p', p)],
+           '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
+           '-p', 'learner:value_epochs:=2']
+    bringup = NodeProcess(cmd, ros_env)
+    assert bringup.wait(timeout=240) == 0, bringup.output
+    rows = progress(tmp_path)
+    assert [int(r['iteration']) for r in rows] == [1, 2]
+    # The task's own limits (cost_limit -1 in the file), one per named cost.
+    assert float(rows[0]['cost_limit_0']) == 5.0 and float(rows[0]['cost_limit_1']) == 10.0
+    assert float(rows[-1]['episode_length']) == 20
+    assert 'task: corridor' in (tmp_path / 'config.yaml').read_text()
+
+
+def test_the_deploy_drives_the_stand_in_and_refuses_a_policy_of_another_task(
+        start_node, probe, ros_env, corridor_run):
+    policy = corridor_run / 'policy'
+    refused = bringup_deploy(ros_env, policy)  # deploy.yaml runs task circle
+    assert refused.wait(60) == 2, refused.output
+    assert "the policy is for task 'corridor', this robot runs task 'circle'" in refused.output
+    start_node('sim_bridge', 'mode:=realtime', 'odom_rate_hz:=25.0', 'task:=corridor')
+    listener = Listener(probe)
+    stack = bringup_deploy(ros_env, policy, params=['task:=corridor'])
+    try:
+        # The policy acts on the stand-in's odometry and task/sensors readings; the monitor
+        # gates it with the corridor's own safe area.
+        assert wait_until(listener.moving, 90), stack.output
+        assert wait_until(lambda: len(listener.odom) > 10, 30)
+        assert wait_until(lambda: listener.inside and listener.inside[-1], 10)
+    finally:
+        assert stack.stop(timeout=40) == 0, stack.output
+
+
+def test_the_corridor_trains_on_a_fleet(ros_env, tmp_path):
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'fleet_sim', '--ros-args',
+           '-p', 'workers:=2', '-p', 'task:=corridor', '-p', 'num_envs:=2',
+           '-p', 'steps_per_iteration:=800', '-p', 'corridor.max_episode_steps:=20',
+           '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
+           '-p', 'learner:value_epochs:=2']
+    bringup = NodeProcess(cmd, ros_env)
+    try:
+        assert wait_until(lambda: (tmp_path / 'progress.csv').is_file()
+                          and len(progress(tmp_path)) >= 2, 240), bringup.output
+    finally:
+        bringup.stop(timeout=40)
+    rows = progress(tmp_path)
+    assert float(rows[0]['cost_limit_1']) == 10.0 and float(rows[-1]['episode_length']) == 20
+    # Both workers' executors brought samples of the corridor.
+    assert len(rows[-1]['executor_shares'].split()) == 2
+
+
+def test_goal_trains_through_the_circle_graph_with_its_own_settings(ros_env, tmp_path):
+    # circle_sim.yaml sets Circle's parameters and episode length; -p task:=goal takes Goal's
+    # (goal.*), and the learner's cost_limit -1 takes Goal's default limit, 50.
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
+           '-p', 'task:=goal', '-p', 'num_envs:=4', '-p', 'steps_per_iteration:=400',
+           '-p', f'learner:out:={tmp_path}', '-p', 'learner:iterations:=2',
+           '-p', 'learner:value_epochs:=2']
+    bringup = NodeProcess(cmd, ros_env)
+    assert bringup.wait(timeout=240) == 0, bringup.output
+    rows = progress(tmp_path)
+    assert [int(r['iteration']) for r in rows] == [1, 2]
+    assert float(rows[0]['cost_limit']) == 50.0
+    config = (tmp_path / 'config.yaml').read_text()
+    assert 'task: goal' in config and 'max_episode_steps: 1000' in config
