@@ -1,4 +1,4 @@
-"""CPO vs TRPO vs PDO over seeds on a project task (the paper's Point-Circle by default).
+"""CPO against TRPO, PDO, PPO-Lagrangian and PID-Lagrangian over seeds on a project task.
 
 Run: .venv/bin/python bench/bench_circle_algos.py --iterations 100 --seeds 0 1 2 --out runs/bench
      [--task gather --algos cpo pdo]
@@ -18,15 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cpo_ros.algo import registry
 from cpo_ros.sim.make import TASKS
 from cpo_ros.training.config import AlgoConfig, TrainConfig
 from cpo_ros.training.trainer import train
-
-VARIANTS = {'cpo': ('cpo', {}), 'trpo': ('trpo', {}), 'pdo': ('pdo', {}),
-            'cpo_shaped': ('cpo', {'cost_shaping': True}),
-            'cpo_paper': ('cpo', {'cost_lam': 1.0, 'value_normalization': 'off',
-                                  'cost_confidence': 0.0, 'cost_bias_rate': 0.0,
-                                  'cost_rise_max': 1.0})}
 
 
 def load(path: Path, num_costs: int) -> dict[str, np.ndarray]:
@@ -48,8 +43,8 @@ def main() -> None:
     parser.add_argument('--iterations', type=int, default=100)
     parser.add_argument('--steps', type=int, default=50_000)
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--algos', nargs='+', default=['cpo', 'trpo', 'pdo'],
-                        choices=sorted(VARIANTS))
+    parser.add_argument('--algos', nargs='+', default=['cpo', 'trpo', 'pdo', 'ppo_lag', 'pid_lag'],
+                        choices=sorted([*registry.RULES, *registry.PRESETS]))
     parser.add_argument('--task', default='circle', choices=sorted(TASKS))
     parser.add_argument('--speed-limit', type=float, default=None,
                         help='circle: add the speed constraint [m/s]')
@@ -69,7 +64,7 @@ def main() -> None:
     results: dict[str, list[dict[str, np.ndarray]]] = {}
     used: dict[str, list[int]] = {}
     for variant in args.algos:
-        algo, settings = VARIANTS[variant]
+        algo, settings = registry.variant(variant)
         for seed in args.seeds:
             run_dir = out / f'{variant}_s{seed}'
             done = (run_dir / 'progress.csv').is_file() and len(
@@ -116,6 +111,7 @@ def main() -> None:
         pred = np.concatenate([r['predicted_cost_change'][:n - 1] for r in runs])
         meas = np.concatenate([np.diff(r['costs'][:n, 0]) for r in runs])
         noise = np.concatenate([r['cost_grad_noise'][:n] for r in runs])
+        noise_text = f'{np.nanmedian(noise):.2f}' if np.isfinite(noise).any() else 'n/a (no b)'
         ok = np.isfinite(pred) & np.isfinite(meas)
         if variant == 'trpo' or ok.sum() < 3:
             continue
@@ -125,7 +121,7 @@ def main() -> None:
               f'{meas[ok].mean():7.2f}, correlation {np.corrcoef(pred[ok], meas[ok])[0, 1]:.2f}, '
               f'after predicted rises: predicted {pred[rises].mean():.2f} measured '
               f'{meas[rises].mean():.2f} ({rises.sum()} updates); share of the cost gradient '
-              f'that is noise (split halves, median) {np.nanmedian(noise):.2f}; steps '
+              f'that is noise (split halves, median) {noise_text}; steps '
               f'accepted {np.mean(accepted):.0%}')
     import matplotlib
     matplotlib.use('Agg')

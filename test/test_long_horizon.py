@@ -1,7 +1,9 @@
 """CPO on a task it was not tuned on: 500-step Point-Circle, through the real `cpo-ros train`.
 
-The paper's estimate of the constraint (lambda_C 1, raw critics, the point estimate of J_C, no
-calibration) lets the cost run far above the limit here; the default estimate holds it.
+The default estimate of the constraint holds the cost near its limit here. How far the paper's
+estimate (lambda_C 1, raw critics, the point estimate of J_C, no calibration) lets it run is a
+benchmark figure (bench/bench_circle_algos.py --task circle_long --algos cpo cpo_paper), not a
+test: a test must not fail when the baseline improves.
 """
 
 import csv
@@ -9,11 +11,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 LIMIT = 25.0
-PAPER = ['--set', 'cost_lam=1.0', '--set', 'value_normalization=off',
-         '--set', 'cost_confidence=0', '--set', 'cost_bias_rate=0', '--set', 'cost_rise_max=1']
 
 
 def _train(out, extra):
@@ -26,11 +25,7 @@ def _train(out, extra):
         return np.array([float(r['episode_cost']) for r in csv.DictReader(f)])
 
 
-@pytest.mark.parametrize('estimate', ['default', 'paper'])
-def test_long_episodes_keep_the_cost_near_its_limit(tmp_path, estimate):
-    costs = _train(tmp_path / estimate, [] if estimate == 'default' else PAPER)
+def test_long_episodes_keep_the_cost_near_its_limit(tmp_path):
+    costs = _train(tmp_path / 'default', [])
     late = costs[4:].mean()  # the first iterations bring the random policy's cost down
-    if estimate == 'default':
-        assert late <= 1.2 * LIMIT, costs
-    else:
-        assert late > 2.0 * LIMIT, costs  # the gap this estimate leaves on long episodes
+    assert late <= 1.2 * LIMIT, costs

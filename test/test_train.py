@@ -23,7 +23,7 @@ def rows(out):
         return list(csv.DictReader(f))
 
 
-@pytest.mark.parametrize('algo', ['cpo', 'pdo'])
+@pytest.mark.parametrize('algo', ['cpo', 'pdo', 'ppo_lag', 'pid_lag'])
 def test_training_writes_its_files_and_learns(tmp_path, algo):
     out = tmp_path / algo
     cpo_ros('train', '--task', 'circle', '--algo', algo, '--iterations', '8',
@@ -36,21 +36,25 @@ def test_training_writes_its_files_and_learns(tmp_path, algo):
     assert set(COLUMNS) <= set(table[0])
     first, last = float(table[0]['episode_return']), float(table[-1]['episode_return'])
     assert last > first + 1.0, (first, last)
-    assert all(float(r['kl']) <= 0.01 + 1e-9 for r in table)
+    if algo in ('cpo', 'pdo'):
+        # A rejected step would report kl 0: every step is taken, and within the region.
+        assert all(r['accepted'] == 'True' for r in table), [r['accepted'] for r in table]
+        assert all(0.0 < float(r['kl']) <= 0.01 + 1e-9 for r in table)
     config = (out / 'config.yaml').read_text()
     assert f'algo: {algo}' in config and 'cost_limit: 5.0' in config
 
 
-def test_resume_continues_at_the_next_iteration_exactly(tmp_path):
+@pytest.mark.parametrize('algo', ['cpo', 'pid_lag'])
+def test_resume_continues_at_the_next_iteration_exactly(tmp_path, algo):
     common = ['train', '--iterations', '4', '--steps-per-iteration', '2000', '--num-envs', '4',
-              '--seed', '3', '--quiet']
+              '--seed', '3', '--quiet', '--algo', algo]
     cpo_ros(*common, '--out', str(tmp_path / 'whole'))
     # Interrupted after 2 iterations, then resumed to 4.
     cpo_ros(*common[:2], '2', *common[3:], '--out', str(tmp_path / 'split'))
     cpo_ros(*common, '--out', str(tmp_path / 'split'), '--resume')
     whole, split = rows(tmp_path / 'whole'), rows(tmp_path / 'split')
     assert [r['iteration'] for r in split] == ['1', '2', '3', '4']
-    for key in ('env_steps', 'episode_return', 'episode_cost', 'kl', 'case'):
+    for key in ('env_steps', 'episode_return', 'episode_cost', 'kl', 'case', 'lagrange'):
         assert [r[key] for r in split] == [r[key] for r in whole], key
 
 

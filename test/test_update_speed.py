@@ -144,8 +144,8 @@ def test_noise_diagnostic_is_the_two_halves_formula(num_envs):
     everything = torch.ones(t * num_envs, dtype=torch.bool)
     b = half_gradient(everything)
     operator = SolvedOperator(lambda v: h @ v, 200)
-    share, cos = algo._cost_gradient_noise(obs, u, old_logp, adv_c, (t, num_envs), operator, b,
-                                           ep_len).result()
+    share, cos = algo.cost_gradient_noise(obs, u, old_logp, adv_c, (t, num_envs), operator, b,
+                                          ep_len).result()
     index = torch.arange(t * num_envs)
     first = (index % num_envs) < num_envs // 2 if num_envs >= 2 else index < (t * num_envs) // 2
     b_1, b_2 = half_gradient(first), half_gradient(~first)
@@ -181,6 +181,10 @@ def test_policy_ready_sees_the_final_policy_and_changes_nothing():
     for part in ('policy', 'reward_critic', 'cost_critics'):
         for key, value in plain.state_dict()[part].items():
             assert torch.equal(hooked.state_dict()[part][key], value), (part, key)
+    hist_a, hist_b = a.pop('histograms'), b.pop('histograms')
+    assert hist_a.keys() == hist_b.keys()
+    for name, values in hist_a.items():
+        np.testing.assert_array_equal(hist_b[name], values, err_msg=name)
     for key, value in a.items():
         if not key.startswith('time_'):
             assert b[key] == value or (value != value and b[key] != b[key]), key

@@ -1,12 +1,13 @@
-"""The policy update of CPO and of the TRPO and PDO baselines, which share every piece.
+"""The policy update of CPO and of the baselines, which share its critics and estimates.
 
-One iteration: GAE for reward and each cost from the critics, the surrogate gradients g
-(reward) and b_i (cost i, rescaled to the per-episode scale of c_i = J_Ci - d_i by the mean
-episode length), a Fisher matrix through Fisher-vector products, a step direction
-(`cpo.step_direction`: the closed form for one constraint, the numerical dual for several), a
-backtracking line search, then the critics. The measured J_C of the newest batch is passed in
-explicitly. With cost shaping (paper section 6.3) each cost becomes C + w P(violation within T
-steps), P from `shaping.ViolationPredictor`, under the same limit.
+One iteration, in named steps: the constraint estimate (`estimate_constraint`: J_C of the
+newest batch, measured or passed in, the value held under the limit, c = held - d), the
+advantages (`batch`: GAE for reward and each cost from the critics), the rule's policy step
+(`UpdateRule.improve`: for CPO, TRPO and PDO the surrogate gradients, a direction and a
+backtracking line search, `trust_region.TrustRegionRule`), its multipliers, then the critics,
+fit beside the step. The rules are small classes named in `algo.registry`. With cost shaping
+(paper section 6.3) each cost becomes C + w P(violation within T steps), P from
+`shaping.ViolationPredictor`, under the same limit.
 """
 
 from collections.abc import Callable
@@ -20,24 +21,18 @@ import torch
 from torch import nn
 
 from cpo_ros.algo.buffer import cost_matrix, episode_summary, gae, next_values, validate_rollout
-from cpo_ros.algo.cpo import CASE_RECOVERY, step_direction
 from cpo_ros.algo.critic_process import CriticFitProcess, FitProcessLost, PendingFit
-from cpo_ros.algo.networks import Critic, gaussian_kl, gaussian_log_prob, GaussianPolicy
+from cpo_ros.algo.networks import Critic, gaussian_log_prob, GaussianPolicy
+from cpo_ros.algo.registry import rule_class
+from cpo_ros.algo.rule import Batch, ConstraintEstimate, PolicyStep
 from cpo_ros.algo.shaping import ViolationPredictor
-from cpo_ros.algo.trust_region import (
-    fisher_operator,
-    flat_grad,
-    flat_params,
-    numpy_solver,
-    set_flat_params,
-    SolvedOperator,
-)
+from cpo_ros.algo.trust_region import flat_grad, numpy_solver, SolvedOperator
 from cpo_ros.training.background import BackgroundCall, Deferred
 from cpo_ros.training.config import AlgoConfig
 
 
 class ConstrainedTrustRegion:
-    """Own the policy and critics and update them from rollouts (algo: cpo, trpo or pdo)."""
+    """Own the policy, critics and constraint estimate; update them by the rule named algo."""
 
     def __init__(self, obs_dim: int, act_dim: int, config: AlgoConfig,
                  action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
@@ -63,7 +58,7 @@ class ConstrainedTrustRegion:
                                           config.shaping_horizon, config.value_lr,
                                           config.value_epochs, config.value_minibatch)
                        if config.cost_shaping else None)
-        self.lagrange = np.full(num_costs, float(config.pdo_lambda_init))
+        self.rule = rule_class(config.algo)(config, num_costs, self.policy)
         self.version = 0
         self._critic_fit: BackgroundCall | PendingFit | None = None
         self._fit_process: CriticFitProcess | None = None
@@ -76,6 +71,11 @@ class ConstrainedTrustRegion:
         self._rise_measured = np.zeros(num_costs)
         self._last_cost: np.ndarray | None = None
         self._last_prediction: np.ndarray | None = None
+
+    @property
+    def lagrange(self) -> np.ndarray:
+        """Return the rule's Lagrange multipliers (zeros for rules without any)."""
+        return self.rule.multipliers
 
     def fit_critics_in_process(self, torch_threads: int = 1) -> None:
         """Fit the critics in a child process from now on (same result as on the thread).
@@ -116,7 +116,8 @@ class ConstrainedTrustRegion:
                  'reward_critic': self.reward_critic.state_dict(),
                  'cost_critics': self.cost_critics.state_dict(),
                  'critic_optim': self.critic_optim.state_dict(),
-                 'lagrange': [float(v) for v in self.lagrange], 'version': self.version,
+                 'lagrange': [float(v) for v in self.lagrange], 'rule': self.rule.state_dict(),
+                 'version': self.version,
                  'cost_bias': [float(v) for v in self.cost_bias],
                  'rise_predicted': [float(v) for v in self._rise_predicted],
                  'rise_measured': [float(v) for v in self._rise_measured],
@@ -144,7 +145,8 @@ class ConstrainedTrustRegion:
         self.critic_optim.load_state_dict(state['critic_optim'])
         if self.shaper is not None:
             self.shaper.load_state_dict(state['shaper'])
-        self.lagrange = lagrange
+        self.rule.multipliers = lagrange
+        self.rule.load_state_dict(state.get('rule', {}))  # none before the rules had state
         self.version = int(state['version'])
         self.cost_bias = np.asarray(state['cost_bias'], np.float64).reshape(self.num_costs)
         # Checkpoints from before the slope have no rises: no calibration.
@@ -170,122 +172,122 @@ class ConstrainedTrustRegion:
         final while the critics may still be fitting (on a thread, or in their process): the
         caller can sample the next rollout meanwhile. Nothing of the update depends on what it
         does, except that it must not change the policy. The figures include the seconds of
-        each piece (time_*_s; time_policy_ready_s is spent in the callback).
+        each piece (time_*_s; time_policy_ready_s is spent in the callback) and, under
+        'histograms', arrays for the logs (the policy's std, the advantages).
         """
         clock = _Clock()
-        cfg, m = self.config, self.num_costs
-        validate_rollout(rollout, self.obs_dim, self.act_dim, m)
-        summary = episode_summary(rollout, self.max_episode_steps)
-        j_c = summary['episode_costs'] if episode_cost is None else np.asarray(
-            episode_cost, np.float64).reshape(m)
-        # The cost surrogate is a per-sample mean; c is per episode.
-        ep_len = summary['episode_length']
-        costs = cost_matrix(rollout['cost'], 2).astype(np.float64)
-        j_constrained = self._constraint_value(j_c, summary['episode_cost_se'])
-        shaping_loss = float('nan')
-        if self.shaper is not None:
-            # Shaped cost C + w P, P fit to this batch (the policy whose J_C is measured): its
-            # J adds w P summed over an episode, under the same limit.
-            t, n = rollout['reward'].shape
-            with torch.no_grad():
-                norm_obs = self.policy.norm(torch.as_tensor(rollout['obs'].reshape(t * n, -1)))
-            shaping_loss = self.shaper.fit(norm_obs, costs,
-                                           rollout['terminated'] | rollout['truncated'])
-            prob = self.shaper.predict(norm_obs).reshape(t, n, m)
-            costs = costs + cfg.shaping_weight * prob
-            j_constrained = j_constrained + cfg.shaping_weight * prob.mean(axis=(0, 1)) * ep_len
-        c = j_constrained - self.limits
-        if cfg.algo == 'cpo':
-            # The allowed rise (the margin -c) in the linear model's units: rises are
-            # under-predicted by rise_factor, so a step may predict only margin / rise_factor.
-            c = np.where(c < 0.0, c / self.rise_factor, c)
-
-        obs, adv_r, adv_c, tgt_r, tgt_c = self._advantages(rollout, costs)
-        with torch.no_grad():
-            norm_obs = self.policy.norm(obs)  # before the normaliser moves on (below)
+        validate_rollout(rollout, self.obs_dim, self.act_dim, self.num_costs)
+        estimate = self.estimate_constraint(rollout, episode_cost)
+        batch = self.batch(rollout, estimate.costs)
         clock.lap('advantages')
         # The critics' fit needs nothing of the policy step: it runs beside it (same result).
-        fitted = self.version > 0  # a fresh critic starts from its targets' mean
-        critics = self._critic_fit = self._submit_fit(norm_obs, tgt_r, tgt_c, fitted)
-        u = torch.as_tensor(rollout['u'].reshape(-1, self.act_dim))
-        adv_r = (adv_r - adv_r.mean()) / (adv_r.std() + 1e-8)
-        adv_c = adv_c - adv_c.mean(0)  # centred, never scaled: its size carries the cost
-
-        policy = self.policy
-        with torch.no_grad():
-            old_mean, old_log_std = policy.mean(obs), policy.log_std.detach().clone()
-            old_logp = gaussian_log_prob(u, old_mean, old_log_std)
-
-        def surrogates(kl: bool = False) -> tuple[torch.Tensor, ...]:
-            """Return the reward and cost surrogate values, and the mean KL if asked: one pass."""
-            mean = policy.mean(obs)
-            ratio = torch.exp(gaussian_log_prob(u, mean, policy.log_std) - old_logp)
-            out = (ratio * adv_r).mean(), (ratio[:, None] * adv_c).mean(0)
-            if kl:
-                out += (gaussian_kl(old_mean, old_log_std, mean, policy.log_std).mean(),)
-            return out
-
-        loss_r, loss_c = surrogates()
-        g = flat_grad(loss_r, policy, retain_graph=True)
-        bs = [flat_grad(loss_c[i], policy, retain_graph=i < m - 1) for i in range(m)]
-        if cfg.algo == 'pdo':
-            g = g - sum(float(lam) * b for lam, b in zip(self.lagrange, bs, strict=True))
-        # Solves are kept: the noise diagnostic reuses the step's H^-1 b.
-        hvp = fisher_operator(policy, norm_obs, cfg.cg_damping, cfg.cg_iters, normalised=True)
-
-        g_np = g.double().numpy()
-        b_mat = np.stack([b.double().numpy() for b in bs], axis=1) * ep_len  # (n, m)
-        if cfg.algo == 'cpo' and m == 1:
-            step, case = step_direction(g_np, b_mat[:, 0], hvp, float(c[0]), cfg.target_kl,
-                                        cfg.cg_iters)
-        elif cfg.algo == 'cpo':
-            step, case = step_direction(g_np, b_mat, hvp, c, cfg.target_kl, cfg.cg_iters)
-        else:
-            step, case = step_direction(g_np, np.zeros_like(g_np), hvp, 0.0, cfg.target_kl,
-                                        cfg.cg_iters)
-
-        clock.lap('direction')
-        noise = self._cost_gradient_noise(obs, u, old_logp, adv_c[:, 0],
-                                          rollout['reward'].shape, hvp, b_mat[:, 0], ep_len,
-                                          norm_obs)
-        clock.lap('noise')
-        accepted, frac, kl, d_r, d_c = self._line_search(
-            torch.as_tensor(step, dtype=torch.float32), surrogates,
-            loss_r.item(), loss_c.detach().double().numpy(), c, ep_len, case)
-        clock.lap('line_search')
+        # A fresh critic starts from its targets' mean.
+        critics = self._critic_fit = self._submit_fit(batch.norm_obs, batch.tgt_r, batch.tgt_c,
+                                                      self.version > 0)
+        self.rule.before_step(estimate)
+        step = self.rule.improve(self, batch, estimate, clock)
         # The linear model's forecast of J_C's change, checked against the next measurement.
-        predicted = b_mat.T @ (frac * step)
-        self._last_cost, self._last_prediction = j_c.copy(), predicted
-        if cfg.algo == 'pdo':
-            self.lagrange = np.maximum(0.0, self.lagrange + cfg.pdo_lambda_lr * c)
+        self._last_cost, self._last_prediction = estimate.j_c.copy(), step.predicted
+        self.rule.after_step(estimate)
         fold_critics = self._update_normalizer(rollout['obs'], critics_now=False)
         self.version += 1
         clock.lap('policy_rest')
         if policy_ready is not None:
             policy_ready()
             clock.lap('policy_ready')
-        (value_loss_r, value_loss_c), fit_s = critics.result()
+        value_losses, fit_s = critics.result()
         fold_critics()
-        noise_share, halves_cos = noise.result()
+        noise = step.noise.result() if step.noise is not None else (math.nan, math.nan)
         clock.lap('critic_wait')
         return {**clock.figures(), 'time_critic_fit_s': fit_s,
+                **self._figures(rollout, estimate, step, value_losses, noise),
+                'histograms': self._histograms(batch)}
+
+    def estimate_constraint(self, rollout: dict[str, np.ndarray],
+                            episode_cost: float | np.ndarray | None = None
+                            ) -> ConstraintEstimate:
+        """Return J_C measured, the value the rule holds under the limit, and c = held - d.
+
+        With cost shaping (paper section 6.3) each cost becomes C + w P, P fit to this batch
+        (the policy whose J_C is measured): the held J adds w P summed over an episode, under
+        the same limit. CPO's margins (c < 0) are divided by the rise factor: rises are
+        under-predicted by it, so a step may predict only margin / rise_factor.
+        """
+        summary = episode_summary(rollout, self.max_episode_steps)
+        j_c = summary['episode_costs'] if episode_cost is None else np.asarray(
+            episode_cost, np.float64).reshape(self.num_costs)
+        # The cost surrogate is a per-sample mean; c is per episode.
+        ep_len = summary['episode_length']
+        costs = cost_matrix(rollout['cost'], 2).astype(np.float64)
+        held = self._constraint_value(j_c, summary['episode_cost_se'])
+        shaping_loss = math.nan
+        if self.shaper is not None:
+            costs, shaping_term, shaping_loss = self._shaped_costs(rollout, costs)
+            held = held + shaping_term * ep_len
+        c = held - self.limits
+        if self.rule.holds_upper_bound:
+            c = np.where(c < 0.0, c / self.rise_factor, c)
+        return ConstraintEstimate(j_c, held, c, costs, ep_len, summary, shaping_loss)
+
+    def batch(self, rollout: dict[str, np.ndarray], costs: np.ndarray) -> Batch:
+        """Return the rollout as a Batch: flat rows, advantages, the sampling policy's outputs."""
+        obs, adv_r, adv_c, tgt_r, tgt_c = self._advantages(rollout, costs)
+        policy = self.policy
+        u = torch.as_tensor(rollout['u'].reshape(-1, self.act_dim))
+        with torch.no_grad():
+            norm_obs = policy.norm(obs)  # before the normaliser moves on (after the step)
+            old_mean, old_log_std = policy.mean(obs), policy.log_std.detach().clone()
+            old_logp = gaussian_log_prob(u, old_mean, old_log_std)
+        return Batch(obs=obs, norm_obs=norm_obs, u=u,
+                     adv_r=(adv_r - adv_r.mean()) / (adv_r.std() + 1e-8),
+                     adv_c=adv_c - adv_c.mean(0),  # centred, never scaled (see Batch)
+                     gae_r=adv_r, gae_c=adv_c,
+                     tgt_r=tgt_r, tgt_c=tgt_c, old_mean=old_mean, old_log_std=old_log_std,
+                     old_logp=old_logp, shape=rollout['reward'].shape)
+
+    def _shaped_costs(self, rollout: dict[str, np.ndarray],
+                      costs: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Return C + w P per step, w times P's mean per constraint, and the predictor's loss."""
+        t, n = rollout['reward'].shape
+        with torch.no_grad():
+            norm_obs = self.policy.norm(torch.as_tensor(rollout['obs'].reshape(t * n, -1)))
+        loss = self.shaper.fit(norm_obs, costs, rollout['terminated'] | rollout['truncated'])
+        prob = self.shaper.predict(norm_obs).reshape(t, n, self.num_costs)
+        weight = self.config.shaping_weight
+        return costs + weight * prob, weight * prob.mean(axis=(0, 1)), loss
+
+    def _histograms(self, batch: Batch) -> dict[str, np.ndarray]:
+        """Return the policy's std per action dimension and the batch's GAE advantages."""
+        out = {'policy_std': self.policy.log_std.detach().exp().double().numpy(),
+               'advantage_reward': batch.gae_r.double().numpy()}
+        for i in range(self.num_costs):
+            name = 'advantage_cost' if self.num_costs == 1 else f'advantage_cost_{i}'
+            out[name] = batch.gae_c[:, i].double().numpy()
+        return out
+
+    def _figures(self, rollout: dict[str, np.ndarray], estimate: ConstraintEstimate,
+                 step: PolicyStep, value_losses: tuple[float, float],
+                 noise: tuple[float, float]) -> dict[str, Any]:
+        """Return the iteration's figures (single-constraint keys are the first constraint's)."""
+        summary, j_c = estimate.summary, estimate.j_c
+        return {
             'episode_return': summary['episode_return'], 'episode_cost': float(j_c[0]),
             'episode_costs': [float(v) for v in j_c],
-            'constrained_costs': [float(v) for v in j_constrained],
-            'episode_length': ep_len, 'episodes': summary['episodes'],
-            'cost_limit': float(self.limits[0]),
-            'cost_limits': [float(v) for v in self.limits], 'kl': kl, 'case': case,
-            'accepted': accepted, 'step_frac': frac, 'surrogate_reward_gain': d_r,
-            'surrogate_cost_change': float(d_c[0]), 'lagrange': float(self.lagrange[0]),
-            'lagranges': [float(v) for v in self.lagrange], 'value_loss_reward': value_loss_r,
-            'value_loss_cost': value_loss_c, 'shaping_loss': shaping_loss,
-            'policy_std': policy.log_std.exp().mean().item(),
+            'constrained_costs': [float(v) for v in estimate.held],
+            'episode_length': estimate.episode_length, 'episodes': summary['episodes'],
+            'cost_limit': float(self.limits[0]), 'cost_limits': [float(v) for v in self.limits],
+            'kl': step.kl, 'case': step.case, 'accepted': step.accepted,
+            'step_frac': step.step_frac, 'surrogate_reward_gain': step.reward_gain,
+            'surrogate_cost_change': float(step.cost_change[0]),
+            'lagrange': float(self.lagrange[0]), 'lagranges': [float(v) for v in self.lagrange],
+            'value_loss_reward': value_losses[0], 'value_loss_cost': value_losses[1],
+            'shaping_loss': estimate.shaping_loss,
+            'policy_std': self.policy.log_std.exp().mean().item(),
             'samples': int(rollout['reward'].size), 'policy_version': self.version,
-            'predicted_cost_change': float(predicted[0]),
-            'predicted_cost_changes': [float(v) for v in predicted],
-            'cost_bias': float(self.cost_bias[0]),
-            'cost_rise_factor': float(self.rise_factor[0]),
-            'cost_grad_noise': noise_share, 'cost_grad_cos': halves_cos,
+            'predicted_cost_change': float(step.predicted[0]),
+            'predicted_cost_changes': [float(v) for v in step.predicted],
+            'cost_bias': float(self.cost_bias[0]), 'cost_rise_factor': float(self.rise_factor[0]),
+            'cost_grad_noise': noise[0], 'cost_grad_cos': noise[1],
         }
 
     @property
@@ -303,10 +305,10 @@ class ConstrainedTrustRegion:
         with the horizon, the term of the paper's bound that practical CPO drops). So CPO
         constrains J_C + z SE(J_C) + max(bias, 0), where bias is a running mean of the
         linear model's one-step errors: J_C measured now minus J_C predicted by the last step.
-        Baselines (TRPO, PDO) keep the point estimate.
+        The baselines keep the point estimate, as they are known.
         """
         cfg = self.config
-        if cfg.algo != 'cpo':
+        if not self.rule.holds_upper_bound:
             return j_c
         rate = cfg.cost_bias_rate
         if self._last_cost is not None and rate > 0.0:
@@ -320,7 +322,7 @@ class ConstrainedTrustRegion:
                 self._rise_measured[rose] += rate * (measured[rose] - self._rise_measured[rose])
         return j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0)
 
-    def _cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
+    def cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
                              adv_c: torch.Tensor, shape: tuple[int, int], hvp: SolvedOperator,
                              b: np.ndarray, ep_len: float,
                              norm_obs: torch.Tensor | None = None) -> Any:
@@ -450,45 +452,6 @@ class ConstrainedTrustRegion:
         adv_c = torch.stack([a for a, _ in cost_out], dim=1)
         tgt_c = torch.stack([tg for _, tg in cost_out], dim=1)
         return obs, adv_r, adv_c, tgt_r, tgt_c
-
-    def _line_search(self, step: torch.Tensor, surrogates, loss_r: float,
-                     loss_c: np.ndarray, c: np.ndarray, ep_len: float,
-                     case: str) -> tuple[bool, float, float, float, np.ndarray]:
-        """Backtrack along step; keep the old parameters when no fraction is acceptable.
-
-        Accept when the mean KL is within delta, each cost surrogate (per episode) rose no more
-        than max(-c_i, 0) (CPO only), and the reward surrogate improved — required unless the
-        batch violates a constraint (some c_i >= 0), where a step that lowers the cost may cost
-        reward, and in recovery, which ignores the reward.
-        """
-        cfg = self.config
-        old = flat_params(self.policy)
-        need_reward_gain = cfg.algo != 'cpo' or (case != CASE_RECOVERY and bool(np.all(c < 0.0)))
-        allowed = np.maximum(-c, 0.0)
-        frac = 1.0
-        for _ in range(cfg.backtrack_iters):
-            set_flat_params(self.policy, old + frac * step)
-            try:
-                with torch.no_grad():
-                    new_r, new_c, kl = surrogates(kl=True)
-                    kl = float(kl)
-            except ValueError:  # parameters so far off that the distribution is invalid
-                frac *= cfg.backtrack_ratio
-                continue
-            new_c = new_c.double().numpy()
-            d_r, d_c = float(new_r) - loss_r, (new_c - loss_c) * ep_len
-            ok = math.isfinite(kl) and kl <= cfg.target_kl
-            if need_reward_gain:
-                # PDO climbs the Lagrangian, not the reward alone.
-                gain = d_r - float(self.lagrange @ (new_c - loss_c)) if cfg.algo == 'pdo' else d_r
-                ok = ok and gain > 0.0
-            if cfg.algo == 'cpo':
-                ok = ok and bool(np.all(d_c <= allowed))
-            if ok:
-                return True, frac, kl, d_r, d_c
-            frac *= cfg.backtrack_ratio
-        set_flat_params(self.policy, old)
-        return False, 0.0, 0.0, 0.0, np.zeros_like(c)
 
     def _fit_critics(self, norm_obs: torch.Tensor, tgt_r: torch.Tensor, tgt_c: torch.Tensor,
                      fitted: bool = True) -> tuple[float, float]:

@@ -21,10 +21,16 @@ from collections.abc import Callable
 import math
 
 import numpy as np
+import torch
 
-from cpo_ros.algo.trust_region import numpy_solver
+from cpo_ros.algo.trust_region import (
+    CASE_TRPO,  # constraint ignored: no usable cost gradient
+    numpy_solver,
+    SolvedOperator,
+    trust_region_step,
+    TrustRegionRule,
+)
 
-CASE_TRPO = 'trpo'                  # constraint ignored: no usable cost gradient
 CASE_INACTIVE = 'inactive'          # c < 0 and the whole trust region satisfies the constraint
 CASE_DUAL = 'dual'                  # constraint active at the optimum (nu > 0)
 CASE_DUAL_INACTIVE = 'dual_nu0'     # dual solution with nu = 0: the TRPO step is feasible
@@ -63,22 +69,18 @@ def step_direction(g: np.ndarray, b: np.ndarray,
     solve = numpy_solver(H, cg_iters)
     v = solve(g)
     q = float(g @ v)
-
-    def trpo_step() -> np.ndarray:
-        return math.sqrt(2.0 * delta / max(q, _EPS)) * v
-
     if float(b @ b) < _EPS ** 2:
-        return trpo_step(), CASE_TRPO
+        return trust_region_step(v, q, delta), CASE_TRPO
     w = solve(b)
     r = float(g @ w)
     s = float(b @ w)
     if s < _EPS:
-        return trpo_step(), CASE_TRPO
+        return trust_region_step(v, q, delta), CASE_TRPO
     big_a = max(q - r * r / s, 0.0)
     big_b = 2.0 * delta - c * c / s
     if big_b < 0.0:
         if c < 0.0:
-            return trpo_step(), CASE_INACTIVE
+            return trust_region_step(v, q, delta), CASE_INACTIVE
         return -math.sqrt(2.0 * delta / s) * w, CASE_RECOVERY
 
     # Intervals of lambda > 0 where nu > 0 (a) or nu = 0 (b): split at lambda = -r / c.
@@ -169,7 +171,7 @@ def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper
     S = 0.5 * (S + S.T)  # noqa: N806
     active = np.diag(S) > _EPS
     if not active.any():
-        return math.sqrt(2.0 * delta / max(q, _EPS)) * v, CASE_TRPO
+        return trust_region_step(v, q, delta), CASE_TRPO
 
     # Feasibility: the smallest worst-case constraint value reachable in the trust region.
     def worst(mu: np.ndarray) -> float:
@@ -203,3 +205,30 @@ def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper
             CASE_DUAL_INACTIVE)
         return x, case
     return x, CASE_DUAL
+
+
+class CPO(TrustRegionRule):
+    """Constrained Policy Optimization: the step above, a line search that holds each cost."""
+
+    name = 'cpo'
+    holds_upper_bound = True
+
+    def direction(self, g: torch.Tensor, bs: list[torch.Tensor], b_mat: np.ndarray,
+                  hvp: SolvedOperator, c: np.ndarray) -> tuple[np.ndarray, str]:
+        """Return the CPO step: the closed form for one constraint, the dual for several."""
+        cfg = self.config
+        if b_mat.shape[1] == 1:
+            return step_direction(g.double().numpy(), b_mat[:, 0], hvp, float(c[0]),
+                                  cfg.target_kl, cfg.cg_iters)
+        return step_direction(g.double().numpy(), b_mat, hvp, c, cfg.target_kl, cfg.cg_iters)
+
+    def acceptable(self, reward_gain: float, cost_change_sample: np.ndarray,
+                   cost_change: np.ndarray, c: np.ndarray, case: str) -> bool:
+        """Each cost rose no more than its margin max(-c_i, 0); the reward improved when safe.
+
+        The reward must improve unless the batch violates a constraint (some c_i >= 0), where a
+        step that lowers the cost may cost reward, or in recovery, which ignores the reward.
+        """
+        need_reward_gain = case != CASE_RECOVERY and bool(np.all(c < 0.0))
+        return ((reward_gain > 0.0 or not need_reward_gain)
+                and bool(np.all(cost_change <= np.maximum(-c, 0.0))))

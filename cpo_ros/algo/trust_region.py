@@ -1,10 +1,22 @@
-"""Trust-region pieces shared by TRPO, PDO and CPO: flat parameters, Fisher-vector products, CG."""
+"""Trust-region pieces shared by TRPO, PDO and CPO.
+
+Flat parameters, Fisher-vector products, CG, the backtracking line search, and the rule they
+share (gradients, direction, line search).
+"""
 
 from collections.abc import Callable
+from dataclasses import dataclass
+import math
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from cpo_ros.algo.rule import Batch, ConstraintEstimate, PolicyStep, surrogates, UpdateRule
+
+CASE_TRPO = 'trpo'  # the constraint plays no part in the step: the natural-gradient step
+_EPS = 1e-8
 
 
 def flat_params(module: nn.Module) -> torch.Tensor:
@@ -217,3 +229,109 @@ def numpy_solver(h: np.ndarray | Callable[[np.ndarray], np.ndarray],
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f'H must be a square matrix, got shape {matrix.shape}')
     return lambda v: np.linalg.solve(matrix, v)
+
+
+def trust_region_step(v: np.ndarray, q: float, delta: float) -> np.ndarray:
+    """Return sqrt(2 delta / q) v: v = H^-1 g scaled onto the trust region's edge (q = g.v)."""
+    return math.sqrt(2.0 * delta / max(q, _EPS)) * v
+
+
+@dataclass
+class LineSearchResult:
+    """Where a backtracking line search stopped."""
+
+    accepted: bool
+    frac: float
+    """Fraction of the step taken (0 when none was acceptable)."""
+    kl: float
+    """Mean KL at the accepted parameters (0 when none was acceptable)."""
+    reward_gain: float
+    cost_change: np.ndarray
+    """Change of each cost surrogate, per episode."""
+
+
+def line_search(policy: nn.Module, step: torch.Tensor,
+                evaluate: Callable[[], tuple[float, np.ndarray, float]],
+                acceptable: Callable[[float, np.ndarray, np.ndarray], bool], target_kl: float,
+                ratio: float, iters: int, cost_scale: float = 1.0) -> LineSearchResult:
+    """Backtrack along step; keep the old parameters when no fraction is acceptable.
+
+    evaluate() returns, at the parameters set, the reward surrogate's change, each cost
+    surrogate's change (per sample) and the mean KL. A fraction is taken when its KL is within
+    target_kl and acceptable(reward change, cost changes per sample, cost changes times
+    cost_scale, i.e. per episode) holds; each try shrinks the fraction by ratio. A rejected
+    step reports kl 0 and no cost change (an empty array).
+    """
+    old = flat_params(policy)
+    frac = 1.0
+    for _ in range(iters):
+        set_flat_params(policy, old + frac * step)
+        try:
+            with torch.no_grad():
+                d_r, d_c_sample, kl = evaluate()
+        except ValueError:  # parameters so far off that the distribution is invalid
+            frac *= ratio
+            continue
+        d_c = d_c_sample * cost_scale
+        if math.isfinite(kl) and kl <= target_kl and acceptable(d_r, d_c_sample, d_c):
+            return LineSearchResult(True, frac, kl, d_r, d_c)
+        frac *= ratio
+    set_flat_params(policy, old)
+    return LineSearchResult(False, 0.0, 0.0, 0.0, np.zeros(0))
+
+
+class TrustRegionRule(UpdateRule):
+    """A step in the KL trust region: gradients, a direction, then a backtracking line search.
+
+    Subclasses say which direction (`direction`) and which improvement a fraction of it must
+    bring (`acceptable`); TRPO, PDO and CPO differ in nothing else.
+    """
+
+    def direction(self, g: torch.Tensor, bs: list[torch.Tensor], b_mat: np.ndarray,
+                  hvp: 'SolvedOperator', c: np.ndarray) -> tuple[np.ndarray, str]:
+        """Return the step (float64) and its case from the reward and cost gradients.
+
+        g and bs are the gradients of the reward and cost surrogates (per sample); b_mat is bs
+        as columns on the per-episode scale of c.
+        """
+        raise NotImplementedError
+
+    def acceptable(self, reward_gain: float, cost_change_sample: np.ndarray,
+                   cost_change: np.ndarray, c: np.ndarray, case: str) -> bool:
+        """Return whether a fraction of the step improves enough (its KL is checked apart)."""
+        raise NotImplementedError
+
+    def improve(self, algorithm: Any, batch: Batch, estimate: ConstraintEstimate,
+                clock: Any) -> PolicyStep:
+        """Take the rule's step in the trust region, backtracked until acceptable."""
+        cfg, policy, ep_len, m = self.config, algorithm.policy, estimate.episode_length, \
+            estimate.c.size
+        loss_r, loss_c = surrogates(policy, batch)
+        g = flat_grad(loss_r, policy, retain_graph=True)
+        bs = [flat_grad(loss_c[i], policy, retain_graph=i < m - 1) for i in range(m)]
+        # Solves are kept: the noise diagnostic reuses the step's H^-1 b.
+        hvp = fisher_operator(policy, batch.norm_obs, cfg.cg_damping, cfg.cg_iters,
+                              normalised=True)
+        b_mat = np.stack([b.double().numpy() for b in bs], axis=1) * ep_len  # (n, m)
+        step, case = self.direction(g, bs, b_mat, hvp, estimate.c)
+        clock.lap('direction')
+        noise = algorithm.cost_gradient_noise(batch.obs, batch.u, batch.old_logp,
+                                              batch.adv_c[:, 0], batch.shape, hvp, b_mat[:, 0],
+                                              ep_len, batch.norm_obs)
+        clock.lap('noise')
+        start_r, start_c = loss_r.item(), loss_c.detach().double().numpy()
+
+        def evaluate() -> tuple[float, np.ndarray, float]:
+            new_r, new_c, kl = surrogates(policy, batch, kl=True)
+            return float(new_r) - start_r, new_c.double().numpy() - start_c, float(kl)
+
+        def acceptable(d_r: float, d_c_sample: np.ndarray, d_c: np.ndarray) -> bool:
+            return self.acceptable(d_r, d_c_sample, d_c, estimate.c, case)
+
+        search = line_search(policy, torch.as_tensor(step, dtype=torch.float32), evaluate,
+                             acceptable, cfg.target_kl, cfg.backtrack_ratio,
+                             cfg.backtrack_iters, ep_len)
+        clock.lap('line_search')
+        cost_change = search.cost_change if search.accepted else np.zeros(m)
+        return PolicyStep(case, search.accepted, search.frac, search.kl, search.reward_gain,
+                          cost_change, b_mat.T @ (search.frac * step), noise)

@@ -92,7 +92,8 @@ class Learner(Node):
             task=p['task'], iterations=p['iterations'],
             steps_per_iteration=p['steps_per_iteration'], num_envs=p['num_envs'],
             seed=p['seed'], out=p['out'], checkpoint_every=p['checkpoint_every'],
-            torch_threads=p['torch_threads'], algo=algo, task_kwargs=task_kwargs, robot=robot)
+            torch_threads=p['torch_threads'], tensorboard=p['tensorboard'], algo=algo,
+            task_kwargs=task_kwargs, robot=robot)
         torch.set_num_threads(self.config.torch_threads)
         space = probe.single_action_space
         self.run = TrainingRun(self.config, probe.obs_dim, probe.act_dim, space.low, space.high,

@@ -8,16 +8,16 @@ tasks' settings and `task:=goal` takes Goal's, never Circle's.
 """
 
 from dataclasses import fields, MISSING
+import math
 import re
 
 from cpo_ros.ros.params import ParamSpec
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.tasks.base import Task
 from cpo_ros.tasks.registry import DEFAULT_TASK
-from cpo_ros.training.config import AlgoConfig
+from cpo_ros.training.config import ALGO_RANGES, CHOICES, TRAIN_RANGES
 from cpo_ros.training.settings import field_docs, train_settings
 
-_A = AlgoConfig()
 _R = RobotConfig()
 
 TASK_PARAMS = [
@@ -200,8 +200,6 @@ ROBOT_EXECUTOR_PARAMS = [
 ]
 
 LEARNER_PARAMS = [
-    ParamSpec('algo', 'cpo', 'update rule', choices=('cpo', 'trpo', 'pdo')),
-    ParamSpec('iterations', 100, 'policy updates to run', 1, 10_000_000),
     ParamSpec('out', 'runs/circle_sim', 'run directory: progress.csv, curves.png, checkpoints'),
     ParamSpec('resume', 'auto', 'auto: continue from out/checkpoints/last.pt when it exists '
               '(a respawned learner), else start; true: continue (refused without a '
@@ -215,8 +213,6 @@ LEARNER_PARAMS = [
               'time of one iteration on a real robot', 0.0, 1e6),
     ParamSpec('max_failed_updates', 3, 'updates failing in a row after which the learner '
               'exits with code 1 (for respawn or the operator)', 1, 1000),
-    ParamSpec('checkpoint_every', 1, 'iterations between checkpoints', 1, 1_000_000),
-    ParamSpec('torch_threads', 1, 'threads for the update', 1, 256),
     ParamSpec('fit_while_sampling', True, 'publish the new policy once it is final and fit the '
               'critics in a child process while the executors sample (off: when executors and '
               'learner share too few cores, the fit competes with the lock-step sampling)'),
@@ -234,46 +230,39 @@ LEARNER_PARAMS = [
     ParamSpec('cost_limit', -1.0, 'limit d on the expected cost per episode; a list gives '
               "one per constraint (e.g. [5.0, 10.0] with circle.speed_limit); -1: the task's "
               'default limits (`cpo-ros tasks`)', -1.0, 1e9, dynamic_typing=True),
-    ParamSpec('cost_shaping', _A.cost_shaping, 'paper section 6.3: constrain cost + w P('
-              'violation within shaping_horizon steps), P learned'),
-    ParamSpec('shaping_horizon', _A.shaping_horizon, 'look-ahead of the violation predictor '
-              '[steps]', 1, 100_000),
-    ParamSpec('shaping_weight', _A.shaping_weight, 'weight w of the predicted probability', 0.0,
-              1e6),
-    ParamSpec('target_kl', _A.target_kl, 'trust region delta (mean KL)', 1e-6, 1.0),
-    ParamSpec('gamma', _A.gamma, 'reward discount', 0.0, 1.0),
-    ParamSpec('lam', _A.lam, 'reward GAE lambda', 0.0, 1.0),
-    ParamSpec('cost_gamma', _A.cost_gamma, 'cost discount', 0.0, 1.0),
-    ParamSpec('cost_lam', _A.cost_lam, 'cost GAE lambda', 0.0, 1.0),
-    ParamSpec('cg_iters', _A.cg_iters, 'conjugate-gradient iterations', 1, 1000),
-    ParamSpec('cg_damping', _A.cg_damping, 'Fisher damping', 0.0, 10.0),
-    ParamSpec('backtrack_ratio', _A.backtrack_ratio, 'line-search shrink factor', 0.01, 0.99),
-    ParamSpec('backtrack_iters', _A.backtrack_iters, 'line-search steps', 1, 100),
-    ParamSpec('hidden_sizes', list(_A.hidden_sizes), 'policy hidden layers (tanh)', 1, 4096),
-    ParamSpec('value_hidden_sizes', list(_A.value_hidden_sizes), 'critic hidden layers', 1,
-              4096),
-    ParamSpec('init_log_std', _A.init_log_std, 'initial policy log-std', -10.0, 2.0),
-    ParamSpec('value_lr', _A.value_lr, 'critic learning rate', 1e-7, 1.0),
-    ParamSpec('value_epochs', _A.value_epochs, 'critic epochs per update', 0, 1000),
-    ParamSpec('value_minibatch', _A.value_minibatch, 'critic minibatch size', 1, 10_000_000),
-    ParamSpec('pdo_lambda_lr', _A.pdo_lambda_lr, 'PDO dual step size', 0.0, 100.0),
 ]
 
 
-def _from_config(kind: str, hand: list[ParamSpec]) -> list[ParamSpec]:
-    """Return a ParamSpec for each training setting of kind the hand-written specs lack.
+LEARNER_TRAIN_KEYS = ('iterations', 'checkpoint_every', 'torch_threads', 'tensorboard')
+"""TrainConfig settings the learner takes as parameters of their own (the rest are shared
+task parameters, or set by the graph: env_id, out)."""
 
-    The names are the dataclass fields (cpo_ros.training.settings, one source with `cpo-ros train
-    --set`): a field added to AlgoConfig is a learner parameter at once, described by its
-    docstring and validated at start-up by AlgoConfig.validate().
+
+def _from_config(hand: list[ParamSpec]) -> list[ParamSpec]:
+    """Return a ParamSpec for each AlgoConfig setting and LEARNER_TRAIN_KEYS, hand lacks.
+
+    One source: the names, defaults and descriptions are the dataclass fields and their
+    docstrings (cpo_ros.training.settings, as for `cpo-ros train --set`), the allowed values
+    their ALGO_RANGES, TRAIN_RANGES and CHOICES, which validate() checks at start-up too. Only
+    what ROS adds is written by hand above (cost_limit's -1, out's default, node settings).
     """
     have = {spec.name for spec in hand}
-    return [ParamSpec(s.key, list(s.default) if isinstance(s.default, tuple) else s.default,
-                      s.doc) for s in train_settings() if s.owner == kind and s.key not in have]
+    specs = []
+    for s in train_settings():
+        if s.key in have or not (s.owner == 'algo' or s.key in LEARNER_TRAIN_KEYS):
+            continue
+        allowed = {**ALGO_RANGES, **TRAIN_RANGES}.get(s.key)
+        low = high = None
+        if allowed is not None:
+            low = allowed.low
+            high = allowed.high if math.isfinite(allowed.high) else None
+        specs.append(ParamSpec(s.key, list(s.default) if isinstance(s.default, tuple)
+                               else s.default, s.doc, low, high, CHOICES.get(s.key)))
+    return specs
 
 
-LEARNER_CONFIG_PARAMS = _from_config('algo', LEARNER_PARAMS + TASK_PARAMS)
-"""Learner parameters declared from AlgoConfig alone (parameter files may leave them out)."""
+LEARNER_CONFIG_PARAMS = _from_config(LEARNER_PARAMS + TASK_PARAMS)
+"""Learner parameters declared from the dataclasses (parameter files may leave them out)."""
 LEARNER_PARAMS += LEARNER_CONFIG_PARAMS
 
 MONITOR_PARAMS = [

@@ -4,11 +4,56 @@ from dataclasses import asdict, dataclass, field, fields
 import math
 from typing import Any
 
+from cpo_ros.algo.registry import RULES
 from cpo_ros.tasks.registry import DEFAULT_TASK
 from cpo_ros.validation import check_range
 
-ALGOS = ('cpo', 'trpo', 'pdo')
+ALGOS = tuple(RULES)
 VALUE_NORMALIZATIONS = ('off', 'cost', 'all')
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed interval of a numeric setting (of each element, for a tuple)."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ValueError naming name unless value (each element of a tuple) is inside."""
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            check_range(name, v, self.low, self.high, self.low_open, self.high_open)
+
+
+# The one source of each setting's allowed values: validate() checks them, and the learner's
+# ROS parameter descriptors (cpo_ros.ros.specs) show them.
+ALGO_RANGES = {
+    'cost_limit': Range(0.0, math.inf), 'cost_confidence': Range(0.0, 10.0),
+    'cost_bias_rate': Range(0.0, 1.0), 'cost_rise_max': Range(1.0, 1000.0),
+    'gamma': Range(0.0, 1.0), 'lam': Range(0.0, 1.0), 'cost_gamma': Range(0.0, 1.0),
+    'cost_lam': Range(0.0, 1.0), 'target_kl': Range(0.0, 1.0, low_open=True),
+    'cg_iters': Range(1, 1000), 'cg_damping': Range(0.0, 10.0),
+    'backtrack_ratio': Range(0.0, 1.0, True, True), 'backtrack_iters': Range(1, 100),
+    'hidden_sizes': Range(1, 4096), 'value_hidden_sizes': Range(1, 4096),
+    'init_log_std': Range(-10.0, 2.0), 'value_lr': Range(0.0, 1.0, low_open=True),
+    'value_epochs': Range(0, 1000), 'value_minibatch': Range(1, 10_000_000),
+    'pdo_lambda_lr': Range(0.0, 100.0), 'pdo_lambda_init': Range(0.0, 1e6),
+    'ppo_lr': Range(0.0, 1.0, low_open=True), 'ppo_epochs': Range(1, 1000),
+    'ppo_minibatch': Range(1, 10_000_000), 'ppo_clip': Range(0.0, 1.0, low_open=True),
+    'ppo_target_kl': Range(0.0, 10.0), 'ppo_max_grad_norm': Range(0.0, 1e6),
+    'lagrangian_lr': Range(0.0, 100.0), 'lagrangian_init': Range(0.0, 1e6),
+    'pid_kp': Range(0.0, 100.0), 'pid_ki': Range(0.0, 100.0), 'pid_kd': Range(0.0, 100.0),
+    'obs_clip': Range(0.0, math.inf, low_open=True), 'shaping_horizon': Range(1, 100_000),
+    'shaping_weight': Range(0.0, 1e6),
+}
+TRAIN_RANGES = {
+    'iterations': Range(1, 10_000_000), 'num_envs': Range(1, 4096),
+    'checkpoint_every': Range(1, 10_000_000), 'torch_threads': Range(1, 256),
+}
+"""steps_per_iteration is checked against num_envs in TrainConfig.validate()."""
+CHOICES = {'algo': ALGOS, 'value_normalization': VALUE_NORMALIZATIONS}
 
 
 @dataclass
@@ -16,7 +61,8 @@ class AlgoConfig:
     """Settings of the policy update (CPO and the TRPO and PDO baselines that share its parts)."""
 
     algo: str = 'cpo'
-    """Update rule: 'cpo', 'trpo' (ignores the cost) or 'pdo' (primal-dual Lagrangian)."""
+    """Update rule: 'cpo', 'trpo' (ignores the cost), 'pdo' (primal-dual, trust-region step),
+    'ppo_lag' (PPO-Lagrangian) or 'pid_lag' (PPO with a PID-controlled multiplier)."""
     cost_limit: float | tuple[float, ...] = 5.0
     """Limit d on the expected undiscounted cost per episode; one per constraint when the task
     has several (e.g. Circle with a speed limit: (5.0, 2.0))."""
@@ -71,6 +117,31 @@ class AlgoConfig:
     """Dual step size of PDO: lambda <- max(0, lambda + lr (J_C - d))."""
     pdo_lambda_init: float = 0.0
     """Initial Lagrange multiplier of PDO."""
+    ppo_lr: float = 3e-4
+    """Adam learning rate of the policy (ppo_lag, pid_lag)."""
+    ppo_epochs: int = 10
+    """Passes over the batch per update (ppo_lag, pid_lag)."""
+    ppo_minibatch: int = 1024
+    """Minibatch size of the policy's Adam steps (ppo_lag, pid_lag)."""
+    ppo_clip: float = 0.2
+    """Clip range epsilon of the probability ratio in the PPO surrogate (ppo_lag, pid_lag)."""
+    ppo_target_kl: float = 0.02
+    """Early stop: no further epoch once the mean KL to the sampling policy exceeds this
+    (ppo_lag, pid_lag; 0: always run ppo_epochs)."""
+    ppo_max_grad_norm: float = 0.5
+    """Clip of the policy gradient's norm per Adam step (ppo_lag, pid_lag; 0: off)."""
+    lagrangian_lr: float = 0.035
+    """Step of the ppo_lag multiplier, gradient ascent on J_C - d:
+    lambda <- max(0, lambda + lr (J_C - d)), once per iteration before the policy step."""
+    lagrangian_init: float = 0.0
+    """Initial multiplier of ppo_lag."""
+    pid_kp: float = 0.1
+    """Proportional gain K_P of the pid_lag multiplier (Stooke et al. 2020):
+    lambda = max(0, K_P (J_C - d) + K_I I + K_D max(0, J_C - J_C,prev))."""
+    pid_ki: float = 0.01
+    """Integral gain K_I of pid_lag; I <- max(0, I + J_C - d) each iteration."""
+    pid_kd: float = 0.01
+    """Derivative gain K_D of pid_lag, on the rise of J_C since the last iteration."""
     obs_clip: float = 10.0
     """Clip on normalised observations."""
     cost_shaping: bool = False
@@ -90,37 +161,17 @@ class AlgoConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""
-        if self.algo not in ALGOS:
-            raise ValueError(f'algo = {self.algo!r} is not one of {ALGOS}')
-        if self.value_normalization not in VALUE_NORMALIZATIONS:
-            raise ValueError(f'value_normalization = {self.value_normalization!r} is not one of '
-                             f'{VALUE_NORMALIZATIONS}')
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f'{name} = {getattr(self, name)!r} is not one of {choices}')
         if not self.limits:
             raise ValueError('cost_limit = (): need one limit per constraint')
-        for limit in self.limits:
-            check_range('cost_limit', limit, 0.0, math.inf)
-        for name in ('gamma', 'lam', 'cost_gamma', 'cost_lam'):
-            check_range(name, getattr(self, name), 0.0, 1.0)
-        check_range('target_kl', self.target_kl, 0.0, 1.0, low_open=True)
-        check_range('cg_iters', self.cg_iters, 1, 1000)
-        check_range('cg_damping', self.cg_damping, 0.0, 10.0)
-        check_range('backtrack_ratio', self.backtrack_ratio, 0.0, 1.0, True, True)
-        check_range('backtrack_iters', self.backtrack_iters, 1, 100)
-        check_range('value_lr', self.value_lr, 0.0, 1.0, low_open=True)
-        check_range('value_epochs', self.value_epochs, 0, 1000)
-        check_range('value_minibatch', self.value_minibatch, 1, 10_000_000)
-        check_range('pdo_lambda_lr', self.pdo_lambda_lr, 0.0, 100.0)
-        check_range('pdo_lambda_init', self.pdo_lambda_init, 0.0, 1e6)
-        check_range('obs_clip', self.obs_clip, 0.0, math.inf, low_open=True)
-        check_range('shaping_horizon', self.shaping_horizon, 1, 100_000)
-        check_range('shaping_weight', self.shaping_weight, 0.0, 1e6)
-        check_range('cost_confidence', self.cost_confidence, 0.0, 10.0)
-        check_range('cost_bias_rate', self.cost_bias_rate, 0.0, 1.0)
-        check_range('cost_rise_max', self.cost_rise_max, 1.0, 1000.0)
         for name in ('hidden_sizes', 'value_hidden_sizes'):
             sizes = getattr(self, name)
             if not sizes or any(int(h) < 1 for h in sizes):
                 raise ValueError(f'{name} = {sizes!r}: need one or more positive layer sizes')
+        for name, allowed in ALGO_RANGES.items():
+            allowed.check(name, self.limits if name == 'cost_limit' else getattr(self, name))
 
 
 @dataclass
@@ -151,6 +202,9 @@ class TrainConfig:
     """Write a checkpoint every this many iterations (and always at the end)."""
     torch_threads: int = 1
     """Threads torch may use for the update."""
+    tensorboard: bool = True
+    """Write TensorBoard logs to out/tb/: every progress.csv column, and histograms of the
+    policy's std and of the advantages (`tensorboard --logdir runs/`)."""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     """Update settings."""
     task_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -164,8 +218,8 @@ class TrainConfig:
         """Raise ValueError naming the first field outside its allowed range."""
         if (self.task is None) == (self.env_id is None):
             raise ValueError('give exactly one of task and env_id')
-        check_range('iterations', self.iterations, 1, 10_000_000)
-        check_range('num_envs', self.num_envs, 1, 4096)
+        for name, allowed in TRAIN_RANGES.items():
+            allowed.check(name, getattr(self, name))
         check_range('env_workers', self.env_workers, 1, 256, integer=True)
         if self.env_workers > self.num_envs:
             raise ValueError(f'env_workers = {self.env_workers} exceeds num_envs = '
@@ -175,8 +229,6 @@ class TrainConfig:
                              f'steps all its robots in one MuJoCo model, in this process '
                              f'(env_workers is for env_id; set it to 1)')
         check_range('steps_per_iteration', self.steps_per_iteration, self.num_envs, 100_000_000)
-        check_range('checkpoint_every', self.checkpoint_every, 1, 10_000_000)
-        check_range('torch_threads', self.torch_threads, 1, 256)
         self.algo.validate()
 
     def to_dict(self) -> dict[str, Any]:

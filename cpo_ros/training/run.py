@@ -35,10 +35,12 @@ from cpo_ros.algo.algorithm import ConstrainedTrustRegion
 from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from cpo_ros.training.config import TrainConfig
 from cpo_ros.training.progress import flatten_row, plot_curves, progress_columns, ProgressLog
+from cpo_ros.training.tensorboard import TensorBoardLog
 
 RUN_MODES = ('fresh', 'resume', 'auto', 'overwrite')
 # Settings a resumed run may change: the budget, where it lives, and how it is computed.
-RESUMABLE_KEYS = ('iterations', 'out', 'checkpoint_every', 'torch_threads', 'env_workers')
+RESUMABLE_KEYS = ('iterations', 'out', 'checkpoint_every', 'torch_threads', 'env_workers',
+                  'tensorboard')
 
 
 class RunDirError(ValueError):
@@ -172,6 +174,11 @@ class TrainingRun:
             # The iteration-0 checkpoint: from here on, a restart (resume: auto) continues.
             self.save()
         self._write_config(extra_config or {})
+        # A resumed run's events after its checkpoint are dropped (those iterations are redone):
+        # TensorBoard purges steps >= purge_step.
+        self.tensorboard = (TensorBoardLog(self.out, self.progress.columns,
+                                           self.env_steps + 1 if self.resumed else None)
+                            if config.tensorboard else None)
         self._t_last = time.perf_counter()
 
     def initialise_from(self, path: str | os.PathLike) -> Path:
@@ -226,6 +233,7 @@ class TrainingRun:
         sampled_by = copy.deepcopy(self.algorithm.policy.state_dict())
         t0 = time.perf_counter()
         metrics = self.algorithm.update(rollout, episode_cost, policy_ready)
+        histograms = metrics.pop('histograms', {})
         timings['update_time_s'] = (time.perf_counter() - t0
                                     - metrics.get('time_policy_ready_s', 0.0))
         self.iteration += 1
@@ -255,6 +263,8 @@ class TrainingRun:
             self._save_best()
         if self.iteration % self.config.checkpoint_every == 0 or self.done:
             self.save()
+        if self.tensorboard is not None:
+            self.tensorboard.write(row, histograms)
         return row
 
     def _snapshot(self) -> dict[str, Any]:
@@ -302,6 +312,8 @@ class TrainingRun:
     def finish(self, save: bool = True) -> Path:
         """Write the last checkpoint (unless save is False) and curves.png; return the plot."""
         title = f'{self.config.algo.algo.upper()} on {self.config.task or self.config.env_id}'
+        if self.tensorboard is not None:
+            self.tensorboard.close()  # the next write, after a resume in-process, reopens
         try:
             if save:
                 self.save()

@@ -1,0 +1,191 @@
+"""The update's named steps, each on its own: the rules by name, the constraint estimate, each
+rule's direction and acceptance, and the backtracking line search."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cpo_ros.algo.algorithm import ConstrainedTrustRegion
+from cpo_ros.algo.cpo import CASE_RECOVERY, step_direction
+from cpo_ros.algo.networks import GaussianPolicy
+from cpo_ros.algo.registry import PRESETS, rule_class, RULES, variant
+from cpo_ros.algo.rule import ConstraintEstimate, UpdateRule
+from cpo_ros.algo.trust_region import flat_params, line_search, SolvedOperator
+from cpo_ros.sim.make import make_vec_env
+from cpo_ros.training.config import AlgoConfig
+from cpo_ros.training.worker import RolloutWorker
+
+DELTA = 0.01
+
+
+def test_every_registered_rule_loads_under_its_name():
+    for name in RULES:
+        cls = rule_class(name)
+        assert issubclass(cls, UpdateRule) and cls.name == name
+        AlgoConfig(algo=name).validate()
+    for name, (rule, settings) in PRESETS.items():
+        assert variant(name) == (rule, settings) and rule in RULES
+        AlgoConfig(algo=rule, **settings).validate()
+    with pytest.raises(ValueError, match="'sac' is not one of"):
+        AlgoConfig(algo='sac').validate()
+    with pytest.raises(ValueError, match='unknown algorithm'):
+        variant('sac')
+
+
+def _rollout(algo, cost_per_step: float = 0.0, seed: int = 0):
+    torch.manual_seed(seed)
+    env = make_vec_env(task='circle', num_envs=8, seed=seed, max_episode_steps=20)
+    worker = RolloutWorker(8, env.obs_dim, env.act_dim, 60, seed=seed)
+    worker.use_policy(algo.policy, algo.version)
+    obs, rollout = env.reset(seed=seed), None
+    while rollout is None:
+        obs, r, c, te, tr, info = env.step(worker.act(obs))
+        worker.record(r, c, te, tr, info['final_obs'])
+        rollout = worker.take_rollout(obs)
+    if cost_per_step:
+        rollout['cost'][:] = cost_per_step
+        rollout['episode_cost'][:] = 20 * cost_per_step
+    return rollout
+
+
+def _algorithm(name: str, **settings) -> ConstrainedTrustRegion:
+    return ConstrainedTrustRegion(6, 2, AlgoConfig(algo=name, **settings),
+                                  np.array([-1.0, -1.0]), np.array([1.0, 1.0]), 20)
+
+
+@pytest.mark.parametrize('name', ['trpo', 'pdo'])
+def test_baselines_hold_the_point_estimate_of_the_cost(name):
+    algo = _algorithm(name, cost_limit=3.0)
+    estimate = algo.estimate_constraint(_rollout(algo, 0.5))
+    np.testing.assert_allclose(estimate.j_c, [10.0])
+    np.testing.assert_allclose(estimate.held, estimate.j_c)
+    np.testing.assert_allclose(estimate.c, [7.0])
+    assert estimate.episode_length == 20.0 and estimate.costs.shape == (60, 8, 1)
+
+
+def test_cpo_holds_an_upper_bound_and_shrinks_its_margin_by_the_rise_factor():
+    algo = _algorithm('cpo', cost_limit=30.0, cost_bias_rate=0.0)
+    rollout = _rollout(algo, 0.5)
+    rng = np.random.default_rng(0)
+    rollout['episode_cost'] = rng.uniform(0.0, 20.0, np.shape(rollout['episode_cost']))
+    algo._rise_predicted[:], algo._rise_measured[:] = 1.0, 4.0  # rises 4 times their forecast
+    estimate = algo.estimate_constraint(rollout)
+    se = estimate.summary['episode_cost_se'][0]
+    assert se > 0.0
+    assert estimate.held[0] == pytest.approx(estimate.j_c[0] + 2.0 * se)
+    assert estimate.c[0] == pytest.approx((estimate.held[0] - 30.0) / 4.0)
+
+
+def _problem(seed: int, n: int = 6):
+    rng = np.random.default_rng(seed)
+    root = rng.normal(size=(n, n))
+    h = root @ root.T + 0.5 * np.eye(n)
+    return (torch.as_tensor(rng.normal(size=n), dtype=torch.float32),
+            torch.as_tensor(rng.normal(size=n), dtype=torch.float32), h)
+
+
+def _operator(h: np.ndarray) -> SolvedOperator:
+    return SolvedOperator(lambda v: h @ v, 10)  # CG: exact in n <= 10 steps
+
+
+def test_trpo_direction_is_the_natural_gradient_on_the_trust_region_edge():
+    g, b, h = _problem(0)
+    rule = rule_class('trpo')(AlgoConfig(algo='trpo'), 1, _policy())
+    x, case = rule.direction(g, [b], b.double().numpy()[:, None], _operator(h), np.array([5.0]))
+    v = np.linalg.solve(h, g.double().numpy())
+    assert case == 'trpo'
+    np.testing.assert_allclose(x, math.sqrt(2 * DELTA / (g.double().numpy() @ v)) * v, rtol=1e-6)
+    assert 0.5 * x @ h @ x == pytest.approx(DELTA, rel=1e-6)
+
+
+def test_pdo_direction_climbs_the_lagrangian():
+    g, b, h = _problem(1)
+    rule = rule_class('pdo')(AlgoConfig(algo='pdo', pdo_lambda_init=0.7), 1, _policy())
+    x, _ = rule.direction(g, [b], b.double().numpy()[:, None], _operator(h), np.array([1.0]))
+    lagrangian = (g - 0.7 * b).double().numpy()
+    v = np.linalg.solve(h, lagrangian)
+    np.testing.assert_allclose(x, math.sqrt(2 * DELTA / (lagrangian @ v)) * v, rtol=1e-5)
+    rule.after_step(ConstraintEstimate(np.array([9.0]), np.array([9.0]), np.array([4.0]),
+                                       np.zeros((1, 1, 1)), 20.0, {}))
+    assert rule.multipliers[0] == pytest.approx(0.7 + 0.01 * 4.0)
+    rule.after_step(ConstraintEstimate(np.array([0.0]), np.array([0.0]), np.array([-500.0]),
+                                       np.zeros((1, 1, 1)), 20.0, {}))
+    assert rule.multipliers[0] == 0.0  # projected onto lambda >= 0
+
+
+@pytest.mark.parametrize('m', [1, 2])
+def test_cpo_direction_is_the_cpo_step(m):
+    g, b, h = _problem(2)
+    bs = [b * (i + 1) for i in range(m)]
+    b_mat = np.stack([v.double().numpy() for v in bs], axis=1)
+    c = np.linspace(-0.05, -0.01, m)
+    rule = rule_class('cpo')(AlgoConfig(), m, _policy())
+    x, case = rule.direction(g, bs, b_mat, _operator(h), c)
+    want, want_case = step_direction(g.double().numpy(), b_mat[:, 0] if m == 1 else b_mat, h,
+                                     float(c[0]) if m == 1 else c, DELTA)
+    assert case == want_case
+    np.testing.assert_allclose(x, want, rtol=1e-4, atol=1e-8)
+
+
+def test_each_rule_accepts_what_it_should():
+    trpo = rule_class('trpo')(AlgoConfig(algo='trpo'), 1, _policy())
+    assert trpo.acceptable(0.1, np.array([9.0]), np.array([90.0]), np.array([5.0]), 'trpo')
+    assert not trpo.acceptable(-0.1, np.array([-9.0]), np.array([-90.0]), np.array([-5.0]),
+                               'trpo')
+    pdo = rule_class('pdo')(AlgoConfig(algo='pdo', pdo_lambda_init=2.0), 1, _policy())
+    assert pdo.acceptable(0.1, np.array([0.04]), np.array([0.8]), np.array([1.0]), 'trpo')
+    assert not pdo.acceptable(0.1, np.array([0.06]), np.array([1.2]), np.array([1.0]), 'trpo')
+    cpo = rule_class('cpo')(AlgoConfig(), 2, _policy())
+    margin = np.array([-1.0, -2.0])
+    assert cpo.acceptable(0.1, None, np.array([0.9, 1.9]), margin, 'dual')
+    assert not cpo.acceptable(0.1, None, np.array([1.1, 0.0]), margin, 'dual')  # above margin
+    assert not cpo.acceptable(-0.1, None, np.array([0.0, 0.0]), margin, 'dual')  # no gain
+    violated = np.array([1.0, -2.0])
+    assert cpo.acceptable(-0.1, None, np.array([-0.5, 1.0]), violated, 'dual')
+    assert not cpo.acceptable(-0.1, None, np.array([0.1, 1.0]), violated, 'dual')  # must not rise
+    assert cpo.acceptable(-0.1, None, np.array([-0.5, -1.0]), np.array([3.0, 1.0]),
+                          CASE_RECOVERY)
+
+
+def _policy():
+    torch.manual_seed(0)
+    return GaussianPolicy(3, 2, (4,))
+
+
+def test_line_search_takes_the_longest_acceptable_fraction():
+    policy = _policy()
+    old = flat_params(policy)
+    step = torch.ones_like(old)
+
+    def frac_now() -> float:
+        return float((flat_params(policy) - old).mean())
+
+    # The KL allows fractions up to 0.7, the improvement up to 0.5: 0.8^4 = 0.4096 is taken.
+    result = line_search(policy, step,
+                         lambda: (0.5 - frac_now(), np.array([frac_now()]), 0.01 * frac_now()),
+                         lambda d_r, d_c_sample, d_c: d_r > 0.0, 0.007, 0.8, 15, cost_scale=20.0)
+    assert result.accepted and result.frac == pytest.approx(0.8 ** 4)
+    assert result.kl == pytest.approx(0.01 * 0.8 ** 4, rel=1e-5)
+    np.testing.assert_allclose(result.cost_change, [20.0 * 0.8 ** 4], rtol=1e-5)
+    torch.testing.assert_close(flat_params(policy), old + 0.8 ** 4 * step)
+
+
+def test_line_search_skips_invalid_parameters_and_keeps_the_old_ones_when_nothing_passes():
+    policy = _policy()
+    old = flat_params(policy)
+    step = torch.ones_like(old)
+    tried = []
+
+    def evaluate():
+        frac = float((flat_params(policy) - old).mean())
+        tried.append(frac)
+        if frac > 0.6:
+            raise ValueError('invalid distribution')
+        return -1.0, np.array([0.0]), 0.0
+
+    result = line_search(policy, step, evaluate, lambda d_r, *_: d_r > 0.0, DELTA, 0.8, 5)
+    assert len(tried) == 5 and not result.accepted
+    assert (result.frac, result.kl, result.reward_gain) == (0.0, 0.0, 0.0)
+    torch.testing.assert_close(flat_params(policy), old)
