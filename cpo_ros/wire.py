@@ -22,13 +22,14 @@ callback.
 
 Float32MultiArray messages (conversions.encode_batch / decode_batch):
 
-`batch/state` (sim_bridge -> executor): N rows of conversions.state_fields(); every value
+`batch/state` (sim_bridge -> executor): N rows of state_fields(); every value
     finite, terminated and truncated 0 or 1, seq an integer in [0, 2**24) equal on every row,
     N the executor's num_envs.
 `batch/cmd_vel` (executor -> sim_bridge): N rows of linear_x, angular_z (finite) and seq.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -238,3 +239,54 @@ def check_seq(seq: float) -> int:
     if not (0.0 <= seq < SEQ_MODULO) or seq != int(seq):
         raise InvalidField('seq', f'{seq!r} is not an integer in [0, {SEQ_MODULO})')
     return int(seq)
+
+
+# The batched lock-step layout: the one definition the sim bridge (writing) and the policy
+# executor (reading) share.
+_FINAL_FIELDS = ('final_x', 'final_y', 'final_yaw', 'final_v', 'final_w')
+
+
+def state_fields(sensors: tuple[str, ...] = (),
+                 costs: tuple[str, ...] = ('cost',)) -> tuple[str, ...]:
+    """Return the batch/state fields of a task with these sensor readings and cost columns."""
+    return (('x', 'y', 'yaw', 'v', 'w', 'reward', *costs, 'terminated', 'truncated')
+            + tuple(sensors) + _FINAL_FIELDS + tuple(f'final_{s}' for s in sensors) + ('seq',))
+
+
+STATE_FIELDS = state_fields()
+
+
+class StateLayout:
+    """The batch/state columns of a task, from its declared sensors and costs.
+
+    The one definition the sim bridge (writing) and the policy executor (reading) share.
+    """
+
+    def __init__(self, sensor_labels: tuple[str, ...], cost_names: tuple[str, ...]) -> None:
+        self.sensor_labels = tuple(sensor_labels)
+        self.cost_names = tuple(cost_names)
+        self.cost_fields = (('cost',) if len(self.cost_names) == 1
+                            else tuple(f'cost_{name}' for name in self.cost_names))
+        self.fields = state_fields(self.sensor_labels, self.cost_fields)
+        col = {f: i for i, f in enumerate(self.fields)}
+        k = len(self.sensor_labels)
+        after_flags, after_final = col['truncated'] + 1, col['final_w'] + 1
+        self.columns = {
+            'pose': slice(col['x'], col['x'] + 3), 'twist': slice(col['v'], col['v'] + 2),
+            'reward': slice(col['reward'], col['reward'] + 1),
+            'cost': slice(col[self.cost_fields[0]],
+                          col[self.cost_fields[0]] + len(self.cost_fields)),
+            'terminated': slice(col['terminated'], col['terminated'] + 1),
+            'truncated': slice(col['truncated'], col['truncated'] + 1),
+            'sensors': slice(after_flags, after_flags + k),
+            'final_pose': slice(col['final_x'], col['final_x'] + 3),
+            'final_twist': slice(col['final_v'], col['final_v'] + 2),
+            'final_sensors': slice(after_final, after_final + k)}
+
+    @classmethod
+    def of(cls, task: Any) -> 'StateLayout':
+        """Return the layout of a task (cpo_ros.tasks.base.Task)."""
+        return cls(task.sensor_labels, task.cost_names)
+
+
+CMD_FIELDS = ('linear_x', 'angular_z', 'seq')

@@ -28,12 +28,11 @@ from cpo_ros.algo.networks import GaussianPolicy
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import (
     arrays_to_msg,
-    CMD_FIELDS,
     encode_batch,
     pose_twist_to_odometry,
-    state_fields,
 )
 from cpo_ros.training.fleet import ChunkGatherer
+from cpo_ros.wire import CMD_FIELDS, state_fields
 
 TINY = ['num_envs:=2', 'steps_per_iteration:=40', 'circle.max_episode_steps:=10']
 OBS, ACT = 6, 2

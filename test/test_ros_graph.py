@@ -133,7 +133,8 @@ def test_malformed_messages_are_dropped_and_the_graph_keeps_running(start_node, 
                                                                    tmp_path):
     from std_msgs.msg import Float32MultiArray
 
-    from cpo_ros.ros.conversions import CMD_FIELDS, decode_batch, encode_batch, STATE_FIELDS
+    from cpo_ros.ros.conversions import decode_batch, encode_batch
+    from cpo_ros.wire import CMD_FIELDS, STATE_FIELDS
 
     bridge = start_node('sim_bridge', 'num_envs:=2', 'resend_period_s:=0.2')
     learner = start_node('learner', 'num_envs:=2', *learner_params(tmp_path))

@@ -244,8 +244,8 @@ def test_goal_trains_through_the_circle_graph_with_its_own_settings(ros_env, tmp
 
 
 def test_parameters_are_checked_against_their_ranges_and_the_state_layout_follows_the_task():
-    from cpo_ros.ros.conversions import StateLayout
     from cpo_ros.sim.make import make_task
+    from cpo_ros.wire import StateLayout
 
     with pytest.raises(ValueError, match=r'half_width = 0.01 is out of range: allowed a number '
                                          r'in \[0.1, 100.0\]'):

@@ -22,17 +22,15 @@ from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import node_help, run_nodes, wants_help
 from cpo_ros.ros.conversions import (
     arrays_to_msg,
-    CMD_FIELDS,
     decode_batch,
     encode_batch,
     msg_to_arrays,
-    StateLayout,
 )
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.training.worker import RolloutWorker
-from cpo_ros.wire import check_batch_rows, check_policy, check_status
+from cpo_ros.wire import check_batch_rows, check_policy, check_status, CMD_FIELDS, StateLayout
 
 
 class PolicyExecutor(Node):

@@ -27,12 +27,10 @@ from visualization_msgs.msg import Marker, MarkerArray
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import (
-    CMD_FIELDS,
     command_subscription,
     decode_batch,
     encode_batch,
     pose_twist_to_odometry,
-    StateLayout,
 )
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.laser_scan import ranges_to_laser_scan
@@ -43,7 +41,7 @@ from cpo_ros.sim.range_sensor import RangeSensorSpec
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.sim.vec_env import DomainRandomization, VecTaskEnv
 from cpo_ros.tasks.base import Marker as TaskMarker
-from cpo_ros.wire import check_batch_rows
+from cpo_ros.wire import check_batch_rows, CMD_FIELDS, StateLayout
 
 
 def sim_time(seconds: float) -> Time:

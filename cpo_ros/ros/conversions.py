@@ -5,14 +5,14 @@ Batched lock-step transport (std_msgs/Float32MultiArray, row-major):
     layout.dim[0]: label 'env',  size N, stride N * F
     layout.dim[1]: label the comma-joined field names, size F, stride F
 
-`batch/state` (sim_bridge -> policy_executor) has the fields STATE_FIELDS: the pose and twist
+`batch/state` (sim_bridge -> policy_executor) has the fields wire.STATE_FIELDS: the pose and twist
 after the step (of the new episode where one ended), the step's reward and cost, the episode
 flags, the last pose and twist of an episode that ended at this step (final_*), and 'seq'.
-The task declares the rest (StateLayout, the one definition both nodes use): its sensor
+The task declares the rest (wire.StateLayout, the one definition both nodes use): its sensor
 readings (Task.sensor_labels) after the flags and their final_* readings after final_w
-(`state_fields`); one cost column per named cost, 'cost_<name>' (cost_safe_area, cost_speed),
+(`wire.state_fields`); one cost column per named cost, 'cost_<name>' (cost_safe_area, cost_speed),
 where a single-constraint task has 'cost'.
-`batch/cmd_vel` (policy_executor -> sim_bridge) has CMD_FIELDS: linear_x, angular_z and the
+`batch/cmd_vel` (policy_executor -> sim_bridge) has wire.CMD_FIELDS: linear_x, angular_z and the
 'seq' of the state it answers. seq counts steps modulo 2**24, where float32 is still exact; it
 is compared for equality only.
 
@@ -23,7 +23,6 @@ by member with a cap on the uncompressed size and no pickle (msg_to_arrays).
 from array import array as typed_array
 import io
 import math
-from typing import Any
 import zipfile
 import zlib
 
@@ -39,51 +38,6 @@ from cpo_ros.wire import check_seq, SEQ_MODULO
 # passes a cap from its own sizes (buffer.rollout_size_cap); this is the cap of everything else.
 MAX_NPZ_BYTES = 64 * 2 ** 20
 MAX_NPZ_MEMBERS = 64
-_FINAL_FIELDS = ('final_x', 'final_y', 'final_yaw', 'final_v', 'final_w')
-
-
-def state_fields(sensors: tuple[str, ...] = (),
-                 costs: tuple[str, ...] = ('cost',)) -> tuple[str, ...]:
-    """Return the batch/state fields of a task with these sensor readings and cost columns."""
-    return (('x', 'y', 'yaw', 'v', 'w', 'reward', *costs, 'terminated', 'truncated')
-            + tuple(sensors) + _FINAL_FIELDS + tuple(f'final_{s}' for s in sensors) + ('seq',))
-
-
-STATE_FIELDS = state_fields()
-
-
-class StateLayout:
-    """The batch/state columns of a task, from its declared sensors and costs.
-
-    The one definition the sim bridge (writing) and the policy executor (reading) share.
-    """
-
-    def __init__(self, sensor_labels: tuple[str, ...], cost_names: tuple[str, ...]) -> None:
-        self.sensor_labels = tuple(sensor_labels)
-        self.cost_names = tuple(cost_names)
-        self.cost_fields = (('cost',) if len(self.cost_names) == 1
-                            else tuple(f'cost_{name}' for name in self.cost_names))
-        self.fields = state_fields(self.sensor_labels, self.cost_fields)
-        col = {f: i for i, f in enumerate(self.fields)}
-        k = len(self.sensor_labels)
-        after_flags, after_final = col['truncated'] + 1, col['final_w'] + 1
-        self.columns = {
-            'pose': slice(col['x'], col['x'] + 3), 'twist': slice(col['v'], col['v'] + 2),
-            'reward': slice(col['reward'], col['reward'] + 1),
-            'cost': slice(col[self.cost_fields[0]],
-                          col[self.cost_fields[0]] + len(self.cost_fields)),
-            'terminated': slice(col['terminated'], col['terminated'] + 1),
-            'truncated': slice(col['truncated'], col['truncated'] + 1),
-            'sensors': slice(after_flags, after_flags + k),
-            'final_pose': slice(col['final_x'], col['final_x'] + 3),
-            'final_twist': slice(col['final_v'], col['final_v'] + 2),
-            'final_sensors': slice(after_final, after_final + k)}
-
-    @classmethod
-    def of(cls, task: Any) -> 'StateLayout':
-        """Return the layout of a task (cpo_ros.tasks.base.Task)."""
-        return cls(task.sensor_labels, task.cost_names)
-CMD_FIELDS = ('linear_x', 'angular_z', 'seq')
 
 
 def encode_batch(array: np.ndarray, fields: tuple[str, ...], seq: int) -> Float32MultiArray:
