@@ -225,6 +225,15 @@ def test_a_restarted_learner_gets_its_version_sampled_again():
     assert s.can_sample
 
 
+def test_a_new_session_cannot_roll_the_robot_back_to_an_old_policy():
+    s = sampler()
+    assert s.set_policy(policy_arrays(5, session=1))
+    with pytest.raises(ValueError, match='version'):
+        s.set_policy(policy_arrays(2, session=9))  # a forged "restart" far back
+    assert s.version == 5
+    assert s.set_policy(policy_arrays(4, session=2))  # a resume one version back is fine
+
+
 def test_the_reset_behaviour_drives_a_unicycle_to_the_start_pose():
     cfg = RealtimeConfig(control_dt=DT, max_linear_velocity=0.22, max_angular_velocity=2.84)
     pose = np.array([0.4, -0.3, 2.0])

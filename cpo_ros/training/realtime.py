@@ -46,6 +46,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cpo_ros.algo.networks import GaussianPolicy, NumpyActor
+from cpo_ros.training.worker import policy_news
 from cpo_ros.validation import check_range, InvalidField
 
 SHIELD_SAMPLES = ('keep', 'cost', 'drop')
@@ -208,6 +209,8 @@ class RobotSampler:
         self.task_rng = np.random.default_rng(seed + 1)
         self.policy: NumpyActor | None = None
         self.version, self.session = -1, 0
+        self.max_version = -1
+        """The highest version accepted: a new session may go back one version, never more."""
         self._spent = -1  # the newest version whose chunk went out
         self.phase = 'wait'
         self._target: np.ndarray | None = None
@@ -228,11 +231,11 @@ class RobotSampler:
         A newer version arriving while a chunk is half sampled discards that part (a chunk
         holds one version) and cuts the episode: the robot resets and starts afresh.
         """
-        version = _scalar_int(arrays, 'version', -1)
-        session = _scalar_int(arrays, 'session', 0)
-        restarted = self.policy is not None and session != self.session
-        if version <= self.version and not restarted:
+        news = policy_news(arrays, self.version, self.session, self.max_version,
+                           self.policy is not None)
+        if news is None:
             return False
+        version, session, restarted = news
         actor = NumpyActor(GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim))
         if version != self.version and (self._rows or self._pending is not None):
             self.counts['discarded_samples'] += len(self._rows)
@@ -241,6 +244,7 @@ class RobotSampler:
                 self._end_episode('a newer policy arrived', report=True)
             self._new_chunk()
         self.policy, self.version, self.session = actor, version, session
+        self.max_version = max(self.max_version, version)
         if restarted:
             self._spent = min(self._spent, version - 1)  # its rollout is lost: sample again
         return True
@@ -443,12 +447,3 @@ class RobotSampler:
         self._new_chunk()
         return chunk
 
-
-def _scalar_int(arrays: dict[str, np.ndarray], key: str, default: int) -> int:
-    if key not in arrays:
-        return default
-    value = np.asarray(arrays[key])
-    if value.shape != () or value.dtype.kind not in 'iu':
-        raise InvalidField(key, f'need an integer scalar, got dtype {value.dtype} shape '
-                           f'{value.shape}')
-    return int(value)

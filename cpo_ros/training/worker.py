@@ -50,15 +50,11 @@ class RolloutWorker:
         never computed from half-loaded weights. Raises InvalidField (a ValueError) naming the
         array that does not fit, before anything is built.
         """
-        version = _scalar_int(arrays, 'version', -1)
-        session = _scalar_int(arrays, 'session', 0)
-        restarted = session != self.session and self.policy is not None
-        if version <= self.version and not restarted:
+        news = policy_news(arrays, self.version, self.session, self.max_version,
+                           self.policy is not None)
+        if news is None:
             return False
-        if restarted and version < self.max_version - 1:
-            raise InvalidField('version', f'a new session {session} at version {version}, '
-                               f'older than the versions up to {self.max_version} accepted '
-                               f'before (a learner resumes at most one version back)')
+        version, session, restarted = news
         policy = GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim)
         same_version = version == self.version
         self.policy, self.version, self.session = NumpyActor(policy), version, session
@@ -142,6 +138,25 @@ class RolloutWorker:
         self.collector.clear()
         self._min_version = self.version + 1
         return rollout
+
+
+def policy_news(arrays: dict[str, np.ndarray], version_now: int, session_now: int,
+                max_version: int, loaded: bool) -> tuple[int, int, bool] | None:
+    """Return (version, session, restarted) of a policy worth loading, None for an older one.
+
+    A new session may come back one version below the highest accepted, never more (see
+    RolloutWorker.set_policy); anything else raises InvalidField 'version'.
+    """
+    version = _scalar_int(arrays, 'version', -1)
+    session = _scalar_int(arrays, 'session', 0)
+    restarted = session != session_now and loaded
+    if version <= version_now and not restarted:
+        return None
+    if restarted and version < max_version - 1:
+        raise InvalidField('version', f'a new session {session} at version {version}, older '
+                           f'than the versions up to {max_version} accepted before (a learner '
+                           f'resumes at most one version back)')
+    return version, session, restarted
 
 
 def _scalar_int(arrays: dict[str, np.ndarray], key: str, default: int) -> int:
