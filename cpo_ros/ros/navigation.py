@@ -45,7 +45,7 @@ class NavigationInputs:
         return self.scan.stop_reason()
 
     def readings(self, pose: np.ndarray) -> np.ndarray:
-        """Return the task's sensor readings (1, len(sensor_labels)) from the latest scan."""
+        """Return the task's sensor readings, shape (1, number of labels), from the latest scan."""
         return self.task.sensors(np.atleast_2d(pose), scan=self.scan.ranges[None])
 
     def status(self) -> list[tuple[str, object]]:

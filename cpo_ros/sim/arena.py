@@ -179,8 +179,10 @@ class Arenas:
         self.active[index] = np.arange(self.spec.max_obstacles) < k
 
     def refresh(self) -> None:
-        """Move the scenes' geoms to the obstacles placed since (the physics model's move at
-        its next step)."""
+        """Move the scenes' geoms to the obstacles placed since.
+
+        The physics model's geoms move at its next step.
+        """
         for index in self._dirty:
             mujoco.mj_kinematics(self.scene, self.scenes[index])
         self._dirty.clear()

@@ -112,8 +112,8 @@ def resample(ranges: np.ndarray, angle_min: float, angle_increment: float, spec:
     Any ray count, angle range and direction (a negative angle_increment runs clockwise). Each
     of spec's rays reads the usable reading nearest to it in angle, within one of the scan's
     own increments (the nearer return of two equally near): what a simulated ray along it
-measures, up to the scanner's resolution; a
-    NaN or out-of-limits reading is thus bridged by its neighbour (see classify). A ray that no
+    measures, up to the scanner's resolution; a NaN or out-of-limits reading is thus bridged by
+    its neighbour (see classify). A ray that no
     reading covers (outside the scanner's field of view) or that reads beyond spec.range_max
     has no return (+inf).
     """
