@@ -1,5 +1,6 @@
 """Shared fixtures: a private DDS domain per test, node processes, an in-process probe node."""
 
+import csv
 import itertools
 import os
 from pathlib import Path
@@ -261,3 +262,17 @@ def circle_rollout(algo, steps: int = 200, num_envs: int = 8, episode: int = 20,
         worker.record(r, c, te, tr, info['final_obs'])
         rollout = worker.take_rollout(obs)
     return rollout
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    """Return a run's progress.csv rows so far ([] before the first iteration)."""
+    path = out / 'progress.csv'
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def shares(row: dict[str, str]) -> dict[str, int]:
+    """Return a progress row's samples per executor (its executor_shares column)."""
+    return {k: int(v) for k, v in (s.split('=') for s in row['executor_shares'].split())}

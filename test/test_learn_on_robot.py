@@ -4,7 +4,6 @@ Every process is real (rclpy, MuJoCo, torch). The probe listens and publishes wi
 command line's default QoS (reliable, volatile).
 """
 
-import csv
 import os
 from pathlib import Path
 import re
@@ -12,7 +11,7 @@ import signal
 import sys
 import time
 
-from conftest import NodeProcess, wait_until
+from conftest import NodeProcess, rows, shares, wait_until
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
@@ -29,18 +28,6 @@ from cpo_ros.ros.conversions import msg_to_arrays, odometry_to_pose_twist
 LAB = 'turtlebot3_burger'
 X_LIMIT = 0.5  # the lab profile's strip
 START_SPREAD = 0.1 + 0.05  # init_position_noise + reset_position_tolerance
-
-
-def rows(out: Path) -> list[dict[str, str]]:
-    path = out / 'progress.csv'
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def shares(row: dict[str, str]) -> dict[str, int]:
-    return {k: int(v) for k, v in (s.split('=') for s in row['executor_shares'].split())}
 
 
 class RobotListener:

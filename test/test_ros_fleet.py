@@ -1,11 +1,9 @@
 """A fleet through real processes: executors die and join, the learner keeps exact iterations."""
 
-import csv
-from pathlib import Path
 import signal
 import sys
 
-from conftest import NodeProcess, REPO, wait_until
+from conftest import NodeProcess, REPO, rows, shares, wait_until
 import numpy as np
 import pytest
 from std_msgs.msg import UInt8MultiArray
@@ -16,18 +14,6 @@ from cpo_ros.ros.bringup import worker_command
 FLEET = REPO / 'config' / 'fleet_sim.yaml'
 SAMPLES = 1200  # per iteration: 3 workers x 2 robots x 200-step chunks
 COMMON = ['-p', 'num_envs:=2', '-p', f'steps_per_iteration:={SAMPLES}']
-
-
-def rows(out: Path) -> list[dict[str, str]]:
-    path = out / 'progress.csv'
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
-def shares(row: dict[str, str]) -> dict[str, int]:
-    return {k: int(v) for k, v in (s.split('=') for s in row['executor_shares'].split())}
 
 
 def stale_chunk() -> dict[str, np.ndarray]:
