@@ -20,17 +20,12 @@ from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
 
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import node_help, run_nodes, wants_help
-from cpo_ros.ros.conversions import (
-    arrays_to_msg,
-    decode_batch,
-    encode_batch,
-    msg_to_arrays,
-)
+from cpo_ros.ros.conversions import arrays_to_msg, BatchCodec, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.training.worker import RolloutWorker
-from cpo_ros.wire import check_batch_rows, check_policy, check_status, CMD_FIELDS, StateLayout
+from cpo_ros.wire import check_policy, check_status, CMD_FIELDS, StateLayout
 
 
 class PolicyExecutor(Node):
@@ -44,6 +39,9 @@ class PolicyExecutor(Node):
         self.task = declare_task(self, p['task'], self.num_envs)
         layout = StateLayout.of(self.task)
         self.fields, c = layout.fields, layout.columns
+        # The lock-step messages' layouts, worked out once (two messages a step).
+        self._state_codec = BatchCodec(self.fields, self.num_envs)
+        self._cmd_codec = BatchCodec(CMD_FIELDS)
         self._pose, self._twist, self._sensors = c['pose'], c['twist'], c['sensors']
         self._final_pose, self._final_twist = c['final_pose'], c['final_twist']
         self._final_sensors = c['final_sensors']
@@ -124,8 +122,8 @@ class PolicyExecutor(Node):
 
     def _on_state(self, msg: Float32MultiArray) -> None:
         try:
-            state, seq = decode_batch(msg, self.fields)
-            check_batch_rows(state, self.fields, self.num_envs)
+            # Layout, finite values, one seq, one row a robot, flags 0 or 1 (wire.py).
+            state, seq = self._state_codec.decode(msg)
         except ValueError as exc:
             self.faults.refuse('batch/state', exc)
             return
@@ -178,7 +176,7 @@ class PolicyExecutor(Node):
 
     def _act(self, seq: int, obs: np.ndarray) -> None:
         action = self.worker.act(obs)
-        self._last_cmd = encode_batch(action, CMD_FIELDS, seq)
+        self._last_cmd = self._cmd_codec.encode(action, seq)
         self.cmd_pub.publish(self._last_cmd)
         self._last_seq = seq
 

@@ -27,8 +27,8 @@ from visualization_msgs.msg import Marker, MarkerArray
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import (
+    BatchCodec,
     command_subscription,
-    decode_batch,
     encode_batch,
     pose_twist_to_odometry,
 )
@@ -41,7 +41,7 @@ from cpo_ros.sim.range_sensor import RangeSensorSpec
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.sim.vec_env import DomainRandomization, VecTaskEnv
 from cpo_ros.tasks.base import Marker as TaskMarker
-from cpo_ros.wire import check_batch_rows, CMD_FIELDS, StateLayout
+from cpo_ros.wire import CMD_FIELDS, StateLayout
 
 
 def sim_time(seconds: float) -> Time:
@@ -82,6 +82,9 @@ class SimBridge(Node):
         self.layout = StateLayout.of(task)
         self.fields = self.layout.fields
         self._cols = self.layout.columns
+        # The lock-step messages' layouts, worked out once (two messages a step).
+        self._state_codec = BatchCodec(self.fields)
+        self._cmd_codec = BatchCodec(CMD_FIELDS, num_envs)
         self.odom_frame, self.base_frame = p['odom_frame'], p['base_frame']
         self.cmd_timeout = p['cmd_timeout_s']
         # Lock-step runs thousands of steps a second: robot 0's odom, cost and /clock go out at
@@ -90,6 +93,8 @@ class SimBridge(Node):
         self._telemetry_period = 1.0 / p['telemetry_rate_hz'] if self.mode == 'lockstep' else 0.0
         self._scan_period = step_dt if self.mode == 'realtime' else 0.0
         self._last_telemetry = -float('inf')
+        self._marker_key: list | None = None
+        self._marker_msg = MarkerArray()
         self.seq = 0
         self._state = np.zeros((num_envs, len(self.fields) - 1), np.float32)
         self._last_cmd = np.zeros(2)
@@ -136,8 +141,7 @@ class SimBridge(Node):
     # -- lock-step training ---------------------------------------------------------------------
     def _on_batch_cmd(self, msg: Float32MultiArray) -> None:
         try:
-            cmd, seq = decode_batch(msg, CMD_FIELDS)
-            check_batch_rows(cmd, CMD_FIELDS, self.env.num_envs)
+            cmd, seq = self._cmd_codec.decode(msg)  # layout, finite, seq, one row a robot
         except ValueError as exc:
             self.faults.refuse('batch/cmd_vel', exc)
             return
@@ -148,7 +152,7 @@ class SimBridge(Node):
         self._resend_timer.reset()
 
     def _publish_state(self) -> None:
-        self.state_pub.publish(encode_batch(self._state, self.fields, self.seq))
+        self.state_pub.publish(self._state_codec.encode(self._state, self.seq))
 
     # -- real-time robot stand-in ---------------------------------------------------------------
     def _on_cmd_vel(self, cmd: np.ndarray | None) -> None:
@@ -216,19 +220,33 @@ class SimBridge(Node):
                 sc.range_max, self.laser_frame, stamp, scan_time=self._scan_period))
 
     def _task_markers(self, stamp) -> MarkerArray:
-        """Return robot 0's task markers (Task.markers) for RViz."""
+        """Return robot 0's task markers (Task.markers) for RViz, stamped `stamp`.
+
+        Built again only when the task's markers changed (apples eaten, a new episode's
+        goal): most tasks' are the same for a whole run, and building a line strip's points
+        as messages cost more than the rest of the telemetry together.
+        """
+        items = self.env.task.markers(0)
+        key = [(item.ns, item.kind, np.asarray(item.points, np.float64).tobytes(),
+                float(item.scale), tuple(float(c) for c in item.rgba)) for item in items]
+        if key != self._marker_key:
+            self._marker_key, self._marker_msg = key, self._build_markers(items)
+        for m in self._marker_msg.markers:
+            m.header.stamp = stamp
+        return self._marker_msg
+
+    def _build_markers(self, items: list[TaskMarker]) -> MarkerArray:
         kinds = {'points': Marker.SPHERE_LIST, 'line_strip': Marker.LINE_STRIP,
                  'discs': Marker.CYLINDER}
         markers = MarkerArray()
-        for item in self.env.task.markers(0):
-            item: TaskMarker
+        for item in items:
             points = [Point(x=float(x), y=float(y)) for x, y in np.reshape(item.points, (-1, 2))]
             # RViz has no cylinder list: one cylinder marker per disc.
             groups = [[pt] for pt in points] if item.kind == 'discs' else [points]
             for i, group in enumerate(groups):
                 m = Marker(ns=item.ns, id=i, type=kinds.get(item.kind, Marker.SPHERE_LIST),
                            action=Marker.ADD)
-                m.header.frame_id, m.header.stamp = self.odom_frame, stamp
+                m.header.frame_id = self.odom_frame
                 m.pose.orientation.w = 1.0
                 m.scale.x = m.scale.y = m.scale.z = float(item.scale)
                 if item.kind == 'discs':

@@ -21,6 +21,7 @@ by member with a cap on the uncompressed size and no pickle (msg_to_arrays).
 """
 
 from array import array as typed_array
+import functools
 import io
 import math
 import zipfile
@@ -32,7 +33,7 @@ import numpy as np
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, UInt8MultiArray
 
 from cpo_ros.validation import InvalidField
-from cpo_ros.wire import check_seq, SEQ_MODULO
+from cpo_ros.wire import BatchRows, check_seq, SEQ_MODULO
 
 # .npz messages: a policy is tens of kB, a rollout of 50,000 samples about 5 MB. The learner
 # passes a cap from its own sizes (buffer.rollout_size_cap); this is the cap of everything else.
@@ -40,41 +41,84 @@ MAX_NPZ_BYTES = 64 * 2 ** 20
 MAX_NPZ_MEMBERS = 64
 
 
+class BatchCodec:
+    """Encode and check one batch layout's Float32MultiArray messages, its constants computed once.
+
+    The lock-step loop passes two of these messages per step: the layout label, the column
+    count and the episode-flag columns (wire.BatchRows) are worked out once per layout, and
+    every check of `decode` runs on the whole array in one vectorised pass, without a Python
+    loop over rows or fields. encode_batch, decode_batch and wire.check_batch_rows give the
+    same results one call at a time.
+    """
+
+    def __init__(self, fields: tuple[str, ...], num_envs: int | None = None) -> None:
+        self.fields = tuple(fields)
+        self.num_envs = num_envs
+        self.width = len(self.fields)
+        self.label = ','.join(self.fields)
+        self.rows = BatchRows(self.fields, num_envs)
+
+    def encode(self, array: np.ndarray, seq: int) -> Float32MultiArray:
+        """Return a Float32MultiArray of array (N, F - 1) plus the trailing 'seq' column."""
+        array = np.asarray(array, dtype=np.float32)
+        n, f = array.shape[0], self.width
+        if self.fields[-1] != 'seq' or array.shape != (n, f - 1):
+            raise ValueError(f'array of shape {array.shape} does not fit fields {self.fields}')
+        full = np.empty((n, f), np.float32)
+        full[:, :-1] = array
+        full[:, -1] = seq % SEQ_MODULO
+        msg = Float32MultiArray()
+        msg.layout.dim = [MultiArrayDimension(label='env', size=n, stride=n * f),
+                          MultiArrayDimension(label=self.label, size=f, stride=f)]
+        data = typed_array('f')
+        data.frombytes(full.tobytes())  # 50x faster than assigning the numpy array
+        msg.data = data
+        return msg
+
+    def decode(self, msg: Float32MultiArray, check_rows: bool = True
+               ) -> tuple[np.ndarray, int]:
+        """Return (array (N, F - 1) without 'seq', seq); InvalidField on any mismatch.
+
+        Checks the layout (labels, sizes, no offset), that every value is finite, that every
+        row carries the same integer seq in [0, 2**24), and with check_rows the rows against
+        the schema (wire.BatchRows: N the node's num_envs, flags 0 or 1).
+        """
+        layout = msg.layout
+        dims = layout.dim
+        if len(dims) != 2 or dims[0].label != 'env' or dims[1].label != self.label:
+            labels = [d.label for d in dims]
+            raise InvalidField('layout', f'labels {labels} are not [env, {self.label}]')
+        n, f = dims[0].size, dims[1].size
+        data = np.asarray(msg.data, dtype=np.float32)
+        if f != self.width or n < 1 or data.size != n * f or layout.data_offset != 0:
+            raise InvalidField('data', f'{data.size} values do not fit {n} x {self.width}')
+        if not np.isfinite(data).all():
+            raise InvalidField('data', 'holds non-finite values')
+        full = data.reshape(n, f)
+        seqs = full[:, -1]
+        first = seqs[0]
+        if (seqs != first).any():
+            raise InvalidField('seq', 'rows carry different seq values')
+        seq = check_seq(float(first))
+        array = full[:, :-1]
+        if check_rows:
+            self.rows.check(array)
+        return array, seq
+
+
+@functools.lru_cache(maxsize=64)
+def _codec(fields: tuple[str, ...]) -> BatchCodec:
+    return BatchCodec(fields)
+
+
 def encode_batch(array: np.ndarray, fields: tuple[str, ...], seq: int) -> Float32MultiArray:
     """Return a Float32MultiArray of array (N, F - 1) plus the trailing 'seq' column."""
-    array = np.asarray(array, dtype=np.float32)
-    n, f = array.shape[0], len(fields)
-    if fields[-1] != 'seq' or array.shape != (n, f - 1):
-        raise ValueError(f'array of shape {array.shape} does not fit fields {fields}')
-    full = np.empty((n, f), np.float32)
-    full[:, :-1] = array
-    full[:, -1] = seq % SEQ_MODULO
-    msg = Float32MultiArray()
-    msg.layout.dim = [MultiArrayDimension(label='env', size=n, stride=n * f),
-                      MultiArrayDimension(label=','.join(fields), size=f, stride=f)]
-    data = typed_array('f')
-    data.frombytes(full.tobytes())  # 50x faster than assigning the numpy array
-    msg.data = data
-    return msg
+    return _codec(tuple(fields)).encode(array, seq)
 
 
 def decode_batch(msg: Float32MultiArray, fields: tuple[str, ...]) -> tuple[np.ndarray, int]:
     """Return (array (N, F - 1) without 'seq', seq); InvalidField on any layout mismatch."""
-    dims = msg.layout.dim
-    if len(dims) != 2 or dims[0].label != 'env' or dims[1].label != ','.join(fields):
-        labels = [d.label for d in dims]
-        raise InvalidField('layout', f'labels {labels} are not [env, {",".join(fields)}]')
-    n, f = dims[0].size, dims[1].size
-    data = np.asarray(msg.data, dtype=np.float32)
-    if f != len(fields) or n < 1 or data.size != n * f or msg.layout.data_offset != 0:
-        raise InvalidField('data', f'{data.size} values do not fit {n} x {len(fields)}')
-    if not np.all(np.isfinite(data)):
-        raise InvalidField('data', 'holds non-finite values')
-    full = data.reshape(n, f)
-    seqs = full[:, -1]
-    if np.any(seqs != seqs[0]):
-        raise InvalidField('seq', 'rows carry different seq values')
-    return full[:, :-1], check_seq(float(seqs[0]))
+    return _codec(tuple(fields)).decode(msg, check_rows=False)
 
 
 def arrays_to_msg(arrays: dict[str, np.ndarray]) -> UInt8MultiArray:
