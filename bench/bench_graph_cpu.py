@@ -167,7 +167,8 @@ def child(args: argparse.Namespace, ros_args: list[str]) -> int:
 
     def snapshot(rows: int) -> None:
         snapshots.append({'rows': rows, 'wall': time.monotonic(), 'pid': os.getpid(),
-                          'threads': _threads(),
+                          'threads': _threads(), 'python_threads': {
+                              str(t.native_id): t.name for t in threading.enumerate()},
                           'children': dict(_children(kids)), 'callbacks': dict(accounts)})
 
     def watch() -> None:
