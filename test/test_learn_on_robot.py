@@ -99,6 +99,18 @@ def test_a_robot_alone_trains_and_the_rows_account_for_every_sample(probe, ros_e
     used = sum(int(r['samples']) + int(r['surplus_samples']) + int(r['stale_samples'])
                for r in table)
     assert sent == used == 900
+    # Each row counts the late and shield-replaced steps among the samples it used: the
+    # flags of its version's chunks, in the order they came, up to its samples.
+    for row in table:
+        version = int(row['iteration']) - 1
+        mine = [c for c in listener.robot_chunks() if int(c['policy_version']) == version]
+        late = np.concatenate([c['late'][:, 0] for c in mine])[:int(row['samples'])]
+        replaced = np.concatenate([c['intervened'][:, 0] for c in mine])[:int(row['samples'])]
+        assert int(row['late_steps']) == int(late.sum()), row
+        assert int(row['interventions']) == int(replaced.sum()), row
+        assert int(row['dropped_samples']) == 0  # shield_samples keep
+    assert listener.diags and sum(int(r['interventions']) for r in table) <= int(
+        listener.diags[-1]['interventions'])
     for chunk in listener.robot_chunks():
         # Episodes end truncated (the task's length or a cut), never terminal.
         assert not chunk['terminated'].any() and chunk['truncated'][-1, 0]

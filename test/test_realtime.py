@@ -177,6 +177,40 @@ def test_a_step_the_shield_replaced(mode):
     assert chunk['episode_length'].tolist() == [STEPS]  # every step the robot made counts
 
 
+def as_chunk(chunk: dict, seq: int = 0) -> dict:
+    """Return a sampler's chunk as the node sends it (the executor's fields added)."""
+    return dict(chunk, executor_id=np.asarray('robot'), executor_session=np.asarray(1),
+                chunk_seq=np.asarray(seq), samples=np.asarray(chunk['reward'].size))
+
+
+@pytest.mark.parametrize('mode', ['keep', 'drop'])
+def test_the_learners_rows_count_the_flags_of_the_samples_they_use(mode):
+    s = sampler(shield_samples=mode)
+    start_episode(s, 0.1)
+    times = [0.2, 0.42, 0.5, 0.6, 0.7]  # the second step came late
+    counts = [0, 0, 1, 1, 1]  # the shield replaced the third command
+    chunk = None
+    for t, pose, n in zip(times, walk(STEPS), counts, strict=True):
+        chunk = s.control(t, at(pose, interventions=n)).chunk or chunk
+    chunk = as_chunk(chunk)
+    size = int(chunk['reward'].size)
+    for needed, late, interventions in [(size, 1, 1), (1, 0, int(mode == 'drop'))]:
+        gatherer = ChunkGatherer(needed, 6, 2, 1)
+        assert gatherer.offer(chunk) == 'accepted'
+        report = gatherer.take()[1]
+        row = report.row()
+        # The surplus (past the samples used) is not counted; a dropped step is, as an
+        # intervention, with the chunk it was left out of.
+        assert (row['late_steps'], row['interventions']) == (late, interventions), mode
+        assert row['dropped_samples'] == int(mode == 'drop')
+    if mode == 'keep':
+        for key, bad in [('late', np.zeros((size + 1, 1), bool)),
+                         ('intervened', np.ones((size, 1), np.float32)),
+                         ('dropped_samples', np.asarray(-1))]:
+            verdict = ChunkGatherer(size, 6, 2, 1).offer(dict(chunk, **{key: bad}))
+            assert verdict.startswith('malformed') and key in verdict, verdict
+
+
 def test_chunks_merge_like_simulator_chunks():
     s = sampler(chunk_episodes=2)
     chunks, now = [], 0.0

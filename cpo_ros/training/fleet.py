@@ -133,6 +133,12 @@ class IterationReport:
     surplus_samples: int
     timed_out: bool
     wait_s: float
+    late_steps: int = 0
+    """Samples used whose control step came late (a robot's chunks flag them)."""
+    interventions: int = 0
+    """Steps the shield replaced: samples flagged intervened plus the dropped ones."""
+    dropped_samples: int = 0
+    """Replaced steps left out of the chunks used (shield_samples drop)."""
 
     def row(self) -> dict[str, object]:
         """Return the progress.csv columns of this report."""
@@ -141,12 +147,14 @@ class IterationReport:
                 'chunks': self.chunks, 'stale_chunks': self.stale_chunks,
                 'stale_samples': self.stale_samples, 'duplicate_chunks': self.duplicate_chunks,
                 'malformed_chunks': self.malformed_chunks,
-                'surplus_samples': self.surplus_samples, 'timed_out': int(self.timed_out)}
+                'surplus_samples': self.surplus_samples, 'timed_out': int(self.timed_out),
+                'late_steps': self.late_steps, 'interventions': self.interventions,
+                'dropped_samples': self.dropped_samples}
 
 
 FLEET_COLUMNS = ('samples', 'executors', 'executor_shares', 'chunks', 'stale_chunks',
                  'stale_samples', 'duplicate_chunks', 'malformed_chunks', 'surplus_samples',
-                 'timed_out')
+                 'timed_out', 'late_steps', 'interventions', 'dropped_samples')
 """progress.csv columns of a learner fed by executors (the direct trainer has none)."""
 
 
@@ -262,17 +270,23 @@ class ChunkGatherer:
         samples = min(self.collected, self.needed)
         rollout = merge_chunks(self.chunks, samples)
         shares, left = {}, samples
+        flags = dict.fromkeys(('late_steps', 'interventions', 'dropped_samples'), 0)
         for chunk in self.chunks:
             name = str(np.asarray(chunk['executor_id']).reshape(()))
             used = min(left, int(chunk['reward'].size))
             if used:
                 shares[name] = shares.get(name, 0) + used
+                flags['late_steps'] += _flagged(chunk, 'late', used)
+                flags['interventions'] += _flagged(chunk, 'intervened', used)
+                dropped = int(chunk.get('dropped_samples', 0))
+                flags['dropped_samples'] += dropped
+                flags['interventions'] += dropped
             left -= used
         report = IterationReport(
             samples=samples, shares=shares, chunks=len(self.chunks),
             surplus_samples=self.collected - samples,
             timed_out=self.collected < self.needed, wait_s=self.clock() - self.t0,
-            **self.counts)
+            **self.counts, **flags)
         return rollout, report
 
     def status(self) -> dict[str, np.ndarray]:
@@ -284,6 +298,13 @@ class ChunkGatherer:
                 'more': np.asarray(self.more(), np.int64),
                 'executors': np.asarray(names if names else [''], dtype=np.str_),
                 'shares': np.asarray([self.shares[n] for n in names] or [0], np.int64)}
+
+
+def _flagged(chunk: dict[str, np.ndarray], key: str, used: int) -> int:
+    """Return how many of a chunk's first `used` samples (streams end to end) carry flag key."""
+    if key not in chunk:
+        return 0
+    return int(np.count_nonzero(np.swapaxes(np.asarray(chunk[key]), 0, 1).reshape(-1)[:used]))
 
 
 def chunk_bytes(chunk: dict[str, np.ndarray]) -> int:

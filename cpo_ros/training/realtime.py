@@ -340,6 +340,7 @@ class RobotSampler:
         trunc = not term and ep['length'] >= self.max_steps
         if intervened and self.cfg.shield_samples == 'drop':
             self.counts['dropped_samples'] += 1
+            self._chunk_dropped += 1
             self._truncate_last(p.obs)
         else:
             self._rows.append((p.obs, p.u, p.logp, reward, costs, term, trunc,
@@ -413,6 +414,7 @@ class RobotSampler:
         self._rows: list[tuple] = []
         self._episodes: list[tuple[EpisodeEnd, int]] = []
         self._chunk_episodes = 0
+        self._chunk_dropped = 0
 
     def _take_chunk(self) -> dict[str, np.ndarray]:
         """Return the chunk so far as a rollout (T, 1, ...) and wait for the next policy."""
@@ -439,6 +441,9 @@ class RobotSampler:
             'episode_end': np.asarray([(i, 0) for _, i in self._episodes],
                                       np.int64).reshape(-1, 2),
             'policy_version': np.asarray(self.version, np.int64),
+            # Replaced steps left out of this chunk (shield_samples drop): progress.csv counts
+            # them with the samples the learner uses.
+            'dropped_samples': np.asarray(self._chunk_dropped, np.int64),
         }
         # Every chunk ends at an episode's end or a cut: the last row is terminal or truncated.
         chunk['last_obs'] = chunk['final_obs'][-1].copy()
