@@ -161,28 +161,27 @@ def test_an_e_stop_truncates_the_episode_and_stops_the_robot(probe, ros_env, tmp
 
 def test_simulators_and_a_robot_mix_in_one_iteration(probe, ros_env, tmp_path):
     out = tmp_path / 'run'
-    # Chunks of one episode (150 samples): the robot delivers within its usual delay.
-    stack = bringup(ros_env, out, 'steps_per_iteration:=600', 'learner:iterations:=6',
+    # The robot and a simulator start together: chunks of one episode (150 samples) for the
+    # robot; worker 0 of a fleet of 2 sends half an iteration (19 steps of 16 robots). A
+    # robot chunk that came too late (stale) makes the learner expect the robot from then on
+    # (test_fleet covers a robot slower than a whole iteration).
+    stack = bringup(ros_env, out, 'steps_per_iteration:=600', 'learner:iterations:=5',
                     'real_time_factor:=10.0', 'policy_executor:chunk_episodes:=1')
-    worker = None
+    worker = NodeProcess(worker_command('fleet_sim', 0, 2, ['-p', 'steps_per_iteration:=600'],
+                                        str(tmp_path), robot=LAB), ros_env)
     try:
-        # The robot delivers alone first; a simulator joining later is held back by the
-        # learner while the robot, expected, brings its share.
-        assert wait_until(lambda: len(rows(out)) >= 1, 80), stack.output
-        assert shares(rows(out)[0]) == {'robot': 600}
-        assert len(rows(out)) < 6
-        # Worker 0 of a fleet of 2: chunks of half an iteration (19 steps of 16 robots).
-        worker = NodeProcess(worker_command('fleet_sim', 0, 2, ['-p', 'steps_per_iteration:=600'],
-                                            str(tmp_path), robot=LAB), ros_env)
-        assert wait_until(lambda: stack.proc.poll() is not None, 120), stack.output
+        assert wait_until(lambda: stack.proc.poll() is not None, 150), stack.output
         assert stack.proc.returncode == 0, stack.output
     finally:
         stack.stop(timeout=40)
-        if worker is not None:
-            worker.stop()
-    mixed = [shares(r) for r in rows(out) if len(shares(r)) == 2]
-    assert mixed, [r['executor_shares'] for r in rows(out)]
-    assert all(sum(s.values()) == 600 and s['robot'] > 0 for s in mixed)
+        worker.stop()
+    table = [shares(r) for r in rows(out)]
+    assert len(table) == 5 and all(sum(s.values()) == 600 for s in table), table
+    # Both sources in one row from the second iteration (the robot drives to its start pose
+    # before its first episode, while the simulator delivers at once), and in most rows.
+    mixed = [s.get('robot', 0) > 0 and s.get('/worker_0/policy_executor', 0) > 0
+             for s in table]
+    assert mixed[1] and sum(mixed) >= 3, table
 
 
 def _node(ros_env, module: str, *args: str, extra: tuple[str, ...] = ()) -> NodeProcess:
