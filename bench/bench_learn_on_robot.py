@@ -7,7 +7,7 @@ Run (each prints its figures; --out keeps the runs):
       [--sim-iterations 15] [--iterations 8] [--rtf 10] [--sim RUN] [--variants tuned frozen]
   ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py rate [--rtf 1 10 20]
   ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py shield \
-      [--iterations 10] [--steps 900] [--modes keep cost drop]
+      [--iterations 10] [--steps 900] [--modes keep cost drop] [--seed 0]
 
 scratch: `cpo-ros bringup learn_on_robot --stand-in --robot turtlebot3_burger` from a random
 policy: return and cost per iteration, exits from the safe area (steps measured outside the
@@ -239,7 +239,8 @@ def shield(args) -> list[str]:
         code, diag, monitor = run_learning(
             out, args.rtf, [f'steps_per_iteration:={args.steps}',
                             f'learner:iterations:={args.iterations}',
-                            f'policy_executor:shield_samples:={mode}'], timeout=3600)
+                            f'policy_executor:shield_samples:={mode}',
+                            f'seed:={args.seed}'], timeout=3600)
         wall = time.monotonic() - t0
         r = rows(out / 'run')
         ret = np.array([float(x['episode_return']) for x in r])
@@ -249,7 +250,7 @@ def shield(args) -> list[str]:
         late = np.array([int(x['late_steps']) for x in r])
         samples = np.array([int(x['samples']) for x in r])
         lines += [f'shield_samples {mode}: {len(r)} iterations of {args.steps} samples, '
-                  f'real_time_factor {args.rtf}, exit code {code}',
+                  f'real_time_factor {args.rtf}, seed {args.seed}, exit code {code}',
                   f'{"it":>3} {"return":>8} {"cost":>6} {"interv.":>7} {"dropped":>7} '
                   f'{"late":>5} {"samples":>7}']
         lines += [f'{i + 1:>3} {ret[i]:>8.3f} {cost[i]:>6.2f} {interventions[i]:>7} '
@@ -280,6 +281,7 @@ def main() -> None:
                         choices=('tuned', 'frozen'))
     parser.add_argument('--modes', nargs='+', default=['keep', 'cost', 'drop'],
                         choices=('keep', 'cost', 'drop'), help='shield: shield_samples choices')
+    parser.add_argument('--seed', type=int, default=0, help="shield: the runs' seed")
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
     if args.iterations is None:

@@ -227,3 +227,31 @@ def test_a_killed_learner_stops_the_robot_which_learns_on_when_it_returns(probe,
         for node in [learner, *reversed(nodes)]:
             node.stop()
     assert re.search(r'resumed .* at iteration 0|new run', learner.output), learner.output
+
+
+def test_ctrl_c_under_ros2_launch_stops_the_robot_and_saves_the_run(probe, ros_env, tmp_path):
+    # Ctrl-C under `ros2 launch` reaches every node twice: from the terminal (its process
+    # group) and from launch, which forwards it. The second must not break the shutdown.
+    listener = RobotListener(probe)
+    out = tmp_path / 'run'
+    nodes = [_node(ros_env, 'sim_bridge'), _node(ros_env, 'safe_area_monitor'),
+             _node(ros_env, 'policy_executor', '--robot'),
+             _node(ros_env, 'learner', extra=('-p', f'learner:out:={out}',
+                                               '-p', 'steps_per_iteration:=300'))]
+    try:
+        assert wait_until(lambda: len(rows(out)) >= 1 and listener.phase() == 'episode', 90), \
+            nodes[3].output
+        for _ in range(2):
+            for node in nodes:
+                node.proc.send_signal(signal.SIGINT)
+            time.sleep(0.02)
+        codes = [node.wait(75) for node in nodes]
+    finally:
+        for node in nodes:
+            node.stop()
+    assert codes == [0, 0, 0, 0], [n.output[-2000:] for n in nodes]
+    assert 'training stopped' in nodes[3].output and (out / 'curves.png').is_file()
+    assert (out / 'checkpoints' / 'last.pt').is_file()
+    # The last command each sent: zero from the executor to the gate, zero from the gate.
+    assert listener.policy_commands[-1][1:] == (0.0, 0.0)
+    assert listener.commands[-1][1:] == (0.0, 0.0)
