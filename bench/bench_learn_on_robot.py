@@ -232,7 +232,8 @@ def rate(args) -> list[str]:
 def shield(args) -> list[str]:
     lines = []
     summary = [f'{"mode":>5} {"return":>7} {"ret last3":>9} {"cost max":>8} {"interv.":>7} '
-               f'{"dropped":>7} {"kept %":>6} {"exits":>5} {"late %":>6} {"wall s":>6}']
+               f'{"dropped":>7} {"kept %":>6} {"exits":>5} {"late %":>6} {"wall s":>6} '
+               f'{"steps/used":>10}']
     for mode in args.modes:
         out = Path(args.out) / f'shield_{mode}'
         t0 = time.monotonic()
@@ -249,6 +250,7 @@ def shield(args) -> list[str]:
         dropped = np.array([int(x['dropped_samples']) for x in r])
         late = np.array([int(x['late_steps']) for x in r])
         samples = np.array([int(x['samples']) for x in r])
+        surplus = np.array([int(x['surplus_samples']) for x in r])
         lines += [f'shield_samples {mode}: {len(r)} iterations of {args.steps} samples, '
                   f'real_time_factor {args.rtf}, seed {args.seed}, exit code {code}',
                   f'{"it":>3} {"return":>8} {"cost":>6} {"interv.":>7} {"dropped":>7} '
@@ -257,10 +259,14 @@ def shield(args) -> list[str]:
                   f'{dropped[i]:>7} {late[i]:>5} {samples[i]:>7}' for i in range(len(r))]
         lines.append(counts_line(diag, monitor))
         kept = 100.0 * samples.sum() / max(1, samples.sum() + dropped.sum())
+        # Robot steps per sample used: chunks of whole episodes fall short of an iteration
+        # when steps are dropped, and the part of the extra chunk not needed is surplus.
+        per_used = (samples.sum() + surplus.sum() + dropped.sum()) / max(1, samples.sum())
         summary.append(f'{mode:>5} {ret.mean():>7.3f} {ret[-3:].mean():>9.3f} '
                        f'{cost.max():>8.2f} {interventions.sum():>7} {dropped.sum():>7} '
                        f'{kept:>6.1f} {monitor.get("exits", "?"):>5} '
-                       f'{100.0 * late.sum() / max(1, samples.sum()):>6.2f} {wall:>6.0f}')
+                       f'{100.0 * late.sum() / max(1, samples.sum()):>6.2f} {wall:>6.0f} '
+                       f'{per_used:>10.2f}')
     return lines + ['summary (return: mean over all iterations; cost: episode cost, with '
                     'intervention_cost per replaced step in mode cost)', *summary]
 
