@@ -162,9 +162,11 @@ def test_an_e_stop_truncates_the_episode_and_stops_the_robot(probe, ros_env, tmp
 def test_simulators_and_a_robot_mix_in_one_iteration(probe, ros_env, tmp_path):
     out = tmp_path / 'run'
     # The robot and a simulator start together: chunks of one episode (150 samples) for the
-    # robot; worker 0 of a fleet of 2 sends half an iteration (19 steps of 16 robots). A
-    # robot chunk that came too late (stale) makes the learner expect the robot from then on
-    # (test_fleet covers a robot slower than a whole iteration).
+    # robot; worker 0 of a fleet of 2 sends half an iteration (19 steps of 16 robots), far
+    # faster: it fills the first iteration alone, and a new policy cuts the robot's episode.
+    # The robot sends that part all the same; the learner drops it as stale but expects the
+    # robot from then on and holds the simulator back for it. (Before, the robot discarded
+    # the part silently, and was starved: the simulator filled every iteration.)
     stack = bringup(ros_env, out, 'steps_per_iteration:=600', 'learner:iterations:=5',
                     'real_time_factor:=10.0', 'policy_executor:chunk_episodes:=1')
     worker = NodeProcess(worker_command('fleet_sim', 0, 2, ['-p', 'steps_per_iteration:=600'],
@@ -177,11 +179,10 @@ def test_simulators_and_a_robot_mix_in_one_iteration(probe, ros_env, tmp_path):
         worker.stop()
     table = [shares(r) for r in rows(out)]
     assert len(table) == 5 and all(sum(s.values()) == 600 for s in table), table
-    # Both sources in one row from the second iteration (the robot drives to its start pose
-    # before its first episode, while the simulator delivers at once), and in most rows.
+    # Both sources in one row within the first iterations, and in most rows.
     mixed = [s.get('robot', 0) > 0 and s.get('/worker_0/policy_executor', 0) > 0
              for s in table]
-    assert mixed[1] and sum(mixed) >= 3, table
+    assert any(mixed[:3]) and sum(mixed) >= 3, table
 
 
 def _node(ros_env, module: str, *args: str, extra: tuple[str, ...] = ()) -> NodeProcess:

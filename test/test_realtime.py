@@ -238,15 +238,26 @@ def test_chunks_merge_like_simulator_chunks():
     assert len(short['episode_return']) == 1
 
 
-def test_a_newer_policy_mid_episode_discards_the_partial_chunk():
+def test_a_newer_policy_mid_episode_sends_the_partial_chunk_once_for_the_learner_to_drop():
     s = sampler()
     start_episode(s)
     for i, pose in enumerate(walk(2)):
         s.control(DT * (i + 2), at(pose))
     assert s.set_policy(policy_arrays(1))
     assert s.counts['discarded_samples'] == 2
+    # The part goes out at the next step, cut there (truncated, bootstrapped, no episode in
+    # J_C): the learner drops it as stale and expects this robot from then on.
     tick = s.control(0.5, at([0.2, 0.0, 0.0]))
-    assert tick.phase == 'reset' and tick.chunk is None
+    assert tick.phase == 'reset' and tick.chunk is not None
+    chunk = tick.chunk
+    assert int(chunk['policy_version']) == 0 and chunk['reward'].shape == (2, 1)
+    assert chunk['truncated'][-1, 0] and len(chunk['episode_return']) == 0
+    validate_rollout(chunk, 6, 2, 1)
+    gatherer = ChunkGatherer(10, 6, 2, 1)
+    gatherer.start(1)
+    assert gatherer.offer(as_chunk(chunk)) == 'stale' and 'robot' in gatherer.executors
+    assert s.control(0.6, at([0.2, 0.0, 0.0])).chunk is None  # sent once
+    assert s.can_sample  # version 1 is sampled next
 
 
 def test_a_restarted_learner_gets_its_version_sampled_again():
