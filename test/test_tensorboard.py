@@ -3,6 +3,7 @@
 import csv
 import math
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -70,3 +71,27 @@ def test_a_resumed_run_drops_the_events_it_redoes(tmp_path):
     _train(out, iterations=3, resume='resume')
     scalars = _events(out / 'tb').Scalars('iteration')
     assert [(e.step, e.value) for e in scalars] == [(1000, 1.0), (2000, 2.0), (3000, 3.0)]
+
+
+def test_histograms_are_add_histograms_buckets(tmp_path):
+    # The logs' histograms are written from histogram_fields (no BLAS product): the buckets,
+    # counts and moments add_histogram itself would write, on spread, one-sided and constant
+    # values.
+    from torch.utils.tensorboard.summary import histogram
+    from torch.utils.tensorboard.writer import SummaryWriter
+
+    from cpo_ros.training.tensorboard import histogram_fields
+
+    writer = SummaryWriter(str(tmp_path))
+    edges = writer.default_bins  # what add_histogram's bins='tensorflow' means
+    writer.close()
+    rng = np.random.default_rng(0)
+    for values in (rng.normal(size=50_000), np.abs(rng.normal(size=100)) + 3.0,
+                   np.full(7, -0.25), np.array([0.0, 1e-13, -2.0])):
+        want = histogram('x', values, edges).value[0].histo
+        got = histogram_fields(values, edges)
+        assert got['bucket_limits'] == list(want.bucket_limit)
+        assert got['bucket_counts'] == list(want.bucket)
+        assert (got['min'], got['max'], got['num']) == (want.min, want.max, want.num)
+        assert got['sum'] == pytest.approx(want.sum, rel=1e-12, abs=1e-12)
+        assert got['sum_squares'] == pytest.approx(want.sum_squares, rel=1e-12)
