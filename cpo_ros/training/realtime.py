@@ -209,8 +209,6 @@ class RobotSampler:
         self.task_rng = np.random.default_rng(seed + 1)
         self.policy: NumpyActor | None = None
         self.version, self.session = -1, 0
-        self.max_version = -1
-        """The highest version accepted: a new session may go back one version, never more."""
         self._spent = -1  # the newest version whose chunk went out
         self.phase = 'wait'
         self._target: np.ndarray | None = None
@@ -231,8 +229,7 @@ class RobotSampler:
         A newer version arriving while a chunk is half sampled discards that part (a chunk
         holds one version) and cuts the episode: the robot resets and starts afresh.
         """
-        news = policy_news(arrays, self.version, self.session, self.max_version,
-                           self.policy is not None)
+        news = policy_news(arrays, self.version, self.session, self.policy is not None)
         if news is None:
             return False
         version, session, restarted = news
@@ -244,7 +241,6 @@ class RobotSampler:
                 self._end_episode('a newer policy arrived', report=True)
             self._new_chunk()
         self.policy, self.version, self.session = actor, version, session
-        self.max_version = max(self.max_version, version)
         if restarted:
             self._spent = min(self._spent, version - 1)  # its rollout is lost: sample again
         return True
