@@ -449,13 +449,19 @@ def training_graph(start_node, out, **learner):
     return node, iterations
 
 
+FLOODED_ITERATIONS = 10
+
+
 @pytest.mark.parametrize('kind', ['malformed', 'forged'])
 def test_a_flood_on_the_latched_topics_cannot_keep_the_learners_policy_from_executors(
         kind, start_node, probe, domain_id, tmp_path):
     """Executors that start during a flood take the learner's policy and train (issue 18).
 
     rollout_timeout_s 0: the learner never re-publishes for want of rollouts, so only the
-    executors' own recovery can get them going. The flood goes on for the whole test.
+    executors' own recovery can get them going. The flood goes on for the whole test: every
+    new policy (one per iteration) may be pushed out of the executor's reader before it is
+    read, so before the fix one of the first FLOODED_ITERATIONS stalled training for good (the
+    chance that each got through was about a half).
     """
     diag = Diagnostics(probe)
     latched = Latched(probe)
@@ -481,8 +487,9 @@ def test_a_flood_on_the_latched_topics_cannot_keep_the_learners_policy_from_exec
     try:
         executor = start_node('policy_executor', *TINY)
         start_node('sim_bridge', *TINY)
-        assert wait_until(lambda: iterations() >= 2, 120), (
-            f'{stranger.sent} messages flooded; executor:\n{executor.output[-3000:]}')
+        assert wait_until(lambda: iterations() >= FLOODED_ITERATIONS, 240), (
+            f'{iterations()} iterations, {stranger.sent} messages flooded; executor:\n'
+            f'{executor.output[-3000:]}')
         # The flood reached the executor (its diagnostics count what it refused).
         assert wait_until(lambda: diag.count('policy_executor', 'refused_policy') > 0, 30), \
             diag.values
