@@ -431,8 +431,9 @@ def forged_policy(genuine: dict[str, np.ndarray], session: int
     arrays[last.replace('weight', 'bias')][:] = np.asarray([0.37, -0.41], np.float32)
     arrays['log_std'][:] = -20.0
     arrays.update(version=np.asarray(10 ** 9, np.int64), session=np.asarray(session, np.int64))
-    action = NumpyActor(GaussianPolicy.from_arrays(arrays, OBS, ACT)).act(
-        np.zeros((1, OBS), np.float32), deterministic=True)[2][0]
+    policy = GaussianPolicy.from_arrays(arrays)
+    action = NumpyActor(policy).act(np.zeros((1, policy.norm.mean.numel()), np.float32),
+                                    deterministic=True)[2][0]
     return arrays, action
 
 
