@@ -70,15 +70,10 @@ def latency(args) -> np.ndarray:
 
     from cpo_ros.algo.networks import GaussianPolicy
     from cpo_ros.ros import qos
-    from cpo_ros.ros.conversions import (
-        arrays_to_msg,
-        CMD_FIELDS,
-        decode_batch,
-        encode_batch,
-        STATE_FIELDS,
-    )
+    from cpo_ros.ros.conversions import arrays_to_msg, decode_batch, encode_batch
     from cpo_ros.training.announcements import policy_digest
     from cpo_ros.training.fleet import ChunkGatherer
+    from cpo_ros.wire import CMD_FIELDS, STATE_FIELDS
 
     executor = subprocess.Popen(
         [sys.executable, '-m', 'cpo_ros.nodes.policy_executor', '--ros-args', '-p',
