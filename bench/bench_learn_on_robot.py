@@ -6,6 +6,8 @@ Run (each prints its figures; --out keeps the runs):
   ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py finetune \
       [--sim-iterations 15] [--iterations 8] [--rtf 10] [--sim RUN] [--variants tuned frozen]
   ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py rate [--rtf 1 10 20]
+  ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py shield \
+      [--iterations 10] [--steps 900] [--modes keep cost drop] [--seed 0]
 
 scratch: `cpo-ros bringup learn_on_robot --stand-in --robot turtlebot3_burger` from a random
 policy: return and cost per iteration, exits from the safe area (steps measured outside the
@@ -17,6 +19,9 @@ the policy (no fine-tuning, equal samples); the cost against its limit throughou
 rate: the control steps actually taken against the control rate, from the stamps of
 policy/cmd_vel (ROS clock), at each real-time factor: interval percentiles, the share of late
 steps (> 1.5 control periods) and of samples dropped or flagged by the executor.
+shield: the same run from scratch once per `shield_samples` choice (same seed): return, cost,
+interventions and dropped steps per iteration (progress.csv), the share of the robot's steps
+kept as samples, the monitor's exits from the safe area and the wall time.
 """
 
 import argparse
@@ -224,9 +229,51 @@ def rate(args) -> list[str]:
     return lines
 
 
+def shield(args) -> list[str]:
+    lines = []
+    summary = [f'{"mode":>5} {"return":>7} {"ret last3":>9} {"cost max":>8} {"interv.":>7} '
+               f'{"dropped":>7} {"kept %":>6} {"exits":>5} {"late %":>6} {"wall s":>6} '
+               f'{"steps/used":>10}']
+    for mode in args.modes:
+        out = Path(args.out) / f'shield_{mode}'
+        t0 = time.monotonic()
+        code, diag, monitor = run_learning(
+            out, args.rtf, [f'steps_per_iteration:={args.steps}',
+                            f'learner:iterations:={args.iterations}',
+                            f'policy_executor:shield_samples:={mode}',
+                            f'seed:={args.seed}'], timeout=3600)
+        wall = time.monotonic() - t0
+        r = rows(out / 'run')
+        ret = np.array([float(x['episode_return']) for x in r])
+        cost = np.array([float(x['episode_cost']) for x in r])
+        interventions = np.array([int(x['interventions']) for x in r])
+        dropped = np.array([int(x['dropped_samples']) for x in r])
+        late = np.array([int(x['late_steps']) for x in r])
+        samples = np.array([int(x['samples']) for x in r])
+        surplus = np.array([int(x['surplus_samples']) for x in r])
+        lines += [f'shield_samples {mode}: {len(r)} iterations of {args.steps} samples, '
+                  f'real_time_factor {args.rtf}, seed {args.seed}, exit code {code}',
+                  f'{"it":>3} {"return":>8} {"cost":>6} {"interv.":>7} {"dropped":>7} '
+                  f'{"late":>5} {"samples":>7}']
+        lines += [f'{i + 1:>3} {ret[i]:>8.3f} {cost[i]:>6.2f} {interventions[i]:>7} '
+                  f'{dropped[i]:>7} {late[i]:>5} {samples[i]:>7}' for i in range(len(r))]
+        lines.append(counts_line(diag, monitor))
+        kept = 100.0 * samples.sum() / max(1, samples.sum() + dropped.sum())
+        # Robot steps per sample used: chunks of whole episodes fall short of an iteration
+        # when steps are dropped, and the part of the extra chunk not needed is surplus.
+        per_used = (samples.sum() + surplus.sum() + dropped.sum()) / max(1, samples.sum())
+        summary.append(f'{mode:>5} {ret.mean():>7.3f} {ret[-3:].mean():>9.3f} '
+                       f'{cost.max():>8.2f} {interventions.sum():>7} {dropped.sum():>7} '
+                       f'{kept:>6.1f} {monitor.get("exits", "?"):>5} '
+                       f'{100.0 * late.sum() / max(1, samples.sum()):>6.2f} {wall:>6.0f} '
+                       f'{per_used:>10.2f}')
+    return lines + ['summary (return: mean over all iterations; cost: episode cost, with '
+                    'intervention_cost per replaced step in mode cost)', *summary]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('what', choices=('scratch', 'finetune', 'rate'))
+    parser.add_argument('what', choices=('scratch', 'finetune', 'rate', 'shield'))
     parser.add_argument('--iterations', type=int, default=None)
     parser.add_argument('--steps', type=int, default=900, help='samples per iteration')
     parser.add_argument('--rtf', type=float, default=10.0)
@@ -238,15 +285,19 @@ def main() -> None:
     parser.add_argument('--sim', default=None, help='finetune: a simulation run to start from')
     parser.add_argument('--variants', nargs='+', default=['tuned', 'frozen'],
                         choices=('tuned', 'frozen'))
+    parser.add_argument('--modes', nargs='+', default=['keep', 'cost', 'drop'],
+                        choices=('keep', 'cost', 'drop'), help='shield: shield_samples choices')
+    parser.add_argument('--seed', type=int, default=0, help="shield: the runs' seed")
     parser.add_argument('--out', default=None)
     args = parser.parse_args()
     if args.iterations is None:
-        args.iterations = 20 if args.what == 'scratch' else 8
+        args.iterations = {'scratch': 20, 'shield': 10}.get(args.what, 8)
     tmp = None
     if args.out is None:
         tmp = tempfile.TemporaryDirectory(prefix='bench_lor_')
         args.out = tmp.name
-    lines = {'scratch': scratch, 'finetune': finetune, 'rate': rate}[args.what](args)
+    lines = {'scratch': scratch, 'finetune': finetune, 'rate': rate,
+             'shield': shield}[args.what](args)
     print('\n'.join(lines), flush=True)
 
 

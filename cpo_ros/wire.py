@@ -12,7 +12,9 @@ callback.
     the rollout arrays of cpo_ros.algo.buffer (obs (T, N, D) ... policy_version ()), checked
     by buffer.validate_rollout, plus episode_end (E, 2) integer [step, env] of each finished
     episode with 0 <= step < T, 0 <= env < N, executor_id () str of 1 to 256 characters,
-    executor_session () integer, chunk_seq () integer >= 0 and samples () = T * N.
+    executor_session () integer, chunk_seq () integer >= 0 and samples () = T * N;
+    optionally (a robot's executor; CHUNK_FLAG_FIELDS) late (T, N) and intervened (T, N)
+    bool flags per sample and dropped_samples () integer >= 0, the steps left out.
 `cpo/policy` (learner -> executors; POLICY_FIELDS): version () integer >= 0, session ()
     integer in [1, 2**31], obs_clip () float > 0, hidden_sizes and every weight and buffer of
     algo.networks.GaussianPolicy (validate_policy_arrays: shapes from obs_dim, act_dim and
@@ -111,6 +113,14 @@ CHUNK_META_FIELDS = (
 )
 """A chunk's fields beyond the rollout arrays (buffer.ROLLOUT_KEYS) and episode_end."""
 
+CHUNK_FLAG_FIELDS = (
+    Field('late', 'b', None, doc='(T, N): the control step came late (realtime sampling)'),
+    Field('intervened', 'b', None, doc='(T, N): the shield replaced the command'),
+    Field('dropped_samples', 'iu', (), 0, None, 'steps the shield replaced that the chunk '
+          'leaves out (shield_samples drop)'),
+)
+"""Optional chunk fields of a robot's executor, counted per iteration in progress.csv."""
+
 
 def check_fields(arrays: dict[str, np.ndarray], fields: tuple[Field, ...],
                  message: str) -> dict[str, np.ndarray]:
@@ -168,6 +178,12 @@ def check_chunk(chunk: dict[str, np.ndarray], obs_dim: int, act_dim: int,
     if end.shape != (episodes, 2):
         raise InvalidField('episode_end', f'shape {end.shape}, need ({episodes}, 2): the step '
                            f'and env of each finished episode')
+    for flag in CHUNK_FLAG_FIELDS:
+        if flag.name in chunk:
+            value = flag.check(chunk, 'rollout chunk')
+            if flag.shape is None and value.shape != (t, n):
+                raise InvalidField(flag.name, f'rollout chunk {flag.name} has shape '
+                                   f'{value.shape}, need ({t}, {n})')
     if episodes and (end[:, 0].max() >= t or end[:, 1].max() >= n):
         raise InvalidField('episode_end', f'a step or env outside the chunk ({t} x {n})')
     if episodes:
@@ -186,7 +202,8 @@ CHUNK_DTYPES = {'obs': np.float32, 'u': np.float32, 'logp': np.float32, 'reward'
                 'cost': np.float32, 'final_obs': np.float32, 'last_obs': np.float32,
                 'terminated': np.bool_, 'truncated': np.bool_, 'episode_return': np.float64,
                 'episode_cost': np.float64, 'episode_length': np.int64,
-                'episode_end': np.int64, 'policy_version': np.int64}
+                'episode_end': np.int64, 'policy_version': np.int64, 'late': np.bool_,
+                'intervened': np.bool_, 'dropped_samples': np.int64}
 
 
 def canonical_chunk(chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

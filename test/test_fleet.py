@@ -152,6 +152,39 @@ def test_gatherer_times_out_on_what_arrived_and_asks_for_more_when_one_is_overdu
     assert report.timed_out and report.samples == 80 == rollout['reward'].size
 
 
+def test_a_slow_source_whose_chunk_came_too_late_is_expected_in_the_next_iteration():
+    now = [0.0]
+    gatherer = ChunkGatherer(80, 6, 2, timeout_s=60.0, clock=lambda: now[0])
+    sim = {v: sample_chunk(4, 10, seed=v, version=v, name='sim', seq=v)[0] for v in (0, 1)}
+    robot = {v: sample_chunk(1, 40, seed=10 + v, version=v, name='robot', seq=v)[0]
+             for v in (0, 1)}
+    # Version 0: the simulator fills the iteration alone; the robot was not known yet.
+    now[0] = 0.5
+    gatherer.offer(sim[0])
+    assert gatherer.more() == 40  # nobody else is expected: the simulator samples on
+    gatherer.offer(dict(sim[0], chunk_seq=np.asarray(9)))
+    assert gatherer.ready() and gatherer.take()[1].shares == {'sim': 80}
+    now[0] = 1.0
+    gatherer.start(1)
+    now[0] = 4.0  # the robot's chunk of version 0 comes 4 s after version 0 began
+    assert gatherer.offer(robot[0]) == 'stale'
+    now[0] = 4.5
+    assert gatherer.offer(sim[1]) == 'accepted'
+    # The robot is expected now (for twice 4 s plus 1 s): the simulator waits for it.
+    assert gatherer.more() == 0
+    now[0] = 6.0
+    assert gatherer.offer(robot[1]) == 'accepted' and gatherer.ready()
+    assert gatherer.take()[1].shares == {'sim': 40, 'robot': 40}
+    # Stale chunks noted by the learner before they reach the queue count the same way.
+    gatherer.start(2)
+    now[0] = 7.0
+    gatherer.note_stale(40, 'robot2', 1)
+    gatherer.offer(dict(sim[1], policy_version=np.asarray(2), chunk_seq=np.asarray(2)))
+    assert gatherer.more() == 0  # robot (delivered in 1) and robot2 (stale, 6 s) expected
+    now[0] = 1.0 + 6.0 + 2 * 6.0 + 1.1
+    assert gatherer.more() == 40  # both overdue: the simulator makes up their share
+
+
 def test_fleet_parameters_are_circle_sims_but_for_the_run_directory_and_the_overlap():
     """fleet_sim.yaml is circle_sim.yaml but for `out` and fit_while_sampling (off: its
     workers take every core of one machine)."""

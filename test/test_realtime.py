@@ -177,6 +177,40 @@ def test_a_step_the_shield_replaced(mode):
     assert chunk['episode_length'].tolist() == [STEPS]  # every step the robot made counts
 
 
+def as_chunk(chunk: dict, seq: int = 0) -> dict:
+    """Return a sampler's chunk as the node sends it (the executor's fields added)."""
+    return dict(chunk, executor_id=np.asarray('robot'), executor_session=np.asarray(1),
+                chunk_seq=np.asarray(seq), samples=np.asarray(chunk['reward'].size))
+
+
+@pytest.mark.parametrize('mode', ['keep', 'drop'])
+def test_the_learners_rows_count_the_flags_of_the_samples_they_use(mode):
+    s = sampler(shield_samples=mode)
+    start_episode(s, 0.1)
+    times = [0.2, 0.42, 0.5, 0.6, 0.7]  # the second step came late
+    counts = [0, 0, 1, 1, 1]  # the shield replaced the third command
+    chunk = None
+    for t, pose, n in zip(times, walk(STEPS), counts, strict=True):
+        chunk = s.control(t, at(pose, interventions=n)).chunk or chunk
+    chunk = as_chunk(chunk)
+    size = int(chunk['reward'].size)
+    for needed, late, interventions in [(size, 1, 1), (1, 0, int(mode == 'drop'))]:
+        gatherer = ChunkGatherer(needed, 6, 2, 1)
+        assert gatherer.offer(chunk) == 'accepted'
+        report = gatherer.take()[1]
+        row = report.row()
+        # The surplus (past the samples used) is not counted; a dropped step is, as an
+        # intervention, with the chunk it was left out of.
+        assert (row['late_steps'], row['interventions']) == (late, interventions), mode
+        assert row['dropped_samples'] == int(mode == 'drop')
+    if mode == 'keep':
+        for key, bad in [('late', np.zeros((size + 1, 1), bool)),
+                         ('intervened', np.ones((size, 1), np.float32)),
+                         ('dropped_samples', np.asarray(-1))]:
+            verdict = ChunkGatherer(size, 6, 2, 1).offer(dict(chunk, **{key: bad}))
+            assert verdict.startswith('malformed') and key in verdict, verdict
+
+
 def test_chunks_merge_like_simulator_chunks():
     s = sampler(chunk_episodes=2)
     chunks, now = [], 0.0
@@ -204,15 +238,26 @@ def test_chunks_merge_like_simulator_chunks():
     assert len(short['episode_return']) == 1
 
 
-def test_a_newer_policy_mid_episode_discards_the_partial_chunk():
+def test_a_newer_policy_mid_episode_sends_the_partial_chunk_once_for_the_learner_to_drop():
     s = sampler()
     start_episode(s)
     for i, pose in enumerate(walk(2)):
         s.control(DT * (i + 2), at(pose))
     assert s.set_policy(policy_arrays(1))
     assert s.counts['discarded_samples'] == 2
+    # The part goes out at the next step, cut there (truncated, bootstrapped, no episode in
+    # J_C): the learner drops it as stale and expects this robot from then on.
     tick = s.control(0.5, at([0.2, 0.0, 0.0]))
-    assert tick.phase == 'reset' and tick.chunk is None
+    assert tick.phase == 'reset' and tick.chunk is not None
+    chunk = tick.chunk
+    assert int(chunk['policy_version']) == 0 and chunk['reward'].shape == (2, 1)
+    assert chunk['truncated'][-1, 0] and len(chunk['episode_return']) == 0
+    validate_rollout(chunk, 6, 2, 1)
+    gatherer = ChunkGatherer(10, 6, 2, 1)
+    gatherer.start(1)
+    assert gatherer.offer(as_chunk(chunk)) == 'stale' and 'robot' in gatherer.executors
+    assert s.control(0.6, at([0.2, 0.0, 0.0])).chunk is None  # sent once
+    assert s.can_sample  # version 1 is sampled next
 
 
 def test_a_restarted_learner_gets_its_version_sampled_again():

@@ -281,7 +281,7 @@ class Learner(Node):
             current = self.gatherer.version
             if version != current and version <= self._max_published:
                 self.faults.count('stale_rollouts')
-                self.gatherer.note_stale(samples)
+                self.gatherer.note_stale(samples, executor, version)
                 self.get_logger().info(
                     f'dropped a chunk of policy version {version} from {executor}; the '
                     f'current version is {current} (on-policy updates need fresh samples)',

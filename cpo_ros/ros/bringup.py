@@ -183,18 +183,24 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
               flush=True)
         return 1
     finally:
+        # Until the end, a further Ctrl-C or SIGTERM only sets stop again: under `ros2 launch`
+        # a Ctrl-C reaches each node twice (from the terminal and from launch), and the second
+        # must not interrupt the zero command, the destroy or the learner's saving of its run
+        # (a KeyboardInterrupt in destroy_node left the process hanging in its exit).
         for node in nodes:
             if hasattr(node, 'stop_robot') and context.ok():
                 try:
                     node.stop_robot()
                 except Exception as exc:  # noqa: BLE001 - the others must still stop
                     print(f'{label}: could not send the stop command: {exc}', flush=True)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         executor.shutdown(timeout_sec=1.0)
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown(context=context)
+        for sig, handler in previous.items():
+            # Stopped by a signal, the process is ending: a later one is ignored, as Python's
+            # exit would restore the default action and die of it (exit code -2, not 0).
+            signal.signal(sig, signal.SIG_IGN if stop.is_set() else handler)
 
 
 def _exit_code(nodes: list) -> int:
@@ -251,6 +257,7 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
     finally:
         # The policy first, then the shield, which sends the final zero command, then the
         # stand-in robot.
+        timeouts = {e.name: e.stop_timeout_s for e in spec.nodes}
         order = [[e.name for e in spec.nodes if not e.ends_bringup],
                  [e.name for e in spec.nodes if e.ends_bringup],
                  [spec.stand_in.name] if stand_in and spec.stand_in else []]
@@ -259,10 +266,12 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
             for _name, proc in alive:
                 proc.send_signal(signal.SIGINT)
             for name, proc in alive:
+                limit = timeouts.get(name, 10.0)
                 try:
-                    proc.wait(timeout=10)
+                    proc.wait(timeout=limit)
                 except subprocess.TimeoutExpired:
-                    print(f'{label}: {name} did not stop within 10 s: killed', flush=True)
+                    print(f'{label}: {name} did not stop within {limit:g} s: killed',
+                          flush=True)
                     proc.kill()
                     proc.wait()
         for sig, handler in previous.items():

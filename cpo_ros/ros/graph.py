@@ -19,6 +19,9 @@ class NodeEntry:
     ends_on_error: bool = False
     """When this node's process ends with code 2 (it could not configure: a bad parameter or
     policy), the bring-up ends with a message; other exits leave the rest running."""
+    stop_timeout_s: float = 10.0
+    """After Ctrl-C, how long the process may take to stop before it is killed (launch:
+    its sigterm_timeout)."""
 
     @property
     def module(self) -> str:
@@ -36,7 +39,10 @@ MONITOR = NodeEntry('safe_area_monitor', 'safe_area_monitor',
                     'cpo_ros.nodes.safe_area_monitor:SafeAreaMonitor')
 EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
                      'cpo_ros.nodes.policy_executor:PolicyExecutor')
-LEARNER = NodeEntry('learner', 'learner', 'cpo_ros.nodes.learner:Learner', ends_bringup=True)
+# Stopped, the learner lets an update in progress finish (up to 60 s), then saves the run and
+# writes curves.png: killed sooner it would lose its last iteration.
+LEARNER = NodeEntry('learner', 'learner', 'cpo_ros.nodes.learner:Learner', ends_bringup=True,
+                    stop_timeout_s=75.0)
 
 # In deployment the shield is the last line of defence: when it ends, the deploy ends. A
 # crashed executor leaves it running (its stale command means stop); an executor that cannot

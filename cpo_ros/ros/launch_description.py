@@ -116,6 +116,7 @@ def _nodes(context, name: str):
                         ('cmd_vel', arg['cmd_vel_topic'])],
             arguments=[*entry.arguments, '--ros-args', '--log-level', arg['log_level']],
             respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
+            sigterm_timeout=str(entry.stop_timeout_s),
             on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn, record)))
     return actions
 
@@ -184,6 +185,7 @@ def fleet_launch_description(name: str):
                 parameters=[*files, overrides], remappings=list(placed.remappings),
                 arguments=[*entry.arguments, '--ros-args', '--log-level', log_level],
                 respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
+                sigterm_timeout=str(entry.stop_timeout_s),
                 on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn, record)))
         return actions
 

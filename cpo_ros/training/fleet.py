@@ -20,7 +20,8 @@ malformed chunks are dropped and counted, each executor's share is counted, and 
 when an iteration proceeds: when full, or after `iteration_timeout_s` with at least
 `min_fraction` of the samples. It also tells executors that already delivered whether to
 sample another chunk of the same version (`more`): when an executor that delivered before is
-overdue (dead, or left), the others make up its share.
+overdue (dead, or left), the others make up its share. An executor whose chunk came too late
+(stale) is expected from then on as well, so a slow source beside fast ones gets its share.
 
 `ChunkQueue` holds the chunks that wait while an update runs, bounded in bytes: in total and
 per executor id, so that a flood cannot exhaust memory and one executor cannot crowd out the
@@ -133,6 +134,12 @@ class IterationReport:
     surplus_samples: int
     timed_out: bool
     wait_s: float
+    late_steps: int = 0
+    """Samples used whose control step came late (a robot's chunks flag them)."""
+    interventions: int = 0
+    """Steps the shield replaced: samples flagged intervened plus the dropped ones."""
+    dropped_samples: int = 0
+    """Replaced steps left out of the chunks used (shield_samples drop)."""
 
     def row(self) -> dict[str, object]:
         """Return the progress.csv columns of this report."""
@@ -141,12 +148,14 @@ class IterationReport:
                 'chunks': self.chunks, 'stale_chunks': self.stale_chunks,
                 'stale_samples': self.stale_samples, 'duplicate_chunks': self.duplicate_chunks,
                 'malformed_chunks': self.malformed_chunks,
-                'surplus_samples': self.surplus_samples, 'timed_out': int(self.timed_out)}
+                'surplus_samples': self.surplus_samples, 'timed_out': int(self.timed_out),
+                'late_steps': self.late_steps, 'interventions': self.interventions,
+                'dropped_samples': self.dropped_samples}
 
 
 FLEET_COLUMNS = ('samples', 'executors', 'executor_shares', 'chunks', 'stale_chunks',
                  'stale_samples', 'duplicate_chunks', 'malformed_chunks', 'surplus_samples',
-                 'timed_out')
+                 'timed_out', 'late_steps', 'interventions', 'dropped_samples')
 """progress.csv columns of a learner fed by executors (the direct trainer has none)."""
 
 
@@ -179,6 +188,9 @@ class ChunkGatherer:
         """Begin gathering for policy `version` (just published)."""
         self.version = int(version)
         self.t0 = self.clock()
+        self._starts = {v: t for v, t in getattr(self, '_starts', {}).items()
+                        if v > self.version - 16}
+        self._starts[self.version] = self.t0
         self.chunks: list[dict[str, np.ndarray]] = []
         self.shares: dict[str, int] = {}
         self.collected = 0
@@ -187,11 +199,33 @@ class ChunkGatherer:
                                          'malformed_chunks'), 0)
         self.warned_at = self.t0
 
-    def note_stale(self, samples: int) -> None:
-        """Count a stale chunk dropped before it was offered (the learner's callback)."""
+    def note_stale(self, samples: int, executor: str | None = None,
+                   version: int | None = None) -> None:
+        """Count a stale chunk dropped before it was offered (the learner's callback).
+
+        With its executor and version, that executor counts as expected from now on (see
+        _expect_late).
+        """
         with self._lock:
             self.counts['stale_chunks'] += 1
             self.counts['stale_samples'] += int(samples)
+            if executor is not None and version is not None:
+                self._expect_late(executor, version)
+
+    def _expect_late(self, executor: str, version: int) -> None:
+        """Expect an executor whose chunk of an older version came too late.
+
+        Without this a slow source (a robot at its real pace beside lock-step simulators)
+        would never be expected: the fast ones fill every iteration before its chunk comes,
+        each of its chunks is stale, and it never gets a share. Its delay is taken from the
+        start of the version it sampled, which bounds its cycle from above.
+        """
+        if version >= self.version:
+            return
+        state = self.executors.setdefault(executor, _Executor())
+        start = self._starts.get(int(version), min(self._starts.values()))
+        state.delay_s = self.clock() - start
+        state.last_version = self.version - 1
 
     def offer(self, chunk: dict[str, np.ndarray]) -> str:
         """Take a chunk if it is of the current version; return what became of it.
@@ -203,7 +237,8 @@ class ChunkGatherer:
         except ValueError as exc:
             self.counts['malformed_chunks'] += 1
             return f'malformed: {exc}'
-        state = self.executors.setdefault(executor, _Executor())
+        with self._lock:
+            state = self.executors.setdefault(executor, _Executor())
         key = (session, seq)
         if key in state.seen:
             self.counts['duplicate_chunks'] += 1
@@ -212,6 +247,8 @@ class ChunkGatherer:
         if version != self.version:
             self.counts['stale_chunks'] += 1
             self.counts['stale_samples'] += samples
+            with self._lock:
+                self._expect_late(executor, version)
             return 'stale'
         if executor not in self.shares:
             state.delay_s = self.clock() - self.t0
@@ -224,14 +261,17 @@ class ChunkGatherer:
     def more(self) -> int:
         """Return samples still wanted beyond what expected executors will bring (>= 0).
 
-        Expected: executors that delivered last iteration, have not delivered in this one, and
-        are not overdue (twice their last delay plus a second). While this is positive,
-        executors that already delivered sample another chunk of the same version.
+        Expected: executors that delivered last iteration (or whose chunk of an older version
+        came too late since), have not delivered in this one, and are not overdue (twice their
+        last delay plus a second). While this is positive, executors that already delivered
+        sample another chunk of the same version.
         """
         if self.collected >= self.needed:
             return 0
         now = self.clock() - self.t0
-        expected = sum(1 for name, e in self.executors.items()
+        with self._lock:
+            executors = list(self.executors.items())
+        expected = sum(1 for name, e in executors
                        if name not in self.shares and e.last_version == self.version - 1
                        and now < 2.0 * e.delay_s + 1.0)
         # An expected executor brings about what it brought before: the mean share.
@@ -262,17 +302,23 @@ class ChunkGatherer:
         samples = min(self.collected, self.needed)
         rollout = merge_chunks(self.chunks, samples)
         shares, left = {}, samples
+        flags = dict.fromkeys(('late_steps', 'interventions', 'dropped_samples'), 0)
         for chunk in self.chunks:
             name = str(np.asarray(chunk['executor_id']).reshape(()))
             used = min(left, int(chunk['reward'].size))
             if used:
                 shares[name] = shares.get(name, 0) + used
+                flags['late_steps'] += _flagged(chunk, 'late', used)
+                flags['interventions'] += _flagged(chunk, 'intervened', used)
+                dropped = int(chunk.get('dropped_samples', 0))
+                flags['dropped_samples'] += dropped
+                flags['interventions'] += dropped
             left -= used
         report = IterationReport(
             samples=samples, shares=shares, chunks=len(self.chunks),
             surplus_samples=self.collected - samples,
             timed_out=self.collected < self.needed, wait_s=self.clock() - self.t0,
-            **self.counts)
+            **self.counts, **flags)
         return rollout, report
 
     def status(self) -> dict[str, np.ndarray]:
@@ -284,6 +330,13 @@ class ChunkGatherer:
                 'more': np.asarray(self.more(), np.int64),
                 'executors': np.asarray(names if names else [''], dtype=np.str_),
                 'shares': np.asarray([self.shares[n] for n in names] or [0], np.int64)}
+
+
+def _flagged(chunk: dict[str, np.ndarray], key: str, used: int) -> int:
+    """Return how many of a chunk's first `used` samples (streams end to end) carry flag key."""
+    if key not in chunk:
+        return 0
+    return int(np.count_nonzero(np.swapaxes(np.asarray(chunk[key]), 0, 1).reshape(-1)[:used]))
 
 
 def chunk_bytes(chunk: dict[str, np.ndarray]) -> int:

@@ -33,7 +33,8 @@ Rules that keep the samples valid for an on-policy update:
   one is counted and flagged (`late` in the chunk): its transition lasted longer than the
   policy was trained for.
 - A chunk holds samples of one policy version only. It ends at an episode's end (after
-  `chunk_episodes` episodes) or at a cut; then the sampler waits for a newer policy, or for
+  `chunk_episodes` episodes) or at a cut (a newer policy arriving mid-chunk is one: that
+  part still goes out, see set_policy); then the sampler waits for a newer policy, or for
   `resume()` when the learner wants more of this version. Between episodes the reset
   behaviour drives to a start pose drawn from the task's reset distribution (no samples):
   a learner updating meanwhile costs no robot time.
@@ -214,6 +215,8 @@ class RobotSampler:
         self._target: np.ndarray | None = None
         self._reset_started = 0.0
         self._pending: _Pending | None = None
+        self._outbox: dict[str, np.ndarray] | None = None
+        """A chunk ended outside a control step (set_policy), sent at the next one."""
         self._last_tick: float | None = None
         self._new_chunk()
         self._new_episode()
@@ -226,8 +229,12 @@ class RobotSampler:
     def set_policy(self, arrays: dict[str, np.ndarray]) -> bool:
         """Load a policy from its arrays (with 'version', 'session'); False for an older one.
 
-        A newer version arriving while a chunk is half sampled discards that part (a chunk
-        holds one version) and cuts the episode: the robot resets and starts afresh.
+        A newer version arriving while a chunk is half sampled cuts the episode (the robot
+        resets and starts afresh) and ends the chunk (it holds one version). That part goes
+        out at the next control step all the same: the learner drops it as stale, but learns
+        from it that this robot samples and waits for it from then on (training/fleet.py).
+        Discarded silently, a robot slower than the simulators beside it would never be heard
+        of, and they would fill every iteration before it completes a chunk.
         """
         news = policy_news(arrays, self.version, self.session, self.policy is not None)
         if news is None:
@@ -235,11 +242,14 @@ class RobotSampler:
         version, session, restarted = news
         actor = NumpyActor(GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim))
         if version != self.version and (self._rows or self._pending is not None):
-            self.counts['discarded_samples'] += len(self._rows)
-            self._pending = None
             if self.phase == 'episode':
-                self._end_episode('a newer policy arrived', report=True)
-            self._new_chunk()
+                self._cut('a newer policy arrived')
+            self._pending = None
+            self.counts['discarded_samples'] += len(self._rows)
+            if self._rows and version > self.version and self._outbox is None:
+                self._outbox = self._take_chunk()
+            else:
+                self._new_chunk()
         self.policy, self.version, self.session = actor, version, session
         if restarted:
             self._spent = min(self._spent, version - 1)  # its rollout is lost: sample again
@@ -267,6 +277,12 @@ class RobotSampler:
         stop names why the robot must stand still (pause, e-stop, lost learner); a stop or a
         missing pose cuts an episode in progress.
         """
+        tick = self._control(now, measured, stop)
+        if tick.chunk is None and self._outbox is not None:
+            tick.chunk, self._outbox = self._outbox, None
+        return tick
+
+    def _control(self, now: float, measured: Measured | None, stop: str | None) -> Tick:
         late = (self._last_tick is not None
                 and now - self._last_tick > self.cfg.control_dt * (1.0 + self.cfg.late_tolerance))
         self._last_tick = now
@@ -336,6 +352,7 @@ class RobotSampler:
         trunc = not term and ep['length'] >= self.max_steps
         if intervened and self.cfg.shield_samples == 'drop':
             self.counts['dropped_samples'] += 1
+            self._chunk_dropped += 1
             self._truncate_last(p.obs)
         else:
             self._rows.append((p.obs, p.u, p.logp, reward, costs, term, trunc,
@@ -409,6 +426,7 @@ class RobotSampler:
         self._rows: list[tuple] = []
         self._episodes: list[tuple[EpisodeEnd, int]] = []
         self._chunk_episodes = 0
+        self._chunk_dropped = 0
 
     def _take_chunk(self) -> dict[str, np.ndarray]:
         """Return the chunk so far as a rollout (T, 1, ...) and wait for the next policy."""
@@ -435,6 +453,9 @@ class RobotSampler:
             'episode_end': np.asarray([(i, 0) for _, i in self._episodes],
                                       np.int64).reshape(-1, 2),
             'policy_version': np.asarray(self.version, np.int64),
+            # Replaced steps left out of this chunk (shield_samples drop): progress.csv counts
+            # them with the samples the learner uses.
+            'dropped_samples': np.asarray(self._chunk_dropped, np.int64),
         }
         # Every chunk ends at an episode's end or a cut: the last row is terminal or truncated.
         chunk['last_obs'] = chunk['final_obs'][-1].copy()
