@@ -14,7 +14,11 @@ Prints
 - refusals: the training graph (sim bridge, executor, learner; 16 robots) and a gate-mode
   monitor, each input flooded in turn with malformed messages at each of --rates: refusals
   per second (the node's /diagnostics counter) and the real work meanwhile against without
-  the flood (lock-step env steps/s from the bridge's batch/state; the monitor's cmd_vel rate).
+  the flood (lock-step env steps/s from the bridge's batch/state; the monitor's cmd_vel rate;
+  the learner's iterations). --only limits the floods to some topics; --forged floods
+  `cpo/policy` and `cpo/iteration` with well-formed messages of another session and version
+  10**9 instead; --rollout-timeout 0 leaves the executors' own recovery alone to get past a
+  lost policy (docs/safety.md, "The learner's topics").
 """
 
 import argparse
@@ -209,7 +213,8 @@ def refusals(args) -> None:
     procs = [start('cpo_ros.nodes.sim_bridge', *common),
              start('cpo_ros.nodes.policy_executor', *common),
              start('cpo_ros.nodes.learner', *common, f'out:={out}', 'resume:=false',
-                   'iterations:=100000', 'value_epochs:=1', 'rollout_timeout_s:=5.0'),
+                   'iterations:=100000', 'value_epochs:=1',
+                   f'rollout_timeout_s:={args.rollout_timeout}'),
              start('cpo_ros.nodes.safe_area_monitor', 'shield_mode:=gate',
                    'command_source:=bench_probe', 'diagnostics_rate_hz:=5.0')]
     probe = Probe()
@@ -236,12 +241,23 @@ def refusals(args) -> None:
             time.sleep(0.05)
     threading.Thread(target=feed, daemon=True).start()
     bad_npz = arrays_to_msg({'obs': np.zeros((2, 2, 3), np.float32)})
+    latched_messages = {'cpo/policy': bad_npz, 'cpo/iteration': bad_npz}
+    if args.forged:
+        from cpo_ros.algo.networks import GaussianPolicy
+        from cpo_ros.training.fleet import ChunkGatherer
+
+        forged = GaussianPolicy(6, 2).to_arrays()  # Point-Circle's sizes: well-formed
+        forged.update(version=np.asarray(10 ** 9), session=np.asarray(4242))
+        status = ChunkGatherer(4000, 6, 2).status()
+        status.update(version=np.asarray(10 ** 9), session=np.asarray(4242),
+                      policy_digest=np.arange(32, dtype=np.uint8))
+        latched_messages = {'cpo/policy': arrays_to_msg(forged),
+                            'cpo/iteration': arrays_to_msg(status)}
     bad_batch = Float32MultiArray(data=[1.0, 2.0, 3.0])
     nan_odom = pose_twist_to_odometry(np.array([np.nan, 0.0, 0.0]), np.zeros(2),
                                       _stamp(), 'odom', 'base_link')
-    # The latched inputs last: a flood there displaces the learner's own policy or status
-    # from the executor's reader (depth 1), and sampling waits for the learner to re-publish
-    # (rollout_timeout_s).
+    # The latched inputs last: a flood there may displace the learner's own policy or status
+    # from the executor's reader; the learner re-sends both every second.
     floods = (
         ('learner', 'cpo/rollout', UInt8MultiArray, qos.CLI_DEFAULT, bad_npz, 'refused_rollout'),
         ('policy_executor', 'batch/state', Float32MultiArray, qos.CLI_DEFAULT, bad_batch,
@@ -249,24 +265,36 @@ def refusals(args) -> None:
         ('sim_bridge', 'batch/cmd_vel', Float32MultiArray, qos.CLI_DEFAULT, bad_batch,
          'refused_batch/cmd_vel'),
         ('safe_area_monitor', 'odom', Odometry, qos.CLI_DEFAULT, nan_odom, 'rejected_poses'),
-        ('policy_executor', 'cpo/iteration', UInt8MultiArray, qos.LATCHED, bad_npz,
-         'refused_iteration'),
-        ('policy_executor', 'cpo/policy', UInt8MultiArray, qos.LATCHED, bad_npz,
-         'refused_policy'),
+        ('policy_executor', 'cpo/iteration', UInt8MultiArray, qos.LATCHED,
+         latched_messages['cpo/iteration'], 'refused_iteration'),
+        ('policy_executor', 'cpo/policy', UInt8MultiArray, qos.LATCHED,
+         latched_messages['cpo/policy'], 'refused_policy'),
     )
+    if args.only:
+        floods = tuple(f for f in floods if f[1] in args.only)
+    progress = os.path.join(out, 'progress.csv')
+
+    def iterations() -> int:
+        if not os.path.isfile(progress):
+            return 0
+        with open(progress) as f:
+            return max(0, sum(1 for _ in f) - 1)
     try:
         assert wait(lambda: probe.counts['batch/state'] > 100 and probe.counts['cmd_vel'] > 20,
                     180), 'the graph did not start'
 
-        def work(seconds: float, steps_topic: str = 'batch/state') -> tuple[float, float]:
+        def work(seconds: float, steps_topic: str = 'batch/state'
+                 ) -> tuple[float, float, int]:
             steps0, gate0 = probe.counts[steps_topic], probe.counts['cmd_vel']
+            done = iterations()
             time.sleep(seconds)
             return ((probe.counts[steps_topic] - steps0) * 16 / seconds,
-                    (probe.counts['cmd_vel'] - gate0) / seconds)
+                    (probe.counts['cmd_vel'] - gate0) / seconds, iterations() - done)
 
-        quiet_steps, quiet_gate = work(args.seconds)
+        quiet_steps, quiet_gate, quiet_its = work(args.seconds)
         print(f'refusals: without a flood the graph steps {quiet_steps:,.0f} env steps/s '
-              f'(16 robots, lock-step) and the monitor sends {quiet_gate:.1f} cmd_vel/s')
+              f'(16 robots, lock-step; {quiet_its} iterations of 4,000 samples in '
+              f'{args.seconds:.0f} s) and the monitor sends {quiet_gate:.1f} cmd_vel/s')
         for node, topic, kind, profile, message, key in floods:
             pub = probe.node.create_publisher(kind, topic, profile)
             assert wait(lambda pub=pub: pub.get_subscription_count() > 0, 30), topic
@@ -287,15 +315,16 @@ def refusals(args) -> None:
                 thread = threading.Thread(target=flood, daemon=True)
                 thread.start()
                 # Steps counted on the lock-step topic the probe does not flood itself.
-                steps, gate = work(args.seconds, 'batch/cmd_vel' if topic == 'batch/state'
-                                   else 'batch/state')
+                steps, gate, its = work(args.seconds, 'batch/cmd_vel'
+                                        if topic == 'batch/state' else 'batch/state')
                 stop.set()
                 thread.join()
                 time.sleep(1.0)  # the last diagnostics
                 refused = probe.counter(node, key) - before
                 print(f'  {topic:<14} -> {node:<20} sent {sent[0] / args.seconds:7,.0f}/s, '
                       f'refused {refused / args.seconds:7,.0f}/s; meanwhile {steps:6,.0f} env '
-                      f'steps/s ({steps / quiet_steps:4.0%}), cmd_vel {gate:5.1f}/s', flush=True)
+                      f'steps/s ({steps / quiet_steps:4.0%}), {its:2d} iterations, cmd_vel '
+                      f'{gate:5.1f}/s', flush=True)
             probe.node.destroy_publisher(pub)
         print(f'alive after the floods: {[p.poll() is None for p in procs]}')
     finally:
@@ -321,6 +350,12 @@ def main() -> None:
     parser.add_argument('--seconds', type=float, default=5.0)
     parser.add_argument('--rates', type=float, nargs='+', default=[100.0, 1000.0, 5000.0],
                         help='flood rates to try [messages/s]')
+    parser.add_argument('--only', nargs='+', metavar='TOPIC',
+                        help='flood only these topics (e.g. cpo/policy cpo/iteration)')
+    parser.add_argument('--forged', action='store_true',
+                        help='well-formed forged messages on cpo/policy and cpo/iteration')
+    parser.add_argument('--rollout-timeout', type=float, default=5.0,
+                        help="the learner's rollout_timeout_s (0: never re-publish)")
     args = parser.parse_args()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     print(f'command: {" ".join([os.path.basename(sys.executable), *sys.argv])} '

@@ -70,13 +70,10 @@ def latency(args) -> np.ndarray:
 
     from cpo_ros.algo.networks import GaussianPolicy
     from cpo_ros.ros import qos
-    from cpo_ros.ros.conversions import (
-        arrays_to_msg,
-        CMD_FIELDS,
-        decode_batch,
-        encode_batch,
-        STATE_FIELDS,
-    )
+    from cpo_ros.ros.conversions import arrays_to_msg, decode_batch, encode_batch
+    from cpo_ros.training.announcements import policy_digest
+    from cpo_ros.training.fleet import ChunkGatherer
+    from cpo_ros.wire import CMD_FIELDS, STATE_FIELDS
 
     executor = subprocess.Popen(
         [sys.executable, '-m', 'cpo_ros.nodes.policy_executor', '--ros-args', '-p',
@@ -93,9 +90,16 @@ def latency(args) -> np.ndarray:
     node.create_subscription(Float32MultiArray, 'batch/cmd_vel', on_cmd, qos.LOCKSTEP)
     state_pub = node.create_publisher(Float32MultiArray, 'batch/state', qos.LOCKSTEP)
     policy_pub = node.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
+    status_pub = node.create_publisher(UInt8MultiArray, 'cpo/iteration', qos.LATCHED)
     arrays = GaussianPolicy(6, 2).to_arrays()
     arrays.update(version=np.asarray(0), session=np.asarray(1))  # wire.POLICY_FIELDS
-    policy_pub.publish(arrays_to_msg(arrays))
+    policy_msg = arrays_to_msg(arrays)
+    # As the learner does: the status announcing the policy (its digest), then the policy.
+    status = ChunkGatherer(100_000_000, 6, 2).status()
+    status.update(session=np.asarray(1),
+                  policy_digest=np.frombuffer(policy_digest(policy_msg.data), np.uint8))
+    status_pub.publish(arrays_to_msg(status))
+    policy_pub.publish(policy_msg)
     spin = threading.Thread(target=rclpy.spin, args=(node,), daemon=True)
     spin.start()
     state = np.zeros((args.num_envs, len(STATE_FIELDS) - 1), np.float32)

@@ -20,7 +20,9 @@ callback.
     algo.networks.GaussianPolicy (validate_policy_arrays: shapes from obs_dim, act_dim and
     hidden_sizes, float, finite).
 `cpo/iteration` (learner -> executors; STATUS_FIELDS): version, session, needed, collected,
-    more () integers, executors (K,) str, shares (K,) integers >= 0, 1 <= K <= 4096.
+    more () integers, executors (K,) str, shares (K,) integers >= 0, 1 <= K <= 4096,
+    policy_digest (32,) uint8: the SHA-256 of the `cpo/policy` message of this version and
+    session, the only policy executors load (training/announcements.py).
 
 Float32MultiArray messages (conversions.encode_batch / decode_batch):
 
@@ -98,6 +100,8 @@ STATUS_FIELDS = (
     Field('more', 'iu', (), 0, None, 'samples wanted beyond what expected executors bring'),
     Field('executors', 'U', None, doc='executor ids that delivered this iteration'),
     Field('shares', 'iu', None, 0, None, "each executor's samples"),
+    Field('policy_digest', 'u', (32,), 0, 255, 'SHA-256 of the cpo/policy message the learner '
+          'published for this version and session'),
 )
 
 CHUNK_META_FIELDS = (
@@ -144,6 +148,7 @@ def check_status(arrays: dict[str, np.ndarray]) -> dict[str, object]:
     out: dict[str, object] = {k: int(values[k]) for k in
                               ('version', 'session', 'needed', 'collected', 'more')}
     out['counted'] = dict(zip([str(n) for n in names], [int(s) for s in shares], strict=True))
+    out['policy_digest'] = values['policy_digest'].astype(np.uint8).tobytes()
     return out
 
 

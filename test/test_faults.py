@@ -128,14 +128,16 @@ def test_bad_messages_are_refused_by_field_and_counted(start_node, probe, tmp_pa
             learner.output
     rollout_pub.publish(npz_bomb(64 * 2 ** 20))
     assert learner.wait_for_output('exceeds the cap', 30), learner.output
+    # A policy the learner did not announce is refused before it is parsed (field
+    # announcement); its architecture is checked once announced (test_hostile_input.py).
     policy = GaussianPolicy(CIRCLE_OBS, 2).to_arrays()
     policy.update(version=np.asarray(99), session=np.asarray(5),
                   hidden_sizes=np.asarray([-64, 32]))
     policy_pub.publish(arrays_to_msg(policy))
-    assert executor.wait_for_output('dropped a malformed policy (field hidden_sizes)', 20), \
+    assert executor.wait_for_output('dropped a malformed policy (field announcement)', 20), \
         executor.output
     assert wait_until(lambda: learner_diag.get('refused_rollout') == '4'
-                      and executor_diag.get('refused_policy.hidden_sizes') == '1', 20), \
+                      and executor_diag.get('refused_policy.announcement') == '1', 20), \
         (learner_diag, executor_diag)
     assert learner_diag['refused_rollout.terminated'] == '1'
     assert learner.proc.poll() is None and executor.proc.poll() is None

@@ -12,6 +12,7 @@ import io
 import os
 import re
 import sys
+import threading
 import time
 
 from conftest import NodeProcess, wait_until
@@ -19,7 +20,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
 from nav_msgs.msg import Odometry
 import numpy as np
+import pytest
 from rclpy.clock import Clock
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Float32MultiArray, MultiArrayDimension, String, UInt8MultiArray
 from std_srvs.srv import SetBool
 
@@ -177,15 +180,15 @@ def test_training_graph_under_fuzz(start_node, probe, tmp_path):
         send_counted(pubs[topic], messages, lambda: diag.count(node, key), topic, nodes[node])
         sent[(node, key)] = len(messages)
 
-    # The executor's latched inputs first, before a learner publishes there: a reader of
-    # depth 1 keeps only the newest sample, so the learner's would race the probe's.
+    # The executor's latched inputs first, before a learner publishes there (with no
+    # announcement every policy is refused unread: field announcement).
     assert wait_until(lambda: all(pubs[t].get_subscription_count() > 0 for t in (
         'cpo/policy', 'cpo/iteration', 'batch/state', 'batch/cmd_vel')) and diag.matched(2),
         60), executor.output
     policy = GaussianPolicy(OBS, ACT).to_arrays()
     policy.update(version=np.asarray(10 ** 6), session=np.asarray(12345))
     status = ChunkGatherer(40, OBS, ACT).status()
-    status['session'] = np.asarray(5)
+    status.update(session=np.asarray(5), policy_digest=np.zeros(32, np.uint8))
     for topic, key, template in (('cpo/policy', 'refused_policy', policy),
                                  ('cpo/iteration', 'refused_iteration', status)):
         fuzz(topic, 'policy_executor', key,
@@ -347,3 +350,191 @@ def test_deploy_graph_under_fuzz_never_moves_on_a_forged_command(probe, ros_env,
             assert grown <= 64 * MIB, (name, grown / MIB)
     finally:
         stack.stop(timeout=20)
+
+
+# -- A stranger on the latched topics: floods, and a forged policy -----------------------------
+
+ATTACKER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=qos.CLI_DEFAULT.depth,
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""`ros2 topic pub`'s defaults, with the durability it takes to reach a latched subscription
+(a volatile publisher does not match the executors' transient-local readers at all)."""
+
+
+class Stranger:
+    """A node of a participant of its own publishing on the learner's latched topics."""
+
+    def __init__(self, domain_id: int) -> None:
+        import rclpy
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node('stranger', context=self.context)
+        self.pubs = {topic: self.node.create_publisher(UInt8MultiArray, topic, ATTACKER_QOS)
+                     for topic in ('cpo/policy', 'cpo/iteration')}
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def flood(self, messages: dict[str, list[UInt8MultiArray]], rate_hz: float) -> None:
+        """Publish messages round-robin on their topics at rate_hz each, until stop()."""
+        def run() -> None:
+            i = 0
+            while not self._stop.is_set():
+                for topic, batch in messages.items():
+                    self.pubs[topic].publish(batch[i % len(batch)])
+                    self.sent += 1
+                i += 1
+                self._stop.wait(1.0 / rate_hz)
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        import rclpy
+
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+class Latched:
+    """The first `cpo/policy` and `cpo/iteration` the probe read (the learner's), as arrays."""
+
+    def __init__(self, probe) -> None:
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+        for topic in ('cpo/policy', 'cpo/iteration'):
+            probe.create_subscription(UInt8MultiArray, topic,
+                                      lambda msg, t=topic: self._on(t, msg), qos.LATCHED)
+
+    def _on(self, topic: str, msg: UInt8MultiArray) -> None:
+        from cpo_ros.ros.conversions import msg_to_arrays
+
+        if topic not in self.arrays:  # read before any stranger publishes there
+            self.arrays[topic] = msg_to_arrays(msg)
+
+
+def forged_policy(genuine: dict[str, np.ndarray], session: int
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Return a well-formed policy of a huge version that always commands one action, and it.
+
+    The learner's own policy with the last layer's weights zeroed, its bias set and a tiny
+    std: every command it gives is that one action, which no genuine policy gives exactly.
+    """
+    from cpo_ros.algo.networks import NumpyActor
+
+    arrays = {k: np.array(v, copy=True) for k, v in genuine.items()}
+    last = max(k for k in arrays if k.startswith('mean_net.') and k.endswith('.weight'))
+    arrays[last][:] = 0.0
+    arrays[last.replace('weight', 'bias')][:] = np.asarray([0.37, -0.41], np.float32)
+    arrays['log_std'][:] = -20.0
+    arrays.update(version=np.asarray(10 ** 9, np.int64), session=np.asarray(session, np.int64))
+    policy = GaussianPolicy.from_arrays(arrays)
+    action = NumpyActor(policy).act(np.zeros((1, policy.norm.mean.numel()), np.float32),
+                                    deterministic=True)[2][0]
+    return arrays, action
+
+
+def training_graph(start_node, out, **learner):
+    """Start the learner first (its policy latched), then return a reader of its progress."""
+    params = {'resume': 'false', 'value_epochs': '1', 'iterations': '100000',
+              'rollout_timeout_s': '0.0', **learner}
+    node = start_node('learner', *TINY, f'out:={out}', *(f'{k}:={v}' for k, v in params.items()))
+    progress = out / 'progress.csv'
+
+    def iterations() -> int:
+        return max(0, len(progress.read_text().splitlines()) - 1) if progress.is_file() else 0
+
+    return node, iterations
+
+
+FLOODED_ITERATIONS = 10
+
+
+@pytest.mark.parametrize('kind', ['malformed', 'forged'])
+def test_a_flood_on_the_latched_topics_cannot_keep_the_learners_policy_from_executors(
+        kind, start_node, probe, domain_id, tmp_path):
+    """Executors that start during a flood take the learner's policy and train (issue 18).
+
+    rollout_timeout_s 0: the learner never re-publishes for want of rollouts, so only the
+    executors' own recovery can get them going. The flood goes on for the whole test: every
+    new policy (one per iteration) may be pushed out of the executor's reader before it is
+    read, so before the fix one of the first FLOODED_ITERATIONS stalled training for good (the
+    chance that each got through was about a half).
+    """
+    diag = Diagnostics(probe)
+    latched = Latched(probe)
+    learner, iterations = training_graph(start_node, tmp_path / 'run')
+    assert wait_until(lambda: len(latched.arrays) == 2, 60), learner.output
+    stranger = Stranger(domain_id)
+    rng = np.random.default_rng(0)
+    if kind == 'malformed':
+        messages = {'cpo/policy': garbage(rng, 4 * MIB)[:4],
+                    'cpo/iteration': garbage(rng, 4 * MIB)[:4]}
+    else:  # well-formed, of other sessions and huge versions
+        policies, statuses = [], []
+        for session in range(100, 108):
+            arrays, _ = forged_policy(latched.arrays['cpo/policy'], session)
+            policies.append(arrays_to_msg(arrays))
+            status = dict(latched.arrays['cpo/iteration'], session=np.asarray(session),
+                          version=np.asarray(10 ** 9))
+            if 'policy_digest' in status:
+                status['policy_digest'] = rng.integers(0, 256, 32).astype(np.uint8)
+            statuses.append(arrays_to_msg(status))
+        messages = {'cpo/policy': policies, 'cpo/iteration': statuses}
+    stranger.flood(messages, rate_hz=200.0)
+    try:
+        executor = start_node('policy_executor', *TINY)
+        start_node('sim_bridge', *TINY)
+        assert wait_until(lambda: iterations() >= FLOODED_ITERATIONS, 240), (
+            f'{iterations()} iterations, {stranger.sent} messages flooded; executor:\n'
+            f'{executor.output[-3000:]}')
+        # The flood reached the executor (its diagnostics count what it refused).
+        assert wait_until(lambda: diag.count('policy_executor', 'refused_policy') > 0, 30), \
+            diag.values
+    finally:
+        stranger.stop()
+
+
+@pytest.mark.parametrize('session', ['another', 'the_learners'])
+def test_a_forged_policy_of_a_huge_version_is_refused_and_never_drives(
+        session, start_node, probe, domain_id, tmp_path):
+    """A well-formed policy of version 10**9 (issue 18): refused, counted, training goes on.
+
+    Before, executors took it, commanded the robots with it and then refused the learner's
+    real (lower) versions until they restarted.
+    """
+    diag = Diagnostics(probe)
+    latched = Latched(probe)
+    commands: list[np.ndarray] = []
+    probe.create_subscription(
+        Float32MultiArray, 'batch/cmd_vel',
+        lambda msg: commands.append(np.asarray(msg.data, np.float32).reshape(-1, 3)[:, :2]),
+        qos.LOCKSTEP)
+    learner, iterations = training_graph(start_node, tmp_path / 'run')
+    executor = start_node('policy_executor', *TINY)
+    start_node('sim_bridge', *TINY)
+    assert wait_until(lambda: iterations() >= 1 and len(latched.arrays) == 2, 120), \
+        learner.output[-3000:]
+    learner_session = int(latched.arrays['cpo/iteration']['session'])
+    forged, action = forged_policy(latched.arrays['cpo/policy'],
+                                   learner_session if session == 'the_learners' else 4242)
+    stranger = Stranger(domain_id)
+    try:
+        assert wait_until(lambda: stranger.pubs['cpo/policy'].get_subscription_count() >= 2,
+                          30)
+        first = len(commands)
+        stranger.pubs['cpo/policy'].publish(arrays_to_msg(forged))
+        assert wait_until(lambda: diag.count('policy_executor', 'refused_policy') >= 1, 30), (
+            diag.values.get('/policy_executor'), executor.output[-3000:])
+        done = iterations()
+        assert wait_until(lambda: iterations() >= done + 2, 120), executor.output[-3000:]
+        after = np.concatenate(commands[first:])
+        forged_commands = np.all(np.abs(after - action) < 1e-3, axis=1)
+        assert len(after) and not forged_commands.any(), (
+            f"{int(forged_commands.sum())} of {len(after)} commands were the forged policy's")
+    finally:
+        stranger.stop()
+    assert executor.proc.poll() is None, executor.output[-3000:]

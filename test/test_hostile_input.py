@@ -19,7 +19,8 @@ from cpo_ros.wire import check_chunk, check_logp, check_policy, check_status
 def status(**override):
     good = {'version': np.asarray(3), 'session': np.asarray(7), 'needed': np.asarray(100),
             'collected': np.asarray(40), 'more': np.asarray(0),
-            'executors': np.asarray(['/a', '/b']), 'shares': np.asarray([20, 20])}
+            'executors': np.asarray(['/a', '/b']), 'shares': np.asarray([20, 20]),
+            'policy_digest': np.zeros(32, np.uint8)}
     good.update(override)
     return good
 
@@ -32,6 +33,8 @@ def status(**override):
     ('session', np.asarray(0)),                 # sessions start at 1
     ('more', np.asarray(-5)),
     ('collected', np.asarray(1.5)),
+    ('policy_digest', np.zeros(31, np.uint8)),   # a SHA-256 has 32 bytes
+    ('policy_digest', np.full(32, 300)),
 ])
 def test_a_malformed_iteration_status_is_refused_by_field(field, value):
     assert check_status(status())['counted'] == {'/a': 20, '/b': 20}
@@ -139,21 +142,57 @@ def test_the_queue_is_bounded_in_bytes_in_total_and_per_executor():
     assert queue.bytes == 0 and queue.by_executor == {}
 
 
-def test_executors_refuse_a_new_session_at_an_arbitrary_version():
+def test_executors_load_only_the_policy_the_learner_announced():
+    from cpo_ros.ros.conversions import arrays_to_msg
+    from cpo_ros.training.announcements import Announcements, policy_digest
+
+    def message(version, session):
+        arrays = dict(GaussianPolicy(3, 2, (8,)).to_arrays(), version=np.asarray(version),
+                      session=np.asarray(session))
+        return arrays_to_msg(arrays).data
+
+    def announcement(version, session, payload):
+        return check_status(status(version=np.asarray(version), session=np.asarray(session),
+                                   policy_digest=np.frombuffer(policy_digest(payload),
+                                                               np.uint8)))
+
+    book = Announcements(keep=4)
+    genuine = message(3, 7)
+    assert book.announce(announcement(3, 7, genuine)) is None
+    assert book.check(genuine) == policy_digest(genuine)
+    assert book.status(7)['version'] == 3 and book.status(8) is None
+    # Any other payload is refused before it is parsed: a huge version, the learner's own
+    # session, noise alike.
+    for forged in (message(10 ** 9, 7), message(10 ** 9, 12345), b'noise'):
+        with pytest.raises(ValueError) as info:
+            book.check(forged)
+        assert info.value.field == 'announcement'
+    # A policy that came before its announcement is handed back when the status follows.
+    newer = message(4, 7)
+    with pytest.raises(ValueError):
+        book.check(newer)
+    assert book.announce(announcement(4, 7, newer)) == bytes(newer)
+    # Statuses of other sessions (a stranger's) leave the learner's session's status alone
+    # until more than `keep` sessions come between; the digests they name are theirs only.
+    for session in range(100, 103):
+        book.announce(announcement(10 ** 9, session, b'x%d' % session))
+    assert book.status(7)['version'] == 4 and book.check(newer)
+    with pytest.raises(ValueError):
+        book.check(genuine)  # an older announcement of the session was replaced...
+    assert book.check(newer)  # ...by the newest
+
+
+def test_a_new_learner_session_is_taken_at_any_version_within_one_only_newer():
     def message(version, session):
         return dict(GaussianPolicy(3, 2, (8,)).to_arrays(), version=np.asarray(version),
                     session=np.asarray(session))
 
     worker = RolloutWorker(1, 3, 2, 5)
     assert worker.set_policy(message(10, 1))
-    with pytest.raises(ValueError) as info:
-        worker.set_policy(message(0, 2))  # a stranger's session at version 0
-    assert info.value.field == 'version' and worker.version == 10
-    # A learner that rolled back an update whose policy was out: one version back.
-    assert worker.set_policy(message(9, 3)) and worker.version == 9
-    with pytest.raises(ValueError):
-        worker.set_policy(message(8, 4))  # never walked further down, session by session
-    assert worker.set_policy(message(11, 4))
+    assert not worker.set_policy(message(9, 1)) and worker.version == 10
+    # A learner resumed from an older checkpoint (a new session): followed.
+    assert worker.set_policy(message(2, 2)) and worker.version == 2 and worker.can_act
+    assert worker.set_policy(message(3, 2))
 
 
 def test_explicit_parameter_keys_are_told_from_shared_ones(tmp_path):

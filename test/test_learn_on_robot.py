@@ -256,3 +256,42 @@ def test_ctrl_c_under_ros2_launch_stops_the_robot_and_saves_the_run(probe, ros_e
     # The last command each sent: zero from the executor to the gate, zero from the gate.
     assert listener.policy_commands[-1][1:] == (0.0, 0.0)
     assert listener.commands[-1][1:] == (0.0, 0.0)
+
+
+def test_a_forged_policy_never_drives_the_robot_and_learning_goes_on(probe, ros_env, domain_id,
+                                                                     tmp_path):
+    """A well-formed policy of version 10**9 in the learner's own session (issue 18).
+
+    The robot executor refuses it unread (it was not announced on cpo/iteration), counts it,
+    never loads it, and learns on with the learner's policies. Before, it loaded it, drove
+    the robot with it, and refused the learner's lower versions until it was restarted.
+    """
+    from test_fuzz import forged_policy, Latched, Stranger
+
+    from cpo_ros.ros.conversions import arrays_to_msg
+
+    listener = RobotListener(probe)
+    latched = Latched(probe)
+    out = tmp_path / 'run'
+    stack = bringup(ros_env, out, 'steps_per_iteration:=300', 'learner:iterations:=100',
+                    'real_time_factor:=10.0')
+    stranger = Stranger(domain_id)
+    try:
+        assert wait_until(lambda: listener.phase() == 'episode' and len(latched.arrays) == 2,
+                          90), stack.output
+        session = int(latched.arrays['cpo/iteration']['session'])
+        forged, _action = forged_policy(latched.arrays['cpo/policy'], session)
+        # The learner's, the probe's and the robot executor's readers.
+        assert wait_until(lambda: stranger.pubs['cpo/policy'].get_subscription_count() >= 2,
+                          30)
+        done = len(rows(out))
+        stranger.pubs['cpo/policy'].publish(arrays_to_msg(forged))
+        assert wait_until(lambda: listener.diags and listener.diags[-1].get(
+            'refused_policy.announcement') == '1', 30), listener.diags[-1:]
+        assert wait_until(lambda: len(rows(out)) >= done + 2, 120), stack.output[-3000:]
+    finally:
+        stranger.stop()
+        stack.stop(timeout=40)
+    versions = [int(d['policy_version']) for d in listener.diags if 'policy_version' in d]
+    assert versions and max(versions) < 10 ** 9
+    assert all(int(c['policy_version']) < 10 ** 9 for c in listener.robot_chunks())

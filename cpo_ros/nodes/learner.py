@@ -45,6 +45,7 @@ from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters, declare_task, task_options_of
 from cpo_ros.ros.specs import node_parameters, ROBOT_PARAMS
+from cpo_ros.training.announcements import policy_digest
 from cpo_ros.training.config import TrainConfig
 from cpo_ros.training.fleet import ChunkGatherer, ChunkQueue, FLEET_COLUMNS, IterationReport
 from cpo_ros.training.run import TrainingRun
@@ -139,8 +140,13 @@ class Learner(Node):
 
         self.policy_pub = self.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
         self.status_pub = self.create_publisher(UInt8MultiArray, 'cpo/iteration', qos.LATCHED)
-        self._last_status: tuple[int, int, int, int] | None = None
+        self._last_status: tuple | None = None
         self._status_msg: UInt8MultiArray | None = None
+        self._policy_msg: UInt8MultiArray | None = None
+        self._policy_digest = np.zeros(32, np.uint8)
+        # The status and the policy it announces go out in this order, from the worker thread
+        # and the heartbeat timer alike: a late joiner never holds a status without its policy.
+        self._publish_lock = threading.RLock()
         names = list(METRIC_TOPICS)
         if probe.num_costs > 1:
             names += [f'{name}_{i}' for i in range(probe.num_costs)
@@ -162,7 +168,6 @@ class Learner(Node):
         self.create_timer(1.0, self._check_stall, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.gatherer.start(self.run.algorithm.version)
         self._publish_policy()
-        self._publish_status()
         self._publish_diagnostics()
         start = (f'resumed {self.run.out} at iteration {self.run.iteration}' if self.run.resumed
                  else f'new run in {self.run.out}')
@@ -178,7 +183,11 @@ class Learner(Node):
             self._worker.start()
 
     def _publish_policy(self, new_session: bool = False) -> None:
-        """Publish the current policy; new_session makes executors sample this version again."""
+        """Publish the current policy; new_session makes executors sample this version again.
+
+        The status announcing it (its digest) goes out first: executors load no policy the
+        learner did not announce (training/announcements.py).
+        """
         if new_session:
             self.session = self.session % (2 ** 31) + 1
         policy, version = self.run.algorithm.policy, self.run.algorithm.version
@@ -188,20 +197,27 @@ class Learner(Node):
         self._max_published = max(self._max_published, version)
         arrays['version'] = np.asarray(version, np.int64)
         arrays['session'] = np.asarray(self.session, np.int64)
-        self.policy_pub.publish(arrays_to_msg(arrays))
+        msg = arrays_to_msg(arrays)
+        with self._publish_lock:
+            self._policy_msg = msg
+            self._policy_digest = np.frombuffer(policy_digest(msg.data), np.uint8)
+            self._publish_status(force=True)
+            self.policy_pub.publish(msg)
 
-    def _publish_status(self) -> None:
+    def _publish_status(self, force: bool = False) -> None:
         """Publish `cpo/iteration` when it changed: how many more samples are wanted."""
-        g = self.gatherer
-        more = g.more()
-        key = (g.version, g.collected, more, self.session)
-        if key == self._last_status:
-            return
-        self._last_status = key
-        status = g.status()
-        status['session'] = np.asarray(self.session, np.int64)
-        self._status_msg = arrays_to_msg(status)
-        self.status_pub.publish(self._status_msg)
+        with self._publish_lock:
+            g = self.gatherer
+            more = g.more()
+            key = (g.version, g.collected, more, self.session, self._policy_digest.tobytes())
+            if key == self._last_status and not force:
+                return
+            self._last_status = key
+            status = g.status()
+            status['session'] = np.asarray(self.session, np.int64)
+            status['policy_digest'] = self._policy_digest
+            self._status_msg = arrays_to_msg(status)
+            self.status_pub.publish(self._status_msg)
 
     def _publish_diagnostics(self) -> None:
         level = None
@@ -231,11 +247,16 @@ class Learner(Node):
         Harmless to an executor that is still sampling (it goes on with the same version);
         an executor waiting for a newer policy samples the current one again.
 
-        Also re-sends the last `cpo/iteration` status every second: the learner's heartbeat,
-        by which a robot notices a learner that died (robot_executor, max_policy_age_s).
+        Also re-sends the last `cpo/iteration` status and the policy it announces every
+        second: the learner's heartbeat, by which a robot notices a learner that died
+        (robot_executor, max_policy_age_s), and by which an executor whose reader lost the
+        latched policy under a flood from another publisher has it again
+        (training/announcements.py).
         """
-        if self._status_msg is not None:
-            self.status_pub.publish(self._status_msg)  # built once; safe beside the worker
+        with self._publish_lock:
+            if self._status_msg is not None and self._policy_msg is not None:
+                self.status_pub.publish(self._status_msg)
+                self.policy_pub.publish(self._policy_msg)
         if (self.rollout_timeout_s <= 0 or self._updating or not self._queue.empty()
                 or self.run.done or self.exit_code):
             return
@@ -361,7 +382,6 @@ class Learner(Node):
         self._t_wait = time.perf_counter()
         self.gatherer.start(self.run.algorithm.version)
         self._publish_policy()
-        self._publish_status()
 
     def _update_failed(self, trace: str) -> None:
         """Count a failed update; sample again, or give up after too many in a row."""

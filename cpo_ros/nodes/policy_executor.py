@@ -6,6 +6,7 @@ Training transport (lock-step, any number of simulated robots): `batch/state` in
 the policy version, `executor_id` and its sample count, and sampling pauses until a newer policy
 arrives on `cpo/policy` -- or until the learner's `cpo/iteration` status says it still wants
 more samples of this version than the other executors are bringing (a fleet, training/fleet.py).
+Only the policy the learner announced on `cpo/iteration` is loaded (training/announcements.py).
 Episode returns and costs are published live on `episode/return` and
 `episode/cost` as each episode ends (with several constraints `episode/cost` is the first's and
 `episode/cost_<i>` each one's).
@@ -24,6 +25,7 @@ from cpo_ros.ros.conversions import arrays_to_msg, BatchCodec, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.specs import node_parameters
+from cpo_ros.training.announcements import Announcements
 from cpo_ros.training.worker import RolloutWorker
 from cpo_ros.wire import check_policy, check_status, CMD_FIELDS, StateLayout
 
@@ -55,7 +57,8 @@ class PolicyExecutor(Node):
         self.instance = int.from_bytes(os.urandom(4), 'little') + 1
         self._chunk_seq = 0
         self._sent: dict[int, int] = {}  # samples sent per policy version
-        self._status: dict[str, object] | None = None
+        self.announcements = Announcements()
+        self._loaded_digest = b''
         self._policies = 0
         self._session = 0
         num_costs = len(layout.cost_fields)
@@ -74,19 +77,34 @@ class PolicyExecutor(Node):
                                for i in range(num_costs)]
         self.faults = FaultReport(self)
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
-        self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
-        self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status, qos.LATCHED)
+        # The status first: the learner announces a policy before it publishes it, and with
+        # both ready at once the executor takes them in the order they were created.
+        self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status,
+                                 qos.LEARNER_INPUT)
+        self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy,
+                                 qos.LEARNER_INPUT)
         self.get_logger().info(f'executor {self.executor_id}: {self.num_envs} robot(s), rollout '
                                f'chunks of {steps} steps ({steps * self.num_envs} samples)')
 
     def _on_policy(self, msg: UInt8MultiArray) -> None:
         try:
-            arrays = msg_to_arrays(msg)
+            # Refused before it is parsed unless the learner announced it: cheap under a flood.
+            digest = self.announcements.check(msg.data)
+        except ValueError as exc:
+            self.faults.refuse('policy', exc)
+            return
+        if digest != self._loaded_digest:  # the learner re-sends it every second
+            self._load_policy(msg.data, digest)
+
+    def _load_policy(self, payload, digest: bytes) -> None:
+        try:
+            arrays = msg_to_arrays(UInt8MultiArray(data=bytes(payload)))
             check_policy(arrays)  # wire.POLICY_FIELDS; the weights are checked before building
             swapped = self.worker.set_policy(arrays)
         except ValueError as exc:
             self.faults.refuse('policy', exc)
             return
+        self._loaded_digest = digest
         if swapped:
             if self.worker.session != self._session:
                 self._sent, self._session = {}, self.worker.session  # a restarted learner
@@ -102,17 +120,21 @@ class PolicyExecutor(Node):
         except ValueError as exc:
             self.faults.refuse('iteration', exc)
             return
-        self._status = status
+        early = self.announcements.announce(status)
+        if early is not None:  # the policy came before its announcement
+            self._load_policy(early, status['policy_digest'])
         self._maybe_resume()
 
     def _maybe_resume(self) -> None:
         """Sample on: with a newer policy, or when the learner wants more of this version."""
-        worker, status = self.worker, self._status
+        worker = self.worker
+        # The newest status of the learner session whose policy is loaded: statuses of other
+        # sessions (another publisher's) cannot hold sampling up.
+        status = self.announcements.status(worker.session)
         if worker.paused and status is not None:
             version, counted = status['version'], status['counted']
             # Only once our own chunks are counted: the learner has seen what we brought.
-            if (version == worker.version and status['session'] == worker.session
-                    and status['more'] > 0
+            if (version == worker.version and status['more'] > 0
                     and counted.get(self.executor_id, 0) >= self._sent.get(version, 0)):
                 worker.resume()
         if self._waiting is not None and worker.can_act:

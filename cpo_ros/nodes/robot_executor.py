@@ -14,9 +14,11 @@ The robot stands still (zero command; an episode in progress is truncated, boots
   resumes);
 - while the monitor's e-stop is latched (`e_stop/latched`, the monitor's state);
 - when the pose is stale, refused or missing;
-- when the learner is lost: nothing from it (policy, or the `cpo/iteration` status it re-sends
-  every second) for max_policy_age_s (steady clock); it samples again when the learner
-  returns.
+- when the learner is lost: nothing from it (policy, or the `cpo/iteration` status of the
+  loaded policy's session, re-sent every second) for max_policy_age_s (steady clock); it
+  samples again when the learner returns.
+Only the policy the learner announced on `cpo/iteration` is loaded
+(training/announcements.py): a policy from any other publisher never moves the robot.
 The task's sensor readings are the task's own (Task.sensors at the measured pose: goals and
 objects placed by the task); a physical sensor's topic is not read yet.
 Ctrl-C, SIGTERM and errors send a zero command first. `diagnostics` counts episodes,
@@ -42,12 +44,14 @@ from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
+from cpo_ros.training.announcements import Announcements
 from cpo_ros.training.realtime import (
     episodes_per_chunk,
     Measured,
     RealtimeConfig,
     RobotSampler,
 )
+from cpo_ros.wire import check_policy, check_status
 
 
 class RobotExecutor(Node):
@@ -78,7 +82,8 @@ class RobotExecutor(Node):
         self.instance = int.from_bytes(os.urandom(4), 'little') + 1
         self._chunk_seq = 0
         self._sent: dict[int, int] = {}
-        self._status: dict[str, np.ndarray] | None = None
+        self.announcements = Announcements()
+        self._loaded_digest = b''
         self._learner_seen = time.monotonic()
         self.paused = p['start_paused']
         self.e_stop = False
@@ -92,8 +97,11 @@ class RobotExecutor(Node):
         self.return_pub = self.create_publisher(Float32, 'episode/return', qos.METRICS)
         self.cost_pub = self.create_publisher(Float32, 'episode/cost', qos.METRICS)
         self.faults = FaultReport(self)
-        self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy, qos.LATCHED)
-        self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status, qos.LATCHED)
+        # The status first: the learner announces a policy before it publishes it.
+        self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status,
+                                 qos.LEARNER_INPUT)
+        self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy,
+                                 qos.LEARNER_INPUT)
         self.create_subscription(Bool, 'e_stop/latched', self._on_e_stop, qos.LATCHED)
         self.create_subscription(Float32, 'shield/interventions', self._on_interventions,
                                  qos.METRICS)
@@ -111,10 +119,23 @@ class RobotExecutor(Node):
     # -- inputs ---------------------------------------------------------------------------------
     def _on_policy(self, msg: UInt8MultiArray) -> None:
         try:
-            swapped = self.sampler.set_policy(msg_to_arrays(msg))
+            # Refused before it is parsed unless the learner announced it: cheap under a flood.
+            digest = self.announcements.check(msg.data)
         except ValueError as exc:
             self.faults.refuse('policy', exc)
             return
+        if digest != self._loaded_digest:  # the learner re-sends it every second
+            self._load_policy(msg.data, digest)
+
+    def _load_policy(self, payload, digest: bytes) -> None:
+        try:
+            arrays = msg_to_arrays(UInt8MultiArray(data=bytes(payload)))
+            check_policy(arrays)
+            swapped = self.sampler.set_policy(arrays)
+        except ValueError as exc:
+            self.faults.refuse('policy', exc)
+            return
+        self._loaded_digest = digest
         self._heard_learner()
         if swapped:
             self._sent = {v: n for v, n in self._sent.items() if v >= self.sampler.version}
@@ -123,14 +144,17 @@ class RobotExecutor(Node):
 
     def _on_status(self, msg: UInt8MultiArray) -> None:
         try:
-            status = msg_to_arrays(msg)
-            for key in ('version', 'session', 'more', 'executors', 'shares'):
-                status[key]
-        except (ValueError, KeyError, TypeError) as exc:
-            self.faults.refuse('iteration_status', ValueError(str(exc)))
+            status = check_status(msg_to_arrays(msg))
+        except ValueError as exc:
+            self.faults.refuse('iteration', exc)
             return
-        self._status = status
-        self._heard_learner()
+        early = self.announcements.announce(status)
+        if early is not None:  # the policy came before its announcement
+            self._load_policy(early, status['policy_digest'])
+        if self.sampler.policy is None or int(status['session']) == self.sampler.session:
+            # Only the session whose policy drives the robot proves the learner alive: a
+            # stranger's statuses must not keep a robot learning after the learner died.
+            self._heard_learner()
         self._maybe_resume()
 
     def _heard_learner(self) -> None:
@@ -138,14 +162,12 @@ class RobotExecutor(Node):
 
     def _maybe_resume(self) -> None:
         """Sample another chunk of this version when the learner wants more than it has."""
-        s, status = self.sampler, self._status
+        s = self.sampler
+        status = self.announcements.status(s.session)
         if not s.waiting or status is None:
             return
-        version = int(status['version'])
-        counted = dict(zip([str(n) for n in status['executors']],
-                           [int(v) for v in status['shares']], strict=False))
-        if (version == s.version and int(status['session']) == s.session
-                and int(status['more']) > 0
+        version, counted = status['version'], status['counted']
+        if (version == s.version and status['more'] > 0
                 and counted.get(self.executor_id, 0) >= self._sent.get(version, 0)):
             s.resume()
 

@@ -26,6 +26,17 @@ LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 """Latched state (`cpo/policy`, `safe_area/markers`): a late subscriber gets the latest."""
 
+LEARNER_INPUT = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=4,
+                           reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+"""The executors' readers of the learner's latched `cpo/policy` and `cpo/iteration`.
+
+Matches the learner's latched publishers; a few messages deep, so that a burst from another
+publisher must be longer than that to push the learner's message out before it is read (the
+learner re-sends both every second; training/announcements.py). Not deeper: each message
+held may be as large as a stranger makes it.
+"""
+
 METRICS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                      reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.VOLATILE)

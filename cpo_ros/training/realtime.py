@@ -210,8 +210,6 @@ class RobotSampler:
         self.task_rng = np.random.default_rng(seed + 1)
         self.policy: NumpyActor | None = None
         self.version, self.session = -1, 0
-        self.max_version = -1
-        """The highest version accepted: a new session may go back one version, never more."""
         self._spent = -1  # the newest version whose chunk went out
         self.phase = 'wait'
         self._target: np.ndarray | None = None
@@ -238,8 +236,7 @@ class RobotSampler:
         Discarded silently, a robot slower than the simulators beside it would never be heard
         of, and they would fill every iteration before it completes a chunk.
         """
-        news = policy_news(arrays, self.version, self.session, self.max_version,
-                           self.policy is not None)
+        news = policy_news(arrays, self.version, self.session, self.policy is not None)
         if news is None:
             return False
         version, session, restarted = news
@@ -254,7 +251,6 @@ class RobotSampler:
             else:
                 self._new_chunk()
         self.policy, self.version, self.session = actor, version, session
-        self.max_version = max(self.max_version, version)
         if restarted:
             self._spent = min(self._spent, version - 1)  # its rollout is lost: sample again
         return True

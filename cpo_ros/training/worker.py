@@ -27,8 +27,6 @@ class RolloutWorker:
         self.policy: NumpyActor | None = None
         self.version = -1
         self.session = 0
-        self.max_version = -1
-        """The highest version accepted: a new session may go back one version, never more."""
         self._min_version = 0
         self._pending: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._restart_chunk = False
@@ -38,27 +36,23 @@ class RolloutWorker:
     def set_policy(self, arrays: dict[str, np.ndarray]) -> bool:
         """Swap in a policy from its arrays (with 'version'); return False for an older one.
 
-        A new 'session' is accepted at the current version or newer, or one version back, and
-        never below the highest version accepted minus one: that is what a learner legitimately
-        does (a re-publication after a timeout, a rollback after an update that failed once its
-        policy was out, a respawn that resumed from the last checkpoint, which is saved at most
-        one version behind what was published). Any other new session is refused
-        (InvalidField 'version'): versions stay monotone up to that one step, so no publisher
-        can roll the executors back to an arbitrary policy.
+        Within a session versions only grow; a new 'session' is taken at any version: a
+        re-publication after a timeout, a rollback after an update that failed once its policy
+        was out, a respawn that resumed from an older checkpoint. Which policies reach this at
+        all is the executor's check: only those the learner announced
+        (training/announcements.py), so no other publisher sets the version.
 
         The new policy is built completely before the reference is swapped, so an action is
         never computed from half-loaded weights. Raises InvalidField (a ValueError) naming the
         array that does not fit, before anything is built.
         """
-        news = policy_news(arrays, self.version, self.session, self.max_version,
-                           self.policy is not None)
+        news = policy_news(arrays, self.version, self.session, self.policy is not None)
         if news is None:
             return False
         version, session, restarted = news
         policy = GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim)
         same_version = version == self.version
         self.policy, self.version, self.session = NumpyActor(policy), version, session
-        self.max_version = max(self.max_version, version)
         # A chunk holds one version: a newer one cuts it. The same version re-published (a
         # learner that waited too long, or restarted from that version's checkpoint) does not.
         if same_version:
@@ -141,21 +135,17 @@ class RolloutWorker:
 
 
 def policy_news(arrays: dict[str, np.ndarray], version_now: int, session_now: int,
-                max_version: int, loaded: bool) -> tuple[int, int, bool] | None:
+                loaded: bool) -> tuple[int, int, bool] | None:
     """Return (version, session, restarted) of a policy worth loading, None for an older one.
 
-    A new session may come back one version below the highest accepted, never more (see
-    RolloutWorker.set_policy); anything else raises InvalidField 'version'.
+    A newer version of the session loaded, or a new session at any version (see
+    RolloutWorker.set_policy).
     """
     version = _scalar_int(arrays, 'version', -1)
     session = _scalar_int(arrays, 'session', 0)
     restarted = session != session_now and loaded
     if version <= version_now and not restarted:
         return None
-    if restarted and version < max_version - 1:
-        raise InvalidField('version', f'a new session {session} at version {version}, older '
-                           f'than the versions up to {max_version} accepted before (a learner '
-                           f'resumes at most one version back)')
     return version, session, restarted
 
 
