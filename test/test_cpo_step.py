@@ -92,6 +92,32 @@ def test_infeasible_recovery_minimises_cost(seed):
     assert 0.5 * x @ h @ x == pytest.approx(DELTA, rel=1e-6)
 
 
+@pytest.mark.parametrize('share', [0.3, 0.8])
+@pytest.mark.parametrize('kind', ['infeasible', 'near_pos', 'near_neg'])
+@pytest.mark.parametrize('seed', range(6))
+def test_cost_step_share_climbs_the_reward_with_the_capped_decrease(share, kind, seed):
+    """With cost_step_share < 1 the step is the QP's optimum for c capped at share sqrt(2 delta s).
+
+    An infeasible batch then lowers the cost by that share of the most the trust region allows
+    and climbs the reward with the rest, instead of the paper's recovery, which gains nothing.
+    """
+    rng = np.random.default_rng([seed, len(kind), int(share * 10)])
+    g, b, h = random_problem(rng)
+    c = c_for(kind, b, h, rng)
+    edge = math.sqrt(2 * DELTA * (b @ np.linalg.solve(h, b)))
+    x, case = step_direction(g, b, h, c, DELTA, cost_step_share=share)
+    ref = qp_reference(g, b, h, min(c, share * edge), DELTA)
+    assert g @ x == pytest.approx(g @ ref, rel=1e-4, abs=1e-7)
+    assert 0.5 * x @ h @ x <= DELTA * (1 + 1e-6)
+    assert b @ x <= -min(c, share * edge) + 1e-7
+    assert (case == CASE_RECOVERY) == (kind == 'infeasible')
+    if kind == 'infeasible':
+        paper, _ = step_direction(g, b, h, c, DELTA)
+        assert g @ x > g @ paper  # the reward climbs where the paper's recovery gains less
+    if c <= share * edge:  # the cap leaves this problem alone
+        np.testing.assert_allclose(x, step_direction(g, b, h, c, DELTA)[0], atol=1e-12)
+
+
 def test_every_dual_case_is_reached():
     """Random instances in the feasible regimes reach both nu > 0 and nu = 0."""
     seen = set()

@@ -48,7 +48,8 @@ def _interval_clip(value: float, low: float, high: float) -> float:
 
 def step_direction(g: np.ndarray, b: np.ndarray,
                    H: np.ndarray | Callable[[np.ndarray], np.ndarray],  # noqa: N803 - paper's name
-                   c: float, delta: float, cg_iters: int = 10) -> tuple[np.ndarray, str]:
+                   c: float, delta: float, cg_iters: int = 10,
+                   cost_step_share: float = 1.0) -> tuple[np.ndarray, str]:
     """Return the CPO step x for the linearised problem and the name of the case taken.
 
     g, b: 1-D gradients of the reward and cost surrogates (b already on the scale of c); a
@@ -56,12 +57,15 @@ def step_direction(g: np.ndarray, b: np.ndarray,
     step_direction_multi); m = 1 as a matrix gives the closed form's answer.
     H: dense symmetric positive-definite matrix, or a callable v -> H v (solved by CG).
     c: J_C - d, the measured constraint value of the newest batch. delta: the KL bound.
+    cost_step_share: at most this share of the largest cost decrease the trust region allows,
+    sqrt(2 delta s), is asked of a step (c above it is capped to it): the rest of the trust
+    region climbs the reward. 1 is the paper's step, whose recovery spends all of it on the cost.
     """
     g = np.asarray(g, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if b.ndim == 2:
         return step_direction_multi(g, b, H, np.asarray(c, dtype=np.float64).reshape(-1),
-                                    delta, cg_iters)
+                                    delta, cg_iters, cost_step_share)
     if g.ndim != 1 or g.shape != b.shape:
         raise ValueError(f'g and b must be 1-D of the same length, got {g.shape} and {b.shape}')
     if not (delta > 0 and math.isfinite(c)):
@@ -76,6 +80,14 @@ def step_direction(g: np.ndarray, b: np.ndarray,
     s = float(b @ w)
     if s < _EPS:
         return trust_region_step(v, q, delta), CASE_TRPO
+    infeasible = c > 0.0 and c * c / s > 2.0 * delta
+    cap = cost_step_share * math.sqrt(2.0 * delta * s)
+    if cost_step_share < 1.0 and c > cap:
+        # The cost decrease asked is capped: the step is the dual's with c = cap, feasible, so
+        # it climbs the reward in what the trust region has left (an infeasible batch still
+        # names it recovery).
+        x, case = step_direction(g, b, H, cap, delta, cg_iters)
+        return x, CASE_RECOVERY if infeasible else case
     big_a = max(q - r * r / s, 0.0)
     big_b = 2.0 * delta - c * c / s
     if big_b < 0.0:
@@ -137,8 +149,8 @@ def _within_trust_region(x: np.ndarray, H, delta: float) -> np.ndarray:  # noqa:
 
 def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper's names
                          H: np.ndarray | Callable[[np.ndarray], np.ndarray],
-                         c: np.ndarray, delta: float, cg_iters: int = 10
-                         ) -> tuple[np.ndarray, str]:
+                         c: np.ndarray, delta: float, cg_iters: int = 10,
+                         cost_step_share: float = 1.0) -> tuple[np.ndarray, str]:
     """Return the CPO step for m constraints c + B.T x <= 0 (the paper's dual, eq. 12).
 
     With r = B.T H^-1 g, S = B.T H^-1 B, minimising the dual over lambda in closed form leaves
@@ -150,7 +162,8 @@ def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper
     even the best step in the trust region leaves max_i (c_i + b_i.x) > 0: its value is
     max over the simplex of mu.c - sqrt(2 delta mu.S.mu), and the recovery step
     -sqrt(2 delta / mu.S.mu) H^-1 B mu lowers the worst constraint the most (for m = 1 the
-    single-constraint recovery step).
+    single-constraint recovery step). cost_step_share caps each c_i at that share of
+    sqrt(2 delta S_ii), as step_direction does for one constraint.
     """
     from scipy.optimize import minimize
 
@@ -172,6 +185,9 @@ def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper
     active = np.diag(S) > _EPS
     if not active.any():
         return trust_region_step(v, q, delta), CASE_TRPO
+    if cost_step_share < 1.0:
+        c = np.minimum(c, cost_step_share * np.sqrt(2.0 * delta * np.maximum(np.diag(S), 0.0))
+                       + np.where(active, 0.0, np.inf))
 
     # Feasibility: the smallest worst-case constraint value reachable in the trust region.
     def worst(mu: np.ndarray) -> float:
@@ -219,8 +235,9 @@ class CPO(TrustRegionRule):
         cfg = self.config
         if b_mat.shape[1] == 1:
             return step_direction(g.double().numpy(), b_mat[:, 0], hvp, float(c[0]),
-                                  cfg.target_kl, cfg.cg_iters)
-        return step_direction(g.double().numpy(), b_mat, hvp, c, cfg.target_kl, cfg.cg_iters)
+                                  cfg.target_kl, cfg.cg_iters, cfg.cost_step_share)
+        return step_direction(g.double().numpy(), b_mat, hvp, c, cfg.target_kl, cfg.cg_iters,
+                              cfg.cost_step_share)
 
     def acceptable(self, reward_gain: float, cost_change_sample: np.ndarray,
                    cost_change: np.ndarray, c: np.ndarray, case: str) -> bool:

@@ -32,6 +32,7 @@ class Range:
 ALGO_RANGES = {
     'cost_limit': Range(0.0, math.inf), 'cost_confidence': Range(0.0, 10.0),
     'cost_bias_rate': Range(0.0, 1.0), 'cost_rise_max': Range(1.0, 1000.0),
+    'cost_step_share': Range(0.0, 1.0, low_open=True),
     'gamma': Range(0.0, 1.0), 'lam': Range(0.0, 1.0), 'cost_gamma': Range(0.0, 1.0),
     'cost_lam': Range(0.0, 1.0), 'target_kl': Range(0.0, 1.0, low_open=True),
     'cg_iters': Range(1, 1000), 'cg_damping': Range(0.0, 10.0),
@@ -66,7 +67,7 @@ class AlgoConfig:
     cost_limit: float | tuple[float, ...] = 5.0
     """Limit d on the expected undiscounted cost per episode; one per constraint when the task
     has several (e.g. Circle with a speed limit: (5.0, 2.0))."""
-    cost_confidence: float = 2.0
+    cost_confidence: float = 1.0
     """z of the constraint value: CPO holds J_C + z SE(J_C) under the limit, SE the standard error
     of the batch's mean episode cost (0: the paper's point estimate)."""
     cost_bias_rate: float = 0.3
@@ -77,6 +78,10 @@ class AlgoConfig:
     """Largest calibration factor of predicted cost rises: the ratio of measured to predicted
     J_C change after steps predicted to raise the cost (a running mean, rate cost_bias_rate),
     clipped to [1, cost_rise_max], divides the rise a step may predict (1: off)."""
+    cost_step_share: float = 0.85
+    """CPO: the largest share of the cost decrease the trust region allows that a step asks for;
+    the rest of the trust region climbs the reward, in recovery too (1: the paper's step, whose
+    recovery only lowers the cost)."""
     gamma: float = 0.995
     """Discount of the reward."""
     lam: float = 0.95
