@@ -12,7 +12,6 @@ from cpo_ros.algo.cpo import (
     CASE_INACTIVE,
     CASE_RECOVERY,
     CASE_TRPO,
-    reliable_share,
     step_direction,
 )
 
@@ -117,21 +116,6 @@ def test_cost_step_share_climbs_the_reward_with_the_capped_decrease(share, kind,
         assert g @ x > g @ paper  # the reward climbs where the paper's recovery gains less
     if c <= share * edge:  # the cap leaves this problem alone
         np.testing.assert_allclose(x, step_direction(g, b, h, c, DELTA)[0], atol=1e-12)
-
-
-def test_a_noisy_cost_gradient_takes_the_share_back_towards_the_papers_step():
-    """The reward part's radius sqrt(1 - share^2) shrinks by the noise share of the cost gradient.
-
-    All noise (or not yet measured) gives 1, the paper's step: its reward part would be
-    orthogonal to noise only, and climbing the reward there raises the cost unseen.
-    """
-    assert reliable_share(0.85, 0.0) == pytest.approx(0.85)
-    for noise in (1.0, 1.3, math.nan):
-        assert reliable_share(0.85, noise) == 1.0
-    shares = [reliable_share(0.85, noise) for noise in (0.0, 0.25, 0.5, 0.75, 1.0)]
-    assert shares == sorted(shares)
-    radius = math.sqrt(1 - reliable_share(0.6, 0.5) ** 2)
-    assert radius == pytest.approx(0.8 * 0.5)
 
 
 def test_every_dual_case_is_reached():

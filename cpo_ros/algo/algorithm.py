@@ -198,7 +198,6 @@ class ConstrainedTrustRegion:
         value_losses, fit_s = critics.result()
         fold_critics()
         noise = step.noise.result() if step.noise is not None else (math.nan, math.nan)
-        self.rule.observe_noise(noise[0])
         clock.lap('critic_wait')
         return {**clock.figures(), 'time_critic_fit_s': fit_s,
                 **self._figures(rollout, estimate, step, value_losses, noise),

@@ -223,53 +223,21 @@ def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper
     return x, CASE_DUAL
 
 
-def reliable_share(share: float, noise: float) -> float:
-    """Return the cost step share for a cost gradient whose noise share of s is noise.
-
-    The reward part of a capped step keeps its radius sqrt(1 - share^2) of the trust region
-    only in the measure that b can be trusted: with a noise share rho of s = b.H^-1.b (clipped
-    to [0, 1]; unmeasured counts as 1), the radius is sqrt(1 - share^2) (1 - rho), so a step
-    built on a cost gradient that is all noise is the paper's. Its reward part is orthogonal
-    to the estimated b only; when b is noise, climbing the reward raises the cost unseen.
-    """
-    rho = 1.0 if not math.isfinite(noise) else min(max(noise, 0.0), 1.0)
-    return math.sqrt(1.0 - (1.0 - share * share) * (1.0 - rho) ** 2)
-
-
 class CPO(TrustRegionRule):
     """Constrained Policy Optimization: the step above, a line search that holds each cost."""
 
     name = 'cpo'
     holds_upper_bound = True
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.cost_grad_noise = math.nan
-        """The newest measured noise share of the cost gradient (nan before the first)."""
-
-    def observe_noise(self, share: float) -> None:
-        """Keep the batch's noise share: the next step's cost share follows it."""
-        self.cost_grad_noise = float(share)
-
-    def state_dict(self) -> dict[str, float]:
-        """Return the noise share the next step will use (for exact resume)."""
-        return {'cost_grad_noise': self.cost_grad_noise}
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        """Restore from state_dict() output (none before it existed: unmeasured)."""
-        self.cost_grad_noise = float(state.get('cost_grad_noise', math.nan))
-
     def direction(self, g: torch.Tensor, bs: list[torch.Tensor], b_mat: np.ndarray,
                   hvp: SolvedOperator, c: np.ndarray) -> tuple[np.ndarray, str]:
         """Return the CPO step: the closed form for one constraint, the dual for several."""
         cfg = self.config
-        share = (1.0 if cfg.cost_step_share >= 1.0
-                 else reliable_share(cfg.cost_step_share, self.cost_grad_noise))
         if b_mat.shape[1] == 1:
             return step_direction(g.double().numpy(), b_mat[:, 0], hvp, float(c[0]),
-                                  cfg.target_kl, cfg.cg_iters, share)
+                                  cfg.target_kl, cfg.cg_iters, cfg.cost_step_share)
         return step_direction(g.double().numpy(), b_mat, hvp, c, cfg.target_kl, cfg.cg_iters,
-                              share)
+                              cfg.cost_step_share)
 
     def acceptable(self, reward_gain: float, cost_change_sample: np.ndarray,
                    cost_change: np.ndarray, c: np.ndarray, case: str) -> bool:

@@ -118,9 +118,6 @@ class UpdateRule:
     def after_step(self, estimate: ConstraintEstimate) -> None:
         """Update what changes once the step is taken (e.g. a dual ascent)."""
 
-    def observe_noise(self, share: float) -> None:
-        """Take the batch's measured noise share of the cost gradient (nan when unmeasured)."""
-
     def state_dict(self) -> dict[str, Any]:
         """Return the rule's own state beyond its multipliers (for exact resume)."""
         return {}
