@@ -5,12 +5,12 @@ Run: .venv/bin/python bench/bench_circle_algos.py --iterations 100 --seeds 0 1 2
      [--speed-limit 1.0 --cost-limit 5 10 --algos cpo cpo_shaped pdo]   (two constraints)
      [--task circle_long --algos cpo cpo_paper trpo pdo]                 (long horizon)
      [--task circle_long --steps 20000 --iterations 30 --seeds 0 1 2 3 4 --within-after 5
-      --algos cpo cpo_before_21 cpo_full_recovery cpo_z2 pdo ppo_lag pid_lag]  (small batches)
+      --algos cpo cpo_z1 cpo_share085 cpo_share085_z1 pdo ppo_lag pid_lag]     (small batches)
 Writes one run directory per (algo, seed), then a table of mean episode cost (each constraint)
 and return over seeds every 10 iterations, the share of iterations after the 10th (or
 --within-after N) with every cost <= 1.2 d, the predicted against the measured cost change of
 each update, and a plot (OUT/<task>_algos.png). The variants beside the rules are the presets
-of cpo_ros.algo.registry (cpo_paper, cpo_before_21, cpo_full_recovery, cpo_z2, cpo_shaped).
+of cpo_ros.algo.registry (cpo_paper, cpo_z1, cpo_share085, cpo_share085_z1, cpo_shaped).
 """
 
 import argparse

@@ -18,18 +18,18 @@ RULES = {
 
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     'cpo_shaped': ('cpo', {'cost_shaping': True}),
-    'cpo_full_recovery': ('cpo', {'cost_step_share': 1.0}),
-    'cpo_z2': ('cpo', {'cost_confidence': 2.0}),
-    'cpo_before_21': ('cpo', {'cost_step_share': 1.0, 'cost_confidence': 2.0}),
+    'cpo_z1': ('cpo', {'cost_confidence': 1.0}),
+    'cpo_share085': ('cpo', {'cost_step_share': 0.85}),
+    'cpo_share085_z1': ('cpo', {'cost_step_share': 0.85, 'cost_confidence': 1.0}),
     'cpo_paper': ('cpo', {'cost_lam': 1.0, 'value_normalization': 'off', 'cost_confidence': 0.0,
                           'cost_bias_rate': 0.0, 'cost_rise_max': 1.0, 'cost_step_share': 1.0}),
 }
 """Named variants for the benchmarks: a rule and the settings that make it the variant.
-cpo_shaped is CPO with cost shaping (paper section 6.3); cpo_full_recovery spends the whole
-trust region on the cost when it must lower it (the paper's recovery); cpo_z2 holds J_C + 2 SE;
-cpo_before_21 is both, the defaults before issue 21's small-batch work; cpo_paper is CPO
-with the paper's constraint estimate and step (lambda_C 1, critics fit to raw targets, the
-point estimate of J_C, no model-bias term, a recovery that only lowers the cost)."""
+cpo_shaped is CPO with cost shaping (paper section 6.3); cpo_z1 holds J_C + 1 SE;
+cpo_share085 asks a step for at most 0.85 of the largest cost decrease (cost_step_share);
+cpo_share085_z1 is both; cpo_paper is CPO with the paper's constraint estimate and step
+(lambda_C 1, critics fit to raw targets, the point estimate of J_C, no model-bias term, a
+recovery that only lowers the cost)."""
 
 
 def variant(name: str) -> tuple[str, dict[str, Any]]:

@@ -67,7 +67,7 @@ class AlgoConfig:
     cost_limit: float | tuple[float, ...] = 5.0
     """Limit d on the expected undiscounted cost per episode; one per constraint when the task
     has several (e.g. Circle with a speed limit: (5.0, 2.0))."""
-    cost_confidence: float = 1.0
+    cost_confidence: float = 2.0
     """z of the constraint value: CPO holds J_C + z SE(J_C) under the limit, SE the standard error
     of the batch's mean episode cost (0: the paper's point estimate)."""
     cost_bias_rate: float = 0.3
@@ -78,10 +78,11 @@ class AlgoConfig:
     """Largest calibration factor of predicted cost rises: the ratio of measured to predicted
     J_C change after steps predicted to raise the cost (a running mean, rate cost_bias_rate),
     clipped to [1, cost_rise_max], divides the rise a step may predict (1: off)."""
-    cost_step_share: float = 0.85
+    cost_step_share: float = 1.0
     """CPO: the largest share of the cost decrease the trust region allows that a step asks for;
     the rest of the trust region climbs the reward, in recovery too (1: the paper's step, whose
-    recovery only lowers the cost)."""
+    recovery only lowers the cost). Below 1 only where the cost gradient is reliable: with a
+    noisy one the cost ran away (docs/benchmarks.md, small batches)."""
     gamma: float = 0.995
     """Discount of the reward."""
     lam: float = 0.95
