@@ -167,22 +167,26 @@ def test_simulators_and_a_robot_mix_in_one_iteration(probe, ros_env, tmp_path):
     # The robot sends that part all the same; the learner drops it as stale but expects the
     # robot from then on and holds the simulator back for it. (Before, the robot discarded
     # the part silently, and was starved: the simulator filled every iteration.)
-    stack = bringup(ros_env, out, 'steps_per_iteration:=600', 'learner:iterations:=5',
+    stack = bringup(ros_env, out, 'steps_per_iteration:=600', 'learner:iterations:=6',
                     'real_time_factor:=10.0', 'policy_executor:chunk_episodes:=1')
     worker = NodeProcess(worker_command('fleet_sim', 0, 2, ['-p', 'steps_per_iteration:=600'],
                                         str(tmp_path), robot=LAB), ros_env)
     try:
-        assert wait_until(lambda: stack.proc.poll() is not None, 150), stack.output
+        assert wait_until(lambda: stack.proc.poll() is not None, 180), stack.output
         assert stack.proc.returncode == 0, stack.output
     finally:
         stack.stop(timeout=40)
         worker.stop()
     table = [shares(r) for r in rows(out)]
-    assert len(table) == 5 and all(sum(s.values()) == 600 for s in table), table
-    # Both sources in one row within the first iterations, and in most rows.
+    assert len(table) == 6 and all(sum(s.values()) == 600 for s in table), table
+    # When the robot first delivers depends on how fast it starts and resets (a cold machine
+    # may take a few iterations); from then on it is expected, and the rows mix both sources.
+    robot = [s.get('robot', 0) > 0 for s in table]
+    assert any(robot[:4]), table  # not starved
+    since = table[robot.index(True):]
     mixed = [s.get('robot', 0) > 0 and s.get('/worker_0/policy_executor', 0) > 0
-             for s in table]
-    assert any(mixed[:3]) and sum(mixed) >= 3, table
+             for s in since]
+    assert len(since) >= 3 and sum(mixed) >= len(since) - 1, table
 
 
 def _node(ros_env, module: str, *args: str, extra: tuple[str, ...] = ()) -> NodeProcess:
