@@ -189,3 +189,53 @@ def test_line_search_skips_invalid_parameters_and_keeps_the_old_ones_when_nothin
     assert len(tried) == 5 and not result.accepted
     assert (result.frac, result.kl, result.reward_gain) == (0.0, 0.0, 0.0)
     torch.testing.assert_close(flat_params(policy), old)
+
+
+def test_the_noise_gate_gives_cpo_a_second_constraint_value():
+    settings = dict(cost_limit=30.0, cost_bias_rate=0.0, cost_confidence_reliable=0.5)
+    algo = _algorithm('cpo', **settings)
+    rollout = _rollout(algo, 0.5)
+    rollout['episode_cost'] = np.random.default_rng(1).uniform(
+        20.0, 60.0, np.shape(rollout['episode_cost']))
+    assert algo.estimate_constraint(rollout).c_reliable is None  # no gate
+    estimate = _algorithm('cpo', cost_noise_gate=0.5, **settings).estimate_constraint(rollout)
+    se = estimate.summary['episode_cost_se'][0]
+    assert estimate.c[0] == pytest.approx(estimate.j_c[0] + 2.0 * se - 30.0)
+    assert estimate.c_reliable[0] == pytest.approx(estimate.j_c[0] + 0.5 * se - 30.0)
+    assert _algorithm('pdo', cost_noise_gate=0.5, cost_limit=30.0).estimate_constraint(
+        rollout).c_reliable is None  # the baselines hold the point estimate
+
+
+def test_cpo_caps_its_cost_decrease_only_where_the_gradient_is_reliable():
+    g, b, h = _problem(3)
+    b_mat, c = b.double().numpy()[:, None], np.array([10.0])  # far outside: recovery
+    rule = rule_class('cpo')(AlgoConfig(cost_step_share=0.5), 1, _policy())
+    paper, case = rule.direction(g, [b], b_mat, _operator(h), c, reliable=False)
+    capped, _ = rule.direction(g, [b], b_mat, _operator(h), c, reliable=True)
+    want, _ = step_direction(g.double().numpy(), b_mat[:, 0], h, 10.0, DELTA)
+    assert case == CASE_RECOVERY
+    np.testing.assert_allclose(paper, want, rtol=1e-5, atol=1e-9)
+    assert g.double().numpy() @ capped > g.double().numpy() @ paper  # climbs the reward too
+
+
+def _one_update(**settings) -> np.ndarray:
+    torch.manual_seed(0)
+    algo = _algorithm('cpo', cost_limit=10.0, **settings)
+    rollout = _rollout(algo, seed=3)
+    rollout['cost'][:] = (rollout['reward'] > np.median(rollout['reward'])).astype(np.float32)
+    rollout['episode_cost'] = np.random.default_rng(3).uniform(
+        4.0, 18.0, np.shape(rollout['episode_cost']))  # J_C near d: z decides the case
+    figures = algo.update(rollout)
+    assert math.isfinite(figures['cost_grad_noise'])
+    return flat_params(algo.policy).double().numpy()
+
+
+@pytest.mark.parametrize('lever', [dict(cost_step_share=0.5), dict(cost_confidence=0.0)])
+def test_the_gate_takes_the_default_step_when_noisy_and_the_lever_when_reliable(lever):
+    default, levered = _one_update(), _one_update(**lever)
+    assert np.abs(default - levered).max() > 1e-4  # the lever changes this step
+    gated = dict(cost_step_share=lever.get('cost_step_share', 1.0),
+                 cost_confidence_reliable=lever.get('cost_confidence', 2.0))
+    # Every noise share is above 1e-9 and below 10.
+    np.testing.assert_array_equal(_one_update(cost_noise_gate=1e-9, **gated), default)
+    np.testing.assert_array_equal(_one_update(cost_noise_gate=10.0, **gated), levered)

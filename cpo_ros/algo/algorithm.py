@@ -224,10 +224,20 @@ class ConstrainedTrustRegion:
         if self.shaper is not None:
             costs, shaping_term, shaping_loss = self._shaped_costs(rollout, costs)
             held = held + shaping_term * ep_len
+        c, c_reliable = self._c(held), None
+        cfg = self.config
+        if self.rule.holds_upper_bound and cfg.cost_noise_gate > 0.0:
+            c_reliable = self._c(held + (cfg.cost_confidence_reliable - cfg.cost_confidence)
+                                 * summary['episode_cost_se'])
+        return ConstraintEstimate(j_c, held, c, costs, ep_len, summary, shaping_loss,
+                                  c_reliable)
+
+    def _c(self, held: np.ndarray) -> np.ndarray:
+        """Return held - d, CPO's margins (c < 0) divided by the rise factor."""
         c = held - self.limits
         if self.rule.holds_upper_bound:
             c = np.where(c < 0.0, c / self.rise_factor, c)
-        return ConstraintEstimate(j_c, held, c, costs, ep_len, summary, shaping_loss)
+        return c
 
     def batch(self, rollout: dict[str, np.ndarray], costs: np.ndarray) -> Batch:
         """Return the rollout as a Batch: flat rows, advantages, the sampling policy's outputs."""

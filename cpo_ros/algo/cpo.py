@@ -230,14 +230,19 @@ class CPO(TrustRegionRule):
     holds_upper_bound = True
 
     def direction(self, g: torch.Tensor, bs: list[torch.Tensor], b_mat: np.ndarray,
-                  hvp: SolvedOperator, c: np.ndarray) -> tuple[np.ndarray, str]:
-        """Return the CPO step: the closed form for one constraint, the dual for several."""
+                  hvp: SolvedOperator, c: np.ndarray,
+                  reliable: bool = True) -> tuple[np.ndarray, str]:
+        """Return the CPO step: the closed form for one constraint, the dual for several.
+
+        cost_step_share applies where the cost gradient is reliable (see cost_noise_gate).
+        """
         cfg = self.config
+        share = cfg.cost_step_share if reliable else 1.0
         if b_mat.shape[1] == 1:
             return step_direction(g.double().numpy(), b_mat[:, 0], hvp, float(c[0]),
-                                  cfg.target_kl, cfg.cg_iters, cfg.cost_step_share)
+                                  cfg.target_kl, cfg.cg_iters, share)
         return step_direction(g.double().numpy(), b_mat, hvp, c, cfg.target_kl, cfg.cg_iters,
-                              cfg.cost_step_share)
+                              share)
 
     def acceptable(self, reward_gain: float, cost_change_sample: np.ndarray,
                    cost_change: np.ndarray, c: np.ndarray, case: str) -> bool:

@@ -24,7 +24,8 @@ class PDO(TrustRegionRule):
         self.multipliers = np.full(num_costs, float(config.pdo_lambda_init))
 
     def direction(self, g: torch.Tensor, bs: list[torch.Tensor], b_mat: np.ndarray,
-                  hvp: SolvedOperator, c: np.ndarray) -> tuple[np.ndarray, str]:
+                  hvp: SolvedOperator, c: np.ndarray,
+                  reliable: bool = True) -> tuple[np.ndarray, str]:
         """Return the natural-gradient step of the Lagrangian r - sum_i lambda_i C_i."""
         lagrangian = g - sum(float(lam) * b for lam, b in zip(self.multipliers, bs, strict=True))
         return natural_gradient_step(lagrangian, hvp, self.config.target_kl,

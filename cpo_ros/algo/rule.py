@@ -34,6 +34,9 @@ class ConstraintEstimate:
     summary: dict[str, Any]
     """The batch's episode_summary (return, costs, episodes, ...)."""
     shaping_loss: float = math.nan
+    c_reliable: np.ndarray | None = None
+    """c with z = cost_confidence_reliable: what CPO holds in a step whose cost gradient is
+    reliable (AlgoConfig.cost_noise_gate); None without the gate."""
 
 
 @dataclass

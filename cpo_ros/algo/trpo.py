@@ -26,7 +26,8 @@ class TRPO(TrustRegionRule):
     name = 'trpo'
 
     def direction(self, g: torch.Tensor, bs: list[torch.Tensor], b_mat: np.ndarray,
-                  hvp: SolvedOperator, c: np.ndarray) -> tuple[np.ndarray, str]:
+                  hvp: SolvedOperator, c: np.ndarray,
+                  reliable: bool = True) -> tuple[np.ndarray, str]:
         """Return the natural-gradient step of the reward."""
         return natural_gradient_step(g, hvp, self.config.target_kl, self.config.cg_iters)
 

@@ -288,11 +288,13 @@ class TrustRegionRule(UpdateRule):
     """
 
     def direction(self, g: torch.Tensor, bs: list[torch.Tensor], b_mat: np.ndarray,
-                  hvp: 'SolvedOperator', c: np.ndarray) -> tuple[np.ndarray, str]:
+                  hvp: 'SolvedOperator', c: np.ndarray,
+                  reliable: bool = True) -> tuple[np.ndarray, str]:
         """Return the step (float64) and its case from the reward and cost gradients.
 
         g and bs are the gradients of the reward and cost surrogates (per sample); b_mat is bs
-        as columns on the per-episode scale of c.
+        as columns on the per-episode scale of c. reliable: whether the cost gradient passed
+        the noise gate (AlgoConfig.cost_noise_gate; True without the gate).
         """
         raise NotImplementedError
 
@@ -313,12 +315,24 @@ class TrustRegionRule(UpdateRule):
         hvp = fisher_operator(policy, batch.norm_obs, cfg.cg_damping, cfg.cg_iters,
                               normalised=True)
         b_mat = np.stack([b.double().numpy() for b in bs], axis=1) * ep_len  # (n, m)
-        step, case = self.direction(g, bs, b_mat, hvp, estimate.c)
+
+        def cost_noise() -> Any:
+            return algorithm.cost_gradient_noise(batch.obs, batch.u, batch.old_logp,
+                                                 batch.adv_c[:, 0], batch.shape, hvp,
+                                                 b_mat[:, 0], ep_len, batch.norm_obs)
+
+        c, reliable, noise = estimate.c, True, None
+        if estimate.c_reliable is not None:
+            # The gate (CPO with cost_noise_gate) needs the noise share before the step.
+            noise = cost_noise()
+            reliable = bool(noise.result()[0] < cfg.cost_noise_gate)
+            c = estimate.c_reliable if reliable else estimate.c
+            clock.lap('noise')
+        step, case = self.direction(g, bs, b_mat, hvp, c, reliable)
         clock.lap('direction')
-        noise = algorithm.cost_gradient_noise(batch.obs, batch.u, batch.old_logp,
-                                              batch.adv_c[:, 0], batch.shape, hvp, b_mat[:, 0],
-                                              ep_len, batch.norm_obs)
-        clock.lap('noise')
+        if noise is None:
+            noise = cost_noise()
+            clock.lap('noise')
         start_r, start_c = loss_r.item(), loss_c.detach().double().numpy()
 
         def evaluate() -> tuple[float, np.ndarray, float]:
@@ -326,7 +340,7 @@ class TrustRegionRule(UpdateRule):
             return float(new_r) - start_r, new_c.double().numpy() - start_c, float(kl)
 
         def acceptable(d_r: float, d_c_sample: np.ndarray, d_c: np.ndarray) -> bool:
-            return self.acceptable(d_r, d_c_sample, d_c, estimate.c, case)
+            return self.acceptable(d_r, d_c_sample, d_c, c, case)
 
         search = line_search(policy, torch.as_tensor(step, dtype=torch.float32), evaluate,
                              acceptable, cfg.target_kl, cfg.backtrack_ratio,

@@ -32,7 +32,8 @@ class Range:
 ALGO_RANGES = {
     'cost_limit': Range(0.0, math.inf), 'cost_confidence': Range(0.0, 10.0),
     'cost_bias_rate': Range(0.0, 1.0), 'cost_rise_max': Range(1.0, 1000.0),
-    'cost_step_share': Range(0.0, 1.0, low_open=True),
+    'cost_step_share': Range(0.0, 1.0, low_open=True), 'cost_noise_gate': Range(0.0, 10.0),
+    'cost_confidence_reliable': Range(0.0, 10.0),
     'gamma': Range(0.0, 1.0), 'lam': Range(0.0, 1.0), 'cost_gamma': Range(0.0, 1.0),
     'cost_lam': Range(0.0, 1.0), 'target_kl': Range(0.0, 1.0, low_open=True),
     'cg_iters': Range(1, 1000), 'cg_damping': Range(0.0, 10.0),
@@ -83,6 +84,14 @@ class AlgoConfig:
     the rest of the trust region climbs the reward, in recovery too (1: the paper's step, whose
     recovery only lowers the cost). Below 1 only where the cost gradient is reliable: with a
     noisy one the cost ran away (docs/benchmarks.md, small batches)."""
+    cost_noise_gate: float = 0.0
+    """CPO: when above 0, a step's cost gradient is reliable when the share of it that is noise
+    (the split-half estimate, cost_grad_noise, measured before the step) is below this; only
+    reliable steps take cost_step_share and cost_confidence_reliable, the others the paper's
+    step (share 1) and cost_confidence. 0: no gate (cost_step_share applies to every step)."""
+    cost_confidence_reliable: float = 2.0
+    """CPO with cost_noise_gate above 0: z of the constraint value (as cost_confidence) in steps
+    whose cost gradient is reliable."""
     gamma: float = 0.995
     """Discount of the reward."""
     lam: float = 0.95
