@@ -29,10 +29,10 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 """Named variants for the benchmarks: a rule and the settings that make it the variant.
 cpo_shaped is CPO with cost shaping (paper section 6.3); cpo_z1 holds J_C + 1 SE;
 cpo_share085 asks a step for at most 0.85 of the largest cost decrease (cost_step_share);
-cpo_share085_z1 is both; cpo_gated is both, in steps whose cost gradient is less than half
-noise (cost_noise_gate), the defaults in the others; cpo_paper is CPO with the paper's constraint estimate and step
-(lambda_C 1, critics fit to raw targets, the point estimate of J_C, no model-bias term, a
-recovery that only lowers the cost)."""
+cpo_share085_z1 is both; cpo_gated is both in steps whose cost gradient is less than half
+noise (cost_noise_gate), the defaults in the others; cpo_paper is CPO with the paper's
+constraint estimate and step (lambda_C 1, critics fit to raw targets, the point estimate of
+J_C, no model-bias term, a recovery that only lowers the cost)."""
 
 
 def variant(name: str) -> tuple[str, dict[str, Any]]:

@@ -21,13 +21,13 @@ from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
 
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import node_help, run_nodes, wants_help
-from cpo_ros.ros.conversions import arrays_to_msg, BatchCodec, msg_to_arrays
+from cpo_ros.ros.conversions import arrays_to_msg, BatchCodec
 from cpo_ros.ros.faults import FaultReport
+from cpo_ros.ros.learner_input import LearnerInput
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.specs import node_parameters
-from cpo_ros.training.announcements import Announcements
 from cpo_ros.training.worker import RolloutWorker
-from cpo_ros.wire import check_policy, check_status, CMD_FIELDS, StateLayout
+from cpo_ros.wire import CMD_FIELDS, StateLayout
 
 
 class PolicyExecutor(Node):
@@ -57,8 +57,6 @@ class PolicyExecutor(Node):
         self.instance = int.from_bytes(os.urandom(4), 'little') + 1
         self._chunk_seq = 0
         self._sent: dict[int, int] = {}  # samples sent per policy version
-        self.announcements = Announcements()
-        self._loaded_digest = b''
         self._policies = 0
         self._session = 0
         num_costs = len(layout.cost_fields)
@@ -77,34 +75,12 @@ class PolicyExecutor(Node):
                                for i in range(num_costs)]
         self.faults = FaultReport(self)
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
-        # The status first: the learner announces a policy before it publishes it, and with
-        # both ready at once the executor takes them in the order they were created.
-        self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status,
-                                 qos.LEARNER_INPUT)
-        self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy,
-                                 qos.LEARNER_INPUT)
+        self.learner = LearnerInput(self, self.faults, self.worker.set_policy,
+                                    self._policy_loaded, lambda _status: self._maybe_resume())
         self.get_logger().info(f'executor {self.executor_id}: {self.num_envs} robot(s), rollout '
                                f'chunks of {steps} steps ({steps * self.num_envs} samples)')
 
-    def _on_policy(self, msg: UInt8MultiArray) -> None:
-        try:
-            # Refused before it is parsed unless the learner announced it: cheap under a flood.
-            digest = self.announcements.check(msg.data)
-        except ValueError as exc:
-            self.faults.refuse('policy', exc)
-            return
-        if digest != self._loaded_digest:  # the learner re-sends it every second
-            self._load_policy(msg.data, digest)
-
-    def _load_policy(self, payload, digest: bytes) -> None:
-        try:
-            arrays = msg_to_arrays(UInt8MultiArray(data=bytes(payload)))
-            check_policy(arrays)  # wire.POLICY_FIELDS; the weights are checked before building
-            swapped = self.worker.set_policy(arrays)
-        except ValueError as exc:
-            self.faults.refuse('policy', exc)
-            return
-        self._loaded_digest = digest
+    def _policy_loaded(self, swapped: bool) -> None:
         if swapped:
             if self.worker.session != self._session:
                 self._sent, self._session = {}, self.worker.session  # a restarted learner
@@ -114,23 +90,12 @@ class PolicyExecutor(Node):
             self._sent = {v: n for v, n in self._sent.items() if v >= self.worker.version}
             self._maybe_resume()
 
-    def _on_status(self, msg: UInt8MultiArray) -> None:
-        try:
-            status = check_status(msg_to_arrays(msg))
-        except ValueError as exc:
-            self.faults.refuse('iteration', exc)
-            return
-        early = self.announcements.announce(status)
-        if early is not None:  # the policy came before its announcement
-            self._load_policy(early, status['policy_digest'])
-        self._maybe_resume()
-
     def _maybe_resume(self) -> None:
         """Sample on: with a newer policy, or when the learner wants more of this version."""
         worker = self.worker
         # The newest status of the learner session whose policy is loaded: statuses of other
         # sessions (another publisher's) cannot hold sampling up.
-        status = self.announcements.status(worker.session)
+        status = self.learner.status(worker.session)
         if worker.paused and status is not None:
             version, counted = status['version'], status['counted']
             # Only once our own chunks are counted: the learner has seen what we brought.

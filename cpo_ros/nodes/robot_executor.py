@@ -38,20 +38,19 @@ from std_msgs.msg import Bool, Float32, UInt8MultiArray
 from std_srvs.srv import SetBool
 
 from cpo_ros.ros import qos
-from cpo_ros.ros.conversions import array_to_twist_stamped, arrays_to_msg, msg_to_arrays
+from cpo_ros.ros.conversions import array_to_twist_stamped, arrays_to_msg
 from cpo_ros.ros.faults import FaultReport
+from cpo_ros.ros.learner_input import LearnerInput
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
-from cpo_ros.training.announcements import Announcements
 from cpo_ros.training.realtime import (
     episodes_per_chunk,
     Measured,
     RealtimeConfig,
     RobotSampler,
 )
-from cpo_ros.wire import check_policy, check_status
 
 
 class RobotExecutor(Node):
@@ -82,8 +81,6 @@ class RobotExecutor(Node):
         self.instance = int.from_bytes(os.urandom(4), 'little') + 1
         self._chunk_seq = 0
         self._sent: dict[int, int] = {}
-        self.announcements = Announcements()
-        self._loaded_digest = b''
         self._learner_seen = time.monotonic()
         self.paused = p['start_paused']
         self.e_stop = False
@@ -97,11 +94,8 @@ class RobotExecutor(Node):
         self.return_pub = self.create_publisher(Float32, 'episode/return', qos.METRICS)
         self.cost_pub = self.create_publisher(Float32, 'episode/cost', qos.METRICS)
         self.faults = FaultReport(self)
-        # The status first: the learner announces a policy before it publishes it.
-        self.create_subscription(UInt8MultiArray, 'cpo/iteration', self._on_status,
-                                 qos.LEARNER_INPUT)
-        self.create_subscription(UInt8MultiArray, 'cpo/policy', self._on_policy,
-                                 qos.LEARNER_INPUT)
+        self.learner = LearnerInput(self, self.faults, self.sampler.set_policy,
+                                    self._policy_loaded, self._on_status)
         self.create_subscription(Bool, 'e_stop/latched', self._on_e_stop, qos.LATCHED)
         self.create_subscription(Float32, 'shield/interventions', self._on_interventions,
                                  qos.METRICS)
@@ -117,40 +111,14 @@ class RobotExecutor(Node):
             + (' (paused: call learning/pause false)' if self.paused else ''))
 
     # -- inputs ---------------------------------------------------------------------------------
-    def _on_policy(self, msg: UInt8MultiArray) -> None:
-        try:
-            # Refused before it is parsed unless the learner announced it: cheap under a flood.
-            digest = self.announcements.check(msg.data)
-        except ValueError as exc:
-            self.faults.refuse('policy', exc)
-            return
-        if digest != self._loaded_digest:  # the learner re-sends it every second
-            self._load_policy(msg.data, digest)
-
-    def _load_policy(self, payload, digest: bytes) -> None:
-        try:
-            arrays = msg_to_arrays(UInt8MultiArray(data=bytes(payload)))
-            check_policy(arrays)
-            swapped = self.sampler.set_policy(arrays)
-        except ValueError as exc:
-            self.faults.refuse('policy', exc)
-            return
-        self._loaded_digest = digest
+    def _policy_loaded(self, swapped: bool) -> None:
         self._heard_learner()
         if swapped:
             self._sent = {v: n for v, n in self._sent.items() if v >= self.sampler.version}
             self.get_logger().info(f'policy version {self.sampler.version} loaded')
         self._maybe_resume()
 
-    def _on_status(self, msg: UInt8MultiArray) -> None:
-        try:
-            status = check_status(msg_to_arrays(msg))
-        except ValueError as exc:
-            self.faults.refuse('iteration', exc)
-            return
-        early = self.announcements.announce(status)
-        if early is not None:  # the policy came before its announcement
-            self._load_policy(early, status['policy_digest'])
+    def _on_status(self, status: dict[str, object]) -> None:
         if self.sampler.policy is None or int(status['session']) == self.sampler.session:
             # Only the session whose policy drives the robot proves the learner alive: a
             # stranger's statuses must not keep a robot learning after the learner died.
@@ -163,7 +131,7 @@ class RobotExecutor(Node):
     def _maybe_resume(self) -> None:
         """Sample another chunk of this version when the learner wants more than it has."""
         s = self.sampler
-        status = self.announcements.status(s.session)
+        status = self.learner.status(s.session)
         if not s.waiting or status is None:
             return
         version, counted = status['version'], status['counted']
