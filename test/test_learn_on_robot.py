@@ -54,9 +54,10 @@ class RobotListener:
 
     def _on_diag(self, msg) -> None:
         for status in msg.status:
-            if status.name.endswith('policy_executor'):
-                self.diags.append({kv.key: kv.value for kv in status.values}
-                                  | {'message': status.message})
+            values = {kv.key: kv.value for kv in status.values}
+            # The executor's own status; its fault report (refusals) shares the name.
+            if status.name.endswith('policy_executor') and 'phase' in values:
+                self.diags.append(values | {'message': status.message})
 
     def phase(self) -> str | None:
         return self.diags[-1]['phase'] if self.diags else None
