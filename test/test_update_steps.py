@@ -239,3 +239,25 @@ def test_the_gate_takes_the_default_step_when_noisy_and_the_lever_when_reliable(
     # Every noise share is above 1e-9 and below 10.
     np.testing.assert_array_equal(_one_update(cost_noise_gate=1e-9, **gated), default)
     np.testing.assert_array_equal(_one_update(cost_noise_gate=10.0, **gated), levered)
+
+
+def test_the_bias_term_takes_a_predicted_decrease_less_its_noise_share():
+    algos, figures = {}, {}
+    for denoise in (False, True):
+        torch.manual_seed(0)
+        algo = _algorithm('cpo', cost_limit=2.0, cost_bias_denoise=denoise)
+        rollout = _rollout(algo, 1.0, seed=4)  # far above the limit: a step down the cost
+        rollout['cost'][:] = (rollout['reward'] > np.median(rollout['reward'])).astype(
+            np.float32)
+        figures[denoise] = algo.update(rollout)
+        algos[denoise] = algo
+    raw = figures[False]
+    assert raw['predicted_cost_change'] == figures[True]['predicted_cost_change'] < 0.0
+    share = raw['cost_grad_noise']
+    assert 0.0 < share < 1.0
+    later = _rollout(algos[False], 0.5, seed=5)
+    measured = {k: a.estimate_constraint(later).j_c[0] - 20.0 for k, a in algos.items()}
+    rate, predicted = AlgoConfig().cost_bias_rate, raw['predicted_cost_change']
+    assert algos[False].cost_bias[0] == pytest.approx(rate * (measured[False] - predicted))
+    assert algos[True].cost_bias[0] == pytest.approx(
+        rate * (measured[True] - predicted * (1.0 - share)))

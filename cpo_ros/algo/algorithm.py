@@ -198,6 +198,12 @@ class ConstrainedTrustRegion:
         value_losses, fit_s = critics.result()
         fold_critics()
         noise = step.noise.result() if step.noise is not None else (math.nan, math.nan)
+        if self.config.cost_bias_denoise and math.isfinite(noise[0]):
+            # What the next measurement is compared with: a decrease without its noise part.
+            forecast = self._last_prediction.copy()
+            if forecast[0] < 0.0:
+                forecast[0] *= 1.0 - min(max(noise[0], 0.0), 1.0)
+            self._last_prediction = forecast
         clock.lap('critic_wait')
         return {**clock.figures(), 'time_critic_fit_s': fit_s,
                 **self._figures(rollout, estimate, step, value_losses, noise),

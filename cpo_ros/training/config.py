@@ -75,6 +75,12 @@ class AlgoConfig:
     """Weight of the newest one-step prediction error (measured J_C minus J_C predicted by the
     last step's b.x) in the running estimate of the linear cost model's bias, which is added to
     the constraint value when positive (0: off, the paper's linear model)."""
+    cost_bias_denoise: bool = False
+    """Before the bias term compares a predicted cost decrease with the measured change, shrink
+    it by the share of s that is noise (cost_grad_noise, first constraint): a step along a
+    noisy b predicts a decrease its noise part does not bring (E[n.H^-1.n] is that share of
+    s), and on tasks whose cost gradient is mostly noise the bias grew with every step and held
+    CPO in recovery far below the limit (false: compare with the raw prediction)."""
     cost_rise_max: float = 10.0
     """Largest calibration factor of predicted cost rises: the ratio of measured to predicted
     J_C change after steps predicted to raise the cost (a running mean, rate cost_bias_rate),
