@@ -218,11 +218,16 @@ def test_cpo_caps_its_cost_decrease_only_where_the_gradient_is_reliable():
     assert g.double().numpy() @ capped > g.double().numpy() @ paper  # climbs the reward too
 
 
+def _cost_where_rewarded(rollout):
+    """Cost 1 on the steps of above-median reward: a cost gradient that is not zero."""
+    rollout['cost'][:] = (rollout['reward'] > np.median(rollout['reward'])).astype(np.float32)
+    return rollout
+
+
 def _one_update(**settings) -> np.ndarray:
     torch.manual_seed(0)
     algo = _algorithm('cpo', cost_limit=10.0, **settings)
-    rollout = _rollout(algo, seed=3)
-    rollout['cost'][:] = (rollout['reward'] > np.median(rollout['reward'])).astype(np.float32)
+    rollout = _cost_where_rewarded(_rollout(algo, seed=3))
     rollout['episode_cost'] = np.random.default_rng(3).uniform(
         4.0, 18.0, np.shape(rollout['episode_cost']))  # J_C near d: z decides the case
     figures = algo.update(rollout)
@@ -246,9 +251,8 @@ def test_the_bias_term_takes_a_predicted_decrease_less_its_noise_share():
     for denoise in (False, True):
         torch.manual_seed(0)
         algo = _algorithm('cpo', cost_limit=2.0, cost_bias_denoise=denoise)
-        rollout = _rollout(algo, 1.0, seed=4)  # far above the limit: a step down the cost
-        rollout['cost'][:] = (rollout['reward'] > np.median(rollout['reward'])).astype(
-            np.float32)
+        # Far above the limit: a step down the cost.
+        rollout = _cost_where_rewarded(_rollout(algo, 1.0, seed=4))
         figures[denoise] = algo.update(rollout)
         algos[denoise] = algo
     raw = figures[False]
