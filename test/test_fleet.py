@@ -185,6 +185,47 @@ def test_a_slow_source_whose_chunk_came_too_late_is_expected_in_the_next_iterati
     assert gatherer.more() == 40  # both overdue: the simulator makes up their share
 
 
+def test_an_expected_source_that_misses_is_waited_for_longer_then_given_up():
+    """A robot whose reset and episode outlast the simulator's iterations (issue 19).
+
+    Cut in its reset, it has nothing to send, and before it was no longer expected: the
+    simulator filled every iteration from then on. Now its patience doubles per miss, until
+    it delivers, or MAX_MISSES iterations in a row pass (a robot that went away).
+    """
+    from cpo_ros.training.fleet import MAX_MISSES
+
+    now = [0.0]
+    gatherer = ChunkGatherer(80, 6, 2, timeout_s=60.0, clock=lambda: now[0])
+
+    def sim(version, seq=0):
+        return sample_chunk(4, 10, seed=version, version=version, name='sim',
+                            seq=100 * version + seq)[0]
+
+    gatherer.offer(sim(0))
+    gatherer.offer(sim(0, 1))
+    gatherer.start(1)
+    now[0] = 2.0  # the robot's part of version 0, cut 2 s after version 0 began
+    assert gatherer.offer(sample_chunk(1, 30, seed=9, version=0, name='robot')[0]) == 'stale'
+    windows = []
+    for version in range(1, 10):
+        begun = now[0]
+        assert gatherer.offer(sim(version)) == 'accepted'
+        if gatherer.more() > 0:
+            break  # no longer expected: the simulator samples on
+        while gatherer.more() == 0:  # the robot is expected: the simulator waits
+            now[0] += 0.5
+        windows.append(now[0] - begun)
+        gatherer.offer(sim(version, 1))
+        assert gatherer.ready() and gatherer.take()[1].shares == {'sim': 80}
+        gatherer.start(version + 1)  # the robot missed it
+    assert len(windows) == MAX_MISSES + 1 and windows == sorted(windows), windows
+    assert windows[-1] > 4 * windows[0], windows
+    # Heard from again (a chunk, stale or not), it is expected again.
+    now[0] += 1.0
+    gatherer.note_stale(30, 'robot', gatherer.version - 1)
+    assert gatherer.more() == 0
+
+
 def test_fleet_parameters_are_circle_sims_but_for_the_run_directory_and_the_overlap():
     """fleet_sim.yaml is circle_sim.yaml but for `out` and fit_while_sampling (off: its
     workers take every core of one machine)."""

@@ -144,7 +144,7 @@ def test_the_queue_is_bounded_in_bytes_in_total_and_per_executor():
 
 def test_executors_load_only_the_policy_the_learner_announced():
     from cpo_ros.ros.conversions import arrays_to_msg
-    from cpo_ros.training.announcements import Announcements, policy_digest
+    from cpo_ros.training.announcements import Announcements, HOLD_S, policy_digest
 
     def message(version, session):
         arrays = dict(GaussianPolicy(3, 2, (8,)).to_arrays(), version=np.asarray(version),
@@ -159,27 +159,30 @@ def test_executors_load_only_the_policy_the_learner_announced():
     book = Announcements(keep=4)
     genuine = message(3, 7)
     assert book.announce(announcement(3, 7, genuine)) is None
-    assert book.check(genuine) == policy_digest(genuine)
+    assert book.check(genuine, 0.0) == policy_digest(genuine)
     assert book.status(7)['version'] == 3 and book.status(8) is None
-    # Any other payload is refused before it is parsed: a huge version, the learner's own
-    # session, noise alike.
-    for forged in (message(10 ** 9, 7), message(10 ** 9, 12345), b'noise'):
-        with pytest.raises(ValueError) as info:
-            book.check(forged)
-        assert info.value.field == 'announcement'
-    # A policy that came before its announcement is handed back when the status follows.
+    # Any other payload is held before it is parsed (a huge version, the learner's own
+    # session, noise alike), and refused when the next displaces it or HOLD_S passes.
+    forgeries = (message(10 ** 9, 7), message(10 ** 9, 12345), b'noise', b'noise')
+    for i, forged in enumerate(forgeries):
+        assert book.check(forged, 10.0 + i) is None
+        assert len(book.refused(10.0 + i)) == (i > 0)
+    assert book.refused(13.0 + HOLD_S / 2) == []
+    refused = book.refused(13.0 + HOLD_S)
+    assert [e.field for e in refused] == ['announcement'] and book.refused(20.0) == []
+    # A policy that came before its announcement is handed back when the status follows,
+    # and never counted.
     newer = message(4, 7)
-    with pytest.raises(ValueError):
-        book.check(newer)
+    assert book.check(newer, 30.0) is None
     assert book.announce(announcement(4, 7, newer)) == bytes(newer)
+    assert book.refused(40.0) == []
     # Statuses of other sessions (a stranger's) leave the learner's session's status alone
     # until more than `keep` sessions come between; the digests they name are theirs only.
     for session in range(100, 103):
         book.announce(announcement(10 ** 9, session, b'x%d' % session))
-    assert book.status(7)['version'] == 4 and book.check(newer)
-    with pytest.raises(ValueError):
-        book.check(genuine)  # an older announcement of the session was replaced...
-    assert book.check(newer)  # ...by the newest
+    assert book.status(7)['version'] == 4 and book.check(newer, 50.0)
+    assert book.check(genuine, 50.0) is None  # an older announcement was replaced...
+    assert book.check(newer, 50.0)  # ...by the newest
 
 
 def test_a_new_learner_session_is_taken_at_any_version_within_one_only_newer():

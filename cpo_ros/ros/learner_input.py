@@ -4,11 +4,14 @@ Both executors, the training one (nodes/policy_executor.py) and the robot's
 (nodes/robot_executor.py), receive them the same way. A status is checked (wire.check_status)
 and recorded as an announcement. A policy is loaded only when the learner announced it
 (training/announcements.py), then parsed and checked (wire.check_policy), once per digest: the
-learner re-sends both every second. Every refusal is counted with the field that failed, under
-`policy` or `iteration` (ros/faults.py), and never reaches the executor.
+learner re-sends both every second. A policy that overtook its announcement is held briefly
+and refused only when none comes (a steady timer counts it). Every refusal is counted with
+the field that failed, under `policy` or `iteration` (ros/faults.py), and never reaches the
+executor.
 """
 
 from collections.abc import Callable
+import time
 
 import numpy as np
 from rclpy.node import Node
@@ -17,7 +20,8 @@ from std_msgs.msg import UInt8MultiArray
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import msg_to_arrays
 from cpo_ros.ros.faults import FaultReport
-from cpo_ros.training.announcements import Announcements
+from cpo_ros.ros.watchdog import create_steady_timer
+from cpo_ros.training.announcements import Announcements, HOLD_S
 from cpo_ros.wire import check_policy, check_status
 
 
@@ -41,20 +45,22 @@ class LearnerInput:
         node.create_subscription(UInt8MultiArray, 'cpo/iteration', self._status,
                                  qos.LEARNER_INPUT)
         node.create_subscription(UInt8MultiArray, 'cpo/policy', self._policy, qos.LEARNER_INPUT)
+        create_steady_timer(node, HOLD_S / 2, self._count_refused)
 
     def status(self, session: int) -> dict[str, object] | None:
         """Return the newest status of a learner session, None when none is kept."""
         return self.announcements.status(session)
 
     def _policy(self, msg: UInt8MultiArray) -> None:
-        try:
-            # Refused before it is parsed unless the learner announced it: cheap under a flood.
-            digest = self.announcements.check(msg.data)
-        except ValueError as exc:
-            self.faults.refuse('policy', exc)
-            return
-        if digest != self._loaded_digest:  # the learner re-sends it every second
+        # Held before it is parsed unless the learner announced it: cheap under a flood.
+        digest = self.announcements.check(msg.data, time.monotonic())
+        self._count_refused()
+        if digest is not None and digest != self._loaded_digest:  # re-sent every second
             self._load_payload(msg.data, digest)
+
+    def _count_refused(self) -> None:
+        for exc in self.announcements.refused(time.monotonic()):
+            self.faults.refuse('policy', exc)
 
     def _load_payload(self, payload, digest: bytes) -> None:
         try:

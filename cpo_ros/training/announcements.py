@@ -13,6 +13,11 @@ policies faster than a publisher can send them, and the learner's own message, r
 its status every second, gets through: an executor that lost it under a flood (a latched
 reader keeps only a few messages) has it again within a second.
 
+The learner publishes the status first, but two topics are not ordered in transit: a policy
+whose announcement has not come yet is held (the newest one only) for HOLD_S of steady time.
+Only when a newer unannounced policy displaces it, or HOLD_S passes, is it refused and
+counted, so the learner's own policy overtaking its status is never reported as forged.
+
 No ROS here: the executors (nodes/policy_executor.py, nodes/robot_executor.py) feed it.
 """
 
@@ -20,6 +25,9 @@ from collections import OrderedDict
 import hashlib
 
 from cpo_ros.validation import InvalidField
+
+HOLD_S = 0.25
+"""Steady seconds a policy is held for its announcement before it is refused."""
 
 KEEP = 32
 """Announcements (and sessions' statuses) kept: a flood of forged statuses must send this many
@@ -38,9 +46,10 @@ class Announcements:
         self.keep = keep
         self._digests: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
         self._statuses: OrderedDict[int, dict[str, object]] = OrderedDict()
-        self._early: tuple[bytes, bytes] | None = None
-        """(digest, payload) of the last policy refused for want of an announcement: the
-        learner sends the status first, but two topics are not ordered in transit."""
+        self._early: tuple[bytes, bytes, float] | None = None
+        """(digest, payload, arrival) of the newest policy not announced yet: held."""
+        self._refused = 0
+        """Held policies displaced by a newer one since the last refused() call."""
 
     def announce(self, status: dict[str, object]) -> bytes | None:
         """Record a checked status (wire.check_status); return a held payload it announces."""
@@ -63,15 +72,26 @@ class Announcements:
         """Return the newest status of a learner session, None when none is kept."""
         return self._statuses.get(session)
 
-    def check(self, payload) -> bytes:
-        """Return the digest of an announced policy payload; InvalidField 'announcement' if not.
+    def check(self, payload, now: float) -> bytes | None:
+        """Return the digest of an announced policy payload, None when it is held.
 
-        A payload refused here is held (the newest one only) in case its announcement is
-        still on the way: announce() hands it back.
+        A payload not announced yet is held (the newest one only, since now, steady seconds)
+        in case its announcement is on the way: announce() hands it back. The one it
+        displaces is refused (refused()).
         """
         digest = policy_digest(payload)
-        if digest not in self._digests:
-            self._early = (digest, bytes(payload))
-            raise InvalidField('announcement', 'a policy the learner did not announce on '
-                               'cpo/iteration (policy_digest): another publisher sent it')
-        return digest
+        if digest in self._digests:
+            return digest
+        if self._early is not None:  # a repeat too: a stranger may re-send one forgery
+            self._refused += 1
+        self._early = (digest, bytes(payload), now)
+        return None
+
+    def refused(self, now: float) -> list[InvalidField]:
+        """Return the held policies refused since the last call: displaced, or held HOLD_S."""
+        count, self._refused = self._refused, 0
+        if self._early is not None and now - self._early[2] >= HOLD_S:
+            self._early, count = None, count + 1
+        return [InvalidField('announcement', 'a policy the learner did not announce on '
+                             'cpo/iteration (policy_digest): another publisher sent it')
+                for _ in range(count)]

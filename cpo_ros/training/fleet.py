@@ -164,7 +164,13 @@ class _Executor:
     delay_s: float = math.inf
     """How long after an iteration's start its first chunk arrived, last time it delivered."""
     last_version: int = -1
+    misses: int = 0
+    """Iterations in a row it was expected in and did not deliver to."""
     seen: set = field(default_factory=set)
+
+
+MAX_MISSES = 3
+"""Iterations an expected executor may miss in a row before it is no longer waited for."""
 
 
 class ChunkGatherer:
@@ -185,7 +191,22 @@ class ChunkGatherer:
         self.start(0)
 
     def start(self, version: int) -> None:
-        """Begin gathering for policy `version` (just published)."""
+        """Begin gathering for policy `version` (just published).
+
+        An executor expected in the iteration that ended and missing from it stays expected,
+        with twice the patience, for up to MAX_MISSES iterations in a row: a robot whose
+        reset and episode outlast a simulator's iterations is cut before it delivers, often
+        in its reset with nothing to send, and would never be waited for long enough.
+        """
+        with self._lock:
+            executors = list(self.executors.items())
+        for name, state in executors:
+            if state.last_version == self.version - 1 and name not in getattr(
+                    self, 'shares', {}):
+                state.misses += 1
+                if state.misses <= MAX_MISSES:
+                    state.last_version = int(version) - 1
+                    state.delay_s = min(2.0 * state.delay_s + 1.0, self.timeout_s)
         self.version = int(version)
         self.t0 = self.clock()
         self._starts = {v: t for v, t in getattr(self, '_starts', {}).items()
@@ -224,8 +245,8 @@ class ChunkGatherer:
             return
         state = self.executors.setdefault(executor, _Executor())
         start = self._starts.get(int(version), min(self._starts.values()))
-        state.delay_s = self.clock() - start
-        state.last_version = self.version - 1
+        state.delay_s = max(state.delay_s if state.misses else 0.0, self.clock() - start)
+        state.last_version, state.misses = self.version - 1, 0
 
     def offer(self, chunk: dict[str, np.ndarray]) -> str:
         """Take a chunk if it is of the current version; return what became of it.
@@ -252,7 +273,7 @@ class ChunkGatherer:
             return 'stale'
         if executor not in self.shares:
             state.delay_s = self.clock() - self.t0
-        state.last_version = version
+        state.last_version, state.misses = version, 0
         self.chunks.append(chunk)
         self.shares[executor] = self.shares.get(executor, 0) + samples
         self.collected += samples
