@@ -189,8 +189,8 @@ def test_an_expected_source_that_misses_is_waited_for_longer_then_given_up():
     """A robot whose reset and episode outlast the simulator's iterations (issue 19).
 
     Cut in its reset, it has nothing to send, and before it was no longer expected: the
-    simulator filled every iteration from then on. Now its patience doubles per miss, until
-    it delivers, or MAX_MISSES iterations in a row pass (a robot that went away).
+    simulator filled every iteration from then on. Now a slow source's patience doubles per
+    miss, until it delivers, or MAX_MISSES iterations in a row pass (a robot that went away).
     """
     from cpo_ros.training.fleet import MAX_MISSES
 
@@ -224,6 +224,21 @@ def test_an_expected_source_that_misses_is_waited_for_longer_then_given_up():
     now[0] += 1.0
     gatherer.note_stale(30, 'robot', gatherer.version - 1)
     assert gatherer.more() == 0
+    # A source never late (a simulator) that misses once (killed) is not waited for again.
+    fleet = ChunkGatherer(80, 6, 2, timeout_s=60.0, clock=lambda: now[0])
+    fleet.offer(sim(0))
+    fleet.offer(sample_chunk(4, 10, seed=5, version=0, name='sim2')[0])
+    fleet.take()
+    fleet.start(1)
+    fleet.offer(sim(1))
+    assert fleet.more() == 0  # sim2 is expected
+    now[0] += 100.0
+    assert fleet.more() == 40
+    fleet.offer(sim(1, 1))
+    fleet.take()
+    fleet.start(2)
+    fleet.offer(sim(2))
+    assert fleet.more() == 40
 
 
 def test_fleet_parameters_are_circle_sims_but_for_the_run_directory_and_the_overlap():

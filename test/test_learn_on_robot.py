@@ -35,7 +35,7 @@ class RobotListener:
 
     def __init__(self, probe) -> None:
         self.chunks, self.commands, self.odom, self.diags = [], [], [], []
-        self.policy_commands = []
+        self.policy_commands, self.bare = [], 0
         probe.create_subscription(UInt8MultiArray, 'cpo/rollout',
                                   lambda m: self.chunks.append(msg_to_arrays(m)), qos.ROLLOUT)
         probe.create_subscription(TwistStamped, 'cmd_vel', self._on_cmd, qos.CLI_DEFAULT)
@@ -55,9 +55,11 @@ class RobotListener:
     def _on_diag(self, msg) -> None:
         for status in msg.status:
             values = {kv.key: kv.value for kv in status.values}
-            # The executor's own status; its fault report (refusals) shares the name.
+            # The executor's own status, with its refusal counters.
             if status.name.endswith('policy_executor') and 'phase' in values:
                 self.diags.append(values | {'message': status.message})
+            elif status.name.endswith('policy_executor'):
+                self.bare += 1  # the counters alone: rqt's view flicks between the two
 
     def phase(self) -> str | None:
         return self.diags[-1]['phase'] if self.diags else None
@@ -300,4 +302,6 @@ def test_a_forged_policy_never_drives_the_robot_and_learning_goes_on(probe, ros_
         stack.stop(timeout=40)
     versions = [int(d['policy_version']) for d in listener.diags if 'policy_version' in d]
     assert versions and max(versions) < 10 ** 9
+    # The refusal went out inside the executor's own status, never as a bare list of counters.
+    assert listener.bare == 0
     assert all(int(c['policy_version']) < 10 ** 9 for c in listener.robot_chunks())

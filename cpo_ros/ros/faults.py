@@ -34,6 +34,8 @@ class FaultReport:
         self.counts: Counter[str] = Counter()
         self._last_warn: dict[str, float] = {}
         self._silenced: Counter[str] = Counter()
+        self._own: tuple[bytes | None, str, dict[str, object] | None] = (None, '', None)
+        """The node's last own status (publish), repeated with every refusal's counters."""
         self.pub = node.create_publisher(DiagnosticArray, '/diagnostics', qos.METRICS)
 
     def refuse(self, what: str, exc: Exception) -> None:
@@ -52,7 +54,9 @@ class FaultReport:
             self._last_warn[key] = now
         else:
             self._silenced[key] += 1
-        self.publish()
+        # The node's own status and values with the new counters: a monitor (rqt) never sees
+        # the status flick to a bare list of counters between the node's own reports.
+        self._publish(*self._own)
 
     def count(self, key: str, n: int = 1) -> None:
         """Add n to a counter (e.g. 'failed_updates') without a warning."""
@@ -61,6 +65,11 @@ class FaultReport:
     def publish(self, level: bytes | None = None, message: str = '',
                 values: dict[str, object] | None = None) -> None:
         """Publish the counters (and values) as this node's DiagnosticStatus."""
+        self._own = (level, message, dict(values) if values else None)
+        self._publish(level, message, values)
+
+    def _publish(self, level: bytes | None, message: str,
+                 values: dict[str, object] | None) -> None:
         if level is None:
             level = DiagnosticStatus.WARN if self.counts else DiagnosticStatus.OK
         if not message:

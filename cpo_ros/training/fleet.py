@@ -166,6 +166,8 @@ class _Executor:
     last_version: int = -1
     misses: int = 0
     """Iterations in a row it was expected in and did not deliver to."""
+    slow: bool = False
+    """A chunk of it came too late once: a source slower than the others (a robot)."""
     seen: set = field(default_factory=set)
 
 
@@ -193,10 +195,12 @@ class ChunkGatherer:
     def start(self, version: int) -> None:
         """Begin gathering for policy `version` (just published).
 
-        An executor expected in the iteration that ended and missing from it stays expected,
-        with twice the patience, for up to MAX_MISSES iterations in a row: a robot whose
-        reset and episode outlast a simulator's iterations is cut before it delivers, often
-        in its reset with nothing to send, and would never be waited for long enough.
+        A slow executor (one whose chunk came too late once) expected in the iteration that
+        ended and missing from it stays expected, with twice the patience (its wait at most
+        half of timeout_s), for up to MAX_MISSES iterations in a row: a robot whose reset and
+        episode outlast a simulator's iterations is cut before it delivers, often in its reset
+        with nothing to send, and would never be waited for long enough. Any other executor
+        that misses (a killed simulator) is not waited for again until it delivers.
         """
         with self._lock:
             executors = list(self.executors.items())
@@ -204,9 +208,12 @@ class ChunkGatherer:
             if state.last_version == self.version - 1 and name not in getattr(
                     self, 'shares', {}):
                 state.misses += 1
-                if state.misses <= MAX_MISSES:
+                if state.slow and state.misses <= MAX_MISSES:
                     state.last_version = int(version) - 1
-                    state.delay_s = min(2.0 * state.delay_s + 1.0, self.timeout_s)
+                    # The wait, 2 delay + 1, at most half the timeout: the others make up
+                    # the share in the other half.
+                    state.delay_s = min(2.0 * state.delay_s + 1.0,
+                                        max(0.0, 0.25 * self.timeout_s - 0.5))
         self.version = int(version)
         self.t0 = self.clock()
         self._starts = {v: t for v, t in getattr(self, '_starts', {}).items()
@@ -246,7 +253,7 @@ class ChunkGatherer:
         state = self.executors.setdefault(executor, _Executor())
         start = self._starts.get(int(version), min(self._starts.values()))
         state.delay_s = max(state.delay_s if state.misses else 0.0, self.clock() - start)
-        state.last_version, state.misses = self.version - 1, 0
+        state.last_version, state.misses, state.slow = self.version - 1, 0, True
 
     def offer(self, chunk: dict[str, np.ndarray]) -> str:
         """Take a chunk if it is of the current version; return what became of it.
