@@ -112,3 +112,36 @@ def test_the_guard_refuses_commands_that_near_a_scan_point_and_passes_the_rest()
     assert guard_command(near, np.array([0.05, 0.0]), config)[1]
     # No points (an open space): everything passes.
     assert not guard_command(np.zeros((0, 2)), np.array([1.5, 0.0]), config)[1]
+
+
+def test_the_scan_tells_a_contact_within_the_body_or_too_near_to_measure(probe):
+    """Learning on the robot, a navigation task's collision cost comes from the scan."""
+    from conftest import wait_until
+    from sensor_msgs.msg import LaserScan
+
+    from cpo_ros.ros import qos
+    from cpo_ros.ros.laser_scan import ScanInput
+
+    # The laser sits 3 cm behind the base frame's origin.
+    params = {'laser_frame': 'base_scan', 'laser_pose': [-0.03, 0.0, 0.0],
+              'scan_timeout_s': 5.0, 'stamp_tolerance_s': 1.0}
+    reader = ScanInput(probe, params)
+    pub = probe.create_publisher(LaserScan, 'scan', qos.CLI_DEFAULT)
+    assert wait_until(lambda: pub.get_subscription_count() > 0, 10)
+
+    def send(ranges):
+        seen = reader.received
+        pub.publish(ranges_to_laser_scan(np.asarray(ranges, float), 0.0, math.pi / 4, 0.05,
+                                         3.5, 'base_scan', probe.get_clock().now().to_msg()))
+        assert wait_until(lambda: reader.received > seen, 10)
+
+    ranges = np.full(8, np.inf)
+    ranges[2] = 1.0
+    send(ranges)
+    assert not reader.touching(0.1)
+    ranges[0] = 0.12  # straight ahead of the laser: 0.09 m from the base frame's origin
+    send(ranges)
+    assert reader.touching(0.1) and not reader.touching(0.08)
+    ranges[0] = -np.inf  # too near to measure: touched, whatever the radius
+    send(ranges)
+    assert reader.touching(0.0)

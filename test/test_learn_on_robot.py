@@ -132,6 +132,29 @@ def test_a_robot_alone_trains_and_the_rows_account_for_every_sample(probe, ros_e
     assert max(float(np.hypot(*e)) for e in ends) > START_SPREAD
 
 
+def test_a_navigation_task_learns_from_the_robots_laser_scan(probe, ros_env, tmp_path):
+    """Goal on the robot: its readings come from `scan` (the stand-in's LaserScan of its own
+    arena, which the executor's task knows nothing of), resampled onto the policy's rays."""
+    listener = RobotListener(probe)
+    out = tmp_path / 'run'
+    stack = bringup(ros_env, out, 'task:=goal', 'goal.max_episode_steps:=60',
+                    'steps_per_iteration:=120', 'learner:iterations:=2',
+                    'real_time_factor:=10.0')
+    try:
+        assert wait_until(lambda: stack.proc.poll() is not None, 120), stack.output
+    finally:
+        stack.stop(timeout=40)
+    assert stack.proc.returncode == 0, stack.output
+    assert all(shares(r) == {'robot': 120} for r in rows(out)), rows(out)
+    chunks = listener.robot_chunks()
+    obs = np.concatenate([c['obs'][:, 0] for c in chunks])
+    closeness = obs[:, 5:]  # after v, w and the goal's three readings: one per ray
+    assert closeness.shape == (len(obs), 16)
+    # The stand-in's walls and obstacles were seen, at ranges that changed as it drove.
+    assert (closeness > 0).any() and np.ptp(closeness, axis=0).max() > 0.01
+    assert int(listener.diags[-1]['scans']) > 0 and listener.diags[-1]['rejected_scans'] == '0'
+
+
 def test_an_e_stop_truncates_the_episode_and_stops_the_robot(probe, ros_env, tmp_path):
     listener = RobotListener(probe)
     client = probe.create_client(SetBool, 'e_stop')

@@ -19,8 +19,12 @@ The robot stands still (zero command; an episode in progress is truncated, boots
   samples again when the learner returns.
 Only the policy the learner announced on `cpo/iteration` is loaded
 (training/announcements.py): a policy from any other publisher never moves the robot.
-The task's sensor readings are the task's own (Task.sensors at the measured pose: goals and
-objects placed by the task); a physical sensor's topic is not read yet.
+The task's sensor readings are taken at the measured pose (Task.sensors). A task with a range
+scan (Task.scan_spec: navigation) reads the robot's sensor_msgs/LaserScan on `scan`,
+resampled onto the policy's rays as the deployed executor does (cpo_ros.ros.laser_scan); a
+stale, missing or refused scan stops the robot like a stale pose, and the robot's contacts
+(Task.contacts, the task's collision cost) are a return within robot_radius_m of the base or
+one too near to measure.
 Ctrl-C, SIGTERM and errors send a zero command first. `diagnostics` counts episodes,
 samples, interventions, late steps, pauses and stops.
 """
@@ -40,6 +44,7 @@ from std_srvs.srv import SetBool
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import array_to_twist_stamped, arrays_to_msg
 from cpo_ros.ros.faults import FaultReport
+from cpo_ros.ros.laser_scan import ScanInput
 from cpo_ros.ros.learner_input import LearnerInput
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
@@ -88,6 +93,9 @@ class RobotExecutor(Node):
         self.stop_reason: str | None = 'no policy yet'
         self.phase = 'wait'
         self.pose_input = PoseInput(self, p)
+        # A navigation task reads the robot's LaserScan; its body disc tells contacts.
+        self.scan = ScanInput(self, p, task.scan_spec) if task.scan_spec is not None else None
+        self.robot_radius = p['robot_radius_m']
 
         self.cmd_pub = self.create_publisher(TwistStamped, 'policy/cmd_vel', qos.COMMAND)
         self.rollout_pub = self.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
@@ -108,6 +116,7 @@ class RobotExecutor(Node):
             f'learning on the robot as {self.executor_id!r}: {1.0 / self.dt:.3g} Hz, episodes '
             f'of {task.max_episode_steps} steps, {episodes} per chunk, shield samples '
             f'{self.cfg.shield_samples}, pose from {self.pose_input.topic}'
+            + (', scan from scan' if self.scan is not None else '')
             + (' (paused: call learning/pause false)' if self.paused else ''))
 
     # -- inputs ---------------------------------------------------------------------------------
@@ -167,7 +176,8 @@ class RobotExecutor(Node):
             return f'learner lost: nothing from it for {silent:.0f} s (max_policy_age_s)'
         if self.sampler.policy is None:
             return 'no policy yet'
-        return self.pose_input.stop_reason()
+        return self.pose_input.stop_reason() or (
+            self.scan.stop_reason() if self.scan is not None else None)
 
     def _control(self) -> None:
         try:
@@ -175,9 +185,9 @@ class RobotExecutor(Node):
             pose, twist = self.pose_input.pose, self.pose_input.twist
             measured = None
             if pose is not None and twist is not None:
-                # The task's readings of its own (virtual) objects at the measured pose.
-                readings = self.task.sensors(pose[None])[0]
-                measured = Measured(pose, twist, readings, self.interventions)
+                readings = self._readings(pose)
+                if readings is not None:
+                    measured = Measured(pose, twist, readings, self.interventions)
             now = self.get_clock().now().nanoseconds * 1e-9
             tick = self.sampler.control(now, measured, self.stop_reason)
         except Exception:
@@ -196,6 +206,16 @@ class RobotExecutor(Node):
                                        f'{episode.cut} (truncated, bootstrapped)')
         if tick.chunk is not None:
             self._publish_chunk(tick.chunk)
+
+    def _readings(self, pose: np.ndarray) -> np.ndarray | None:
+        """Return the task's readings at the measured pose; None without a usable scan."""
+        if self.scan is None:
+            return self.task.sensors(pose[None])[0]
+        if self.scan.ranges is None:
+            return None
+        # The step's collision cost comes from the scan: the robot's body is touched.
+        self.task.contacts[0] = self.scan.touching(self.robot_radius)
+        return self.task.sensors(pose[None], scan=self.scan.ranges[None])[0]
 
     def _publish_chunk(self, chunk: dict[str, np.ndarray]) -> None:
         samples = int(chunk['reward'].size)
@@ -225,4 +245,6 @@ class RobotExecutor(Node):
                   'policy_version': self.sampler.version, 'stop_reason': self.stop_reason,
                   'chunk_episodes': self.cfg.chunk_episodes,
                   'shield_samples': self.cfg.shield_samples, **self.sampler.counts}
+        if self.scan is not None:
+            values.update(scans=self.scan.received, rejected_scans=self.scan.rejected)
         self.faults.publish(level, message, values)

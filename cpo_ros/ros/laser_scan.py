@@ -106,6 +106,8 @@ class ScanInput:
         self.topic = topic
         self.points: np.ndarray | None = None
         self.ranges: np.ndarray | None = None
+        self.too_close = False
+        """The latest scan holds a reading nearer than its range_min (-inf, REP 117)."""
         self.rejected = 0
         self.received = 0
         self._refused: str | None = f'no {topic} yet'
@@ -136,11 +138,23 @@ class ScanInput:
                                         throttle_duration_sec=5.0)
         else:
             self.points, self.ranges = points, ranges
+            self.too_close = bool(np.any(f.ranges == -np.inf))
             self.received += 1
             self._refused = None
             self._arrival, self._stamp = self.clock.now(), f.stamp
         for callback in self.callbacks:
             callback()
+
+    def touching(self, radius: float) -> bool:
+        """Return whether the latest scan shows the body touched.
+
+        Touched: a return within radius of the base frame's origin, or a reading too near to
+        measure (the cautious reading).
+        """
+        if self.points is None:
+            return False
+        return self.too_close or bool(
+            len(self.points) and np.min(np.hypot(*self.points.T)) <= radius)
 
     def stop_reason(self) -> str | None:
         """Return why the scan cannot be used now (stop), or None when it is fresh and valid."""

@@ -139,10 +139,11 @@ SCAN_PARAMS = [
     ParamSpec('scan_dropout', 0.0, 'share of readings the simulated scanner loses (NaN)', 0.0,
               0.99),
     ParamSpec('robot_radius_m', 0.1, "radius of a disc around the base frame that holds the "
-              "robot's body (the scan guard's clearance) [m]", 0.0, 100.0),
+              "robot's body (the scan guard's clearance; learning on the robot, a return "
+              "inside it is a contact) [m]", 0.0, 100.0),
 ]
 """The robot's laser scanner (robot profiles set it): under `/**`, shared by the stand-in,
-the monitor's scan guard and the deployed executor."""
+the monitor's scan guard, the deployed executor and the robot executor."""
 
 SCAN_GUARD_PARAMS = [
     ParamSpec('scan_guard', True, 'gate, with a task that reads a scan (navigation): also '
@@ -317,7 +318,8 @@ _CLASS_PARAMS = {
     'SimBridge': SIM_BRIDGE_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + TASK_PARAMS + SCAN_PARAMS,
     'PolicyExecutor': EXECUTOR_PARAMS + TASK_PARAMS,
     'RobotExecutor': (ROBOT_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
-                      + TASK_PARAMS + [_spec(LEARNER_PARAMS, 'iteration_timeout_s')]),
+                      + TASK_PARAMS + SCAN_PARAMS
+                      + [_spec(LEARNER_PARAMS, 'iteration_timeout_s')]),
     'DeployedPolicyExecutor': (DEPLOY_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS
                                + POSE_PARAMS + TASK_PARAMS + SCAN_PARAMS),
     'Learner': LEARNER_PARAMS + ROBOT_PARAMS + TASK_PARAMS,
