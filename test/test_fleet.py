@@ -224,12 +224,14 @@ def test_an_expected_source_that_misses_is_waited_for_longer_then_given_up():
     now[0] += 1.0
     gatherer.note_stale(30, 'robot', gatherer.version - 1)
     assert gatherer.more() == 0
-    # A source never late (a simulator) that misses once (killed) is not waited for again.
+    # A simulator whose late chunks were only surplus (it had delivered to their version)
+    # is not slow: when it misses once (killed) it is not waited for again.
     fleet = ChunkGatherer(80, 6, 2, timeout_s=60.0, clock=lambda: now[0])
     fleet.offer(sim(0))
     fleet.offer(sample_chunk(4, 10, seed=5, version=0, name='sim2')[0])
     fleet.take()
     fleet.start(1)
+    assert fleet.offer(sample_chunk(4, 10, seed=6, version=0, name='sim2', seq=1)[0]) == 'stale'
     fleet.offer(sim(1))
     assert fleet.more() == 0  # sim2 is expected
     now[0] += 100.0
@@ -255,3 +257,14 @@ def test_fleet_parameters_are_circle_sims_but_for_the_run_directory_and_the_over
     (fleet, fleet_overlap), (circle, circle_overlap) = load('fleet_sim'), load('circle_sim')
     assert fleet == circle
     assert (fleet_overlap, circle_overlap) == (False, True)
+
+
+def test_the_book_of_executors_is_bounded_against_forged_names():
+    from cpo_ros.training.fleet import MAX_EXECUTORS
+
+    gatherer = ChunkGatherer(80, 6, 2)
+    gatherer.start(1)
+    assert gatherer.offer(sample_chunk(4, 10, seed=1, version=1, name='sim')[0]) == 'accepted'
+    for i in range(MAX_EXECUTORS + 100):  # stale chunks under ever new names
+        gatherer.note_stale(10, f'stranger{i}', 0)
+    assert len(gatherer.executors) == MAX_EXECUTORS and 'sim' in gatherer.executors

@@ -24,6 +24,7 @@ the operator takes over). The worker thread never dies silently: whatever ends i
 process. Ctrl-C and SIGTERM write curves.png and the summary before the process ends.
 """
 
+import math
 import os
 import threading
 import time
@@ -137,6 +138,7 @@ class Learner(Node):
         # against these snapshots (check_logp).
         self._actors: dict[int, NumpyActor] = {}
         self._max_published = -1
+        self._stale_logged: dict[str, float] = {}  # executor -> steady time of its last line
 
         self.policy_pub = self.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
         self.status_pub = self.create_publisher(UInt8MultiArray, 'cpo/iteration', qos.LATCHED)
@@ -282,10 +284,7 @@ class Learner(Node):
             if version != current and version <= self._max_published:
                 self.faults.count('stale_rollouts')
                 self.gatherer.note_stale(samples, executor, version)
-                self.get_logger().info(
-                    f'dropped a chunk of policy version {version} from {executor}; the '
-                    f'current version is {current} (on-policy updates need fresh samples)',
-                    throttle_duration_sec=5.0)
+                self._log_stale(executor, version, current)
                 return
             check_logp(chunk, self._actors.get(version), version)
             chunk = canonical_chunk(chunk)
@@ -300,6 +299,18 @@ class Learner(Node):
                 f'queued, at most {self._queue.max_bytes}; {self._queue.executor_bytes} per '
                 f'executor)', throttle_duration_sec=5.0)
 
+    def _log_stale(self, executor: str, version: int, current: int) -> None:
+        """Log a dropped stale chunk, at most once per 5 s for each executor."""
+        now = time.monotonic()
+        if now - self._stale_logged.get(executor, -math.inf) < 5.0:
+            return
+        if len(self._stale_logged) >= 256:  # names come from the wire: bounded
+            self._stale_logged.clear()
+        self._stale_logged[executor] = now
+        self.get_logger().info(
+            f'dropped a chunk of policy version {version} from {executor}; the current '
+            f'version is {current} (on-policy updates need fresh samples)')
+
     def _gather(self) -> None:
         """Offer waiting chunks to the gatherer until the iteration is ready (or a pause)."""
         g = self.gatherer
@@ -309,10 +320,8 @@ class Learner(Node):
             verdict = g.offer(chunk)
             if verdict == 'stale':
                 self.faults.count('stale_rollouts')
-                self.get_logger().info(
-                    f'dropped a chunk of policy version {int(chunk["policy_version"])} from '
-                    f'{str(chunk.get("executor_id", "?"))}; the current version is '
-                    f'{g.version} (on-policy updates need fresh samples)')
+                self._log_stale(str(chunk.get('executor_id', '?')),
+                                int(chunk['policy_version']), g.version)
             elif verdict == 'duplicate':
                 self.faults.count('duplicate_rollouts')
             elif verdict.startswith('malformed'):

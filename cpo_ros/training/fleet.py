@@ -166,10 +166,16 @@ class _Executor:
     last_version: int = -1
     misses: int = 0
     """Iterations in a row it was expected in and did not deliver to."""
+    delivered: int = -1
+    """The newest version it delivered an accepted chunk to."""
     slow: bool = False
-    """A chunk of it came too late once: a source slower than the others (a robot)."""
+    """Once, its chunk of a version came too late and it had delivered nothing to that
+    version: a source slower than the others (a robot), not a fast one's surplus."""
     seen: set = field(default_factory=set)
 
+
+MAX_EXECUTORS = 1024
+"""Executors remembered (names come from the wire): beyond it the longest silent is forgotten."""
 
 MAX_MISSES = 3
 """Iterations an expected executor may miss in a row before it is no longer waited for."""
@@ -195,12 +201,13 @@ class ChunkGatherer:
     def start(self, version: int) -> None:
         """Begin gathering for policy `version` (just published).
 
-        A slow executor (one whose chunk came too late once) expected in the iteration that
-        ended and missing from it stays expected, with twice the patience (its wait at most
-        half of timeout_s), for up to MAX_MISSES iterations in a row: a robot whose reset and
-        episode outlast a simulator's iterations is cut before it delivers, often in its reset
-        with nothing to send, and would never be waited for long enough. Any other executor
-        that misses (a killed simulator) is not waited for again until it delivers.
+        A slow executor (once, its only chunk of a version came too late) expected in the
+        iteration that ended and missing from it stays expected, with twice the patience (its
+        wait at most half of timeout_s), for up to MAX_MISSES iterations in a row: a robot
+        whose reset and episode outlast a simulator's iterations is cut before it delivers,
+        often in its reset with nothing to send, and would never be waited for long enough.
+        Any other executor that misses (a killed simulator) is not waited for again until it
+        delivers.
         """
         with self._lock:
             executors = list(self.executors.items())
@@ -250,10 +257,21 @@ class ChunkGatherer:
         """
         if version >= self.version:
             return
-        state = self.executors.setdefault(executor, _Executor())
+        state = self._state(executor)
         start = self._starts.get(int(version), min(self._starts.values()))
         state.delay_s = max(state.delay_s if state.misses else 0.0, self.clock() - start)
-        state.last_version, state.misses, state.slow = self.version - 1, 0, True
+        state.slow = state.slow or state.delivered != int(version)
+        state.last_version, state.misses = self.version - 1, 0
+
+    def _state(self, executor: str) -> _Executor:
+        """Return an executor's record (under the lock), made when new, the book bounded."""
+        state = self.executors.get(executor)
+        if state is None:
+            if len(self.executors) >= MAX_EXECUTORS:
+                silent = min(self.executors, key=lambda n: self.executors[n].last_version)
+                del self.executors[silent]
+            state = self.executors[executor] = _Executor()
+        return state
 
     def offer(self, chunk: dict[str, np.ndarray]) -> str:
         """Take a chunk if it is of the current version; return what became of it.
@@ -266,7 +284,7 @@ class ChunkGatherer:
             self.counts['malformed_chunks'] += 1
             return f'malformed: {exc}'
         with self._lock:
-            state = self.executors.setdefault(executor, _Executor())
+            state = self._state(executor)
         key = (session, seq)
         if key in state.seen:
             self.counts['duplicate_chunks'] += 1
@@ -280,7 +298,8 @@ class ChunkGatherer:
             return 'stale'
         if executor not in self.shares:
             state.delay_s = self.clock() - self.t0
-        state.last_version, state.misses = version, 0
+        state.last_version = state.delivered = version
+        state.misses = 0
         self.chunks.append(chunk)
         self.shares[executor] = self.shares.get(executor, 0) + samples
         self.collected += samples
