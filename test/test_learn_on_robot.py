@@ -83,16 +83,21 @@ def bringup(ros_env, out: Path, *params: str) -> NodeProcess:
     return NodeProcess(cmd, ros_env)
 
 
-def test_a_robot_alone_trains_and_the_rows_account_for_every_sample(probe, ros_env, tmp_path):
-    listener = RobotListener(probe)
-    out = tmp_path / 'run'
-    stack = bringup(ros_env, out, 'steps_per_iteration:=300', 'learner:iterations:=3',
-                    'real_time_factor:=10.0')
+def bringup_to_end(ros_env, out: Path, timeout: float, *params: str) -> None:
+    """Run the bring-up until the learner's iterations are done; it must exit cleanly."""
+    stack = bringup(ros_env, out, *params)
     try:
-        assert wait_until(lambda: stack.proc.poll() is not None, 90), stack.output
+        assert wait_until(lambda: stack.proc.poll() is not None, timeout), stack.output
     finally:
         stack.stop(timeout=40)
     assert stack.proc.returncode == 0, stack.output
+
+
+def test_a_robot_alone_trains_and_the_rows_account_for_every_sample(probe, ros_env, tmp_path):
+    listener = RobotListener(probe)
+    out = tmp_path / 'run'
+    bringup_to_end(ros_env, out, 90, 'steps_per_iteration:=300', 'learner:iterations:=3',
+                   'real_time_factor:=10.0')
     table = rows(out)
     assert [int(r['iteration']) for r in table] == [1, 2, 3]
     assert all(shares(r) == {'robot': 300} for r in table), [r['executor_shares'] for r in table]
@@ -137,14 +142,8 @@ def test_a_navigation_task_learns_from_the_robots_laser_scan(probe, ros_env, tmp
     arena, which the executor's task knows nothing of), resampled onto the policy's rays."""
     listener = RobotListener(probe)
     out = tmp_path / 'run'
-    stack = bringup(ros_env, out, 'task:=goal', 'goal.max_episode_steps:=60',
-                    'steps_per_iteration:=120', 'learner:iterations:=2',
-                    'real_time_factor:=10.0')
-    try:
-        assert wait_until(lambda: stack.proc.poll() is not None, 120), stack.output
-    finally:
-        stack.stop(timeout=40)
-    assert stack.proc.returncode == 0, stack.output
+    bringup_to_end(ros_env, out, 120, 'task:=goal', 'goal.max_episode_steps:=60',
+                   'steps_per_iteration:=120', 'learner:iterations:=2', 'real_time_factor:=10.0')
     assert all(shares(r) == {'robot': 120} for r in rows(out)), rows(out)
     chunks = listener.robot_chunks()
     obs = np.concatenate([c['obs'][:, 0] for c in chunks])
