@@ -265,27 +265,3 @@ def test_the_bias_term_takes_a_predicted_decrease_less_its_noise_share():
     assert algos[False].cost_bias[0] == pytest.approx(rate * (measured[False] - predicted))
     assert algos[True].cost_bias[0] == pytest.approx(
         rate * (measured[True] - predicted * (1.0 - share)))
-
-
-def test_the_bias_term_can_skip_what_recovery_steps_predicted():
-    algos, figures = {}, {}
-    for learn in (True, False):
-        torch.manual_seed(0)
-        algo = _algorithm('cpo', cost_limit=2.0, cost_bias_recovery=learn)
-        rollout = _rollout(algo, 1.0, seed=4)  # far above the limit: a recovery step
-        rollout['cost'][:] = (rollout['reward'] > np.median(rollout['reward'])).astype(
-            np.float32)
-        figures[learn] = algo.update(rollout)
-        algos[learn] = algo
-    assert figures[True]['case'] == figures[False]['case'] == 'recovery'
-    later = _rollout(algos[True], 0.5, seed=5)
-    for algo in algos.values():
-        algo.estimate_constraint(later)
-    assert algos[True].cost_bias[0] != 0.0
-    assert algos[False].cost_bias[0] == 0.0  # nothing learnt from the recovery step
-    # It learns from the next, non-recovery step as before (the prediction is finite again).
-    low = _rollout(algos[False], 0.0, seed=6)
-    step = algos[False].update(low)
-    assert step['case'] != 'recovery'
-    algos[False].estimate_constraint(_rollout(algos[False], 0.0, seed=7))
-    assert algos[False].cost_bias[0] != 0.0

@@ -204,9 +204,6 @@ class ConstrainedTrustRegion:
             if forecast[0] < 0.0:
                 forecast[0] *= 1.0 - min(max(noise[0], 0.0), 1.0)
             self._last_prediction = forecast
-        if not self.config.cost_bias_recovery and step.case == 'recovery':
-            # Nothing to learn the bias from at the next measurement (see AlgoConfig).
-            self._last_prediction = np.full_like(self._last_prediction, np.nan)
         clock.lap('critic_wait')
         return {**clock.figures(), 'time_critic_fit_s': fit_s,
                 **self._figures(rollout, estimate, step, value_losses, noise),
@@ -330,8 +327,7 @@ class ConstrainedTrustRegion:
         if not self.rule.holds_upper_bound:
             return j_c
         rate = cfg.cost_bias_rate
-        if (self._last_cost is not None and rate > 0.0
-                and np.all(np.isfinite(self._last_prediction))):
+        if self._last_cost is not None and rate > 0.0:
             measured, predicted = j_c - self._last_cost, self._last_prediction
             rose = predicted > 0.0
             expected = np.where(rose, predicted * self.rise_factor, predicted)

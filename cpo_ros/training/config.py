@@ -81,12 +81,6 @@ class AlgoConfig:
     noisy b predicts a decrease its noise part does not bring (E[n.H^-1.n] is that share of
     s), and on tasks whose cost gradient is mostly noise the bias grew with every step and held
     CPO in recovery far below the limit (false: compare with the raw prediction)."""
-    cost_bias_recovery: bool = True
-    """Whether the bias term learns from recovery steps too. A recovery step goes the whole
-    trust region down a cost gradient that, from small batches on tasks of rare costly events,
-    is mostly noise: its predicted decrease does not come, and the bias it learns (30-50 on
-    SafetyPointGoal1 and SafetyCarGoal1) kept CPO in recovery far below the limit. False:
-    the bias is learnt from the other steps only, those whose margin it corrects."""
     cost_rise_max: float = 10.0
     """Largest calibration factor of predicted cost rises: the ratio of measured to predicted
     J_C change after steps predicted to raise the cost (a running mean, rate cost_bias_rate),
