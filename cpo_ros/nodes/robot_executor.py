@@ -115,8 +115,9 @@ class RobotExecutor(Node):
         self.get_logger().info(
             f'learning on the robot as {self.executor_id!r}: {1.0 / self.dt:.3g} Hz, episodes '
             f'of {task.max_episode_steps} steps, {episodes} per chunk, shield samples '
-            f'{self.cfg.shield_samples}, pose from {self.pose_input.topic}'
-            + (', scan from scan' if self.scan is not None else '')
+            f'{self.cfg.shield_samples}, pose from '
+            f'{self.resolve_topic_name(self.pose_input.topic)}'
+            + (f", scan from {self.resolve_topic_name('scan')}" if self.scan is not None else '')
             + (' (paused: call learning/pause false)' if self.paused else ''))
 
     # -- inputs ---------------------------------------------------------------------------------

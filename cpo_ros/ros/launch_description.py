@@ -69,6 +69,8 @@ def bringup_launch_description(name: str):
                               description="the robot's pose topic (pose_source: pose)"),
         DeclareLaunchArgument('cmd_vel_topic', default_value='cmd_vel',
                               description="the robot's velocity command topic"),
+        DeclareLaunchArgument('scan_topic', default_value='scan',
+                              description="the robot's LaserScan topic (navigation tasks)"),
     ]
     if spec.stand_in is not None:
         actions += [
@@ -113,7 +115,7 @@ def _nodes(context, name: str):
             package='cpo_ros', executable=entry.executable, name=entry.name,
             namespace=arg['namespace'], output='screen', parameters=node_params,
             remappings=[('odom', arg['odom_topic']), ('pose', arg['pose_topic']),
-                        ('cmd_vel', arg['cmd_vel_topic'])],
+                        ('cmd_vel', arg['cmd_vel_topic']), ('scan', arg['scan_topic'])],
             arguments=[*entry.arguments, '--ros-args', '--log-level', arg['log_level']],
             respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
             sigterm_timeout=str(entry.stop_timeout_s),
