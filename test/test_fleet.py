@@ -10,7 +10,7 @@ from cpo_ros.algo.algorithm import ConstrainedTrustRegion
 from cpo_ros.algo.buffer import gae, next_values
 from cpo_ros.sim.make import vec_env
 from cpo_ros.training.config import AlgoConfig
-from cpo_ros.training.fleet import ChunkGatherer, merge_chunks
+from cpo_ros.training.fleet import ChunkGatherer, Deliveries, LOST_AFTER_S, merge_chunks
 from cpo_ros.training.worker import RolloutWorker
 
 
@@ -268,3 +268,26 @@ def test_the_book_of_executors_is_bounded_against_forged_names():
     for i in range(MAX_EXECUTORS + 100):  # stale chunks under ever new names
         gatherer.note_stale(10, f'stranger{i}', 0)
     assert len(gatherer.executors) == MAX_EXECUTORS and 'sim' in gatherer.executors
+
+
+def test_an_executor_writes_off_a_chunk_the_learner_never_counted_and_samples_on():
+    # A flooded reader or a full learner queue drops a chunk: waiting for its count would
+    # stall the executor (and the learner waiting for its share) for good.
+    sent = Deliveries()
+    sent.sent(3, 40, now=100.0)
+    assert sent.delivered(3, 40, now=100.1) == 0  # counted: sample on
+    sent.sent(3, 40, now=101.0)
+    assert sent.delivered(3, 40, now=101.5) is None  # on the way: wait
+    assert sent.delivered(3, 40, now=101.0 + LOST_AFTER_S - 0.01) is None
+    assert sent.delivered(3, 40, now=101.0 + LOST_AFTER_S) == 40  # written off
+    assert sent.lost == 40
+    assert sent.delivered(3, 40, now=110.0) == 0  # from then on the count matches
+    # A late chunk counted after all is no shortfall; other versions are books of their own.
+    assert sent.delivered(3, 80, now=111.0) == 0
+    sent.sent(4, 40, now=120.0)
+    assert sent.delivered(4, 0, now=120.5) is None
+    sent.forget(before=5)
+    assert sent.delivered(4, 0, now=120.5) == 0
+    sent.sent(5, 40, now=130.0)
+    sent.forget()  # a new learner session: nothing of the old one is owed
+    assert sent.delivered(5, 0, now=130.1) == 0

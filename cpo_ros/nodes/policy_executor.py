@@ -13,18 +13,18 @@ Episode returns and costs are published live on `episode/return` and
 """
 
 import math
-import os
 
 import numpy as np
 from rclpy.node import Node
-from std_msgs.msg import Float32, Float32MultiArray, UInt8MultiArray
+from std_msgs.msg import Float32, Float32MultiArray
 
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import node_help, run_nodes, wants_help
-from cpo_ros.ros.conversions import arrays_to_msg, BatchCodec
+from cpo_ros.ros.conversions import BatchCodec
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.learner_input import LearnerInput
 from cpo_ros.ros.params import declare_parameters, declare_task
+from cpo_ros.ros.rollout_sender import ChunkSender
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.training.worker import RolloutWorker
 from cpo_ros.wire import CMD_FIELDS, StateLayout
@@ -53,12 +53,7 @@ class PolicyExecutor(Node):
         steps = p['chunk_steps'] or max(1, math.ceil(
             p['chunk_fraction'] * p['steps_per_iteration'] / self.num_envs))
         self.executor_id = p['executor_id'] or self.get_fully_qualified_name()
-        # Tells the learner's duplicate check that a restarted executor starts a new count.
-        self.instance = int.from_bytes(os.urandom(4), 'little') + 1
-        self._chunk_seq = 0
-        self._sent: dict[int, int] = {}  # samples sent per policy version
         self._policies = 0
-        self._session = 0
         num_costs = len(layout.cost_fields)
         self.worker = RolloutWorker(self.num_envs, obs_dim, 2, steps,
                                     seed=p['seed'] + p['seed_offset'],
@@ -67,13 +62,13 @@ class PolicyExecutor(Node):
         self._last_cmd: Float32MultiArray | None = None
         self._waiting: tuple[int, np.ndarray] | None = None
         self.cmd_pub = self.create_publisher(Float32MultiArray, 'batch/cmd_vel', qos.LOCKSTEP)
-        self.rollout_pub = self.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
         self.return_pub = self.create_publisher(Float32, 'episode/return', qos.METRICS)
         self.cost_pubs = [self.create_publisher(Float32, 'episode/cost', qos.METRICS)]
         if num_costs > 1:
             self.cost_pubs += [self.create_publisher(Float32, f'episode/cost_{i}', qos.METRICS)
                                for i in range(num_costs)]
         self.faults = FaultReport(self)
+        self.chunks = ChunkSender(self, self.faults, self.executor_id)
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.learner = LearnerInput(self, self.faults, self.worker.set_policy,
                                     self._policy_loaded, lambda _status: self._maybe_resume())
@@ -82,12 +77,10 @@ class PolicyExecutor(Node):
 
     def _policy_loaded(self, swapped: bool) -> None:
         if swapped:
-            if self.worker.session != self._session:
-                self._sent, self._session = {}, self.worker.session  # a restarted learner
             log = self.get_logger().debug if self._policies else self.get_logger().info
             log(f'policy version {self.worker.version} loaded')
             self._policies += 1
-            self._sent = {v: n for v, n in self._sent.items() if v >= self.worker.version}
+            self.chunks.policy_loaded(self.worker.version, self.worker.session)
             self._maybe_resume()
 
     def _maybe_resume(self) -> None:
@@ -96,12 +89,8 @@ class PolicyExecutor(Node):
         # The newest status of the learner session whose policy is loaded: statuses of other
         # sessions (another publisher's) cannot hold sampling up.
         status = self.learner.status(worker.session)
-        if worker.paused and status is not None:
-            version, counted = status['version'], status['counted']
-            # Only once our own chunks are counted: the learner has seen what we brought.
-            if (version == worker.version and status['more'] > 0
-                    and counted.get(self.executor_id, 0) >= self._sent.get(version, 0)):
-                worker.resume()
+        if worker.paused and self.chunks.wants_more(status, worker.version):
+            worker.resume()
         if self._waiting is not None and worker.can_act:
             seq, obs = self._waiting
             self._waiting = None
@@ -144,22 +133,11 @@ class PolicyExecutor(Node):
                     pub.publish(Float32(data=float(cost)))
             rollout = self.worker.take_rollout(obs)
             if rollout is not None:
-                self._publish_chunk(rollout)
+                self.chunks.send(rollout)
         if self.worker.can_act:
             self._act(seq, obs)
         else:
             self._waiting = (seq, obs)
-
-    def _publish_chunk(self, rollout: dict[str, np.ndarray]) -> None:
-        samples = int(rollout['reward'].size)
-        version = int(rollout['policy_version'])
-        rollout.update(executor_id=np.asarray(self.executor_id, np.str_),
-                       executor_session=np.asarray(self.instance, np.int64),
-                       chunk_seq=np.asarray(self._chunk_seq, np.int64),
-                       samples=np.asarray(samples, np.int64))
-        self._chunk_seq += 1
-        self._sent[version] = self._sent.get(version, 0) + samples
-        self.rollout_pub.publish(arrays_to_msg(rollout))
 
     def _act(self, seq: int, obs: np.ndarray) -> None:
         action = self.worker.act(obs)

@@ -30,7 +30,6 @@ samples, interventions, late steps, pauses and stops.
 """
 
 import math
-import os
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -38,16 +37,17 @@ from geometry_msgs.msg import TwistStamped
 import numpy as np
 from rclpy.duration import Duration
 from rclpy.node import Node
-from std_msgs.msg import Bool, Float32, UInt8MultiArray
+from std_msgs.msg import Bool, Float32
 from std_srvs.srv import SetBool
 
 from cpo_ros.ros import qos
-from cpo_ros.ros.conversions import array_to_twist_stamped, arrays_to_msg
+from cpo_ros.ros.conversions import array_to_twist_stamped
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.laser_scan import ScanInput
 from cpo_ros.ros.learner_input import LearnerInput
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
+from cpo_ros.ros.rollout_sender import ChunkSender
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
 from cpo_ros.training.realtime import (
@@ -82,10 +82,6 @@ class RobotExecutor(Node):
         self.executor_id = p['executor_id']
         self.base_frame = p['base_frame']
         self.max_policy_age = p['max_policy_age_s']
-        # Tells the learner's duplicate check that a restarted executor starts a new count.
-        self.instance = int.from_bytes(os.urandom(4), 'little') + 1
-        self._chunk_seq = 0
-        self._sent: dict[int, int] = {}
         self._learner_seen = time.monotonic()
         self.paused = p['start_paused']
         self.e_stop = False
@@ -98,10 +94,10 @@ class RobotExecutor(Node):
         self.robot_radius = p['robot_radius_m']
 
         self.cmd_pub = self.create_publisher(TwistStamped, 'policy/cmd_vel', qos.COMMAND)
-        self.rollout_pub = self.create_publisher(UInt8MultiArray, 'cpo/rollout', qos.ROLLOUT)
         self.return_pub = self.create_publisher(Float32, 'episode/return', qos.METRICS)
         self.cost_pub = self.create_publisher(Float32, 'episode/cost', qos.METRICS)
         self.faults = FaultReport(self)
+        self.chunks = ChunkSender(self, self.faults, self.executor_id)
         self.learner = LearnerInput(self, self.faults, self.sampler.set_policy,
                                     self._policy_loaded, self._on_status)
         self.create_subscription(Bool, 'e_stop/latched', self._on_e_stop, qos.LATCHED)
@@ -124,7 +120,7 @@ class RobotExecutor(Node):
     def _policy_loaded(self, swapped: bool) -> None:
         self._heard_learner()
         if swapped:
-            self._sent = {v: n for v, n in self._sent.items() if v >= self.sampler.version}
+            self.chunks.policy_loaded(self.sampler.version, self.sampler.session)
             self.get_logger().info(f'policy version {self.sampler.version} loaded')
         self._maybe_resume()
 
@@ -141,12 +137,7 @@ class RobotExecutor(Node):
     def _maybe_resume(self) -> None:
         """Sample another chunk of this version when the learner wants more than it has."""
         s = self.sampler
-        status = self.learner.status(s.session)
-        if not s.waiting or status is None:
-            return
-        version, counted = status['version'], status['counted']
-        if (version == s.version and status['more'] > 0
-                and counted.get(self.executor_id, 0) >= self._sent.get(version, 0)):
+        if s.waiting and self.chunks.wants_more(self.learner.status(s.session), s.version):
             s.resume()
 
     def _on_e_stop(self, msg: Bool) -> None:
@@ -219,15 +210,7 @@ class RobotExecutor(Node):
         return self.task.sensors(pose[None], scan=self.scan.ranges[None])[0]
 
     def _publish_chunk(self, chunk: dict[str, np.ndarray]) -> None:
-        samples = int(chunk['reward'].size)
-        version = int(chunk['policy_version'])
-        chunk.update(executor_id=np.asarray(self.executor_id, np.str_),
-                     executor_session=np.asarray(self.instance, np.int64),
-                     chunk_seq=np.asarray(self._chunk_seq, np.int64),
-                     samples=np.asarray(samples, np.int64))
-        self._chunk_seq += 1
-        self._sent[version] = self._sent.get(version, 0) + samples
-        self.rollout_pub.publish(arrays_to_msg(chunk))
+        self.chunks.send(chunk)
         self._maybe_resume()
 
     def stop_robot(self) -> None:

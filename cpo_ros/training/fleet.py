@@ -26,6 +26,12 @@ overdue (dead, or left), the others make up its share. An executor whose chunk c
 `ChunkQueue` holds the chunks that wait while an update runs, bounded in bytes: in total and
 per executor id, so that a flood cannot exhaust memory and one executor cannot crowd out the
 others.
+
+`Deliveries` is an executor's side: what it sent of each version, and whether the learner's
+status counts all of it before it samples more. A chunk can be lost on the way (a flooded
+reader's history or the learner's queue drops it); one the learner has not counted
+`LOST_AFTER_S` after it was sent, while the learner still wants more, is written off, so a lost
+chunk costs seconds, never the run.
 """
 
 from collections import deque
@@ -38,6 +44,11 @@ import time
 import numpy as np
 
 from cpo_ros.wire import check_chunk
+
+LOST_AFTER_S = 3.0
+"""Steady seconds after an executor's last chunk before samples the learner has not counted are
+written off as lost (the learner re-sends its status every second and counts chunks as they come;
+waiting while it updates is not a status it sends)."""
 
 STEP_KEYS = ('obs', 'u', 'logp', 'reward', 'cost', 'terminated', 'truncated', 'final_obs')
 """Rollout arrays with one entry per sample, (T, N, ...)."""
@@ -437,3 +448,39 @@ class ChunkQueue:
         """Return whether no chunk waits."""
         with self._cond:
             return not self._items
+
+
+class Deliveries:
+    """An executor's samples sent per policy version, checked against the learner's count."""
+
+    def __init__(self) -> None:
+        self._sent: dict[int, int] = {}
+        self._last_sent = -math.inf
+        self.lost = 0
+        """Samples written off as lost in transit, in total."""
+
+    def sent(self, version: int, samples: int, now: float) -> None:
+        """Record a chunk of version sent at now (steady seconds)."""
+        self._sent[version] = self._sent.get(version, 0) + samples
+        self._last_sent = now
+
+    def forget(self, before: int | None = None) -> None:
+        """Forget versions older than before; everything (a new learner session) when None."""
+        self._sent = {} if before is None else {
+            v: n for v, n in self._sent.items() if v >= before}
+
+    def delivered(self, version: int, counted: int, now: float) -> int | None:
+        """Return the samples of version written off as lost; 0 when the learner has them all.
+
+        counted: the learner's count of this executor's samples of version (its status).
+        None while some may still be on the way; once LOST_AFTER_S has passed since the last
+        chunk, the shortfall is written off and returned (0 from then on).
+        """
+        missing = self._sent.get(version, 0) - counted
+        if missing <= 0:
+            return 0
+        if now - self._last_sent < LOST_AFTER_S:
+            return None
+        self._sent[version] = counted
+        self.lost += missing
+        return missing
