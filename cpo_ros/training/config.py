@@ -81,6 +81,13 @@ class AlgoConfig:
     noisy b predicts a decrease its noise part does not bring (E[n.H^-1.n] is that share of
     s), and on tasks whose cost gradient is mostly noise the bias grew with every step and held
     CPO in recovery far below the limit (false: compare with the raw prediction)."""
+    cost_bias_aim: bool = False
+    """Before the bias term compares a predicted cost decrease with the measured change, clip
+    it to what the limit asked for: a step from J_C below the limit was not asked to lower it
+    (0), one from above only to the limit (d - J_C). A recovery asks for the largest decrease
+    the trust region allows; where its cost gradient is noise that decrease never comes, and
+    counted whole it grew the bias until CPO stayed in recovery far below the limit (false:
+    compare with the raw prediction)."""
     cost_rise_max: float = 10.0
     """Largest calibration factor of predicted cost rises: the ratio of measured to predicted
     J_C change after steps predicted to raise the cost (a running mean, rate cost_bias_rate),
