@@ -43,7 +43,7 @@ from cpo_ros.algo.networks import NumpyActor
 from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
-from cpo_ros.ros.faults import FaultReport
+from cpo_ros.ros.faults import FaultReport, WARN_PERIOD_S
 from cpo_ros.ros.params import declare_parameters, declare_task, task_options_of
 from cpo_ros.ros.specs import node_parameters, ROBOT_PARAMS
 from cpo_ros.training.announcements import policy_digest
@@ -300,9 +300,9 @@ class Learner(Node):
                 f'executor)', throttle_duration_sec=5.0)
 
     def _log_stale(self, executor: str, version: int, current: int) -> None:
-        """Log a dropped stale chunk, at most once per 5 s for each executor."""
+        """Log a dropped stale chunk, at most once per WARN_PERIOD_S for each executor."""
         now = time.monotonic()
-        if now - self._stale_logged.get(executor, -math.inf) < 5.0:
+        if now - self._stale_logged.get(executor, -math.inf) < WARN_PERIOD_S:
             return
         if len(self._stale_logged) >= 256:  # names come from the wire: bounded
             self._stale_logged.clear()
