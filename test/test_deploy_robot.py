@@ -117,6 +117,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _describe(pid: int) -> str:
+    """Return a process's command line and state (what a failed wait reports)."""
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            cmd = f.read().replace(b'\0', b' ').decode(errors='replace')
+        with open(f'/proc/{pid}/status') as f:
+            state = next((line.strip() for line in f if line.startswith('State:')), '?')
+        with open(f'/proc/{pid}/wchan') as f:
+            return f'{cmd} [{state}, waiting in {f.read() or "-"}]'
+    except OSError as exc:
+        return f'gone ({exc})'
+
+
 def test_sigkilled_bringup_stops_its_nodes_and_the_robot(probe, ros_env, unsafe_policy):
     """SIGKILL of `cpo-ros bringup deploy`: its node processes stop, the last command is zero.
 
@@ -131,8 +144,8 @@ def test_sigkilled_bringup_stops_its_nodes_and_the_robot(probe, ros_env, unsafe_
         assert len(pids) >= 3 and all(_alive(p) for p in pids), stack.output
         stack.proc.kill()
         stack.proc.wait()
-        assert wait_until(lambda: not any(_alive(p) for p in pids), 30), [
-            p for p in pids if _alive(p)]
+        assert wait_until(lambda: not any(_alive(p) for p in pids), 60), (
+            {p: _describe(p) for p in pids if _alive(p)}, stack.output[-4000:])
         time.sleep(0.5)
         assert listener.commands[-1][1:3] == (0.0, 0.0), listener.commands[-5:]
     finally:
