@@ -174,15 +174,13 @@ def test_training_graph_under_fuzz(start_node, probe, tmp_path):
     bridge = start_node('sim_bridge', *TINY)
     executor = start_node('policy_executor', *TINY)
     nodes = {'policy_executor': executor, 'sim_bridge': bridge}
-    # Latched like the learner's, but deep: a held policy is counted by the timer before the
-    # next one has arrived, and a depth-1 writer would replace that one unsent (not a refusal).
-    latched_deep = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=128,
-                              reliability=ReliabilityPolicy.RELIABLE,
-                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    # On the latched topics as a stranger publishes (ATTACKER_QOS, 10 deep): a held policy is
+    # counted by the timer before the next one has arrived, and a depth-1 writer like the
+    # learner's would replace that one unsent (not a refusal).
     pubs = {topic: probe.create_publisher(kind, topic, profile) for topic, kind, profile in (
         ('cpo/rollout', UInt8MultiArray, qos.CLI_DEFAULT),
-        ('cpo/policy', UInt8MultiArray, latched_deep),
-        ('cpo/iteration', UInt8MultiArray, latched_deep),
+        ('cpo/policy', UInt8MultiArray, ATTACKER_QOS),
+        ('cpo/iteration', UInt8MultiArray, ATTACKER_QOS),
         ('batch/state', Float32MultiArray, qos.CLI_DEFAULT),
         ('batch/cmd_vel', Float32MultiArray, qos.CLI_DEFAULT))}
     rng = np.random.default_rng(0)
