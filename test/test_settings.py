@@ -84,6 +84,7 @@ def test_settings_go_to_their_dataclass_with_task_options():
     ({'hidden_sizes': '64,x'}, "hidden_sizes = '64,x': need list of int"),
     ({'value_epochs': '2.5'}, "value_epochs = '2.5': need int"),
     ({'cost_shaping': 'maybe'}, "cost_shaping = 'maybe': need true/false"),
+    ({'cost_bias_aim': 'true'}, "cost_bias_aim = 'true' is not one of ('none', 'below', 'limit')"),
     ({'x_limit': '-1'}, 'x_limit = -1.0 is out of range'),
     ({'task': 'goal', 'x_limit': '3'}, "unknown setting 'x_limit' for task goal"),
     ({'task': 'goal', 'obstacle_radius': '0'}, 'obstacle_radius = 0.0 is out of range'),
@@ -97,6 +98,13 @@ def test_unknown_keys_and_bad_values_are_refused_by_name(values, message):
     with pytest.raises(ValueError) as info:
         settings.build_config(values)
     assert message in str(info.value)
+
+
+def test_a_checkpoint_written_when_cost_bias_aim_was_a_switch_still_loads():
+    for old, new in ((True, 'limit'), (False, 'none')):
+        data = TrainConfig().to_dict()
+        data['algo']['cost_bias_aim'] = old
+        assert TrainConfig.from_dict(data).algo.cost_bias_aim == new
 
 
 def test_a_field_added_to_the_dataclass_is_a_setting_at_once(monkeypatch):

@@ -268,22 +268,25 @@ def test_the_bias_term_takes_a_predicted_decrease_less_its_noise_share():
 
 
 @pytest.mark.parametrize('limit', [2.0, 19.5, 30.0])
-def test_the_bias_term_takes_a_predicted_decrease_only_down_to_the_limit(limit):
-    # J_C is 20: above the limit a step was asked to come down to it (d - 20), below it not
-    # at all; a rise is compared whole.
+def test_the_bias_term_takes_a_predicted_decrease_only_as_far_as_the_limit_asked(limit):
+    # J_C is 20. 'limit': above the limit a step was asked to come down to it (d - 20), below
+    # it not at all. 'below': not at all below the limit, all of it above. A rise is compared
+    # whole.
     algos, figures = {}, {}
-    for aim in (False, True):
+    for aim in ('none', 'below', 'limit'):
         torch.manual_seed(0)
         algo = _algorithm('cpo', cost_limit=limit, cost_bias_aim=aim)
         rollout = _cost_where_rewarded(_rollout(algo, 1.0, seed=4))
         figures[aim] = algo.update(rollout)
         algos[aim] = algo
-    predicted = figures[False]['predicted_cost_change']
-    assert predicted == figures[True]['predicted_cost_change']
-    later = _rollout(algos[False], 0.5, seed=5)
+    predicted = figures['none']['predicted_cost_change']
+    assert predicted == figures['limit']['predicted_cost_change'] < 0.0
+    assert predicted == figures['below']['predicted_cost_change']
+    later = _rollout(algos['none'], 0.5, seed=5)
     measured = {k: a.estimate_constraint(later).j_c[0] - 20.0 for k, a in algos.items()}
     rate = AlgoConfig().cost_bias_rate
-    asked = max(predicted, min(limit - 20.0, 0.0))
-    assert (asked > predicted) == (limit > 2.0)  # the clip acts but far above the limit
-    assert algos[False].cost_bias[0] == pytest.approx(rate * (measured[False] - predicted))
-    assert algos[True].cost_bias[0] == pytest.approx(rate * (measured[True] - asked))
+    asked = {'none': predicted, 'limit': max(predicted, min(limit - 20.0, 0.0)),
+             'below': 0.0 if limit > 20.0 else predicted}
+    assert (asked['limit'] > predicted) == (limit > 2.0)  # the clip acts but far above the limit
+    for aim, value in asked.items():
+        assert algos[aim].cost_bias[0] == pytest.approx(rate * (measured[aim] - value)), aim

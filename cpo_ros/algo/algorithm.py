@@ -329,9 +329,11 @@ class ConstrainedTrustRegion:
         rate = cfg.cost_bias_rate
         if self._last_cost is not None and rate > 0.0:
             measured, predicted = j_c - self._last_cost, self._last_prediction
-            if cfg.cost_bias_aim:  # a decrease beyond the limit's ask is no forecast
-                predicted = np.maximum(predicted,
-                                       np.minimum(self.limits - self._last_cost, 0.0))
+            if cfg.cost_bias_aim != 'none':  # a decrease beyond the limit's ask is no forecast
+                floor = (np.minimum(self.limits - self._last_cost, 0.0)
+                         if cfg.cost_bias_aim == 'limit' else
+                         np.where(self._last_cost < self.limits, 0.0, -np.inf))
+                predicted = np.maximum(predicted, floor)
             rose = predicted > 0.0
             expected = np.where(rose, predicted * self.rise_factor, predicted)
             self.cost_bias += rate * (measured - expected - self.cost_bias)

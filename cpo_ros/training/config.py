@@ -10,6 +10,7 @@ from cpo_ros.validation import check_range
 
 ALGOS = tuple(RULES)
 VALUE_NORMALIZATIONS = ('off', 'cost', 'all')
+COST_BIAS_AIMS = ('none', 'below', 'limit')
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ TRAIN_RANGES = {
     'checkpoint_every': Range(1, 10_000_000), 'torch_threads': Range(1, 256),
 }
 """steps_per_iteration is checked against num_envs in TrainConfig.validate()."""
-CHOICES = {'algo': ALGOS, 'value_normalization': VALUE_NORMALIZATIONS}
+CHOICES = {'algo': ALGOS, 'value_normalization': VALUE_NORMALIZATIONS,
+           'cost_bias_aim': COST_BIAS_AIMS}
 
 
 @dataclass
@@ -81,13 +83,13 @@ class AlgoConfig:
     noisy b predicts a decrease its noise part does not bring (E[n.H^-1.n] is that share of
     s), and on tasks whose cost gradient is mostly noise the bias grew with every step and held
     CPO in recovery far below the limit (false: compare with the raw prediction)."""
-    cost_bias_aim: bool = False
-    """Before the bias term compares a predicted cost decrease with the measured change, clip
-    it to what the limit asked for: a step from J_C below the limit was not asked to lower it
-    (0), one from above only to the limit (d - J_C). A recovery asks for the largest decrease
-    the trust region allows; where its cost gradient is noise that decrease never comes, and
-    counted whole it grew the bias until CPO stayed in recovery far below the limit (false:
-    compare with the raw prediction)."""
+    cost_bias_aim: str = 'none'
+    """Which part of a predicted cost decrease the bias term compares with the measured change:
+    'none' (all of it), 'below' (none of it from J_C below the limit, where the step was not
+    asked to lower the cost; all of it from above) or 'limit' (as 'below', and from above only
+    down to the limit, d - J_C). A recovery asks for the largest decrease the trust region
+    allows; where its cost gradient is noise that decrease never comes, and counted whole it
+    grew the bias until CPO stayed in recovery far below the limit (docs/algorithm.md)."""
     cost_rise_max: float = 10.0
     """Largest calibration factor of predicted cost rises: the ratio of measured to predicted
     J_C change after steps predicted to raise the cost (a running mean, rate cost_bias_rate),
@@ -279,6 +281,8 @@ class TrainConfig:
         for name in ('hidden_sizes', 'value_hidden_sizes'):
             if name in algo:
                 algo[name] = tuple(int(h) for h in algo[name])
+        if isinstance(algo.get('cost_bias_aim'), bool):  # a run written before the choice
+            algo['cost_bias_aim'] = 'limit' if algo['cost_bias_aim'] else 'none'
         if isinstance(algo.get('cost_limit'), list):
             algo['cost_limit'] = tuple(float(v) for v in algo['cost_limit'])
         return cls(algo=AlgoConfig(**algo), **data)
