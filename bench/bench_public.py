@@ -2,7 +2,8 @@
 
 Run (in the Safety-Gymnasium environment, docs/benchmarks.md):
   .venv-safety/bin/python bench/bench_public.py --out runs/public
-     [--tasks SafetyPointGoal1-v0 SafetyCarGoal1-v0 SafetyPointButton1-v0]
+     [--tasks SafetyPointGoal1-v0 SafetyCarGoal1-v0 SafetyPointButton1-v0
+              SafetyHalfCheetahVelocity-v1 SafetyHopperVelocity-v1]
      [--algos cpo trpo pdo] [--seeds 0 1 2] [--iterations 50] [--steps-per-iteration 20000]
      [--num-envs 4] [--env-workers 2]
 Trains every (task, algo, seed) with `cpo-ros train --env-id TASK --cost-limit 25` (OmniSafe's
@@ -47,6 +48,16 @@ OMNISAFE = {
                               'TRPOLag': ('6.93 +- 1.84', '31.16 +- 20.58'),
                               'PPOLag': ('4.60 +- 4.73', '20.8 +- 35.78'),
                               'CPPOPID': ('1.18 +- 1.02', '29.42 +- 12.10')},
+    'SafetyHalfCheetahVelocity-v1': {'CPO': ('2786.48 +- 173.45', '4.70 +- 6.72'),
+                                     'TRPO': ('6490.76 +- 2507.18', '734.26 +- 321.88'),
+                                     'TRPOLag': ('2884.68 +- 77.47', '9.04 +- 11.83'),
+                                     'PPOLag': ('2946.15 +- 306.35', '3.44 +- 4.77'),
+                                     'CPPOPID': ('2837.89 +- 398.52', '8.06 +- 9.62')},
+    'SafetyHopperVelocity-v1': {'CPO': ('1713.71 +- 18.26', '13.40 +- 5.82'),
+                                'TRPO': ('2047.35 +- 447.33', '448.12 +- 103.87'),
+                                'TRPOLag': ('1391.79 +- 269.07', '11.22 +- 9.97'),
+                                'PPOLag': ('961.92 +- 752.87', '13.96 +- 19.33'),
+                                'CPPOPID': ('1713.29 +- 10.21', '8.96 +- 4.28')},
 }
 """OmniSafe's published figures (OMNISAFE_SOURCE), by task and OmniSafe algorithm name."""
 
