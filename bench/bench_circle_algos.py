@@ -6,11 +6,14 @@ Run: .venv/bin/python bench/bench_circle_algos.py --iterations 100 --seeds 0 1 2
      [--task circle_long --algos cpo cpo_paper trpo pdo]                 (long horizon)
      [--task circle_long --steps 20000 --iterations 30 --seeds 0 1 2 3 4 --within-after 5
       --algos cpo cpo_z1 cpo_share085 cpo_share085_z1 pdo ppo_lag pid_lag]     (small batches)
+     [--algos cpo pdo --set value_minibatch=512]   (an update setting for every variant)
 Writes one run directory per (algo, seed), then a table of mean episode cost (each constraint)
 and return over seeds every 10 iterations, the share of iterations after the 10th (or
 --within-after N) with every cost <= 1.2 d, the predicted against the measured cost change of
-each update, and a plot (OUT/<task>_algos.png). The variants beside the rules are the presets
-of cpo_ros.algo.registry (cpo_paper, cpo_z1, cpo_share085, cpo_share085_z1, cpo_shaped).
+each update, and a plot (OUT/<task>_algos.png). A finished run in OUT is reported, not
+retrained, and refused when its config.yaml holds other update settings. The variants beside
+the rules are the presets of cpo_ros.algo.registry (cpo_paper, cpo_z1, cpo_share085,
+cpo_share085_z1, cpo_shaped).
 """
 
 import argparse
@@ -22,6 +25,7 @@ import numpy as np
 from cpo_ros.algo import registry
 from cpo_ros.tasks.registry import registered
 from cpo_ros.training.config import AlgoConfig, TrainConfig
+from cpo_ros.training.settings import algo_assignments, differing_update_settings
 from cpo_ros.training.trainer import train
 
 
@@ -58,7 +62,15 @@ def main() -> None:
                         help='share of iterations within 1.2 d counted after this iteration')
     parser.add_argument('--torch-threads', type=int, default=1,
                         help='torch threads per run (1 degrades least beside other work)')
+    parser.add_argument('--set', dest='assignments', action='append', default=[],
+                        metavar='KEY=VALUE',
+                        help='an update setting for every variant, over its preset '
+                             '(repeatable), e.g. --set value_minibatch=512')
     args = parser.parse_args()
+    try:
+        overrides = algo_assignments(args.assignments)
+    except ValueError as err:
+        parser.error(str(err))
     from cpo_ros.sim.make import default_cost_limits
     task_kwargs = {} if args.speed_limit is None else {'speed_limit': args.speed_limit}
     limits = tuple(args.cost_limit or default_cost_limits(args.task, **task_kwargs))
@@ -74,17 +86,22 @@ def main() -> None:
                 load(run_dir / 'progress.csv', m)['iteration']) >= args.iterations
             if not done and args.report_only:
                 continue
+            asked = AlgoConfig(algo=algo, **{**settings, **overrides},
+                               cost_limit=limits[0] if m == 1 else limits)
+            if done and (differ := differing_update_settings(run_dir, asked)):
+                parser.error(f'{run_dir} was trained with other settings: '
+                             f'{"; ".join(differ)}; choose another --out')
             if not done:
                 train(TrainConfig(task=args.task, iterations=args.iterations,
                                   steps_per_iteration=args.steps, num_envs=16, seed=seed,
                                   out=str(run_dir), task_kwargs=task_kwargs,
-                                  torch_threads=args.torch_threads,
-                                  algo=AlgoConfig(algo=algo, **settings,
-                                                  cost_limit=limits[0] if m == 1 else limits)),
+                                  torch_threads=args.torch_threads, algo=asked),
                       resume='auto', show_progress=False)
             results.setdefault(variant, []).append(load(run_dir / 'progress.csv', m))
             used.setdefault(variant, []).append(seed)
     extra = f', speed limit {args.speed_limit} m/s' if args.speed_limit else ''
+    if overrides:
+        extra += ', every variant with ' + ', '.join(f'{k} = {v}' for k, v in overrides.items())
     print(f'Point-{args.task.title()}{extra}, {args.steps} samples/iteration, '
           f'd = {list(limits)}, seeds ' + '; '.join(f'{v} {s}' for v, s in used.items()))
     print('mean over seeds of the per-iteration mean episode cost (each constraint) / return')

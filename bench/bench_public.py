@@ -5,14 +5,15 @@ Run (in the Safety-Gymnasium environment, docs/benchmarks.md):
      [--tasks SafetyPointGoal1-v0 SafetyCarGoal1-v0 SafetyPointButton1-v0
               SafetyHalfCheetahVelocity-v1 SafetyHopperVelocity-v1]
      [--algos cpo trpo pdo] [--seeds 0 1 2] [--iterations 50] [--steps-per-iteration 20000]
-     [--num-envs 4] [--env-workers 2]
+     [--num-envs 4] [--env-workers 2] [--set value_minibatch=512 ...]
 Trains every (task, algo, seed) with `cpo-ros train --env-id TASK --cost-limit 25` (OmniSafe's
 limit), one run directory each (a finished run is read, not trained again), then prints per
 task and algorithm the mean over seeds of the episode return and cost over the last
 --last iterations, the share of iterations after the 5th with cost <= 1.2 d, the steps trained,
 and OmniSafe's published figures for the same task as reference rows. The default budget is
 1M steps per run (50 x 20,000, OmniSafe's iteration size); OmniSafe's rows are after 1e7.
-The algorithms default to every one `cpo-ros train --algo` has.
+The algorithms default to every one `cpo-ros train --algo` has. Each --set KEY=VALUE is an
+update setting for every run; a finished run trained with other update settings is refused.
 """
 
 import argparse
@@ -24,7 +25,8 @@ import time
 
 import numpy as np
 
-from cpo_ros.training.config import ALGOS
+from cpo_ros.training.config import AlgoConfig, ALGOS
+from cpo_ros.training.settings import algo_assignments, differing_update_settings
 
 COST_LIMIT = 25.0
 """OmniSafe's cost limit for its Safety-Gymnasium benchmark."""
@@ -71,6 +73,10 @@ def train_once(task: str, algo: str, seed: int, args: argparse.Namespace) -> Pat
     out = Path(args.out) / f'{task}_{algo}_s{seed}'
     progress = out / 'progress.csv'
     if progress.is_file() and len(read(progress)) >= args.iterations:
+        asked = AlgoConfig(algo=algo, cost_limit=COST_LIMIT, **args.overrides)
+        if differ := differing_update_settings(out, asked):
+            raise SystemExit(f'{out} was trained with other settings: {"; ".join(differ)}; '
+                             f'choose another --out')
         return out
     command = [sys.executable, '-m', 'cpo_ros.cli', 'train', '--env-id', task, '--algo', algo,
                '--cost-limit', str(COST_LIMIT), '--iterations', str(args.iterations),
@@ -78,6 +84,7 @@ def train_once(task: str, algo: str, seed: int, args: argparse.Namespace) -> Pat
                '--num-envs', str(args.num_envs), '--env-workers', str(args.env_workers),
                '--seed', str(seed), '--out', str(out), '--quiet',
                '--resume' if (out / 'checkpoints' / 'last.pt').is_file() else '--overwrite']
+    command += [arg for text in args.assignments for arg in ('--set', text)]
     t0 = time.perf_counter()
     subprocess.run(command, check=True)
     print(f'trained {out} in {time.perf_counter() - t0:.0f} s', flush=True)
@@ -112,7 +119,15 @@ def main() -> None:
     p.add_argument('--num-envs', type=int, default=4)
     p.add_argument('--env-workers', type=int, default=2)
     p.add_argument('--last', type=int, default=3, help='iterations averaged at the end')
+    p.add_argument('--set', dest='assignments', action='append', default=[],
+                   metavar='KEY=VALUE',
+                   help='an update setting for every run (repeatable), e.g. '
+                        '--set value_minibatch=512')
     args = p.parse_args()
+    try:
+        args.overrides = algo_assignments(args.assignments)
+    except ValueError as err:
+        p.error(str(err))
     results = {(task, algo, seed): summary(read(train_once(task, algo, seed, args)
                                                  / 'progress.csv'), args.last)
                for task in args.tasks for algo in args.algos for seed in args.seeds}

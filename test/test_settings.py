@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, fields
 from pathlib import Path
+import re
 import subprocess
 import sys
 
@@ -105,6 +106,33 @@ def test_a_checkpoint_written_when_cost_bias_aim_was_a_switch_still_loads():
         data = TrainConfig().to_dict()
         data['algo']['cost_bias_aim'] = old
         assert TrainConfig.from_dict(data).algo.cost_bias_aim == new
+
+
+def test_a_bench_set_takes_update_settings_only_and_checks_them():
+    assert settings.algo_assignments(['value_minibatch=512', 'algo.cost_bias_aim=below']) == {
+        'value_minibatch': 512, 'cost_bias_aim': 'below'}
+    for text, message in (('seed=3', 'not an update setting'),
+                          ('algo=trpo', 'not an update setting'),
+                          ('value_minibach=3', 'did you mean value_minibatch'),
+                          ('value_minibatch=0', 'value_minibatch = 0 is out of range'),
+                          ('cost_bias_aim=above', "is not one of ('none', 'below', 'limit')"),
+                          ('gamma', 'write KEY=VALUE')):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            settings.algo_assignments([text])
+
+
+def test_a_finished_run_trained_otherwise_is_told_apart(tmp_path):
+    asked = AlgoConfig(value_minibatch=512)
+    data = TrainConfig(task='circle', algo=asked).to_dict()
+    (tmp_path / 'config.yaml').write_text(yaml.safe_dump({'config': data}))
+    assert settings.differing_update_settings(tmp_path, asked) == []
+    assert settings.differing_update_settings(tmp_path, AlgoConfig()) == [
+        'value_minibatch 512 (asked 4096)']
+    # A run written before a setting existed, or when cost_bias_aim was a switch, compares.
+    del data['algo']['cost_step_share']
+    data['algo']['cost_bias_aim'] = False
+    (tmp_path / 'config.yaml').write_text(yaml.safe_dump({'config': data}))
+    assert settings.differing_update_settings(tmp_path, asked) == []
 
 
 def test_a_field_added_to_the_dataclass_is_a_setting_at_once(monkeypatch):

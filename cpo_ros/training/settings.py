@@ -10,7 +10,7 @@ checked by the dataclasses' own validate(), whose messages name the key and its 
 """
 
 import ast
-from dataclasses import dataclass, fields, is_dataclass, MISSING, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass, MISSING, replace
 import difflib
 from functools import cache
 import inspect
@@ -405,6 +405,46 @@ def algo_config_from(values: dict[str, Any]) -> AlgoConfig:
     by_key = {s.key: s for s in train_settings() if s.owner == 'algo'}
     return AlgoConfig(**{k: parse_value(by_key[k], v) for k, v in values.items()
                          if k in by_key})
+
+
+def algo_assignments(texts: list[str]) -> dict[str, Any]:
+    """Return the update settings of KEY=VALUE texts (a bench's --set), parsed and checked.
+
+    Each key must name an update setting (`cpo-ros train --help`, the algo. prefix allowed);
+    a run setting (seed, out, ...) or an unknown key is refused by name, with close matches.
+    The values are checked against their allowed ranges as AlgoConfig validates them.
+    """
+    known = {s.key: s for s in train_settings()}
+    update = {k: s for k, s in known.items() if s.owner == 'algo' and k != 'algo'}
+    out: dict[str, Any] = {}
+    for text in texts:
+        raw_key, raw = parse_assignment(text)
+        key = raw_key.removeprefix(ALGO_KEY_PREFIX)
+        if key not in update:
+            close = difflib.get_close_matches(key, list(update), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ''
+            what = ('the bench sets the run itself, and --algos the rule' if key in known
+                    else '`cpo-ros train --help` lists them')
+            raise ValueError(f'--set {raw_key}: not an update setting{hint}; {what}')
+        out[key] = parse_value(update[key], raw)
+    AlgoConfig(**out).validate()
+    return out
+
+
+def differing_update_settings(run_dir: str | Path, asked: AlgoConfig) -> list[str]:
+    """Return 'key saved (asked ...)' for each update setting a run's config.yaml holds
+    otherwise than asked (a bench reusing a finished run checks it was trained as asked).
+
+    Settings the file does not hold (written before they existed) are not compared.
+    """
+    path = Path(run_dir) / 'config.yaml'
+    with open(path) as f:
+        held = ((yaml.safe_load(f) or {}).get('config') or {}).get('algo') or {}
+    wanted = asdict(asked)
+    held = {key: value for key, value in held.items() if key in wanted}
+    saved = asdict(TrainConfig.from_dict({'algo': held}).algo)
+    return [f'{key} {saved[key]!r} (asked {wanted[key]!r})'
+            for key in held if saved[key] != wanted[key]]
 
 
 def describe(setting: Setting, width: int = 99) -> str:
