@@ -9,8 +9,9 @@ Run: .venv/bin/python bench/bench_circle_algos.py --iterations 100 --seeds 0 1 2
      [--algos cpo pdo --set value_minibatch=512]   (an update setting for every variant)
 Writes one run directory per (algo, seed), then a table of mean episode cost (each constraint)
 and return over seeds every 10 iterations, the share of iterations after the 10th (or
---within-after N) with every cost <= 1.2 d, the predicted against the measured cost change of
-each update, and a plot (OUT/<task>_algos.png). A finished run in OUT is reported, not
+--within-after N) with every cost <= 1.2 d, the last-10 return per seed and its mean with the
+standard error over seeds, the predicted against the measured cost change of each update, and
+a plot (OUT/<task>_algos.png). A finished run in OUT is reported, not
 retrained, and refused when its config.yaml holds other update settings. The variants beside
 the rules are the presets of cpo_ros.algo.registry (cpo_paper, cpo_z1, cpo_share085,
 cpo_share085_z1, cpo_shaped).
@@ -40,6 +41,13 @@ def load(path: Path, num_costs: int) -> dict[str, np.ndarray]:
     keys = ['episode_cost'] if num_costs == 1 else [f'episode_cost_{i}' for i in range(num_costs)]
     data['costs'] = np.array([[float(r[k]) for k in keys] for r in rows]).reshape(len(rows), -1)
     return data
+
+
+def standard_error(values: list[float]) -> str:
+    """Return ' +- s.e. X' of the mean over seeds (empty for one seed)."""
+    if len(values) < 2:
+        return ''
+    return f' +- s.e. {np.std(values, ddof=1) / np.sqrt(len(values)):.2f}'
 
 
 def main() -> None:
@@ -124,7 +132,8 @@ def main() -> None:
         last_cost = np.mean([r['costs'][max(0, n - 10):n].mean(0) for r in runs], axis=0)
         share = float(np.mean(within)) if within.size else float('nan')
         print(f'{variant}: iterations after iteration {k} with every cost <= 1.2 d: '
-              f'{share:.0%}; last 10 iterations: mean return {np.mean(per_seed):.2f} (per seed '
+              f'{share:.0%}; last 10 iterations: mean return {np.mean(per_seed):.2f}'
+              f'{standard_error(per_seed)} (per seed '
               f'{", ".join(f"{v:.1f}" for v in per_seed)}), mean cost '
               f'{", ".join(f"{c:.2f}" for c in last_cost)}')
     print('the linear cost model: predicted change b.x of each update against the change of J_C '
