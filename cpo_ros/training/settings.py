@@ -432,9 +432,9 @@ def algo_assignments(texts: list[str]) -> dict[str, Any]:
 
 
 def differing_update_settings(run_dir: str | Path, asked: AlgoConfig) -> list[str]:
-    """Return 'key saved (asked ...)' for each update setting a run's config.yaml holds
-    otherwise than asked (a bench reusing a finished run checks it was trained as asked).
+    """Return 'key saved (asked ...)' for each update setting a run holds otherwise than asked.
 
+    A bench reusing a finished run checks with it that the run was trained as asked.
     Settings the file does not hold (written before they existed) are not compared.
     """
     path = Path(run_dir) / 'config.yaml'
