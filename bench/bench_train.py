@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python bench/bench_train.py [--task circle|circle_long|gather|goal]
      [--num-envs 16] [--steps 50000] [--iterations 5] [--torch-threads 2] [--busy 0 1]
+     [--set value_minibatch=512 ...]   (an update setting, as `cpo-ros train --set`)
 Runs the training once per --busy count (default: idle, then beside one busy process) and
 prints, per iteration: the wall time of sampling (env stepping and policy forward separately)
 and of the CPO update, the whole iteration, the CPU seconds per iteration (all threads of the
@@ -27,6 +28,7 @@ import time
 import cpo_ros  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 from cpo_ros.sim.make import default_cost_limits
 from cpo_ros.training.config import AlgoConfig, TrainConfig
+from cpo_ros.training.settings import algo_assignments
 from cpo_ros.training.trainer import train
 
 BUSY_LOOP = 'while True:\n    pass\n'
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace, busy_count: int) -> list[dict]:
             config = TrainConfig(task=args.task, iterations=args.iterations,
                                  steps_per_iteration=args.steps, num_envs=args.num_envs,
                                  out=out, torch_threads=args.torch_threads,
-                                 algo=AlgoConfig(algo=args.algo,
+                                 algo=AlgoConfig(algo=args.algo, **args.overrides,
                                                  cost_limit=default_cost_limits(args.task)[0]))
             rows: list[dict] = []
             exclude = {proc.pid for proc in busy}
@@ -82,8 +84,9 @@ def run(args: argparse.Namespace, busy_count: int) -> list[dict]:
         for proc in busy:
             proc.kill()
             proc.wait()
-    print(f'\ncpo-ros train --task {args.task}, {args.algo}, {args.num_envs} envs, {args.steps} '
-          f'samples/iteration, {args.torch_threads} torch thread(s), OMP_WAIT_POLICY='
+    settings = ''.join(f', {k} = {v}' for k, v in args.overrides.items())
+    print(f'\ncpo-ros train --task {args.task}, {args.algo}{settings}, {args.num_envs} envs, '
+          f'{args.steps} samples/iteration, {args.torch_threads} torch thread(s), OMP_WAIT_POLICY='
           f"{os.environ.get('OMP_WAIT_POLICY', '(unset)')}, {busy_count} busy process(es), "
           f'load average {load[0]:.2f} (1 min) {load[1]:.2f} (5 min)')
     print(f"{'it':>3} {'sample s':>9} {'env s':>7} {'policy s':>9} {'update s':>9} "
@@ -111,7 +114,14 @@ def main() -> None:
     parser.add_argument('--busy', type=int, nargs='+', default=[0, 1],
                         help='competing busy Python processes: one run per count given '
                              '(default 0 1: idle, then beside one busy process)')
+    parser.add_argument('--set', dest='assignments', action='append', default=[],
+                        metavar='KEY=VALUE',
+                        help='an update setting (repeatable), e.g. --set value_minibatch=512')
     args = parser.parse_args()
+    try:
+        args.overrides = algo_assignments(args.assignments)
+    except ValueError as err:
+        parser.error(str(err))
     print('iteration = sample + update (the update excludes the next sampling, done while the '
           'critics fit); split columns are parts of the update, fit s runs on its own thread')
     summary = []

@@ -423,7 +423,7 @@ def algo_assignments(texts: list[str]) -> dict[str, Any]:
         if key not in update:
             close = difflib.get_close_matches(key, list(update), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ''
-            what = ('the bench sets the run itself, and --algos the rule' if key in known
+            what = ("the bench's own options set the run and the rule" if key in known
                     else '`cpo-ros train --help` lists them')
             raise ValueError(f'--set {raw_key}: not an update setting{hint}; {what}')
         out[key] = parse_value(update[key], raw)
