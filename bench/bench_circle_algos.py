@@ -26,7 +26,8 @@ import numpy as np
 from cpo_ros.algo import registry
 from cpo_ros.tasks.registry import registered
 from cpo_ros.training.config import AlgoConfig, TrainConfig
-from cpo_ros.training.settings import algo_assignments, differing_update_settings
+from cpo_ros.training.run import update_setting_differences
+from cpo_ros.training.settings import algo_assignments
 from cpo_ros.training.trainer import train
 
 
@@ -96,8 +97,8 @@ def main() -> None:
                 continue
             asked = AlgoConfig(algo=algo, **{**settings, **overrides},
                                cost_limit=limits[0] if m == 1 else limits)
-            if done and (differ := differing_update_settings(run_dir, asked)):
-                parser.error(f'{run_dir} was trained with other settings: '
+            if done and (differ := update_setting_differences(run_dir, asked)):
+                parser.error(f'{run_dir} was trained with other update settings (run -> asked): '
                              f'{"; ".join(differ)}; choose another --out')
             if not done:
                 train(TrainConfig(task=args.task, iterations=args.iterations,

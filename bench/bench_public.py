@@ -26,7 +26,8 @@ import time
 import numpy as np
 
 from cpo_ros.training.config import AlgoConfig, ALGOS
-from cpo_ros.training.settings import algo_assignments, differing_update_settings
+from cpo_ros.training.run import update_setting_differences
+from cpo_ros.training.settings import algo_assignments
 
 COST_LIMIT = 25.0
 """OmniSafe's cost limit for its Safety-Gymnasium benchmark."""
@@ -74,9 +75,9 @@ def train_once(task: str, algo: str, seed: int, args: argparse.Namespace) -> Pat
     progress = out / 'progress.csv'
     if progress.is_file() and len(read(progress)) >= args.iterations:
         asked = AlgoConfig(algo=algo, cost_limit=COST_LIMIT, **args.overrides)
-        if differ := differing_update_settings(out, asked):
-            raise SystemExit(f'{out} was trained with other settings: {"; ".join(differ)}; '
-                             f'choose another --out')
+        if differ := update_setting_differences(out, asked):
+            raise SystemExit(f'{out} was trained with other update settings (run -> asked): '
+                             f'{"; ".join(differ)}; choose another --out')
         return out
     command = [sys.executable, '-m', 'cpo_ros.cli', 'train', '--env-id', task, '--algo', algo,
                '--cost-limit', str(COST_LIMIT), '--iterations', str(args.iterations),

@@ -42,7 +42,7 @@ def test_the_algorithm_bench_trains_with_a_set_and_refuses_a_run_trained_otherwi
     assert again.returncode == 0, again.stderr[-2000:]
     other = subprocess.run(base, capture_output=True, text=True, timeout=120)
     assert other.returncode == 2
-    assert 'value_minibatch 256 (asked 4096)' in other.stderr
+    assert 'value_minibatch: 256 -> 4096' in other.stderr
     wrong = subprocess.run(base + ['--set', 'seed=1'], capture_output=True, text=True,
                            timeout=120)
     assert wrong.returncode == 2 and '--set seed: not an update setting' in wrong.stderr

@@ -121,20 +121,6 @@ def test_a_bench_set_takes_update_settings_only_and_checks_them():
             settings.algo_assignments([text])
 
 
-def test_a_finished_run_trained_otherwise_is_told_apart(tmp_path):
-    asked = AlgoConfig(value_minibatch=512)
-    data = TrainConfig(task='circle', algo=asked).to_dict()
-    (tmp_path / 'config.yaml').write_text(yaml.safe_dump({'config': data}))
-    assert settings.differing_update_settings(tmp_path, asked) == []
-    assert settings.differing_update_settings(tmp_path, AlgoConfig()) == [
-        'value_minibatch 512 (asked 4096)']
-    # A run written before a setting existed, or when cost_bias_aim was a switch, compares.
-    del data['algo']['cost_step_share']
-    data['algo']['cost_bias_aim'] = False
-    (tmp_path / 'config.yaml').write_text(yaml.safe_dump({'config': data}))
-    assert settings.differing_update_settings(tmp_path, asked) == []
-
-
 def test_a_field_added_to_the_dataclass_is_a_setting_at_once(monkeypatch):
     @dataclass
     class Extended(AlgoConfig):

@@ -5,9 +5,12 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cpo_ros.training.config import AlgoConfig, TrainConfig
 from cpo_ros.training.progress import COLUMNS
+from cpo_ros.training.run import update_setting_differences
 
 
 def cpo_ros(*args, check=True):
@@ -92,3 +95,18 @@ def test_corrupt_checkpoint_is_refused_with_path_and_reason(tmp_path):
         load_checkpoint(foreign, ('config',))
     with pytest.raises(CheckpointError, match='no such file'):
         load_checkpoint(tmp_path / 'missing.pt')
+
+
+def test_a_finished_run_trained_with_other_update_settings_is_told_apart(tmp_path):
+    asked = AlgoConfig(value_minibatch=512)
+    data = TrainConfig(task='circle', algo=asked).to_dict()
+    (tmp_path / 'config.yaml').write_text(yaml.safe_dump({'config': data}))
+    assert update_setting_differences(tmp_path, asked) == []
+    assert update_setting_differences(tmp_path, AlgoConfig()) == ['value_minibatch: 512 -> 4096']
+    # A run written before a setting existed, or when cost_bias_aim was a switch, compares.
+    del data['algo']['cost_step_share']
+    data['algo']['cost_bias_aim'] = False
+    (tmp_path / 'config.yaml').write_text(yaml.safe_dump({'config': data}))
+    assert update_setting_differences(tmp_path, asked) == []
+    assert update_setting_differences(tmp_path, AlgoConfig(
+        value_minibatch=512, cost_bias_aim='limit')) == ["cost_bias_aim: 'none' -> 'limit'"]

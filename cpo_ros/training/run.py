@@ -33,7 +33,7 @@ import yaml
 from cpo_ros import __version__
 from cpo_ros.algo.algorithm import ConstrainedTrustRegion
 from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from cpo_ros.training.config import TrainConfig
+from cpo_ros.training.config import AlgoConfig, TrainConfig
 from cpo_ros.training.progress import flatten_row, plot_curves, progress_columns, ProgressLog
 from cpo_ros.training.tensorboard import TensorBoardLog
 
@@ -114,6 +114,21 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 
     effective = task_options(TrainConfig.from_dict(config))
     return {**config, 'task_kwargs': effective or config['task_kwargs']}
+
+
+def update_setting_differences(out: str | Path, asked: AlgoConfig) -> list[str]:
+    """Return 'key: saved -> asked' for each update setting of the run in out not as asked.
+
+    A bench that reports a finished run instead of training it checks with this that the run
+    was trained as asked. Settings its config.yaml does not hold (written before they existed)
+    are not compared.
+    """
+    with open(Path(out) / 'config.yaml') as f:
+        held = ((yaml.safe_load(f) or {}).get('config') or {}).get('algo') or {}
+    wanted = TrainConfig(algo=asked).to_dict()['algo']
+    held = {key: value for key, value in held.items() if key in wanted}
+    saved = TrainConfig.from_dict({'algo': held}).to_dict()['algo']
+    return config_differences({k: saved[k] for k in held}, {k: wanted[k] for k in held})
 
 
 def config_differences(saved: Any, current: Any, prefix: str = '') -> list[str]:

@@ -10,7 +10,7 @@ checked by the dataclasses' own validate(), whose messages name the key and its 
 """
 
 import ast
-from dataclasses import asdict, dataclass, fields, is_dataclass, MISSING, replace
+from dataclasses import dataclass, fields, is_dataclass, MISSING, replace
 import difflib
 from functools import cache
 import inspect
@@ -429,22 +429,6 @@ def algo_assignments(texts: list[str]) -> dict[str, Any]:
         out[key] = parse_value(update[key], raw)
     AlgoConfig(**out).validate()
     return out
-
-
-def differing_update_settings(run_dir: str | Path, asked: AlgoConfig) -> list[str]:
-    """Return 'key saved (asked ...)' for each update setting a run holds otherwise than asked.
-
-    A bench reusing a finished run checks with it that the run was trained as asked.
-    Settings the file does not hold (written before they existed) are not compared.
-    """
-    path = Path(run_dir) / 'config.yaml'
-    with open(path) as f:
-        held = ((yaml.safe_load(f) or {}).get('config') or {}).get('algo') or {}
-    wanted = asdict(asked)
-    held = {key: value for key, value in held.items() if key in wanted}
-    saved = asdict(TrainConfig.from_dict({'algo': held}).algo)
-    return [f'{key} {saved[key]!r} (asked {wanted[key]!r})'
-            for key in held if saved[key] != wanted[key]]
 
 
 def describe(setting: Setting, width: int = 99) -> str:
