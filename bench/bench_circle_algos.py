@@ -11,10 +11,10 @@ Writes one run directory per (algo, seed), then a table of mean episode cost (ea
 and return over seeds every 10 iterations, the share of iterations after the 10th (or
 --within-after N) with every cost <= 1.2 d, the last-10 return per seed and its mean with the
 standard error over seeds, the predicted against the measured cost change of each update, and
-a plot (OUT/<task>_algos.png). A finished run in OUT is reported, not
-retrained, and refused when its config.yaml holds other update settings. The variants beside
-the rules are the presets of cpo_ros.algo.registry (cpo_paper, cpo_z1, cpo_share085,
-cpo_share085_z1, cpo_shaped).
+a plot (OUT/<task>_algos.png). A finished run in OUT is reported, not retrained, and refused
+when its config.yaml holds other update settings. The variants beside the rules are the
+presets of cpo_ros.algo.registry (cpo_paper, cpo_z1, cpo_share085, cpo_share085_z1,
+cpo_shaped).
 """
 
 import argparse
@@ -27,7 +27,7 @@ from cpo_ros.algo import registry
 from cpo_ros.tasks.registry import registered
 from cpo_ros.training.config import AlgoConfig, TrainConfig
 from cpo_ros.training.run import update_setting_differences
-from cpo_ros.training.settings import algo_assignments
+from cpo_ros.training.settings import add_update_set_argument, update_sets
 from cpo_ros.training.trainer import train
 
 
@@ -71,15 +71,9 @@ def main() -> None:
                         help='share of iterations within 1.2 d counted after this iteration')
     parser.add_argument('--torch-threads', type=int, default=1,
                         help='torch threads per run (1 degrades least beside other work)')
-    parser.add_argument('--set', dest='assignments', action='append', default=[],
-                        metavar='KEY=VALUE',
-                        help='an update setting for every variant, over its preset '
-                             '(repeatable), e.g. --set value_minibatch=512')
+    add_update_set_argument(parser, 'every variant, over its preset')
     args = parser.parse_args()
-    try:
-        overrides = algo_assignments(args.assignments)
-    except ValueError as err:
-        parser.error(str(err))
+    overrides = update_sets(parser, args)
     from cpo_ros.sim.make import default_cost_limits
     task_kwargs = {} if args.speed_limit is None else {'speed_limit': args.speed_limit}
     limits = tuple(args.cost_limit or default_cost_limits(args.task, **task_kwargs))

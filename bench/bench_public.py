@@ -27,7 +27,7 @@ import numpy as np
 
 from cpo_ros.training.config import AlgoConfig, ALGOS
 from cpo_ros.training.run import update_setting_differences
-from cpo_ros.training.settings import algo_assignments
+from cpo_ros.training.settings import add_update_set_argument, update_sets
 
 COST_LIMIT = 25.0
 """OmniSafe's cost limit for its Safety-Gymnasium benchmark."""
@@ -120,15 +120,9 @@ def main() -> None:
     p.add_argument('--num-envs', type=int, default=4)
     p.add_argument('--env-workers', type=int, default=2)
     p.add_argument('--last', type=int, default=3, help='iterations averaged at the end')
-    p.add_argument('--set', dest='assignments', action='append', default=[],
-                   metavar='KEY=VALUE',
-                   help='an update setting for every run (repeatable), e.g. '
-                        '--set value_minibatch=512')
+    add_update_set_argument(p)
     args = p.parse_args()
-    try:
-        args.overrides = algo_assignments(args.assignments)
-    except ValueError as err:
-        p.error(str(err))
+    args.overrides = update_sets(p, args)
     results = {(task, algo, seed): summary(read(train_once(task, algo, seed, args)
                                                  / 'progress.csv'), args.last)
                for task in args.tasks for algo in args.algos for seed in args.seeds}

@@ -28,7 +28,7 @@ import time
 import cpo_ros  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 from cpo_ros.sim.make import default_cost_limits
 from cpo_ros.training.config import AlgoConfig, TrainConfig
-from cpo_ros.training.settings import algo_assignments
+from cpo_ros.training.settings import add_update_set_argument, update_sets
 from cpo_ros.training.trainer import train
 
 BUSY_LOOP = 'while True:\n    pass\n'
@@ -114,14 +114,9 @@ def main() -> None:
     parser.add_argument('--busy', type=int, nargs='+', default=[0, 1],
                         help='competing busy Python processes: one run per count given '
                              '(default 0 1: idle, then beside one busy process)')
-    parser.add_argument('--set', dest='assignments', action='append', default=[],
-                        metavar='KEY=VALUE',
-                        help='an update setting (repeatable), e.g. --set value_minibatch=512')
+    add_update_set_argument(parser, 'the timed run')
     args = parser.parse_args()
-    try:
-        args.overrides = algo_assignments(args.assignments)
-    except ValueError as err:
-        parser.error(str(err))
+    args.overrides = update_sets(parser, args)
     print('iteration = sample + update (the update excludes the next sampling, done while the '
           'critics fit); split columns are parts of the update, fit s runs on its own thread')
     summary = []

@@ -431,6 +431,23 @@ def algo_assignments(texts: list[str]) -> dict[str, Any]:
     return out
 
 
+def add_update_set_argument(parser: Any, what: str = 'every run') -> None:
+    """Give a bench's argparse parser --set KEY=VALUE: an update setting (repeatable)."""
+    parser.add_argument('--set', dest='assignments', action='append', default=[],
+                        metavar='KEY=VALUE',
+                        help=f'an update setting for {what} (repeatable), e.g. '
+                             f'--set value_minibatch=512')
+
+
+def update_sets(parser: Any, args: Any) -> dict[str, Any]:
+    """Return the parsed --set update settings of args; a bad one ends with parser.error."""
+    try:
+        return algo_assignments(args.assignments)
+    except ValueError as err:
+        parser.error(str(err))
+        raise  # parser.error exits; this line is never reached
+
+
 def describe(setting: Setting, width: int = 99) -> str:
     """Return the help text of a setting: key, type, default, then its docstring."""
     head = f'  {setting.key} = {_show(setting.default)}  ({_type_name(setting.type)})'
