@@ -12,6 +12,7 @@ from cpo_ros.algo.cpo import (
     CASE_INACTIVE,
     CASE_RECOVERY,
     CASE_TRPO,
+    noise_aware_cost_gradient,
     step_direction,
 )
 
@@ -188,3 +189,31 @@ def test_nearly_parallel_gradients_with_inexact_cg_stay_in_the_trust_region(seed
     assert np.all(np.isfinite(x))
     assert 0.5 * x @ h @ x <= delta * 1.011, case
     assert c + b @ x <= 1e-3 * abs(c), case
+
+
+@pytest.mark.parametrize('seed', range(4))
+@pytest.mark.parametrize('eta', [0.25, 0.6, 0.95])
+def test_noise_aware_cost_gradient_keeps_the_reward_forecast_and_discounts_its_own(seed, eta):
+    g, b, h = random_problem(np.random.default_rng(seed))
+    inv = np.linalg.inv(h)
+    b_model, w_model = noise_aware_cost_gradient(g, b, lambda v: inv @ v, eta)
+    np.testing.assert_allclose(w_model, inv @ b_model, rtol=1e-9, atol=1e-12)
+    assert b_model @ inv @ g == pytest.approx(b @ inv @ g, rel=1e-9, abs=1e-12)
+    assert b_model @ inv @ b == pytest.approx((1.0 - eta) * (b @ inv @ b), rel=1e-9)
+    # Lowering the cost is harder in the discounted model: a recovery comes sooner.
+    s_model, s = b_model @ inv @ b_model, b @ inv @ b
+    assert s_model < s
+    c = 0.9 * math.sqrt(2.0 * DELTA * s)  # feasible with b, and with b' only when s' is
+    _, case = step_direction(g, b_model, h, c, DELTA)
+    assert (case == CASE_RECOVERY) == (c * c / s_model > 2.0 * DELTA)
+
+
+@pytest.mark.parametrize('eta', [0.0, -0.3, math.nan])
+def test_noise_aware_cost_gradient_without_a_share_is_b(eta):
+    g, b, h = random_problem(np.random.default_rng(7))
+    inv = np.linalg.inv(h)
+    b_model, w_model = noise_aware_cost_gradient(g, b, lambda v: inv @ v, eta)
+    np.testing.assert_array_equal(b_model, b)
+    np.testing.assert_allclose(w_model, inv @ b)
+    parallel, _ = noise_aware_cost_gradient(g, 3.0 * g, lambda v: inv @ v, 0.5)
+    np.testing.assert_array_equal(parallel, 3.0 * g)  # nothing to tell noise from signal

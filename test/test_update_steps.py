@@ -267,6 +267,34 @@ def test_the_bias_term_takes_a_predicted_decrease_less_its_noise_share():
         rate * (measured[True] - predicted * (1.0 - share)))
 
 
+def test_the_noise_aware_cost_model_forecasts_less_of_a_decrease_along_its_own_gradient():
+    figures, algos = {}, {}
+    for cap in (0.0, 1.0):
+        torch.manual_seed(0)
+        algo = _algorithm('cpo', cost_limit=2.0, cost_noise_discount=cap)
+        rollout = _cost_where_rewarded(_rollout(algo, 1.0, seed=4))  # far above: recovery
+        figures[cap] = algo.update(rollout)
+        algos[cap] = algo
+    raw, model = figures[0.0], figures[1.0]
+    share = raw['cost_grad_noise']
+    assert 0.0 < share < 1.0 and model['cost_grad_noise'] == share  # measured before the step
+    assert raw['case'] == model['case'] == CASE_RECOVERY
+    # Both take the whole recovery step. The model forecasts a smaller decrease than the
+    # paper's, yet at least the (1 - share) of it that the paper's direction brings in the
+    # model: its own recovery direction is the model's best.
+    assert raw['step_frac'] == model['step_frac'] == 1.0
+    assert (raw['predicted_cost_change'] < model['predicted_cost_change']
+            <= (1.0 - share) * raw['predicted_cost_change'] < 0.0)
+    # The bias term compares the measured change with that forecast.
+    later = _rollout(algos[1.0], 0.5, seed=5)
+    measured = algos[1.0].estimate_constraint(later).j_c[0] - 20.0
+    assert algos[1.0].cost_bias[0] == pytest.approx(
+        AlgoConfig().cost_bias_rate * (measured - model['predicted_cost_change']))
+    with pytest.raises(ValueError, match='cost_noise_discount works with one constraint'):
+        ConstrainedTrustRegion(6, 2, AlgoConfig(cost_limit=(1.0, 2.0), cost_noise_discount=0.5),
+                               num_costs=2)
+
+
 @pytest.mark.parametrize('limit', [2.0, 19.5, 30.0])
 def test_the_bias_term_takes_a_predicted_decrease_only_as_far_as_the_limit_asked(limit):
     # J_C is 20. 'limit': above the limit a step was asked to come down to it (d - 20), below

@@ -42,6 +42,10 @@ class ConstrainedTrustRegion:
             raise ValueError(f'cost_limit has {len(config.limits)} value(s) '
                              f'{list(config.limits)} but the task has {num_costs} '
                              f'constraint(s): give one limit each')
+        if (config.cost_noise_discount > 0.0 and num_costs > 1
+                and rule_class(config.algo).holds_upper_bound):
+            raise ValueError(f'cost_noise_discount works with one constraint; the task has '
+                             f'{num_costs}: set it to 0')
         self.config = config
         self.obs_dim, self.act_dim, self.num_costs = obs_dim, act_dim, num_costs
         self.limits = np.asarray(config.limits, np.float64)
@@ -198,7 +202,8 @@ class ConstrainedTrustRegion:
         value_losses, fit_s = critics.result()
         fold_critics()
         noise = step.noise.result() if step.noise is not None else (math.nan, math.nan)
-        if self.config.cost_bias_denoise and math.isfinite(noise[0]):
+        if (self.config.cost_bias_denoise and not self.rule.noise_before_step
+                and math.isfinite(noise[0])):
             # What the next measurement is compared with: a decrease without its noise part.
             forecast = self._last_prediction.copy()
             if forecast[0] < 0.0:

@@ -223,6 +223,31 @@ def step_direction_multi(g: np.ndarray, B: np.ndarray,  # noqa: N803 - the paper
     return x, CASE_DUAL
 
 
+def noise_aware_cost_gradient(g: np.ndarray, b: np.ndarray,
+                              solve: Callable[[np.ndarray], np.ndarray],
+                              noise_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Return b' and H^-1 b': the cost gradient of a linear model that discounts b's noise.
+
+    b is measured on one batch: b = b* + n. Along a direction chosen without n (the reward's,
+    H^-1 g) b forecasts the cost's change without bias. Along its own direction H^-1 b it
+    forecasts s = b.H^-1.b, but only b*.H^-1.b = (1 - eta) s of it comes, eta being the
+    share of s that is noise (E[n.H^-1.n] = eta s, the split-half estimate). b' is the
+    vector of span{g, b} with b'.H^-1.g = r and b'.H^-1.b = (1 - eta) s: the CPO step then
+    plans the cost decrease a step along H^-1 b brings, not the one its noise promises. eta
+    = 0 gives b; g parallel to b leaves nothing to separate, and b is returned.
+    """
+    v, w = solve(g), solve(b)
+    q, r, s = float(g @ v), float(g @ w), float(b @ w)
+    eta = min(max(noise_share, 0.0), 1.0)
+    det = q * s - r * r
+    if not (math.isfinite(eta) and eta > 0.0 and s > _EPS and det > _A_TOL * q * s):
+        return b, w
+    # a1 q + a2 r = r and a1 r + a2 s = (1 - eta) s, for b' = a1 g + a2 b.
+    a1 = (r * s - r * (1.0 - eta) * s) / det
+    a2 = (q * (1.0 - eta) * s - r * r) / det
+    return a1 * g + a2 * b, a1 * v + a2 * w
+
+
 class CPO(TrustRegionRule):
     """Constrained Policy Optimization: the step above, a line search that holds each cost."""
 
@@ -243,6 +268,28 @@ class CPO(TrustRegionRule):
                                   cfg.target_kl, cfg.cg_iters, share)
         return step_direction(g.double().numpy(), b_mat, hvp, c, cfg.target_kl, cfg.cg_iters,
                               share)
+
+    @property
+    def noise_before_step(self) -> bool:
+        """Whether the noise-aware cost model is on (AlgoConfig.cost_noise_discount)."""
+        return self.config.cost_noise_discount > 0.0
+
+    def cost_model(self, g: torch.Tensor, b_mat: np.ndarray, hvp: SolvedOperator,
+                   noise_share: float) -> np.ndarray:
+        """Return b_mat, or with cost_noise_discount the noise-aware b' (one constraint).
+
+        The share discounted is the measured noise share, at most cost_noise_discount. H^-1 b'
+        is a combination of the solves made for g and b, kept in hvp for the step.
+        """
+        cap = self.config.cost_noise_discount
+        if cap <= 0.0 or b_mat.shape[1] != 1:
+            return b_mat
+        solve = numpy_solver(hvp, self.config.cg_iters)
+        b_model, w_model = noise_aware_cost_gradient(g.double().numpy(), b_mat[:, 0], solve,
+                                                     min(noise_share, cap))
+        if isinstance(hvp, SolvedOperator):
+            hvp.remember(b_model, w_model)
+        return b_model[:, None]
 
     def acceptable(self, reward_gain: float, cost_change_sample: np.ndarray,
                    cost_change: np.ndarray, c: np.ndarray, case: str) -> bool:

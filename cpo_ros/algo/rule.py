@@ -110,6 +110,11 @@ class UpdateRule:
         self.multipliers = np.zeros(num_costs)
         """Lagrange multiplier per constraint (0 for rules without any)."""
 
+    @property
+    def noise_before_step(self) -> bool:
+        """Whether the step needs the cost gradient's noise share (measured before the step)."""
+        return False
+
     def before_step(self, estimate: ConstraintEstimate) -> None:
         """Update what the step needs from this batch's constraint (multipliers first)."""
 

@@ -195,6 +195,11 @@ class SolvedOperator:
         solution = self._solutions.get(self._key(np.asarray(v, dtype=np.float64)))
         return None if solution is None else solution.copy()
 
+    def remember(self, v: np.ndarray, solution: np.ndarray) -> None:
+        """Keep solution as H^-1 v (a combination of solutions found, by linearity)."""
+        v = np.asarray(v, dtype=np.float64)
+        self._solutions[self._key(v)] = np.asarray(solution, dtype=np.float64).copy()
+
     def solve(self, v: np.ndarray) -> np.ndarray:
         """Return H^-1 v by CG (cg_iters iterations), once per distinct v."""
         v = np.asarray(v, dtype=np.float64)
@@ -303,6 +308,15 @@ class TrustRegionRule(UpdateRule):
         """Return whether a fraction of the step improves enough (its KL is checked apart)."""
         raise NotImplementedError
 
+    def cost_model(self, g: torch.Tensor, b_mat: np.ndarray, hvp: 'SolvedOperator',
+                   noise_share: float) -> np.ndarray:
+        """Return the cost gradients (columns, per episode) of the step's linear cost model.
+
+        They are b_mat as measured here; the step's forecast of each J_C's change is their
+        product with the step taken.
+        """
+        return b_mat
+
     def improve(self, algorithm: Any, batch: Batch, estimate: ConstraintEstimate,
                 clock: Any) -> PolicyStep:
         """Take the rule's step in the trust region, backtracked until acceptable."""
@@ -321,13 +335,17 @@ class TrustRegionRule(UpdateRule):
                                                  batch.adv_c[:, 0], batch.shape, hvp,
                                                  b_mat[:, 0], ep_len, batch.norm_obs)
 
-        c, reliable, noise = estimate.c, True, None
-        if estimate.c_reliable is not None:
-            # The gate (CPO with cost_noise_gate) needs the noise share before the step.
+        c, reliable, noise, share = estimate.c, True, None, math.nan
+        if estimate.c_reliable is not None or self.noise_before_step:
+            # The gate (CPO with cost_noise_gate) and the noise-aware cost model need the
+            # noise share before the step.
             noise = cost_noise()
-            reliable = bool(noise.result()[0] < cfg.cost_noise_gate)
-            c = estimate.c_reliable if reliable else estimate.c
+            share = noise.result()[0]
+            if estimate.c_reliable is not None:
+                reliable = bool(share < cfg.cost_noise_gate)
+                c = estimate.c_reliable if reliable else estimate.c
             clock.lap('noise')
+        b_mat = self.cost_model(g, b_mat, hvp, share)
         step, case = self.direction(g, bs, b_mat, hvp, c, reliable)
         clock.lap('direction')
         if noise is None:

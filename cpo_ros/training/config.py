@@ -34,6 +34,7 @@ ALGO_RANGES = {
     'cost_limit': Range(0.0, math.inf), 'cost_confidence': Range(0.0, 10.0),
     'cost_bias_rate': Range(0.0, 1.0), 'cost_rise_max': Range(1.0, 1000.0),
     'cost_step_share': Range(0.0, 1.0, low_open=True), 'cost_noise_gate': Range(0.0, 10.0),
+    'cost_noise_discount': Range(0.0, 1.0),
     'cost_confidence_reliable': Range(0.0, 10.0),
     'gamma': Range(0.0, 1.0), 'lam': Range(0.0, 1.0), 'cost_gamma': Range(0.0, 1.0),
     'cost_lam': Range(0.0, 1.0), 'target_kl': Range(0.0, 1.0, low_open=True),
@@ -83,6 +84,15 @@ class AlgoConfig:
     noisy b predicts a decrease its noise part does not bring (E[n.H^-1.n] is that share of
     s), and on tasks whose cost gradient is mostly noise the bias grew with every step and held
     CPO in recovery far below the limit (false: compare with the raw prediction)."""
+    cost_noise_discount: float = 0.0
+    """CPO, one constraint: the largest share of s = b.H^-1.b that the step's linear cost model
+    discounts as noise (0: off, the paper's model). Along its own direction H^-1 b a noisy b
+    promises a decrease of s of which the noise share (cost_grad_noise, measured before the
+    step) never comes; the model keeps b's forecast along the reward's direction and
+    discounts min(noise share, this) of s along b's own (cpo.noise_aware_cost_gradient). The
+    bias term then compares the measured change with this model's forecast (cost_bias_denoise
+    is moot). The split-half share is itself noisy (above 1 on batches whose recovery
+    worked), hence the cap."""
     cost_bias_aim: str = 'none'
     """Which part of a predicted cost decrease the bias term compares with the measured change:
     'none' (all of it), 'below' (none of it from J_C below the limit, where the step was not
