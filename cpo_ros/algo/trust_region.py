@@ -330,16 +330,19 @@ class TrustRegionRule(UpdateRule):
                               normalised=True)
         b_mat = np.stack([b.double().numpy() for b in bs], axis=1) * ep_len  # (n, m)
 
-        def cost_noise() -> Any:
+        def cost_noise(before_step: bool = False) -> Any:
+            # Needed before the step, its solves run here: the critics' process would answer
+            # only after its fit, and the step would wait for the fit.
             return algorithm.cost_gradient_noise(batch.obs, batch.u, batch.old_logp,
                                                  batch.adv_c[:, 0], batch.shape, hvp,
-                                                 b_mat[:, 0], ep_len, batch.norm_obs)
+                                                 b_mat[:, 0], ep_len,
+                                                 None if before_step else batch.norm_obs)
 
         c, reliable, noise, share = estimate.c, True, None, math.nan
         if estimate.c_reliable is not None or self.noise_before_step:
             # The gate (CPO with cost_noise_gate) and the noise-aware cost model need the
             # noise share before the step.
-            noise = cost_noise()
+            noise = cost_noise(before_step=True)
             share = noise.result()[0]
             if estimate.c_reliable is not None:
                 reliable = bool(share < cfg.cost_noise_gate)
