@@ -202,8 +202,8 @@ class ConstrainedTrustRegion:
         value_losses, fit_s = critics.result()
         fold_critics()
         noise = step.noise.result() if step.noise is not None else (math.nan, math.nan)
-        if (self.config.cost_bias_denoise and not self.rule.noise_before_step
-                and math.isfinite(noise[0])):
+        if (self.config.cost_bias_denoise and self.config.cost_noise_discount <= 0.0
+                and math.isfinite(noise[0])):  # with the discount the forecast has no noise
             # What the next measurement is compared with: a decrease without its noise part.
             forecast = self._last_prediction.copy()
             if forecast[0] < 0.0:

@@ -238,9 +238,9 @@ def noise_aware_cost_gradient(g: np.ndarray, b: np.ndarray,
     """
     v, w = solve(g), solve(b)
     q, r, s = float(g @ v), float(g @ w), float(b @ w)
-    eta = min(max(noise_share, 0.0), 1.0)
+    eta = min(max(noise_share, 0.0), 1.0) if math.isfinite(noise_share) else 0.0
     det = q * s - r * r
-    if not (math.isfinite(eta) and eta > 0.0 and s > _EPS and det > _A_TOL * q * s):
+    if not (eta > 0.0 and s > _EPS and det > _A_TOL * q * s):
         return b, w
     # a1 q + a2 r = r and a1 r + a2 s = (1 - eta) s, for b' = a1 g + a2 b.
     a1 = (r * s - r * (1.0 - eta) * s) / det
@@ -285,8 +285,9 @@ class CPO(TrustRegionRule):
         if cap <= 0.0 or b_mat.shape[1] != 1:
             return b_mat
         solve = numpy_solver(hvp, self.config.cg_iters)
+        share = min(noise_share, cap) if math.isfinite(noise_share) else math.nan
         b_model, w_model = noise_aware_cost_gradient(g.double().numpy(), b_mat[:, 0], solve,
-                                                     min(noise_share, cap))
+                                                     share)
         if isinstance(hvp, SolvedOperator):
             hvp.remember(b_model, w_model)
         return b_model[:, None]
