@@ -295,11 +295,13 @@ def test_the_noise_aware_cost_model_forecasts_less_of_a_decrease_along_its_own_g
                                num_costs=2)
 
 
-@pytest.mark.parametrize('limit', [2.0, 19.5, 30.0])
+@pytest.mark.parametrize('limit', [2.0, 19.9, 30.0])
 def test_the_bias_term_takes_a_predicted_decrease_only_as_far_as_the_limit_asked(limit):
     # J_C is 20. 'limit': above the limit a step was asked to come down to it (d - 20), below
     # it not at all. 'below': not at all below the limit, all of it above. A rise is compared
     # whole.
+    # (19.9 asks a decrease of 0.1, well short of the step's predicted one: near 0.5 the clip
+    # acted or not by the CPU's rounding.)
     algos, figures = {}, {}
     for aim in ('none', 'below', 'limit'):
         torch.manual_seed(0)
