@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from cpo_ros.algo.buffer import cost_matrix, episode_summary, gae, next_values, validate_rollout
+from cpo_ros.algo.cost_filter import CostFilter
 from cpo_ros.algo.critic_process import CriticFitProcess, FitProcessLost, PendingFit
 from cpo_ros.algo.networks import Critic, gaussian_log_prob, GaussianPolicy
 from cpo_ros.algo.registry import rule_class
@@ -75,6 +76,9 @@ class ConstrainedTrustRegion:
         self._rise_measured = np.zeros(num_costs)
         self._last_cost: np.ndarray | None = None
         self._last_prediction: np.ndarray | None = None
+        # J_C filtered over the batches (cost_filter), else the newest batch's alone.
+        self.cost_filter = (CostFilter(num_costs, config.cost_bias_rate)
+                            if config.cost_filter else None)
 
     @property
     def lagrange(self) -> np.ndarray:
@@ -131,6 +135,8 @@ class ConstrainedTrustRegion:
                                      else [float(v) for v in self._last_prediction])}
         if self.shaper is not None:
             state['shaper'] = self.shaper.state_dict()
+        if self.cost_filter is not None:
+            state['cost_filter'] = self.cost_filter.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -149,6 +155,10 @@ class ConstrainedTrustRegion:
         self.critic_optim.load_state_dict(state['critic_optim'])
         if self.shaper is not None:
             self.shaper.load_state_dict(state['shaper'])
+        if self.cost_filter is not None:  # a checkpoint without it: the filter starts anew
+            self.cost_filter = CostFilter(self.num_costs, self.config.cost_bias_rate)
+            if 'cost_filter' in state:
+                self.cost_filter.load_state_dict(state['cost_filter'])
         self.rule.multipliers = lagrange
         self.rule.load_state_dict(state.get('rule', {}))  # none before the rules had state
         self.version = int(state['version'])
@@ -230,7 +240,7 @@ class ConstrainedTrustRegion:
         # The cost surrogate is a per-sample mean; c is per episode.
         ep_len = summary['episode_length']
         costs = cost_matrix(rollout['cost'], 2).astype(np.float64)
-        held = self._constraint_value(j_c, summary['episode_cost_se'])
+        held, held_se = self._constraint_value(j_c, summary['episode_cost_se'])
         shaping_loss = math.nan
         if self.shaper is not None:
             costs, shaping_term, shaping_loss = self._shaped_costs(rollout, costs)
@@ -239,7 +249,7 @@ class ConstrainedTrustRegion:
         cfg = self.config
         if self.rule.holds_upper_bound and cfg.cost_noise_gate > 0.0:
             c_reliable = self._c(held + (cfg.cost_confidence_reliable - cfg.cost_confidence)
-                                 * summary['episode_cost_se'])
+                                 * held_se)
         return ConstraintEstimate(j_c, held, c, costs, ep_len, summary, shaping_loss,
                                   c_reliable)
 
@@ -318,35 +328,42 @@ class ConstrainedTrustRegion:
         return np.where(self._rise_predicted > 0.0,
                         np.clip(ratio, 1.0, self.config.cost_rise_max), 1.0)
 
-    def _constraint_value(self, j_c: np.ndarray, j_c_se: np.ndarray) -> np.ndarray:
-        """Return the J_C that CPO holds under the limit: an upper bound, not the point estimate.
+    def _constraint_value(self, j_c: np.ndarray, j_c_se: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the J_C that CPO holds under the limit (an upper bound) and the SE it used.
 
         Long episodes make the batch's J_C noisy (a few episodes that leave the safe area
         carry most of the cost) and the linear model of the cost optimistic (its error grows
         with the horizon, the term of the paper's bound that practical CPO drops). So CPO
         constrains J_C + z SE(J_C) + max(bias, 0), where bias is a running mean of the
         linear model's one-step errors: J_C measured now minus J_C predicted by the last step.
-        The baselines keep the point estimate, as they are known.
+        With cost_filter, J_C and SE are the CostFilter's, over every batch so far, and the
+        one-step errors those of its estimates. The baselines keep the point estimate.
         """
         cfg = self.config
         if not self.rule.holds_upper_bound:
-            return j_c
+            return j_c, j_c_se
         rate = cfg.cost_bias_rate
-        if self._last_cost is not None and rate > 0.0:
-            measured, predicted = j_c - self._last_cost, self._last_prediction
+        predicted = expected = None
+        if self._last_cost is not None:
+            predicted = self._last_prediction
             if cfg.cost_bias_aim != 'none':  # a decrease beyond the limit's ask is no forecast
                 floor = (np.minimum(self.limits - self._last_cost, 0.0)
                          if cfg.cost_bias_aim == 'limit' else
                          np.where(self._last_cost < self.limits, 0.0, -np.inf))
                 predicted = np.maximum(predicted, floor)
+            expected = np.where(predicted > 0.0, predicted * self.rise_factor, predicted)
+        measured = None if self._last_cost is None else j_c - self._last_cost
+        if self.cost_filter is not None:
+            j_c, j_c_se, measured = self.cost_filter.update(j_c, j_c_se, expected)
+        if measured is not None and rate > 0.0:
             rose = predicted > 0.0
-            expected = np.where(rose, predicted * self.rise_factor, predicted)
             self.cost_bias += rate * (measured - expected - self.cost_bias)
             if cfg.cost_rise_max > 1.0 and rose.any():
                 self._rise_predicted[rose] += rate * (predicted[rose]
                                                       - self._rise_predicted[rose])
                 self._rise_measured[rose] += rate * (measured[rose] - self._rise_measured[rose])
-        return j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0)
+        return j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0), j_c_se
 
     def cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
                              adv_c: torch.Tensor, shape: tuple[int, int], hvp: SolvedOperator,

@@ -78,6 +78,11 @@ class AlgoConfig:
     """Weight of the newest one-step prediction error (measured J_C minus J_C predicted by the
     last step's b.x) in the running estimate of the linear cost model's bias, which is added to
     the constraint value when positive (0: off, the paper's linear model)."""
+    cost_filter: bool = False
+    """CPO: hold J_C and SE(J_C) filtered over every batch so far (algo.cost_filter, a Kalman
+    filter whose forecast is each step's predicted change and whose process variance is learned
+    at rate cost_bias_rate) instead of the newest batch's alone; the bias term and the rise
+    calibration then compare the filtered changes (false: the newest batch)."""
     cost_bias_denoise: bool = False
     """Before the bias term compares a predicted cost decrease with the measured change, shrink
     it by the share of s that is noise (cost_grad_noise, first constraint): a step along a
