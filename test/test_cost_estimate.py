@@ -70,6 +70,8 @@ def test_constraint_value_is_an_upper_confidence_bound():
     se = rollout['episode_cost'].std(ddof=1) / np.sqrt(len(rollout['episode_cost']))
     result = algo.update(rollout)
     assert result['constrained_costs'][0] == pytest.approx(result['episode_cost'] + 2.0 * se)
+    assert result['cost_estimate'] == result['episode_cost']
+    assert result['cost_se'] == pytest.approx(se)
 
 
 def test_cost_bias_follows_the_prediction_error():

@@ -74,16 +74,18 @@ def test_update_holds_the_filtered_bound_and_resumes_it():
     algo = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
     first = algo.update(_noisy_costs(circle_rollout(algo, steps=200, seed=1), 1))
     assert first['constrained_costs'][0] == pytest.approx(
-        algo.cost_filter.mean[0] + 2.0 * np.sqrt(algo.cost_filter.var[0]))
-    assert algo.cost_filter.mean[0] == pytest.approx(first['episode_cost'])
+        first['cost_estimate'] + 2.0 * first['cost_se'])
+    assert first['cost_estimate'] == pytest.approx(first['episode_cost'])  # nothing before
     clone = ConstrainedTrustRegion(6, 2, config, max_episode_steps=20)
     clone.load_state_dict(algo.state_dict())
     second = _noisy_costs(circle_rollout(algo, steps=200, seed=2), 2)
     r_algo, r_clone = algo.update(dict(second)), clone.update(dict(second))
     assert r_clone['constrained_costs'][0] == pytest.approx(r_algo['constrained_costs'][0])
-    raw_bound = r_algo['episode_cost'] + 2.0 * _batch_se(second)
-    assert r_algo['constrained_costs'][0] != pytest.approx(raw_bound)
-    assert np.sqrt(algo.cost_filter.var[0]) <= _batch_se(second) + 1e-9
+    assert r_algo['cost_estimate'] == pytest.approx(algo.cost_filter.mean[0])
+    assert r_algo['cost_estimate'] != pytest.approx(r_algo['episode_cost'])
+    assert r_algo['cost_se'] < _batch_se(second)
+    assert r_algo['constrained_costs'][0] == pytest.approx(
+        r_algo['cost_estimate'] + 2.0 * r_algo['cost_se'])
 
 
 def _batch_se(rollout) -> float:

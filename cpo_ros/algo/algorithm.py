@@ -240,7 +240,7 @@ class ConstrainedTrustRegion:
         # The cost surrogate is a per-sample mean; c is per episode.
         ep_len = summary['episode_length']
         costs = cost_matrix(rollout['cost'], 2).astype(np.float64)
-        held, held_se = self._constraint_value(j_c, summary['episode_cost_se'])
+        held, estimate, held_se = self._constraint_value(j_c, summary['episode_cost_se'])
         shaping_loss = math.nan
         if self.shaper is not None:
             costs, shaping_term, shaping_loss = self._shaped_costs(rollout, costs)
@@ -251,7 +251,7 @@ class ConstrainedTrustRegion:
             c_reliable = self._c(held + (cfg.cost_confidence_reliable - cfg.cost_confidence)
                                  * held_se)
         return ConstraintEstimate(j_c, held, c, costs, ep_len, summary, shaping_loss,
-                                  c_reliable)
+                                  c_reliable, estimate, held_se)
 
     def _c(self, held: np.ndarray) -> np.ndarray:
         """Return held - d, CPO's margins (c < 0) divided by the rise factor."""
@@ -318,6 +318,8 @@ class ConstrainedTrustRegion:
             'predicted_cost_change': float(step.predicted[0]),
             'predicted_cost_changes': [float(v) for v in step.predicted],
             'cost_bias': float(self.cost_bias[0]), 'cost_rise_factor': float(self.rise_factor[0]),
+            'cost_estimate': float(estimate.estimate[0]),
+            'cost_se': float(estimate.estimate_se[0]),
             'cost_grad_noise': noise[0], 'cost_grad_cos': noise[1],
         }
 
@@ -329,8 +331,9 @@ class ConstrainedTrustRegion:
                         np.clip(ratio, 1.0, self.config.cost_rise_max), 1.0)
 
     def _constraint_value(self, j_c: np.ndarray, j_c_se: np.ndarray
-                          ) -> tuple[np.ndarray, np.ndarray]:
-        """Return the J_C that CPO holds under the limit (an upper bound) and the SE it used.
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return the J_C that CPO holds under the limit (an upper bound), the J_C and SE it
+        starts from.
 
         Long episodes make the batch's J_C noisy (a few episodes that leave the safe area
         carry most of the cost) and the linear model of the cost optimistic (its error grows
@@ -342,7 +345,7 @@ class ConstrainedTrustRegion:
         """
         cfg = self.config
         if not self.rule.holds_upper_bound:
-            return j_c, j_c_se
+            return j_c, j_c, j_c_se
         rate = cfg.cost_bias_rate
         predicted = expected = None
         if self._last_cost is not None:
@@ -363,7 +366,8 @@ class ConstrainedTrustRegion:
                 self._rise_predicted[rose] += rate * (predicted[rose]
                                                       - self._rise_predicted[rose])
                 self._rise_measured[rose] += rate * (measured[rose] - self._rise_measured[rose])
-        return j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0), j_c_se
+        held = j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0)
+        return held, j_c, j_c_se
 
     def cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,
                              adv_c: torch.Tensor, shape: tuple[int, int], hvp: SolvedOperator,

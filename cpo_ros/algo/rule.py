@@ -37,6 +37,10 @@ class ConstraintEstimate:
     c_reliable: np.ndarray | None = None
     """c with z = cost_confidence_reliable: what CPO holds in a step whose cost gradient is
     reliable (AlgoConfig.cost_noise_gate); None without the gate."""
+    estimate: np.ndarray | None = None
+    """The J_C the bound starts from (j_c, or the CostFilter's with cost_filter); None: j_c."""
+    estimate_se: np.ndarray | None = None
+    """Its standard error in the bound (the batch's, or the filter's); None: not measured."""
 
 
 @dataclass
