@@ -332,8 +332,7 @@ class ConstrainedTrustRegion:
 
     def _constraint_value(self, j_c: np.ndarray, j_c_se: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return the J_C that CPO holds under the limit (an upper bound), the J_C and SE it
-        starts from.
+        """Return the J_C that CPO holds under the limit (an upper bound), and J_C and SE in it.
 
         Long episodes make the batch's J_C noisy (a few episodes that leave the safe area
         carry most of the cost) and the linear model of the cost optimistic (its error grows
