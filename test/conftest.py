@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -262,6 +263,19 @@ def circle_rollout(algo, steps: int = 200, num_envs: int = 8, episode: int = 20,
         worker.record(r, c, te, tr, info['final_obs'])
         rollout = worker.take_rollout(obs)
     return rollout
+
+
+def set_costs(rollout: dict[str, np.ndarray], cost: np.ndarray) -> None:
+    """Replace the per-step costs and recompute each finished episode's sum."""
+    rollout['cost'] = cost.astype(np.float32)
+    done = rollout['terminated'] | rollout['truncated']
+    sums, running = [], np.zeros(cost.shape[1])
+    for t in range(cost.shape[0]):
+        running += cost[t]
+        for i in np.flatnonzero(done[t]):
+            sums.append(running[i])
+            running[i] = 0.0
+    rollout['episode_cost'] = np.asarray(sums, np.float64)
 
 
 def rows(out: Path) -> list[dict[str, str]]:

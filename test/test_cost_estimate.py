@@ -2,7 +2,7 @@
 Pop-Art fold), an upper confidence bound on J_C, the linear cost model's bias and its calibrated
 rises, and the split-half noise diagnostic."""
 
-from conftest import circle_rollout
+from conftest import circle_rollout, set_costs
 import numpy as np
 import pytest
 import torch
@@ -15,19 +15,6 @@ from cpo_ros.training.config import AlgoConfig
 
 def _rollout(algo, **kwargs):
     return circle_rollout(algo, **{'steps': 200, **kwargs})
-
-
-def _set_costs(rollout: dict[str, np.ndarray], cost: np.ndarray) -> None:
-    """Replace the per-step costs and recompute each finished episode's sum."""
-    rollout['cost'] = cost.astype(np.float32)
-    done = rollout['terminated'] | rollout['truncated']
-    sums, running = [], np.zeros(cost.shape[1])
-    for t in range(cost.shape[0]):
-        running += cost[t]
-        for i in np.flatnonzero(done[t]):
-            sums.append(running[i])
-            running[i] = 0.0
-    rollout['episode_cost'] = np.asarray(sums, np.float64)
 
 
 @pytest.mark.parametrize('normalise', ['cost', 'off'])
@@ -52,7 +39,7 @@ def test_episode_cost_standard_error():
     algo = ConstrainedTrustRegion(6, 2, AlgoConfig())
     rollout = _rollout(algo)
     rng = np.random.default_rng(1)
-    _set_costs(rollout, (rng.random(rollout['reward'].shape) < 0.1).astype(float))
+    set_costs(rollout, (rng.random(rollout['reward'].shape) < 0.1).astype(float))
     costs = rollout['episode_cost']
     summary = episode_summary(rollout, 20)
     expected = costs.std(ddof=1) / np.sqrt(len(costs))
@@ -66,7 +53,7 @@ def test_constraint_value_is_an_upper_confidence_bound():
                                   max_episode_steps=20)
     rollout = _rollout(algo)
     rng = np.random.default_rng(1)
-    _set_costs(rollout, (rng.random(rollout['reward'].shape) < 0.1).astype(float))
+    set_costs(rollout, (rng.random(rollout['reward'].shape) < 0.1).astype(float))
     se = rollout['episode_cost'].std(ddof=1) / np.sqrt(len(rollout['episode_cost']))
     result = algo.update(rollout)
     assert result['constrained_costs'][0] == pytest.approx(result['episode_cost'] + 2.0 * se)
@@ -82,11 +69,11 @@ def test_cost_bias_follows_the_prediction_error():
                                   max_episode_steps=20)
     rng = np.random.default_rng(1)
     first = _rollout(algo, seed=1)
-    _set_costs(first, (rng.random(first['reward'].shape) < 0.1).astype(float))
+    set_costs(first, (rng.random(first['reward'].shape) < 0.1).astype(float))
     r1 = algo.update(first)
     assert r1['cost_bias'] == 0.0  # nothing to compare with yet
     second = _rollout(algo, seed=2)
-    _set_costs(second, (rng.random(second['reward'].shape) < 0.3).astype(float))
+    set_costs(second, (rng.random(second['reward'].shape) < 0.3).astype(float))
     r2 = algo.update(second)
     error = r2['episode_cost'] - (r1['episode_cost'] + r1['predicted_cost_change'])
     assert error > 0.0
@@ -109,7 +96,7 @@ def test_split_half_noise_tells_signal_from_noise(signal):
         cost = (rollout['u'][..., 0] > 0.0).astype(float)
     else:
         cost = (rng.random(rollout['reward'].shape) < 0.5).astype(float)
-    _set_costs(rollout, cost)
+    set_costs(rollout, cost)
     result = algo.update(rollout)
     if signal:
         assert result['cost_grad_noise'] < 0.3 and result['cost_grad_cos'] > 0.5
@@ -147,7 +134,7 @@ def _action_costs(algo: ConstrainedTrustRegion, seed: int, cost_share: float) ->
     push = rollout['u'][..., 0]
     rollout['reward'] = push.astype(np.float32)
     rng = np.random.default_rng(seed)
-    _set_costs(rollout, ((push > 0.0) & (rng.random(push.shape) < cost_share)).astype(float))
+    set_costs(rollout, ((push > 0.0) & (rng.random(push.shape) < cost_share)).astype(float))
     return rollout
 
 

@@ -1,7 +1,7 @@
 """J_C filtered over batches (cost_filter): tighter than one batch where the policy holds
 still, at once where it jumps, never looser than one batch, and carried through a resume."""
 
-from conftest import circle_rollout
+from conftest import circle_rollout, set_costs
 import numpy as np
 import pytest
 import torch
@@ -95,14 +95,6 @@ def _batch_se(rollout) -> float:
 
 def _noisy_costs(rollout, seed: int):
     """Give the rollout random per-step costs (share 0.2) and their episode sums."""
-    cost = (np.random.default_rng(seed).random(rollout['reward'].shape) < 0.2).astype(float)
-    rollout['cost'] = cost.astype(np.float32)
-    done = rollout['terminated'] | rollout['truncated']
-    sums, running = [], np.zeros(cost.shape[1])
-    for t in range(cost.shape[0]):
-        running += cost[t]
-        for i in np.flatnonzero(done[t]):
-            sums.append(running[i])
-            running[i] = 0.0
-    rollout['episode_cost'] = np.asarray(sums, np.float64)
+    set_costs(rollout, (np.random.default_rng(seed).random(rollout['reward'].shape)
+                        < 0.2).astype(float))
     return rollout
