@@ -79,6 +79,8 @@ class ConstrainedTrustRegion:
         # J_C filtered over the batches (cost_filter), else the newest batch's alone.
         self.cost_filter = (CostFilter(num_costs, config.cost_bias_rate)
                             if config.cost_filter else None)
+        # z of the held bound per constraint: cost_confidence, or calibrated online.
+        self.confidence = np.full(num_costs, float(config.cost_confidence))
 
     @property
     def lagrange(self) -> np.ndarray:
@@ -127,6 +129,7 @@ class ConstrainedTrustRegion:
                  'lagrange': [float(v) for v in self.lagrange], 'rule': self.rule.state_dict(),
                  'version': self.version,
                  'cost_bias': [float(v) for v in self.cost_bias],
+                 'confidence': [float(v) for v in self.confidence],
                  'rise_predicted': [float(v) for v in self._rise_predicted],
                  'rise_measured': [float(v) for v in self._rise_measured],
                  'last_cost': ([] if self._last_cost is None
@@ -163,6 +166,9 @@ class ConstrainedTrustRegion:
         self.rule.load_state_dict(state.get('rule', {}))  # none before the rules had state
         self.version = int(state['version'])
         self.cost_bias = np.asarray(state['cost_bias'], np.float64).reshape(self.num_costs)
+        self.confidence = np.asarray(state.get('confidence', [self.config.cost_confidence]
+                                               * self.num_costs), np.float64).reshape(
+            self.num_costs)
         # Checkpoints from before the slope have no rises: no calibration.
         zeros = [0.0] * self.num_costs
         self._rise_predicted = np.asarray(state.get('rise_predicted', zeros),
@@ -248,7 +254,7 @@ class ConstrainedTrustRegion:
         c, c_reliable = self._c(held), None
         cfg = self.config
         if self.rule.holds_upper_bound and cfg.cost_noise_gate > 0.0:
-            c_reliable = self._c(held + (cfg.cost_confidence_reliable - cfg.cost_confidence)
+            c_reliable = self._c(held + (cfg.cost_confidence_reliable - self.confidence)
                                  * held_se)
         return ConstraintEstimate(j_c, held, c, costs, ep_len, summary, shaping_loss,
                                   c_reliable, estimate, held_se)
@@ -320,6 +326,8 @@ class ConstrainedTrustRegion:
             'cost_bias': float(self.cost_bias[0]), 'cost_rise_factor': float(self.rise_factor[0]),
             'cost_estimate': float(estimate.estimate[0]),
             'cost_se': float(estimate.estimate_se[0]),
+            'cost_confidence': (float(self.confidence[0]) if self.rule.holds_upper_bound
+                                else math.nan),
             'cost_grad_noise': noise[0], 'cost_grad_cos': noise[1],
         }
 
@@ -356,6 +364,10 @@ class ConstrainedTrustRegion:
                 predicted = np.maximum(predicted, floor)
             expected = np.where(predicted > 0.0, predicted * self.rise_factor, predicted)
         measured = None if self._last_cost is None else j_c - self._last_cost
+        if measured is not None and cfg.cost_confidence_rate > 0.0:
+            over = (j_c > self.limits).astype(np.float64)
+            self.confidence = np.clip(self.confidence + cfg.cost_confidence_rate
+                                      * (over - cfg.cost_over_share), 0.0, cfg.cost_confidence)
         if self.cost_filter is not None:
             j_c, j_c_se, measured = self.cost_filter.update(j_c, j_c_se, expected)
         if measured is not None and rate > 0.0:
@@ -365,7 +377,7 @@ class ConstrainedTrustRegion:
                 self._rise_predicted[rose] += rate * (predicted[rose]
                                                       - self._rise_predicted[rose])
                 self._rise_measured[rose] += rate * (measured[rose] - self._rise_measured[rose])
-        held = j_c + cfg.cost_confidence * j_c_se + np.maximum(self.cost_bias, 0.0)
+        held = j_c + self.confidence * j_c_se + np.maximum(self.cost_bias, 0.0)
         return held, j_c, j_c_se
 
     def cost_gradient_noise(self, obs: torch.Tensor, u: torch.Tensor, old_logp: torch.Tensor,

@@ -36,6 +36,7 @@ ALGO_RANGES = {
     'cost_step_share': Range(0.0, 1.0, low_open=True), 'cost_noise_gate': Range(0.0, 10.0),
     'cost_noise_discount': Range(0.0, 1.0),
     'cost_confidence_reliable': Range(0.0, 10.0),
+    'cost_confidence_rate': Range(0.0, 10.0), 'cost_over_share': Range(0.0, 1.0),
     'gamma': Range(0.0, 1.0), 'lam': Range(0.0, 1.0), 'cost_gamma': Range(0.0, 1.0),
     'cost_lam': Range(0.0, 1.0), 'target_kl': Range(0.0, 1.0, low_open=True),
     'cg_iters': Range(1, 1000), 'cg_damping': Range(0.0, 10.0),
@@ -73,7 +74,18 @@ class AlgoConfig:
     has several (e.g. Circle with a speed limit: (5.0, 2.0))."""
     cost_confidence: float = 2.0
     """z of the constraint value: CPO holds J_C + z SE(J_C) under the limit, SE the standard error
-    of the batch's mean episode cost (0: the paper's point estimate)."""
+    of the batch's mean episode cost (0: the paper's point estimate). With cost_confidence_rate
+    above 0 this is z's start and its ceiling."""
+    cost_confidence_rate: float = 0.0
+    """CPO: how fast z follows the measured cost's record (0: z fixed at cost_confidence). After
+    each batch, z += rate (1[J_C > d] - cost_over_share), clipped to [0, cost_confidence]: each
+    batch under the limit lowers z a little, each above raises it more, so that over a run about
+    cost_over_share of the batches measure above d (an online quantile calibration, as adaptive
+    conformal inference). Where the unconstrained learner stays safe the margin melts away; where
+    the cost breaks through z stays at cost_confidence."""
+    cost_over_share: float = 0.2
+    """CPO with cost_confidence_rate above 0: the share of batches above the limit that z is
+    calibrated to (per constraint)."""
     cost_bias_rate: float = 0.3
     """Weight of the newest one-step prediction error (measured J_C minus J_C predicted by the
     last step's b.x) in the running estimate of the linear cost model's bias, which is added to

@@ -14,7 +14,7 @@ COLUMNS = ('iteration', 'env_steps', 'episode_return', 'episode_cost', 'cost_lim
            'value_loss_reward', 'value_loss_cost', 'policy_std', 'policy_version',
            'wall_time_s', 'steps_per_s', 'sample_time_s', 'update_time_s', 'env_time_s',
            'policy_time_s', 'predicted_cost_change', 'cost_bias', 'cost_rise_factor',
-           'cost_grad_noise', 'cost_grad_cos', 'cost_estimate', 'cost_se')
+           'cost_grad_noise', 'cost_grad_cos', 'cost_estimate', 'cost_se', 'cost_confidence')
 
 
 def progress_columns(num_costs: int = 1, cost_shaping: bool = False) -> tuple[str, ...]:
@@ -25,7 +25,8 @@ def progress_columns(num_costs: int = 1, cost_shaping: bool = False) -> tuple[st
     constrained_cost is the J_C that CPO held under the limit (the upper bound of
     AlgoConfig.cost_confidence and cost_bias_rate, plus the shaping term with cost shaping):
     cost_estimate + z cost_se + max(cost_bias, 0), where cost_estimate and cost_se are the
-    batch's J_C and standard error, or the CostFilter's with AlgoConfig.cost_filter.
+    batch's J_C and standard error, or the CostFilter's with AlgoConfig.cost_filter, and z is
+    cost_confidence (AlgoConfig.cost_confidence, or calibrated with cost_confidence_rate).
     """
     columns = list(COLUMNS)
     if num_costs == 1:
