@@ -79,10 +79,10 @@ class AlgoConfig:
     cost_confidence_rate: float = 0.0
     """CPO: how fast z follows the measured cost's record (0: z fixed at cost_confidence). After
     each batch, z += rate (1[J_C > d] - cost_over_share), clipped to [0, cost_confidence]: each
-    batch under the limit lowers z a little, each above raises it more, so that over a run about
+    batch under the limit lowers z a little, each above raises it more: z falls until about
     cost_over_share of the batches measure above d (an online quantile calibration, as adaptive
-    conformal inference). Where the unconstrained learner stays safe the margin melts away; where
-    the cost breaks through z stays at cost_confidence."""
+    conformal inference), never above its start. Where the unconstrained learner stays safe the
+    margin melts away; where the cost breaks through z stays near cost_confidence."""
     cost_over_share: float = 0.2
     """CPO with cost_confidence_rate above 0: the share of batches above the limit that z is
     calibrated to (per constraint)."""
