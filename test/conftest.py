@@ -278,6 +278,12 @@ def set_costs(rollout: dict[str, np.ndarray], cost: np.ndarray) -> None:
     rollout['episode_cost'] = np.asarray(sums, np.float64)
 
 
+def set_random_costs(rollout: dict[str, np.ndarray], share: float, seed: int) -> None:
+    """Give each step a cost of 1 with probability share (seeded), and the episode sums."""
+    set_costs(rollout, (np.random.default_rng(seed).random(rollout['reward'].shape)
+                        < share).astype(float))
+
+
 def rows(out: Path) -> list[dict[str, str]]:
     """Return a run's progress.csv rows so far ([] before the first iteration)."""
     path = out / 'progress.csv'

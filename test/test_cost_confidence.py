@@ -2,7 +2,7 @@
 cost stays under the limit, comes back when a batch breaks it, never leaves [0, cost_confidence],
 and a resume carries it."""
 
-from conftest import circle_rollout, set_costs
+from conftest import circle_rollout, set_random_costs
 import numpy as np
 import pytest
 import torch
@@ -21,8 +21,7 @@ def _algo(**settings) -> ConstrainedTrustRegion:
 def _batch(algo: ConstrainedTrustRegion, seed: int, share: float) -> dict[str, np.ndarray]:
     """A rollout whose steps cost 1 with probability share (20-step episodes: J_C ~ 20 share)."""
     rollout = circle_rollout(algo, steps=200, seed=seed)
-    set_costs(rollout, (np.random.default_rng(seed).random(rollout['reward'].shape)
-                        < share).astype(float))
+    set_random_costs(rollout, share, seed)
     return rollout
 
 

@@ -1,7 +1,7 @@
 """J_C filtered over batches (cost_filter): tighter than one batch where the policy holds
 still, at once where it jumps, never looser than one batch, and carried through a resume."""
 
-from conftest import circle_rollout, set_costs
+from conftest import circle_rollout, set_random_costs
 import numpy as np
 import pytest
 import torch
@@ -95,6 +95,5 @@ def _batch_se(rollout) -> float:
 
 def _noisy_costs(rollout, seed: int):
     """Give the rollout random per-step costs (share 0.2) and their episode sums."""
-    set_costs(rollout, (np.random.default_rng(seed).random(rollout['reward'].shape)
-                        < 0.2).astype(float))
+    set_random_costs(rollout, 0.2, seed)
     return rollout
