@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 # Each run its own DDS domain, discovery on this machine only: runs side by side never hear each other.
 ROS_ENV := ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( ($$$$ % 100) + 1 ))} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 DEMO_ARGS ?=
+# Test processes (pytest-xdist): each its own slice of the run's DDS domains (test/conftest.py).
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint bench clean
 
@@ -32,7 +34,8 @@ demo: setup
 	$(ROS_ENV) $(VENV)/bin/cpo-ros bringup circle_sim $(DEMO_ARGS)
 
 test: setup
-	$(ROS_ENV) $(PY) -m pytest test -q -p no:cacheprovider --durations=25
+	$(ROS_ENV) $(PY) -m pytest test -q -p no:cacheprovider --durations=25 \
+	  -n $(TEST_WORKERS) --dist worksteal
 
 lint: setup
 	$(PY) -m pytest test -q -m linter

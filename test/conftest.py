@@ -96,16 +96,25 @@ def _domain_block() -> tuple[int, int]:
 
     Domains above 101 can collide with ephemeral ports on Linux. CPO_ROS_TEST_DOMAINS=lo-hi
     gives runs side by side disjoint blocks; otherwise a block of 10 is picked from the
-    run's ROS_DOMAIN_ID (or its pid).
+    run's ROS_DOMAIN_ID (or its pid). Under pytest-xdist each worker gets a disjoint slice.
     """
     spec = os.environ.get('CPO_ROS_TEST_DOMAINS')
     if spec:
         lo, hi = (int(v) for v in spec.split('-'))
         if not 1 <= lo <= hi <= 100:
             raise ValueError(f'CPO_ROS_TEST_DOMAINS={spec!r}: need lo-hi within 1-100')
-        return lo, hi - lo + 1
-    base = int(os.environ.get('ROS_DOMAIN_ID', os.getpid()))
-    return 1 + (base % 10) * 10, 10
+        first, count = lo, hi - lo + 1
+    else:
+        base = int(os.environ.get('ROS_DOMAIN_ID', os.getpid()))
+        first, count = 1 + (base % 10) * 10, 10
+    # pytest-xdist's workers (gw0, gw1, ...) share the run's block: each takes its own slice.
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    index = int(os.environ.get('PYTEST_XDIST_WORKER', 'gw0')[2:])
+    if workers > count:
+        raise ValueError(f'{workers} test workers need at least {workers} DDS domains, '
+                         f'the block has {count} (CPO_ROS_TEST_DOMAINS)')
+    share = count // workers
+    return first + index * share, share
 
 
 @pytest.fixture
