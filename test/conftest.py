@@ -36,10 +36,14 @@ ROS_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree'
 ROS_FIXTURES = {'domain_id', 'ros_env', 'probe', 'start_node'}
 LEARNING_FILES = {'test_long_horizon'}
 LEARNING_NAME = re.compile(r'(^|_)(train|trains|trained|training|learns)(_|$)')
-SLOW_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_export',
-              'test_fuzz', 'test_gym_workers', 'test_hil', 'test_long_horizon', 'test_node_help',
-              'test_perspective', 'test_ros_fleet', 'test_ros_graph', 'test_ros_nodes'}
+SLOW_FILES = {'test_algo_regression', 'test_deploy_robot', 'test_deploy_safety',
+              'test_diagnostics_agree', 'test_export', 'test_fuzz', 'test_gym_workers', 'test_hil',
+              'test_learn_on_robot', 'test_long_horizon', 'test_nav_deploy', 'test_nav_graph',
+              'test_node_help', 'test_perspective', 'test_ros_fleet', 'test_ros_graph',
+              'test_ros_nodes', 'test_scan_guard_node'}
 SLOW_TESTS = {
+    'test_bench_scripts::test_the_algorithm_bench_trains_with_a_set_and_refuses_a_run_'
+    'trained_otherwise',
     'test_constraints::test_cpo_with_two_constraints_keeps_each_within_its_line_search_rule',
     'test_constraints::test_shaping_is_off_by_default_and_constrains_the_shaped_cost',
     'test_constraints::test_the_predictor_learns_where_violations_follow',
@@ -61,7 +65,14 @@ SLOW_TESTS = {
     'test_settings::test_config_file_and_set_end_to_end',
     'test_settings::test_help_lists_every_key_with_docstring_and_default',
     'test_settings::test_the_parser_leaves_mujoco_unloaded_until_help_asks',
+    'test_task_plugins::test_goal_trains_through_the_circle_graph_with_its_own_settings',
+    'test_task_plugins::test_the_corridor_trains_directly_by_name_and_by_dotted_path',
+    'test_task_plugins::test_the_corridor_trains_on_a_fleet',
+    'test_task_plugins::test_the_corridor_trains_through_the_graph',
+    'test_task_plugins::test_the_deploy_drives_the_stand_in_and_refuses_a_policy_of_another_task',
     'test_task_regression::test_first_iteration_of_train_gives_its_pinned_figures',
+    'test_tensorboard::test_a_resumed_run_drops_the_events_it_redoes',
+    'test_tensorboard::test_tensorboard_off_writes_no_logs',
     'test_train::test_bad_input_is_a_clear_error',
     'test_train::test_corrupt_checkpoint_is_refused_with_path_and_reason',
     'test_train::test_eval_prints_means_and_plots',
