@@ -357,11 +357,10 @@ class ConstrainedTrustRegion:
         predicted = expected = None
         if self._last_cost is not None:
             predicted = self._last_prediction
-            last, aim = self._last_cost, cfg.cost_bias_aim
-            if aim != 'none':  # a decrease the cost cannot make, or was not asked to, no forecast
-                floor = (-np.maximum(last, 0.0) if aim == 'zero' else
-                         np.minimum(self.limits - last, 0.0) if aim == 'limit' else
-                         np.where(last < self.limits, 0.0, -np.inf))
+            if cfg.cost_bias_aim != 'none':  # a decrease beyond the limit's ask is no forecast
+                floor = (np.minimum(self.limits - self._last_cost, 0.0)
+                         if cfg.cost_bias_aim == 'limit' else
+                         np.where(self._last_cost < self.limits, 0.0, -np.inf))
                 predicted = np.maximum(predicted, floor)
             expected = np.where(predicted > 0.0, predicted * self.rise_factor, predicted)
         measured = None if self._last_cost is None else j_c - self._last_cost

@@ -10,7 +10,7 @@ from cpo_ros.validation import check_range
 
 ALGOS = tuple(RULES)
 VALUE_NORMALIZATIONS = ('off', 'cost', 'all')
-COST_BIAS_AIMS = ('none', 'zero', 'below', 'limit')
+COST_BIAS_AIMS = ('none', 'below', 'limit')
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,11 @@ class AlgoConfig:
     worked), hence the cap."""
     cost_bias_aim: str = 'none'
     """Which part of a predicted cost decrease the bias term compares with the measured change:
-    'none' (all of it), 'zero' (only down to a cost of 0, -J_C: the linear model's forecast
-    below 0 is none a cost can meet), 'below' (none of it from J_C below the limit, where the
-    step was not asked to lower the cost; all of it from above) or 'limit' (as 'below', and
-    from above only down to the limit, d - J_C). A recovery asks for the largest decrease the
-    trust region allows; where its cost gradient is noise that decrease never comes, and
-    counted whole it grew the bias until CPO stayed in recovery far below the limit
-    (docs/algorithm.md)."""
+    'none' (all of it), 'below' (none of it from J_C below the limit, where the step was not
+    asked to lower the cost; all of it from above) or 'limit' (as 'below', and from above only
+    down to the limit, d - J_C). A recovery asks for the largest decrease the trust region
+    allows; where its cost gradient is noise that decrease never comes, and counted whole it
+    grew the bias until CPO stayed in recovery far below the limit (docs/algorithm.md)."""
     cost_rise_max: float = 10.0
     """Largest calibration factor of predicted cost rises: the ratio of measured to predicted
     J_C change after steps predicted to raise the cost (a running mean, rate cost_bias_rate),
