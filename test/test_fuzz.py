@@ -304,21 +304,21 @@ def test_deploy_graph_under_fuzz_never_moves_on_a_forged_command(probe, ros_env,
         forger = rclpy.create_node('forger', context=probe.context)
         forged = forger.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
         assert wait_until(lambda: forged.get_subscription_count() > 0, 30)
-        # From the moment the monitor has refused the first forged command (its status says
-        # so; a legit command may pass between the match and that message's arrival).
-        first = TwistStamped()
-        first.header.stamp = Clock().now().to_msg()
-        first.twist.linear.x = 1.5
-        forged.publish(first)
+
+        def forge(v: float) -> None:
+            msg = TwistStamped()
+            msg.header.stamp = Clock().now().to_msg()
+            msg.twist.linear.x = v
+            forged.publish(msg)
+
+        # A legit command may still pass between the match and the first forged arrival.
+        forge(1.5)
         assert wait_until(lambda: diag.count(monitor, 'refused_commands') >= 1, 10), \
             diag.values.get(monitor)
         t0 = Clock().now().nanoseconds * 1e-9
         values = [1.5, 100.0, float('nan'), float('inf'), -3.0] * 8
         for v in values:
-            msg = TwistStamped()
-            msg.header.stamp = Clock().now().to_msg()
-            msg.twist.linear.x = v
-            forged.publish(msg)
+            forge(v)
             time.sleep(0.02)
         assert wait_until(lambda: diag.count(monitor, 'refused_commands') > len(values), 10), \
             diag.values.get(monitor)
