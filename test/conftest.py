@@ -230,6 +230,31 @@ def probe(domain_id):
     thread.join(timeout=5)
 
 
+@pytest.fixture
+def stranger_node(domain_id):
+    """Return a factory of nodes, each a DDS participant of its own in the test's domain.
+
+    Every one is destroyed at teardown, pass or fail: a node a failed test left alive (its
+    frames hold it) would go on publishing into a later test given the same domain (a second
+    publisher on policy/cmd_vel: the gate refuses every command there and the robot stands).
+    """
+    import rclpy
+
+    made = []
+
+    def make(name: str):
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain_id)
+        node = rclpy.create_node(name, context=context)
+        made.append((node, context))
+        return node
+
+    yield make
+    for node, context in made:
+        node.destroy_node()  # a second destroy (the test's own) does nothing
+        rclpy.try_shutdown(context=context)
+
+
 def _spin(executor, context):
     try:
         while context.ok():

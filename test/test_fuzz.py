@@ -168,7 +168,7 @@ def send_counted(pub, messages, counter, what: str, node: NodeProcess, held: int
              f'{node.output[-4000:]}')
 
 
-def test_training_graph_under_fuzz(start_node, probe, tmp_path):
+def test_training_graph_under_fuzz(start_node, probe, stranger_node, tmp_path):
     diag = Diagnostics(probe)
     out = tmp_path / 'run'
     bridge = start_node('sim_bridge', *TINY)
@@ -225,11 +225,8 @@ def test_training_graph_under_fuzz(start_node, probe, tmp_path):
 
     # Floods: noise as fast as the probe can publish, huge payloads, and a type DDS will not
     # match (std_msgs/String on cpo/rollout: never delivered, nothing to count).
-    import rclpy
-
-    other = rclpy.Context()  # a participant of its own: one participant holds one type a topic
-    rclpy.init(context=other, domain_id=probe.context.get_domain_id())
-    stranger = rclpy.create_node('stranger', context=other)
+    # A participant of its own: one participant holds one type a topic.
+    stranger = stranger_node('stranger')
     strings = stranger.create_publisher(String, 'cpo/rollout', qos.CLI_DEFAULT)
     flood = 0
     for _ in range(300):
@@ -245,7 +242,6 @@ def test_training_graph_under_fuzz(start_node, probe, tmp_path):
         pubs['cpo/rollout'].publish(UInt8MultiArray(
             data=rng.integers(0, 256, largest, dtype=np.uint8).tobytes()))
     stranger.destroy_node()
-    rclpy.try_shutdown(context=other)
     # Training goes on after all of it.
     done = iterations()
     assert wait_until(lambda: iterations() >= done + 1, 120), learner.output[-3000:]
@@ -274,10 +270,8 @@ def bringup_deploy(ros_env, policy_dir):
                         '-p', 'safe_area_monitor:diagnostics_rate_hz:=10.0'], ros_env)
 
 
-def test_deploy_graph_under_fuzz_never_moves_on_a_forged_command(probe, ros_env,
+def test_deploy_graph_under_fuzz_never_moves_on_a_forged_command(probe, ros_env, stranger_node,
                                                                   unsafe_policy):
-    import rclpy
-
     diag = Diagnostics(probe)
     commands: list[tuple[float, float, float]] = []
 
@@ -301,7 +295,7 @@ def test_deploy_graph_under_fuzz_never_moves_on_a_forged_command(probe, ros_env,
 
         # 1. Forged commands from another node: valid, fast, NaN, infinite. From the moment
         # the monitor refused the first, nothing but zero goes to the robot.
-        forger = rclpy.create_node('forger', context=probe.context)
+        forger = stranger_node('forger')
         forged = forger.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
         assert wait_until(lambda: forged.get_subscription_count() > 0, 30)
 

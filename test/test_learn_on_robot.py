@@ -134,7 +134,26 @@ def test_a_robot_alone_trains_and_the_rows_account_for_every_sample(probe, ros_e
     # Between episodes the robot really drove there: episodes ended away from the start.
     ends = [c['final_obs'][i, 0, :2] for c in chunks for i in np.flatnonzero(
         c['truncated'][:, 0])]
-    assert max(float(np.hypot(*e)) for e in ends) > START_SPREAD
+    # (A robot that never moved: the gate refused every command, see the next test.)
+    assert max(float(np.hypot(*e)) for e in ends) > START_SPREAD, (
+        ends, [r['interventions'] for r in table])
+
+
+def test_a_stop_in_place_of_the_policys_command_flags_the_samples(probe, ros_env, tmp_path,
+                                                                 stranger_node):
+    """A second publisher on policy/cmd_vel: the gate refuses every command and the robot
+    stands. The executor's samples must not claim it drove: each replaced step is flagged."""
+    stranger = stranger_node('stranger')
+    stranger.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
+    out = tmp_path / 'run'
+    bringup_to_end(ros_env, out, 90, 'steps_per_iteration:=300', 'learner:iterations:=2',
+                   'real_time_factor:=10.0')
+    table = rows(out)
+    samples = sum(int(r['samples']) for r in table)
+    flagged = sum(int(r['interventions']) for r in table)
+    # Nearly every step: the policy's Gaussian commands are never exactly zero; a flag
+    # missed is a count that came after the next step (10 ms of wall time at 10x).
+    assert flagged >= samples // 2, (flagged, samples)
 
 
 def test_a_navigation_task_learns_from_the_robots_laser_scan(probe, ros_env, tmp_path):

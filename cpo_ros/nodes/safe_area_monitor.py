@@ -10,9 +10,11 @@ sits between the policy and the robot: `policy/cmd_vel` in, `cmd_vel` out. A com
 while the robot is inside and would stay inside over a short horizon; otherwise the shield
 turns the robot back. A stale, refused or missing pose, a stale command, a command while a
 node other than `command_source` publishes on `policy/cmd_vel` (ros/command_source.py), an
-e-stop or a silent e-stop heartbeat mean zero velocity; /diagnostics says which. Every command
-that goes out, in every mode, is clipped to the robot profile's velocity and acceleration
-limits. Shutdown and errors send a zero command first.
+e-stop or a silent e-stop heartbeat mean zero velocity; /diagnostics says which. A stop in
+place of a moving command counts as an intervention (`shield/interventions`), as the
+shield's turns do: a learning robot's samples are flagged. Every command that goes out, in
+every mode, is clipped to the robot profile's velocity and acceleration limits. Shutdown and
+errors send a zero command first.
 
 E-stop: a `true` on `e_stop` (std_msgs/Bool) or the `e_stop` service (std_srvs/SetBool) with
 true latches a stop; only the service with false releases it. A `false` on the topic is a
@@ -94,6 +96,9 @@ class SafeAreaMonitor(Node):
         self.clock = ArrivalClock(self)
         self._policy_cmd: np.ndarray | None = None
         self._last_cmd = -float('inf')
+        # The last moving command that came on policy/cmd_vel, accepted or not: a stop while
+        # it is fresh replaced it (an intervention the executor's samples must know of).
+        self._last_moving = -float('inf')
         # The estimate of the latest pose that no simulator cost was compared with yet, and
         # the counts of comparisons made and of costs that found no such pose.
         self._unpaired_estimate: float | None = None
@@ -182,6 +187,8 @@ class SafeAreaMonitor(Node):
         self._policy_cmd = None  # from a source no longer trusted: never acted on later
 
     def _on_policy_cmd(self, cmd: np.ndarray | None) -> None:
+        if cmd is not None and np.any(cmd != 0.0):
+            self._last_moving = self.clock.now()
         if not self.source.accept():
             cmd = None  # another publisher on the topic: stop, and refuse what it sent
         self._policy_cmd = cmd  # None (unreadable): stop until a good one arrives
@@ -242,8 +249,12 @@ class SafeAreaMonitor(Node):
             return
         try:
             reason = self.stop_reason()
+            intervened = False
             if reason is not None:
                 cmd = np.zeros(2)
+                # A stop in place of a moving command (from a refused source too) replaced
+                # the policy's command: the robot stood while the policy meant to drive.
+                intervened = self.clock.now() - self._last_moving <= self.cmd_timeout
             elif self.shield_mode == 'pass':
                 cmd = self._policy_cmd
             else:
@@ -253,11 +264,11 @@ class SafeAreaMonitor(Node):
                     cmd, blocked = guard_command(self.scan_input.points, cmd, self.scan_guard)
                     self.scan_blocks += int(blocked)
                     intervened = intervened or blocked
-                if intervened:
-                    self.interventions += 1
-                    self.takeovers += int(not self._intervening)
-                    self.interventions_pub.publish(Float32(data=float(self.interventions)))
-                self._intervening = intervened
+            if intervened:
+                self.interventions += 1
+                self.takeovers += int(not self._intervening)
+                self.interventions_pub.publish(Float32(data=float(self.interventions)))
+            self._intervening = intervened
         except Exception:
             self.stop_robot()  # an error in the shield still stops the robot
             raise
