@@ -33,7 +33,7 @@ def pytest_configure(config):
 ROS_FILES = {'test_deploy_robot', 'test_deploy_safety', 'test_diagnostics_agree', 'test_faults',
              'test_fuzz', 'test_hil', 'test_perspective', 'test_reference', 'test_ros_fleet',
              'test_ros_graph', 'test_ros_nodes'}
-ROS_FIXTURES = {'domain_id', 'ros_env', 'probe', 'start_node'}
+ROS_FIXTURES = {'domain_id', 'ros_env', 'probe', 'start_node', 'stranger_node'}
 LEARNING_FILES = {'test_long_horizon'}
 LEARNING_NAME = re.compile(r'(^|_)(train|trains|trained|training|learns)(_|$)')
 SLOW_FILES = {'test_algo_regression', 'test_deploy_robot', 'test_deploy_safety',

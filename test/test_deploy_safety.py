@@ -151,13 +151,11 @@ def test_e_stop_heartbeat_deadman(start_node, probe, feeder):
     assert feeder.stopped_for(1.0)
 
 
-def test_the_gate_takes_commands_from_its_executor_alone(start_node, probe, feeder):
-    import rclpy
-
+def test_the_gate_takes_commands_from_its_executor_alone(start_node, stranger_node, feeder):
     monitor = start_node('safe_area_monitor', *MONITOR)
     assert wait_until(feeder.moving, 60), monitor.output
     # Another node publishes on policy/cmd_vel: no command passes while it is there.
-    intruder = rclpy.create_node('intruder', context=probe.context)
+    intruder = stranger_node('intruder')
     forged = intruder.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
     try:
         assert wait_until(lambda: not feeder.moving(), 10), monitor.output
