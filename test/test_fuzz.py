@@ -378,12 +378,8 @@ ATTACKER_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=qos.CLI_DEFAULT
 class Stranger:
     """A node of a participant of its own publishing on the learner's latched topics."""
 
-    def __init__(self, domain_id: int) -> None:
-        import rclpy
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node('stranger', context=self.context)
+    def __init__(self, node) -> None:
+        self.node = node  # from the stranger_node fixture: destroyed at teardown in any case
         self.pubs = {topic: self.node.create_publisher(UInt8MultiArray, topic, ATTACKER_QOS)
                      for topic in ('cpo/policy', 'cpo/iteration')}
         self.sent = 0
@@ -405,13 +401,10 @@ class Stranger:
         self._thread.start()
 
     def stop(self) -> None:
-        import rclpy
-
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
 
 
 class Latched:
@@ -469,7 +462,7 @@ FLOODED_ITERATIONS = 10
 
 @pytest.mark.parametrize('kind', ['malformed', 'forged'])
 def test_a_flood_on_the_latched_topics_cannot_keep_the_learners_policy_from_executors(
-        kind, start_node, probe, domain_id, tmp_path):
+        kind, start_node, probe, stranger_node, tmp_path):
     """Executors that start during a flood take the learner's policy and train (issue 18).
 
     rollout_timeout_s 0: the learner never re-publishes for want of rollouts, so only the
@@ -482,7 +475,7 @@ def test_a_flood_on_the_latched_topics_cannot_keep_the_learners_policy_from_exec
     latched = Latched(probe)
     learner, iterations = training_graph(start_node, tmp_path / 'run')
     assert wait_until(lambda: len(latched.arrays) == 2, 60), learner.output
-    stranger = Stranger(domain_id)
+    stranger = Stranger(stranger_node('stranger'))
     rng = np.random.default_rng(0)
     if kind == 'malformed':
         messages = {'cpo/policy': garbage(rng, 4 * MIB)[:4],
@@ -514,7 +507,7 @@ def test_a_flood_on_the_latched_topics_cannot_keep_the_learners_policy_from_exec
 
 @pytest.mark.parametrize('session', ['another', 'the_learners'])
 def test_a_forged_policy_of_a_huge_version_is_refused_and_never_drives(
-        session, start_node, probe, domain_id, tmp_path):
+        session, start_node, probe, stranger_node, tmp_path):
     """A well-formed policy of version 10**9 (issue 18): refused, counted, training goes on.
 
     Before, executors took it, commanded the robots with it and then refused the learner's
@@ -535,7 +528,7 @@ def test_a_forged_policy_of_a_huge_version_is_refused_and_never_drives(
     learner_session = int(latched.arrays['cpo/iteration']['session'])
     forged, action = forged_policy(latched.arrays['cpo/policy'],
                                    learner_session if session == 'the_learners' else 4242)
-    stranger = Stranger(domain_id)
+    stranger = Stranger(stranger_node('stranger'))
     try:
         assert wait_until(lambda: stranger.pubs['cpo/policy'].get_subscription_count() >= 2,
                           30)

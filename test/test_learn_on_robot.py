@@ -307,7 +307,7 @@ def test_ctrl_c_under_ros2_launch_stops_the_robot_and_saves_the_run(probe, ros_e
     assert listener.commands[-1][1:] == (0.0, 0.0)
 
 
-def test_a_forged_policy_never_drives_the_robot_and_learning_goes_on(probe, ros_env, domain_id,
+def test_a_forged_policy_never_drives_the_robot_and_learning_goes_on(probe, ros_env, stranger_node,
                                                                      tmp_path):
     """A well-formed policy of version 10**9 in the learner's own session (issue 18).
 
@@ -324,7 +324,7 @@ def test_a_forged_policy_never_drives_the_robot_and_learning_goes_on(probe, ros_
     out = tmp_path / 'run'
     stack = bringup(ros_env, out, 'steps_per_iteration:=300', 'learner:iterations:=100',
                     'real_time_factor:=10.0')
-    stranger = Stranger(domain_id)
+    stranger = Stranger(stranger_node('stranger'))
     try:
         assert wait_until(lambda: listener.phase() == 'episode' and len(latched.arrays) == 2,
                           90), stack.output
