@@ -13,6 +13,7 @@ from conftest import NodeProcess
 import pytest
 
 from cpo_ros.ros.exit_policy import exit_outcome, FailureRecord
+from cpo_ros.ros.graph import graph
 
 
 @pytest.mark.parametrize('name,code,ends,respawn,down,expect', [
@@ -36,6 +37,19 @@ def test_exit_outcome(name, code, ends, respawn, down, expect):
     outcome = exit_outcome(name, code, ends_bringup=ends, respawn=respawn, shutting_down=down)
     assert (outcome.ends_launch, outcome.failed) == expect[:2]
     assert expect[2] in outcome.message and name in outcome.message
+
+
+@pytest.mark.parametrize('name', ['deploy', 'learn_on_robot'])
+def test_a_robots_shield_is_never_respawned_and_its_end_ends_the_bringup(name):
+    # A respawned monitor would start unlatched: a latched e-stop must end only by its release.
+    spec = graph(name)
+    monitor, = (e for e in spec.nodes if e.name == 'safe_area_monitor')
+    assert not spec.restarts(monitor)
+    outcome = exit_outcome(monitor.name, -9, ends_bringup=monitor.ends_bringup,
+                           respawn=spec.restarts(monitor), shutting_down=False)
+    assert outcome.ends_launch and outcome.failed
+    # The learner beside it is still respawned.
+    assert all(spec.restarts(e) == spec.respawn for e in spec.nodes if e is not monitor)
 
 
 class _Action:

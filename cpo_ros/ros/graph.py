@@ -22,6 +22,9 @@ class NodeEntry:
     stop_timeout_s: float = 10.0
     """After Ctrl-C, how long the process may take to stop before it is killed (launch:
     its sigterm_timeout)."""
+    respawns: bool = True
+    """False: never restarted, even in a bring-up that respawns its nodes (a robot's shield:
+    a new process would not know the e-stop its predecessor latched)."""
 
     @property
     def module(self) -> str:
@@ -44,11 +47,12 @@ EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
 LEARNER = NodeEntry('learner', 'learner', 'cpo_ros.nodes.learner:Learner', ends_bringup=True,
                     stop_timeout_s=75.0)
 
-# In deployment the shield is the last line of defence: when it ends, the deploy ends. A
-# crashed executor leaves it running (its stale command means stop); an executor that cannot
-# configure ends the deploy.
-DEPLOY_MONITOR = NodeEntry('safe_area_monitor', 'safe_area_monitor',
-                           'cpo_ros.nodes.safe_area_monitor:SafeAreaMonitor', ends_bringup=True)
+# On a robot the shield is the last line of defence: when it ends, the bring-up ends, and it is
+# never respawned (a latched e-stop ends only by its release). A crashed executor leaves it
+# running (its stale command means stop); an executor that cannot configure ends the deploy.
+ROBOT_MONITOR = NodeEntry('safe_area_monitor', 'safe_area_monitor',
+                          'cpo_ros.nodes.safe_area_monitor:SafeAreaMonitor', ends_bringup=True,
+                          respawns=False)
 DEPLOYED_EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
                               'cpo_ros.nodes.deployed_executor:DeployedPolicyExecutor',
                               arguments=('--deploy',), ends_on_error=True)
@@ -68,7 +72,12 @@ class Bringup:
     use_sim_time: bool
     respawn: bool = False
     """The launch file restarts a node that dies (not one that ends cleanly or on a bad
-    parameter); the learner then continues its run (resume: auto)."""
+    parameter, nor one with respawns False); the learner then continues its run (resume:
+    auto)."""
+
+    def restarts(self, entry: NodeEntry) -> bool:
+        """Return whether the launch file restarts `entry` when it dies."""
+        return self.respawn and entry.respawns
     separate_processes: bool = False
     """Run each node in its own process (deployment: a crash in the policy cannot take the
     shield with it), as the launch file does; otherwise `cpo-ros bringup` composes them."""
@@ -136,12 +145,12 @@ GRAPHS: dict[str, Bringup] = {
     # Navigation (Goal): collisions are not a function of the pose alone, as Gather's bombs.
     'nav_sim': Bringup((SIM_BRIDGE, EXECUTOR, LEARNER), use_sim_time=True, respawn=True),
     # On a robot its driver replaces the sim bridge: odom in, cmd_vel out.
-    'deploy': Bringup((DEPLOY_MONITOR, DEPLOYED_EXECUTOR), use_sim_time=False,
+    'deploy': Bringup((ROBOT_MONITOR, DEPLOYED_EXECUTOR), use_sim_time=False,
                       separate_processes=True, stand_in=STAND_IN),
     # A robot learns: its driver (or the stand-in) publishes odom and takes cmd_vel from the
     # monitor's gate; the executor samples in real time; the learner may be fed by simulators
     # too (fleet workers on the same cpo/rollout).
-    'learn_on_robot': Bringup((MONITOR, ROBOT_EXECUTOR, LEARNER), use_sim_time=False,
+    'learn_on_robot': Bringup((ROBOT_MONITOR, ROBOT_EXECUTOR, LEARNER), use_sim_time=False,
                               respawn=True, separate_processes=True, stand_in=STAND_IN,
                               stand_in_sim_time=True),
     # K simulators with their executors and monitors (workers:=K), one learner.

@@ -117,9 +117,9 @@ def _nodes(context, name: str):
             remappings=[('odom', arg['odom_topic']), ('pose', arg['pose_topic']),
                         ('cmd_vel', arg['cmd_vel_topic']), ('scan', arg['scan_topic'])],
             arguments=[*entry.arguments, '--ros-args', '--log-level', arg['log_level']],
-            respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
+            respawn=spec.restarts(entry), respawn_delay=RESPAWN_DELAY_S,
             sigterm_timeout=str(entry.stop_timeout_s),
-            on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn, record)))
+            on_exit=_on_exit(entry.name, entry.ends_bringup, spec.restarts(entry), record)))
     return actions
 
 
@@ -186,9 +186,9 @@ def fleet_launch_description(name: str):
                 namespace=placed.namespace, output='screen',
                 parameters=[*files, overrides], remappings=list(placed.remappings),
                 arguments=[*entry.arguments, '--ros-args', '--log-level', log_level],
-                respawn=spec.respawn, respawn_delay=RESPAWN_DELAY_S,
+                respawn=spec.restarts(entry), respawn_delay=RESPAWN_DELAY_S,
                 sigterm_timeout=str(entry.stop_timeout_s),
-                on_exit=_on_exit(entry.name, entry.ends_bringup, spec.respawn, record)))
+                on_exit=_on_exit(entry.name, entry.ends_bringup, spec.restarts(entry), record)))
         return actions
 
     return LaunchDescription([
