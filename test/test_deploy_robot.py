@@ -218,6 +218,15 @@ def test_pose_source_in_a_map_frame_with_frame_and_stamp_checks(start_node, prob
     feed(4.0, age_s=3.0)
     assert wait_until(lambda: not listener.moving(), 5)
     assert wait_until(lambda: any('header.stamp' in d.message for d in listener.diags[-3:]), 5)
+    # One pose from the future (its machine's clock jumped) is refused: stop. It must not
+    # become the reference that refuses every later pose: the next good ones move again.
+    feed(4.0)
+    assert wait_until(listener.moving, 5)
+    feed(4.0, age_s=-3600.0, n=1)
+    assert wait_until(lambda: any('ahead of this clock' in d.message
+                                  for d in listener.diags[-3:]), 5)
+    assert wait_until(lambda: not listener.moving(), 5)
+    assert wait_until(lambda: feed(4.0, n=2) or listener.moving(), 5), monitor.output[-3000:]
 
 
 @pytest.fixture(scope='module')

@@ -50,6 +50,8 @@ class ScanFeeder:
         self.frame = 'base_scan'
         self.send_scan = True
         self.stamp_offset = 0.0
+        self.scan_stamp: TimeMsg | None = None
+        """Sent in place of the clock's stamp when set."""
         self.running = True
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -68,7 +70,7 @@ class ScanFeeder:
             self.cmd_pub.publish(cmd)
             if self.send_scan:
                 t = Clock().now().nanoseconds * 1e-9 - self.stamp_offset
-                scan_stamp = TimeMsg(sec=int(t), nanosec=int((t % 1) * 1e9))
+                scan_stamp = self.scan_stamp or TimeMsg(sec=int(t), nanosec=int((t % 1) * 1e9))
                 self.scan_pub.publish(ranges_to_laser_scan(
                     wall_scan(self.wall), -math.pi, math.radians(1), 0.05, 4.0, self.frame,
                     scan_stamp))
@@ -121,6 +123,13 @@ def test_the_scan_guard_passes_clear_commands_and_stops_short_of_a_wall(start_no
         assert feeder.settled(0.0, 0.0)
         feeder.stamp_offset = 0.0
         assert feeder.settled(0.5, 0.2), (feeder.commands[-5:], monitor.output[-3000:])
+        # A stamp that is no time (negative seconds): refused, never a crash of the gate; stop.
+        feeder.scan_stamp = TimeMsg(sec=-5)
+        assert feeder.settled(0.0, 0.0)
+        assert monitor.wait_for_output('is no time', 10), monitor.output[-3000:]
+        feeder.scan_stamp = None
+        assert feeder.settled(0.5, 0.2), monitor.output[-3000:]
+        assert monitor.proc.poll() is None
         feeder.send_scan = False
         assert feeder.settled(0.0, 0.0)
     finally:

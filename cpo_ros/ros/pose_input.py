@@ -52,7 +52,10 @@ def twist_from_poses(previous: np.ndarray, current: np.ndarray, dt: float) -> np
 
 
 def stamp_seconds(stamp) -> float:
-    """Return a builtin_interfaces/Time in seconds."""
+    """Return a builtin_interfaces/Time in seconds; ValueError for one that is no time."""
+    if stamp.sec < 0 or stamp.nanosec >= 1_000_000_000:
+        raise ValueError(f'header.stamp sec = {stamp.sec}, nanosec = {stamp.nanosec} is no time '
+                         f'(need sec >= 0 and nanosec < 1e9)')
     return stamp.sec + stamp.nanosec * 1e-9
 
 
@@ -106,6 +109,13 @@ class PoseInput:
 
     def _accept(self, msg) -> None:
         stamp = stamp_seconds(msg.header.stamp)
+        age = self._stamp_age(stamp)
+        # In simulation /clock and the pose come from one publisher, on two topics that may
+        # arrive in either order: only machines with their own clocks can be ahead. Checked
+        # first: a pose from the future must not become the reference of the next ones.
+        if age < -self.tolerance and not self.clock.sim:
+            raise ValueError(f'header.stamp is {-age:.2f} s ahead of this clock (tolerance '
+                             f'{self.tolerance:g} s)')
         if self.source == 'odom':
             raw, twist = odometry_to_pose_twist(msg)
         else:
@@ -114,21 +124,17 @@ class PoseInput:
             if not np.all(np.isfinite(raw)):
                 raise ValueError('pose holds non-finite values')
             twist = self.twist
-            if self._previous is not None and stamp > self._previous[0]:
-                twist = twist_from_poses(self._previous[1], raw, stamp - self._previous[0])
-            elif self._previous is not None and stamp < self._previous[0]:
+            previous, self._previous = self._previous, (stamp, raw)
+            if previous is not None and stamp > previous[0]:
+                twist = twist_from_poses(previous[1], raw, stamp - previous[0])
+            elif previous is not None and stamp < previous[0]:
+                # Refused, but the reference of the next pose: a source that restarted its
+                # clock (a localisation restart, a replayed bag) is followed again at once.
                 raise ValueError('header.stamp went back in time')
-            self._previous = (stamp, raw)
             if twist is None:
                 self._refused = 'one pose so far: velocity from pose differences needs two'
                 self._arrival, self._stamp = self.clock.now(), stamp
                 return
-        age = self._stamp_age(stamp)
-        # In simulation /clock and the pose come from one publisher, on two topics that may
-        # arrive in either order: only machines with their own clocks can be ahead.
-        if age < -self.tolerance and not self.clock.sim:
-            raise ValueError(f'header.stamp is {-age:.2f} s ahead of this clock (tolerance '
-                             f'{self.tolerance:g} s)')
         self.pose = to_task_frame(raw, self.origin)
         self.twist = twist
         self._refused = None
