@@ -10,7 +10,8 @@ import pytest
 
 from cpo_ros.algo.networks import GaussianPolicy, NumpyActor
 from cpo_ros.deploy.shield import limit_command
-from cpo_ros.ros.params import explicit_keys
+from cpo_ros.ros.graph import node_names
+from cpo_ros.ros.params import explicit_keys, misspelt_node_names
 from cpo_ros.training.fleet import ChunkQueue
 from cpo_ros.training.worker import RolloutWorker
 from cpo_ros.wire import check_chunk, check_logp, check_policy, check_status
@@ -209,6 +210,19 @@ def test_explicit_parameter_keys_are_told_from_shared_ones(tmp_path):
     found = explicit_keys(args, 'safe_area_monitor', '/robot/safe_area_monitor')
     assert set(found) == {'odom_timeout_s', 'qos.depth', 'cmd_timeout'}
     assert "section '/**/safe_area_monitor'" in found['odom_timeout_s']
+
+
+def test_a_setting_for_a_misspelt_node_is_told_from_one_for_another_package(tmp_path):
+    params = tmp_path / 'p.yaml'
+    params.write_text('/**/safe_area_moniter:\n  ros__parameters:\n    shield_mode: gate\n'
+                      '/**/diff_drive_controller:\n  ros__parameters:\n    wheel_radius: 0.03\n'
+                      '/robot1/learner:\n  ros__parameters:\n    iterations: 3\n')
+    args = ['--params-file', str(params), '-p', 'policy_exectuor:seed:=1',
+            '-p', 'amcl:max_particles:=500', '-p', 'learner:out:=x']
+    errors = misspelt_node_names(args, node_names())
+    assert len(errors) == 2, errors
+    assert "'/**/safe_area_moniter'" in errors[0] and 'mean safe_area_monitor' in errors[0]
+    assert 'policy_exectuor:seed' in errors[1] and 'mean policy_executor' in errors[1]
 
 
 def test_a_policy_json_without_observation_is_refused_with_path_and_reason(unsafe_policy,

@@ -318,28 +318,36 @@ def test_a_new_run_starts_from_another_runs_policy_and_critics(tmp_path):
     from cpo_ros.training.config import AlgoConfig, TrainConfig
     from cpo_ros.training.run import TrainingRun
 
-    def run(out, seed, hidden=(64, 32), **kwargs):
+    def run(out, seed, hidden=(64, 32), init_from=None, resume='auto'):
         cfg = TrainConfig(task='circle', iterations=1, steps_per_iteration=100, num_envs=1,
                           seed=seed, out=str(tmp_path / out),
                           algo=AlgoConfig(hidden_sizes=hidden))
-        return TrainingRun(cfg, 6, 2, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), 50)
+        return TrainingRun(cfg, 6, 2, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), 50,
+                           resume=resume, init_from=init_from)
 
     source = run('sim', seed=1)
     with torch.no_grad():
         source.algorithm.policy.log_std.fill_(-1.7)  # a trained policy differs from a new one
     source.save()
-    tuned = run('robot', seed=2)
-    assert tuned.initialise_from(tmp_path / 'sim') == tmp_path / 'sim' / 'checkpoints' / 'last.pt'
+    tuned = run('robot', seed=2, init_from=tmp_path / 'sim')
+    assert tuned.initialised_from == tmp_path / 'sim' / 'checkpoints' / 'last.pt'
     for name, value in source.algorithm.policy.state_dict().items():
         torch.testing.assert_close(tuned.algorithm.policy.state_dict()[name], value)
     for name, value in source.algorithm.cost_critics.state_dict().items():
         torch.testing.assert_close(tuned.algorithm.cost_critics.state_dict()[name], value)
     assert tuned.algorithm.version == 0
-    other = run('wide', seed=3, hidden=(32,))
-    with pytest.raises(CheckpointError, match='hidden_sizes'):
-        other.initialise_from(tmp_path / 'sim')
-    with pytest.raises(CheckpointError, match='no such file'):
-        other.initialise_from(tmp_path / 'nowhere')
+    # The iteration-0 checkpoint holds the source's networks: a restart resumes from them.
+    again = run('robot', seed=2)
+    assert again.resumed
+    torch.testing.assert_close(again.algorithm.policy.log_std, source.algorithm.policy.log_std)
+    # A source that does not fit, or is missing, is refused before anything is written: the
+    # corrected restart starts afresh from the right source instead of resuming a blank run.
+    for bad, match in ((tmp_path / 'sim', 'hidden_sizes'), (tmp_path / 'nowhere', 'no such')):
+        with pytest.raises(CheckpointError, match=match):
+            run('wide', seed=3, hidden=(32,), init_from=bad)
+        assert not (tmp_path / 'wide' / 'checkpoints' / 'last.pt').exists()
+    fixed = run('wide', seed=3, init_from=tmp_path / 'sim', resume='fresh')
+    assert not fixed.resumed and fixed.initialised_from is not None
 
 
 def test_chunks_fill_an_iteration_within_half_the_learners_timeout():

@@ -127,6 +127,22 @@ def test_a_bad_parameter_is_refused_at_start_up(start_node, tmp_path):
     bridge = start_node('sim_bridge', 'mode:=fast')
     assert bridge.wait(timeout=60) == 2
     assert 'mode' in bridge.output and 'lockstep' in bridge.output
+    # A misspelt parameter is refused before the run directory is written: no blank run for a
+    # corrected restart (resume: auto) to resume.
+    learner = start_node('learner', f'out:={tmp_path / "typo"}', 'iteratons:=5')
+    assert learner.wait(timeout=60) == 2
+    assert "'iteratons'" in learner.output and 'did you mean iterations' in learner.output
+    assert not (tmp_path / 'typo' / 'checkpoints').exists()
+    # A section for a misspelt node is refused, not skipped: its settings would fall back to
+    # their defaults. A section for another package's node is no error.
+    config = tmp_path / 'typo.yaml'
+    config.write_text(CONFIG.read_text() + '\n/**/safe_area_moniter:\n  ros__parameters:\n'
+                      '    shield_mode: gate\n/**/diff_drive_controller:\n'
+                      '  ros__parameters:\n    wheel_separation: 0.16\n')
+    monitor = start_node('safe_area_monitor', config=config)
+    assert monitor.wait(timeout=60) == 2
+    assert "section '/**/safe_area_moniter'" in monitor.output, monitor.output
+    assert 'did you mean safe_area_monitor' in monitor.output
 
 
 def test_malformed_messages_are_dropped_and_the_graph_keeps_running(start_node, probe,

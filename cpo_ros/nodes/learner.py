@@ -44,7 +44,7 @@ from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport, WARN_PERIOD_S
-from cpo_ros.ros.params import declare_parameters, declare_task, task_options_of
+from cpo_ros.ros.params import declare_parameters, declare_task, refuse_unknown, task_options_of
 from cpo_ros.ros.specs import node_parameters, ROBOT_PARAMS
 from cpo_ros.training.announcements import policy_digest
 from cpo_ros.training.config import TrainConfig
@@ -72,6 +72,8 @@ class Learner(Node):
         from cpo_ros.sim.make import make_vec_env
 
         task = declare_task(self, p['task'])
+        # Before the run directory is written: a misspelt parameter leaves no run behind.
+        refuse_unknown(self)
         task_kwargs = task_options_of(task)
         # The robot profile: its limits set the action range; the run and its exports record it.
         robot = {s.name: p[s.name] for s in ROBOT_PARAMS}
@@ -105,10 +107,11 @@ class Learner(Node):
                                extra_config={'transport': 'ros2', 'node': self.get_name(),
                                              'cost_names': list(probe.cost_names),
                                              'ros_parameters': p},
-                               num_costs=probe.num_costs, extra_columns=FLEET_COLUMNS)
-        if p['init_from'] and not self.run.resumed:
-            source = self.run.initialise_from(p['init_from'])
-            self.get_logger().info(f'fine-tuning: the policy and critics of {source}')
+                               num_costs=probe.num_costs, extra_columns=FLEET_COLUMNS,
+                               init_from=p['init_from'] or None)
+        if self.run.initialised_from is not None:
+            self.get_logger().info(f'fine-tuning: the policy and critics of '
+                                   f'{self.run.initialised_from}')
         self.fit_while_sampling = p['fit_while_sampling']
         if self.fit_while_sampling:
             # The critics fit in a child process: the new policy goes out while they finish

@@ -159,6 +159,13 @@ GRAPHS: dict[str, Bringup] = {
 }
 
 
+def node_names() -> set[str]:
+    """Return the name of every node a bring-up of cpo_ros starts."""
+    return {e.name for spec in GRAPHS.values()
+            for e in (*spec.nodes, *spec.worker_nodes,
+                      *([spec.stand_in] if spec.stand_in else []))}
+
+
 def graph(name: str) -> Bringup:
     """Return the nodes of a bring-up, or raise ValueError listing the known names."""
     if name not in GRAPHS:

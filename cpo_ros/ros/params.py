@@ -6,9 +6,10 @@ misspelt safety setting must never fall back silently to its default): a key in 
 parameter file that names this node, or in `-p <node>:<key>:=...`, must be one of this node's;
 a key under a wildcard section (`/**`) or in a bare `-p <key>:=...`, shared by every node of
 the process, must be one that some node of cpo_ros declares. The error names the node, the key,
-where it was set and the close matches. A value outside its range fails at start-up with a
-message naming the parameter, its value and the allowed range; later sets are validated the
-same way.
+where it was set and the close matches. A section or `-p` for a node whose name is close to
+one of cpo_ros's but none of them (`safe_area_moniter`) is refused too. A value outside its
+range fails at start-up with a message naming the parameter, its value and the allowed range;
+later sets are validated the same way.
 """
 
 from dataclasses import dataclass
@@ -160,13 +161,12 @@ def _section_pattern(section: str) -> re.Pattern:
     return re.compile(''.join(parts) + '$')
 
 
-def explicit_keys(args: list[str], node_name: str, fqn: str) -> dict[str, str]:
-    """Return {key: where it was set} of parameters given to this node by name.
+def _named_settings(args: list[str]):
+    """Yield (node pattern, keys, where) of each node-named setting in ROS arguments.
 
-    Sections of --params-file files that match the node's fully qualified name and name it
-    (not '*', not '/**' alone), and `-p <node_name>:<key>:=value` arguments.
+    Sections of --params-file files that name a node (not '*', not '/**' alone), and
+    `-p <node>:<key>:=value` arguments.
     """
-    found: dict[str, str] = {}
     i = 0
     while i < len(args):
         arg, nxt = args[i], args[i + 1] if i + 1 < len(args) else ''
@@ -179,24 +179,54 @@ def explicit_keys(args: list[str], node_name: str, fqn: str) -> dict[str, str]:
             except (OSError, yaml.YAMLError):
                 content = {}  # rcl refuses an unreadable file itself
             for section, body in content.items() if isinstance(content, dict) else ():
-                last = str(section).rstrip('/').split('/')[-1]
-                if last in ('*', '**') or not _section_pattern(str(section)).match(fqn):
+                if str(section).rstrip('/').split('/')[-1] in ('*', '**'):
                     continue
                 params = body.get('ros__parameters', {}) if isinstance(body, dict) else {}
-                for key in _flatten(params if isinstance(params, dict) else {}):
-                    found[key] = f"{nxt} section '{section}'"
+                yield (str(section), _flatten(params if isinstance(params, dict) else {}),
+                       f"{nxt} section '{section}'")
             i += 2
             continue
         if arg in ('-p', '--param') and ':=' in nxt:
             target, _, _value = nxt.partition(':=')
             if ':' in target:
                 who, key = target.split(':', 1)
-                if who in (node_name, fqn):
-                    found[key] = f'-p {nxt}'
+                yield who, [key], f'-p {nxt}'
             i += 2
             continue
         i += 1
+
+
+def explicit_keys(args: list[str], node_name: str, fqn: str) -> dict[str, str]:
+    """Return {key: where it was set} of parameters given to this node by name.
+
+    Sections of --params-file files that match the node's fully qualified name and name it
+    (not '*', not '/**' alone), and `-p <node_name>:<key>:=value` arguments.
+    """
+    found: dict[str, str] = {}
+    for who, keys, where in _named_settings(args):
+        if where.startswith('-p '):
+            matches = who in (node_name, fqn)
+        else:
+            matches = bool(_section_pattern(who).match(fqn))
+        for key in keys if matches else ():
+            found[key] = where
     return found
+
+
+def misspelt_node_names(args: list[str], known: set[str]) -> list[str]:
+    """Return an error for each setting that names a node close to, but not one of, known.
+
+    A section or `-p` for a node of another package is no error; one for `safe_area_moniter`
+    would leave the monitor on its defaults.
+    """
+    errors = []
+    for who, _keys, where in _named_settings(args):
+        name = who.rstrip('/').split('/')[-1]
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        if name not in known and close:
+            errors.append(f'{where} names node {name!r}, which no node of cpo_ros is; did you '
+                          f'mean {close[0]}?')
+    return errors
 
 
 def _task_parameter(key: str) -> bool:
@@ -221,12 +251,16 @@ def refuse_unknown(node: Node) -> None:
 
     Call once the node declared everything (its class's parameters and its task's).
     """
-    from cpo_ros.ros.specs import all_parameter_names
-
     # rclpy keeps a node's overrides (parameter files and -p, already matched to this node)
     # only in this attribute; Jazzy has no public accessor.
+    from cpo_ros.ros.graph import node_names
+    from cpo_ros.ros.specs import all_parameter_names
+
     given = set(getattr(node, '_parameter_overrides', {}))
     args = getattr(node.context, ARGS_ATTRIBUTE, None) or []
+    misspelt = misspelt_node_names(list(args), node_names())
+    if misspelt:
+        raise ValueError(f'{node.get_name()}: {misspelt[0]} Its settings would be ignored.')
     explicit = explicit_keys(list(args), node.get_name(), node.get_fully_qualified_name())
     declared = {name for name in given | set(explicit) if node.has_parameter(name)}
     everyone = set(all_parameter_names())

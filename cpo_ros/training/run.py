@@ -160,7 +160,14 @@ class TrainingRun:
                  action_low: np.ndarray | None, action_high: np.ndarray | None,
                  max_episode_steps: int | None, resume: bool | str = 'fresh',
                  extra_config: dict[str, Any] | None = None, num_costs: int = 1,
-                 extra_columns: tuple[str, ...] = ()) -> None:
+                 extra_columns: tuple[str, ...] = (),
+                 init_from: str | os.PathLike | None = None) -> None:
+        """Open or start the run in config.out (see run_mode for resume).
+
+        init_from: a new run starts from this run's (directory or checkpoint) policy and
+        critics (fine-tuning); a resumed run ignores it. Checked before anything is written:
+        a bad source leaves no run behind for a corrected restart to resume.
+        """
         config.validate()
         self.config = config
         self.out = Path(config.out)
@@ -183,9 +190,13 @@ class TrainingRun:
         self.best: dict[str, Any] | None = None
         """The best safe iteration so far: iteration, episode_return, episode_costs,
         policy_version and the policy's state (the one that sampled that iteration)."""
+        self.initialised_from: Path | None = None
+        """The checkpoint whose networks this run started from (init_from), if any."""
         if self.resumed:
             self._restore()
         else:
+            if init_from:
+                self.initialised_from = self._initialise_from(init_from)
             # The iteration-0 checkpoint: from here on, a restart (resume: auto) continues.
             self.save()
         self._write_config(extra_config or {})
@@ -196,8 +207,8 @@ class TrainingRun:
                             if config.tensorboard else None)
         self._t_last = time.perf_counter()
 
-    def initialise_from(self, path: str | os.PathLike) -> Path:
-        """Start a new run from another run's policy and critics (fine-tuning); return its file.
+    def _initialise_from(self, path: str | os.PathLike) -> Path:
+        """Take another run's policy and critics (fine-tuning); return its checkpoint file.
 
         path: a run directory (its checkpoints/last.pt) or a checkpoint. The networks must have
         this run's sizes; the version, multipliers and optimiser start afresh.
@@ -217,7 +228,6 @@ class TrainingRun:
         except (KeyError, RuntimeError) as exc:
             raise CheckpointError(f'checkpoint {source}: its networks do not fit this run '
                                   f'(hidden_sizes, value_hidden_sizes): {exc}') from exc
-        self.save()
         return source
 
     @property
