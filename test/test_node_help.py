@@ -34,3 +34,21 @@ def test_policy_executor_help_shows_both_modes(args):
         assert f'  {spec.name} (default ' in training, spec.name
     for spec in DEPLOY_EXECUTOR_PARAMS:
         assert f'  {spec.name} (default ' in deploy, spec.name
+
+
+@pytest.mark.parametrize('cmd,expect', [
+    # rclpy ignores words before --ros-args: a misspelt mode flag would run the training mode.
+    (['-m', 'cpo_ros.nodes.policy_executor', '--deplyo'], "unknown argument(s) ['--deplyo']"),
+    (['-m', 'cpo_ros.nodes.learner', 'iterations:=5'], "unknown argument(s) ['iterations:=5']"),
+    # Words rcl cannot parse: a clear error, no traceback.
+    (['-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--stand-by'],
+     "ROS arguments not understood: ['--stand-by']"),
+    (['-m', 'cpo_ros.cli', 'bringup', 'learn_on_robot', '--robot'],
+     '--robot needs a robot profile'),
+])
+def test_an_unknown_command_line_argument_is_refused_with_exit_code_2(cmd, expect, ros_env):
+    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=120,
+                          env=ros_env)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2 and expect in output, output
+    assert 'Traceback' not in output

@@ -137,12 +137,24 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
         except BrokenPipeError:  # `--help | head`
             pass
         return 0
+    argv = list(sys.argv if args is None else args)
+    extra = argv[1:argv.index('--ros-args')] if '--ros-args' in argv else argv[1:]
+    if extra:
+        # rclpy ignores words before --ros-args: a misspelt mode flag would run another mode.
+        print(f'{label}: error: unknown argument(s) {extra}: see --help for the flags this '
+              f'takes; ROS arguments go after --ros-args', flush=True)
+        return 2
     if 'torch' in sys.modules:
         # Executors act with numpy; a node process beside the simulator and the learner keeps
         # one torch thread (the learner sets its own count, torch_threads, for the update).
         sys.modules['torch'].set_num_threads(1)
     context = rclpy.Context()
-    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as exc:  # rclpy's UnknownROSArgsError and RCLError: arguments rcl refused
+        print(f'{label}: error: ROS arguments not understood: {exc} (see --help; `cpo-ros '
+              f'bringup` takes --robot NAME and --stand-in before them)', flush=True)
+        return 2
     # The arguments, for the nodes' check of parameters they do not take (ros/params.py).
     setattr(context, ARGS_ATTRIBUTE, list(sys.argv if args is None else args))
     stop = threading.Event()
@@ -285,7 +297,10 @@ def split_bringup_options(argv: list[str]) -> tuple[str | None, bool, list[str]]
     head_end = argv.index('--ros-args') if '--ros-args' in argv else len(argv)
     i = 0
     while i < head_end:
-        if argv[i] == '--robot' and i + 1 < head_end:
+        if argv[i] == '--robot':
+            if i + 1 >= head_end or argv[i + 1].startswith('-'):
+                raise ValueError('--robot needs a robot profile: --robot NAME (a file in '
+                                 'config/robots/ or a path)')
             robot, i = argv[i + 1], i + 2
             continue
         if argv[i].startswith('--robot='):
