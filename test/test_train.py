@@ -69,6 +69,9 @@ def test_eval_prints_means_and_plots(tmp_path):
                      '3', '--plot', str(tmp_path / 'tracks.png'))
     assert 'mean return' in result.stdout and 'mean cost' in result.stdout
     assert (tmp_path / 'tracks.png').stat().st_size > 1000
+    bad = cpo_ros('eval', '--checkpoint', str(out / 'checkpoints/last.pt'), '--episodes', '0',
+                  check=False)
+    assert bad.returncode == 2 and 'episodes = 0 is out of range' in bad.stderr, bad.stderr
 
 
 @pytest.mark.parametrize('args,message', [
@@ -95,6 +98,46 @@ def test_corrupt_checkpoint_is_refused_with_path_and_reason(tmp_path):
         load_checkpoint(foreign, ('config',))
     with pytest.raises(CheckpointError, match='no such file'):
         load_checkpoint(tmp_path / 'missing.pt')
+
+
+@pytest.mark.parametrize('change,reason', [
+    (lambda p: p['config']['algo'].update(hidden_szes=[8]), 'configuration does not load'),
+    (lambda p: p.update(config=[1, 2]), 'configuration does not load'),
+    (lambda p: p.update(dims={'obs_dim': 6}), 'are not the sizes of a run'),
+    (lambda p: p.update(dims={'obs_dim': 6.5, 'act_dim': 2}), 'are not the sizes of a run'),
+    (lambda p: p.update(algorithm=[0]), ''),
+    (lambda p: p.pop('env_steps'), "lacks ['env_steps']"),
+    (lambda p: p.update(iteration=-3), 'is not a count'),
+])
+def test_a_mismatched_checkpoint_is_refused_with_its_path_by_every_reader(tmp_path, change,
+                                                                         reason):
+    import numpy as np
+    import torch
+
+    from cpo_ros.deploy.export import export_policy
+    from cpo_ros.training.evaluate import load_policy
+    from cpo_ros.training.run import TrainingRun
+
+    cfg = TrainConfig(task='circle', iterations=1, steps_per_iteration=100, num_envs=1,
+                      out=str(tmp_path / 'run'))
+
+    def open_run():
+        return TrainingRun(cfg, 6, 2, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), 50,
+                           resume='auto')
+
+    path = open_run().checkpoint_path
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    save_checkpoint(path, {k: v for k, v in payload.items() if k != 'format'})
+    readers = [lambda: load_policy(path), lambda: export_policy(path, tmp_path / 'policy'),
+               open_run]
+    for read in readers:
+        try:
+            read()
+        except CheckpointError as exc:
+            assert str(path) in str(exc) and reason in str(exc), exc
+        else:  # only a reader that never needs the missing part may take it
+            assert reason == "lacks ['env_steps']" and read is not open_run, read
 
 
 def test_a_finished_run_trained_with_other_update_settings_is_told_apart(tmp_path):

@@ -21,8 +21,7 @@ from torch import nn
 from cpo_ros import __version__
 from cpo_ros.algo.networks import GaussianPolicy, mlp
 from cpo_ros.deploy.profile import deployment_record
-from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint
-from cpo_ros.training.config import TrainConfig
+from cpo_ros.training.checkpoint import checkpoint_config, CheckpointError, load_checkpoint
 
 FORMAT = 'cpo_ros.policy/1'
 TWIST_ACTIONS = ('linear_x', 'angular_z')
@@ -58,13 +57,13 @@ def sha256(path: str | os.PathLike) -> str:
 def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
     """Write out/policy.pt and out/policy.json from a training checkpoint; return out."""
     payload = load_checkpoint(checkpoint, ('config', 'dims', 'algorithm', 'iteration'))
-    config = TrainConfig.from_dict(payload['config'])
+    config = checkpoint_config(payload, checkpoint)
     dims = payload['dims']
     policy = GaussianPolicy(dims['obs_dim'], dims['act_dim'], config.algo.hidden_sizes,
                             obs_clip=config.algo.obs_clip)
     try:
         policy.load_state_dict(payload['algorithm']['policy'])
-    except (RuntimeError, KeyError) as exc:
+    except (RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f'checkpoint {checkpoint}: policy does not load ({exc})') from exc
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

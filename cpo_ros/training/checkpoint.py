@@ -46,4 +46,25 @@ def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> 
     missing = [k for k in required if k not in payload]
     if missing:
         raise CheckpointError(f'checkpoint {path}: lacks {missing}')
+    dims = payload.get('dims', {'obs_dim': 1, 'act_dim': 1})
+    if not (isinstance(dims, dict) and {'obs_dim', 'act_dim'} <= set(dims)
+            and all(type(v) is int and v >= 1 for v in dims.values())):
+        raise CheckpointError(f'checkpoint {path}: dims {dims!r} are not the sizes of a run '
+                              f'(obs_dim, act_dim and num_costs: integers >= 1)')
+    for key in ('iteration', 'env_steps'):
+        if key in payload and not (type(payload[key]) is int and payload[key] >= 0):
+            raise CheckpointError(f'checkpoint {path}: {key} {payload[key]!r} is not a count')
     return payload
+
+
+def checkpoint_config(payload: dict[str, Any], path: str | os.PathLike):
+    """Return the TrainConfig a checkpoint was trained with; CheckpointError naming path."""
+    from cpo_ros.training.config import TrainConfig
+
+    try:
+        if not isinstance(payload['config'], dict):
+            raise TypeError(f'a {type(payload["config"]).__name__}, not a mapping')
+        return TrainConfig.from_dict(payload['config'])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f'checkpoint {path}: its configuration does not load ({exc})'
+                              ) from exc

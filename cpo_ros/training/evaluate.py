@@ -7,20 +7,21 @@ from typing import Any
 import numpy as np
 
 from cpo_ros.algo.networks import GaussianPolicy, NumpyActor
-from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint
+from cpo_ros.training.checkpoint import checkpoint_config, CheckpointError, load_checkpoint
 from cpo_ros.training.config import TrainConfig
+from cpo_ros.validation import check_range
 
 
 def load_policy(path: str | os.PathLike) -> tuple[GaussianPolicy, TrainConfig]:
     """Return the policy and the training configuration stored in a checkpoint."""
     payload = load_checkpoint(path, ('config', 'dims', 'algorithm'))
-    config = TrainConfig.from_dict(payload['config'])
+    config = checkpoint_config(payload, path)
     dims = payload['dims']
     policy = GaussianPolicy(dims['obs_dim'], dims['act_dim'], config.algo.hidden_sizes,
                             config.algo.init_log_std, obs_clip=config.algo.obs_clip)
     try:
         policy.load_state_dict(payload['algorithm']['policy'])
-    except (RuntimeError, KeyError) as exc:
+    except (RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f'checkpoint {path}: policy does not load ({exc})') from exc
     return policy, config
 
@@ -30,6 +31,7 @@ def evaluate(path: str | os.PathLike, episodes: int = 10, deterministic: bool = 
     """Run whole episodes with the checkpoint's policy; return the means (and plot path)."""
     from cpo_ros.sim.make import make_vec_env
 
+    check_range('episodes', episodes, 1, 100_000, integer=True)
     policy, config = load_policy(path)
     num_envs = max(1, min(episodes, 16))
     env = make_vec_env(task=config.task, env_id=config.env_id, num_envs=num_envs, seed=seed,

@@ -32,7 +32,12 @@ import yaml
 
 from cpo_ros import __version__
 from cpo_ros.algo.algorithm import ConstrainedTrustRegion
-from cpo_ros.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from cpo_ros.training.checkpoint import (
+    checkpoint_config,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from cpo_ros.training.config import AlgoConfig, TrainConfig
 from cpo_ros.training.progress import flatten_row, plot_curves, progress_columns, ProgressLog
 from cpo_ros.training.tensorboard import TensorBoardLog
@@ -225,7 +230,7 @@ class TrainingRun:
             self.algorithm.policy.load_state_dict(state['policy'])
             self.algorithm.reward_critic.load_state_dict(state['reward_critic'])
             self.algorithm.cost_critics.load_state_dict(state['cost_critics'])
-        except (KeyError, RuntimeError) as exc:
+        except (KeyError, RuntimeError, TypeError) as exc:
             raise CheckpointError(f'checkpoint {source}: its networks do not fit this run '
                                   f'(hidden_sizes, value_hidden_sizes): {exc}') from exc
         return source
@@ -357,13 +362,13 @@ class TrainingRun:
                 f'progress.csv, curves.png, checkpoint {self.checkpoint_path}; {best}')
 
     def _restore(self) -> None:
-        payload = load_checkpoint(self.checkpoint_path,
-                                  ('config', 'dims', 'iteration', 'algorithm', 'torch_rng'))
+        payload = load_checkpoint(self.checkpoint_path, ('config', 'dims', 'iteration',
+                                                         'env_steps', 'algorithm', 'torch_rng'))
         if payload['dims'] != self.dims:
             raise CheckpointError(f'checkpoint {self.checkpoint_path}: observation/action sizes '
                                   f'{payload["dims"]} do not match this run {self.dims}')
+        saved = checkpoint_config(payload, self.checkpoint_path).to_dict()
         try:
-            saved = TrainConfig.from_dict(payload['config']).to_dict()
             _comparable(saved)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f'checkpoint {self.checkpoint_path}: configuration does not '
@@ -376,9 +381,13 @@ class TrainingRun:
                 f'or start a new run (--overwrite, or another --out)')
         try:
             self.algorithm.load_state_dict(payload['algorithm'])
-        except (RuntimeError, KeyError, ValueError) as exc:
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f'checkpoint {self.checkpoint_path}: {exc}') from exc
-        torch.set_rng_state(payload['torch_rng'])
+        try:
+            torch.set_rng_state(payload['torch_rng'])
+        except (TypeError, RuntimeError) as exc:
+            raise CheckpointError(f'checkpoint {self.checkpoint_path}: torch_rng is no random '
+                                  f'state ({exc})') from exc
         self.iteration = int(payload['iteration'])
         self.env_steps = int(payload['env_steps'])
         self.wall_time = float(payload.get('wall_time_s', 0.0))
