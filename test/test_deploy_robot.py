@@ -227,6 +227,14 @@ def test_pose_source_in_a_map_frame_with_frame_and_stamp_checks(start_node, prob
                                   for d in listener.diags[-3:]), 5)
     assert wait_until(lambda: not listener.moving(), 5)
     assert wait_until(lambda: feed(4.0, n=2) or listener.moving(), 5), monitor.output[-3000:]
+    # A non-finite command from the executor itself: a stop, counted; the next good one moves.
+    forward.twist.angular.z = float('nan')
+    feed(4.0, n=3)
+    assert wait_until(lambda: not listener.moving(), 5)
+    assert wait_until(lambda: any(kv.key == 'rejected_commands' and int(kv.value) >= 1
+                                  for d in listener.diags[-3:] for kv in d.values), 5)
+    forward.twist.angular.z = 0.5
+    assert wait_until(lambda: feed(4.0, n=2) or listener.moving(), 5), monitor.output[-3000:]
 
 
 @pytest.fixture(scope='module')

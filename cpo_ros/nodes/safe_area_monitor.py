@@ -84,6 +84,7 @@ class SafeAreaMonitor(Node):
         self._last_out = np.zeros(2)
         self._t_out = time.monotonic()
         self.limited = 0  # commands the profile's limits changed
+        self.rejected_commands = 0  # the trusted source's commands that were unreadable (stop)
         self.e_stop_releases_refused = 0  # `false` on the e_stop topic while latched
         self.exits = self.disagreements = self.interventions = 0
         self.takeovers = 0  # times the shield took over from the policy (pass -> replace)
@@ -191,6 +192,8 @@ class SafeAreaMonitor(Node):
             self._last_moving = self.clock.now()
         if not self.source.accept():
             cmd = None  # another publisher on the topic: stop, and refuse what it sent
+        elif cmd is None:
+            self.rejected_commands += 1  # the executor's command is unreadable: stop
         self._policy_cmd = cmd  # None (unreadable): stop until a good one arrives
         if cmd is not None:
             self._last_cmd = self.clock.now()
@@ -325,6 +328,7 @@ class SafeAreaMonitor(Node):
             ('e_stop_releases_refused', self.e_stop_releases_refused),
             ('command_source', getattr(getattr(self, 'source', None), 'source', None)),
             ('refused_commands', getattr(getattr(self, 'source', None), 'refused', 0)),
+            ('rejected_commands', self.rejected_commands),
             ('scan_blocks', self.scan_blocks),
             ('rejected_scans', self.scan_input.rejected if self.scan_input else None),
             ('task_frame', self.pose_input.task_frame),
