@@ -235,10 +235,11 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
     from cpo_ros.tasks.registry import describe_tasks
 
     rows = describe_tasks()
+    broken = 1 if any('error' in r for r in rows) else 0
     if args.json:
         import json
         print(json.dumps(rows, indent=2))
-        return 0
+        return broken
     width = max(len(r['name']) for r in rows)
     for r in rows:
         if 'error' in r:
@@ -249,7 +250,7 @@ def _cmd_tasks(args: argparse.Namespace) -> int:
         print(f"{r['name']:<{width}}  {r['origin']:<9}  {r['path']}\n{'':<{width}}  "
               f"costs: {costs} | episode {r['episode']} steps | obs {r['obs_dim']} | "
               f"sensors {r['sensors']}\n{'':<{width}}  {r['doc']}")
-    return 1 if any('error' in r for r in rows) else 0
+    return broken
 
 
 def _interrupt(signum: int, frame: object) -> None:

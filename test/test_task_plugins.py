@@ -58,6 +58,12 @@ def test_cpo_ros_tasks_lists_built_in_and_installed_tasks_with_costs_and_limits(
     assert 'wall <= 5, reverse <= 10' in text and 'bombs <= 0.1' in text
 
 
+def test_the_listing_in_tasks_md_is_what_cpo_ros_tasks_prints():
+    doc = (REPO / 'docs' / 'tasks.md').read_text()
+    block = doc.split('$ cpo-ros tasks\n', 1)[1].split('```', 1)[0]
+    assert block == cli('tasks').stdout
+
+
 def test_an_unknown_task_name_lists_close_matches():
     result = cli('train', '--task', 'corridr', '--iterations', '1')
     assert result.returncode == 2
@@ -98,6 +104,33 @@ class Clash(Corridor):
 
 class NotATask:
     pass
+
+
+class NanAtStart(Corridor):
+    def step(self, pose, twist, rng):
+        result = super().step(pose, twist, rng)
+        result.reward[:] = np.nan
+        return result
+
+
+class NanLater(Corridor):
+    """Finite on the start-up check's first step, NaN costs from the 30th step of a run."""
+
+    steps = 0
+
+    def step(self, pose, twist, rng):
+        result = super().step(pose, twist, rng)
+        NanLater.steps += 1
+        if NanLater.steps >= 30:
+            result.costs[-1, 0] = np.inf
+        return result
+
+
+class ColumnTerminated(Corridor):
+    def step(self, pose, twist, rng):
+        result = super().step(pose, twist, rng)
+        result.terminated = np.zeros((len(pose), 1), bool)
+        return result
 '''
 
 
@@ -117,12 +150,26 @@ def bad_env(tmp_path):
     ('broken:Anything', "does not import: ModuleNotFoundError: No module named "
                         "'no_such_module_here'"),
     ('badtasks:Missing', "module badtasks has no 'Missing'"),
+    ('badtasks:NanAtStart', 'reward holds non-finite values'),
+    ('badtasks:ColumnTerminated', 'terminated of shape (2, 1), expected (2,) or None'),
 ])
 def test_bad_definitions_are_refused_at_start_up_with_exit_2(bad_env, tmp_path, path, message):
     result = cli('train', '--task', path, '--iterations', '1', '--out', str(tmp_path / 'run'),
                  env=bad_env)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f'task {path}: ' in result.stderr and message in result.stderr, result.stderr
+
+
+def test_a_task_that_turns_non_finite_while_training_is_named_not_a_bad_action(bad_env,
+                                                                              tmp_path):
+    # A NaN or infinite reward, cost or observation would reach the update (or, through the
+    # graph, be refused by the executor for ever): the env refuses it, naming the task.
+    result = cli('train', '--task', 'badtasks:NanLater', '--iterations', '1',
+                 '--steps-per-iteration', '400', '--num-envs', '4', '--out',
+                 str(tmp_path / 'run'), env=bad_env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ('task badtasks:NanLater: step() gave a non-finite costs in env(s) [3]'
+            in result.stderr), result.stderr
 
 
 def test_a_bad_definition_given_to_a_node_ends_it_with_exit_2(ros_env, bad_env):

@@ -174,8 +174,17 @@ class VecTaskEnv:
         pose = self.robots.pose()
         return self._observe(pose, self.robots.twist(), self._sensors(pose))
 
+    def _task_error(self, what: str) -> ValueError:
+        cls = type(self.task)
+        return ValueError(f'task {cls.__module__}:{cls.__qualname__}: {what} (a task returns '
+                          f'finite values of the documented shapes; docs/tasks.md)')
+
     def _reset_envs(self, idx: np.ndarray) -> None:
         start = np.asarray(self.task.reset(idx, self.rng), dtype=np.float64)
+        if start.shape != (len(idx), 3) or not np.all(np.isfinite(start)):
+            raise self._task_error(f'reset() returned start poses of shape {start.shape} '
+                                   f'{"with non-finite values " if start.size else ""}for '
+                                   f'{len(idx)} env(s), expected ({len(idx)}, 3), finite')
         self.robots.set_pose(idx, start[:, 0], start[:, 1], start[:, 2])
         if self.arena is not None:
             for i in idx:
@@ -194,7 +203,12 @@ class VecTaskEnv:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self._reset_envs(np.arange(self.num_envs))
-        return self.observation()
+        obs = self.observation()
+        if obs.shape != (self.num_envs, self.obs_dim) or not np.all(np.isfinite(obs)):
+            raise self._task_error(f'the first observation has shape {obs.shape} or '
+                                   f'non-finite values, expected ({self.num_envs}, '
+                                   f'{self.obs_dim}), finite')
+        return obs
 
     def place(self, index: int, pose: tuple[float, float, float], **state: Any) -> None:
         """Put env index in a hand-made state: robot at rest at pose, the task's state."""
@@ -202,6 +216,28 @@ class VecTaskEnv:
         self.task.place(index, np.asarray(pose, dtype=np.float64), **state)
         if self.arena is not None:
             self.robots.arenas.place(index, self.task.obstacles(index))
+
+    def _check_step(self, result, obs: np.ndarray) -> np.ndarray:
+        """Raise ValueError naming the task unless its step is usable; return terminated."""
+        n, m = self.num_envs, self.num_costs
+        parts = (('reward', np.asarray(result.reward), (n,)),
+                 ('costs', np.asarray(result.costs), (n, m)),
+                 ('observation', np.asarray(obs), (n, self.obs_dim)))
+        for name, value, shape in parts:
+            if value.shape != shape:
+                raise self._task_error(f'step() gave {name} of shape {value.shape}, '
+                                       f'expected {shape}')
+            bad = ~np.isfinite(value).reshape(n, -1).all(axis=1)
+            if bad.any():
+                raise self._task_error(f'step() gave a non-finite {name} in env(s) '
+                                       f'{np.flatnonzero(bad)[:8].tolist()}')
+        if result.terminated is None:
+            return np.zeros(n, bool)
+        terminated = np.asarray(result.terminated)
+        if terminated.shape != (n,):
+            raise self._task_error(f'step() gave terminated of shape {terminated.shape}, '
+                                   f'expected ({n},) or None')
+        return terminated.astype(bool)
 
     def checked_actions(self, actions: np.ndarray) -> np.ndarray:
         """Return actions (N, 2) [v, yaw rate] as float64; ValueError on shape or NaN."""
@@ -229,12 +265,11 @@ class VecTaskEnv:
         result = self.task.step(pose, twist, self.rng)
         readings = self._sensors(pose)
         obs = self._observe(pose, twist, readings)
+        terminated = self._check_step(result, obs)
         cost = result.costs[:, 0] if self.num_costs == 1 else result.costs
         self.episode_step += 1
         truncated = (self.episode_step >= self.task.max_episode_steps if self.episodic
                      else np.zeros(self.num_envs, bool))
-        terminated = (np.zeros(self.num_envs, bool) if result.terminated is None
-                      else np.asarray(result.terminated, bool))
         info = {'final_obs': obs.copy(), 'final_pose': pose, 'final_twist': twist,
                 'final_sensors': readings, 'episode_step': self.episode_step.copy(),
                 **result.info}

@@ -153,8 +153,9 @@ def check_task_class(cls: Any, target: str) -> None:
         start = np.asarray(task.reset(np.arange(n), rng))
     except Exception as exc:  # noqa: BLE001
         _fail(target, f'reset() raised {type(exc).__name__}: {exc}')
-    if start.shape != (n, 3):
-        _fail(target, f'reset() returned start poses of shape {start.shape}, expected ({n}, 3)')
+    if start.shape != (n, 3) or not np.all(np.isfinite(start)):
+        _fail(target, f'reset() returned start poses of shape {start.shape}, expected ({n}, 3), '
+                      f'finite')
     twist = np.zeros((n, 2))
     try:
         scan = ({} if task.scan_spec is None
@@ -175,6 +176,13 @@ def check_task_class(cls: Any, target: str) -> None:
     if np.shape(result.reward) != (n,) or np.shape(result.costs) != (n, len(names)):
         _fail(target, f'step() gave reward {np.shape(result.reward)} and costs '
                       f'{np.shape(result.costs)}, expected ({n},) and ({n}, {len(names)})')
+    if result.terminated is not None and np.shape(result.terminated) != (n,):
+        _fail(target, f'step() gave terminated of shape {np.shape(result.terminated)}, '
+                      f'expected ({n},) or None')
+    for what, value in (('observation', obs), ('reward', result.reward),
+                        ('costs', result.costs)):
+        if not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
+            _fail(target, f'{what} holds non-finite values on two robots at their start')
 
 
 def make_task(name: str, num_envs: int = 1, **options: Any) -> Task:
