@@ -61,3 +61,23 @@ class StuckEnv(RandomSafetyEnv):
         if self.seed_given == 7 and self.t == 1:
             time.sleep(3600)
         return super().step(action)
+
+
+class EnvFault(Exception):
+    """An exception that pickles but does not unpickle (two arguments, one passed on)."""
+
+    def __init__(self, code, detail):
+        super().__init__(f'EnvFault {code}: {detail}')
+
+
+class FaultEnv(RandomSafetyEnv):
+    """The env reset with seed 7 raises EnvFault at its second step."""
+
+    def step(self, action):
+        if self.seed_given == 7 and self.t == 1:
+            raise EnvFault(42, 'sensor cable unplugged')
+        return super().step(action)
+
+
+# Gymnasium's 'module:EnvId' form: importing this module registers the id (cpo-ros --env-id).
+gym.register('cpo_ros_test/CostInInfo-v0', entry_point=CostInInfoEnv)

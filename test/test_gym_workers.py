@@ -6,13 +6,20 @@ import signal
 import subprocess
 import sys
 
-from gym_worker_envs import CostInInfoEnv, DyingEnv, NoCostEnv, RandomSafetyEnv, StuckEnv
+from gym_worker_envs import (
+    CostInInfoEnv,
+    DyingEnv,
+    FaultEnv,
+    NoCostEnv,
+    RandomSafetyEnv,
+    StuckEnv,
+)
 import numpy as np
 import pytest
 import torch
 
 from cpo_ros.sim.gym_workers import EnvWorkerError, GymWorkerVecEnv
-from cpo_ros.sim.make import GymVecEnv, make_vec_env
+from cpo_ros.sim.make import check_env_id, GymVecEnv, make_vec_env
 from cpo_ros.training.config import TrainConfig
 from cpo_ros.training.settings import build_config
 from cpo_ros.training.trainer import train
@@ -128,6 +135,36 @@ def test_an_env_error_in_a_worker_is_raised_as_itself_naming_the_worker():
     assert 'env worker 0 of 2' in str(info.value.__cause__)
     with pytest.raises(ValueError, match=r'action has shape \(2,\)'):
         GymWorkerVecEnv(RandomSafetyEnv, 2, 'random', workers=1).step(np.zeros(2))
+
+
+def test_a_users_env_id_in_gymnasiums_module_form_is_imported_then_made(tmp_path):
+    (tmp_path / 'registers_nothing.py').write_text('')
+    sys.path.insert(0, str(tmp_path))
+    try:
+        env_id = 'gym_worker_envs:cpo_ros_test/CostInInfo-v0'
+        check_env_id(env_id)
+        env = make_vec_env(env_id=env_id, num_envs=2, env_workers=2)
+        try:
+            assert env.reset(seed=1).shape == (2, 6)
+        finally:
+            env.close()
+        with pytest.raises(ValueError, match="module 'no_such_envs' does not import"):
+            check_env_id('no_such_envs:Some-v0')
+        with pytest.raises(ValueError, match="unknown env id 'Some-v0'"):
+            check_env_id('registers_nothing:Some-v0')
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_an_env_error_that_does_not_unpickle_keeps_its_message_and_traceback():
+    env = GymWorkerVecEnv(FaultEnv, 4, 'fault', workers=2, timeout_s=TIMEOUT_S)
+    env.reset(seed=6)  # env 1 (worker 0) is reset with seed 7
+    env.step(np.zeros((4, 2)))
+    with pytest.raises(EnvWorkerError, match='env worker 0 of 2') as info:
+        env.step(np.zeros((4, 2)))
+    assert 'EnvFault 42: sensor cable unplugged' in str(info.value)
+    assert 'in step' in str(info.value)  # the worker's traceback
+    assert not any(w.process.is_alive() for w in env._workers)
 
 
 @pytest.mark.parametrize('values,message', [

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import ctypes
 import multiprocessing as mp
 from multiprocessing import connection
+import pickle
 import signal
 import time
 import traceback
@@ -71,9 +72,13 @@ class _Buffers:
 def _send_error(conn: connection.Connection, exc: BaseException) -> None:
     text = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
-        conn.send(('error', (exc, text)))
-    except Exception:  # noqa: BLE001 - an exception that does not pickle goes as text
+        # Some exceptions pickle but do not unpickle (an __init__ with more arguments than
+        # it passes to Exception): tried here, so the trainer never fails to read the answer.
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - an exception that does not round-trip goes as text
         conn.send(('error', (None, text)))
+    else:
+        conn.send(('error', (exc, text)))
 
 
 def _work(env_fn: Callable[[], gym.Env], start: int, count: int, env_id: str, seed: int,
@@ -238,6 +243,9 @@ class GymWorkerVecEnv:
                     w.process.join(1.0)
                     self._fail(f'{self.describe(w)} died during {command}: '
                                f'{_signal_name(w.process.exitcode)}')
+                except Exception as exc:  # noqa: BLE001 - an answer that does not unpickle
+                    self._fail(f'{self.describe(w)} sent an answer to {command} that cannot '
+                               f'be read ({type(exc).__name__}: {exc})', exc)
                 if status == 'error':
                     errors[w.index] = (w, *payload)
             for sentinel, w in sentinels.items():

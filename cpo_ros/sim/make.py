@@ -164,8 +164,21 @@ def _gym_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise ValueError unless env_id is registered with Gymnasium (or a Safety-Gymnasium id)."""
+    """Raise ValueError unless env_id is registered with Gymnasium (or a Safety-Gymnasium id).
+
+    'module:EnvId' (Gymnasium's form) imports module first, which registers the id, as
+    gym.make does in every env worker.
+    """
+    import importlib
+
     import cpo_ros.sim  # noqa: F401 - registers the project's own ids
+    if ':' in env_id:
+        module, _, env_id = env_id.partition(':')
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # noqa: BLE001 - any import failure, named
+            raise ValueError(f'env id {module}:{env_id}: module {module!r} does not import '
+                             f'({type(exc).__name__}: {exc})') from exc
     if not env_id.startswith('Safety') and env_id not in gym.registry:
         raise ValueError(f'unknown env id {env_id!r}: not registered with Gymnasium (project '
                          f'tasks: {sorted(registry.registered())}; cpo_ros ids: '
