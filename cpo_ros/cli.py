@@ -22,7 +22,15 @@ class _HelpWithSettings(argparse.Action):
         # before `eval --video` picks its OpenGL backend.
         from cpo_ros.training.settings import help_text
 
-        parser.epilog = help_text()
+        # A task by dotted path is listed too (--task before or after --help).
+        task = getattr(namespace, 'task', None)
+        argv = sys.argv[1:]
+        for i, arg in enumerate(argv[:-1]):
+            if arg == '--task':
+                task = argv[i + 1]
+        task = task or next((a.split('=', 1)[1] for a in argv if a.startswith('--task=')),
+                            None)
+        parser.epilog = help_text(task)
         parser.print_help()
         parser.exit()
 

@@ -172,6 +172,13 @@ def test_a_task_that_turns_non_finite_while_training_is_named_not_a_bad_action(b
             in result.stderr), result.stderr
 
 
+def test_train_help_lists_the_options_of_a_task_given_by_dotted_path(bad_env):
+    text = cli('train', '--task', 'badtasks:NanLater', '--help', env=bad_env).stdout
+    assert 'task options of --task corridor' in text
+    assert '(badtasks:NanLater: the same defaults)' in text
+    assert 'badtasks' not in cli('train', '--help', env=bad_env).stdout
+
+
 def test_a_bad_definition_given_to_a_node_ends_it_with_exit_2(ros_env, bad_env):
     env = dict(ros_env, PYTHONPATH=bad_env['PYTHONPATH'])
     bridge = NodeProcess([sys.executable, '-m', 'cpo_ros.nodes.sim_bridge', '--ros-args',

@@ -456,8 +456,11 @@ def describe(setting: Setting, width: int = 99) -> str:
     return head + ('\n' + body if body else '')
 
 
-def help_text() -> str:
-    """Return the list of every setting for `cpo-ros train --help`."""
+def help_text(task: str | None = None) -> str:
+    """Return the list of every setting for `cpo-ros train --help`.
+
+    task: a task given by dotted path is listed beside the registered ones.
+    """
     from cpo_ros.sim.robot import RobotConfig
     from cpo_ros.tasks.registry import load_task_class, registered
 
@@ -468,13 +471,15 @@ def help_text() -> str:
     lines += [describe(s) for s in train_settings() if s.owner == 'algo']
     robot = {f.name for f in fields(RobotConfig)}
     by_kind: dict[tuple[str, ...], list[str]] = {}  # tasks with the same parameters
-    for task in registered():
+    names = registered()
+    given = [task] if task and task not in names and task not in names.values() else []
+    for name in [*names, *given]:
         try:
-            params = load_task_class(task).Params
+            params = load_task_class(name).Params
         except ValueError as exc:  # a broken installed task does not hide the others
-            lines += ['', f'task {task}: {exc}']
+            lines += ['', f'task {name}: {exc}']
             continue
-        by_kind.setdefault(tuple(f.name for f in fields(params)), []).append(task)
+        by_kind.setdefault(tuple(f.name for f in fields(params)), []).append(name)
     for tasks in by_kind.values():
         first = task_settings(tasks[0])
         lines += ['', f"task options of --task {' and '.join(tasks)} (task.KEY also works):"]
@@ -482,7 +487,7 @@ def help_text() -> str:
         for other in tasks[1:]:
             changed = [f'{s.key} = {_show(s.default)}' for s, f in
                        zip(task_settings(other), first, strict=True) if s.default != f.default]
-            lines += [f"  ({other}: {', '.join(changed)})"]
+            lines += [f"  ({other}: {', '.join(changed) or 'the same defaults'})"]
     lines += ['', 'robot options (every project task):']
     lines += [describe(s) for s in _settings_of(RobotConfig, 'task')]
     return '\n'.join(lines)
