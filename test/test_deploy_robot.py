@@ -278,8 +278,14 @@ def test_lab_profile_trained_exported_and_deployed_on_the_stand_in(probe, ros_en
         assert stack.stop(timeout=40) == 0, stack.output
 
 
-def test_deactivate_sends_a_zero_command_and_diagnostics_say_not_active(probe, ros_env,
-                                                                        unsafe_policy):
+@pytest.mark.parametrize('transition,reason', [
+    (Transition.TRANSITION_DEACTIVATE, 'not active'),
+    # Shut down while active (ros2 lifecycle set ... shutdown): the same zero, then silence.
+    (Transition.TRANSITION_ACTIVE_SHUTDOWN, 'shut down'),
+])
+def test_deactivate_or_shutdown_sends_a_zero_command_and_nothing_after(probe, ros_env,
+                                                                       unsafe_policy,
+                                                                       transition, reason):
     executor = NodeProcess([sys.executable, '-m', 'cpo_ros.nodes.policy_executor', '--deploy',
                             '--ros-args', '--params-file', str(config_file('deploy')), '-p',
                             f'policy_executor:policy_dir:={unsafe_policy}'], ros_env)
@@ -298,15 +304,17 @@ def test_deactivate_sends_a_zero_command_and_diagnostics_say_not_active(probe, r
         assert wait_until(feed, 60), executor.output
         client = probe.create_client(ChangeState, 'policy_executor/change_state')
         assert client.wait_for_service(timeout_sec=10)
-        reply = client.call(ChangeState.Request(
-            transition=Transition(id=Transition.TRANSITION_DEACTIVATE)), timeout_sec=10)
+        reply = client.call(ChangeState.Request(transition=Transition(id=transition)),
+                            timeout_sec=10)
         assert reply is not None and reply.success
         time.sleep(0.5)
+        sent = len(commands)
         for _ in range(10):
             feed()
             time.sleep(0.05)
-        assert commands[-1] == 0.0  # the stop sent on deactivate, and nothing after it
-        assert wait_until(lambda: any(d.message == 'robot stopped: not active'
+        # The stop sent on the transition, and nothing after it.
+        assert commands[-1] == 0.0 and len(commands) == sent, commands[-5:]
+        assert wait_until(lambda: any(d.message == f'robot stopped: {reason}'
                                       for d in diags[-3:]), 5), [d.message for d in diags[-3:]]
     finally:
         assert executor.stop() == 0, executor.output

@@ -63,3 +63,21 @@ def test_loading_refuses_missing_altered_or_mismatched(exported, tmp_path):
     (altered / 'policy.json').write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match='not a cpo_ros.policy/1'):
         load_exported(altered)
+
+
+def test_a_policy_file_that_cannot_be_read_is_refused_with_its_path(exported, monkeypatch):
+    # Permissions, or a file removed between the check and the read: the reason and the path,
+    # never an exception the lifecycle node would turn into a silent ERROR state.
+    from pathlib import Path
+
+    _run, out = exported
+    real = Path.read_text
+
+    def unreadable(self, *args, **kwargs):
+        if self.name == 'policy.json':
+            raise PermissionError(13, 'Permission denied', str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, 'read_text', unreadable)
+    with pytest.raises(CheckpointError, match='policy.json: cannot be read .*Permission denied'):
+        load_exported(out)

@@ -157,12 +157,18 @@ def load_exported(directory: str | os.PathLike, obs_labels: tuple[str, ...] | No
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f'exported policy {meta_path}: not JSON ({exc})') from exc
+    except OSError as exc:  # unreadable (permissions), or gone since the check above
+        raise CheckpointError(f'exported policy {meta_path}: cannot be read ({exc})') from exc
     if not isinstance(meta, dict) or meta.get('format') != FORMAT:
         raise CheckpointError(f'exported policy {meta_path}: not a {FORMAT} file')
     problem = meta_problem(meta)
     if problem is not None:
         raise CheckpointError(f'exported policy {meta_path}: {problem}')
-    if sha256(model_path) != meta.get('sha256'):
+    try:
+        digest = sha256(model_path)
+    except OSError as exc:
+        raise CheckpointError(f'exported policy {model_path}: cannot be read ({exc})') from exc
+    if digest != meta.get('sha256'):
         raise CheckpointError(f'exported policy {model_path}: SHA-256 does not match '
                               f'{meta_path} (file changed or corrupt)')
     for kind, expected in (('observation', obs_labels), ('action', action_labels)):
@@ -172,6 +178,6 @@ def load_exported(directory: str | os.PathLike, obs_labels: tuple[str, ...] | No
                                   f'does not match this node {list(expected)}')
     try:
         module = torch.jit.load(str(model_path), map_location='cpu')
-    except RuntimeError as exc:
+    except (RuntimeError, OSError, ValueError) as exc:
         raise CheckpointError(f'exported policy {model_path}: unreadable ({exc})') from exc
     return module, meta

@@ -93,7 +93,7 @@ class DeployedPolicyExecutor(LifecycleNode):
             if problems:
                 self.get_logger().warn(f'{problems}: deploying anyway '
                                        f'(allow_profile_mismatch: true)')
-        except CheckpointError as exc:
+        except (CheckpointError, ValueError) as exc:
             self.policy = None
             self.configure_error = str(exc)
             self.stop_reason = f'configure failed: {exc}'
@@ -165,6 +165,20 @@ class DeployedPolicyExecutor(LifecycleNode):
         self._active = False
         self.stop_reason = 'not active'
         return super().on_deactivate(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the robot, then never command again (shut down from any state)."""
+        self.stop_robot()
+        self._active = False
+        self.stop_reason = 'shut down'
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the robot after an error in a transition; back to unconfigured."""
+        self.stop_robot()
+        self._active = False
+        self.stop_reason = 'error in a lifecycle transition'
+        return TransitionCallbackReturn.SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Release the policy and the entities configure made."""
