@@ -207,9 +207,21 @@ CHUNK_DTYPES = {'obs': np.float32, 'u': np.float32, 'logp': np.float32, 'reward'
 
 
 def canonical_chunk(chunk: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Return a checked chunk with every array in the dtype the update computes in."""
-    return {k: (np.asarray(v, CHUNK_DTYPES[k]) if k in CHUNK_DTYPES else v)
-            for k, v in chunk.items()}
+    """Return a checked chunk with every array in the dtype the update computes in.
+
+    InvalidField for a finite value beyond that dtype's range (a float64 1e300 is inf in
+    float32): checked here, so that it never reaches the update.
+    """
+    out = {}
+    for k, v in chunk.items():
+        if k in CHUNK_DTYPES:
+            with np.errstate(over='ignore'):
+                v = np.asarray(v, CHUNK_DTYPES[k])
+            if v.dtype.kind == 'f' and not np.all(np.isfinite(v)):
+                raise InvalidField(k, f'rollout chunk {k} holds values beyond the range of '
+                                   f'{v.dtype}')
+        out[k] = v
+    return out
 
 
 LOGP_SAMPLES = 32

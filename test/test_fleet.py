@@ -268,6 +268,16 @@ def test_the_book_of_executors_is_bounded_against_forged_names():
     for i in range(MAX_EXECUTORS + 100):  # stale chunks under ever new names
         gatherer.note_stale(10, f'stranger{i}', 0)
     assert len(gatherer.executors) == MAX_EXECUTORS and 'sim' in gatherer.executors
+    # One name with ever-new chunk numbers: its book of seen chunks stays bounded too, and a
+    # recent duplicate is still told.
+    from cpo_ros.training.fleet import MAX_SEEN
+
+    stale = sample_chunk(4, 10, seed=2, version=0, name='sim')[0]
+    for seq in range(1, MAX_SEEN + 50):
+        stale['chunk_seq'] = np.asarray(seq)
+        assert gatherer.offer(stale) == 'stale'
+    assert len(gatherer.executors['sim'].seen) == MAX_SEEN
+    assert gatherer.offer(stale) == 'duplicate'
 
 
 def test_an_executor_writes_off_a_chunk_the_learner_never_counted_and_samples_on():

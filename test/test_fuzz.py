@@ -545,3 +545,36 @@ def test_a_forged_policy_of_a_huge_version_is_refused_and_never_drives(
     finally:
         stranger.stop()
     assert executor.proc.poll() is None, executor.output[-3000:]
+
+
+def test_a_forged_stale_chunk_is_refused_not_taken_for_a_slow_executor(
+        start_node, probe, stranger_node, tmp_path):
+    """A chunk of an older version names an executor the fleet then waits for (a slow robot).
+
+    A stranger's chunk of another policy, stamped with the previous version and a made-up
+    executor, is checked against that version's policy and refused (field logp): before, it
+    was counted stale unchecked and the learner expected '/ghost' executors that never came.
+    """
+    from test_hostile_input import chunk
+
+    from cpo_ros.ros.conversions import arrays_to_msg
+
+    diag = Diagnostics(probe)
+    _learner, iterations = training_graph(start_node, tmp_path / 'run')
+    start_node('policy_executor', *TINY)
+    start_node('sim_bridge', *TINY)
+    assert wait_until(lambda: iterations() >= 3, 180)
+    pub = stranger_node('ghost').create_publisher(UInt8MultiArray, 'cpo/rollout',
+                                                  qos.CLI_DEFAULT)
+    assert wait_until(lambda: pub.get_subscription_count() >= 1, 30)
+    other = GaussianPolicy(OBS, ACT, (8,))
+    seq = iter(range(10 ** 6))
+
+    def forge() -> bool:
+        forged = chunk(other, version=iterations() - 1, obs_dim=OBS,
+                       executor_id=np.asarray('/ghost'), chunk_seq=np.asarray(next(seq)))
+        pub.publish(arrays_to_msg(forged))
+        time.sleep(0.2)
+        return diag.count('learner', 'refused_rollout.logp') >= 1
+
+    assert wait_until(forge, 60), diag.values.get('/learner')

@@ -14,7 +14,7 @@ from cpo_ros.ros.graph import node_names
 from cpo_ros.ros.params import explicit_keys, misspelt_node_names
 from cpo_ros.training.fleet import ChunkQueue
 from cpo_ros.training.worker import RolloutWorker
-from cpo_ros.wire import check_chunk, check_logp, check_policy, check_status
+from cpo_ros.wire import check_chunk, check_logp, check_policy, check_status, InvalidField
 
 
 def status(**override):
@@ -272,3 +272,9 @@ def test_a_chunk_of_any_float_type_that_passes_cannot_fail_the_update():
     assert narrow['obs'].dtype == np.float32 and narrow['episode_return'].dtype == np.float64
     metrics = algo.update(merge_chunks([narrow]))
     assert np.isfinite(metrics['episode_return']) and algo.version == 1
+    # A float64 value beyond float32's range passes the schema (finite) and would be inf in
+    # the update: refused when the chunk is made canonical.
+    huge = dict(wide, reward=np.full_like(wide['reward'], 1e300))
+    check_chunk(huge, 3, 2)
+    with pytest.raises(InvalidField, match='reward holds values beyond the range of float32'):
+        canonical_chunk(huge)

@@ -57,6 +57,8 @@ from cpo_ros.wire import canonical_chunk, check_chunk, check_logp
 # Per-iteration figures for rqt_plot, one std_msgs/Float32 topic each. With several
 # constraints episode_cost, cost_limit and lagrange are the first's, and cpo/<name>_<i> follow
 # for each constraint i.
+CHECKED_OLD_VERSIONS = 3
+"""Policies kept besides the current one, to check the chunks of older versions against."""
 METRIC_TOPICS = ('episode_return', 'episode_cost', 'cost_limit', 'kl', 'steps_per_s',
                  'lagrange', 'policy_std')
 PER_CONSTRAINT_TOPICS = ('episode_cost', 'cost_limit', 'lagrange')
@@ -197,7 +199,8 @@ class Learner(Node):
             self.session = self.session % (2 ** 31) + 1
         policy, version = self.run.algorithm.policy, self.run.algorithm.version
         arrays = policy.to_arrays()
-        self._actors = {v: a for v, a in self._actors.items() if v >= version - 1}
+        self._actors = {v: a for v, a in self._actors.items()
+                        if v >= version - CHECKED_OLD_VERSIONS}
         self._actors[version] = NumpyActor(policy)
         self._max_published = max(self._max_published, version)
         arrays['version'] = np.asarray(version, np.int64)
@@ -285,8 +288,14 @@ class Learner(Node):
                 chunk, self.obs_dim, self.act_dim, self.num_costs)
             current = self.gatherer.version
             if version != current and version <= self._max_published:
+                # A stale chunk tells the gatherer to expect its executor (a slow robot): only
+                # one that the policy of its version sampled may, or a stranger's forged
+                # names would make the fleet wait for executors that are not there.
+                actor = self._actors.get(version)
+                if actor is not None:
+                    check_logp(chunk, actor, version)
                 self.faults.count('stale_rollouts')
-                self.gatherer.note_stale(samples, executor, version)
+                self.gatherer.note_stale(samples, executor if actor else None, version)
                 self._log_stale(executor, version, current)
                 return
             check_logp(chunk, self._actors.get(version), version)

@@ -182,11 +182,15 @@ class _Executor:
     slow: bool = False
     """Once, its chunk of a version came too late and it had delivered nothing to that
     version: a source slower than the others (a robot), not a fast one's surplus."""
-    seen: set = field(default_factory=set)
+    seen: dict = field(default_factory=dict)
+    """The (session, seq) of its latest MAX_SEEN chunks, oldest first (duplicates told)."""
 
 
 MAX_EXECUTORS = 1024
 """Executors remembered (names come from the wire): beyond it the longest silent is forgotten."""
+
+MAX_SEEN = 4096
+"""Chunk keys remembered per executor: a duplicate older than that is stale by its version."""
 
 MAX_MISSES = 3
 """Iterations an expected executor may miss in a row before it is no longer waited for."""
@@ -300,7 +304,9 @@ class ChunkGatherer:
         if key in state.seen:
             self.counts['duplicate_chunks'] += 1
             return 'duplicate'
-        state.seen.add(key)
+        state.seen[key] = None
+        if len(state.seen) > MAX_SEEN:  # bounded: ever-new seqs from one name
+            del state.seen[next(iter(state.seen))]
         if version != self.version:
             self.counts['stale_chunks'] += 1
             self.counts['stale_samples'] += samples
