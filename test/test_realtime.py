@@ -18,6 +18,7 @@ from cpo_ros.training.realtime import (
     RealtimeConfig,
     RobotSampler,
 )
+from cpo_ros.validation import InvalidField
 
 DT = 0.1
 STEPS = 5
@@ -31,6 +32,18 @@ def policy_arrays(version: int, session: int = 1, seed: int = 0) -> dict[str, np
     out['version'] = np.asarray(version)
     out['session'] = np.asarray(session)
     return out
+
+
+def test_a_policy_trained_for_faster_limits_is_refused_naming_both():
+    s = sampler()  # the TurtleBot3-class limits: 0.22 m/s, 2.84 rad/s
+    torch.manual_seed(0)
+    fast = GaussianPolicy(6, 2, (8,), action_low=np.array([-1.5, -2.0]),
+                          action_high=np.array([1.5, 2.0])).to_arrays()
+    fast.update(version=np.asarray(1), session=np.asarray(1))
+    with pytest.raises(InvalidField, match=r'acts up to 1\.5 m/s .* this robot up to 0\.22 m/s'):
+        s.set_policy(fast)
+    assert s.version == 0  # the policy it had stays
+    assert s.set_policy(policy_arrays(1))
 
 
 def sampler(**cfg) -> RobotSampler:

@@ -240,7 +240,9 @@ class RobotSampler:
         if news is None:
             return False
         version, session, restarted = news
-        actor = NumpyActor(GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim))
+        policy = GaussianPolicy.from_arrays(arrays, self.obs_dim, self.act_dim)
+        self._check_reach(policy)
+        actor = NumpyActor(policy)
         if version != self.version and (self._rows or self._pending is not None):
             if self.phase == 'episode':
                 self._cut('a newer policy arrived')
@@ -254,6 +256,20 @@ class RobotSampler:
         if restarted:
             self._spent = min(self._spent, version - 1)  # its rollout is lost: sample again
         return True
+
+    def _check_reach(self, policy: GaussianPolicy) -> None:
+        """Raise InvalidField unless the policy's action range fits this robot's limits.
+
+        The learner sets the range from its robot profile: with another profile the policy
+        would command beyond this robot's limits, and the gate's clipping would leave samples
+        that claim actions the robot never drove.
+        """
+        reach = (policy.action_bias.abs() + policy.action_scale.abs()).numpy().astype(float)
+        limits = np.array([self.cfg.max_linear_velocity, self.cfg.max_angular_velocity])
+        if np.any(reach > limits * (1 + 1e-3) + 1e-6):
+            raise InvalidField('action_scale', f'the policy acts up to {reach[0]:g} m/s and '
+                               f'{reach[1]:g} rad/s, this robot up to {limits[0]:g} m/s and '
+                               f'{limits[1]:g} rad/s: give the learner the same robot profile')
 
     @property
     def can_sample(self) -> bool:
