@@ -47,14 +47,15 @@ class GoalInput:
                 0.0, 0.0, 0.0, 0.0) else 0.0
             self.goal = to_task_frame(np.array([p.x, p.y, yaw]), self.origin)[:2]
             self.received += 1
+            # Throttled: goals come from the wire, a flood must not flood the log.
             self.node.get_logger().info(f'new goal ({p.x:.2f}, {p.y:.2f}) in '
-                                        f"'{self.task_frame}'")
+                                        f"'{self.task_frame}'", throttle_duration_sec=1.0)
             for callback in self.callbacks:
                 callback()
             return
         self.rejected += 1
         self.last_refusal = reason
-        self.node.get_logger().warn(f'refused {self.topic}: {reason}')
+        self.node.get_logger().warn(f'refused {self.topic}: {reason}', throttle_duration_sec=1.0)
 
     def arrived(self) -> None:
         """Report arrival at the current goal (goal/reached) and drop it: the robot stops."""
