@@ -54,6 +54,50 @@ def test_launch_files_exist_for_every_bringup():
         assert f"bringup_launch_description('{name}')" in text
 
 
+class _Recorded:
+    """A stand-in for a launch action or substitution: records its arguments."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+@pytest.mark.parametrize('name', sorted(GRAPHS))
+def test_launch_arguments_are_declared_before_they_are_read(name, monkeypatch):
+    # launch resolves a DeclareLaunchArgument's default when the declaration is reached: a
+    # default reading an argument declared later fails every launch that does not set it
+    # (learn_on_robot's use_sim_time read stand_in). launch is not on PyPI: its classes are
+    # stood in by recorders, and the order of the real description's actions is checked.
+    import sys
+    import types
+
+    import ament_index_python.packages
+
+    kinds = {'launch': ('LaunchDescription',),
+             'launch.actions': ('DeclareLaunchArgument', 'OpaqueFunction'),
+             'launch.substitutions': ('LaunchConfiguration',),
+             'launch_ros.actions': ('Node', 'SetParameter')}
+    for module, names in kinds.items():
+        stub = types.ModuleType(module)
+        for cls in names:
+            setattr(stub, cls, type(cls, (_Recorded,), {}))
+        monkeypatch.setitem(sys.modules, module, stub)
+    monkeypatch.setitem(sys.modules, 'launch_ros', types.ModuleType('launch_ros'))
+    monkeypatch.setattr(ament_index_python.packages, 'get_package_share_directory',
+                        lambda package: str(REPO))
+    from cpo_ros.ros.launch_description import bringup_launch_description
+
+    declared = []
+    for action in bringup_launch_description(name).args[0]:
+        kind = type(action).__name__
+        reads = [v for v in (*action.args, *action.kwargs.values())
+                 if type(v).__name__ == 'LaunchConfiguration']
+        for read in reads:
+            assert read.args[0] in declared, (name, kind, action.args, read.args[0])
+        if kind == 'DeclareLaunchArgument':
+            declared.append(action.args[0])
+    assert {'params_file', 'robot', 'log_level'} <= set(declared)
+
+
 @pytest.mark.parametrize('profile', sorted(p.stem for p in (REPO / 'config' / 'robots').glob(
     '*.yaml')))
 def test_robot_profiles_set_only_shared_parameters(profile):

@@ -53,10 +53,20 @@ def bringup_launch_description(name: str):
     spec = graph(name)
     if spec.worker_nodes:
         return fleet_launch_description(name)
+    # The stand-in's arguments first: use_sim_time's default reads stand_in, and launch
+    # resolves a default when its declaration is reached.
+    stand_in = [
+        DeclareLaunchArgument('stand_in', default_value='false',
+                              description='true: the realtime sim bridge plays the robot'),
+        DeclareLaunchArgument('real_time_factor', default_value='',
+                              description='the stand-in runs this many times faster than '
+                              'real time and publishes /clock (empty: params_file)'),
+    ] if spec.stand_in is not None else []
     actions = [
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of every node and topic (one per robot)'),
         *_shared_arguments(name),
+        *stand_in,
         # Beside the stand-in robot of learn_on_robot every node follows its /clock.
         DeclareLaunchArgument('use_sim_time',
                               default_value=(LaunchConfiguration('stand_in')
@@ -72,14 +82,6 @@ def bringup_launch_description(name: str):
         DeclareLaunchArgument('scan_topic', default_value='scan',
                               description="the robot's LaserScan topic (navigation tasks)"),
     ]
-    if spec.stand_in is not None:
-        actions += [
-            DeclareLaunchArgument('stand_in', default_value='false',
-                                  description='true: the realtime sim bridge plays the robot'),
-            DeclareLaunchArgument('real_time_factor', default_value='',
-                                  description='the stand-in runs this many times faster than '
-                                  'real time and publishes /clock (empty: params_file)'),
-        ]
     if name == 'deploy':
         actions += [
             DeclareLaunchArgument('policy_dir', default_value='',
