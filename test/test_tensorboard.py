@@ -47,11 +47,14 @@ def test_every_progress_column_and_the_histograms_are_logged(tmp_path, algo):
         numeric += 1
     assert numeric >= 25 and 'case/text_summary' in tags['tensors']  # the case as text
     for name in ('policy_std', 'advantage_reward', 'advantage_cost'):
-        histograms = events.Histograms(name)
+        histograms = events.Histograms(f'histogram/{name}')
         assert [h.step for h in histograms] == steps, name
-    std = events.Histograms('policy_std')[-1].histogram_value
+    # A tag is a scalar or a histogram: TensorBoard's data server lists neither when the
+    # column policy_std and the histogram of the stds share one.
+    assert not set(tags['scalars']) & set(tags['histograms'])
+    std = events.Histograms('histogram/policy_std')[-1].histogram_value
     assert std.num == 2 and 0.0 < std.min <= std.max < 2.0  # one std per action dimension
-    advantages = events.Histograms('advantage_reward')[0].histogram_value
+    advantages = events.Histograms('histogram/advantage_reward')[0].histogram_value
     assert advantages.num == 1000 and advantages.min < 0.0 < advantages.max
 
 

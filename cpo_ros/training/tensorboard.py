@@ -3,7 +3,9 @@
 Every progress.csv column is a scalar under its own name (true/false as 1/0; `case` also as
 text), against env_steps as the step; histograms of the policy's standard deviation (one
 value per action dimension) and of the batch's advantages (reward, and each cost), before
-any standardisation. `tensorboard --logdir runs/` then compares runs side by side.
+any standardisation, under `histogram/<name>` (a tag is either a scalar or a histogram: the
+column policy_std and the histogram of the stds must not share one). `tensorboard --logdir
+runs/` then compares runs side by side.
 """
 
 from collections.abc import Iterable
@@ -16,6 +18,8 @@ import warnings
 import numpy as np
 
 TB_DIR = 'tb'
+HISTOGRAM_PREFIX = 'histogram/'
+"""Histograms' tags: apart from the scalars' (progress.csv columns)."""
 """The log directory inside a run directory."""
 
 
@@ -68,7 +72,8 @@ class TensorBoardLog:
                 values = values[np.isfinite(values)]
                 if values.size:
                     self._writer.add_histogram_raw(
-                        name, **histogram_fields(values, self._writer.default_bins),
+                        f'{HISTOGRAM_PREFIX}{name}',
+                        **histogram_fields(values, self._writer.default_bins),
                         global_step=step)
             self._writer.flush()
         except OSError as exc:  # a full disk ends the logs, not the training
