@@ -5,7 +5,7 @@ Run (each prints its figures; --out keeps the runs):
       [--iterations 20] [--steps 900] [--rtf 10]
   ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py finetune \
       [--sim-iterations 15] [--iterations 8] [--rtf 10] [--sim RUN] [--variants tuned frozen]
-  ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py rate [--rtf 1 10 20]
+  ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py rate [--rtf-list 1 10 20]
   ROS_DOMAIN_ID=<free> .venv/bin/python bench/bench_learn_on_robot.py shield \
       [--iterations 10] [--steps 900] [--modes keep cost drop] [--seed 0]
 
