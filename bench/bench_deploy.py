@@ -105,9 +105,11 @@ def shield_reaction(samples: int = 300) -> np.ndarray:
     from cpo_ros.ros import qos
     from cpo_ros.ros.conversions import pose_twist_to_odometry
 
+    # The probe plays the executor: the gate takes policy/cmd_vel from command_source only.
     monitor = start(['-m', 'cpo_ros.nodes.safe_area_monitor', '--ros-args', '-p',
                      'shield_mode:=gate', '-p', 'cmd_timeout_s:=5.0', '-p',
-                     'pose_timeout_s:=5.0', '-p', 'gate_rate_hz:=1.0'])
+                     'pose_timeout_s:=5.0', '-p', 'gate_rate_hz:=1.0', '-p',
+                     'command_source:=shield_probe'])
     probe = Probe('shield_probe')
     node = probe.node
     odom_pub = node.create_publisher(Odometry, 'odom', qos.CLI_DEFAULT)
@@ -277,6 +279,9 @@ def main() -> None:
                   f'{np.percentile(inf, 50):.3f} ms, p99 {np.percentile(inf, 99):.3f} ms',
                   flush=True)
             react = shield_reaction() * 1e3
+            if not react.size:
+                raise SystemExit('shield reaction: no replacement command came (does the gate '
+                                 "take the probe's commands? see command_source)")
             print(f'shield reaction, violating pose -> replacement cmd_vel (TwistStamped, '
                   f'{react.size} samples): p50 {np.percentile(react, 50):.3f} ms, p99 '
                   f'{np.percentile(react, 99):.3f} ms', flush=True)
