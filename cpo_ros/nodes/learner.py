@@ -295,7 +295,8 @@ class Learner(Node):
                 if actor is not None:
                     check_logp(chunk, actor, version)
                 self.faults.count('stale_rollouts')
-                self.gatherer.note_stale(samples, executor if actor else None, version)
+                self.gatherer.note_stale(samples, executor if actor is not None else None,
+                                        version)
                 self._log_stale(executor, version, current)
                 return
             check_logp(chunk, self._actors.get(version), version)

@@ -162,7 +162,7 @@ def _section_pattern(section: str) -> re.Pattern:
 
 
 def _named_settings(args: list[str]):
-    """Yield (node pattern, keys, where) of each node-named setting in ROS arguments.
+    """Yield (node pattern, keys, where, section?) of each node-named setting in ROS arguments.
 
     Sections of --params-file files that name a node (not '*', not '/**' alone), and
     `-p <node>:<key>:=value` arguments.
@@ -183,14 +183,14 @@ def _named_settings(args: list[str]):
                     continue
                 params = body.get('ros__parameters', {}) if isinstance(body, dict) else {}
                 yield (str(section), _flatten(params if isinstance(params, dict) else {}),
-                       f"{nxt} section '{section}'")
+                       f"{nxt} section '{section}'", True)
             i += 2
             continue
         if arg in ('-p', '--param') and ':=' in nxt:
             target, _, _value = nxt.partition(':=')
             if ':' in target:
                 who, key = target.split(':', 1)
-                yield who, [key], f'-p {nxt}'
+                yield who, [key], f'-p {nxt}', False
             i += 2
             continue
         i += 1
@@ -203,11 +203,8 @@ def explicit_keys(args: list[str], node_name: str, fqn: str) -> dict[str, str]:
     (not '*', not '/**' alone), and `-p <node_name>:<key>:=value` arguments.
     """
     found: dict[str, str] = {}
-    for who, keys, where in _named_settings(args):
-        if where.startswith('-p '):
-            matches = who in (node_name, fqn)
-        else:
-            matches = bool(_section_pattern(who).match(fqn))
+    for who, keys, where, section in _named_settings(args):
+        matches = bool(_section_pattern(who).match(fqn)) if section else who in (node_name, fqn)
         for key in keys if matches else ():
             found[key] = where
     return found
@@ -220,7 +217,7 @@ def misspelt_node_names(args: list[str], known: set[str]) -> list[str]:
     would leave the monitor on its defaults.
     """
     errors = []
-    for who, _keys, where in _named_settings(args):
+    for who, _keys, where, _section in _named_settings(args):
         name = who.rstrip('/').split('/')[-1]
         close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
         if name not in known and close:

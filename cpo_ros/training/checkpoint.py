@@ -46,9 +46,9 @@ def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> 
     missing = [k for k in required if k not in payload]
     if missing:
         raise CheckpointError(f'checkpoint {path}: lacks {missing}')
-    dims = payload.get('dims', {'obs_dim': 1, 'act_dim': 1})
-    if not (isinstance(dims, dict) and {'obs_dim', 'act_dim'} <= set(dims)
-            and all(type(v) is int and v >= 1 for v in dims.values())):
+    dims = payload.get('dims')
+    if 'dims' in payload and not (isinstance(dims, dict) and {'obs_dim', 'act_dim'} <= set(dims)
+                                  and all(type(v) is int and v >= 1 for v in dims.values())):
         raise CheckpointError(f'checkpoint {path}: dims {dims!r} are not the sizes of a run '
                               f'(obs_dim, act_dim and num_costs: integers >= 1)')
     for key in ('iteration', 'env_steps'):
