@@ -10,11 +10,13 @@ import csv
 import importlib.util
 import json
 from pathlib import Path
+import re
 import subprocess
 import sys
 import textwrap
 
 from conftest import NodeProcess, wait_until
+import numpy as np
 import pytest
 from test_deploy_robot import bringup_deploy, Listener
 
@@ -150,7 +152,7 @@ def bad_env(tmp_path):
     ('broken:Anything', "does not import: ModuleNotFoundError: No module named "
                         "'no_such_module_here'"),
     ('badtasks:Missing', "module badtasks has no 'Missing'"),
-    ('badtasks:NanAtStart', 'reward holds non-finite values'),
+    ('badtasks:NanAtStart', 'step() gave a non-finite reward in env(s) [0, 1]'),
     ('badtasks:ColumnTerminated', 'terminated of shape (2, 1), expected (2,) or None'),
 ])
 def test_bad_definitions_are_refused_at_start_up_with_exit_2(bad_env, tmp_path, path, message):
@@ -314,3 +316,21 @@ def test_parameters_are_checked_against_their_ranges_and_the_state_layout_follow
                              'final_y', 'final_yaw', 'final_v', 'final_w', 'final_wall_left',
                              'final_wall_right', 'seq')
     assert StateLayout.of(make_task('circle')[0]).fields[6] == 'cost'
+
+
+def test_one_check_of_a_step_names_what_is_wrong():
+    # The registry (at start-up) and the simulator (every step) share this one check.
+    from cpo_ros.tasks.base import check_step, StepResult
+
+    obs = np.zeros((2, 4))
+    good = StepResult(np.zeros(2, np.float32), np.zeros((2, 1), np.float32))
+    assert check_step(good, obs, 2, 1, 4).tolist() == [False, False]
+    cases = [(StepResult(np.array(['a', 'b']), good.costs), 'reward that is not an array'),
+             (StepResult(good.reward, np.zeros((2, 2))), 'costs of shape (2, 2), expected (2, 1)'),
+             (StepResult(good.reward, good.costs, np.ones((2, 1), bool)), 'terminated of shape'),
+             ((good.reward, good.costs), 'returned tuple, expected StepResult')]
+    for result, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_step(result, obs, 2, 1, 4)
+    with pytest.raises(ValueError, match=re.escape('non-finite observation in env(s) [1]')):
+        check_step(good, np.array([[0.0] * 4, [0.0, np.inf, 0.0, 0.0]]), 2, 1, 4)

@@ -6,7 +6,6 @@ episode length and resets ended episodes. It never names a task.
 """
 
 from dataclasses import dataclass, replace
-import math
 from typing import Any
 
 import gymnasium as gym
@@ -15,7 +14,7 @@ import numpy as np
 from cpo_ros.sim.arena import ArenaSpec
 from cpo_ros.sim.range_sensor import RangeSensor, RangeSensorSpec
 from cpo_ros.sim.robot import PointRobots, RobotConfig
-from cpo_ros.tasks.base import Task
+from cpo_ros.tasks.base import check_start, check_step, Task
 from cpo_ros.tasks.registry import DEFAULT_TASK
 from cpo_ros.tasks.scan import resample
 from cpo_ros.validation import check_range
@@ -181,11 +180,10 @@ class VecTaskEnv:
                           f'finite values of the documented shapes; docs/tasks.md)')
 
     def _reset_envs(self, idx: np.ndarray) -> None:
-        start = np.asarray(self.task.reset(idx, self.rng), dtype=np.float64)
-        if start.shape != (len(idx), 3) or not np.all(np.isfinite(start)):
-            raise self._task_error(f'reset() returned start poses of shape {start.shape} '
-                                   f'{"with non-finite values " if start.size else ""}for '
-                                   f'{len(idx)} env(s), expected ({len(idx)}, 3), finite')
+        try:
+            start = check_start(self.task.reset(idx, self.rng), len(idx))
+        except ValueError as exc:
+            raise self._task_error(str(exc)) from None
         self.robots.set_pose(idx, start[:, 0], start[:, 1], start[:, 2])
         if self.arena is not None:
             for i in idx:
@@ -218,31 +216,6 @@ class VecTaskEnv:
         if self.arena is not None:
             self.robots.arenas.place(index, self.task.obstacles(index))
 
-    def _check_step(self, result, obs: np.ndarray) -> np.ndarray:
-        """Raise ValueError naming the task unless its step is usable; return terminated."""
-        n, m = self.num_envs, self.num_costs
-        parts = (('reward', np.asarray(result.reward), (n,)),
-                 ('costs', np.asarray(result.costs), (n, m)),
-                 ('observation', np.asarray(obs), (n, self.obs_dim)))
-        for name, value, shape in parts:
-            if value.shape != shape:
-                raise self._task_error(f'step() gave {name} of shape {value.shape}, '
-                                       f'expected {shape}')
-        # One sum is finite when every value is (the per-env search runs only when it is not).
-        if not math.isfinite(parts[0][1].sum() + parts[1][1].sum() + parts[2][1].sum()):
-            for name, value, _ in parts:
-                bad = ~np.isfinite(value).reshape(n, -1).all(axis=1)
-                if bad.any():
-                    raise self._task_error(f'step() gave a non-finite {name} in env(s) '
-                                           f'{np.flatnonzero(bad)[:8].tolist()}')
-        if result.terminated is None:
-            return np.zeros(n, bool)
-        terminated = np.asarray(result.terminated)
-        if terminated.shape != (n,):
-            raise self._task_error(f'step() gave terminated of shape {terminated.shape}, '
-                                   f'expected ({n},) or None')
-        return terminated.astype(bool)
-
     def checked_actions(self, actions: np.ndarray) -> np.ndarray:
         """Return actions (N, 2) [v, yaw rate] as float64; ValueError on shape or NaN."""
         actions = np.asarray(actions, dtype=np.float64)
@@ -269,7 +242,10 @@ class VecTaskEnv:
         result = self.task.step(pose, twist, self.rng)
         readings = self._sensors(pose)
         obs = self._observe(pose, twist, readings)
-        terminated = self._check_step(result, obs)
+        try:
+            terminated = check_step(result, obs, self.num_envs, self.num_costs, self.obs_dim)
+        except ValueError as exc:
+            raise self._task_error(str(exc)) from None
         cost = result.costs[:, 0] if self.num_costs == 1 else result.costs
         self.episode_step += 1
         truncated = (self.episode_step >= self.task.max_episode_steps if self.episodic

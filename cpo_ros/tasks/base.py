@@ -102,6 +102,52 @@ class StepResult:
     """Per-robot figures of the step ((N,) arrays), e.g. the goals reached."""
 
 
+def check_start(start: Any, n: int) -> np.ndarray:
+    """Return a task's reset() start poses as (n, 3) float64; ValueError saying what is wrong."""
+    start = np.asarray(start, dtype=np.float64)
+    if start.shape != (n, 3) or not np.all(np.isfinite(start)):
+        raise ValueError(f'reset() returned start poses of shape {start.shape} '
+                         f'{"with non-finite values " if start.size else ""}for {n} env(s), '
+                         f'expected ({n}, 3), finite')
+    return start
+
+
+def check_step(result: Any, obs: Any, n: int, num_costs: int, obs_dim: int) -> np.ndarray:
+    """Return the terminated (n,) bool of a task's step; ValueError saying what is wrong.
+
+    The one check of a step's output, at start-up (the registry) and at every step (the
+    simulator): a StepResult whose reward and costs, and the observation after the step, have
+    the documented shapes and finite values, and terminated (n,) or None.
+    """
+    if not isinstance(result, StepResult):
+        raise ValueError(f'step() returned {type(result).__name__}, expected StepResult')
+    parts = []
+    for name, value, shape in (('reward', result.reward, (n,)),
+                               ('costs', result.costs, (n, num_costs)),
+                               ('observation', obs, (n, obs_dim))):
+        try:
+            value = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f'step() gave a {name} that is not an array of numbers') from None
+        if value.shape != shape:
+            raise ValueError(f'step() gave {name} of shape {value.shape}, expected {shape}')
+        parts.append((name, value))
+    # One sum is finite when every value is (the per-env search runs only when it is not).
+    if not np.isfinite(sum(value.sum() for _, value in parts)):
+        for name, value in parts:
+            bad = ~np.isfinite(value).reshape(n, -1).all(axis=1)
+            if bad.any():
+                raise ValueError(f'step() gave a non-finite {name} in env(s) '
+                                 f'{np.flatnonzero(bad)[:8].tolist()}')
+    if result.terminated is None:
+        return np.zeros(n, bool)
+    terminated = np.asarray(result.terminated)
+    if terminated.shape != (n,):
+        raise ValueError(f'step() gave terminated of shape {terminated.shape}, expected ({n},) '
+                         f'or None')
+    return terminated.astype(bool)
+
+
 class Task:
     """Base of every task; subclasses set Params and write the methods marked 'override'.
 

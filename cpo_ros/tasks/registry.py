@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cpo_ros.tasks.base import StepResult, Task, TaskParams
+from cpo_ros.tasks.base import check_start, check_step, Task, TaskParams
 
 ENTRY_POINT_GROUP = 'cpo_ros.tasks'
 """Installed packages add tasks here: `[project.entry-points."cpo_ros.tasks"] name = "pkg:Cls"`."""
@@ -150,12 +150,13 @@ def check_task_class(cls: Any, target: str) -> None:
                       f'{names}')
     rng = np.random.default_rng(0)
     try:
-        start = np.asarray(task.reset(np.arange(n), rng))
+        start = task.reset(np.arange(n), rng)
     except Exception as exc:  # noqa: BLE001
         _fail(target, f'reset() raised {type(exc).__name__}: {exc}')
-    if start.shape != (n, 3) or not np.all(np.isfinite(start)):
-        _fail(target, f'reset() returned start poses of shape {start.shape}, expected ({n}, 3), '
-                      f'finite')
+    try:
+        start = check_start(start, n)
+    except ValueError as exc:
+        _fail(target, str(exc))
     twist = np.zeros((n, 2))
     try:
         scan = ({} if task.scan_spec is None
@@ -171,18 +172,10 @@ def check_task_class(cls: Any, target: str) -> None:
     if obs.shape != (n, task.obs_dim):
         _fail(target, f'observation has the wrong shape {obs.shape}, expected ({n}, '
                       f'{task.obs_dim}) from observation_labels')
-    if not isinstance(result, StepResult):
-        _fail(target, f'step() returned {type(result).__name__}, expected StepResult')
-    if np.shape(result.reward) != (n,) or np.shape(result.costs) != (n, len(names)):
-        _fail(target, f'step() gave reward {np.shape(result.reward)} and costs '
-                      f'{np.shape(result.costs)}, expected ({n},) and ({n}, {len(names)})')
-    if result.terminated is not None and np.shape(result.terminated) != (n,):
-        _fail(target, f'step() gave terminated of shape {np.shape(result.terminated)}, '
-                      f'expected ({n},) or None')
-    for what, value in (('observation', obs), ('reward', result.reward),
-                        ('costs', result.costs)):
-        if not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
-            _fail(target, f'{what} holds non-finite values on two robots at their start')
+    try:
+        check_step(result, obs, n, len(names), task.obs_dim)
+    except ValueError as exc:
+        _fail(target, f'{exc} on two robots at their start')
 
 
 def make_task(name: str, num_envs: int = 1, **options: Any) -> Task:
