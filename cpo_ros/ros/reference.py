@@ -47,8 +47,12 @@ def _cell(text: str) -> str:
 def _allowed(spec) -> str:
     if spec.choices is not None:
         return ', '.join(spec.choices)
-    if spec.low is not None or spec.high is not None:
+    if spec.low is not None and spec.high is not None:
         return f'{_value(spec.low, True)} .. {_value(spec.high, True)}'
+    if spec.low is not None:  # no upper bound
+        return f'>= {_value(spec.low, True)}'
+    if spec.high is not None:
+        return f'<= {_value(spec.high, True)}'
     return ''
 
 
@@ -69,11 +73,14 @@ def parameter_tables() -> str:
         ('Shared: the robot profile (`/**`, `config/robots/`)', specs.ROBOT_PARAMS),
         ('Shared: velocity commands (`/**`)', specs.COMMAND_PARAMS),
         ('Shared: the pose (`/**`)', specs.POSE_PARAMS),
+        ('Shared: the laser scan (`/**`, tasks that declare a scan)', specs.SCAN_PARAMS),
     ]
     sections += [(f'`{node}` (`/**/{node}`)', params)
                  for node, params in specs.NODE_PARAMS.items()]
     sections.append(('`policy_executor --deploy` (`/**/policy_executor` in deploy.yaml)',
                      specs.DEPLOY_EXECUTOR_PARAMS))
+    sections.append(('`policy_executor --robot` (`/**/policy_executor` in '
+                     'learn_on_robot.yaml)', specs.ROBOT_EXECUTOR_OWN_PARAMS))
     return '\n\n'.join(f'### {title}\n\n{parameter_table(params)}'
                        for title, params in sections)
 

@@ -314,12 +314,15 @@ def _spec(specs: list[ParamSpec], name: str) -> ParamSpec:
     return next(s for s in specs if s.name == name)
 
 
+ROBOT_EXECUTOR_OWN_PARAMS = ROBOT_EXECUTOR_PARAMS + [_spec(LEARNER_PARAMS, 'iteration_timeout_s')]
+"""What `policy_executor --robot` declares beyond the shared parameters (the learner's iteration
+timeout too: an iteration's samples end by it)."""
+
 _CLASS_PARAMS = {
     'SimBridge': SIM_BRIDGE_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + TASK_PARAMS + SCAN_PARAMS,
     'PolicyExecutor': EXECUTOR_PARAMS + TASK_PARAMS,
-    'RobotExecutor': (ROBOT_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
-                      + TASK_PARAMS + SCAN_PARAMS
-                      + [_spec(LEARNER_PARAMS, 'iteration_timeout_s')]),
+    'RobotExecutor': (ROBOT_EXECUTOR_OWN_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS + POSE_PARAMS
+                      + TASK_PARAMS + SCAN_PARAMS),
     'DeployedPolicyExecutor': (DEPLOY_EXECUTOR_PARAMS + ROBOT_PARAMS + COMMAND_PARAMS
                                + POSE_PARAMS + TASK_PARAMS + SCAN_PARAMS),
     'Learner': LEARNER_PARAMS + ROBOT_PARAMS + TASK_PARAMS,
