@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Start the nodes of launch/<name>.launch.py with '
                        'config/<name>.yaml in one process. Arguments after the name are ROS '
                        'arguments, e.g. --ros-args -p learner:iterations:=5')
-    p.add_argument('name', help='circle_sim, gather_sim, fleet_sim, learn_on_robot or deploy')
+    from cpo_ros.ros.graph import GRAPHS  # plain data (no rclpy): the one list of bring-ups
+    p.add_argument('name', help=f'one of {", ".join(sorted(GRAPHS))}')
     p.add_argument('ros_args', nargs=argparse.REMAINDER)
     return parser
 
@@ -293,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the output's reader has gone (`cpo-ros tasks --json | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
 
 
 if __name__ == '__main__':

@@ -224,7 +224,11 @@ def test_gather_trains_through_the_graph_with_sensor_and_marker_topics(ros_env, 
     assert float(rows[0]['cost_limit']) == 0.1
     assert readings and readings[-1].shape == (1, 20)
     assert markers and {m.ns for m in markers[-1].markers} == {'apples', 'bombs'}
-    assert 'task: gather' in (tmp_path / 'config.yaml').read_text()
+    import yaml
+    recorded = yaml.safe_load((tmp_path / 'config.yaml').read_text())
+    assert recorded['config']['task'] == 'gather'
+    # Every task option in effect, as `cpo-ros train` records them (docs/training.md).
+    assert {'n_apples', 'n_bombs', 'max_episode_steps'} <= set(recorded['task_options'])
 
 
 def test_a_second_constraint_trains_through_the_graph_with_per_constraint_topics(ros_env, probe,

@@ -128,6 +128,28 @@ class NanLater(Corridor):
         return result
 
 
+class RaiseLater(Corridor):
+    """Steps on the start-up check, raises from the 30th step of a run."""
+    steps = 0
+
+    def step(self, pose, twist, rng):
+        RaiseLater.steps += 1
+        if RaiseLater.steps >= 30:
+            return 1 / 0
+        return super().step(pose, twist, rng)
+
+
+class ResetRaisesLater(Corridor):
+    """Resets on the start-up check, raises a ValueError of its own at the run's reset."""
+    resets = 0
+
+    def reset(self, idx, rng):
+        ResetRaisesLater.resets += 1
+        if ResetRaisesLater.resets >= 2:
+            raise ValueError('empty goal list')
+        return super().reset(idx, rng)
+
+
 class ColumnTerminated(Corridor):
     def step(self, pose, twist, rng):
         result = super().step(pose, twist, rng)
@@ -152,7 +174,7 @@ def bad_env(tmp_path):
     ('broken:Anything', "does not import: ModuleNotFoundError: No module named "
                         "'no_such_module_here'"),
     ('badtasks:Missing', "module badtasks has no 'Missing'"),
-    ('badtasks:NanAtStart', 'step() gave a non-finite reward in env(s) [0, 1]'),
+    ('badtasks:NanAtStart', 'step() gave reward with non-finite values in env(s) [0, 1]'),
     ('badtasks:ColumnTerminated', 'terminated of shape (2, 1), expected (2,) or None'),
 ])
 def test_bad_definitions_are_refused_at_start_up_with_exit_2(bad_env, tmp_path, path, message):
@@ -170,8 +192,46 @@ def test_a_task_that_turns_non_finite_while_training_is_named_not_a_bad_action(b
                  '--steps-per-iteration', '400', '--num-envs', '4', '--out',
                  str(tmp_path / 'run'), env=bad_env)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert ('task badtasks:NanLater: step() gave a non-finite costs in env(s) [3]'
+    assert ('task badtasks:NanLater: step() gave costs with non-finite values in env(s) [3]'
             in result.stderr), result.stderr
+
+
+@pytest.mark.parametrize('path, message', [
+    ('badtasks:RaiseLater', 'step() raised ZeroDivisionError: division by zero (at '),
+    ('badtasks:ResetRaisesLater', 'reset() raised ValueError: empty goal list (at '),
+])
+def test_an_exception_of_a_task_while_training_names_the_task_the_call_and_the_line(
+        bad_env, tmp_path, path, message):
+    result = cli('train', '--task', path, '--iterations', '1', '--steps-per-iteration', '400',
+                 '--num-envs', '4', '--out', str(tmp_path / 'run'), env=bad_env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f'task {path}: {message}' in result.stderr, result.stderr
+    assert 'badtasks.py:' in result.stderr and 'Traceback' not in result.stderr, result.stderr
+    assert 'docs/tasks.md' not in result.stderr  # not the hint about shapes and values
+
+
+def test_a_task_that_raises_in_the_sim_bridge_ends_it_with_exit_2(ros_env, bad_env):
+    # A stand-in (realtime mode) steps on its own timer: the task's exception is logged, named,
+    # and ends the node with code 2, not an executor's traceback.
+    env = dict(ros_env, PYTHONPATH=bad_env['PYTHONPATH'])
+    bridge = NodeProcess([sys.executable, '-m', 'cpo_ros.nodes.sim_bridge', '--ros-args',
+                          '-p', 'task:=badtasks:RaiseLater', '-p', 'mode:=realtime',
+                          '-p', 'real_time_factor:=10.0'], env)
+    assert bridge.wait(timeout=60) == 2, bridge.output
+    assert ('task badtasks:RaiseLater: step() raised ZeroDivisionError: division by zero'
+            in bridge.output), bridge.output
+    assert 'Traceback' not in bridge.output, bridge.output
+
+
+def test_a_wrong_count_of_cost_limits_is_refused_before_the_run_directory(tmp_path):
+    # The corridor has two costs; one limit is refused, and no empty run is left behind for a
+    # corrected restart to trip over.
+    result = cli('train', '--task', 'corridor', '--set', 'cost_limit=5', '--iterations', '1',
+                 '--out', str(tmp_path / 'run'))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ('cost_limit has 1 value(s) [5.0] but the task has 2 constraint(s)'
+            in result.stderr), result.stderr
+    assert not (tmp_path / 'run').exists()
 
 
 def test_train_help_lists_the_options_of_a_task_given_by_dotted_path(bad_env):
@@ -325,12 +385,13 @@ def test_one_check_of_a_step_names_what_is_wrong():
     obs = np.zeros((2, 4))
     good = StepResult(np.zeros(2, np.float32), np.zeros((2, 1), np.float32))
     assert check_step(good, obs, 2, 1, 4).tolist() == [False, False]
-    cases = [(StepResult(np.array(['a', 'b']), good.costs), 'reward that is not an array'),
+    cases = [(StepResult(np.array(['a', 'b']), good.costs), 'step() gave reward, not an array'),
              (StepResult(good.reward, np.zeros((2, 2))), 'costs of shape (2, 2), expected (2, 1)'),
              (StepResult(good.reward, good.costs, np.ones((2, 1), bool)), 'terminated of shape'),
              ((good.reward, good.costs), 'returned tuple, expected StepResult')]
     for result, message in cases:
         with pytest.raises(ValueError, match=re.escape(message)):
             check_step(result, obs, 2, 1, 4)
-    with pytest.raises(ValueError, match=re.escape('non-finite observation in env(s) [1]')):
+    message = 'observation() gave observations with non-finite values in env(s) [1]'
+    with pytest.raises(ValueError, match=re.escape(message)):
         check_step(good, np.array([[0.0] * 4, [0.0, np.inf, 0.0, 0.0]]), 2, 1, 4)

@@ -93,6 +93,10 @@ def test_corrupt_checkpoint_is_refused_with_path_and_reason(tmp_path):
         load_checkpoint(bad)
     result = cpo_ros('eval', '--checkpoint', str(bad), check=False)
     assert result.returncode == 2 and str(bad) in result.stderr
+    # One line, without torch's advice to load the file unsafely (weights_only=False).
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith('cpo-ros eval: error: checkpoint') and 'unreadable' in error
+    assert 'False' not in result.stderr and 'trust' not in result.stderr, result.stderr
     foreign = save_checkpoint(tmp_path / 'foreign.pt', {'x': 1})
     with pytest.raises(CheckpointError, match='lacks'):
         load_checkpoint(foreign, ('config',))

@@ -35,9 +35,9 @@ from cpo_ros.training.config import AlgoConfig
 class ConstrainedTrustRegion:
     """Own the policy, critics and constraint estimate; update them by the rule named algo."""
 
-    def __init__(self, obs_dim: int, act_dim: int, config: AlgoConfig,
-                 action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
-                 max_episode_steps: int | None = None, num_costs: int = 1) -> None:
+    @staticmethod
+    def check_config(config: AlgoConfig, num_costs: int) -> None:
+        """Raise ValueError unless config is usable on a task of num_costs constraints."""
         config.validate()
         if len(config.limits) != num_costs:
             raise ValueError(f'cost_limit has {len(config.limits)} value(s) '
@@ -47,6 +47,11 @@ class ConstrainedTrustRegion:
                 and rule_class(config.algo).holds_upper_bound):
             raise ValueError(f'cost_noise_discount works with one constraint; the task has '
                              f'{num_costs}: set it to 0')
+
+    def __init__(self, obs_dim: int, act_dim: int, config: AlgoConfig,
+                 action_low: np.ndarray | None = None, action_high: np.ndarray | None = None,
+                 max_episode_steps: int | None = None, num_costs: int = 1) -> None:
+        self.check_config(config, num_costs)
         self.config = config
         self.obs_dim, self.act_dim, self.num_costs = obs_dim, act_dim, num_costs
         self.limits = np.asarray(config.limits, np.float64)

@@ -50,7 +50,7 @@ from cpo_ros.training.announcements import policy_digest
 from cpo_ros.training.config import TrainConfig
 from cpo_ros.training.fleet import ChunkGatherer, ChunkQueue, FLEET_COLUMNS, IterationReport
 from cpo_ros.training.run import TrainingRun
-from cpo_ros.training.settings import algo_config_from
+from cpo_ros.training.settings import algo_config_from, task_options
 from cpo_ros.training.trainer import max_episode_steps, summary_line
 from cpo_ros.wire import canonical_chunk, check_chunk, check_logp
 
@@ -108,6 +108,7 @@ class Learner(Node):
                                                                                p['resume']),
                                extra_config={'transport': 'ros2', 'node': self.get_name(),
                                              'cost_names': list(probe.cost_names),
+                                             'task_options': task_options(self.config),
                                              'ros_parameters': p},
                                num_costs=probe.num_costs, extra_columns=FLEET_COLUMNS,
                                init_from=p['init_from'] or None)

@@ -41,6 +41,7 @@ from cpo_ros.sim.range_sensor import RangeSensorSpec
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.sim.vec_env import DomainRandomization, VecTaskEnv
 from cpo_ros.tasks.base import Marker as TaskMarker
+from cpo_ros.tasks.registry import TaskRuntimeError
 from cpo_ros.wire import CMD_FIELDS, StateLayout
 
 
@@ -96,6 +97,8 @@ class SimBridge(Node):
         self._marker_key: list | None = None
         self._marker_msg = MarkerArray()
         self.seq = 0
+        self.exit_code = 0
+        """2 once the task failed while stepping (run_nodes ends the process with it)."""
         self._state = np.zeros((num_envs, len(self.fields) - 1), np.float32)
         self._last_cmd = np.zeros(2)
         self._last_cmd_time = -float('inf')
@@ -147,8 +150,8 @@ class SimBridge(Node):
             return
         if seq != self.seq:
             return  # an answer to a state already stepped (a duplicate)
-        self._step(cmd)
-        self._publish_state()
+        if self._step(cmd):
+            self._publish_state()
         self._resend_timer.reset()
 
     def _publish_state(self) -> None:
@@ -172,7 +175,19 @@ class SimBridge(Node):
         self._step(cmd[None])
 
     # -- shared ---------------------------------------------------------------------------------
-    def _step(self, cmd: np.ndarray) -> None:
+    def _step(self, cmd: np.ndarray) -> bool:
+        """Step the simulation; False once the task failed (logged; the node exits with 2)."""
+        if self.exit_code:
+            return False
+        try:
+            self._step_env(cmd)
+        except TaskRuntimeError as exc:  # the user's task raised or gave unusable values
+            self.get_logger().error(f'{exc}; the simulation stops (exit code 2)')
+            self.exit_code = 2
+            return False
+        return True
+
+    def _step_env(self, cmd: np.ndarray) -> None:
         _obs, reward, cost, terminated, truncated, info = self.env.step(cmd)
         self._fill_state(reward, cost, terminated, truncated, info['final_pose'],
                          info['final_twist'], info['final_sensors'])

@@ -81,9 +81,16 @@ class CommandSource:
         matched = (self.subscription.get_publisher_count() if self.subscription is not None
                    else len(names))
         if matched != 1 or names != [self.source]:
-            others = sorted(set(names) - {self.source}) or names
-            self._untrusted(f'policy/cmd_vel has {matched} matched publisher(s), other than '
-                            f'{self.source} {others}: commands refused')
+            unknown = [n for n in names if 'UNKNOWN' in n]
+            if not names or unknown:  # the sender's name is not in this node's graph yet
+                reason = (f'the sender of policy/cmd_vel is not discovered yet ({matched} '
+                          f'matched publisher(s), named {names}): commands refused until only '
+                          f'{self.source} is seen')
+            else:
+                others = sorted(set(names) - {self.source}) or names
+                reason = (f'policy/cmd_vel has {matched} matched publisher(s), not only '
+                          f'{self.source}: {others}: commands refused')
+            self._untrusted(reason)
             self.node.get_logger().warn(self.reason, throttle_duration_sec=1.0)
             return self.reason
         if time.monotonic() < self._hold_until:

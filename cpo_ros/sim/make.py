@@ -43,7 +43,10 @@ def make_task(task: str, num_envs: int = 1, robot: RobotConfig | None = None,
     """
     cls = registry.load_task_class(task)
     params, robot = apply_overrides(cls.Params(), robot or RobotConfig(), options, task)
-    return cls(params, num_envs), robot
+    try:
+        return cls(params, num_envs), robot
+    except ValueError as exc:  # the task's own check() of its parameters
+        raise ValueError(f'task {task} parameters: {exc}') from exc
 
 
 def task_options(task: str, **task_kwargs: Any) -> dict[str, Any]:

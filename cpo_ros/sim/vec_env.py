@@ -6,6 +6,7 @@ episode length and resets ended episodes. It never names a task.
 """
 
 from dataclasses import dataclass, replace
+import traceback
 from typing import Any
 
 import gymnasium as gym
@@ -15,7 +16,7 @@ from cpo_ros.sim.arena import ArenaSpec
 from cpo_ros.sim.range_sensor import RangeSensor, RangeSensorSpec
 from cpo_ros.sim.robot import PointRobots, RobotConfig
 from cpo_ros.tasks.base import check_start, check_step, Task
-from cpo_ros.tasks.registry import DEFAULT_TASK
+from cpo_ros.tasks.registry import DEFAULT_TASK, TaskRuntimeError
 from cpo_ros.tasks.scan import resample
 from cpo_ros.validation import check_range
 
@@ -158,36 +159,48 @@ class VecTaskEnv:
 
     def _sensors(self, pose: np.ndarray) -> np.ndarray:
         if self.range_sensor is None:
-            return self.task.sensors(pose)
+            return self._task_call('sensors()', self.task.sensors, pose)
         self.last_scan = self.range_sensor.ranges()
-        return self.task.sensors(pose, scan=self._scan_on_task_rays(self.last_scan))
+        return self._task_call('sensors()', self.task.sensors, pose,
+                               scan=self._scan_on_task_rays(self.last_scan))
 
     def _observe(self, pose: np.ndarray, twist: np.ndarray,
                  readings: np.ndarray) -> np.ndarray:
         # The policy sees the (noisy) odometry; sensors read the true state.
         if self._noisy_odometry:
             pose, twist = self._noisy(pose, twist)
-        return self.task.observation(pose, twist, readings)
+        return self._task_call('observation()', self.task.observation, pose, twist, readings)
 
     def observation(self) -> np.ndarray:
         """Return the current observations (N, obs_dim)."""
         pose = self.robots.pose()
         return self._observe(pose, self.robots.twist(), self._sensors(pose))
 
-    def _task_error(self, what: str) -> ValueError:
+    def _task_error(self, what: str, hint: bool = True) -> TaskRuntimeError:
         cls = type(self.task)
-        return ValueError(f'task {cls.__module__}:{cls.__qualname__}: {what} (a task returns '
-                          f'finite values of the documented shapes; docs/tasks.md)')
+        return TaskRuntimeError(f'task {cls.__module__}:{cls.__qualname__}: {what}'
+                                + (' (a task returns finite values of the documented shapes; '
+                                   'docs/tasks.md)' if hint else ''))
+
+    def _task_call(self, what: str, method, *args: Any, **kwargs: Any) -> Any:
+        """Call a method of the task; what it raises comes back naming the task and the line."""
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any error of the user's code, named
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            raise self._task_error(f'{what} raised {type(exc).__name__}: {exc} (at '
+                                   f'{frame.filename}:{frame.lineno})', hint=False) from exc
 
     def _reset_envs(self, idx: np.ndarray) -> None:
+        start = self._task_call('reset()', self.task.reset, idx, self.rng)
         try:
-            start = check_start(self.task.reset(idx, self.rng), len(idx))
+            start = check_start(start, len(idx))
         except ValueError as exc:
             raise self._task_error(str(exc)) from None
         self.robots.set_pose(idx, start[:, 0], start[:, 1], start[:, 2])
         if self.arena is not None:
             for i in idx:
-                self.robots.arenas.place(i, self.task.obstacles(i))
+                self.robots.arenas.place(i, self._task_call('obstacles()', self.task.obstacles, i))
         self.episode_step[idx] = 0
         if self._draw_dynamics:
             n, dr = len(idx), self.randomization
@@ -239,7 +252,7 @@ class VecTaskEnv:
         pose, twist = self.robots.pose(), self.robots.twist()
         if self.arena is not None:
             self.task.contacts[:] = self.robots.arenas.collisions()
-        result = self.task.step(pose, twist, self.rng)
+        result = self._task_call('step()', self.task.step, pose, twist, self.rng)
         readings = self._sensors(pose)
         obs = self._observe(pose, twist, readings)
         try:

@@ -104,11 +104,16 @@ class StepResult:
 
 def check_start(start: Any, n: int) -> np.ndarray:
     """Return a task's reset() start poses as (n, 3) float64; ValueError saying what is wrong."""
-    start = np.asarray(start, dtype=np.float64)
-    if start.shape != (n, 3) or not np.all(np.isfinite(start)):
-        raise ValueError(f'reset() returned start poses of shape {start.shape} '
-                         f'{"with non-finite values " if start.size else ""}for {n} env(s), '
-                         f'expected ({n}, 3), finite')
+    try:
+        start = np.asarray(start, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError('reset() returned start poses that are not an array of numbers') from None
+    if start.shape != (n, 3):
+        raise ValueError(f'reset() returned start poses of shape {start.shape} for {n} env(s), '
+                         f'expected ({n}, 3)')
+    if not np.all(np.isfinite(start)):
+        raise ValueError(f'reset() returned non-finite start poses in env(s) '
+                         f'{np.flatnonzero(~np.isfinite(start).all(axis=1))[:8].tolist()}')
     return start
 
 
@@ -122,22 +127,22 @@ def check_step(result: Any, obs: Any, n: int, num_costs: int, obs_dim: int) -> n
     if not isinstance(result, StepResult):
         raise ValueError(f'step() returned {type(result).__name__}, expected StepResult')
     parts = []
-    for name, value, shape in (('reward', result.reward, (n,)),
-                               ('costs', result.costs, (n, num_costs)),
-                               ('observation', obs, (n, obs_dim))):
+    for name, value, shape in (('step() gave reward', result.reward, (n,)),
+                               ('step() gave costs', result.costs, (n, num_costs)),
+                               ('observation() gave observations', obs, (n, obs_dim))):
         try:
             value = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
-            raise ValueError(f'step() gave a {name} that is not an array of numbers') from None
+            raise ValueError(f'{name}, not an array of numbers') from None
         if value.shape != shape:
-            raise ValueError(f'step() gave {name} of shape {value.shape}, expected {shape}')
+            raise ValueError(f'{name} of shape {value.shape}, expected {shape}')
         parts.append((name, value))
     # One sum is finite when every value is (the per-env search runs only when it is not).
     if not np.isfinite(sum(value.sum() for _, value in parts)):
         for name, value in parts:
             bad = ~np.isfinite(value).reshape(n, -1).all(axis=1)
             if bad.any():
-                raise ValueError(f'step() gave a non-finite {name} in env(s) '
+                raise ValueError(f'{name} with non-finite values in env(s) '
                                  f'{np.flatnonzero(bad)[:8].tolist()}')
     if result.terminated is None:
         return np.zeros(n, bool)

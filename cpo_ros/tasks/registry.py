@@ -47,6 +47,13 @@ class TaskDefinitionError(ValueError):
     """A task that cannot be used; the message names its path and what is wrong."""
 
 
+class TaskRuntimeError(ValueError):
+    """A task that failed while it ran: it raised, or gave values that cannot be used.
+
+    The message names its path, the call and, for an exception, the line that raised it.
+    """
+
+
 class UnknownTaskError(ValueError):
     """A task name that no door knows; the message lists the close matches."""
 

@@ -31,6 +31,17 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return path
 
 
+def _load_error(exc: Exception) -> str:
+    """Return torch.load's reason in a line, without its advice to load unsafely."""
+    text = str(exc)
+    if 'WeightsUnpickler error:' in text:  # a pickle of objects, or not a pickle at all
+        detail = text.split('WeightsUnpickler error:', 1)[1].strip().splitlines()
+        detail = detail[0].split('. ')[0][:160] if detail else ''
+        return f'not a checkpoint that loads with weights_only=True: {detail}'
+    lines = text.strip().splitlines()
+    return f'{type(exc).__name__}: {lines[0] if lines else ""}'
+
+
 def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read a checkpoint, refusing a missing, corrupt or foreign file with its path and reason."""
     path = Path(path)
@@ -39,8 +50,7 @@ def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> 
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f'checkpoint {path}: unreadable ({type(exc).__name__}: {exc})'
-                              ) from exc
+        raise CheckpointError(f'checkpoint {path}: unreadable ({_load_error(exc)})') from exc
     if not isinstance(payload, dict) or payload.get('format') != FORMAT:
         raise CheckpointError(f'checkpoint {path}: not a {FORMAT} file')
     missing = [k for k in required if k not in payload]

@@ -97,8 +97,11 @@ def _fmt(value: Any) -> Any:
 
 
 def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike,
-                title: str = '') -> Path:
-    """Draw episode return and cost (with the limit) against environment steps."""
+                title: str = '', cost_names: tuple[str, ...] = ()) -> Path:
+    """Draw episode return and each cost (with its limit) against environment steps.
+
+    cost_names label the costs in the order of the episode_cost columns (else their indices).
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -111,14 +114,18 @@ def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike,
     ax_r.set_ylabel('mean episode return')
     several = bool(rows) and 'episode_cost_1' in rows[0]
     count = sum(k.startswith('cost_limit_') for k in rows[0]) if several else 0
+    # A marker on each point, so a run of one iteration still shows its values.
+    points = {'marker': 'o'} if len(rows) < 2 else {}
+    ax_r.lines[0].set(**points)
     for i, suffix in enumerate([f'_{i}' for i in range(count)] if several else ['']):
         color = f'C{3 + i}'
-        label = f'cost {suffix[1:]}' if several else 'cost'
+        name = (cost_names[i] if i < len(cost_names) else
+                f'cost {suffix[1:]}' if several else 'cost')
         ax_c.plot(steps, [float(r['episode_cost' + suffix]) for r in rows], color=color,
-                  label=label)
+                  label=name, **points)
         if rows:
             ax_c.plot(steps, [float(r['cost_limit' + suffix]) for r in rows], '--', color=color,
-                      alpha=0.7, label=f'limit {suffix[1:]}'.strip())
+                      alpha=0.7, label=f'{name} limit' if several else 'limit', **points)
     ax_c.set_xlabel('environment steps')
     ax_c.set_ylabel('mean episode cost')
     ax_c.legend()

@@ -174,7 +174,11 @@ class TrainingRun:
         a bad source leaves no run behind for a corrected restart to resume.
         """
         config.validate()
+        # Before the run directory: a refused setting leaves nothing behind.
+        ConstrainedTrustRegion.check_config(config.algo, num_costs)
         self.config = config
+        self.cost_names = tuple((extra_config or {}).get('cost_names', ()))
+        """The task's cost names, for the plot's legend (the progress columns are numbered)."""
         self.out = Path(config.out)
         self.resumed, self.moved_aside = prepare_run_dir(self.out, run_mode(resume))
         self.out.mkdir(parents=True, exist_ok=True)
@@ -348,7 +352,8 @@ class TrainingRun:
             if save:
                 self.save()
         finally:  # the plot even when the checkpoint cannot be written (a full disk)
-            plot = plot_curves(self.progress.path, self.out / 'curves.png', title)
+            plot = plot_curves(self.progress.path, self.out / 'curves.png', title,
+                               self.cost_names)
         return plot
 
     def summary(self) -> str:
@@ -358,8 +363,11 @@ class TrainingRun:
                 f'{", ".join(f"{c:.2f}" for c in self.best["episode_costs"])}): '
                 f'{self.best_path}' if self.best else
                 'no iteration met every cost limit (no best.pt)')
+        written = [name for name in ('progress.csv', 'curves.png') if (self.out / name).exists()]
+        if self.checkpoint_path.exists():
+            written.append(f'checkpoint {self.checkpoint_path}')
         return (f'iteration {self.iteration}/{self.config.iterations}; results in {self.out}: '
-                f'progress.csv, curves.png, checkpoint {self.checkpoint_path}; {best}')
+                f'{", ".join(written) or "none written"}; {best}')
 
     def _restore(self) -> None:
         payload = load_checkpoint(self.checkpoint_path, ('config', 'dims', 'iteration',
@@ -378,7 +386,9 @@ class TrainingRun:
             raise CheckpointError(
                 f'checkpoint {self.checkpoint_path} was trained with another configuration '
                 f'(checkpoint -> this run): {"; ".join(diffs)}. Resume with the same settings, '
-                f'or start a new run (--overwrite, or another --out)')
+                f'or start a new run: `cpo-ros train` --overwrite or another --out; the '
+                f'learner node its resume or out parameter (-p learner:out:=runs/<name>, or '
+                f'learner: out: in a params_file)')
         try:
             self.algorithm.load_state_dict(payload['algorithm'])
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:

@@ -118,7 +118,8 @@ def _type_name(kind: Any) -> str:
         return ' or '.join(_type_name(a) for a in args)
     if origin is tuple:
         inner = _type_name(args[0])
-        return f'list of {inner} ("64,32" or "[64, 32]")' if args[-1] is Ellipsis else (
+        example = '"5,10" or "[5, 10]"' if args[0] is float else '"64,32" or "[64, 32]"'
+        return f'list of {inner} ({example})' if args[-1] is Ellipsis else (
             f'list of {len(args)} {inner}')
     return {bool: 'true/false', int: 'int', float: 'float', str: 'string',
             type(None): 'null'}.get(kind, getattr(kind, '__name__', str(kind)))
