@@ -25,7 +25,8 @@ def _rule(cls, num_costs=1, **settings):
 
 
 def test_ppo_lag_multiplier_rises_above_the_limit_and_falls_to_zero_below():
-    rule = _rule(PPOLagrangian, 2, lagrangian_lr=0.05, cost_limit=(5.0, 2.0))
+    rule = _rule(PPOLagrangian, 2, lagrangian_lr=0.05, cost_limit=(5.0, 2.0),
+                 lagrangian_optimizer='sgd', lagrangian_init=0.0)
     seen = []
     for cost in ([15.0, 2.0], [11.0, 2.0], [9.0, 6.0], [5.0, 1.0], [0.0, 0.0], [0.0, 0.0]):
         rule.before_step(_estimate(cost, [5.0, 2.0]))
@@ -39,8 +40,46 @@ def test_ppo_lag_multiplier_rises_above_the_limit_and_falls_to_zero_below():
     np.testing.assert_array_equal(rule.multipliers, [0.0, 0.0])  # at 0, never below
 
 
+def test_ppo_lag_multiplier_by_adam_steps_as_torch_adam_on_the_lagrangian():
+    # OmniSafe's and SafePO's Lagrange: Adam on the loss -lambda (J_C - d), lambda clamped at 0.
+    rule = _rule(PPOLagrangian, lagrangian_lr=0.035, cost_limit=5.0)
+    lam = torch.tensor(0.001, dtype=torch.float64, requires_grad=True)
+    adam = torch.optim.Adam([lam], lr=0.035)
+    for cost in (60.0, 80.0, 40.0, 7.0, 0.0, 0.0, 1.0, 30.0):
+        rule.before_step(_estimate(cost, 5.0))
+        adam.zero_grad()
+        (-lam * (cost - 5.0)).backward()
+        adam.step()
+        with torch.no_grad():
+            lam.clamp_(min=0.0)
+        assert rule.multipliers[0] == pytest.approx(float(lam), rel=1e-9, abs=1e-12), cost
+    # A step near the learning rate whatever the violation: about 0.001 + 3 x 0.035 after
+    # three (plain steps of 0.035 (J_C - d) would have reached 5.2).
+    first = _rule(PPOLagrangian, cost_limit=5.0)
+    for cost in (60.0, 80.0, 40.0):
+        first.before_step(_estimate(cost, 5.0))
+    assert 0.09 < first.multipliers[0] < 0.11
+
+
+def test_pid_with_smoothing_and_delay_against_a_hand_computation():
+    rule = _rule(PIDLagrangian, pid_kp=1.0, pid_ki=0.1, pid_kd=1.0, pid_p_ema=0.5,
+                 pid_d_ema=0.5, pid_d_delay=2, lagrangian_init=0.0, cost_limit=5.0)
+    # By hand, d = 5: I = max(0, I + 0.1 delta); P = P/2 + delta/2; S = S/2 + J_C/2;
+    # D = max(0, S - S two iterations before, 0 before the first); lambda = max(0, P + I + D).
+    #  J_C  delta    I     P       S        D       lambda
+    #   9     4     0.4    2      4.5      4.5     6.9
+    #  13     8     1.2    5      8.75     8.75    14.95
+    #   5     0     1.2    2.5    6.875    2.375   6.075
+    #   0    -5     0.7   -1.25   3.4375   0       0 (clipped from -0.55)
+    for cost, lam in zip([9, 13, 5, 0], [6.9, 14.95, 6.075, 0.0], strict=True):
+        rule.before_step(_estimate(float(cost), 5.0))
+        assert rule.multipliers[0] == pytest.approx(lam, abs=1e-12), cost
+
+
 def test_pid_terms_against_a_hand_computation():
-    rule = _rule(PIDLagrangian, pid_kp=0.2, pid_ki=0.05, pid_kd=0.3, cost_limit=5.0)
+    # Without smoothing or delay: the paper's Algorithm 2 as written.
+    rule = _rule(PIDLagrangian, pid_kp=0.2, pid_ki=0.05, pid_kd=0.3, cost_limit=5.0,
+                 pid_p_ema=0.0, pid_d_ema=0.0, pid_d_delay=1, lagrangian_init=0.0)
     # By hand, d = 5: delta = J_C - 5; D = max(0, J_C - J_prev) with J_prev = 0 at first;
     # I = max(0, I + delta); lambda = max(0, 0.2 delta + 0.05 I + 0.3 D).
     #  J_C   delta   D    I     lambda
@@ -57,19 +96,29 @@ def test_pid_terms_against_a_hand_computation():
     for cost, lam, integral in zip([8, 12, 9, 3, 1, 0, 0, 6], want, integrals, strict=True):
         rule.before_step(_estimate(float(cost), 5.0))
         assert rule.multipliers[0] == pytest.approx(lam, abs=1e-12), cost
-        assert rule.integral[0] == pytest.approx(integral), cost
+        assert rule.integral[0] == pytest.approx(0.05 * integral), cost  # K_I I
 
 
 def test_pid_state_survives_a_checkpoint():
     rule = _rule(PIDLagrangian, cost_limit=5.0)
-    for cost in (9.0, 14.0):
+    for cost in (9.0, 14.0, 3.0):
         rule.before_step(_estimate(cost, 5.0))
     clone = _rule(PIDLagrangian, cost_limit=5.0)
     clone.load_state_dict(rule.state_dict())
     clone.multipliers = rule.multipliers.copy()
-    for r in (rule, clone):
-        r.before_step(_estimate(7.0, 5.0))
-    np.testing.assert_array_equal(clone.multipliers, rule.multipliers)
+    for cost in (7.0, 20.0, 0.0):
+        for r in (rule, clone):
+            r.before_step(_estimate(cost, 5.0))
+        np.testing.assert_array_equal(clone.multipliers, rule.multipliers)
+    # And the multiplier's Adam moments of ppo_lag.
+    ppo, twin = _rule(PPOLagrangian, cost_limit=5.0), _rule(PPOLagrangian, cost_limit=5.0)
+    for cost in (9.0, 30.0):
+        ppo.before_step(_estimate(cost, 5.0))
+    twin.load_state_dict(ppo.state_dict())
+    twin.multipliers = ppo.multipliers.copy()
+    for r in (ppo, twin):
+        r.before_step(_estimate(2.0, 5.0))
+    np.testing.assert_array_equal(twin.multipliers, ppo.multipliers)
 
 
 def _rollout(algo, cost_per_step):
@@ -118,6 +167,8 @@ def test_ppo_step_climbs_the_penalised_surrogate(lam):
 
 def test_lagrangian_settings_are_range_checked():
     for name, value in (('ppo_clip', 0.0), ('ppo_epochs', 0), ('ppo_lr', -1.0),
-                        ('lagrangian_lr', -0.1), ('pid_kp', -1.0), ('pid_kd', float('nan'))):
+                        ('lagrangian_lr', -0.1), ('pid_kp', -1.0), ('pid_kd', float('nan')),
+                        ('pid_p_ema', 1.0), ('pid_d_delay', 0), ('lagrangian_optimizer', 'sdg'),
+                        ('lagrangian_cost_adv', 'scale')):
         with pytest.raises(ValueError, match=name):
             AlgoConfig(algo='pid_lag', **{name: value}).validate()

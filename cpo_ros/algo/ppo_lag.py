@@ -1,12 +1,14 @@
 """PPO-Lagrangian, the baseline OmniSafe and SafePO users run first.
 
-Each iteration the multiplier climbs the constraint, lambda <- max(0, lambda + lr (J_C - d))
-(gradient ascent on the Lagrangian in lambda, before the policy step as in OmniSafe), then
-ppo_epochs passes of Adam over minibatches minimise PPO's clipped surrogate on the penalised
-advantage (A_r - sum_i lambda_i A_Ci) / (1 + sum_i lambda_i). A_r is the standardised reward
-advantage and A_Ci the cost advantage, here standardised too (OmniSafe's default) so that
-lambda weighs like against like; both come from the critics and GAE every rule shares. The
-epochs stop early once the mean KL to the sampling policy passes ppo_target_kl.
+Each iteration the multiplier climbs the constraint before the policy step, as in OmniSafe:
+by default Adam on the loss -lambda (J_C - d) (lagrangian_optimizer 'adam', OmniSafe's and
+SafePO's Lagrange), or lambda <- lambda + lr (J_C - d) ('sgd'); lambda >= 0 after each step.
+Then ppo_epochs passes of Adam over minibatches minimise PPO's clipped surrogate on the
+penalised advantage (A_r - sum_i lambda_i A_Ci) / (1 + sum_i lambda_i). A_r is the
+standardised reward advantage and A_Ci the cost advantage with its batch mean subtracted
+(OmniSafe's, SafePO's; lagrangian_cost_adv 'standardize' divides it by its deviation too);
+both come from the critics and GAE every rule shares. The epochs stop early once the mean KL
+to the sampling policy passes ppo_target_kl.
 """
 
 from typing import Any
@@ -30,6 +32,8 @@ class PPOLagrangian(UpdateRule):
     def __init__(self, config: AlgoConfig, num_costs: int, policy: GaussianPolicy) -> None:
         super().__init__(config, num_costs, policy)
         self.multipliers = np.full(num_costs, float(config.lagrangian_init))
+        self.lambda_adam = AdamState(num_costs)
+        """The multiplier's Adam moments (lagrangian_optimizer 'adam')."""
         self.optim = torch.optim.Adam(policy.parameters(), lr=config.ppo_lr)
         # Minibatch order from a generator of the rule's own (seeded from the global one, so
         # from the run's seed): the critics may be fitting on a thread meanwhile and draw
@@ -38,14 +42,21 @@ class PPOLagrangian(UpdateRule):
             int(torch.randint(0, 2 ** 62, (), dtype=torch.int64)))
 
     def before_step(self, estimate: ConstraintEstimate) -> None:
-        """Gradient ascent on J_C - d: lambda <- max(0, lambda + lagrangian_lr (J_C - d))."""
-        self.multipliers = np.maximum(0.0, self.multipliers
-                                      + self.config.lagrangian_lr * estimate.c)
+        """Climb J_C - d by one step of lagrangian_optimizer; lambda stays >= 0."""
+        cfg = self.config
+        if cfg.lagrangian_optimizer == 'adam':
+            # The loss -lambda (J_C - d) has the gradient -(J_C - d).
+            step = self.lambda_adam.step(-np.asarray(estimate.c, np.float64), cfg.lagrangian_lr)
+        else:
+            step = cfg.lagrangian_lr * estimate.c
+        self.multipliers = np.maximum(0.0, self.multipliers + step)
 
     def penalised_advantages(self, batch: Batch) -> torch.Tensor:
-        """Return (A_r - sum_i lambda_i A_Ci) / (1 + sum_i lambda_i), A_Ci standardised."""
+        """Return (A_r - sum_i lambda_i A_Ci) / (1 + sum_i lambda_i), A_Ci centred."""
         lam = torch.as_tensor(self.multipliers, dtype=torch.float32)
-        adv_c = batch.adv_c / (batch.adv_c.std(0) + 1e-8)
+        adv_c = batch.adv_c - batch.adv_c.mean(0)
+        if self.config.lagrangian_cost_adv == 'standardize':
+            adv_c = adv_c / (batch.adv_c.std(0) + 1e-8)
         return (batch.adv_r - adv_c @ lam) / (1.0 + lam.sum())
 
     def improve(self, algorithm: Any, batch: Batch, estimate: ConstraintEstimate,
@@ -89,11 +100,43 @@ class PPOLagrangian(UpdateRule):
                           float(new_r - start_r), cost_change, cost_change.copy())
 
     def state_dict(self) -> dict[str, Any]:
-        """Return the optimiser's state and the minibatch generator's (exact resume)."""
-        return {'optim': self.optim.state_dict(), 'generator': self.generator.get_state()}
+        """Return the optimisers' state and the minibatch generator's (exact resume)."""
+        return {'optim': self.optim.state_dict(), 'generator': self.generator.get_state(),
+                'lambda_adam': self.lambda_adam.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from state_dict() output (a checkpoint of another rule has none)."""
         if 'optim' in state:
             self.optim.load_state_dict(state['optim'])
             self.generator.set_state(state['generator'])
+        if 'lambda_adam' in state:
+            self.lambda_adam.load_state_dict(state['lambda_adam'])
+
+
+class AdamState:
+    """Adam's moments for a vector of parameters, as torch.optim.Adam's defaults step them."""
+
+    BETAS = (0.9, 0.999)
+    EPS = 1e-8
+
+    def __init__(self, size: int) -> None:
+        self.m, self.v, self.t = np.zeros(size), np.zeros(size), 0
+
+    def step(self, grad: np.ndarray, lr: float) -> np.ndarray:
+        """Return the change Adam makes to parameters of gradient grad (a descent step)."""
+        b1, b2 = self.BETAS
+        self.t += 1
+        self.m = b1 * self.m + (1 - b1) * grad
+        self.v = b2 * self.v + (1 - b2) * grad ** 2
+        m_hat, v_hat = self.m / (1 - b1 ** self.t), self.v / (1 - b2 ** self.t)
+        return -lr * m_hat / (np.sqrt(v_hat) + self.EPS)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the moments and the step count (plain lists: weights_only checkpoints)."""
+        return {'m': [float(x) for x in self.m], 'v': [float(x) for x in self.v], 't': self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from state_dict() output."""
+        self.m = np.asarray(state['m'], np.float64).reshape(-1)
+        self.v = np.asarray(state['v'], np.float64).reshape(-1)
+        self.t = int(state['t'])

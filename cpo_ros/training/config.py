@@ -50,6 +50,8 @@ ALGO_RANGES = {
     'ppo_target_kl': Range(0.0, 10.0), 'ppo_max_grad_norm': Range(0.0, 1e6),
     'lagrangian_lr': Range(0.0, 100.0), 'lagrangian_init': Range(0.0, 1e6),
     'pid_kp': Range(0.0, 100.0), 'pid_ki': Range(0.0, 100.0), 'pid_kd': Range(0.0, 100.0),
+    'pid_p_ema': Range(0.0, 1.0, high_open=True), 'pid_d_ema': Range(0.0, 1.0, high_open=True),
+    'pid_d_delay': Range(1, 1000),
     'obs_clip': Range(0.0, math.inf, low_open=True), 'shaping_horizon': Range(1, 100_000),
     'shaping_weight': Range(0.0, 1e6),
 }
@@ -59,7 +61,8 @@ TRAIN_RANGES = {
 }
 """steps_per_iteration is checked against num_envs in TrainConfig.validate()."""
 CHOICES = {'algo': ALGOS, 'value_normalization': VALUE_NORMALIZATIONS,
-           'cost_bias_aim': COST_BIAS_AIMS}
+           'cost_bias_aim': COST_BIAS_AIMS, 'lagrangian_optimizer': ('adam', 'sgd'),
+           'lagrangian_cost_adv': ('center', 'standardize')}
 
 
 @dataclass
@@ -188,17 +191,35 @@ class AlgoConfig:
     ppo_max_grad_norm: float = 0.5
     """Clip of the policy gradient's norm per Adam step (ppo_lag, pid_lag; 0: off)."""
     lagrangian_lr: float = 0.035
-    """Step of the ppo_lag multiplier, gradient ascent on J_C - d:
-    lambda <- max(0, lambda + lr (J_C - d)), once per iteration before the policy step."""
-    lagrangian_init: float = 0.0
-    """Initial multiplier of ppo_lag."""
+    """Learning rate of the ppo_lag multiplier, which climbs J_C - d once per iteration before
+    the policy step (see lagrangian_optimizer)."""
+    lagrangian_optimizer: str = 'adam'
+    """How the ppo_lag multiplier climbs: 'adam' (OmniSafe's and SafePO's: Adam on the loss
+    -lambda (J_C - d), a step near lagrangian_lr per iteration whatever the violation's size)
+    or 'sgd' (lambda <- lambda + lagrangian_lr (J_C - d), a step as large as the violation);
+    lambda >= 0 after each step."""
+    lagrangian_init: float = 0.001
+    """Initial multiplier of ppo_lag and initial integral term of pid_lag (OmniSafe's 0.001)."""
+    lagrangian_cost_adv: str = 'center'
+    """The cost advantage in the ppo_lag and pid_lag surrogate: 'center' (the batch mean
+    subtracted, OmniSafe's, SafePO's and Stooke et al.'s: lambda weighs the cost in its own
+    units) or 'standardize' (divided by its standard deviation too)."""
     pid_kp: float = 0.1
     """Proportional gain K_P of the pid_lag multiplier (Stooke et al. 2020):
-    lambda = max(0, K_P (J_C - d) + K_I I + K_D max(0, J_C - J_C,prev))."""
+    lambda = max(0, K_P P + I + K_D D), P the smoothed J_C - d (pid_p_ema)."""
     pid_ki: float = 0.01
-    """Integral gain K_I of pid_lag; I <- max(0, I + J_C - d) each iteration."""
+    """Integral gain K_I of pid_lag: I <- max(0, I + K_I (J_C - d)) each iteration."""
     pid_kd: float = 0.01
-    """Derivative gain K_D of pid_lag, on the rise of J_C since the last iteration."""
+    """Derivative gain K_D of pid_lag, on D = max(0, the smoothed J_C less its value
+    pid_d_delay iterations ago)."""
+    pid_p_ema: float = 0.95
+    """Smoothing of pid_lag's proportional input: P <- a P + (1 - a) (J_C - d) (OmniSafe's
+    and Stooke et al.'s 0.95; 0: the raw violation, the paper's Algorithm 2 as written)."""
+    pid_d_ema: float = 0.95
+    """Smoothing of the J_C pid_lag's derivative reads (0: the raw J_C)."""
+    pid_d_delay: int = 10
+    """pid_lag's derivative compares the smoothed J_C with its value this many iterations
+    before (OmniSafe's 10; 1: the last iteration's)."""
     obs_clip: float = 10.0
     """Clip on normalised observations."""
     cost_shaping: bool = False
