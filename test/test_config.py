@@ -1,6 +1,7 @@
 """config/*.yaml: standard ROS parameter files that set every declared parameter."""
 
 from pathlib import Path
+import re
 
 import pytest
 import yaml
@@ -109,3 +110,23 @@ def test_robot_profiles_set_only_shared_parameters(profile):
     assert set(params) - set(sections) <= {s.name for s in SHARED_PARAMS}
     for task, section in sections.items():
         assert set(section) <= {s.key for s in settings.task_settings(task)}, task
+
+
+def test_a_profile_with_a_missing_key_a_typo_or_a_misspelt_task_section_is_refused(tmp_path):
+    # A missing control_dt would train, export and deploy at the point robot's period; a
+    # misspelt task section would leave the task at the paper's scale (its safe strip too).
+    from cpo_ros.deploy.profile import load_profile
+    text = (REPO / 'config' / 'robots' / 'turtlebot3_burger.yaml').read_text()
+    cases = {
+        'control_dt': ("missing ['control_dt']", text.replace('    control_dt:', '    # ')),
+        'circle': ("task section 'circel': no such task (did you mean circle?)",
+                   text.replace('    circle:', '    circel:')),
+        'accel': ("unknown key 'max_angular_acel' (did you mean max_angular_accel",
+                  text.replace('max_angular_accel:', 'max_angular_acel:')),
+    }
+    for name, (message, changed) in cases.items():
+        assert changed != text, name
+        path = tmp_path / f'{name}.yaml'
+        path.write_text(changed)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            load_profile(str(path))

@@ -320,6 +320,16 @@ def test_deploy_graph_under_fuzz_never_moves_on_a_forged_command(probe, ros_env,
         assert during and all(c[1] == 0.0 and c[2] == 0.0 for c in during), during[:5]
         forger.destroy_publisher(forged)
 
+        # 1b. Another publisher on the robot's own cmd_vel: the shield cannot refuse what the
+        # driver takes from it (SROS2 can), so its diagnostics name the publisher.
+        rogue = forger.create_publisher(TwistStamped, 'cmd_vel', qos.CLI_DEFAULT)
+
+        def named() -> bool:
+            return '/forger' in diag.values.get(monitor, {}).get('cmd_vel_other_publishers', '')
+
+        assert wait_until(named, 15), diag.values.get(monitor)
+        forger.destroy_publisher(rogue)
+
         # 2. Malformed poses: NaN, infinite, another frame. Each is refused (a stop).
         odom = forger.create_publisher(Odometry, 'odom', qos.CLI_DEFAULT)
         assert wait_until(lambda: odom.get_subscription_count() >= 2, 30)

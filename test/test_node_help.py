@@ -52,3 +52,14 @@ def test_an_unknown_command_line_argument_is_refused_with_exit_code_2(cmd, expec
     output = done.stdout + done.stderr
     assert done.returncode == 2 and expect in output, output
     assert 'Traceback' not in output
+
+
+@pytest.mark.parametrize('name', sorted(GRAPHS))
+def test_bringup_help_lists_its_nodes_and_starts_none(name):
+    result = subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'bringup', name, '--help'],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f'cpo-ros bringup {name}: the nodes of launch/{name}.launch.py' in result.stdout
+    for entry in GRAPHS[name].nodes:
+        assert entry.name in result.stdout
+    assert 'started' not in result.stdout and 'error' not in result.stderr

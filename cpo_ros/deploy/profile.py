@@ -6,6 +6,7 @@ training run records the profile (TrainConfig.robot), the export copies it into 
 and the deployed executor compares it with its own settings (check_deployment).
 """
 
+import difflib
 import math
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,11 @@ DEPLOY_KEYS = ('control_dt', 'max_linear_velocity', 'max_angular_velocity', 'max
 SCAN_KEYS = ('laser_frame', 'laser_pose', 'scan_num_rays', 'scan_fov', 'scan_range_min',
              'scan_range_max', 'scan_noise_std', 'scan_dropout', 'robot_radius_m')
 """Profile keys of the laser scanner and the body (navigation: stand-in, sim, scan guard)."""
-KNOWN_KEYS = ({'robot', 'max_linear_accel', 'max_angular_accel', 'odom_rate_hz'} | set(SCAN_KEYS)
-              | set(ROBOT_CONFIG_KEYS) | set(RANDOMIZATION_KEYS))
+REQUIRED_KEYS = ('robot', *ROBOT_CONFIG_KEYS, 'max_linear_accel', 'max_angular_accel',
+                 'odom_rate_hz')
+"""What every profile states: the robot's name, limits and periods (a missing one would be
+filled with the point robot's and train, export and deploy at its rate)."""
+KNOWN_KEYS = set(REQUIRED_KEYS) | set(SCAN_KEYS) | set(RANDOMIZATION_KEYS)
 
 
 def profile_path(name: str) -> Path:
@@ -58,11 +62,35 @@ def load_profile(name: str) -> dict[str, Any]:
     except (yaml.YAMLError, KeyError, TypeError) as exc:
         raise ValueError(f'robot profile {path}: not a ROS parameter file with a /** section '
                          f'({exc})') from exc
-    unknown = sorted(k for k in set(params) - KNOWN_KEYS if not isinstance(params[k], dict))
-    if unknown or 'robot' not in params:
-        raise ValueError(f'robot profile {path}: unknown keys {unknown} or no robot name '
-                         f'(known: {sorted(KNOWN_KEYS)})')
+    problems = []
+    for key in sorted(set(params) - KNOWN_KEYS):
+        if isinstance(params[key], dict):
+            # A task's section (its ROS namespace). A dotted-path task's cannot be told from a
+            # typo, so only one close to a registered task's name is refused.
+            names = _task_sections()
+            close = difflib.get_close_matches(key, names, n=2, cutoff=0.75)
+            if key not in names and close:
+                problems.append(f'task section {key!r}: no such task (did you mean '
+                                f'{" or ".join(close)}?)')
+            continue
+        close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=2)
+        problems.append(f'unknown key {key!r}' + (f' (did you mean {" or ".join(close)}?)'
+                                                  if close else ''))
+    missing = [k for k in REQUIRED_KEYS if k not in params]
+    if missing:
+        problems.append(f'missing {missing} (every profile states {list(REQUIRED_KEYS)})')
+    if problems:
+        raise ValueError(f'robot profile {path}: {"; ".join(problems)}; the keys are listed in '
+                         f'docs/reference.md')
     return params
+
+
+def _task_sections() -> list[str]:
+    """Return the ROS namespace of every registered task (a profile's task sections)."""
+    from cpo_ros.ros.specs import task_namespace
+    from cpo_ros.tasks.registry import registered
+
+    return sorted(task_namespace(name) for name in registered())
 
 
 def env_overrides(profile: dict[str, Any]) -> dict[str, Any]:

@@ -337,9 +337,27 @@ class SafeAreaMonitor(Node):
             # Only while this node holds the robot still: with shield_mode none (training) it
             # sends no commands, so a stale policy command stops nothing.
             status.values.append(KeyValue(key='stop_reason', value=reason))
+        others = self._other_cmd_vel_publishers()
+        if others:
+            # The shield cannot stop what another node sends the driver (SROS2 can refuse it):
+            # it says so, loudly, whatever else holds.
+            status.level = DiagnosticStatus.ERROR
+            status.message = (f'another publisher on cmd_vel {others}: the robot may take '
+                              f'commands the shield did not pass')
+            self.get_logger().error(status.message, throttle_duration_sec=5.0)
+            status.values.append(KeyValue(key='cmd_vel_other_publishers', value=str(others)))
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)
+
+    def _other_cmd_vel_publishers(self) -> list[str]:
+        """Return the nodes other than this one that publish on the shield's cmd_vel."""
+        if self.cmd_pub is None:
+            return []
+        me = self.get_fully_qualified_name()
+        infos = self.get_publishers_info_by_topic(self.cmd_pub.publisher.topic_name)
+        names = (f'{i.node_namespace.rstrip("/")}/{i.node_name}' for i in infos)
+        return sorted(n for n in names if n != me)
 
     def _markers(self) -> MarkerArray:
         """Return the safe area's outline (a closed line strip) placed at the task origin."""

@@ -290,6 +290,28 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
             signal.signal(sig, handler)
 
 
+def bringup_help(name: str, spec: Bringup) -> str:
+    """Return what `cpo-ros bringup <name> --help` prints: its nodes and options."""
+    nodes = [*spec.nodes, *spec.worker_nodes]
+    lines = [f'cpo-ros bringup {name}: the nodes of launch/{name}.launch.py with '
+             f'config/{name}.yaml: {", ".join(e.name for e in nodes)}'
+             + (f'; with --stand-in also {spec.stand_in.name} as the robot' if spec.stand_in
+                else ''),
+             '',
+             'options before the ROS arguments:',
+             '  --robot NAME|FILE   a robot profile (config/robots/NAME.yaml or a path)']
+    if spec.stand_in:
+        lines.append('  --stand-in          the simulated robot in place of a real one')
+    if spec.worker_nodes:
+        lines.append('  -p workers:=K       sampling workers (default 1)')
+    lines += ['then ROS arguments: --ros-args -p NAME:=VALUE (every node) or '
+              '-p NODE:NAME:=VALUE (one node), --params-file FILE',
+              '',
+              'each node lists its parameters: '
+              + ', '.join(sorted({f'python -m {e.module} --help' for e in nodes}))]
+    return '\n'.join(lines)
+
+
 def split_bringup_options(argv: list[str]) -> tuple[str | None, bool, list[str]]:
     """Return (--robot value, --stand-in given, the remaining ROS arguments)."""
     argv = list(argv)
@@ -316,6 +338,10 @@ def split_bringup_options(argv: list[str]) -> tuple[str | None, bool, list[str]]
 def bringup(name: str, argv: list[str]) -> int:
     """Start the nodes of bring-up `name`; return the process exit code."""
     spec = graph(name)
+    head = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    if '-h' in head or '--help' in head:
+        print(bringup_help(name, spec), flush=True)
+        return 0
     robot, stand_in, argv = split_bringup_options(argv)
     if stand_in and spec.stand_in is None:
         raise ValueError(f'bring-up {name!r} has no stand-in robot (--stand-in: deploy and '

@@ -82,10 +82,10 @@ class CommandSource:
                    else len(names))
         if matched != 1 or names != [self.source]:
             unknown = [n for n in names if 'UNKNOWN' in n]
-            if not names or unknown:  # the sender's name is not in this node's graph yet
-                reason = (f'the sender of policy/cmd_vel is not discovered yet ({matched} '
-                          f'matched publisher(s), named {names}): commands refused until only '
-                          f'{self.source} is seen')
+            if not names or unknown:  # a sender not (or no longer) named in the ROS graph
+                reason = (f'the publisher of policy/cmd_vel is not identified in the ROS graph '
+                          f'(just started, or gone; {matched} matched, named {names}): '
+                          f'commands refused until only {self.source} is seen')
             else:
                 others = sorted(set(names) - {self.source}) or names
                 reason = (f'policy/cmd_vel has {matched} matched publisher(s), not only '

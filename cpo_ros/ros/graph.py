@@ -56,7 +56,8 @@ ROBOT_MONITOR = NodeEntry('safe_area_monitor', 'safe_area_monitor',
 DEPLOYED_EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
                               'cpo_ros.nodes.deployed_executor:DeployedPolicyExecutor',
                               arguments=('--deploy',), ends_on_error=True)
-STAND_IN = NodeEntry('sim_bridge', 'sim_bridge', 'cpo_ros.nodes.sim_bridge:SimBridge')
+STAND_IN = NodeEntry('sim_bridge', 'sim_bridge', 'cpo_ros.nodes.sim_bridge:SimBridge',
+                     ends_on_error=True)
 """The realtime sim bridge as the robot (deploy.yaml's /**/sim_bridge: mode realtime)."""
 ROBOT_EXECUTOR = NodeEntry('policy_executor', 'policy_executor',
                            'cpo_ros.nodes.robot_executor:RobotExecutor', arguments=('--robot',),

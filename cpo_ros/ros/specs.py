@@ -12,6 +12,7 @@ import math
 import re
 
 from cpo_ros.ros.params import ParamSpec
+from cpo_ros.sim.robot import RANGES as ROBOT_RANGES
 from cpo_ros.sim.robot import RobotConfig
 from cpo_ros.tasks.base import Task
 from cpo_ros.tasks.registry import DEFAULT_TASK
@@ -66,25 +67,27 @@ SIM_BRIDGE_PARAMS = [
     ParamSpec('telemetry_rate_hz', 50.0, 'lockstep: wall-clock rate of robot 0 odom, '
               'safety/cost and /clock (realtime mode publishes every step)', 0.1, 100000.0),
     ParamSpec('odom_frame', 'odom', 'frame of the odometry pose'),
-    ParamSpec('mass', _R.mass, 'robot mass [kg]', 0.01, 1000.0),
-    ParamSpec('actuator_gain', _R.actuator_gain, 'servo gain error factor', 0.01, 10.0),
+    ParamSpec('mass', _R.mass, 'robot mass [kg]', *ROBOT_RANGES['mass']),
+    ParamSpec('actuator_gain', _R.actuator_gain, 'servo gain error factor',
+              *ROBOT_RANGES['actuator_gain']),
 ]
 
 ROBOT_PARAMS = [
     ParamSpec('robot', 'point', 'robot profile (config/robots/<robot>.yaml) these settings '
               'come from; recorded in checkpoints and exports'),
     ParamSpec('max_linear_velocity', _R.max_linear_velocity, 'forward speed limit: action '
-              'range in training, output limit in deployment [m/s]', 0.01, 100.0),
-    ParamSpec('max_angular_velocity', _R.max_angular_velocity, 'yaw rate limit [rad/s]', 0.01,
-              100.0),
+              'range in training, output limit in deployment [m/s]',
+              *ROBOT_RANGES['max_linear_velocity']),
+    ParamSpec('max_angular_velocity', _R.max_angular_velocity, 'yaw rate limit [rad/s]',
+              *ROBOT_RANGES['max_angular_velocity']),
     ParamSpec('max_linear_accel', 3.0, 'deployment: limit on the change of the forward '
               'command [m/s^2]', 0.001, 1000.0),
     ParamSpec('max_angular_accel', 6.0, 'deployment: limit on the change of the yaw rate '
               'command [rad/s^2]', 0.001, 1000.0),
     ParamSpec('control_dt', _R.control_dt, 'control period: seconds per policy step in '
-              'training and deployment [s]', 0.001, 10.0),
+              'training and deployment [s]', *ROBOT_RANGES['control_dt']),
     ParamSpec('physics_dt', _R.physics_dt, 'MuJoCo timestep; divides control_dt and '
-              '1/odom_rate_hz [s]', 0.0001, 1.0),
+              '1/odom_rate_hz [s]', *ROBOT_RANGES['physics_dt']),
     ParamSpec('odom_rate_hz', 25.0, "the robot's odometry rate: the stand-in robot (sim "
               'bridge realtime mode) steps and publishes at it', 0.1, 1000.0),
     ParamSpec('dr_mass_scale', [1.0, 1.0], 'domain randomisation: mass factor range per '

@@ -15,8 +15,11 @@ from cpo_ros.validation import check_range
 MODEL_FILE = 'point_robot.xml'
 
 
-def _check(name: str, value: float, low: float, high: float) -> None:
-    check_range(name, value, low, high, low_open=True)
+RANGES = {'max_linear_velocity': (0.01, 100.0), 'max_angular_velocity': (0.01, 100.0),
+          'physics_dt': (0.0001, 1.0), 'control_dt': (0.001, 10.0), 'mass': (0.01, 1000.0),
+          'actuator_gain': (0.01, 10.0), 'servo_time_constant': (0.001, 10.0)}
+"""Allowed [low, high] of the fields: `cpo-ros train` and the ROS parameters of the same names
+(cpo_ros/ros/specs.py) check these, so what trains also deploys."""
 
 
 @dataclass
@@ -41,13 +44,8 @@ class RobotConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""
-        _check('max_linear_velocity', self.max_linear_velocity, 0.0, 100.0)
-        _check('max_angular_velocity', self.max_angular_velocity, 0.0, 100.0)
-        _check('physics_dt', self.physics_dt, 0.0, 1.0)
-        _check('control_dt', self.control_dt, 0.0, 10.0)
-        _check('mass', self.mass, 0.0, 1000.0)
-        _check('actuator_gain', self.actuator_gain, 0.0, 10.0)
-        _check('servo_time_constant', self.servo_time_constant, 0.0, 10.0)
+        for name, (low, high) in RANGES.items():
+            check_range(name, getattr(self, name), low, high)
         ratio = self.control_dt / self.physics_dt
         if abs(ratio - round(ratio)) > 1e-6:
             raise ValueError(f'control_dt = {self.control_dt} is not a whole multiple of '
