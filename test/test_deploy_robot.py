@@ -212,8 +212,15 @@ def test_pose_source_in_a_map_frame_with_frame_and_stamp_checks(start_node, prob
     assert wait_until(lambda: any("'odom'" in d.message and "'map'" in d.message
                                   for d in listener.diags[-3:]), 5), [
         d.message for d in listener.diags[-3:]]
+    # Good poses between refused ones (a failing driver, or a stranger's forged poses) move
+    # nothing: each refusal holds the robot still for pose_timeout_s (1 s here).
+    for _ in range(20):
+        feed(4.0, frame='odom', n=1)
+        feed(4.0, n=1)
+    assert wait_until(lambda: any('held still' in d.message for d in listener.diags[-5:]), 5)
+    assert not listener.moving()
     # Back in map: moving again; then a stamp 3 s old is stale by header.stamp: stop.
-    feed(4.0)
+    feed(4.0, n=30)
     assert wait_until(listener.moving, 5)
     feed(4.0, age_s=3.0)
     assert wait_until(lambda: not listener.moving(), 5)

@@ -79,6 +79,8 @@ class PoseInput:
         self.twist: np.ndarray | None = None
         self.rejected = 0
         self._refused: str | None = 'no pose yet'
+        self._held: tuple[float, str] = (-math.inf, '')
+        """Until when (this clock) a refused message holds the robot still, and why."""
         self._arrival = -math.inf
         self._stamp = -math.inf
         self._previous: tuple[float, np.ndarray] | None = None
@@ -91,6 +93,9 @@ class PoseInput:
     def _refuse(self, reason: str) -> None:
         self.rejected += 1
         self._refused = reason
+        # Held still for pose_timeout_s: a source that mixes good and bad messages (a failing
+        # driver, or a stranger's forged ones between them) is not followed between them.
+        self._held = (self.clock.now() + self.timeout, reason)
         self.pose = self.twist = None  # fail safe: never act on the last good pose
         self.node.get_logger().warn(f'refused {self.topic}: {reason}', throttle_duration_sec=5.0)
 
@@ -149,6 +154,10 @@ class PoseInput:
         """Return why the pose cannot be used now (stop), or None when it is fresh and valid."""
         if self._refused is not None:
             return self._refused
+        until, why = self._held
+        if self.clock.now() < until:
+            return (f'{self.topic}: held still {self.timeout:g} s (pose_timeout_s) after a '
+                    f'refused message: {why}')
         arrival_age = self.clock.now() - self._arrival
         if arrival_age > self.timeout:
             return f'{self.topic} stale: none for {arrival_age:.1f} s'
