@@ -119,8 +119,12 @@ def latency(args) -> np.ndarray:
     finally:
         executor.terminate()
         executor.wait()
-        node.destroy_node()
+        # The spinning thread ends with the context, before its node goes: a thread still
+        # spinning at exit aborted the process ('terminate called without an active
+        # exception').
         rclpy.shutdown()
+        spin.join(timeout=10)
+        node.destroy_node()
     return np.asarray(times)
 
 

@@ -1,6 +1,7 @@
 """The real `cpo-ros train` and `cpo-ros eval` commands with tiny budgets."""
 
 import csv
+import os
 import subprocess
 import sys
 
@@ -98,6 +99,12 @@ def test_corrupt_checkpoint_is_refused_with_path_and_reason(tmp_path):
     assert error.startswith('cpo-ros eval: error: checkpoint') and 'unreadable' in error
     assert 'False' not in result.stderr and 'trust' not in result.stderr, result.stderr
     foreign = save_checkpoint(tmp_path / 'foreign.pt', {'x': 1})
+    # Written atomically with a plain file's permissions (mkstemp's are private): a node or
+    # another user that reads the run can load it; no temporary file is left beside it.
+    mask = os.umask(0)
+    os.umask(mask)
+    assert foreign.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.pt', 'foreign.pt']
     with pytest.raises(CheckpointError, match='lacks'):
         load_checkpoint(foreign, ('config',))
     with pytest.raises(CheckpointError, match='no such file'):

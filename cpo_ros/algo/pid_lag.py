@@ -9,7 +9,7 @@ cppo_pid), OmniSafe's CPPOPID and SafePO's run it:
     I      = max(0, I + K_I delta)                  (I starts at lagrangian_init)
     P      = a_p P + (1 - a_p) delta                (pid_p_ema; P starts at 0)
     S      = a_d S + (1 - a_d) J_C                  (pid_d_ema; S starts at 0)
-    D      = max(0, S - S k iterations ago)         (pid_d_delay = k; 0 before the first k)
+    D      = max(0, S - S k iterations ago)         (pid_d_delay = k; S - 0 in the first k)
     lambda = max(0, K_P P + I + K_D D)
 
 With pid_p_ema = pid_d_ema = 0 and pid_d_delay = 1 this is the paper's Algorithm 2 as written.

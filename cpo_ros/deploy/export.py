@@ -21,6 +21,7 @@ from torch import nn
 from cpo_ros import __version__
 from cpo_ros.algo.networks import GaussianPolicy, mlp
 from cpo_ros.deploy.profile import deployment_record
+from cpo_ros.files import atomic_path
 from cpo_ros.training.checkpoint import checkpoint_config, CheckpointError, load_checkpoint
 
 FORMAT = 'cpo_ros.policy/1'
@@ -68,9 +69,8 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     module = torch.jit.script(DeterministicPolicy(policy).eval())
-    tmp = out / 'policy.pt.tmp'
-    module.save(str(tmp))
-    os.replace(tmp, out / 'policy.pt')
+    with atomic_path(out / 'policy.pt') as tmp:
+        module.save(str(tmp))
     from cpo_ros.sim.make import make_task, task_options
     task = task_options(config.task, **config.task_kwargs) if config.task else (
         config.task_kwargs)
@@ -100,9 +100,8 @@ def export_policy(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path
                        'exported_at': datetime.now(UTC).isoformat()},
         'sha256': sha256(out / 'policy.pt'),
     }
-    tmp_json = out / 'policy.json.tmp'
-    tmp_json.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp_json, out / 'policy.json')
+    with atomic_path(out / 'policy.json') as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
     return out
 
 

@@ -2,10 +2,11 @@
 
 import os
 from pathlib import Path
-import tempfile
 from typing import Any
 
 import torch
+
+from cpo_ros.files import atomic_path
 
 FORMAT = 'cpo_ros.checkpoint/1'
 
@@ -17,17 +18,8 @@ class CheckpointError(RuntimeError):
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write payload to path atomically (temporary file in the same directory, fsync, rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save({'format': FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save({'format': FORMAT, **payload}, tmp)
     return path
 
 
@@ -50,7 +42,9 @@ def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> 
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f'checkpoint {path}: unreadable ({_load_error(exc)})') from exc
+        raise CheckpointError(f'checkpoint {path}: unreadable ({_load_error(exc)}; '
+                              f'{path.stat().st_size} bytes: truncated, or not a checkpoint)'
+                              ) from exc
     if not isinstance(payload, dict) or payload.get('format') != FORMAT:
         raise CheckpointError(f'checkpoint {path}: not a {FORMAT} file')
     missing = [k for k in required if k not in payload]

@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cpo_ros.files import atomic_path
+
 # safe: 1 when the batch's measured cost is within every limit; best_iteration: the best safe
 # iteration so far (highest return among safe ones; its policy is checkpoints/best.pt), so the
 # last row names the run's best.
@@ -75,12 +77,10 @@ class ProgressLog:
     def truncate(self, last_iteration: int) -> None:
         """Drop rows after last_iteration (work that the resumed run will redo)."""
         keep = [r for r in self.rows() if int(r['iteration']) <= last_iteration]
-        tmp = self.path.with_suffix('.csv.tmp')
-        with open(tmp, 'w', newline='') as f:
+        with atomic_path(self.path) as tmp, open(tmp, 'w', newline='') as f:
             writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction='ignore')
             writer.writeheader()
             writer.writerows(keep)
-        os.replace(tmp, self.path)
 
     def append(self, row: dict[str, Any]) -> None:
         """Append one row; keys outside the columns are ignored, missing ones left empty."""
@@ -135,6 +135,7 @@ def plot_curves(csv_path: str | os.PathLike, png_path: str | os.PathLike,
         fig.suptitle(title)
     fig.tight_layout()
     png_path = Path(png_path)
-    fig.savefig(png_path, dpi=100)
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=100, format='png')
     plt.close(fig)
     return png_path

@@ -32,6 +32,7 @@ import yaml
 
 from cpo_ros import __version__
 from cpo_ros.algo.algorithm import ConstrainedTrustRegion
+from cpo_ros.files import atomic_path
 from cpo_ros.training.checkpoint import (
     checkpoint_config,
     CheckpointError,
@@ -410,7 +411,5 @@ class TrainingRun:
         data = {'config': self.config.to_dict(), **self.dims, **extra,
                 'versions': {'cpo_ros': __version__, 'python': platform.python_version(),
                              'torch': str(torch.__version__), 'numpy': np.__version__}}
-        tmp = self.out / 'config.yaml.tmp'
-        with open(tmp, 'w') as f:
+        with atomic_path(self.out / 'config.yaml') as tmp, open(tmp, 'w') as f:
             yaml.safe_dump(data, f, sort_keys=False)
-        os.replace(tmp, self.out / 'config.yaml')

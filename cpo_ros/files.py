@@ -1,0 +1,38 @@
+"""Files written atomically: a reader, or a restart after a kill, sees the old or the new file.
+
+One way for every result file (checkpoints, config.yaml, progress.csv rewrites, curves.png,
+exported policies): write a temporary file beside the target, flush it to disk, give it the
+permissions a plain new file gets (umask), then rename it over the target.
+"""
+
+from collections.abc import Iterator
+import contextlib
+import os
+from pathlib import Path
+import tempfile
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces path, on an error it is gone."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        # mkstemp's file is private (0600): readers of a run may be other users (a node).
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
