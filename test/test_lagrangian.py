@@ -52,7 +52,7 @@ def test_ppo_lag_multiplier_by_adam_steps_as_torch_adam_on_the_lagrangian():
         adam.step()
         with torch.no_grad():
             lam.clamp_(min=0.0)
-        assert rule.multipliers[0] == pytest.approx(float(lam), rel=1e-9, abs=1e-12), cost
+        assert rule.multipliers[0] == pytest.approx(lam.item(), rel=1e-9, abs=1e-12), cost
     # A step near the learning rate whatever the violation: about 0.001 + 3 x 0.035 after
     # three (plain steps of 0.035 (J_C - d) would have reached 5.2).
     first = _rule(PPOLagrangian, cost_limit=5.0)
