@@ -296,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # the output's reader has gone (`cpo-ros tasks --json | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-        return 0
+        # A listing may end early; anything else stopped before it was done.
+        return 0 if args.command == 'tasks' else 141
 
 
 if __name__ == '__main__':

@@ -12,10 +12,14 @@ from pathlib import Path
 import tempfile
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
+"""Read once, at import: setting it to read it races with threads that create files."""
 
 
 @contextlib.contextmanager
@@ -31,8 +35,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         # mkstemp's file is private (0600): readers of a run may be other users (a node).
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself, to disk
+        finally:
+            os.close(directory)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

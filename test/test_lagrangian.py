@@ -168,7 +168,31 @@ def test_ppo_step_climbs_the_penalised_surrogate(lam):
 def test_lagrangian_settings_are_range_checked():
     for name, value in (('ppo_clip', 0.0), ('ppo_epochs', 0), ('ppo_lr', -1.0),
                         ('lagrangian_lr', -0.1), ('pid_kp', -1.0), ('pid_kd', float('nan')),
-                        ('pid_p_ema', 1.0), ('pid_d_delay', 0), ('lagrangian_optimizer', 'sdg'),
+                        ('pid_p_ema', 1.0), ('pid_d_delay', 0), ('pid_d_delay', 2.5),
+                        ('ppo_epochs', 3.5), ('lagrangian_optimizer', 'sdg'),
                         ('lagrangian_cost_adv', 'scale')):
         with pytest.raises(ValueError, match=name):
             AlgoConfig(algo='pid_lag', **{name: value}).validate()
+
+
+def test_a_run_of_the_old_rules_resumes_by_them():
+    # A ppo_lag or pid_lag run recorded before the smoothing and Adam settings existed resumes
+    # with the rules it was trained with, its controller state carried over.
+    from cpo_ros.training.checkpoint import with_settings_before
+    from cpo_ros.training.config import TrainConfig
+    old = TrainConfig().to_dict()
+    for key in ('lagrangian_optimizer', 'lagrangian_cost_adv', 'pid_p_ema', 'pid_d_ema',
+                'pid_d_delay'):
+        old['algo'].pop(key)
+    old['algo'].update(algo='pid_lag', lagrangian_init=0.0, pid_kp=0.2, pid_ki=0.05,
+                       pid_kd=0.3, cost_limit=5.0)
+    algo = TrainConfig.from_dict(with_settings_before(old)).algo
+    assert (algo.lagrangian_optimizer, algo.lagrangian_cost_adv) == ('sgd', 'standardize')
+    assert (algo.pid_p_ema, algo.pid_d_ema, algo.pid_d_delay) == (0.0, 0.0, 1)
+    cpo = dict(old, algo={**old['algo'], 'algo': 'cpo'})
+    assert 'lagrangian_optimizer' not in with_settings_before(cpo)['algo']
+    # The old controller after J_C 8 and 12 (d = 5): I = 3 + 7 = 10 unscaled, J_prev = 12.
+    rule = PIDLagrangian(algo, 1, GaussianPolicy(6, 2))
+    rule.load_state_dict({'integral': [10.0], 'previous_cost': [12.0]})
+    rule.before_step(_estimate(9.0, 5.0))
+    assert rule.multipliers[0] == pytest.approx(1.5)  # the hand computation's third row

@@ -139,6 +139,26 @@ class RaiseLater(Corridor):
         return super().step(pose, twist, rng)
 
 
+class ReshapeLater(Corridor):
+    """Steps on the start-up check, then passes numpy a bad shape (numpy raises)."""
+    steps = 0
+
+    def step(self, pose, twist, rng):
+        ReshapeLater.steps += 1
+        if ReshapeLater.steps >= 30:
+            np.reshape(pose, (7,))
+        return super().step(pose, twist, rng)
+
+
+class ListOutputs(Corridor):
+    """Reward and costs as plain lists: usable, so the run trains."""
+
+    def step(self, pose, twist, rng):
+        result = super().step(pose, twist, rng)
+        result.reward, result.costs = result.reward.tolist(), result.costs.tolist()
+        return result
+
+
 class ResetRaisesLater(Corridor):
     """Resets on the start-up check, raises a ValueError of its own at the run's reset."""
     resets = 0
@@ -199,6 +219,8 @@ def test_a_task_that_turns_non_finite_while_training_is_named_not_a_bad_action(b
 @pytest.mark.parametrize('path, message', [
     ('badtasks:RaiseLater', 'step() raised ZeroDivisionError: division by zero (at '),
     ('badtasks:ResetRaisesLater', 'reset() raised ValueError: empty goal list (at '),
+    # The task's own line, not numpy's where its bad call ended.
+    ('badtasks:ReshapeLater', 'step() raised ValueError: cannot reshape array'),
 ])
 def test_an_exception_of_a_task_while_training_names_the_task_the_call_and_the_line(
         bad_env, tmp_path, path, message):
@@ -208,6 +230,13 @@ def test_an_exception_of_a_task_while_training_names_the_task_the_call_and_the_l
     assert f'task {path}: {message}' in result.stderr, result.stderr
     assert 'badtasks.py:' in result.stderr and 'Traceback' not in result.stderr, result.stderr
     assert 'docs/tasks.md' not in result.stderr  # not the hint about shapes and values
+
+
+def test_a_task_that_gives_lists_trains(bad_env, tmp_path):
+    result = cli('train', '--task', 'badtasks:ListOutputs', '--iterations', '1',
+                 '--steps-per-iteration', '400', '--num-envs', '4', '--out',
+                 str(tmp_path / 'run'), env=bad_env)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_task_that_raises_in_the_sim_bridge_ends_it_with_exit_2(ros_env, bad_env):
@@ -384,7 +413,11 @@ def test_one_check_of_a_step_names_what_is_wrong():
 
     obs = np.zeros((2, 4))
     good = StepResult(np.zeros(2, np.float32), np.zeros((2, 1), np.float32))
-    assert check_step(good, obs, 2, 1, 4).tolist() == [False, False]
+    reward, costs, checked_obs, terminated = check_step(good, obs, 2, 1, 4)
+    assert terminated.tolist() == [False, False] and costs.shape == (2, 1)
+    as_lists = StepResult([0.5, 1.0], [[0.0], [1.0]])
+    reward, costs, _, _ = check_step(as_lists, obs, 2, 1, 4)  # lists come back as arrays
+    assert reward.shape == (2,) and costs[:, 0].tolist() == [0.0, 1.0]
     cases = [(StepResult(np.array(['a', 'b']), good.costs), 'step() gave reward, not an array'),
              (StepResult(good.reward, np.zeros((2, 2))), 'costs of shape (2, 2), expected (2, 1)'),
              (StepResult(good.reward, good.costs, np.ones((2, 1), bool)), 'terminated of shape'),

@@ -66,9 +66,17 @@ class PIDLagrangian(PPOLagrangian):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from state_dict() output."""
         super().load_state_dict(state)
+
+        def vector(values: Any) -> np.ndarray:
+            return np.asarray(values, np.float64).reshape(-1)
+        if 'past_costs' not in state and 'integral' in state:
+            # A checkpoint of the unsmoothed controller (until 88eede9; it resumes with
+            # pid_p_ema = pid_d_ema = 0 and pid_d_delay = 1): its I summed J_C - d unscaled.
+            previous = vector(state['previous_cost'])
+            self.integral = self.config.pid_ki * vector(state['integral'])
+            self.smoothed_cost = previous
+            self.past_costs = deque([previous], maxlen=self.config.pid_d_delay)
         if 'past_costs' in state:
-            def vector(values: Any) -> np.ndarray:
-                return np.asarray(values, np.float64).reshape(-1)
             self.integral = vector(state['integral'])
             self.proportional = vector(state['proportional'])
             self.smoothed_cost = vector(state['smoothed_cost'])

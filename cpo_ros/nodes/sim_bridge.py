@@ -241,7 +241,7 @@ class SimBridge(Node):
         goal): most tasks' are the same for a whole run, and building a line strip's points
         as messages cost more than the rest of the telemetry together.
         """
-        items = self.env.task.markers(0)
+        items = self.env.markers(0)
         key = [(item.ns, item.kind, np.asarray(item.points, np.float64).tobytes(),
                 float(item.scale), tuple(float(c) for c in item.rgba)) for item in items]
         if key != self._marker_key:

@@ -80,7 +80,8 @@ class PoseInput:
         self.rejected = 0
         self._refused: str | None = 'no pose yet'
         self._held: tuple[float, str] = (-math.inf, '')
-        """Until when (this clock) a refused message holds the robot still, and why."""
+        """When (this clock) the last message was refused, and why: the robot is held still
+        for pose_timeout_s after it."""
         self._arrival = -math.inf
         self._stamp = -math.inf
         self._previous: tuple[float, np.ndarray] | None = None
@@ -95,7 +96,7 @@ class PoseInput:
         self._refused = reason
         # Held still for pose_timeout_s: a source that mixes good and bad messages (a failing
         # driver, or a stranger's forged ones between them) is not followed between them.
-        self._held = (self.clock.now() + self.timeout, reason)
+        self._held = (self.clock.now(), reason)
         self.pose = self.twist = None  # fail safe: never act on the last good pose
         self.node.get_logger().warn(f'refused {self.topic}: {reason}', throttle_duration_sec=5.0)
 
@@ -134,7 +135,8 @@ class PoseInput:
                 twist = twist_from_poses(previous[1], raw, stamp - previous[0])
             elif previous is not None and stamp < previous[0]:
                 # Refused, but the reference of the next pose: a source that restarted its
-                # clock (a localisation restart, a replayed bag) is followed again at once.
+                # clock (a localisation restart, a replayed bag) is followed again after the
+                # refusal's hold (pose_timeout_s).
                 raise ValueError('header.stamp went back in time')
             if twist is None:
                 self._refused = 'one pose so far: velocity from pose differences needs two'
@@ -154,8 +156,9 @@ class PoseInput:
         """Return why the pose cannot be used now (stop), or None when it is fresh and valid."""
         if self._refused is not None:
             return self._refused
-        until, why = self._held
-        if self.clock.now() < until:
+        refused_at, why = self._held
+        # A clock that went back (a simulation's reset) ends the hold rather than stretch it.
+        if refused_at <= self.clock.now() < refused_at + self.timeout:
             return (f'{self.topic}: held still {self.timeout:g} s (pose_timeout_s) after a '
                     f'refused message: {why}')
         arrival_age = self.clock.now() - self._arrival

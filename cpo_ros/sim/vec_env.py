@@ -6,6 +6,7 @@ episode length and resets ended episodes. It never names a task.
 """
 
 from dataclasses import dataclass, replace
+import inspect
 import traceback
 from typing import Any
 
@@ -187,7 +188,10 @@ class VecTaskEnv:
         try:
             return method(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any error of the user's code, named
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            frames = traceback.extract_tb(exc.__traceback__)
+            # The task's own line (not numpy's, where a bad call of the task ends up).
+            own = inspect.getsourcefile(type(self.task))
+            frame = next((f for f in reversed(frames) if f.filename == own), frames[-1])
             raise self._task_error(f'{what} raised {type(exc).__name__}: {exc} (at '
                                    f'{frame.filename}:{frame.lineno})', hint=False) from exc
 
@@ -222,12 +226,18 @@ class VecTaskEnv:
                                    f'{self.obs_dim}), finite')
         return obs
 
+    def markers(self, index: int) -> list:
+        """Return the task's markers of env index (what it raises comes back named)."""
+        return self._task_call('markers()', self.task.markers, index)
+
     def place(self, index: int, pose: tuple[float, float, float], **state: Any) -> None:
         """Put env index in a hand-made state: robot at rest at pose, the task's state."""
         self.robots.set_pose(index, *pose)
-        self.task.place(index, np.asarray(pose, dtype=np.float64), **state)
+        self._task_call('place()', self.task.place, index, np.asarray(pose, dtype=np.float64),
+                        **state)
         if self.arena is not None:
-            self.robots.arenas.place(index, self.task.obstacles(index))
+            self.robots.arenas.place(index, self._task_call('obstacles()', self.task.obstacles,
+                                                            index))
 
     def checked_actions(self, actions: np.ndarray) -> np.ndarray:
         """Return actions (N, 2) [v, yaw rate] as float64; ValueError on shape or NaN."""
@@ -256,10 +266,11 @@ class VecTaskEnv:
         readings = self._sensors(pose)
         obs = self._observe(pose, twist, readings)
         try:
-            terminated = check_step(result, obs, self.num_envs, self.num_costs, self.obs_dim)
+            reward, costs, obs, terminated = check_step(result, obs, self.num_envs,
+                                                        self.num_costs, self.obs_dim)
         except ValueError as exc:
             raise self._task_error(str(exc)) from None
-        cost = result.costs[:, 0] if self.num_costs == 1 else result.costs
+        cost = costs[:, 0] if self.num_costs == 1 else costs
         self.episode_step += 1
         truncated = (self.episode_step >= self.task.max_episode_steps if self.episodic
                      else np.zeros(self.num_envs, bool))
@@ -272,7 +283,7 @@ class VecTaskEnv:
             self._reset_envs(idx)
             obs = obs.copy()
             obs[idx] = self.observation()[idx]
-        return obs, result.reward, cost, terminated, truncated, info
+        return obs, reward, cost, terminated, truncated, info
 
 
 class TaskEnv(gym.Env):

@@ -117,8 +117,12 @@ def check_start(start: Any, n: int) -> np.ndarray:
     return start
 
 
-def check_step(result: Any, obs: Any, n: int, num_costs: int, obs_dim: int) -> np.ndarray:
-    """Return the terminated (n,) bool of a task's step; ValueError saying what is wrong.
+def check_step(result: Any, obs: Any, n: int, num_costs: int,
+               obs_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return a task's step as arrays, or raise ValueError saying what is wrong.
+
+    reward (n,), costs (n, m) and obs (n, obs_dim) come back as the task's own numeric arrays
+    (lists made arrays), terminated as (n,) bool.
 
     The one check of a step's output, at start-up (the registry) and at every step (the
     simulator): a StepResult whose reward and costs, and the observation after the step, have
@@ -144,13 +148,13 @@ def check_step(result: Any, obs: Any, n: int, num_costs: int, obs_dim: int) -> n
             if bad.any():
                 raise ValueError(f'{name} with non-finite values in env(s) '
                                  f'{np.flatnonzero(bad)[:8].tolist()}')
-    if result.terminated is None:
-        return np.zeros(n, bool)
-    terminated = np.asarray(result.terminated)
+    terminated = (np.zeros(n, bool) if result.terminated is None
+                  else np.asarray(result.terminated))
     if terminated.shape != (n,):
         raise ValueError(f'step() gave terminated of shape {terminated.shape}, expected ({n},) '
                          f'or None')
-    return terminated.astype(bool)
+    reward, costs, obs = (np.asarray(v) for v in (result.reward, result.costs, obs))
+    return reward, costs, obs, terminated.astype(bool)
 
 
 class Task:

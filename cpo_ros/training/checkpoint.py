@@ -39,12 +39,19 @@ def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f'checkpoint {path}: no such file')
+    size: int | str = '?'
     try:
-        payload = torch.load(path, map_location='cpu', weights_only=True)
+        size = path.stat().st_size
+        with open(path, 'rb') as f:  # a file this user may not read is named as such
+            payload = torch.load(f, map_location='cpu', weights_only=True)
+    except OSError as exc:
+        if isinstance(exc, (PermissionError, FileNotFoundError)):
+            raise CheckpointError(f'checkpoint {path}: cannot be read ({exc.strerror})') from exc
+        raise CheckpointError(f'checkpoint {path}: unreadable ({_load_error(exc)}; {size} bytes: '
+                              f'truncated, or not a checkpoint)') from exc
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a damaged file
-        raise CheckpointError(f'checkpoint {path}: unreadable ({_load_error(exc)}; '
-                              f'{path.stat().st_size} bytes: truncated, or not a checkpoint)'
-                              ) from exc
+        raise CheckpointError(f'checkpoint {path}: unreadable ({_load_error(exc)}; {size} bytes: '
+                              f'truncated, or not a checkpoint)') from exc
     if not isinstance(payload, dict) or payload.get('format') != FORMAT:
         raise CheckpointError(f'checkpoint {path}: not a {FORMAT} file')
     missing = [k for k in required if k not in payload]
@@ -61,6 +68,21 @@ def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> 
     return payload
 
 
+BEFORE_SETTINGS = {'lagrangian_optimizer': 'sgd', 'lagrangian_cost_adv': 'standardize',
+                   'pid_p_ema': 0.0, 'pid_d_ema': 0.0, 'pid_d_delay': 1}
+"""The rules of the Lagrangian baselines until 88eede9, in settings added after it: a run of
+ppo_lag or pid_lag recorded without them resumes and compares as it was trained, not as
+today's defaults."""
+
+
+def with_settings_before(config: dict[str, Any]) -> dict[str, Any]:
+    """Return a recorded configuration with the settings it predates as they were then."""
+    algo = config.get('algo')
+    if isinstance(algo, dict) and algo.get('algo') in ('ppo_lag', 'pid_lag'):
+        return {**config, 'algo': {**BEFORE_SETTINGS, **algo}}
+    return config
+
+
 def checkpoint_config(payload: dict[str, Any], path: str | os.PathLike):
     """Return the TrainConfig a checkpoint was trained with; CheckpointError naming path."""
     from cpo_ros.training.config import TrainConfig
@@ -68,7 +90,7 @@ def checkpoint_config(payload: dict[str, Any], path: str | os.PathLike):
     try:
         if not isinstance(payload['config'], dict):
             raise TypeError(f'a {type(payload["config"]).__name__}, not a mapping')
-        return TrainConfig.from_dict(payload['config'])
+        return TrainConfig.from_dict(with_settings_before(payload['config']))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f'checkpoint {path}: its configuration does not load ({exc})'
                               ) from exc

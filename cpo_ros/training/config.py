@@ -15,7 +15,10 @@ COST_BIAS_AIMS = ('none', 'below', 'limit')
 
 @dataclass(frozen=True)
 class Range:
-    """The allowed interval of a numeric setting (of each element, for a tuple)."""
+    """The allowed interval of a numeric setting (of each element, for a tuple).
+
+    Integer bounds mean an integer setting (a count): 2.5 epochs is refused by name.
+    """
 
     low: float
     high: float
@@ -25,7 +28,8 @@ class Range:
     def check(self, name: str, value: Any) -> None:
         """Raise ValueError naming name unless value (each element of a tuple) is inside."""
         for v in value if isinstance(value, (tuple, list)) else (value,):
-            check_range(name, v, self.low, self.high, self.low_open, self.high_open)
+            check_range(name, v, self.low, self.high, self.low_open, self.high_open,
+                        integer=isinstance(self.low, int) and isinstance(self.high, int))
 
 
 # The one source of each setting's allowed values: validate() checks them, and the learner's

@@ -38,6 +38,7 @@ from cpo_ros.training.checkpoint import (
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
+    with_settings_before,
 )
 from cpo_ros.training.config import AlgoConfig, TrainConfig
 from cpo_ros.training.progress import flatten_row, plot_curves, progress_columns, ProgressLog
@@ -130,7 +131,8 @@ def update_setting_differences(out: str | Path, asked: AlgoConfig) -> list[str]:
     are not compared.
     """
     with open(Path(out) / 'config.yaml') as f:
-        held = ((yaml.safe_load(f) or {}).get('config') or {}).get('algo') or {}
+        recorded = with_settings_before((yaml.safe_load(f) or {}).get('config') or {})
+    held = recorded.get('algo') or {}
     wanted = TrainConfig(algo=asked).to_dict()['algo']
     held = {key: value for key, value in held.items() if key in wanted}
     saved = TrainConfig.from_dict({'algo': held}).to_dict()['algo']
