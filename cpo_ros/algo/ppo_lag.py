@@ -11,6 +11,7 @@ both come from the critics and GAE every rule shares. The epochs stop early once
 to the sampling policy passes ppo_target_kl.
 """
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,9 @@ class PPOLagrangian(UpdateRule):
     def __init__(self, config: AlgoConfig, num_costs: int, policy: GaussianPolicy) -> None:
         super().__init__(config, num_costs, policy)
         self.multipliers = np.full(num_costs, float(config.lagrangian_init))
-        self.lambda_adam = AdamState(num_costs)
-        """The multiplier's Adam moments (lagrangian_optimizer 'adam')."""
+        self.lambda_param = torch.zeros(num_costs, dtype=torch.float64, requires_grad=True)
+        self.lambda_optim = torch.optim.Adam([self.lambda_param], lr=config.lagrangian_lr)
+        """Adam on the multiplier (lagrangian_optimizer 'adam'), as OmniSafe and SafePO."""
         self.optim = torch.optim.Adam(policy.parameters(), lr=config.ppo_lr)
         # Minibatch order from a generator of the rule's own (seeded from the global one, so
         # from the run's seed): the critics may be fitting on a thread meanwhile and draw
@@ -45,11 +47,15 @@ class PPOLagrangian(UpdateRule):
         """Climb J_C - d by one step of lagrangian_optimizer; lambda stays >= 0."""
         cfg = self.config
         if cfg.lagrangian_optimizer == 'adam':
+            with torch.no_grad():
+                self.lambda_param.copy_(torch.as_tensor(self.multipliers))
             # The loss -lambda (J_C - d) has the gradient -(J_C - d).
-            step = self.lambda_adam.step(-np.asarray(estimate.c, np.float64), cfg.lagrangian_lr)
+            self.lambda_param.grad = -torch.as_tensor(estimate.c, dtype=torch.float64)
+            self.lambda_optim.step()
+            stepped = self.lambda_param.detach().numpy().copy()
         else:
-            step = cfg.lagrangian_lr * estimate.c
-        self.multipliers = np.maximum(0.0, self.multipliers + step)
+            stepped = self.multipliers + cfg.lagrangian_lr * estimate.c
+        self.multipliers = np.maximum(0.0, stepped)
 
     def penalised_advantages(self, batch: Batch) -> torch.Tensor:
         """Return (A_r - sum_i lambda_i A_Ci) / (1 + sum_i lambda_i), A_Ci centred."""
@@ -102,41 +108,14 @@ class PPOLagrangian(UpdateRule):
     def state_dict(self) -> dict[str, Any]:
         """Return the optimisers' state and the minibatch generator's (exact resume)."""
         return {'optim': self.optim.state_dict(), 'generator': self.generator.get_state(),
-                'lambda_adam': self.lambda_adam.state_dict()}
+                # A copy: an optimiser's state dict holds its live moment tensors.
+                'lambda_optim': copy.deepcopy(self.lambda_optim.state_dict())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore from state_dict() output (a checkpoint of another rule has none)."""
         if 'optim' in state:
             self.optim.load_state_dict(state['optim'])
             self.generator.set_state(state['generator'])
-        if 'lambda_adam' in state:
-            self.lambda_adam.load_state_dict(state['lambda_adam'])
+        if 'lambda_optim' in state:
+            self.lambda_optim.load_state_dict(state['lambda_optim'])
 
-
-class AdamState:
-    """Adam's moments for a vector of parameters, as torch.optim.Adam's defaults step them."""
-
-    BETAS = (0.9, 0.999)
-    EPS = 1e-8
-
-    def __init__(self, size: int) -> None:
-        self.m, self.v, self.t = np.zeros(size), np.zeros(size), 0
-
-    def step(self, grad: np.ndarray, lr: float) -> np.ndarray:
-        """Return the change Adam makes to parameters of gradient grad (a descent step)."""
-        b1, b2 = self.BETAS
-        self.t += 1
-        self.m = b1 * self.m + (1 - b1) * grad
-        self.v = b2 * self.v + (1 - b2) * grad ** 2
-        m_hat, v_hat = self.m / (1 - b1 ** self.t), self.v / (1 - b2 ** self.t)
-        return -lr * m_hat / (np.sqrt(v_hat) + self.EPS)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Return the moments and the step count (plain lists: weights_only checkpoints)."""
-        return {'m': [float(x) for x in self.m], 'v': [float(x) for x in self.v], 't': self.t}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore from state_dict() output."""
-        self.m = np.asarray(state['m'], np.float64).reshape(-1)
-        self.v = np.asarray(state['v'], np.float64).reshape(-1)
-        self.t = int(state['t'])
