@@ -162,9 +162,12 @@ def executor_death_to_stop(policy_dir: Path, kills: int) -> tuple[np.ndarray, np
     params = ['--ros-args', '--params-file', str(config_file('deploy'))]
     robot = start(['-m', 'cpo_ros.nodes.sim_bridge', *params])
     # shield_mode pass: the robot is at full speed when the executor dies (in gate mode it
-    # would be turning at the strip's edge); the stop on a stale command is the same.
+    # would be turning at the strip's edge); the stop on a stale command is the same. Each
+    # kill would latch the e-stop (latch_on_source_loss) once the dead executor leaves the
+    # graph; the next executor is started without an operator's release.
     monitor = start(['-m', 'cpo_ros.nodes.safe_area_monitor', *params, '-p',
-                     'safe_area_monitor:shield_mode:=pass'])
+                     'safe_area_monitor:shield_mode:=pass', '-p',
+                     'safe_area_monitor:latch_on_source_loss:=false'])
     probe = Probe('death_probe')
     cmds: list[tuple[float, float, float]] = []
     speeds: list[tuple[float, float]] = []

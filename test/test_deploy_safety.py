@@ -28,10 +28,11 @@ MONITOR = ('shield_mode:=gate', 'cmd_timeout_s:=2.0', 'pose_timeout_s:=2.0',
 class Feeder:
     """Publish an inside pose and a forward policy command at 20 Hz from a thread."""
 
-    def __init__(self, probe, pose_msg=None, speed: float = 0.3) -> None:
+    def __init__(self, probe, pose_msg=None, speed: float = 0.3, cmd_node=None) -> None:
         self.speed = speed
         self.odom_pub = probe.create_publisher(Odometry, 'odom', qos.CLI_DEFAULT)
-        self.cmd_pub = probe.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
+        self.cmd_pub = (cmd_node or probe).create_publisher(TwistStamped, 'policy/cmd_vel',
+                                                            qos.CLI_DEFAULT)
         self.commands: list[tuple[float, float, float]] = []
         probe.create_subscription(TwistStamped, 'cmd_vel', self._on_cmd, qos.CLI_DEFAULT)
         self.pose_msg = pose_msg
@@ -52,7 +53,9 @@ class Feeder:
             cmd = TwistStamped()
             cmd.header.stamp = stamp
             cmd.twist.linear.x = self.speed
-            self.cmd_pub.publish(cmd)
+            cmd_pub = self.cmd_pub
+            if cmd_pub is not None:  # None: the executor is gone
+                cmd_pub.publish(cmd)
             time.sleep(0.05)
 
     def moving(self) -> bool:
@@ -73,6 +76,13 @@ class Feeder:
         self._thread.join(timeout=2)
 
 
+def release(probe) -> None:
+    """Release the e-stop as an operator does: the e_stop service with false."""
+    client = probe.create_client(SetBool, 'e_stop')
+    assert client.wait_for_service(timeout_sec=10)
+    assert client.call(SetBool.Request(data=False), timeout_sec=10).success
+
+
 @pytest.fixture
 def feeder(probe):
     f = Feeder(probe)
@@ -90,7 +100,7 @@ def test_e_stop_from_the_command_line_qos_a_latched_publisher_and_the_service(
     cli.publish(Bool(data=True))
     assert wait_until(lambda: not feeder.moving(), 5)
     assert feeder.stopped_for(1.0)
-    assert monitor.wait_for_output('e-stop from the e_stop topic', 5), monitor.output
+    assert monitor.wait_for_output('e-stop latched by the e_stop topic', 5), monitor.output
     # A false on the topic (a stray message, a heartbeat, another node) releases nothing.
     cli.publish(Bool(data=False))
     assert monitor.wait_for_output('does not release a latched stop', 10), monitor.output
@@ -138,9 +148,7 @@ def test_e_stop_heartbeat_deadman(start_node, probe, feeder):
         assert wait_until(lambda: not feeder.moving(), 5), monitor.output
         assert feeder.stopped_for(1.0)
         assert monitor.wait_for_output('does not release a latched stop', 10)
-        client = probe.create_client(SetBool, 'e_stop')
-        assert client.wait_for_service(timeout_sec=10)
-        assert client.call(SetBool.Request(data=False), timeout_sec=10).success
+        release(probe)
         assert wait_until(feeder.moving, 5), monitor.output
     finally:
         beating.clear()
@@ -172,6 +180,38 @@ def test_the_gate_takes_commands_from_its_executor_alone(start_node, stranger_no
         intruder.destroy_node()
     # Gone again: the executor's commands pass after the hold (cmd_timeout_s).
     assert wait_until(feeder.moving, 10), monitor.output
+
+
+@pytest.mark.parametrize('latch', [True, False])
+def test_a_process_that_takes_a_dead_executors_name_does_not_drive(start_node, probe,
+                                                                    stranger_node, latch):
+    executor = stranger_node('executor')
+    feeder = Feeder(probe, cmd_node=executor)
+    try:
+        monitor = start_node('safe_area_monitor', *MONITOR, 'command_source:=executor',
+                             f'latch_on_source_loss:={str(latch).lower()}')
+        assert wait_until(feeder.moving, 60), monitor.output
+        # The executor dies (its publisher leaves the graph); a process takes its name.
+        cmd_pub, feeder.cmd_pub = feeder.cmd_pub, None
+        executor.destroy_publisher(cmd_pub)
+        executor.destroy_node()
+        assert wait_until(lambda: not feeder.moving(), 10), monitor.output
+        impostor = stranger_node('executor')
+        feeder.cmd_pub = impostor.create_publisher(TwistStamped, 'policy/cmd_vel',
+                                                   qos.CLI_DEFAULT)
+        if not latch:  # as before this check: the name is all the gate knows
+            assert wait_until(feeder.moving, 10), monitor.output
+            return
+        assert monitor.wait_for_output('e-stop latched by the publisher of policy/cmd_vel that '
+                                       'commands were taken from (/executor) left', 10), \
+            monitor.output
+        assert wait_until(lambda: feeder.cmd_pub.get_subscription_count() > 0, 10)
+        assert feeder.stopped_for(1.5), feeder.commands[-5:]
+        # Only the operator's release lets the (new) publisher of that name drive.
+        release(probe)
+        assert wait_until(feeder.moving, 10), monitor.output
+    finally:
+        feeder.close()
 
 
 def test_the_gate_clips_to_the_profile_limits_in_every_mode(start_node, probe):

@@ -124,7 +124,7 @@ def test_the_scan_tells_a_contact_within_the_body_or_too_near_to_measure(probe):
 
     # The laser sits 3 cm behind the base frame's origin.
     params = {'laser_frame': 'base_scan', 'laser_pose': [-0.03, 0.0, 0.0],
-              'scan_timeout_s': 5.0, 'stamp_tolerance_s': 1.0}
+              'scan_timeout_s': 5.0, 'stamp_tolerance_s': 1.0, 'scan_min_valid_share': 0.5}
     reader = ScanInput(probe, params)
     pub = probe.create_publisher(LaserScan, 'scan', qos.CLI_DEFAULT)
     assert wait_until(lambda: pub.get_subscription_count() > 0, 10)

@@ -200,7 +200,7 @@ def test_an_e_stop_truncates_the_episode_and_stops_the_robot(probe, ros_env, tmp
         assert wait_until(lambda: listener.phase() == 'episode', 30), listener.diags[-3:]
     finally:
         assert stack.stop(timeout=40) == 0, stack.output
-    assert 'e-stop from the e_stop service' in stack.output
+    assert 'e-stop latched by the e_stop service' in stack.output
 
 
 def test_simulators_and_a_robot_mix_in_one_iteration(probe, ros_env, tmp_path):

@@ -20,8 +20,9 @@ def odom(x, y=0.0, yaw=0.0):
 
 
 def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_node, probe):
+    # A whole number for a float parameter (as typed: rcl reads it as an integer) is taken.
     monitor = start_node('safe_area_monitor', 'publish_cost:=true', 'pose_timeout_s:=0.5',
-                         'diagnostics_rate_hz:=10.0')
+                         'diagnostics_rate_hz:=10')
     costs, inside, diags, markers = [], [], [], []
     probe.create_subscription(Float32, 'safety/cost', lambda m: costs.append(m.data),
                               qos.METRICS)
@@ -54,10 +55,31 @@ def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_n
     assert monitor.wait_for_output('refused odom', 10), monitor.output
     assert wait_until(lambda: diags[-1].level == DiagnosticStatus.ERROR
                       and 'non-finite' in diags[-1].message, 10)
+    # An orientation that is no unit quaternion (all zero, or scaled: its yaw would be a
+    # guess, here 0 for a robot facing pi) is refused the same way.
+    for q in ((0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.5, 0.0)):
+        bad = odom(0.0)
+        o = bad.pose.pose.orientation
+        o.x, o.y, o.z, o.w = q
+        pub.publish(bad)
+        assert wait_until(lambda: diags[-1].level == DiagnosticStatus.ERROR
+                          and 'no unit quaternion' in diags[-1].message, 10), monitor.output
     pub.publish(odom(0.0))
     assert wait_until(lambda: diags[-1].level == DiagnosticStatus.ERROR
                       and 'stale' in diags[-1].message, 10)
     assert monitor.proc.poll() is None
+
+
+def test_yaw_only_from_a_unit_quaternion():
+    from cpo_ros.ros.conversions import quaternion_to_yaw, yaw_to_quaternion
+
+    for yaw in (0.0, 1.0, -2.5, np.pi):
+        assert abs(quaternion_to_yaw(*yaw_to_quaternion(yaw)) - yaw) < 1e-9
+    assert abs(abs(quaternion_to_yaw(0.0, 0.0, 0.98, 0.0)) - np.pi) < 1e-9  # float32 rounding
+    for q in ((0.0, 0.0, 0.5, 0.0), (0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, np.nan),
+              (0.0, 0.0, 2.0, 0.0)):
+        with pytest.raises(ValueError, match='no unit quaternion'):
+            quaternion_to_yaw(*q)
 
 
 @pytest.mark.parametrize('stamped', [True, False])

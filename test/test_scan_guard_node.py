@@ -52,6 +52,11 @@ class ScanFeeder:
         self.stamp_offset = 0.0
         self.scan_stamp: TimeMsg | None = None
         """Sent in place of the clock's stamp when set."""
+        self.readings: np.ndarray | None = None
+        """Sent in place of the wall's readings when set."""
+        self.every_other_frame: str | None = None
+        """Every other scan goes out in this frame when set (a refused one between good)."""
+        self._sent = 0
         self.running = True
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -71,9 +76,12 @@ class ScanFeeder:
             if self.send_scan:
                 t = Clock().now().nanoseconds * 1e-9 - self.stamp_offset
                 scan_stamp = self.scan_stamp or TimeMsg(sec=int(t), nanosec=int((t % 1) * 1e9))
+                self._sent += 1
+                frame = (self.every_other_frame if self.every_other_frame and self._sent % 2
+                         else self.frame)
+                readings = wall_scan(self.wall) if self.readings is None else self.readings
                 self.scan_pub.publish(ranges_to_laser_scan(
-                    wall_scan(self.wall), -math.pi, math.radians(1), 0.05, 4.0, self.frame,
-                    scan_stamp))
+                    readings, -math.pi, math.radians(1), 0.05, 4.0, frame, scan_stamp))
             time.sleep(0.05)
 
     def last_after(self, t0: float):
@@ -128,6 +136,20 @@ def test_the_scan_guard_passes_clear_commands_and_stops_short_of_a_wall(start_no
         assert feeder.settled(0.0, 0.0)
         assert monitor.wait_for_output('is no time', 10), monitor.output[-3000:]
         feeder.scan_stamp = None
+        assert feeder.settled(0.5, 0.2), monitor.output[-3000:]
+        # A scan without measurements (all NaN, or the 0 some drivers send for no return) is
+        # no sight of free space: refused, stop.
+        for value in (np.nan, 0.0):
+            feeder.readings = np.full(360, value)
+            assert feeder.settled(0.0, 0.0), monitor.output[-3000:]
+            assert monitor.wait_for_output('0 of 360 readings are measurements', 10)
+            feeder.readings = None
+            assert feeder.settled(0.5, 0.2), monitor.output[-3000:]
+        # Good scans between refused ones: held still (scan_timeout_s after each refusal).
+        feeder.every_other_frame = 'laser'
+        assert feeder.settled(0.0, 0.0), monitor.output[-3000:]
+        assert monitor.wait_for_output('after a refused message', 10), monitor.output[-3000:]
+        feeder.every_other_frame = None
         assert feeder.settled(0.5, 0.2), monitor.output[-3000:]
         assert monitor.proc.poll() is None
         feeder.send_scan = False

@@ -188,7 +188,8 @@ def bad_env(tmp_path):
 
 @pytest.mark.parametrize('path, message', [
     ('badtasks:NoStep', 'missing method(s) step'),
-    ('badtasks:WrongShape', 'observation has the wrong shape (2, 3), expected (2, 6)'),
+    ('badtasks:WrongShape', 'observation() gave observations of shape (2, 3), expected (2, 6) '
+                           '(one column per observation_labels)'),
     ('badtasks:Clash', "cost-name clash: ['wall']"),
     ('badtasks:NotATask', 'is not a subclass of cpo_ros.tasks.base.Task'),
     ('broken:Anything', "does not import: ModuleNotFoundError: No module named "
@@ -275,7 +276,7 @@ def test_a_bad_definition_given_to_a_node_ends_it_with_exit_2(ros_env, bad_env):
     bridge = NodeProcess([sys.executable, '-m', 'cpo_ros.nodes.sim_bridge', '--ros-args',
                           '-p', 'task:=badtasks:WrongShape'], env)
     assert bridge.wait(timeout=60) == 2, bridge.output
-    assert 'task badtasks:WrongShape: observation has the wrong shape' in bridge.output
+    assert 'task badtasks:WrongShape: observation() gave observations of shape' in bridge.output
 
 
 @pytest.fixture(scope='module')
@@ -428,3 +429,26 @@ def test_one_check_of_a_step_names_what_is_wrong():
     message = 'observation() gave observations with non-finite values in env(s) [1]'
     with pytest.raises(ValueError, match=re.escape(message)):
         check_step(good, np.array([[0.0] * 4, [0.0, np.inf, 0.0, 0.0]]), 2, 1, 4)
+
+
+def test_a_first_observation_that_is_not_finite_is_named_at_reset():
+    # The start-up check runs two robots; a third robot's first observation is checked by the
+    # simulator's reset with the same check.
+    from cpo_ros.sim.make import make_task
+    from cpo_ros.sim.vec_env import VecTaskEnv
+    from cpo_ros.tasks.registry import TaskRuntimeError
+
+    task, robot = make_task('circle', num_envs=3)
+    observe = task.observation
+
+    def observation(pose, twist, readings):
+        obs = np.array(observe(pose, twist, readings), dtype=np.float64)
+        obs[2:, 0] = np.nan
+        return obs
+
+    task.observation = observation
+    env = VecTaskEnv(task, robot)
+    message = ('observation() gave observations with non-finite values in env(s) [2] at the '
+               'start of the episodes')
+    with pytest.raises(TaskRuntimeError, match=re.escape(message)):
+        env.reset(seed=0)

@@ -27,7 +27,8 @@ DEPLOY_KEYS = ('control_dt', 'max_linear_velocity', 'max_angular_velocity', 'max
                'max_angular_accel')
 """What a deployment must share with training (compared by check_deployment)."""
 SCAN_KEYS = ('laser_frame', 'laser_pose', 'scan_num_rays', 'scan_fov', 'scan_range_min',
-             'scan_range_max', 'scan_noise_std', 'scan_dropout', 'robot_radius_m')
+             'scan_range_max', 'scan_noise_std', 'scan_dropout', 'scan_min_valid_share',
+             'robot_radius_m')
 """Profile keys of the laser scanner and the body (navigation: stand-in, sim, scan guard)."""
 REQUIRED_KEYS = ('robot', *ROBOT_CONFIG_KEYS, 'max_linear_accel', 'max_angular_accel',
                  'odom_rate_hz')

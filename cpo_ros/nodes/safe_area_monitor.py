@@ -17,7 +17,9 @@ every mode, is clipped to the robot profile's velocity and acceleration limits. 
 errors send a zero command first.
 
 E-stop: a `true` on `e_stop` (std_msgs/Bool) or the `e_stop` service (std_srvs/SetBool) with
-true latches a stop; only the service with false releases it. A `false` on the topic is a
+true latches a stop, and so does (latch_on_source_loss) the departure of the publisher whose
+commands were taken: an executor that died or restarted, or a process that took its name;
+only the service with false releases it. A `false` on the topic is a
 heartbeat (the deadman of e_stop_heartbeat_s) and never releases anything.
 """
 
@@ -92,6 +94,7 @@ class SafeAreaMonitor(Node):
         self.inside: bool | None = None
         self.cost_estimate: float | None = None
         self.e_stop = False
+        self.e_stop_cause = ''  # what latched it: the topic, the service, a lost source
         self.heartbeat_s = p['e_stop_heartbeat_s']
         self._last_e_stop_msg = -float('inf')
         self.clock = ArrivalClock(self)
@@ -125,7 +128,9 @@ class SafeAreaMonitor(Node):
             self.interventions_pub = self.create_publisher(Float32, 'shield/interventions',
                                                            qos.METRICS)
             self.source = CommandSource(self, 'policy/cmd_vel', p['command_source'],
-                                        self.cmd_timeout, self._forget_command)
+                                        self.cmd_timeout, self._forget_command,
+                                        self._on_source_lost)
+            self.latch_on_source_loss = p['latch_on_source_loss']
             # The executor's commands are always stamped (our own topic).
             self.source.subscription = command_subscription(
                 self, 'policy/cmd_vel', True, self._on_policy_cmd, qos.COMMAND,
@@ -187,6 +192,13 @@ class SafeAreaMonitor(Node):
     def _forget_command(self, _reason: str) -> None:
         self._policy_cmd = None  # from a source no longer trusted: never acted on later
 
+    def _on_source_lost(self, reason: str) -> None:
+        if self.latch_on_source_loss:
+            self._set_e_stop(True, reason)
+        else:
+            self.get_logger().warn(f'{reason} (latch_on_source_loss is false: commands of '
+                                   f'the next publisher named {self.source.source} pass)')
+
     def _on_policy_cmd(self, cmd: np.ndarray | None) -> None:
         if cmd is not None and np.any(cmd != 0.0):
             self._last_moving = self.clock.now()
@@ -204,7 +216,7 @@ class SafeAreaMonitor(Node):
         # heartbeat) must never release a latched stop.
         self._last_e_stop_msg = self.clock.now()
         if msg.data:
-            self._set_e_stop(True, 'e_stop topic')
+            self._set_e_stop(True, 'the e_stop topic')
         elif self.e_stop:
             self.e_stop_releases_refused += 1
             self.get_logger().warn('e_stop false on the topic does not release a latched stop: '
@@ -213,16 +225,18 @@ class SafeAreaMonitor(Node):
 
     def _on_e_stop_service(self, request: SetBool.Request,
                            response: SetBool.Response) -> SetBool.Response:
-        self._set_e_stop(bool(request.data), 'e_stop service')
+        self._set_e_stop(bool(request.data), 'the e_stop service')
         response.success = True
         response.message = 'e-stop latched' if self.e_stop else 'e-stop released'
         return response
 
     def _set_e_stop(self, stop: bool, source: str) -> None:
         if stop and not self.e_stop:
-            self.get_logger().warn(f'e-stop from the {source}: stopping until released')
+            self.get_logger().warn(f'e-stop latched by {source}: stopping until released')
+            self.e_stop_cause = source
         elif not stop and self.e_stop:
-            self.get_logger().info(f'e-stop released by the {source}')
+            self.get_logger().info(f'e-stop released by {source}')
+            self.source.release()  # the next command's publisher is the source from now on
         if stop != self.e_stop:
             self.e_stop_pub.publish(Bool(data=stop))
         self.e_stop = stop
@@ -232,7 +246,8 @@ class SafeAreaMonitor(Node):
         """Return why the robot must stand still, or None when commands may pass."""
         now = self.clock.now()
         if self.e_stop:
-            return 'e-stop latched (release: the e_stop service with false)'
+            return (f'e-stop latched ({self.e_stop_cause}; release: the e_stop service with '
+                    f'false)')
         if self.heartbeat_s > 0.0 and now - self._last_e_stop_msg > self.heartbeat_s:
             return f'e-stop heartbeat lost (no e_stop message for {self.heartbeat_s:g} s)'
         reason = self.pose_input.stop_reason()
@@ -328,6 +343,7 @@ class SafeAreaMonitor(Node):
             ('e_stop_releases_refused', self.e_stop_releases_refused),
             ('command_source', getattr(getattr(self, 'source', None), 'source', None)),
             ('refused_commands', getattr(getattr(self, 'source', None), 'refused', 0)),
+            ('source_losses', getattr(getattr(self, 'source', None), 'losses', 0)),
             ('rejected_commands', self.rejected_commands),
             ('scan_blocks', self.scan_blocks),
             ('rejected_scans', self.scan_input.rejected if self.scan_input else None),

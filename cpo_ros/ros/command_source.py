@@ -15,11 +15,17 @@ event) or another publisher is seen, the last command is forgotten and commands 
 for hold_s, so a message from a publisher that came and went between two checks is acted on
 at most until its leaving is noticed (the same turn of the executor).
 
+Once a command has been taken, the source is the publisher endpoint (its GID in the ROS
+graph) that sent it, not only its node name: when that endpoint leaves the graph, or another
+takes its place, on_lost is called once (the monitor latches its e-stop), so a process that
+takes the executor's name after the executor died does not drive. Trust starts again with the
+next command taken after release().
+
 What this does not prevent: without DDS security (SROS2) any participant may create a node of
 the configured name. While the real executor runs, such an impostor is a second publisher and
-every command is refused (the robot stops); once the executor is gone an impostor of its name
-is indistinguishable from it. Only SROS2 permissions (docs/safety.md) stop a participant from
-publishing on the topic at all.
+every command is refused (the robot stops); one that is there before the first command is
+taken (or after a release) is indistinguishable from the executor. Only SROS2 permissions
+(docs/safety.md) stop a participant from publishing on the topic at all.
 """
 
 from collections.abc import Callable
@@ -41,17 +47,23 @@ class CommandSource:
     """Decide whether a command on a topic comes from the one configured node."""
 
     def __init__(self, node: Node, topic: str, source: str, hold_s: float,
-                 on_untrusted: Callable[[str], None] | None = None) -> None:
+                 on_untrusted: Callable[[str], None] | None = None,
+                 on_lost: Callable[[str], None] | None = None) -> None:
         self.node = node
         self.topic = topic
         self.source = resolve_node_name(node, source)
         self.hold_s = hold_s
         self.on_untrusted = on_untrusted
+        self.on_lost = on_lost
         self.subscription = None
         self.refused = 0
         """Commands refused because their source could not be trusted."""
         self.reason: str | None = 'no command yet'
+        self.losses = 0
+        """Times the endpoint commands were taken from left the graph or was replaced."""
         self._hold_until = 0.0
+        self._gids: list[bytes] = []  # the publishers' endpoint GIDs at the last check
+        self._trusted_gid: bytes | None = None  # the endpoint commands were taken from
 
     def event_callbacks(self) -> SubscriptionEventCallbacks:
         """Return the subscription's event callbacks (pass as event_callbacks=)."""
@@ -59,9 +71,19 @@ class CommandSource:
 
     def _on_matched(self, info) -> None:
         # A joining publisher is caught by the count check of each message; one that left
-        # may have sent something just before: forget it and trust nothing for hold_s.
-        if info.current_count_change < 0:
+        # may have sent something just before: forget it and trust nothing for hold_s. (A
+        # join and a leave between two events net to no change in the current count.)
+        if info.total_count_change - info.current_count_change > 0:
             self._untrusted('a publisher of policy/cmd_vel left')
+            if info.current_count == 0 and self._trusted_gid is not None:
+                self._lose()  # every publisher left, the trusted one with them
+
+    def _lose(self) -> None:
+        self._trusted_gid = None
+        self.losses += 1
+        if self.on_lost is not None:
+            self.on_lost(f'the publisher of policy/cmd_vel that commands were taken from '
+                         f'({self.source}) left')
 
     def _untrusted(self, reason: str) -> None:
         self._hold_until = time.monotonic() + self.hold_s
@@ -73,11 +95,20 @@ class CommandSource:
         """Return the fully qualified node names publishing on the topic (ROS graph)."""
         infos = self.node.get_publishers_info_by_topic(
             self.node.resolve_topic_name(self.topic))
+        self._gids = [bytes(i.endpoint_gid) for i in infos]
         return [f'{i.node_namespace.rstrip("/")}/{i.node_name}' for i in infos]
+
+    def release(self) -> None:
+        """Trust the source again from the next command taken (after an explicit release)."""
+        self._trusted_gid = None
 
     def check(self) -> str | None:
         """Return why commands cannot be trusted now, or None when they can."""
         names = self.publishers()
+        if self._trusted_gid is not None and self._trusted_gid not in self._gids:
+            # The endpoint commands came from left the graph (or its node died and another
+            # took its name): whoever publishes next is not known to be the executor.
+            self._lose()
         matched = (self.subscription.get_publisher_count() if self.subscription is not None
                    else len(names))
         if matched != 1 or names != [self.source]:
@@ -101,6 +132,8 @@ class CommandSource:
     def accept(self) -> bool:
         """Return whether the message just taken may be used; count it when not."""
         if self.check() is None:
+            if self._trusted_gid is None:
+                self._trusted_gid = self._gids[0]  # the one publisher, named as the source
             return True
         self.refused += 1
         return False

@@ -187,9 +187,23 @@ def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
     return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
 
 
+QUATERNION_NORM_TOLERANCE = 0.05
+"""A pose's orientation is refused unless its quaternion's norm is within 1 of this."""
+
+
 def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
-    """Return the yaw of a quaternion (roll and pitch ignored: planar robots)."""
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    """Return the yaw of a unit quaternion (roll and pitch ignored: planar robots).
+
+    ValueError when it is no unit quaternion (all zero, scaled, non-finite): its yaw would be
+    a guess, and a wrong heading misleads the shield.
+    """
+    norm = math.sqrt(x * x + y * y + z * z + w * w)
+    if not abs(norm - 1.0) <= QUATERNION_NORM_TOLERANCE:
+        raise ValueError(f'orientation ({x:g}, {y:g}, {z:g}, {w:g}) is no unit quaternion '
+                         f'(norm {norm:.3g})')
+    # The form that holds for any scale: a near-unit quaternion gives the exact yaw of its
+    # normalised self.
+    return math.atan2(2.0 * (w * z + x * y), w * w + x * x - y * y - z * z)
 
 
 def pose_twist_to_odometry(pose: np.ndarray, twist: np.ndarray, stamp, frame_id: str,

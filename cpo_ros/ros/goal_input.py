@@ -42,6 +42,9 @@ class GoalInput:
                       f"'{self.task_frame}': send goals in the task frame")
         elif not all(math.isfinite(v) for v in (p.x, p.y, o.x, o.y, o.z, o.w)):
             reason = 'goal holds non-finite values'
+        elif (o.x, o.y, o.z, o.w) != (0.0, 0.0, 0.0, 0.0) and not _unit(o):
+            reason = (f'goal orientation ({o.x:g}, {o.y:g}, {o.z:g}, {o.w:g}) is no unit '
+                      f'quaternion (all zero: no heading, taken)')
         else:
             yaw = quaternion_to_yaw(o.x, o.y, o.z, o.w) if (o.x, o.y, o.z, o.w) != (
                 0.0, 0.0, 0.0, 0.0) else 0.0
@@ -78,3 +81,12 @@ class GoalInput:
         if self.goal is None:
             return 'no goal: waiting on goal_pose'
         return f'driving to ({self.goal[0]:.2f}, {self.goal[1]:.2f}) in task coordinates'
+
+
+def _unit(o) -> bool:
+    """Return whether an orientation is a unit quaternion (within conversions' tolerance)."""
+    try:
+        quaternion_to_yaw(o.x, o.y, o.z, o.w)
+    except ValueError:
+        return False
+    return True

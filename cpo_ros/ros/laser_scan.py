@@ -86,7 +86,8 @@ def ranges_to_laser_scan(ranges: np.ndarray, angle_min: float, angle_increment: 
 class ScanInput:
     """Subscribe to `scan`; keep the latest points (robot frame) and ranges on the policy's rays.
 
-    p holds laser_frame, laser_pose, scan_timeout_s and stamp_tolerance_s. spec (the policy's
+    p holds laser_frame, laser_pose, scan_timeout_s, scan_min_valid_share and
+    stamp_tolerance_s. spec (the policy's
     rays) may be None when only the points are needed (the scan guard).
     """
 
@@ -100,6 +101,7 @@ class ScanInput:
                              f'[x, y, yaw] of the laser in the robot frame')
         self.laser_pose = tuple(float(v) for v in pose)
         self.timeout = p['scan_timeout_s']
+        self.min_valid_share = p['scan_min_valid_share']
         self.tolerance = p['stamp_tolerance_s']
         self.spec = spec
         self.clock = ArrivalClock(node)
@@ -111,6 +113,7 @@ class ScanInput:
         self.rejected = 0
         self.received = 0
         self._refused: str | None = f'no {topic} yet'
+        self._held: tuple[float, str] = (-math.inf, '')
         self._arrival = -math.inf
         self._stamp = -math.inf
         self.callbacks: list = []
@@ -123,6 +126,13 @@ class ScanInput:
                 raise ValueError(f"frame mismatch: {self.topic} is in frame "
                                  f"'{msg.header.frame_id}', laser_frame is '{self.frame}'")
             f = laser_scan_fields(msg)
+            valid = int(np.count_nonzero(scan_rays.classify(f.ranges, f.range_min,
+                                                            f.range_max)[0]))
+            if valid == 0 or valid < self.min_valid_share * f.ranges.size:
+                # All NaN, 0 or beyond the limits: no sight of anything, not free space.
+                raise ValueError(f'{valid} of {f.ranges.size} readings are measurements (the '
+                                 f'rest NaN or outside [range_min, range_max]); '
+                                 f'scan_min_valid_share is {self.min_valid_share:g}')
             points = scan_points(f.ranges, f.angle_min, f.angle_increment, f.range_min,
                                  f.range_max, self.laser_pose)
             ranges = None
@@ -133,6 +143,9 @@ class ScanInput:
         except ValueError as exc:
             self.rejected += 1
             self._refused = str(exc)
+            # Held still for scan_timeout_s: a scanner (or a stranger) that mixes good and bad
+            # scans is not followed between them.
+            self._held = (self.clock.now(), str(exc))
             self.points = self.ranges = None  # fail safe: never guard with an old scan
             self.node.get_logger().warn(f'refused {self.topic}: {exc}',
                                         throttle_duration_sec=5.0)
@@ -160,6 +173,11 @@ class ScanInput:
         """Return why the scan cannot be used now (stop), or None when it is fresh and valid."""
         if self._refused is not None:
             return self._refused
+        refused_at, why = self._held
+        # A clock that went back (a simulation's reset) ends the hold rather than stretch it.
+        if refused_at <= self.clock.now() < refused_at + self.timeout:
+            return (f'{self.topic}: held still {self.timeout:g} s (scan_timeout_s) after a '
+                    f'refused message: {why}')
         arrival_age = self.clock.now() - self._arrival
         if arrival_age > self.timeout:
             return f'{self.topic} stale: none for {arrival_age:.1f} s'

@@ -29,6 +29,7 @@ from rclpy.exceptions import (
     ParameterException,
 )
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,24 @@ def _number_or_numbers(node_name: str, spec: ParamSpec, value: Any) -> float | l
                      f'of numbers, each in {spec.allowed()}')
 
 
+def _whole_numbers_as_floats(node: Node, spec: ParamSpec) -> None:
+    """Take `-p x:=10` (an integer to rcl) for a float parameter as 10.0, and [1, 2] as floats.
+
+    rclpy would refuse the override as a type mismatch; the number means the same.
+    """
+    overrides = getattr(node, '_parameter_overrides', {})
+    given = overrides.get(spec.name)
+    if given is None or spec.dynamic_typing:
+        return
+    if isinstance(spec.default, float) and given.type_ == Parameter.Type.INTEGER:
+        overrides[spec.name] = Parameter(spec.name, Parameter.Type.DOUBLE, float(given.value))
+    elif (isinstance(spec.default, list) and spec.default
+          and isinstance(spec.default[0], float)
+          and given.type_ == Parameter.Type.INTEGER_ARRAY):
+        overrides[spec.name] = Parameter(spec.name, Parameter.Type.DOUBLE_ARRAY,
+                                         [float(v) for v in given.value])
+
+
 def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
     """Declare specs on node, validate the values it got, and return them by name.
 
@@ -104,6 +123,7 @@ def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
     by_name = {s.name: s for s in specs}
     values: dict[str, Any] = {}
     for spec in specs:
+        _whole_numbers_as_floats(node, spec)
         try:
             param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
         except (InvalidParameterValueException, InvalidParameterTypeException,

@@ -132,6 +132,10 @@ SCAN_PARAMS = [
               '[m, m, rad]', -100.0, 100.0),
     ParamSpec('scan_timeout_s', 0.5, 'a scan older than this (by header.stamp or by arrival) '
               'means stop [s]', 0.001, 60.0),
+    ParamSpec('scan_min_valid_share', 0.5, 'a scan with fewer measurements than this share of '
+              'its readings (NaN, or outside [range_min, range_max]; +inf and -inf are '
+              'measurements, REP 117) is refused: stop. One measurement at least, always', 0.0,
+              1.0),
     ParamSpec('scan_num_rays', 360, "the scanner's readings per scan (the stand-in's "
               'LaserScan)', 1, 100_000),
     ParamSpec('scan_fov', 6.283185307179586, "the scanner's field of view, centred ahead [rad]",
@@ -297,6 +301,9 @@ MONITOR_PARAMS = [
               "gate takes (relative: in this node's namespace); commands while any other "
               'node publishes there are refused (see docs/safety.md for what this does not '
               'prevent without SROS2)'),
+    ParamSpec('latch_on_source_loss', True, 'latch the e-stop when the publisher commands '
+              'were taken from leaves policy/cmd_vel (the executor died or restarted; a '
+              'process taking its name must not drive); release: the e_stop service'),
     ParamSpec('publish_cost', False, 'publish safety/cost from the pose (on a robot); in '
               'simulation the bridge owns that topic and the monitor compares'),
     ParamSpec('diagnostics_rate_hz', 1.0, 'diagnostics publication rate', 0.01, 100.0),

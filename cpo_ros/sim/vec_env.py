@@ -16,7 +16,7 @@ import numpy as np
 from cpo_ros.sim.arena import ArenaSpec
 from cpo_ros.sim.range_sensor import RangeSensor, RangeSensorSpec
 from cpo_ros.sim.robot import PointRobots, RobotConfig
-from cpo_ros.tasks.base import check_start, check_step, Task
+from cpo_ros.tasks.base import check_observation, check_start, check_step, Task
 from cpo_ros.tasks.registry import DEFAULT_TASK, TaskRuntimeError
 from cpo_ros.tasks.scan import resample
 from cpo_ros.validation import check_range
@@ -219,12 +219,10 @@ class VecTaskEnv:
         if seed is not None:
             self.rng = np.random.default_rng(seed)
         self._reset_envs(np.arange(self.num_envs))
-        obs = self.observation()
-        if obs.shape != (self.num_envs, self.obs_dim) or not np.all(np.isfinite(obs)):
-            raise self._task_error(f'the first observation has shape {obs.shape} or '
-                                   f'non-finite values, expected ({self.num_envs}, '
-                                   f'{self.obs_dim}), finite')
-        return obs
+        try:
+            return check_observation(self.observation(), self.num_envs, self.obs_dim)
+        except ValueError as exc:
+            raise self._task_error(f'{exc} at the start of the episodes') from None
 
     def markers(self, index: int) -> list:
         """Return the task's markers of env index (what it raises comes back named)."""

@@ -117,6 +117,38 @@ def check_start(start: Any, n: int) -> np.ndarray:
     return start
 
 
+def check_observation(obs: Any, n: int, obs_dim: int) -> np.ndarray:
+    """Return a task's observation() as an (n, obs_dim) array; ValueError saying what is wrong."""
+    _, (obs,) = _numeric_parts([('observation() gave observations', obs, (n, obs_dim))], n)
+    return np.asarray(obs)
+
+
+def _numeric_parts(parts: list[tuple[str, Any, tuple[int, ...]]],
+                   n: int) -> tuple[list[np.ndarray], list[Any]]:
+    """Check (name, value, shape) triples: numbers, of the shape, finite per env.
+
+    Return the float64 copies and the values as given (lists made arrays); ValueError names
+    the first bad part.
+    """
+    checked = []
+    for name, value, shape in parts:
+        try:
+            array = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f'{name}, not an array of numbers') from None
+        if array.shape != shape:
+            raise ValueError(f'{name} of shape {array.shape}, expected {shape}')
+        checked.append(array)
+    # One sum is finite when every value is (the per-env search runs only when it is not).
+    if not np.isfinite(sum(array.sum() for array in checked)):
+        for (name, _, _), array in zip(parts, checked, strict=True):
+            bad = ~np.isfinite(array).reshape(n, -1).all(axis=1)
+            if bad.any():
+                raise ValueError(f'{name} with non-finite values in env(s) '
+                                 f'{np.flatnonzero(bad)[:8].tolist()}')
+    return checked, [np.asarray(value) for _, value, _ in parts]
+
+
 def check_step(result: Any, obs: Any, n: int, num_costs: int,
                obs_dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return a task's step as arrays, or raise ValueError saying what is wrong.
@@ -130,30 +162,15 @@ def check_step(result: Any, obs: Any, n: int, num_costs: int,
     """
     if not isinstance(result, StepResult):
         raise ValueError(f'step() returned {type(result).__name__}, expected StepResult')
-    parts = []
-    for name, value, shape in (('step() gave reward', result.reward, (n,)),
-                               ('step() gave costs', result.costs, (n, num_costs)),
-                               ('observation() gave observations', obs, (n, obs_dim))):
-        try:
-            value = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f'{name}, not an array of numbers') from None
-        if value.shape != shape:
-            raise ValueError(f'{name} of shape {value.shape}, expected {shape}')
-        parts.append((name, value))
-    # One sum is finite when every value is (the per-env search runs only when it is not).
-    if not np.isfinite(sum(value.sum() for _, value in parts)):
-        for name, value in parts:
-            bad = ~np.isfinite(value).reshape(n, -1).all(axis=1)
-            if bad.any():
-                raise ValueError(f'{name} with non-finite values in env(s) '
-                                 f'{np.flatnonzero(bad)[:8].tolist()}')
+    _, (reward, costs, obs) = _numeric_parts(
+        [('step() gave reward', result.reward, (n,)),
+         ('step() gave costs', result.costs, (n, num_costs)),
+         ('observation() gave observations', obs, (n, obs_dim))], n)
     terminated = (np.zeros(n, bool) if result.terminated is None
                   else np.asarray(result.terminated))
     if terminated.shape != (n,):
         raise ValueError(f'step() gave terminated of shape {terminated.shape}, expected ({n},) '
                          f'or None')
-    reward, costs, obs = (np.asarray(v) for v in (result.reward, result.costs, obs))
     return reward, costs, obs, terminated.astype(bool)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cpo_ros.tasks.base import check_start, check_step, Task, TaskParams
+from cpo_ros.tasks.base import check_observation, check_start, check_step, Task, TaskParams
 
 ENTRY_POINT_GROUP = 'cpo_ros.tasks'
 """Installed packages add tasks here: `[project.entry-points."cpo_ros.tasks"] name = "pkg:Cls"`."""
@@ -176,9 +176,11 @@ def check_task_class(cls: Any, target: str) -> None:
     if readings.shape != (n, len(sensors)):
         _fail(target, f'sensors() has shape {readings.shape}, expected ({n}, {len(sensors)}) '
                       f'for sensor_labels')
-    if obs.shape != (n, task.obs_dim):
-        _fail(target, f'observation has the wrong shape {obs.shape}, expected ({n}, '
-                      f'{task.obs_dim}) from observation_labels')
+    try:
+        check_observation(obs, n, task.obs_dim)
+    except ValueError as exc:
+        _fail(target, f'{exc} (one column per observation_labels) on two robots at their '
+                      f'start')
     try:
         check_step(result, obs, n, len(names), task.obs_dim)
     except ValueError as exc:
