@@ -214,6 +214,28 @@ def test_a_process_that_takes_a_dead_executors_name_does_not_drive(start_node, p
         feeder.close()
 
 
+def test_a_second_odometry_publisher_stops_the_robot_until_it_leaves(start_node, probe,
+                                                                    stranger_node, feeder):
+    monitor = start_node('safe_area_monitor', *MONITOR)
+    assert wait_until(feeder.moving, 60), monitor.output
+    # A replayed bag or a stranger: valid, fresh poses from a second node, the robot "inside".
+    bag = stranger_node('bag_player')
+    odom = bag.create_publisher(Odometry, 'odom', qos.CLI_DEFAULT)
+    assert wait_until(lambda: odom.get_subscription_count() > 0, 10)
+    t0 = time.monotonic()
+    for _ in range(20):
+        odom.publish(pose_twist_to_odometry(np.zeros(3), np.zeros(2), Clock().now().to_msg(),
+                                            'odom', 'base_link'))
+        time.sleep(0.05)
+    assert feeder.all_zero_after(t0 + 0.5), feeder.commands[-5:]
+    assert monitor.wait_for_output("odom has 2 publishers ['/test_probe', '/bag_player']", 10) \
+        or monitor.wait_for_output("odom has 2 publishers ['/bag_player', '/test_probe']", 1), \
+        monitor.output
+    bag.destroy_publisher(odom)
+    bag.destroy_node()
+    assert wait_until(feeder.moving, 10), monitor.output  # one publisher again
+
+
 def test_the_gate_clips_to_the_profile_limits_in_every_mode(start_node, probe):
     fast = Feeder(probe, speed=5.0)
     try:

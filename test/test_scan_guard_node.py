@@ -103,6 +103,39 @@ class ScanFeeder:
         self._thread.join(timeout=2)
 
 
+def test_a_second_scan_publisher_cannot_clear_the_way(start_node, probe, stranger_node):
+    feeder = ScanFeeder(probe)
+    try:
+        monitor = start_node('safe_area_monitor', *MONITOR)
+        feeder.wall = 0.5  # the driver sees a wall ahead: no forward speed
+        assert feeder.settled(0.0, 0.2), monitor.output
+        # A stranger publishes fresh scans of free space: scans are refused while two send.
+        stranger = stranger_node('fake_laser')
+        pub = stranger.create_publisher(LaserScan, 'scan', qos.CLI_DEFAULT)
+        stop = threading.Event()
+
+        def send() -> None:
+            while not stop.is_set():
+                pub.publish(ranges_to_laser_scan(np.full(360, np.inf), -math.pi,
+                                                 math.radians(1), 0.05, 4.0, 'base_scan',
+                                                 Clock().now().to_msg()))
+                time.sleep(0.02)
+
+        thread = threading.Thread(target=send, daemon=True)
+        thread.start()
+        try:
+            assert feeder.settled(0.0, 0.0), monitor.output[-3000:]
+            assert monitor.wait_for_output('scan has 2 publishers', 10), monitor.output[-3000:]
+        finally:
+            stop.set()
+            thread.join()
+        stranger.destroy_publisher(pub)
+        stranger.destroy_node()
+        assert feeder.settled(0.0, 0.2), monitor.output[-3000:]  # the driver's wall again
+    finally:
+        feeder.close()
+
+
 def test_the_scan_guard_passes_clear_commands_and_stops_short_of_a_wall(start_node, probe):
     feeder = ScanFeeder(probe)
     try:

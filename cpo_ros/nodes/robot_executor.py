@@ -12,7 +12,9 @@ reset behaviour between episodes and cuts rollout chunks, which go to the learne
 The robot stands still (zero command; an episode in progress is truncated, bootstrapped):
 - while paused by the operator: `learning/pause` (std_srvs/SetBool, true pauses, false
   resumes);
-- while the monitor's e-stop is latched (`e_stop/latched`, the monitor's state);
+- while the monitor's e-stop is latched (`e_stop/latched`, the monitor's state), or while
+  another node publishes there or on `shield/interventions` too (its state and counts could
+  not be told from a stranger's; cpo_ros.ros.sole_publisher);
 - when the pose is stale, refused or missing;
 - when the learner is lost: nothing from it (policy, or the `cpo/iteration` status of the
   loaded policy's session, re-sent every second) for max_policy_age_s (steady clock); it
@@ -48,6 +50,7 @@ from cpo_ros.ros.learner_input import LearnerInput
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.rollout_sender import ChunkSender
+from cpo_ros.ros.sole_publisher import SolePublisher
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
 from cpo_ros.training.realtime import (
@@ -100,9 +103,16 @@ class RobotExecutor(Node):
         self.chunks = ChunkSender(self, self.faults, self.executor_id)
         self.learner = LearnerInput(self, self.faults, self.sampler.set_policy,
                                     self._policy_loaded, self._on_status)
-        self.create_subscription(Bool, 'e_stop/latched', self._on_e_stop, qos.LATCHED)
-        self.create_subscription(Float32, 'shield/interventions', self._on_interventions,
-                                 qos.METRICS)
+        # The monitor's state and count, from the monitor alone: a stranger's false would
+        # unlatch the sampling, its huge count would hide every later intervention.
+        self.monitor_inputs = {topic: SolePublisher(self, topic)
+                               for topic in ('e_stop/latched', 'shield/interventions')}
+        for (topic, sole), (msg_type, callback, profile) in zip(
+                self.monitor_inputs.items(), ((Bool, self._on_e_stop, qos.LATCHED),
+                                              (Float32, self._on_interventions, qos.METRICS)),
+                strict=True):
+            sole.subscription = self.create_subscription(
+                msg_type, topic, callback, profile, event_callbacks=sole.event_callbacks())
         self.create_service(SetBool, 'learning/pause', self._on_pause)
         # The control period follows the ROS clock: /clock beside the stand-in, wall time on
         # a robot. Diagnostics follow the steady clock.
@@ -141,11 +151,14 @@ class RobotExecutor(Node):
             s.resume()
 
     def _on_e_stop(self, msg: Bool) -> None:
-        self.e_stop = bool(msg.data)
+        # Not taken while another node publishes there too (the control step stops then).
+        if self.monitor_inputs['e_stop/latched'].check() is None:
+            self.e_stop = bool(msg.data)
 
     def _on_interventions(self, msg: Float32) -> None:
-        if math.isfinite(msg.data):
-            self.interventions = max(self.interventions, int(msg.data))
+        if self.monitor_inputs['shield/interventions'].check() is None and (
+                math.isfinite(msg.data) and 0.0 <= msg.data < 2.0 ** 53):
+            self.interventions = int(msg.data)  # the monitor's running count
 
     def _on_pause(self, request: SetBool.Request, response: SetBool.Response
                   ) -> SetBool.Response:
@@ -162,6 +175,9 @@ class RobotExecutor(Node):
             return 'paused by the operator (learning/pause)'
         if self.e_stop:
             return 'e-stop latched'
+        for sole in self.monitor_inputs.values():
+            if sole.check() is not None:
+                return sole.reason
         silent = time.monotonic() - self._learner_seen
         if silent > self.max_policy_age:
             # The learner re-sends its status every second: silence means it is gone.

@@ -4,7 +4,8 @@
 and drop), `laser_scan_to_ranges` resamples any scanner onto the policy's rays
 (cpo_ros.tasks.scan.resample, REP 117), `ranges_to_laser_scan` builds the stand-in's message.
 `ScanInput` subscribes to `scan` and tells the latest scan points in the robot frame, or why
-the robot must stop (no scan, stale by header.stamp or arrival, another frame, malformed).
+the robot must stop (no scan, stale by header.stamp or arrival, another frame, malformed,
+without measurements, or while another node publishes scans too).
 """
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from sensor_msgs.msg import LaserScan
 from cpo_ros.deploy.scan_guard import scan_points
 from cpo_ros.ros import qos
 from cpo_ros.ros.pose_input import stamp_seconds
+from cpo_ros.ros.sole_publisher import SolePublisher
 from cpo_ros.ros.watchdog import ArrivalClock
 from cpo_ros.tasks import scan as scan_rays
 
@@ -117,8 +119,11 @@ class ScanInput:
         self._arrival = -math.inf
         self._stamp = -math.inf
         self.callbacks: list = []
+        self.sole = SolePublisher(node, topic)
         # Best effort takes reliable and best-effort publishers alike (drivers, the ros2 CLI).
-        node.create_subscription(LaserScan, topic, self._on_msg, qos.SENSOR)
+        self.sole.subscription = node.create_subscription(
+            LaserScan, topic, self._on_msg, qos.SENSOR,
+            event_callbacks=self.sole.event_callbacks())
 
     def _on_msg(self, msg: LaserScan) -> None:
         try:
@@ -155,6 +160,11 @@ class ScanInput:
             self.received += 1
             self._refused = None
             self._arrival, self._stamp = self.clock.now(), f.stamp
+            sole = self.sole.check()
+            if sole is not None:  # another node publishes scans too: held, not counted
+                self._refused = sole
+                self._held = (self.clock.now(), sole)
+                self.points = self.ranges = None
         for callback in self.callbacks:
             callback()
 

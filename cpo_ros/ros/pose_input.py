@@ -9,7 +9,8 @@ area along when the pose comes from a fixed frame such as map.
 
 A pose in another frame than task_frame is refused (stop), as is one whose header.stamp is older
 than pose_timeout_s (plus stamp_tolerance_s for clock offset between machines) or ahead of the
-clock by more than the tolerance, or that stopped arriving. Arrival is timed on the steady clock
+clock by more than the tolerance, or that stopped arriving, or that came while another node
+publishes on the topic too (cpo_ros.ros.sole_publisher). Arrival is timed on the steady clock
 on a robot, on the simulation clock in training (cpo_ros.ros.watchdog.ArrivalClock).
 """
 
@@ -23,6 +24,7 @@ from rclpy.time import Time
 
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import odometry_to_pose_twist, quaternion_to_yaw
+from cpo_ros.ros.sole_publisher import SolePublisher
 from cpo_ros.ros.watchdog import ArrivalClock
 
 
@@ -87,8 +89,11 @@ class PoseInput:
         self._previous: tuple[float, np.ndarray] | None = None
         self.topic = 'odom' if self.source == 'odom' else 'pose'
         msg_type = Odometry if self.source == 'odom' else PoseWithCovarianceStamped
+        self.sole = SolePublisher(node, self.topic)
         # Best effort matches reliable and best-effort drivers alike.
-        node.create_subscription(msg_type, self.topic, self._on_msg, qos.SENSOR)
+        self.sole.subscription = node.create_subscription(
+            msg_type, self.topic, self._on_msg, qos.SENSOR,
+            event_callbacks=self.sole.event_callbacks())
         self.callbacks: list = []
 
     def _refuse(self, reason: str) -> None:
@@ -110,8 +115,18 @@ class PoseInput:
                 self._accept(msg)
             except ValueError as exc:
                 self._refuse(str(exc))
+            else:
+                self._refuse_unless_sole()
         for callback in self.callbacks:
             callback()
+
+    def _refuse_unless_sole(self) -> None:
+        """Drop the pose just taken while another node publishes there too (held, not counted)."""
+        reason = self.sole.check()
+        if reason is not None:
+            self._refused = reason
+            self._held = (self.clock.now(), reason)
+            self.pose = self.twist = None
 
     def _accept(self, msg) -> None:
         stamp = stamp_seconds(msg.header.stamp)

@@ -1,0 +1,66 @@
+"""Take a topic's messages only while one publisher sends them: the robot's inputs' check.
+
+A robot has one odometry source, one laser driver per scan topic, one safe-area monitor. A
+second publisher there (a second driver, a replayed bag, a stranger on the network) makes
+every message suspect, since Jazzy's rclpy does not say which publisher sent one: while the
+subscription is matched with more than one publisher, or the ROS graph shows more than one,
+its messages are refused and the check names the publishers. When the second one leaves, the
+matched event makes the next message check again.
+
+Unlike cpo_ros.ros.command_source (the gate's one command source, a configured node), the
+publisher's name is not known here (any driver), so a sole impostor is not told from the
+driver; SROS2 (docs/safety.md) keeps strangers off these topics.
+"""
+
+import time
+
+from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.node import Node
+
+CHECK_PERIOD_S = 0.05
+"""The graph is read at most this often (steady time) between matched events."""
+
+
+def publisher_names(node: Node, topic: str) -> list[str]:
+    """Return the fully qualified names of the nodes publishing on topic (ROS graph)."""
+    infos = node.get_publishers_info_by_topic(node.resolve_topic_name(topic))
+    return [f'{i.node_namespace.rstrip("/")}/{i.node_name}' for i in infos]
+
+
+class SolePublisher:
+    """Tell whether a subscription's topic has one publisher, or why its messages are refused.
+
+    Pass event_callbacks() to the subscription and set .subscription to it.
+    """
+
+    def __init__(self, node: Node, topic: str) -> None:
+        self.node = node
+        self.topic = topic
+        self.subscription = None
+        self.reason: str | None = None
+        self._checked = -float('inf')
+
+    def event_callbacks(self) -> SubscriptionEventCallbacks:
+        """Return the subscription's event callbacks (pass as event_callbacks=)."""
+        return SubscriptionEventCallbacks(matched=self._on_matched)
+
+    def _on_matched(self, _info) -> None:
+        self._checked = -float('inf')  # a publisher came or went: read the graph again
+
+    def check(self) -> str | None:
+        """Return why the topic's messages cannot be trusted now, or None with one publisher."""
+        now = time.monotonic()
+        if now - self._checked < CHECK_PERIOD_S:
+            return self.reason
+        self._checked = now
+        names = publisher_names(self.node, self.topic)
+        matched = (self.subscription.get_publisher_count() if self.subscription is not None
+                   else len(names))
+        if max(matched, len(names)) > 1:
+            self.reason = (f'{self.topic} has {max(matched, len(names))} publishers {names}: '
+                           f'its messages are refused while more than one sends (a second '
+                           f'driver, a replayed bag, a stranger)')
+            self.node.get_logger().warn(self.reason, throttle_duration_sec=5.0)
+        else:
+            self.reason = None
+        return self.reason
