@@ -124,3 +124,15 @@ def test_bringup_exits_2_on_a_deploy_that_cannot_start(ros_env, tmp_path):
         assert 'policy_executor could not configure (exit code 2' in stack.output
     finally:
         stack.stop()
+
+
+def test_launch_refuses_a_params_file_that_does_not_exist(tmp_path):
+    # launch_ros only warns about it and starts the nodes on their defaults.
+    from cpo_ros.ros.launch_description import _parameter_files
+
+    missing = tmp_path / 'my_deploy_typo.yaml'
+    context = types.SimpleNamespace(launch_configurations={'params_file': str(missing)})
+    with pytest.raises(ValueError, match=f'params_file:={missing}: no such file'):
+        _parameter_files(context)
+    missing.write_text('{}\n')
+    assert _parameter_files(context) == [str(missing)]

@@ -14,7 +14,7 @@ import time
 import zipfile
 
 from conftest import REPO, wait_until
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 import numpy as np
 import pytest
 from std_msgs.msg import UInt8MultiArray
@@ -242,3 +242,26 @@ def test_ctrl_c_still_writes_the_plot_and_summary(tmp_path):
     resumed = cpo_ros(*SMALL_TRAIN[:2], str(done + 1), *SMALL_TRAIN[3:], '--out', str(out),
                       '--resume')
     assert [int(r['iteration']) for r in rows(out)] == list(range(1, done + 2)), resumed.stdout
+
+
+def test_a_flood_of_refusals_is_no_flood_on_diagnostics(probe):
+    from cpo_ros.ros.faults import FaultReport
+    from cpo_ros.validation import InvalidField
+
+    statuses = []
+    probe.create_subscription(
+        DiagnosticArray, '/diagnostics',
+        lambda m: statuses.extend(s for s in m.status if s.name == '/test_probe'), qos.METRICS)
+    report = FaultReport(probe)
+    assert wait_until(lambda: report.pub.get_subscription_count() > 0, 10)
+    for _ in range(300):  # a stranger's flood: every message refused
+        report.refuse('policy', InvalidField('announcement', 'not announced'))
+
+    def counted(n: int) -> bool:
+        return any({kv.key: kv.value for kv in s.values}.get('refused_policy') == str(n)
+                   for s in statuses)
+
+    # The first refusal's status at once, the rest's counts with the next (within a second).
+    assert wait_until(lambda: counted(300), 10), [s.values for s in statuses]
+    assert len(statuses) <= 3, len(statuses)
+    assert statuses[-1].level == DiagnosticStatus.WARN

@@ -111,3 +111,17 @@ def test_realtime_bridge_follows_cmd_vel_and_stops_when_it_goes_stale(start_node
     cmd_pub.publish(nan)
     assert bridge.wait_for_output('dropped cmd_vel', 10), bridge.output
     assert bridge.proc.poll() is None
+
+
+def test_use_sim_time_is_fixed_once_a_node_runs(probe):
+    # rclpy's own parameter is writable by default: switched under a deployed robot it stamped
+    # commands 0 and stopped it.
+    from rclpy.parameter import Parameter
+
+    from cpo_ros.ros.params import declare_parameters, ParamSpec
+
+    values = declare_parameters(probe, [ParamSpec('rate_hz', 10.0, 'a rate', 0.1, 100.0)])
+    assert values == {'rate_hz': 10.0}
+    (result,) = probe.set_parameters([Parameter('use_sim_time', value=True)])
+    assert not result.successful and 'use_sim_time is fixed' in result.reason
+    assert probe.get_parameter('use_sim_time').value is False

@@ -13,8 +13,14 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 
 from cpo_ros.ros import qos
+from cpo_ros.ros.watchdog import create_steady_timer
 
 WARN_PERIOD_S = 5.0
+PUBLISH_PERIOD_S = 1.0
+"""Refusals publish the node's status at most this often: a flood of bad messages must not
+become a flood on /diagnostics (the counts of the ones between go out with the next)."""
+RECENT_S = 60.0
+"""The status is WARN while a refusal or failure is this recent; older ones stay counted, OK."""
 
 
 def status_name(node: Node) -> str:
@@ -37,6 +43,10 @@ class FaultReport:
         self._own: tuple[bytes | None, str, dict[str, object] | None] = (None, '', None)
         """The node's last own status (publish), repeated with every refusal's counters."""
         self.pub = node.create_publisher(DiagnosticArray, '/diagnostics', qos.METRICS)
+        self._published = -PUBLISH_PERIOD_S  # steady time of the last refusal's status
+        self._pending = False  # refusals counted since then, not yet published
+        self._last_fault = -RECENT_S
+        create_steady_timer(node, PUBLISH_PERIOD_S, self._publish_pending)
 
     def refuse(self, what: str, exc: Exception) -> None:
         """Count a dropped message of kind what (e.g. 'rollout') and warn, throttled per field."""
@@ -54,13 +64,25 @@ class FaultReport:
             self._last_warn[key] = now
         else:
             self._silenced[key] += 1
+        self._last_fault = now
         # The node's own status and values with the new counters: a monitor (rqt) never sees
         # the status flick to a bare list of counters between the node's own reports.
-        self._publish(*self._own)
+        if now - self._published >= PUBLISH_PERIOD_S:
+            self._published = now
+            self._publish(*self._own)
+        else:
+            self._pending = True
+
+    def _publish_pending(self) -> None:
+        if self._pending:
+            self._pending = False
+            self._published = time.monotonic()
+            self._publish(*self._own)
 
     def count(self, key: str, n: int = 1) -> None:
         """Add n to a counter (e.g. 'failed_updates') without a warning."""
         self.counts[key] += n
+        self._last_fault = time.monotonic()
 
     def publish(self, level: bytes | None = None, message: str = '',
                 values: dict[str, object] | None = None) -> None:
@@ -70,10 +92,13 @@ class FaultReport:
 
     def _publish(self, level: bytes | None, message: str,
                  values: dict[str, object] | None) -> None:
+        recent = bool(self.counts) and time.monotonic() - self._last_fault < RECENT_S
         if level is None:
-            level = DiagnosticStatus.WARN if self.counts else DiagnosticStatus.OK
+            level = DiagnosticStatus.WARN if recent else DiagnosticStatus.OK
         if not message:
-            message = ('input refused or work failed (see values)' if self.counts else 'ok')
+            message = ('input refused or work failed (see values)' if recent
+                       else 'ok (earlier refusals and failures counted in the values)'
+                       if self.counts else 'ok')
         status = DiagnosticStatus(level=level, name=self.name, message=message,
                                   hardware_id=self.node.get_namespace())
         items = {**(values or {}), **dict(sorted(self.counts.items()))}

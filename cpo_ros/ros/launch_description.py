@@ -34,6 +34,10 @@ def _parameter_files(context) -> list[str]:
     from cpo_ros.deploy.profile import load_profile, profile_path
 
     arg = context.launch_configurations
+    if not os.path.isfile(arg['params_file']):
+        # launch_ros would only warn and start every node on its built-in defaults (a deploy
+        # with no shield, the simulator as a 16-robot trainer): end the launch instead.
+        raise ValueError(f"params_file:={arg['params_file']}: no such file")
     files = [arg['params_file']]
     if arg.get('robot'):
         load_profile(arg['robot'])  # an unknown profile ends the launch with its reason

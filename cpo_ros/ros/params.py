@@ -51,8 +51,12 @@ class ParamSpec:
         """Return the allowed values in words."""
         if self.choices is not None:
             return f'one of {list(self.choices)}'
-        if self.low is not None or self.high is not None:
+        if self.low is not None and self.high is not None:
             return f'[{self.low}, {self.high}]'
+        if self.low is not None:
+            return f'>= {self.low}'
+        if self.high is not None:
+            return f'<= {self.high}'
         return f'any {type(self.default).__name__}'
 
     def check(self, value: Any) -> str | None:
@@ -74,6 +78,12 @@ class ParamSpec:
         if self.choices is not None:
             desc.additional_constraints = f'one of {list(self.choices)}'
         is_num = isinstance(self.default, (int, float)) and not isinstance(self.default, bool)
+        ranged = self.low is not None or self.high is not None
+        if ranged and (isinstance(self.default, list) or self.dynamic_typing):
+            # A range descriptor holds one number only: lists say theirs in words.
+            desc.additional_constraints = f'each value {self.allowed()}'
+        elif ranged and is_num and (self.low is None or self.high is None):
+            desc.additional_constraints = self.allowed()
         if is_num and self.low is not None and self.high is not None and not (
                 self.dynamic_typing):
             if isinstance(self.default, int):
@@ -145,6 +155,12 @@ def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
 
     def on_set(params) -> SetParametersResult:
         for p in params:
+            if p.name == 'use_sim_time':
+                # rclpy's own parameter, writable by default: switching clocks under a running
+                # node stamps commands 0 and stops a deployed robot.
+                return SetParametersResult(
+                    successful=False, reason='use_sim_time is fixed once the node runs: '
+                    'restart it with -p use_sim_time:=true|false')
             spec = by_name.get(p.name)
             reason = spec.check(p.value) if spec is not None else None
             if reason is not None:
