@@ -92,8 +92,13 @@ def feeder(probe):
 
 def test_e_stop_from_the_command_line_qos_a_latched_publisher_and_the_service(
         start_node, probe, feeder):
+    latched_states = []
+    probe.create_subscription(Bool, 'e_stop/latched', lambda m: latched_states.append(m.data),
+                              qos.LATCHED)
     monitor = start_node('safe_area_monitor', *MONITOR)
     assert wait_until(feeder.moving, 60), monitor.output
+    # The state is re-sent with each report (a stranger's one-off false is corrected).
+    assert wait_until(lambda: latched_states.count(False) >= 3, 10), latched_states
     # As `ros2 topic pub --once /e_stop std_msgs/msg/Bool '{data: true}'`: reliable, volatile.
     cli = probe.create_publisher(Bool, '/e_stop', qos.CLI_DEFAULT)
     assert wait_until(lambda: cli.get_subscription_count() > 0, 10), monitor.output

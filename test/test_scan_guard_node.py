@@ -56,6 +56,8 @@ class ScanFeeder:
         """Sent in place of the wall's readings when set."""
         self.every_other_frame: str | None = None
         """Every other scan goes out in this frame when set (a refused one between good)."""
+        self.every_other_offset = 0.0
+        """Every other scan is stamped this much in the past (negative: the future)."""
         self._sent = 0
         self.running = True
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -75,6 +77,7 @@ class ScanFeeder:
             self.cmd_pub.publish(cmd)
             if self.send_scan:
                 t = Clock().now().nanoseconds * 1e-9 - self.stamp_offset
+                t -= self.every_other_offset if self._sent % 2 else 0.0
                 scan_stamp = self.scan_stamp or TimeMsg(sec=int(t), nanosec=int((t % 1) * 1e9))
                 self._sent += 1
                 frame = (self.every_other_frame if self.every_other_frame and self._sent % 2
@@ -184,6 +187,11 @@ def test_the_scan_guard_passes_clear_commands_and_stops_short_of_a_wall(start_no
         assert monitor.wait_for_output('after a refused message', 10), monitor.output[-3000:]
         feeder.every_other_frame = None
         assert feeder.settled(0.5, 0.2), monitor.output[-3000:]
+        for offset in (10.0, -30.0):  # stale, then ahead of the clock, between fresh scans
+            feeder.every_other_offset = offset
+            assert feeder.settled(0.0, 0.0), monitor.output[-3000:]
+            feeder.every_other_offset = 0.0
+            assert feeder.settled(0.5, 0.2), monitor.output[-3000:]
         assert monitor.proc.poll() is None
         feeder.send_scan = False
         assert feeder.settled(0.0, 0.0)

@@ -318,6 +318,10 @@ class SafeAreaMonitor(Node):
 
     # -- reporting ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        if self.cmd_pub is not None:
+            # The latched state again with every report: a stranger's one-off `false` there
+            # (taken before its publisher could be seen) is corrected within a period.
+            self.e_stop_pub.publish(Bool(data=self.e_stop))
         status = DiagnosticStatus(name=status_name(self),
                                   hardware_id=self.get_namespace())
         reason = self.stop_reason()

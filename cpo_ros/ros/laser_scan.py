@@ -131,6 +131,7 @@ class ScanInput:
                 raise ValueError(f"frame mismatch: {self.topic} is in frame "
                                  f"'{msg.header.frame_id}', laser_frame is '{self.frame}'")
             f = laser_scan_fields(msg)
+            self._check_stamp(f.stamp)
             valid = int(np.count_nonzero(scan_rays.classify(f.ranges, f.range_min,
                                                             f.range_max)[0]))
             if valid == 0 or valid < self.min_valid_share * f.ranges.size:
@@ -168,6 +169,20 @@ class ScanInput:
         for callback in self.callbacks:
             callback()
 
+    def _stamp_age(self, stamp: float) -> float:
+        clock = self.node.get_clock()
+        return (clock.now() - Time(seconds=stamp, clock_type=clock.clock_type)
+                ).nanoseconds * 1e-9
+
+    def _check_stamp(self, stamp: float) -> None:
+        """Refuse a scan stamped too old or ahead of this clock (refused scans hold the robot)."""
+        age = self._stamp_age(stamp)
+        if age > self.timeout + self.tolerance:
+            raise ValueError(f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
+                             f'{self.timeout:g} + {self.tolerance:g} s)')
+        if age < -self.tolerance and not self.clock.sim:
+            raise ValueError(f'{self.topic} header.stamp is {-age:.2f} s ahead of this clock')
+
     def touching(self, radius: float) -> bool:
         """Return whether the latest scan shows the body touched.
 
@@ -191,9 +206,7 @@ class ScanInput:
         arrival_age = self.clock.now() - self._arrival
         if arrival_age > self.timeout:
             return f'{self.topic} stale: none for {arrival_age:.1f} s'
-        clock = self.node.get_clock()
-        stamp_age = (clock.now() - Time(seconds=self._stamp, clock_type=clock.clock_type)
-                     ).nanoseconds * 1e-9
+        stamp_age = self._stamp_age(self._stamp)
         if stamp_age > self.timeout + self.tolerance:
             return (f'{self.topic} stale: header.stamp {stamp_age:.2f} s old (limit '
                     f'{self.timeout:g} + {self.tolerance:g} s)')

@@ -137,6 +137,11 @@ class PoseInput:
         if age < -self.tolerance and not self.clock.sim:
             raise ValueError(f'header.stamp is {-age:.2f} s ahead of this clock (tolerance '
                              f'{self.tolerance:g} s)')
+        if age > self.timeout + self.tolerance:
+            # Refused (counted, held) rather than taken and found stale: fresh poses between
+            # old ones must not move the robot.
+            raise ValueError(f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
+                             f'{self.timeout:g} + {self.tolerance:g} s)')
         if self.source == 'odom':
             raw, twist = odometry_to_pose_twist(msg)
         else:
