@@ -187,23 +187,32 @@ def test_the_gate_takes_commands_from_its_executor_alone(start_node, stranger_no
     assert wait_until(feeder.moving, 10), monitor.output
 
 
-@pytest.mark.parametrize('latch', [True, False])
-def test_a_process_that_takes_a_dead_executors_name_does_not_drive(start_node, probe,
-                                                                    stranger_node, latch):
+@pytest.mark.parametrize('latch, impostor_first', [(True, False), (True, True),
+                                                    (False, False)])
+def test_a_process_that_takes_a_dead_executors_name_does_not_drive(
+        start_node, probe, stranger_node, latch, impostor_first):
     executor = stranger_node('executor')
     feeder = Feeder(probe, cmd_node=executor)
     try:
         monitor = start_node('safe_area_monitor', *MONITOR, 'command_source:=executor',
                              f'latch_on_source_loss:={str(latch).lower()}')
         assert wait_until(feeder.moving, 60), monitor.output
-        # The executor dies (its publisher leaves the graph); a process takes its name.
+        # A process takes the executor's name, before or after the executor dies (its
+        # publisher leaves the graph). Before: two publishers, refused; then the one left is
+        # known by its endpoint, not by its name.
+        impostor = stranger_node('executor') if impostor_first else None
+        imp_pub = (impostor.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
+                   if impostor_first else None)
+        if impostor_first:
+            assert wait_until(lambda: imp_pub.get_subscription_count() > 0, 10)
         cmd_pub, feeder.cmd_pub = feeder.cmd_pub, None
         executor.destroy_publisher(cmd_pub)
         executor.destroy_node()
         assert wait_until(lambda: not feeder.moving(), 10), monitor.output
-        impostor = stranger_node('executor')
-        feeder.cmd_pub = impostor.create_publisher(TwistStamped, 'policy/cmd_vel',
-                                                   qos.CLI_DEFAULT)
+        if not impostor_first:
+            impostor = stranger_node('executor')
+            imp_pub = impostor.create_publisher(TwistStamped, 'policy/cmd_vel', qos.CLI_DEFAULT)
+        feeder.cmd_pub = imp_pub
         if not latch:  # as before this check: the name is all the gate knows
             assert wait_until(feeder.moving, 10), monitor.output
             return

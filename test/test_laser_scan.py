@@ -145,3 +145,14 @@ def test_the_scan_tells_a_contact_within_the_body_or_too_near_to_measure(probe):
     ranges[0] = -np.inf  # too near to measure: touched, whatever the radius
     send(ranges)
     assert reader.touching(0.0)
+    # Fewer measurements than scan_min_valid_share (0.5): refused, counted, no points.
+    rejected = reader.rejected
+    ranges = np.full(8, np.nan)
+    ranges[:3] = 1.0  # 3 of 8
+    pub.publish(ranges_to_laser_scan(ranges, 0.0, math.pi / 4, 0.05, 3.5, 'base_scan',
+                                     probe.get_clock().now().to_msg()))
+    assert wait_until(lambda: reader.rejected > rejected, 10)
+    assert reader.points is None and '3 of 8 readings are measurements' in reader.stop_reason()
+    ranges[3] = 1.0  # 4 of 8: taken (after the hold of the refusal)
+    send(ranges)
+    assert reader.points is not None and len(reader.points) == 4

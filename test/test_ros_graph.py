@@ -117,9 +117,10 @@ def test_a_bad_parameter_is_refused_at_start_up(start_node, tmp_path):
     learner = start_node('learner', f'out:={tmp_path}', 'cost_limit:=-2.0')
     assert learner.wait(timeout=60) == 2
     assert 'cost_limit' in learner.output and 'allowed' in learner.output
-    learner = start_node('learner', f'out:={tmp_path}', 'cost_limit:=-2')  # an integer to rcl
+    # A whole number for a float parameter (an integer to rcl) is taken, and range-checked.
+    learner = start_node('learner', f'out:={tmp_path}', 'obs_clip:=-1')
     assert learner.wait(timeout=60) == 2
-    assert 'cost_limit' in learner.output and 'allowed' in learner.output, learner.output
+    assert 'obs_clip = -1.0 is out of range' in learner.output, learner.output
     # A parameter declared from AlgoConfig alone is checked by AlgoConfig's own ranges.
     learner = start_node('learner', f'out:={tmp_path}', 'obs_clip:=-1.0')
     assert learner.wait(timeout=60) == 2

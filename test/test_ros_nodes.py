@@ -64,6 +64,13 @@ def test_monitor_on_a_robot_publishes_cost_state_diagnostics_and_markers(start_n
         pub.publish(bad)
         assert wait_until(lambda: diags[-1].level == DiagnosticStatus.ERROR
                           and 'no unit quaternion' in diags[-1].message, 10), monitor.output
+    # A pose stamped older than pose_timeout_s is refused at arrival (counted), not taken.
+    # Refused and held: a fresh pose right after it is not taken for pose_timeout_s.
+    old = odom(0.0)
+    old.header.stamp.sec -= 10
+    assert wait_until(lambda: pub.publish(old) or pub.publish(odom(0.0)) or (
+                      'held still' in diags[-1].message
+                      and 'odom stale: header.stamp' in diags[-1].message), 10), monitor.output
     pub.publish(odom(0.0))
     assert wait_until(lambda: diags[-1].level == DiagnosticStatus.ERROR
                       and 'stale' in diags[-1].message, 10)

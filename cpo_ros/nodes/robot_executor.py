@@ -60,6 +60,10 @@ from cpo_ros.training.realtime import (
     RobotSampler,
 )
 
+MONITOR_INPUT_HOLD_S = 1.0
+"""After a publisher of the monitor's topics leaves, the robot stands this long (the monitor
+re-sends its latched state at least this often at its default diagnostics rate)."""
+
 
 class RobotExecutor(Node):
     """Sample the learner's policy on a robot in real time and send it rollout chunks."""
@@ -105,7 +109,7 @@ class RobotExecutor(Node):
                                     self._policy_loaded, self._on_status)
         # The monitor's state and count, from the monitor alone: a stranger's false would
         # unlatch the sampling, its huge count would hide every later intervention.
-        self.monitor_inputs = {topic: SolePublisher(self, topic)
+        self.monitor_inputs = {topic: SolePublisher(self, topic, MONITOR_INPUT_HOLD_S)
                                for topic in ('e_stop/latched', 'shield/interventions')}
         for (topic, sole), (msg_type, callback, profile) in zip(
                 self.monitor_inputs.items(), ((Bool, self._on_e_stop, qos.LATCHED),

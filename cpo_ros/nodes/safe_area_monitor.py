@@ -193,6 +193,7 @@ class SafeAreaMonitor(Node):
         self._policy_cmd = None  # from a source no longer trusted: never acted on later
 
     def _on_source_lost(self, reason: str) -> None:
+        self._policy_cmd = None  # the old source's command is never sent after this
         if self.latch_on_source_loss:
             self._set_e_stop(True, reason)
         else:
@@ -245,6 +246,8 @@ class SafeAreaMonitor(Node):
     def stop_reason(self) -> str | None:
         """Return why the robot must stand still, or None when commands may pass."""
         now = self.clock.now()
+        # The source first: its check may latch the e-stop (the source left).
+        source = self.source.check() if self.cmd_pub is not None else None
         if self.e_stop:
             return (f'e-stop latched ({self.e_stop_cause}; release: the e_stop service with '
                     f'false)')
@@ -255,9 +258,8 @@ class SafeAreaMonitor(Node):
             reason = self.scan_input.stop_reason()
         if reason is not None:
             return reason
-        reason = self.source.check() if self.cmd_pub is not None else None
-        if reason is not None:
-            return reason
+        if source is not None:
+            return source
         if self._policy_cmd is None or now - self._last_cmd > self.cmd_timeout:
             return 'policy command stale or missing (policy/cmd_vel)'
         return None
@@ -337,6 +339,8 @@ class SafeAreaMonitor(Node):
             status.message = f'inside the safe area ({self.interventions} interventions)'
         else:
             status.level, status.message = DiagnosticStatus.OK, 'inside the safe area'
+        # What this mode has not (no shield: no command source; no scan guard: no scans) is
+        # left out, not shown as None.
         status.values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('in_safe_area', self.inside), ('exits', self.exits),
             ('cost_estimate', self.cost_estimate), ('disagreements', self.disagreements),
@@ -346,13 +350,13 @@ class SafeAreaMonitor(Node):
             ('e_stop', self.e_stop), ('limited', self.limited),
             ('e_stop_releases_refused', self.e_stop_releases_refused),
             ('command_source', getattr(getattr(self, 'source', None), 'source', None)),
-            ('refused_commands', getattr(getattr(self, 'source', None), 'refused', 0)),
-            ('source_losses', getattr(getattr(self, 'source', None), 'losses', 0)),
+            ('refused_commands', getattr(getattr(self, 'source', None), 'refused', None)),
+            ('source_losses', getattr(getattr(self, 'source', None), 'losses', None)),
             ('rejected_commands', self.rejected_commands),
-            ('scan_blocks', self.scan_blocks),
+            ('scan_blocks', self.scan_blocks if self.scan_input else None),
             ('rejected_scans', self.scan_input.rejected if self.scan_input else None),
             ('task_frame', self.pose_input.task_frame),
-            ('pose_source', self.pose_input.source))]
+            ('pose_source', self.pose_input.source)) if v is not None]
         if self.cmd_pub is not None and reason is not None:
             # Only while this node holds the robot still: with shield_mode none (training) it
             # sends no commands, so a stale policy command stops nothing.

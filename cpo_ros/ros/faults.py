@@ -46,6 +46,7 @@ class FaultReport:
         self._published = -PUBLISH_PERIOD_S  # steady time of the last refusal's status
         self._pending = False  # refusals counted since then, not yet published
         self._last_fault = -RECENT_S
+        self._warned = False  # the last status went out as WARN for a recent fault
         create_steady_timer(node, PUBLISH_PERIOD_S, self._publish_pending)
 
     def refuse(self, what: str, exc: Exception) -> None:
@@ -74,9 +75,13 @@ class FaultReport:
             self._pending = True
 
     def _publish_pending(self) -> None:
-        if self._pending:
+        now = time.monotonic()
+        # Also once a WARN has aged out: a node that reports only on refusals would show its
+        # last WARN for good.
+        aged = self._warned and now - self._last_fault >= RECENT_S
+        if self._pending or aged:
             self._pending = False
-            self._published = time.monotonic()
+            self._published = now
             self._publish(*self._own)
 
     def count(self, key: str, n: int = 1) -> None:
@@ -93,6 +98,7 @@ class FaultReport:
     def _publish(self, level: bytes | None, message: str,
                  values: dict[str, object] | None) -> None:
         recent = bool(self.counts) and time.monotonic() - self._last_fault < RECENT_S
+        self._warned = level is None and recent
         if level is None:
             level = DiagnosticStatus.WARN if recent else DiagnosticStatus.OK
         if not message:

@@ -14,7 +14,6 @@ import numpy as np
 from rclpy.node import Node
 
 from cpo_ros.ros import qos
-from cpo_ros.ros.conversions import quaternion_to_yaw
 from cpo_ros.ros.pose_input import from_task_frame, to_task_frame
 
 
@@ -42,13 +41,9 @@ class GoalInput:
                       f"'{self.task_frame}': send goals in the task frame")
         elif not all(math.isfinite(v) for v in (p.x, p.y, o.x, o.y, o.z, o.w)):
             reason = 'goal holds non-finite values'
-        elif (o.x, o.y, o.z, o.w) != (0.0, 0.0, 0.0, 0.0) and not _unit(o):
-            reason = (f'goal orientation ({o.x:g}, {o.y:g}, {o.z:g}, {o.w:g}) is no unit '
-                      f'quaternion (all zero: no heading, taken)')
         else:
-            yaw = quaternion_to_yaw(o.x, o.y, o.z, o.w) if (o.x, o.y, o.z, o.w) != (
-                0.0, 0.0, 0.0, 0.0) else 0.0
-            self.goal = to_task_frame(np.array([p.x, p.y, yaw]), self.origin)[:2]
+            # A goal is a position: its orientation (any, a zero quaternion too) is not used.
+            self.goal = to_task_frame(np.array([p.x, p.y, 0.0]), self.origin)[:2]
             self.received += 1
             # Throttled: goals come from the wire, a flood must not flood the log.
             self.node.get_logger().info(f'new goal ({p.x:.2f}, {p.y:.2f}) in '
@@ -82,11 +77,3 @@ class GoalInput:
             return 'no goal: waiting on goal_pose'
         return f'driving to ({self.goal[0]:.2f}, {self.goal[1]:.2f}) in task coordinates'
 
-
-def _unit(o) -> bool:
-    """Return whether an orientation is a unit quaternion (within conversions' tolerance)."""
-    try:
-        quaternion_to_yaw(o.x, o.y, o.z, o.w)
-    except ValueError:
-        return False
-    return True

@@ -89,7 +89,7 @@ class PoseInput:
         self._previous: tuple[float, np.ndarray] | None = None
         self.topic = 'odom' if self.source == 'odom' else 'pose'
         msg_type = Odometry if self.source == 'odom' else PoseWithCovarianceStamped
-        self.sole = SolePublisher(node, self.topic)
+        self.sole = SolePublisher(node, self.topic, self.timeout)
         # Best effort matches reliable and best-effort drivers alike.
         self.sole.subscription = node.create_subscription(
             msg_type, self.topic, self._on_msg, qos.SENSOR,
@@ -127,6 +127,7 @@ class PoseInput:
             self._refused = reason
             self._held = (self.clock.now(), reason)
             self.pose = self.twist = None
+            self._previous = None  # a velocity never starts from a pose not taken
 
     def _accept(self, msg) -> None:
         stamp = stamp_seconds(msg.header.stamp)
@@ -137,9 +138,10 @@ class PoseInput:
         if age < -self.tolerance and not self.clock.sim:
             raise ValueError(f'header.stamp is {-age:.2f} s ahead of this clock (tolerance '
                              f'{self.tolerance:g} s)')
-        if age > self.timeout + self.tolerance:
+        if age > self.timeout + self.tolerance and not self.clock.sim:
             # Refused (counted, held) rather than taken and found stale: fresh poses between
-            # old ones must not move the robot.
+            # old ones must not move the robot. (In simulation /clock may run ahead of a pose
+            # still on its way: staleness there is by arrival, in stop_reason.)
             raise ValueError(f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
                              f'{self.timeout:g} + {self.tolerance:g} s)')
         if self.source == 'odom':
