@@ -16,7 +16,7 @@ from cpo_ros.ros import qos
 from cpo_ros.ros.watchdog import create_steady_timer
 
 WARN_PERIOD_S = 5.0
-PUBLISH_PERIOD_S = 1.0
+PUBLISH_PERIOD_S = 0.2
 """Refusals publish the node's status at most this often: a flood of bad messages must not
 become a flood on /diagnostics (the counts of the ones between go out with the next)."""
 RECENT_S = 60.0
