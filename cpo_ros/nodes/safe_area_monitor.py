@@ -45,6 +45,7 @@ from cpo_ros.ros.faults import status_name
 from cpo_ros.ros.laser_scan import ScanInput
 from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
+from cpo_ros.ros.sole_publisher import publisher_names
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import ArrivalClock, create_steady_timer
 from cpo_ros.tasks.safe_area import SafeArea
@@ -379,8 +380,7 @@ class SafeAreaMonitor(Node):
         if self.cmd_pub is None:
             return []
         me = self.get_fully_qualified_name()
-        infos = self.get_publishers_info_by_topic(self.cmd_pub.publisher.topic_name)
-        names = (f'{i.node_namespace.rstrip("/")}/{i.node_name}' for i in infos)
+        names = publisher_names(self, self.cmd_pub.publisher.topic_name)
         return sorted(n for n in names if n != me)
 
     def _markers(self) -> MarkerArray:

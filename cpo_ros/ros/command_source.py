@@ -34,6 +34,8 @@ import time
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 
+from cpo_ros.ros.sole_publisher import publisher_endpoints
+
 
 def resolve_node_name(node: Node, name: str) -> str:
     """Return the fully qualified name of `name`, relative names in node's namespace."""
@@ -93,10 +95,9 @@ class CommandSource:
 
     def publishers(self) -> list[str]:
         """Return the fully qualified node names publishing on the topic (ROS graph)."""
-        infos = self.node.get_publishers_info_by_topic(
-            self.node.resolve_topic_name(self.topic))
-        self._gids = [bytes(i.endpoint_gid) for i in infos]
-        return [f'{i.node_namespace.rstrip("/")}/{i.node_name}' for i in infos]
+        endpoints = publisher_endpoints(self.node, self.topic)
+        self._gids = [gid for _name, gid in endpoints]
+        return [name for name, _gid in endpoints]
 
     def release(self) -> None:
         """Trust the source again from the next command taken (after an explicit release)."""

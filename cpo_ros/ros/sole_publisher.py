@@ -23,10 +23,16 @@ CHECK_PERIOD_S = 0.05
 """The graph is read at most this often (steady time) while the matched count stays."""
 
 
+def publisher_endpoints(node: Node, topic: str) -> list[tuple[str, bytes]]:
+    """Return (fully qualified node name, endpoint GID) of each publisher on topic (graph)."""
+    infos = node.get_publishers_info_by_topic(node.resolve_topic_name(topic))
+    return [(f'{i.node_namespace.rstrip("/")}/{i.node_name}', bytes(i.endpoint_gid))
+            for i in infos]
+
+
 def publisher_names(node: Node, topic: str) -> list[str]:
     """Return the fully qualified names of the nodes publishing on topic (ROS graph)."""
-    infos = node.get_publishers_info_by_topic(node.resolve_topic_name(topic))
-    return [f'{i.node_namespace.rstrip("/")}/{i.node_name}' for i in infos]
+    return [name for name, _gid in publisher_endpoints(node, topic)]
 
 
 class SolePublisher:
