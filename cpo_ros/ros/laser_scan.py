@@ -13,14 +13,13 @@ import math
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.time import Time
 from sensor_msgs.msg import LaserScan
 
 from cpo_ros.deploy.scan_guard import scan_points
 from cpo_ros.ros import qos
 from cpo_ros.ros.pose_input import stamp_seconds
 from cpo_ros.ros.sole_publisher import SolePublisher
-from cpo_ros.ros.watchdog import ArrivalClock
+from cpo_ros.ros.watchdog import InputGate
 from cpo_ros.tasks import scan as scan_rays
 
 MAX_RAYS = 100_000
@@ -104,20 +103,14 @@ class ScanInput:
         self.laser_pose = tuple(float(v) for v in pose)
         self.timeout = p['scan_timeout_s']
         self.min_valid_share = p['scan_min_valid_share']
-        self.tolerance = p['stamp_tolerance_s']
         self.spec = spec
-        self.clock = ArrivalClock(node)
         self.topic = topic
+        self.gate = InputGate(node, topic, self.timeout, p['stamp_tolerance_s'], 'scan_timeout_s')
         self.points: np.ndarray | None = None
         self.ranges: np.ndarray | None = None
         self.too_close = False
         """The latest scan holds a reading nearer than its range_min (-inf, REP 117)."""
-        self.rejected = 0
         self.received = 0
-        self._refused: str | None = f'no {topic} yet'
-        self._held: tuple[float, str] = (-math.inf, '')
-        self._arrival = -math.inf
-        self._stamp = -math.inf
         self.callbacks: list = []
         self.sole = SolePublisher(node, topic, self.timeout)
         # Best effort takes reliable and best-effort publishers alike (drivers, the ros2 CLI).
@@ -131,7 +124,7 @@ class ScanInput:
                 raise ValueError(f"frame mismatch: {self.topic} is in frame "
                                  f"'{msg.header.frame_id}', laser_frame is '{self.frame}'")
             f = laser_scan_fields(msg)
-            self._check_stamp(f.stamp)
+            self.gate.check_stamp(f.stamp)
             valid = int(np.count_nonzero(scan_rays.classify(f.ranges, f.range_min,
                                                             f.range_max)[0]))
             if valid == 0 or valid < self.min_valid_share * f.ranges.size:
@@ -147,41 +140,25 @@ class ScanInput:
                                             f.angle_increment, self.spec, f.range_min,
                                             f.range_max)
         except ValueError as exc:
-            self.rejected += 1
-            self._refused = str(exc)
-            # Held still for scan_timeout_s: a scanner (or a stranger) that mixes good and bad
-            # scans is not followed between them.
-            self._held = (self.clock.now(), str(exc))
-            self.points = self.ranges = None  # fail safe: never guard with an old scan
-            self.node.get_logger().warn(f'refused {self.topic}: {exc}',
-                                        throttle_duration_sec=5.0)
+            # Held still for scan_timeout_s (InputGate); fail safe: never guard with an old scan.
+            self.gate.refuse(str(exc))
+            self.points = self.ranges = None
         else:
             self.points, self.ranges = points, ranges
             self.too_close = bool(np.any(f.ranges == -np.inf))
             self.received += 1
-            self._refused = None
-            self._arrival, self._stamp = self.clock.now(), f.stamp
+            self.gate.take(f.stamp)
             sole = self.sole.check()
             if sole is not None:  # another node publishes scans too: held, not counted
-                self._refused = sole
-                self._held = (self.clock.now(), sole)
+                self.gate.refuse(sole, count=False)
                 self.points = self.ranges = None
         for callback in self.callbacks:
             callback()
 
-    def _stamp_age(self, stamp: float) -> float:
-        clock = self.node.get_clock()
-        return (clock.now() - Time(seconds=stamp, clock_type=clock.clock_type)
-                ).nanoseconds * 1e-9
-
-    def _check_stamp(self, stamp: float) -> None:
-        """Refuse a scan stamped too old or ahead of this clock (refused scans hold the robot)."""
-        age = self._stamp_age(stamp)
-        if age > self.timeout + self.tolerance and not self.clock.sim:
-            raise ValueError(f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
-                             f'{self.timeout:g} + {self.tolerance:g} s)')
-        if age < -self.tolerance and not self.clock.sim:
-            raise ValueError(f'{self.topic} header.stamp is {-age:.2f} s ahead of this clock')
+    @property
+    def rejected(self) -> int:
+        """Scans refused so far."""
+        return self.gate.rejected
 
     def touching(self, radius: float) -> bool:
         """Return whether the latest scan shows the body touched.
@@ -196,20 +173,4 @@ class ScanInput:
 
     def stop_reason(self) -> str | None:
         """Return why the scan cannot be used now (stop), or None when it is fresh and valid."""
-        if self._refused is not None:
-            return self._refused
-        refused_at, why = self._held
-        # A clock that went back (a simulation's reset) ends the hold rather than stretch it.
-        if refused_at <= self.clock.now() < refused_at + self.timeout:
-            return (f'{self.topic}: held still {self.timeout:g} s (scan_timeout_s) after a '
-                    f'refused message: {why}')
-        arrival_age = self.clock.now() - self._arrival
-        if arrival_age > self.timeout:
-            return f'{self.topic} stale: none for {arrival_age:.1f} s'
-        stamp_age = self._stamp_age(self._stamp)
-        if stamp_age > self.timeout + self.tolerance:
-            return (f'{self.topic} stale: header.stamp {stamp_age:.2f} s old (limit '
-                    f'{self.timeout:g} + {self.tolerance:g} s)')
-        if stamp_age < -self.tolerance and not self.clock.sim:
-            return f'{self.topic} header.stamp is {-stamp_age:.2f} s ahead of this clock'
-        return None
+        return self.gate.stop_reason()

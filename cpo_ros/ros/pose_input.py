@@ -20,12 +20,11 @@ from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 import numpy as np
 from rclpy.node import Node
-from rclpy.time import Time
 
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import odometry_to_pose_twist, quaternion_to_yaw
 from cpo_ros.ros.sole_publisher import SolePublisher
-from cpo_ros.ros.watchdog import ArrivalClock
+from cpo_ros.ros.watchdog import InputGate
 
 
 def to_task_frame(pose: np.ndarray, origin: np.ndarray) -> np.ndarray:
@@ -74,20 +73,13 @@ class PoseInput:
                              f'3 values [x, y, yaw] in task_frame')
         self.origin = np.asarray(origin, dtype=np.float64)
         self.timeout = p['pose_timeout_s']
-        self.tolerance = p['stamp_tolerance_s']
-        self.clock = ArrivalClock(node)
         self.pose: np.ndarray | None = None
         """Latest pose in task coordinates (x, y, yaw)."""
         self.twist: np.ndarray | None = None
-        self.rejected = 0
-        self._refused: str | None = 'no pose yet'
-        self._held: tuple[float, str] = (-math.inf, '')
-        """When (this clock) the last message was refused, and why: the robot is held still
-        for pose_timeout_s after it."""
-        self._arrival = -math.inf
-        self._stamp = -math.inf
         self._previous: tuple[float, np.ndarray] | None = None
         self.topic = 'odom' if self.source == 'odom' else 'pose'
+        self.gate = InputGate(node, self.topic, self.timeout, p['stamp_tolerance_s'],
+                              'pose_timeout_s')
         msg_type = Odometry if self.source == 'odom' else PoseWithCovarianceStamped
         self.sole = SolePublisher(node, self.topic, self.timeout)
         # Best effort matches reliable and best-effort drivers alike.
@@ -96,14 +88,15 @@ class PoseInput:
             event_callbacks=self.sole.event_callbacks())
         self.callbacks: list = []
 
-    def _refuse(self, reason: str) -> None:
-        self.rejected += 1
-        self._refused = reason
-        # Held still for pose_timeout_s: a source that mixes good and bad messages (a failing
-        # driver, or a stranger's forged ones between them) is not followed between them.
-        self._held = (self.clock.now(), reason)
-        self.pose = self.twist = None  # fail safe: never act on the last good pose
-        self.node.get_logger().warn(f'refused {self.topic}: {reason}', throttle_duration_sec=5.0)
+    @property
+    def rejected(self) -> int:
+        """Messages refused so far."""
+        return self.gate.rejected
+
+    def _refuse(self, reason: str, count: bool = True) -> None:
+        # Held still for pose_timeout_s (InputGate); fail safe: never act on the last good pose.
+        self.gate.refuse(reason, count)
+        self.pose = self.twist = None
 
     def _on_msg(self, msg) -> None:
         frame = msg.header.frame_id
@@ -124,26 +117,15 @@ class PoseInput:
         """Drop the pose just taken while another node publishes there too (held, not counted)."""
         reason = self.sole.check()
         if reason is not None:
-            self._refused = reason
-            self._held = (self.clock.now(), reason)
-            self.pose = self.twist = None
+            self._refuse(reason, count=False)
             self._previous = None  # a velocity never starts from a pose not taken
 
     def _accept(self, msg) -> None:
         stamp = stamp_seconds(msg.header.stamp)
-        age = self._stamp_age(stamp)
-        # In simulation /clock and the pose come from one publisher, on two topics that may
-        # arrive in either order: only machines with their own clocks can be ahead. Checked
-        # first: a pose from the future must not become the reference of the next ones.
-        if age < -self.tolerance and not self.clock.sim:
-            raise ValueError(f'header.stamp is {-age:.2f} s ahead of this clock (tolerance '
-                             f'{self.tolerance:g} s)')
-        if age > self.timeout + self.tolerance and not self.clock.sim:
-            # Refused (counted, held) rather than taken and found stale: fresh poses between
-            # old ones must not move the robot. (In simulation /clock may run ahead of a pose
-            # still on its way: staleness there is by arrival, in stop_reason.)
-            raise ValueError(f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
-                             f'{self.timeout:g} + {self.tolerance:g} s)')
+        # Refused (counted, held) rather than taken and found stale: fresh poses between old
+        # ones must not move the robot, and a pose from the future must not become the
+        # reference of the next ones.
+        self.gate.check_stamp(stamp)
         if self.source == 'odom':
             raw, twist = odometry_to_pose_twist(msg)
         else:
@@ -161,33 +143,13 @@ class PoseInput:
                 # refusal's hold (pose_timeout_s).
                 raise ValueError('header.stamp went back in time')
             if twist is None:
-                self._refused = 'one pose so far: velocity from pose differences needs two'
-                self._arrival, self._stamp = self.clock.now(), stamp
+                self.gate.take(stamp)
+                self.gate.refused = 'one pose so far: velocity from pose differences needs two'
                 return
         self.pose = to_task_frame(raw, self.origin)
         self.twist = twist
-        self._refused = None
-        self._arrival, self._stamp = self.clock.now(), stamp
-
-    def _stamp_age(self, stamp: float) -> float:
-        return (self.node.get_clock().now() - Time(seconds=stamp,
-                                                   clock_type=self.node.get_clock().clock_type)
-                ).nanoseconds * 1e-9
+        self.gate.take(stamp)
 
     def stop_reason(self) -> str | None:
         """Return why the pose cannot be used now (stop), or None when it is fresh and valid."""
-        if self._refused is not None:
-            return self._refused
-        refused_at, why = self._held
-        # A clock that went back (a simulation's reset) ends the hold rather than stretch it.
-        if refused_at <= self.clock.now() < refused_at + self.timeout:
-            return (f'{self.topic}: held still {self.timeout:g} s (pose_timeout_s) after a '
-                    f'refused message: {why}')
-        arrival_age = self.clock.now() - self._arrival
-        if arrival_age > self.timeout:
-            return f'{self.topic} stale: none for {arrival_age:.1f} s'
-        stamp_age = self._stamp_age(self._stamp)
-        if stamp_age > self.timeout + self.tolerance:
-            return (f'{self.topic} stale: header.stamp {stamp_age:.2f} s old (limit '
-                    f'{self.timeout:g} + {self.tolerance:g} s)')
-        return None
+        return self.gate.stop_reason()

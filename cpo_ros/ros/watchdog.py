@@ -6,10 +6,12 @@ on the steady clock on a robot, and on the node's ROS clock in simulated trainin
 `/clock` stands still while the learner updates and nothing should count as stale then.
 """
 
+import math
 import time
 
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
+from rclpy.time import Time
 
 
 def steady_clock() -> Clock:
@@ -39,3 +41,85 @@ class ArrivalClock:
         if self.sim:
             return self._node.get_clock().now().nanoseconds * 1e-9
         return time.monotonic()
+
+
+class InputGate:
+    """The state every robot input keeps: why it cannot be used, and the hold after a refusal.
+
+    An input (odom, pose, scan) is usable when its last message was taken, no message was
+    refused within `timeout` (a source that mixes good and bad messages, a failing driver or a
+    stranger's forgeries between them, is not followed between them), and it arrived within
+    `timeout` with a header.stamp neither older than timeout + tolerance nor ahead by more than
+    tolerance. Arrival is timed on the ArrivalClock, stamps against the node's ROS clock; in
+    simulation a stamp is not judged on arrival (/clock and the data come from one publisher
+    on two topics that may arrive in either order).
+    """
+
+    def __init__(self, node: Node, topic: str, timeout: float, tolerance: float,
+                 timeout_name: str) -> None:
+        self.node = node
+        self.topic = topic
+        self.timeout = timeout
+        self.tolerance = tolerance
+        self.timeout_name = timeout_name
+        """The parameter that sets timeout, named in the reasons."""
+        self.clock = ArrivalClock(node)
+        self.rejected = 0
+        self.refused: str | None = f'no {topic} yet'
+        """Why the latest message cannot be used, or None when it was taken."""
+        self._held: tuple[float, str] = (-math.inf, '')
+        self._arrival = -math.inf
+        self._stamp = -math.inf
+
+    def stamp_age(self, stamp: float) -> float:
+        """Return the age of a header.stamp [s] on the node's ROS clock."""
+        clock = self.node.get_clock()
+        return (clock.now() - Time(seconds=stamp, clock_type=clock.clock_type)
+                ).nanoseconds * 1e-9
+
+    def check_stamp(self, stamp: float) -> None:
+        """Raise ValueError for a stamp too old or ahead of this clock (not in simulation)."""
+        if self.clock.sim:
+            return
+        age = self.stamp_age(stamp)
+        # Ahead first: a message from the future must not become a reference for the next.
+        if age < -self.tolerance:
+            raise ValueError(f'{self.topic} header.stamp is {-age:.2f} s ahead of this clock '
+                             f'(tolerance {self.tolerance:g} s)')
+        if age > self.timeout + self.tolerance:
+            raise ValueError(f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
+                             f'{self.timeout:g} + {self.tolerance:g} s)')
+
+    def refuse(self, reason: str, count: bool = True) -> None:
+        """Refuse the latest message and hold the input for `timeout` (counted unless told)."""
+        if count:
+            self.rejected += 1
+            self.node.get_logger().warn(f'refused {self.topic}: {reason}',
+                                        throttle_duration_sec=5.0)
+        self.refused = reason
+        self._held = (self.clock.now(), reason)
+
+    def take(self, stamp: float) -> None:
+        """Record a message taken, stamped `stamp`."""
+        self.refused = None
+        self._arrival, self._stamp = self.clock.now(), stamp
+
+    def stop_reason(self) -> str | None:
+        """Return why the input cannot be used now, or None when it is fresh and valid."""
+        if self.refused is not None:
+            return self.refused
+        refused_at, why = self._held
+        now = self.clock.now()
+        # A clock that went back (a simulation's reset) ends the hold rather than stretch it.
+        if refused_at <= now < refused_at + self.timeout:
+            return (f'{self.topic}: held still {self.timeout:g} s ({self.timeout_name}) after a '
+                    f'refused message: {why}')
+        if now - self._arrival > self.timeout:
+            return f'{self.topic} stale: none for {now - self._arrival:.1f} s'
+        age = self.stamp_age(self._stamp)
+        if age > self.timeout + self.tolerance:
+            return (f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
+                    f'{self.timeout:g} + {self.tolerance:g} s)')
+        if age < -self.tolerance and not self.clock.sim:
+            return f'{self.topic} header.stamp is {-age:.2f} s ahead of this clock'
+        return None
