@@ -81,3 +81,27 @@ class FaultEnv(RandomSafetyEnv):
 
 # Gymnasium's 'module:EnvId' form: importing this module registers the id (cpo-ros --env-id).
 gym.register('cpo_ros_test/CostInInfo-v0', entry_point=CostInInfoEnv)
+
+
+class StrictBoxEnv(gym.Env):
+    """Refuses any action outside its Box, which is half-infinite in one dimension."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(np.array([-1.0, 0.0], np.float32),
+                                  np.array([1.0, np.inf], np.float32))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.normal(size=2).astype(np.float32), {}
+
+    def step(self, action):
+        if not self.action_space.contains(np.asarray(action, np.float32)):
+            raise ValueError(f'action {action} outside {self.action_space}')
+        self.t += 1
+        obs = self.np_random.normal(size=2).astype(np.float32)
+        return obs, float(action[0]), False, self.t >= 5, {'cost': float(action[1] > 1.0)}
+
+
+gym.register('cpo_ros_test/NoCost-v0', entry_point=NoCostEnv)
+gym.register('cpo_ros_test/StrictBox-v0', entry_point=StrictBoxEnv, max_episode_steps=5)

@@ -136,3 +136,39 @@ def test_launch_refuses_a_params_file_that_does_not_exist(tmp_path):
         _parameter_files(context)
     missing.write_text('{}\n')
     assert _parameter_files(context) == [str(missing)]
+
+
+@pytest.mark.parametrize('setting,named', [
+    ('learner:task:=ring', "parameter task = 'ring', but sim_bridge in this process has "
+                           "'circle'"),
+    ('learner:steps_per_iteration:=4000', 'parameter steps_per_iteration = 4000, but '
+                                          'sim_bridge in this process has 50000'),
+])
+def test_a_bringups_nodes_that_disagree_on_the_task_end_it_before_a_run_exists(
+        ros_env, tmp_path, setting, named):
+    # Ring has Circle's sizes: the learner trained Ring's run on Circle's samples; a learner's
+    # own batch refused every chunk for ever.
+    out = tmp_path / 'run'
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim', '--ros-args',
+           '-p', setting, '-p', f'learner:out:={out}']
+    node = NodeProcess(cmd, ros_env)
+    assert node.wait(120) == 2, node.output
+    assert f'learner: {named}' in node.output, node.output
+    assert not out.exists()
+
+
+def test_an_executor_of_another_task_refuses_the_learners_policy(ros_env, tmp_path):
+    # A fleet's learner runs in a process of its own: circle_long has Circle's sizes, so only
+    # the task the policy names tells its samples apart.
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'fleet_sim', '--ros-args',
+           '-p', 'workers:=1', '-p', 'steps_per_iteration:=2000',
+           '-p', 'learner:task:=circle_long',
+           '-p', f'learner:out:={tmp_path / "run"}']
+    node = NodeProcess(cmd, ros_env)
+    try:
+        assert node.wait_for_output('dropped a malformed policy (field task)', 120), node.output
+        assert "policy of task 'circle_long " in node.output
+        assert "this node runs 'circle " in node.output
+        assert not (tmp_path / 'run' / 'progress.csv').exists()  # no iteration: no samples
+    finally:
+        node.stop()

@@ -109,8 +109,15 @@ def test_the_policy_on_the_wire_rebuilds_exactly_obs_clip_included():
         with pytest.raises(ValueError) as info:
             GaussianPolicy.from_arrays(bad, 3, 2)
         assert info.value.field == 'obs_clip'
-    message = dict(arrays, version=np.asarray(4), session=np.asarray(9))
+    message = dict(arrays, version=np.asarray(4), session=np.asarray(9),
+                   task=np.asarray('circle 0123456789ab'))
     assert check_policy(message) == (4, 9, 2.0)
+    assert check_policy(message, 'circle 0123456789ab') == (4, 9, 2.0)
+    # A policy of another task, or of the same task with other parameters, is refused.
+    for other in ('ring 0123456789ab', 'circle ba9876543210'):
+        with pytest.raises(InvalidField) as info:
+            check_policy(dict(message, task=np.asarray(other)), 'circle 0123456789ab')
+        assert info.value.field == 'task' and other in str(info.value)
 
 
 def test_the_learner_refuses_a_chunk_of_another_policy():

@@ -159,6 +159,20 @@ class ListOutputs(Corridor):
         return result
 
 
+class ListObservation(Corridor):
+    """Observations as plain lists: usable, so the run trains (auto-reset included)."""
+
+    def observation(self, pose, twist, readings):
+        return super().observation(pose, twist, readings).tolist()
+
+
+class RepeatedLabels(Corridor):
+    @property
+    def observation_labels(self):
+        labels = super().observation_labels
+        return (labels[0],) * len(labels)
+
+
 class ResetRaisesLater(Corridor):
     """Resets on the start-up check, raises a ValueError of its own at the run's reset."""
     resets = 0
@@ -197,6 +211,7 @@ def bad_env(tmp_path):
     ('badtasks:Missing', "module badtasks has no 'Missing'"),
     ('badtasks:NanAtStart', 'step() gave reward with non-finite values in env(s) [0, 1]'),
     ('badtasks:ColumnTerminated', 'terminated of shape (2, 1), expected (2,) or None'),
+    ('badtasks:RepeatedLabels', 'give one unique non-empty name per entry (repeated: '),
 ])
 def test_bad_definitions_are_refused_at_start_up_with_exit_2(bad_env, tmp_path, path, message):
     result = cli('train', '--task', path, '--iterations', '1', '--out', str(tmp_path / 'run'),
@@ -233,8 +248,9 @@ def test_an_exception_of_a_task_while_training_names_the_task_the_call_and_the_l
     assert 'docs/tasks.md' not in result.stderr  # not the hint about shapes and values
 
 
-def test_a_task_that_gives_lists_trains(bad_env, tmp_path):
-    result = cli('train', '--task', 'badtasks:ListOutputs', '--iterations', '1',
+@pytest.mark.parametrize('path', ['badtasks:ListOutputs', 'badtasks:ListObservation'])
+def test_a_task_that_gives_lists_trains(bad_env, tmp_path, path):
+    result = cli('train', '--task', path, '--iterations', '1',
                  '--steps-per-iteration', '400', '--num-envs', '4', '--out',
                  str(tmp_path / 'run'), env=bad_env)
     assert result.returncode == 0, result.stdout + result.stderr

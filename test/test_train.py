@@ -119,6 +119,8 @@ def test_corrupt_checkpoint_is_refused_with_path_and_reason(tmp_path):
     (lambda p: p.update(algorithm=[0]), ''),
     (lambda p: p.pop('env_steps'), "lacks ['env_steps']"),
     (lambda p: p.update(iteration=-3), 'is not a count'),
+    (lambda p: p['algorithm']['policy']['log_std'].fill_(float('nan')),
+     'policy weight log_std holds non-finite values'),
 ])
 def test_a_mismatched_checkpoint_is_refused_with_its_path_by_every_reader(tmp_path, change,
                                                                          reason):
@@ -164,3 +166,29 @@ def test_a_finished_run_trained_with_other_update_settings_is_told_apart(tmp_pat
     assert update_setting_differences(tmp_path, asked) == []
     assert update_setting_differences(tmp_path, AlgoConfig(
         value_minibatch=512, cost_bias_aim='limit')) == ["cost_bias_aim: 'none' -> 'limit'"]
+
+
+def test_a_resume_that_would_change_the_run_is_refused_and_leaves_it_as_it_was(tmp_path):
+    out = tmp_path / 'run'
+    common = ['train', '--steps-per-iteration', '200', '--num-envs', '4', '--quiet',
+              '--out', str(out)]
+    cpo_ros(*common, '--iterations', '2')
+    config = (out / 'config.yaml').read_text()
+    # Fewer iterations than done: the run's config.yaml would say 1 beside 2 rows.
+    fewer = cpo_ros(*common, '--iterations', '1', '--resume', check=False)
+    assert fewer.returncode == 2 and 'has 2 iterations done' in fewer.stderr, fewer.stderr
+    # Another task of the same sizes: named as the setting it is, not as sizes.
+    other = cpo_ros(*common, '--iterations', '3', '--task', 'circle_long', '--resume',
+                    '--steps-per-iteration', '2000', check=False)
+    assert other.returncode == 2 and "task: 'circle' -> 'circle_long'" in other.stderr, \
+        other.stderr
+    assert (out / 'config.yaml').read_text() == config and len(rows(out)) == 2
+    # Fine-tuning (the learner's init_from) takes a run of the same task only.
+    import numpy as np
+
+    from cpo_ros.training.run import TrainingRun
+    tuned = TrainConfig(task='circle_long', iterations=1, steps_per_iteration=2000, num_envs=4,
+                        out=str(tmp_path / 'tuned'))
+    with pytest.raises(CheckpointError, match='trained on circle, this run is circle_long'):
+        TrainingRun(tuned, 6, 2, -np.ones(2), np.ones(2), 500, init_from=out)
+    assert not (tmp_path / 'tuned' / 'progress.csv').exists()

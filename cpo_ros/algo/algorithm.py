@@ -32,6 +32,11 @@ from cpo_ros.training.background import BackgroundCall, Deferred
 from cpo_ros.training.config import AlgoConfig
 
 
+def _spread(values: torch.Tensor) -> float:
+    """Return the sample standard deviation, 0 for fewer than two values (never NaN)."""
+    return float(values.std()) if values.numel() > 1 else 0.0
+
+
 class ConstrainedTrustRegion:
     """Own the policy, critics and constraint estimate; update them by the rule named algo."""
 
@@ -210,7 +215,16 @@ class ConstrainedTrustRegion:
         critics = self._critic_fit = self._submit_fit(batch.norm_obs, batch.tgt_r, batch.tgt_c,
                                                       self.version > 0)
         self.rule.before_step(estimate)
+        before = nn.utils.parameters_to_vector(self.policy.parameters()).detach().clone()
         step = self.rule.improve(self, batch, estimate, clock)
+        if not bool(torch.isfinite(nn.utils.parameters_to_vector(self.policy.parameters())
+                                   ).all()):
+            # A step that made any weight NaN or inf is no step: the old policy stays.
+            nn.utils.vector_to_parameters(before, self.policy.parameters())
+            warnings.warn(f'{self.rule.name}: the step made policy weights non-finite; the old '
+                          f'policy is kept', RuntimeWarning, stacklevel=2)
+            zeros = np.zeros_like(step.cost_change)
+            step = PolicyStep(step.case, False, 0.0, 0.0, 0.0, zeros, zeros.copy())
         # The linear model's forecast of J_C's change, checked against the next measurement.
         self._last_cost, self._last_prediction = estimate.j_c.copy(), step.predicted
         self.rule.after_step(estimate)
@@ -281,7 +295,7 @@ class ConstrainedTrustRegion:
             old_mean, old_log_std = policy.mean(obs), policy.log_std.detach().clone()
             old_logp = gaussian_log_prob(u, old_mean, old_log_std)
         return Batch(obs=obs, norm_obs=norm_obs, u=u,
-                     adv_r=(adv_r - adv_r.mean()) / (adv_r.std() + 1e-8),
+                     adv_r=(adv_r - adv_r.mean()) / (_spread(adv_r) + 1e-8),
                      adv_c=adv_c - adv_c.mean(0),  # centred, never scaled (see Batch)
                      gae_r=adv_r, gae_c=adv_c,
                      tgt_r=tgt_r, tgt_c=tgt_c, old_mean=old_mean, old_log_std=old_log_std,
@@ -533,7 +547,7 @@ class ConstrainedTrustRegion:
         targets = torch.cat([tgt_r[:, None], tgt_c], dim=1).double()
         first = {'off': len(critics), 'cost': 1, 'all': 0}[cfg.value_normalization]
         for critic, column in zip(critics[first:], targets.T[first:], strict=True):
-            critic.rescale(float(column.mean()), max(float(column.std()), 1e-3), preserve=fitted)
+            critic.rescale(float(column.mean()), max(_spread(column), 1e-3), preserve=fitted)
         shifts = torch.stack([c.shift for c in critics])
         scales = torch.stack([c.scale for c in critics])
         std_targets = ((targets - shifts) / scales).float()
@@ -556,8 +570,8 @@ class ConstrainedTrustRegion:
                 loss_c_sum += sum(loss.item() * float(sc) ** 2
                                   for loss, sc in zip(losses[1:], scales[1:], strict=True))
                 batches += 1
-        if batches == 0:
-            return 0.0, 0.0
+        if batches == 0:  # value_epochs 0: no fit, so no loss measured
+            return math.nan, math.nan
         return loss_r_sum / batches, loss_c_sum / batches
 
 

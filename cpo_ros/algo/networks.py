@@ -355,9 +355,14 @@ class Critic(nn.Module):
 
 def _finite_bounds(low: np.ndarray | None, high: np.ndarray | None,
                    dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return action bounds, falling back to [-1, 1] where a bound is missing or infinite."""
+    """Return finite action bounds for the Gaussian's centre and scale.
+
+    A missing or infinite bound pair becomes [-1, 1]; a half-infinite one keeps its finite
+    side: [low, low + 2] or [high - 2, high] (the env's Box still clips each action sent).
+    """
     lo = np.full(dim, -1.0) if low is None else np.asarray(low, dtype=np.float64).reshape(dim)
     hi = np.full(dim, 1.0) if high is None else np.asarray(high, dtype=np.float64).reshape(dim)
-    unbounded = ~(np.isfinite(lo) & np.isfinite(hi))
-    lo, hi = np.where(unbounded, -1.0, lo), np.where(unbounded, 1.0, hi)
-    return lo, hi
+    lo_ok, hi_ok = np.isfinite(lo), np.isfinite(hi)
+    new_lo = np.where(lo_ok, lo, np.where(hi_ok, hi - 2.0, -1.0))
+    new_hi = np.where(hi_ok, hi, np.where(lo_ok, lo + 2.0, 1.0))
+    return new_lo, new_hi

@@ -44,7 +44,13 @@ from cpo_ros.ros import qos
 from cpo_ros.ros.bringup import run_nodes
 from cpo_ros.ros.conversions import arrays_to_msg, msg_to_arrays
 from cpo_ros.ros.faults import FaultReport, WARN_PERIOD_S
-from cpo_ros.ros.params import declare_parameters, declare_task, refuse_unknown, task_options_of
+from cpo_ros.ros.params import (
+    declare_parameters,
+    declare_task,
+    refuse_unknown,
+    task_identity,
+    task_options_of,
+)
 from cpo_ros.ros.specs import node_parameters, ROBOT_PARAMS
 from cpo_ros.training.announcements import policy_digest
 from cpo_ros.training.config import TrainConfig
@@ -74,6 +80,7 @@ class Learner(Node):
         from cpo_ros.sim.make import make_vec_env
 
         task = declare_task(self, p['task'])
+        self.task_identity = task_identity(p['task'], task)
         # Before the run directory is written: a misspelt parameter leaves no run behind.
         refuse_unknown(self)
         task_kwargs = task_options_of(task)
@@ -206,6 +213,7 @@ class Learner(Node):
         self._max_published = max(self._max_published, version)
         arrays['version'] = np.asarray(version, np.int64)
         arrays['session'] = np.asarray(self.session, np.int64)
+        arrays['task'] = np.asarray(self.task_identity)
         msg = arrays_to_msg(arrays)
         with self._publish_lock:
             self._policy_msg = msg

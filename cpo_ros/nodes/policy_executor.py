@@ -23,7 +23,7 @@ from cpo_ros.ros.bringup import node_help, run_nodes, wants_help
 from cpo_ros.ros.conversions import BatchCodec
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.learner_input import LearnerInput
-from cpo_ros.ros.params import declare_parameters, declare_task
+from cpo_ros.ros.params import declare_parameters, declare_task, task_identity
 from cpo_ros.ros.rollout_sender import ChunkSender
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.training.worker import RolloutWorker
@@ -71,7 +71,8 @@ class PolicyExecutor(Node):
         self.chunks = ChunkSender(self, self.faults, self.executor_id)
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.learner = LearnerInput(self, self.faults, self.worker.set_policy,
-                                    self._policy_loaded, lambda _status: self._maybe_resume())
+                                    self._policy_loaded, lambda _status: self._maybe_resume(),
+                                    task_identity(p['task'], self.task))
         self.get_logger().info(f'executor {self.executor_id}: {self.num_envs} robot(s), rollout '
                                f'chunks of {steps} steps ({steps * self.num_envs} samples)')
 

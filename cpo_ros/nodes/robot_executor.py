@@ -47,7 +47,7 @@ from cpo_ros.ros.conversions import array_to_twist_stamped
 from cpo_ros.ros.faults import FaultReport
 from cpo_ros.ros.laser_scan import ScanInput
 from cpo_ros.ros.learner_input import LearnerInput
-from cpo_ros.ros.params import declare_parameters, declare_task
+from cpo_ros.ros.params import declare_parameters, declare_task, task_identity
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.rollout_sender import ChunkSender
 from cpo_ros.ros.sole_publisher import SolePublisher
@@ -106,7 +106,8 @@ class RobotExecutor(Node):
         self.faults = FaultReport(self)
         self.chunks = ChunkSender(self, self.faults, self.executor_id)
         self.learner = LearnerInput(self, self.faults, self.sampler.set_policy,
-                                    self._policy_loaded, self._on_status)
+                                    self._policy_loaded, self._on_status,
+                                    task_identity(p['task'], task))
         # The monitor's state and count, from the monitor alone: a stranger's false would
         # unlatch the sampling, its huge count would hide every later intervention.
         self.monitor_inputs = {topic: SolePublisher(self, topic, MONITOR_INPUT_HOLD_S)

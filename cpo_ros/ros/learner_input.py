@@ -36,8 +36,10 @@ class LearnerInput:
     def __init__(self, node: Node, faults: FaultReport,
                  load: Callable[[dict[str, np.ndarray]], bool],
                  loaded: Callable[[bool], None],
-                 on_status: Callable[[dict[str, object]], None]) -> None:
+                 on_status: Callable[[dict[str, object]], None], task: str) -> None:
         self.faults, self._load, self._loaded, self._on_status = faults, load, loaded, on_status
+        self.task = task
+        """This node's task identity (ros.params.task_identity): a policy of another is refused."""
         self.announcements = Announcements()
         self._loaded_digest = b''
         # The status first: the learner announces a policy before it publishes it, and with
@@ -65,7 +67,7 @@ class LearnerInput:
     def _load_payload(self, payload, digest: bytes) -> None:
         try:
             arrays = msg_to_arrays(UInt8MultiArray(data=bytes(payload)))
-            check_policy(arrays)  # wire.POLICY_FIELDS; the weights are checked before building
+            check_policy(arrays, self.task)  # wire.POLICY_FIELDS; weights checked when built
             changed = self._load(arrays)
         except ValueError as exc:
             self.faults.refuse('policy', exc)

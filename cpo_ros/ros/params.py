@@ -124,6 +124,41 @@ def _whole_numbers_as_floats(node: Node, spec: ParamSpec) -> None:
                                          [float(v) for v in given.value])
 
 
+SHARED_VALUES_ATTRIBUTE = '_cpo_ros_shared_values'
+"""Where the nodes of one bring-up process keep the task settings each declared (context)."""
+
+
+def _agree_with_nodes_beside(node: Node, values: dict[str, Any]) -> None:
+    """Raise ValueError when this node's task settings differ from another's in its process.
+
+    The task, its parameters, num_envs, seed and steps_per_iteration are one setting of the
+    graph: a `-p learner:task:=ring` beside a Circle simulator trained Ring's run on Circle's
+    samples, and a learner's own steps_per_iteration refused every chunk for ever. Checked in
+    processes started by run_nodes (a bring-up or `ros2 run`), as each node declares them, so
+    the learner is refused before it makes a run directory.
+    """
+    from cpo_ros.ros.specs import TASK_PARAMS
+
+    context = node.context
+    if not hasattr(context, ARGS_ATTRIBUTE):
+        return
+    seen = getattr(context, SHARED_VALUES_ATTRIBUTE, None)
+    if seen is None:
+        seen = {}
+        setattr(context, SHARED_VALUES_ATTRIBUTE, seen)
+    task_keys = {s.name for s in TASK_PARAMS}
+    name = node.get_name()
+    for key, value in values.items():
+        if key not in task_keys and '.' not in key:  # <task>.<field>: the task's own
+            continue
+        other, theirs = seen.setdefault(key, (name, value))
+        if other != name and theirs != value:
+            raise ValueError(
+                f'{name}: parameter {key} = {value!r}, but {other} in this process has '
+                f'{theirs!r}: the nodes of a bring-up share it (set it for all: '
+                f'-p {key}:=..., or under /** in the parameter file)')
+
+
 def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
     """Declare specs on node, validate the values it got, and return them by name.
 
@@ -152,6 +187,7 @@ def declare_parameters(node: Node, specs: list[ParamSpec]) -> dict[str, Any]:
         if reason is not None:
             raise ValueError(f'{node.get_name()}: parameter {reason}')
         values[spec.name] = value
+    _agree_with_nodes_beside(node, values)
 
     def on_set(params) -> SetParametersResult:
         for p in params:
@@ -335,6 +371,27 @@ def declare_task(node: Node, name: str, num_envs: int = 1) -> Any:
         return cls(replace(cls.Params(), **options), num_envs)
     except (TypeError, ValueError) as exc:
         raise ValueError(f'{node.get_name()}: task {name} parameters: {exc}') from exc
+
+
+def task_identity(name: str, task: Any) -> str:
+    """Return the task as the wire names it: its name and a digest of its parameters.
+
+    The learner sends it with each policy; an executor whose own task differs refuses the
+    policy (LearnerInput), so no node samples one task for a learner of another.
+    """
+    import hashlib
+    import json
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)  # 15 from one file, 15.0 from another: one value
+        return value
+
+    options = {k: plain(v) for k, v in task_options_of(task).items()}
+    digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
+    return f'{name} {digest}'
 
 
 def task_options_of(task: Any) -> dict[str, Any]:

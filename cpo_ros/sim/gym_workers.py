@@ -10,11 +10,13 @@ raises it after timeout_s.
 """
 
 from collections.abc import Callable
+import contextlib
 import ctypes
 import multiprocessing as mp
 from multiprocessing import connection
 import pickle
 import signal
+import threading
 import time
 import traceback
 from typing import Any
@@ -39,6 +41,24 @@ _CONTEXT = mp.get_context('spawn')
 
 class EnvWorkerError(RuntimeError):
     """An env worker died, did not answer in time, or its env raised."""
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ignore Ctrl-C while a worker starts: the ignore is inherited across the spawn's exec.
+
+    A worker ignores SIGINT (the trainer stops it), but a spawned one sets that only after
+    its bootstrap has imported the main module, seconds later: a Ctrl-C then printed a
+    KeyboardInterrupt traceback from each. Only the main thread may set handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _signal_name(exitcode: int | None) -> str:
@@ -187,7 +207,8 @@ class GymWorkerVecEnv:
                 target=_work, name=f'cpo_ros env worker {k}', daemon=True,
                 args=(env_fn, int(start), count, env_id, seed, num_envs, self.obs_dim,
                       self.act_dim, self._buffers.raw, child))
-            process.start()
+            with _sigint_ignored():
+                process.start()
             child.close()  # only the worker holds its end: its death reads as end of file
             self._workers.append(_Worker(k, int(start), count, process, parent))
         self._wait('start-up', startup_timeout_s)

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import asdict
+import difflib
 from functools import partial
 from typing import Any, Protocol
 
@@ -87,7 +88,12 @@ class GymVecEnv:
     """
 
     def __init__(self, env_fns: list[Callable[[], gym.Env]], env_id: str, seed: int = 0) -> None:
-        self.envs = [fn() for fn in env_fns]
+        try:
+            self.envs = [fn() for fn in env_fns]
+        except (ImportError, gym.error.Error) as exc:
+            # A missing extra (gymnasium[mujoco] needs imageio, ...) or a bad option: named.
+            raise ValueError(f'{env_id}: the env does not construct here '
+                             f'({type(exc).__name__}: {exc})') from exc
         self.env_id = env_id
         self.num_envs = len(self.envs)
         first = self.envs[0]
@@ -125,9 +131,13 @@ class GymVecEnv:
         final_obs = np.zeros_like(obs)
         reward, cost = np.zeros(n, np.float32), np.zeros(n, np.float32)
         terminated, truncated = np.zeros(n, bool), np.zeros(n, bool)
-        shape = self.single_action_space.shape
+        space = self.single_action_space
+        # The policy's Gaussian reaches beyond the Box: each env gets its action clipped to
+        # the Box (the rollout keeps the sampled one for the log-probabilities).
+        actions = np.clip(actions.reshape((n, *space.shape)), space.low, space.high).astype(
+            space.dtype, copy=False)
         for i, env in enumerate(self.envs):
-            out = env.step(actions[i].reshape(shape))
+            out = env.step(actions[i])
             if len(out) == 6:
                 o, r, c, te, tr, info = out
             elif len(out) == 5:
@@ -183,8 +193,10 @@ def check_env_id(env_id: str) -> None:
             raise ValueError(f'env id {module}:{env_id}: module {module!r} does not import '
                              f'({type(exc).__name__}: {exc})') from exc
     if not env_id.startswith('Safety') and env_id not in gym.registry:
-        raise ValueError(f'unknown env id {env_id!r}: not registered with Gymnasium (project '
-                         f'tasks: {sorted(registry.registered())}; cpo_ros ids: '
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+        hint = f'did you mean {", ".join(close)}? ' if close else ''
+        raise ValueError(f'unknown env id {env_id!r}: {hint}not registered with Gymnasium '
+                         f'(project tasks: {sorted(registry.registered())}; cpo_ros ids: '
                          f'{sorted(k for k in gym.registry if k.startswith("cpo_ros/"))})')
 
 

@@ -280,7 +280,11 @@ class VecTaskEnv:
             idx = np.flatnonzero(ended)
             self._reset_envs(idx)
             obs = obs.copy()
-            obs[idx] = self.observation()[idx]
+            try:
+                obs[idx] = check_observation(self.observation(), self.num_envs,
+                                             self.obs_dim)[idx]
+            except ValueError as exc:
+                raise self._task_error(f'{exc} at the start of the episodes') from None
         return obs, reward, cost, terminated, truncated, info
 
 

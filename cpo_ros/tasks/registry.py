@@ -151,6 +151,12 @@ def check_task_class(cls: Any, target: str) -> None:
                           or s.startswith('final_') or ',' in s})
     if bad_sensors:
         _fail(target, f'sensor labels {bad_sensors} repeat or take a reserved name')
+    labels = tuple(task.observation_labels)
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated or not all(isinstance(x, str) and x for x in labels):
+        # An export names each observation entry; a deploy reads them by name.
+        _fail(target, f'observation_labels {labels!r}: give one unique non-empty name per '
+                      f'entry (repeated: {repeated})')
     limits = tuple(task.default_cost_limits)
     if len(limits) != len(names) or not all(np.isfinite(limits)) or min(limits) < 0:
         _fail(target, f'default_cost_limits {limits} do not give one limit >= 0 per cost '

@@ -65,6 +65,13 @@ def load_checkpoint(path: str | os.PathLike, required: tuple[str, ...] = ()) -> 
     for key in ('iteration', 'env_steps'):
         if key in payload and not (type(payload[key]) is int and payload[key] >= 0):
             raise CheckpointError(f'checkpoint {path}: {key} {payload[key]!r} is not a count')
+    policy = payload.get('algorithm', {}).get('policy') if isinstance(
+        payload.get('algorithm'), dict) else None
+    for name, value in (policy.items() if isinstance(policy, dict) else ()):
+        if (isinstance(value, torch.Tensor) and value.is_floating_point()
+                and not bool(torch.isfinite(value).all())):
+            raise CheckpointError(f'checkpoint {path}: policy weight {name} holds non-finite '
+                                  f'values (NaN or inf): a policy that acts on nothing')
     return payload
 
 

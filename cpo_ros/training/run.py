@@ -229,6 +229,15 @@ class TrainingRun:
         if source.is_dir():
             source = source / 'checkpoints' / 'last.pt'
         payload = load_checkpoint(source, required=('algorithm', 'dims'))
+        if 'config' in payload:
+            theirs = checkpoint_config(payload, source)
+            ours = (self.config.task, self.config.env_id)
+            if (theirs.task, theirs.env_id) != ours:
+                # The same sizes do not make the same task: Ring's policy is no Circle's start.
+                raise CheckpointError(
+                    f'checkpoint {source}: trained on {theirs.task or theirs.env_id}, this run '
+                    f'is {self.config.task or self.config.env_id}: init_from takes a run of '
+                    f'the same task')
         if payload['dims'] != self.dims:
             raise CheckpointError(f'checkpoint {source}: dimensions {payload["dims"]} do not '
                                   f'match this run {self.dims}')
@@ -375,16 +384,22 @@ class TrainingRun:
     def _restore(self) -> None:
         payload = load_checkpoint(self.checkpoint_path, ('config', 'dims', 'iteration',
                                                          'env_steps', 'algorithm', 'torch_rng'))
-        if payload['dims'] != self.dims:
-            raise CheckpointError(f'checkpoint {self.checkpoint_path}: observation/action sizes '
-                                  f'{payload["dims"]} do not match this run {self.dims}')
         saved = checkpoint_config(payload, self.checkpoint_path).to_dict()
         try:
             _comparable(saved)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f'checkpoint {self.checkpoint_path}: configuration does not '
                                   f'load ({exc})') from exc
+        # The settings first: `task: circle -> corridor` says more than the sizes it changes.
         diffs = config_differences(_comparable(saved), _comparable(self.config.to_dict()))
+        if not diffs and payload['dims'] != self.dims:
+            raise CheckpointError(f'checkpoint {self.checkpoint_path}: observation/action sizes '
+                                  f'{payload["dims"]} do not match this run {self.dims}')
+        if int(payload['iteration']) > self.config.iterations:
+            raise CheckpointError(
+                f'checkpoint {self.checkpoint_path} has {payload["iteration"]} iterations done, '
+                f'more than iterations = {self.config.iterations}: set iterations >= '
+                f'{payload["iteration"]} to continue it, or start a new run (another out)')
         if diffs:
             raise CheckpointError(
                 f'checkpoint {self.checkpoint_path} was trained with another configuration '

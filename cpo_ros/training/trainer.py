@@ -64,6 +64,12 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
     env = make_vec_env(task=config.task, env_id=config.env_id, num_envs=config.num_envs,
                        seed=config.seed, env_workers=config.env_workers, **config.task_kwargs,
                        **profile_randomization(config))
+    try:
+        check_env_for_run(env, config)
+    except BaseException:
+        if hasattr(env, 'close'):
+            env.close()
+        raise
     space = env.single_action_space
     run = TrainingRun(config, env.obs_dim, env.act_dim, space.low, space.high,
                       max_episode_steps(env), resume=resume,
@@ -146,6 +152,31 @@ def profile_randomization(config: TrainConfig) -> dict[str, Any]:
             DomainRandomization()):
         return {}
     return {'randomization': DomainRandomization(**kwargs)}
+
+
+def check_env_for_run(env: Any, config: TrainConfig) -> None:
+    """Raise ValueError for an env this run could not measure, before the run directory exists.
+
+    Every iteration starts each env afresh: an env's share of the batch shorter than an episode
+    finishes no episode, so J_C (a per-episode cost) would never be measured. A Gymnasium id
+    takes one reset and one step here, so an env that cannot run (no info['cost']) fails
+    before a run directory is made.
+    """
+    limit = max_episode_steps(env)
+    per_env = max(1, config.steps_per_iteration // config.num_envs)
+    if limit and per_env < limit:
+        raise ValueError(
+            f'steps_per_iteration {config.steps_per_iteration} over num_envs {config.num_envs} '
+            f'gives each env {per_env} steps an iteration, fewer than an episode '
+            f'({limit} steps): no episode would finish and the cost would never be measured. '
+            f'Set steps_per_iteration >= {limit * config.num_envs} or num_envs <= '
+            f'{max(1, config.steps_per_iteration // limit)}')
+    if config.env_id is not None:
+        space = env.single_action_space
+        env.reset(seed=config.seed)
+        action = np.clip(np.zeros(space.shape), space.low, space.high)  # a valid action
+        centre = np.tile(action.reshape(1, -1), (env.num_envs, 1)).astype(np.float32)
+        env.step(centre)
 
 
 def max_episode_steps(env: Any) -> int | None:
