@@ -9,7 +9,7 @@ behind it (cpo_ros.ros.exit_policy) is pure Python. The real `ros2 launch` was c
 import sys
 import types
 
-from conftest import NodeProcess
+from conftest import NodeProcess, rows
 import pytest
 
 from cpo_ros.ros.exit_policy import exit_outcome, FailureRecord
@@ -172,3 +172,19 @@ def test_an_executor_of_another_task_refuses_the_learners_policy(ros_env, tmp_pa
         assert not (tmp_path / 'run' / 'progress.csv').exists()  # no iteration: no samples
     finally:
         node.stop()
+
+
+def test_ctrl_c_of_a_bringup_starts_no_update_and_ends_the_sampling(ros_env, tmp_path):
+    # The lock-step loop keeps the executor's event queue full: the spin returned at its timeout
+    # only when the executors paused at the iteration's end, so a Ctrl-C sampled on and
+    # updated once more ("it 1" seconds after the signal).
+    out = tmp_path / 'run'
+    node = NodeProcess([sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'circle_sim',
+                        '--ros-args', '-p', 'learner:iterations:=3',
+                        '-p', f'learner:out:={out}'], ros_env)
+    try:
+        assert node.wait_for_output('policy version 0 loaded', 120), node.output
+    finally:
+        assert node.stop(timeout=60) == 0, node.output
+    assert 'training stopped: iteration 0/3' in node.output, node.output
+    assert not (out / 'progress.csv').exists() or len(rows(out)) == 0

@@ -56,7 +56,10 @@ class CriticFitProcess:
         self._process = subprocess.Popen(
             [sys.executable, '-m', 'cpo_ros.algo.critic_process', str(child_read),
              str(child_write), str(torch_threads)],
-            pass_fds=(child_read, child_write), stdin=subprocess.DEVNULL)
+            pass_fds=(child_read, child_write), stdin=subprocess.DEVNULL,
+            # Out of the terminal's process group: a Ctrl-C while it imports torch printed a
+            # KeyboardInterrupt traceback from it; the parent ends it (and its pipe's end does).
+            start_new_session=True)
         os.close(child_read)
         os.close(child_write)
         self._conn = _Duplex(Connection(parent_read, writable=False),

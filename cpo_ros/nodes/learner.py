@@ -348,7 +348,7 @@ class Learner(Node):
                 self.faults.count('duplicate_rollouts')
             elif verdict.startswith('malformed'):
                 self.faults.refuse('rollout', ValueError(verdict[len('malformed: '):]))
-            if g.ready():
+            if g.ready() or self._stop.is_set():
                 break
             chunk = self._queue.get()
         if g.should_warn():
@@ -370,8 +370,8 @@ class Learner(Node):
     def _serve(self) -> None:
         while not self.run.done and not self._stop.is_set() and rclpy.ok(context=self.context):
             self._gather()
-            if not self.gatherer.ready():
-                continue
+            if not self.gatherer.ready() or self._stop.is_set():
+                continue  # a stop (Ctrl-C) starts no update: only one in progress finishes
             wait = time.perf_counter() - self._t_wait
             self._updating = True
             try:

@@ -177,10 +177,25 @@ def run_nodes(label: str, classes: list[Callable], ends: list[bool],
             refuse_unknown(node)  # a misspelt parameter must not fall back to its default
             executor.add_node(node)
         done_events = [node.done for node, end in zip(nodes, ends, strict=True) if end]
-        never = Future()
-        while (context.ok() and not stop.is_set() and not any(e.is_set() for e in done_events)
-               and not _exit_code(nodes)):
-            executor.spin_until_future_complete(never, timeout_sec=0.05)
+
+        def ending() -> bool:
+            return (not context.ok() or stop.is_set() or any(e.is_set() for e in done_events)
+                    or bool(_exit_code(nodes)))
+
+        # Completed from a thread of its own when the spin must end: the EventsExecutor
+        # returns at its timeout only once its queue is empty, and the lock-step loop keeps
+        # it full, so a Ctrl-C (or the learner's end) waited for the executors to pause at the
+        # end of an iteration.
+        end = Future()
+
+        def watch() -> None:
+            while not ending():
+                time.sleep(0.05)
+            end.set_result(None)
+
+        threading.Thread(target=watch, name='bring-up end', daemon=True).start()
+        while not ending():
+            executor.spin_until_future_complete(end, timeout_sec=0.05)
         code = _exit_code(nodes)
         if code:
             print(f'{label}: a node gave up, exit code {code}', flush=True)
