@@ -17,8 +17,10 @@ def check_range(name: str, value: Any, low: float, high: float, low_open: bool =
         bad = (not math.isfinite(value) or value < low or value > high
                or (low_open and value == low) or (high_open and value == high))
     if bad:
-        left, right = '(' if low_open else '[', ')' if high_open else ']'
-        kind = 'an integer' if integer else 'a number'
+        # Infinite ends are open: no value reaches them (infinities are refused).
+        left = '(' if low_open or math.isinf(low) else '['
+        right = ')' if high_open or math.isinf(high) else ']'
+        kind = 'an integer' if integer else 'a finite number'
         raise ValueError(f'{name} = {value!r} is out of range: allowed {kind} in '
                          f'{left}{low}, {high}{right}')
 

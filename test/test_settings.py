@@ -80,7 +80,7 @@ def test_settings_go_to_their_dataclass_with_task_options():
 
 @pytest.mark.parametrize('values,message', [
     ({'gama': '0.9'}, "unknown setting 'gama' for task circle (did you mean gamma?)"),
-    ({'gamma': '1.5'}, 'gamma = 1.5 is out of range: allowed a number in [0.0, 1.0]'),
+    ({'gamma': '1.5'}, 'gamma = 1.5 is out of range: allowed a finite number in [0.0, 1.0]'),
     ({'gamma': 'abc'}, "gamma = 'abc': need float"),
     ({'hidden_sizes': '64,x'}, "hidden_sizes = '64,x': need list of int"),
     ({'value_epochs': '2.5'}, "value_epochs = '2.5': need int"),

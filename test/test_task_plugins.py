@@ -409,8 +409,8 @@ def test_parameters_are_checked_against_their_ranges_and_the_state_layout_follow
     from cpo_ros.sim.make import make_task
     from cpo_ros.wire import StateLayout
 
-    with pytest.raises(ValueError, match=r'half_width = 0.01 is out of range: allowed a number '
-                                         r'in \[0.1, 100.0\]'):
+    with pytest.raises(ValueError, match=r'half_width = 0.01 is out of range: allowed a finite '
+                                         r'number in \[0.1, 100.0\]'):
         make_task('corridor', half_width=0.01)
     with pytest.raises(ValueError, match="unknown corridor settings: \\['half_widht'\\]"):
         make_task('corridor', half_widht=0.5)

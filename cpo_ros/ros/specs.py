@@ -26,8 +26,8 @@ TASK_PARAMS = [
               "dotted path 'my_pkg.tasks:Corridor'; its parameters are <name>.<field>"),
     ParamSpec('num_envs', 16, 'robots simulated side by side (batched lock-step)', 1, 1024),
     ParamSpec('seed', 0, 'seed of the simulator, the action noise and the networks', 0, 2**31 - 1),
-    ParamSpec('steps_per_iteration', 50_000, 'samples (all robots) per policy update', 1,
-              100_000_000),
+    ParamSpec('steps_per_iteration', 50_000, 'samples (all robots) per policy update (at least '
+              'num_envs)', 1, 100_000_000),
 ]
 
 

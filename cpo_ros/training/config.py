@@ -268,7 +268,8 @@ class TrainConfig:
     iterations: int = 100
     """Policy updates to run."""
     steps_per_iteration: int = 50_000
-    """Environment samples per update (all envs together)."""
+    """Environment samples per update (all envs together; `cpo-ros train` needs each env's
+    share to hold an episode)."""
     num_envs: int = 16
     """Copies of the environment stepped together."""
     env_workers: int = 1

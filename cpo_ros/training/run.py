@@ -375,7 +375,8 @@ class TrainingRun:
                 f'{", ".join(f"{c:.2f}" for c in self.best["episode_costs"])}): '
                 f'{self.best_path}' if self.best else
                 'no iteration met every cost limit (no best.pt)')
-        written = [name for name in ('progress.csv', 'curves.png') if (self.out / name).exists()]
+        written = [name for name in ('progress.csv', 'config.yaml', 'curves.png')
+                   if (self.out / name).exists()]
         if self.checkpoint_path.exists():
             written.append(f'checkpoint {self.checkpoint_path}')
         return (f'iteration {self.iteration}/{self.config.iterations}; results in {self.out}: '
