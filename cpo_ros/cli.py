@@ -211,6 +211,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     limits = config.algo.limits
     print(f'cost limit{"s" if len(limits) > 1 else ""} in use: '
           f'{", ".join(f"{d:g}" for d in limits)} per episode ({source})', flush=True)
+    for idle in config.algo.idle_settings():
+        print(f'cpo-ros train: warning: {idle}: no effect with --algo {config.algo.algo}',
+              file=sys.stderr, flush=True)
     mode = 'resume' if args.resume else 'overwrite' if args.overwrite else 'fresh'
     train(config, resume=mode, show_progress=not args.quiet)
     return 0

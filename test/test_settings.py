@@ -195,3 +195,23 @@ def test_the_parser_leaves_mujoco_unloaded_until_help_asks():
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             timeout=120)
     assert result.stdout.strip() == 'False', result.stderr
+
+
+def test_a_setting_the_chosen_algorithm_does_not_read_is_named(tmp_path):
+    from cpo_ros.training.config import AlgoConfig
+
+    assert AlgoConfig(algo='ppo_lag', ppo_lr=0.1, lagrangian_lr=0.1).idle_settings() == []
+    idle = AlgoConfig(algo='cpo', ppo_lr=0.1, pdo_lambda_lr=0.5).idle_settings()
+    assert idle == ['pdo_lambda_lr = 0.5 (read by pdo only)',
+                    'ppo_lr = 0.1 (read by ppo_lag, pid_lag only)']
+    # pid_lag reads the PPO settings and lagrangian_init, not ppo_lag's multiplier step.
+    assert AlgoConfig(algo='pid_lag', ppo_epochs=3, lagrangian_init=0.5,
+                      lagrangian_lr=0.1).idle_settings() == [
+        'lagrangian_lr = 0.1 (read by ppo_lag only)']
+    result = subprocess.run([sys.executable, '-m', 'cpo_ros.cli', 'train', '--algo', 'trpo',
+                             '--set', 'pid_kp=0.5', '--iterations', '1',
+                             '--steps-per-iteration', '200', '--num-envs', '4', '--quiet',
+                             '--out', str(tmp_path / 'run')],
+                            capture_output=True, text=True, timeout=120)
+    assert 'warning: pid_kp = 0.5 (read by pid_lag only): no effect with --algo trpo' in \
+        result.stderr, result.stderr

@@ -108,6 +108,8 @@ class Learner(Node):
             torch_threads=p['torch_threads'], tensorboard=p['tensorboard'], algo=algo,
             task_kwargs=task_kwargs, robot=robot)
         torch.set_num_threads(self.config.torch_threads)
+        for idle in algo.idle_settings():
+            self.get_logger().warn(f'parameter {idle}: no effect with algo {algo.algo}')
         space = probe.single_action_space
         self.run = TrainingRun(self.config, probe.obs_dim, probe.act_dim, space.low, space.high,
                                max_episode_steps(probe),

@@ -69,6 +69,13 @@ CHOICES = {'algo': ALGOS, 'value_normalization': VALUE_NORMALIZATIONS,
            'lagrangian_cost_adv': ('center', 'standardize')}
 
 
+ALGO_ONLY = {'pdo_': ('pdo',), 'ppo_': ('ppo_lag', 'pid_lag'), 'pid_': ('pid_lag',),
+             'lagrangian_lr': ('ppo_lag',), 'lagrangian_optimizer': ('ppo_lag',),
+             'lagrangian_init': ('ppo_lag', 'pid_lag'),
+             'lagrangian_cost_adv': ('ppo_lag', 'pid_lag')}
+"""Settings (by name or prefix) that only some update rules read."""
+
+
 @dataclass
 class AlgoConfig:
     """Settings of the policy update (CPO and the TRPO and PDO baselines that share its parts)."""
@@ -240,6 +247,19 @@ class AlgoConfig:
         if isinstance(self.cost_limit, (tuple, list)):
             return tuple(float(v) for v in self.cost_limit)
         return (float(self.cost_limit),)
+
+    def idle_settings(self) -> list[str]:
+        """Return 'key = value (for ppo_lag, pid_lag)' of every setting changed from its default
+        that the chosen algo does not read (a `--algo cpo --set ppo_lr=0.1` trains as without).
+        """
+        default = AlgoConfig()
+        idle = []
+        for key in (f.name for f in fields(self)):
+            algos = next((a for prefix, a in ALGO_ONLY.items() if key.startswith(prefix)), None)
+            if (algos is not None and self.algo not in algos
+                    and getattr(self, key) != getattr(default, key)):
+                idle.append(f'{key} = {getattr(self, key)!r} (read by {", ".join(algos)} only)')
+        return idle
 
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""
