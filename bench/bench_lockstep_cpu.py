@@ -37,7 +37,6 @@ def run(args: argparse.Namespace) -> list[tuple[float, float]]:
     from cpo_ros.nodes.policy_executor import PolicyExecutor
     from cpo_ros.nodes.sim_bridge import SimBridge
     from cpo_ros.ros.bringup import ros_arguments
-    from cpo_ros.ros.conversions import arrays_to_msg
     try:
         from cpo_ros.algo.networks import GaussianPolicy
     except ImportError:  # checkouts before the algo/ package
@@ -52,12 +51,13 @@ def run(args: argparse.Namespace) -> list[tuple[float, float]]:
     box: dict[str, object] = {}
     bridge.state_pub.publish = lambda msg: box.__setitem__('state', msg)
     executor.cmd_pub.publish = lambda msg: box.__setitem__('cmd', msg)
-    real_rollout_publish = executor.rollout_pub.publish
+    rollout_pub = executor.chunks._pub  # the executor's cpo/rollout publisher
+    real_rollout_publish = rollout_pub.publish
 
     def rollout_publish(msg):
         box['rollout'] = msg
         real_rollout_publish(msg)
-    executor.rollout_pub.publish = rollout_publish
+    rollout_pub.publish = rollout_publish
     obs_dim = executor.worker.obs_dim
     policy = GaussianPolicy(obs_dim, 2)
     state = {'version': 0}
@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> list[tuple[float, float]]:
         arrays = policy.to_arrays()
         arrays.update(version=np.asarray(state['version'], np.int64),
                       session=np.asarray(1, np.int64))
-        executor._on_policy(arrays_to_msg(arrays))
+        # As LearnerInput hands on an announced, checked policy.
+        executor._policy_loaded(executor.worker.set_policy(arrays))
         state['version'] += 1
     publish_policy()
     bridge._publish_state()
@@ -139,13 +140,26 @@ def run_dds(args: argparse.Namespace) -> list[tuple[float, float, float]]:
     bridge, executor = nodes[0], nodes[2]
     learner = rclpy.create_node('learner_stand_in', context=context)
     policy_pub = learner.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
-    policy = GaussianPolicy(executor.worker.obs_dim, 2)
+    status_pub = learner.create_publisher(UInt8MultiArray, 'cpo/iteration', qos.LATCHED)
+    from cpo_ros.training.announcements import policy_digest
+    from cpo_ros.training.fleet import ChunkGatherer
+    obs_dim = executor.worker.obs_dim
+    policy = GaussianPolicy(obs_dim, 2)
     version = [0]
 
     def publish_policy(_msg=None) -> None:
         arrays = policy.to_arrays()
         arrays.update(version=np.asarray(version[0], np.int64), session=np.asarray(1, np.int64))
-        policy_pub.publish(arrays_to_msg(arrays))
+        task = getattr(getattr(executor, 'learner', None), 'task', None)
+        if task is not None:  # the executor's own task identity (wire.POLICY_FIELDS)
+            arrays['task'] = np.asarray(task)
+        msg = arrays_to_msg(arrays)
+        # As the learner does: the status announcing the policy (its digest), then the policy.
+        status = ChunkGatherer(args.chunk * args.num_envs, obs_dim, 2).status()
+        status.update(version=np.asarray(version[0]), session=np.asarray(1),
+                      policy_digest=np.frombuffer(policy_digest(msg.data), np.uint8))
+        status_pub.publish(arrays_to_msg(status))
+        policy_pub.publish(msg)
         version[0] += 1
     learner.create_subscription(UInt8MultiArray, 'cpo/rollout', publish_policy, qos.ROLLOUT)
     spinner = EventsExecutor(context=context)

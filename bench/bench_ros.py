@@ -91,8 +91,13 @@ def latency(args) -> np.ndarray:
     state_pub = node.create_publisher(Float32MultiArray, 'batch/state', qos.LOCKSTEP)
     policy_pub = node.create_publisher(UInt8MultiArray, 'cpo/policy', qos.LATCHED)
     status_pub = node.create_publisher(UInt8MultiArray, 'cpo/iteration', qos.LATCHED)
+    from cpo_ros.ros.params import task_identity
+    from cpo_ros.tasks.registry import load_task_class
+
     arrays = GaussianPolicy(6, 2).to_arrays()
-    arrays.update(version=np.asarray(0), session=np.asarray(1))  # wire.POLICY_FIELDS
+    circle = load_task_class('circle')  # the executor's task: circle with its defaults
+    arrays.update(version=np.asarray(0), session=np.asarray(1),  # wire.POLICY_FIELDS
+                  task=np.asarray(task_identity('circle', circle(circle.Params(), 1))))
     policy_msg = arrays_to_msg(arrays)
     # As the learner does: the status announcing the policy (its digest), then the policy.
     status = ChunkGatherer(100_000_000, 6, 2).status()

@@ -43,11 +43,14 @@ def test_actions_are_clipped_to_the_envs_box_half_infinite_bounds_kept(tmp_path)
     assert (upper.action_bias.item(), upper.action_scale.item()) == (2.0, 1.0)
 
 
-def test_a_batch_shorter_than_an_episode_is_refused_before_a_run_exists(tmp_path):
+@pytest.mark.parametrize('env', [['--task', 'circle_long'],
+                                 ['--env-id', 'cpo_ros/PointCircleLong-v0']])
+def test_a_batch_shorter_than_an_episode_is_refused_before_a_run_exists(tmp_path, env):
     # circle_long's episodes have 500 steps: 1,000 steps over 4 envs finish none, and J_C
-    # would never be measured.
+    # would never be measured. Its Gymnasium id truncates at the task's length, not at a
+    # TimeLimit of Gymnasium's.
     out = tmp_path / 'short'
-    result = cpo_ros('train', '--task', 'circle_long', '--iterations', '1',
+    result = cpo_ros('train', *env, '--iterations', '1',
                      '--steps-per-iteration', '1000', '--num-envs', '4', '--out', str(out),
                      '--quiet')
     assert result.returncode == 2, result.stderr

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from cpo_ros.sim.robot import apply_overrides, RobotConfig
-from cpo_ros.sim.vec_env import DomainRandomization, VecTaskEnv
+from cpo_ros.sim.vec_env import DomainRandomization, TaskEnv, VecTaskEnv
 from cpo_ros.tasks import registry
 from cpo_ros.tasks.base import Task
 
@@ -109,6 +109,9 @@ class GymVecEnv:
         self.cost_names, self.num_costs = ('cost',), 1
         spec = getattr(first, 'spec', None)
         self.max_episode_steps = getattr(spec, 'max_episode_steps', None)
+        if self.max_episode_steps is None and isinstance(first.unwrapped, TaskEnv):
+            # The project's ids truncate at their task's own length, not Gymnasium's.
+            self.max_episode_steps = first.unwrapped.task.max_episode_steps
         self.seed = seed
 
     def _flat(self, obs: Any) -> np.ndarray:

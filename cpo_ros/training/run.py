@@ -230,9 +230,14 @@ class TrainingRun:
             source = source / 'checkpoints' / 'last.pt'
         payload = load_checkpoint(source, required=('algorithm', 'dims'))
         if 'config' in payload:
+            from cpo_ros.sim.make import task_of_env_id
+
             theirs = checkpoint_config(payload, source)
-            ours = (self.config.task, self.config.env_id)
-            if (theirs.task, theirs.env_id) != ours:
+
+            def task(config: TrainConfig) -> str | None:  # a project id is its task
+                return config.task or task_of_env_id(config.env_id or '') or config.env_id
+
+            if task(theirs) != task(self.config):
                 # The same sizes do not make the same task: Ring's policy is no Circle's start.
                 raise CheckpointError(
                     f'checkpoint {source}: trained on {theirs.task or theirs.env_id}, this run '
@@ -396,7 +401,7 @@ class TrainingRun:
         if not diffs and payload['dims'] != self.dims:
             raise CheckpointError(f'checkpoint {self.checkpoint_path}: observation/action sizes '
                                   f'{payload["dims"]} do not match this run {self.dims}')
-        if int(payload['iteration']) > self.config.iterations:
+        if not diffs and int(payload['iteration']) > self.config.iterations:
             raise CheckpointError(
                 f'checkpoint {self.checkpoint_path} has {payload["iteration"]} iterations done, '
                 f'more than iterations = {self.config.iterations}: set iterations >= '
