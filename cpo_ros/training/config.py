@@ -249,8 +249,10 @@ class AlgoConfig:
         return (float(self.cost_limit),)
 
     def idle_settings(self) -> list[str]:
-        """Return 'key = value (for ppo_lag, pid_lag)' of every setting changed from its default
-        that the chosen algo does not read (a `--algo cpo --set ppo_lr=0.1` trains as without).
+        """Return 'key = value (read by ...)' of each changed setting the algo does not read.
+
+        A setting is changed when it differs from its default; `--algo cpo --set ppo_lr=0.1`
+        trains as without it.
         """
         default = AlgoConfig()
         idle = []
