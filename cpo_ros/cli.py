@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 
-from cpo_ros.training.checkpoint import CheckpointError
+from cpo_ros.files import CheckpointError
 from cpo_ros.training.config import ALGOS, TrainConfig
 
 

@@ -12,6 +12,14 @@ from pathlib import Path
 import tempfile
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint or policy file that cannot be used: the message names the path and the reason.
+
+    Here, not beside torch's reader, so that what only catches it (the command line, the
+    bring-up, the nodes that run no policy) starts without importing torch.
+    """
+
+
 def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -30,6 +30,7 @@ import torch
 from cpo_ros.deploy.export import load_exported, TWIST_ACTIONS
 from cpo_ros.deploy.profile import check_deployment
 from cpo_ros.deploy.shield import limit_command
+from cpo_ros.files import CheckpointError
 from cpo_ros.ros import qos
 from cpo_ros.ros.conversions import array_to_twist_stamped, decode_batch
 from cpo_ros.ros.faults import status_name
@@ -38,7 +39,6 @@ from cpo_ros.ros.params import declare_parameters, declare_task
 from cpo_ros.ros.pose_input import PoseInput
 from cpo_ros.ros.specs import node_parameters
 from cpo_ros.ros.watchdog import create_steady_timer
-from cpo_ros.training.checkpoint import CheckpointError
 
 
 class DeployedPolicyExecutor(LifecycleNode):

@@ -31,11 +31,11 @@ from rclpy.signals import SignalHandlerOptions
 from rclpy.task import Future
 import yaml
 
+from cpo_ros.files import CheckpointError
 from cpo_ros.paths import config_file
 from cpo_ros.ros.exit_policy import CONFIGURE_ERROR, exit_outcome
 from cpo_ros.ros.graph import Bringup, graph, placed_nodes, PlacedNode
 from cpo_ros.ros.params import ARGS_ATTRIBUTE, refuse_unknown
-from cpo_ros.training.checkpoint import CheckpointError
 
 
 def ros_arguments(name: str, argv: list[str], use_sim_time: bool,

@@ -6,13 +6,9 @@ from typing import Any
 
 import torch
 
-from cpo_ros.files import atomic_path
+from cpo_ros.files import atomic_path, CheckpointError
 
 FORMAT = 'cpo_ros.checkpoint/1'
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used: the message names the path and the reason."""
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
