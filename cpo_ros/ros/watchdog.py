@@ -81,14 +81,20 @@ class InputGate:
         """Raise ValueError for a stamp too old or ahead of this clock (not in simulation)."""
         if self.clock.sim:
             return
-        age = self.stamp_age(stamp)
+        problem = self._stamp_problem(self.stamp_age(stamp), ahead=True)
+        if problem:
+            raise ValueError(problem)
+
+    def _stamp_problem(self, age: float, ahead: bool) -> str | None:
+        """Return why a header.stamp `age` s old is unusable (ahead: judge stamps ahead too)."""
         # Ahead first: a message from the future must not become a reference for the next.
-        if age < -self.tolerance:
-            raise ValueError(f'{self.topic} header.stamp is {-age:.2f} s ahead of this clock '
-                             f'(tolerance {self.tolerance:g} s)')
+        if ahead and age < -self.tolerance:
+            return (f'{self.topic} header.stamp is {-age:.2f} s ahead of this clock '
+                    f'(tolerance {self.tolerance:g} s)')
         if age > self.timeout + self.tolerance:
-            raise ValueError(f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
-                             f'{self.timeout:g} + {self.tolerance:g} s)')
+            return (f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
+                    f'{self.timeout:g} + {self.tolerance:g} s)')
+        return None
 
     def refuse(self, reason: str, count: bool = True) -> None:
         """Refuse the latest message and hold the input for `timeout` (counted unless told)."""
@@ -116,10 +122,4 @@ class InputGate:
                     f'refused message: {why}')
         if now - self._arrival > self.timeout:
             return f'{self.topic} stale: none for {now - self._arrival:.1f} s'
-        age = self.stamp_age(self._stamp)
-        if age > self.timeout + self.tolerance:
-            return (f'{self.topic} stale: header.stamp {age:.2f} s old (limit '
-                    f'{self.timeout:g} + {self.tolerance:g} s)')
-        if age < -self.tolerance and not self.clock.sim:
-            return f'{self.topic} header.stamp is {-age:.2f} s ahead of this clock'
-        return None
+        return self._stamp_problem(self.stamp_age(self._stamp), ahead=not self.clock.sim)

@@ -319,6 +319,11 @@ class TrainConfig:
     simulator's defaults). Its limits, control period and task scale are also in task_kwargs;
     its dr_* keys randomise the simulated robot; exports record it for the deployment check."""
 
+    @property
+    def steps_per_env(self) -> int:
+        """Return each env's steps an iteration: its share of steps_per_iteration (at least 1)."""
+        return max(1, self.steps_per_iteration // self.num_envs)
+
     def validate(self) -> None:
         """Raise ValueError naming the first field outside its allowed range."""
         if (self.task is None) == (self.env_id is None):

@@ -84,8 +84,7 @@ def train(config: TrainConfig, resume: bool | str = 'fresh', show_progress: bool
         print(f'moved the previous run aside to {run.moved_aside}')
     if show_progress and run.resumed:
         print(f'resuming {run.out} at iteration {run.iteration}')
-    steps = max(1, config.steps_per_iteration // config.num_envs)
-    worker = RolloutWorker(config.num_envs, env.obs_dim, env.act_dim, steps,
+    worker = RolloutWorker(config.num_envs, env.obs_dim, env.act_dim, config.steps_per_env,
                            num_costs=env.num_costs)
     bar = tqdm(total=config.iterations, initial=run.iteration, disable=not show_progress,
                unit='it', dynamic_ncols=True)
@@ -163,7 +162,7 @@ def check_env_for_run(env: Any, config: TrainConfig) -> None:
     before a run directory is made.
     """
     limit = max_episode_steps(env)
-    per_env = max(1, config.steps_per_iteration // config.num_envs)
+    per_env = config.steps_per_env
     if limit and per_env < limit:
         raise ValueError(
             f'steps_per_iteration {config.steps_per_iteration} over num_envs {config.num_envs} '
