@@ -128,6 +128,70 @@ def _domain_block() -> tuple[int, int]:
     return first + index * share, share
 
 
+def _become_subreaper() -> None:
+    """Adopt the orphans of this test process (prctl PR_SET_CHILD_SUBREAPER, Linux)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+_become_subreaper()
+
+
+def _children() -> dict[int, str]:
+    """Return {pid: command line} of the live (not zombie) children of this process."""
+    found = {}
+    for entry in Path('/proc').iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / 'stat').read_text()
+            fields = stat[stat.rindex(')') + 2:].split()
+            if int(fields[1]) != os.getpid():
+                continue
+            if fields[0] == 'Z':
+                os.waitpid(int(entry.name), os.WNOHANG)  # reap it
+                continue
+            found[int(entry.name)] = (entry / 'cmdline').read_text().replace('\0', ' ')
+        except (OSError, ValueError, ChildProcessError):
+            continue
+    return found
+
+
+def _left(before: set[int]) -> dict[int, str]:
+    """Return the children started since `before`, but multiprocessing's own helpers.
+
+    Its resource tracker and forkserver serve this process until it ends.
+    """
+    return {pid: cmd for pid, cmd in _children().items() if pid not in before
+            and 'multiprocessing.resource_tracker' not in cmd
+            and 'multiprocessing.forkserver' not in cmd}
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+    """Fail a test that leaves a process running: it would load the machine for the rest.
+
+    Its orphans (a node whose bring-up died, a critic fit process) come to this process, the
+    subreaper; after the test's own teardown they have 20 s to end, then they are killed.
+    """
+    before = set(_children())
+    yield
+    if not wait_until(lambda: not _left(before), 20.0, period=0.2):
+        left = _left(before)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        wait_until(lambda: not _left(before), 5.0)
+        if left:
+            pytest.fail(f'processes left running after the test: {left}', pytrace=False)
+
+
 @pytest.fixture
 def domain_id():
     """Return a DDS domain no other test (or test run) on this machine uses at the same time."""

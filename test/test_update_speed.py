@@ -293,7 +293,10 @@ def test_fit_process_solves_as_the_parent_and_while_its_fit_answer_is_unread():
         vectors = [np.random.default_rng(seed).normal(size=size) for seed in (1, 2)]
         fit = algo._fit_process.submit(algo, norm_obs, target, target[:, None].clone())
         solve = algo._fit_process.submit_solve(algo, norm_obs, vectors)
-        time.sleep(3.0)  # the child fits and solves meanwhile; nothing is read yet
+        # The fit's answer is waiting in the pipe once the fit is done (nothing is read yet);
+        # the child then starts the solve at once, unless it waits for the parent to read.
+        assert algo._fit_process._conn.reader.poll(300), 'the fit never answered'
+        time.sleep(2.0)
         read_at = time.time()
         solutions = solve.result()  # reads the fit's answer first, then the solve's
         assert solve.started < read_at
