@@ -97,7 +97,7 @@ def latency(args) -> np.ndarray:
     arrays = GaussianPolicy(6, 2).to_arrays()
     circle = load_task_class('circle')  # the executor's task: circle with its defaults
     arrays.update(version=np.asarray(0), session=np.asarray(1),  # wire.POLICY_FIELDS
-                  task=np.asarray(task_identity('circle', circle(circle.Params(), 1))))
+                  task=np.asarray(task_identity(circle(circle.Params(), 1))))
     policy_msg = arrays_to_msg(arrays)
     # As the learner does: the status announcing the policy (its digest), then the policy.
     status = ChunkGatherer(100_000_000, 6, 2).status()

@@ -16,8 +16,8 @@ callback.
     optionally (a robot's executor; CHUNK_FLAG_FIELDS) late (T, N) and intervened (T, N)
     bool flags per sample and dropped_samples () integer >= 0, the steps left out.
 `cpo/policy` (learner -> executors; POLICY_FIELDS): version () integer >= 0, session ()
-    integer in [1, 2**31], obs_clip () float > 0, task () str (the learner's task and a digest
-    of its parameters: an executor of another refuses it), hidden_sizes and every weight and
+    integer in [1, 2**31], obs_clip () float > 0, task () str (the learner's task class and a
+    digest of its parameters: an executor of another refuses it), hidden_sizes and every weight and
     buffer of algo.networks.GaussianPolicy (validate_policy_arrays: shapes from obs_dim,
     act_dim and hidden_sizes, float, finite).
 `cpo/iteration` (learner -> executors; STATUS_FIELDS): version, session, needed, collected,
@@ -90,7 +90,7 @@ POLICY_FIELDS = (
     Field('session', 'iu', (), 1, MAX_SESSION, "the learner process's session: a new one "
           'after a restart or a re-publication'),
     Field('obs_clip', 'f', (), 1e-6, 1e9, 'the observation normaliser clip'),
-    Field('task', 'U', (), doc="the learner's task: its name and a digest of its parameters "
+    Field('task', 'U', (), doc="the learner's task: its class and a digest of its parameters "
           '(ros.params.task_identity); an executor of another task refuses the policy'),
 )
 """The policy's own fields; the weights are checked by networks.validate_policy_arrays."""
@@ -142,7 +142,7 @@ def check_policy(arrays: dict[str, np.ndarray], task: str | None = None
     values = check_fields(arrays, POLICY_FIELDS, 'policy')
     if task is not None and str(values['task']) != task:
         raise InvalidField('task', f"policy of task '{values['task']}', this node runs "
-                           f"'{task}' (the name and a digest of the task's parameters): "
+                           f"'{task}' (the task's class and a digest of its parameters): "
                            f'set the same task and task parameters for every node')
     return int(values['version']), int(values['session']), float(values['obs_clip'])
 

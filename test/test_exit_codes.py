@@ -167,8 +167,8 @@ def test_an_executor_of_another_task_refuses_the_learners_policy(ros_env, tmp_pa
     node = NodeProcess(cmd, ros_env)
     try:
         assert node.wait_for_output('dropped a malformed policy (field task)', 120), node.output
-        assert "policy of task 'circle_long " in node.output
-        assert "this node runs 'circle " in node.output
+        assert "policy of task 'cpo_ros.tasks.circle:CircleLong " in node.output
+        assert "this node runs 'cpo_ros.tasks.circle:Circle " in node.output
         assert not (tmp_path / 'run' / 'progress.csv').exists()  # no iteration: no samples
     finally:
         node.stop()

@@ -322,6 +322,22 @@ def test_the_corridor_trains_directly_by_name_and_by_dotted_path(corridor_run, t
     assert 'task: corridor_task.tasks:Corridor' in config and 'half_width: 0.5' in config
 
 
+def test_a_task_is_one_on_the_wire_by_name_or_dotted_path():
+    """The policy's task field: an executor given `corridor` takes the policy of a learner given
+    `corridor_task.tasks:Corridor` (one class, one set of parameters), not one of other values."""
+    from dataclasses import replace
+
+    from cpo_ros.ros.params import task_identity
+    from cpo_ros.tasks.registry import load_task_class
+
+    by_name, by_path = load_task_class('corridor'), load_task_class('corridor_task.tasks:Corridor')
+    assert task_identity(by_name()) == task_identity(by_path())
+    wider = by_path(replace(by_path.Params(), half_width=0.5))
+    assert task_identity(wider) != task_identity(by_name())
+    circle, circle_long = load_task_class('circle'), load_task_class('circle_long')
+    assert task_identity(circle()) != task_identity(circle_long())
+
+
 def test_the_export_names_the_task_and_its_parameters(corridor_run):
     meta = json.loads((corridor_run / 'policy' / 'policy.json').read_text())
     assert meta['task']['name'] == 'corridor' and meta['task']['half_width'] == 1.0

@@ -80,7 +80,7 @@ class Learner(Node):
         from cpo_ros.sim.make import make_vec_env
 
         task = declare_task(self, p['task'])
-        self.task_identity = task_identity(p['task'], task)
+        self.task_identity = task_identity(task)
         # Before the run directory is written: a misspelt parameter leaves no run behind.
         refuse_unknown(self)
         task_kwargs = task_options_of(task)

@@ -72,7 +72,7 @@ class PolicyExecutor(Node):
         self.create_subscription(Float32MultiArray, 'batch/state', self._on_state, qos.LOCKSTEP)
         self.learner = LearnerInput(self, self.faults, self.worker.set_policy,
                                     self._policy_loaded, lambda _status: self._maybe_resume(),
-                                    task_identity(p['task'], self.task))
+                                    task_identity(self.task))
         self.get_logger().info(f'executor {self.executor_id}: {self.num_envs} robot(s), rollout '
                                f'chunks of {steps} steps ({steps * self.num_envs} samples)')
 

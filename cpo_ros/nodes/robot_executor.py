@@ -107,7 +107,7 @@ class RobotExecutor(Node):
         self.chunks = ChunkSender(self, self.faults, self.executor_id)
         self.learner = LearnerInput(self, self.faults, self.sampler.set_policy,
                                     self._policy_loaded, self._on_status,
-                                    task_identity(p['task'], task))
+                                    task_identity(task))
         # The monitor's state and count, from the monitor alone: a stranger's false would
         # unlatch the sampling, its huge count would hide every later intervention.
         self.monitor_inputs = {topic: SolePublisher(self, topic, MONITOR_INPUT_HOLD_S)

@@ -373,11 +373,13 @@ def declare_task(node: Node, name: str, num_envs: int = 1) -> Any:
         raise ValueError(f'{node.get_name()}: task {name} parameters: {exc}') from exc
 
 
-def task_identity(name: str, task: Any) -> str:
-    """Return the task as the wire names it: its name and a digest of its parameters.
+def task_identity(task: Any) -> str:
+    """Return the task as the wire names it: its class ('module:Class') and a digest of its
+    parameters.
 
     The learner sends it with each policy; an executor whose own task differs refuses the
-    policy (LearnerInput), so no node samples one task for a learner of another.
+    policy (LearnerInput), so no node samples one task for a learner of another. The class,
+    not the name given: an entry point's name and its dotted path are one task.
     """
     import hashlib
     import json
@@ -391,7 +393,8 @@ def task_identity(name: str, task: Any) -> str:
 
     options = {k: plain(v) for k, v in task_options_of(task).items()}
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
-    return f'{name} {digest}'
+    cls = type(task)
+    return f'{cls.__module__}:{cls.__qualname__} {digest}'
 
 
 def task_options_of(task: Any) -> dict[str, Any]:
