@@ -323,8 +323,10 @@ def test_the_corridor_trains_directly_by_name_and_by_dotted_path(corridor_run, t
 
 
 def test_a_task_is_one_on_the_wire_by_name_or_dotted_path():
-    """The policy's task field: an executor given `corridor` takes the policy of a learner given
-    `corridor_task.tasks:Corridor` (one class, one set of parameters), not one of other values."""
+    """An executor given `corridor` takes the policy of a learner given the dotted path.
+
+    One class, one set of parameters: one task on the wire; other values are another task.
+    """
     from dataclasses import replace
 
     from cpo_ros.ros.params import task_identity

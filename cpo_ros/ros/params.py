@@ -374,10 +374,9 @@ def declare_task(node: Node, name: str, num_envs: int = 1) -> Any:
 
 
 def task_identity(task: Any) -> str:
-    """Return the task as the wire names it: its class ('module:Class') and a digest of its
-    parameters.
+    """Return the task as the wire names it: its class and a digest of its parameters.
 
-    The learner sends it with each policy; an executor whose own task differs refuses the
+    The class as 'module:Class'. The learner sends it with each policy; an executor whose own task differs refuses the
     policy (LearnerInput), so no node samples one task for a learner of another. The class,
     not the name given: an entry point's name and its dotted path are one task.
     """
