@@ -376,9 +376,10 @@ def declare_task(node: Node, name: str, num_envs: int = 1) -> Any:
 def task_identity(task: Any) -> str:
     """Return the task as the wire names it: its class and a digest of its parameters.
 
-    The class as 'module:Class'. The learner sends it with each policy; an executor whose own task differs refuses the
-    policy (LearnerInput), so no node samples one task for a learner of another. The class,
-    not the name given: an entry point's name and its dotted path are one task.
+    The learner sends it with each policy; an executor whose own task differs refuses the
+    policy (LearnerInput), so no node samples one task for a learner of another. The class
+    ('module:Class'), not the name given: an entry point's name and its dotted path are one
+    task.
     """
     import hashlib
     import json
