@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 # Each run its own DDS domain, discovery on this machine only: runs side by side never hear each other.
 ROS_ENV := ROS_DOMAIN_ID=$${ROS_DOMAIN_ID:-$$(( ($$$$ % 100) + 1 ))} ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 DEMO_ARGS ?=
-# Test processes (pytest-xdist): each its own slice of the run's DDS domains (test/conftest.py).
-TEST_WORKERS ?= 2
+# Test processes (pytest-xdist), three on 2 cores: most tests wait on node processes or a clock.
+# Each takes its own slice of the run's DDS domains (test/conftest.py).
+TEST_WORKERS ?= 3
 
 .PHONY: setup demo test lint bench clean
 
