@@ -320,3 +320,29 @@ def test_the_bias_term_takes_a_predicted_decrease_only_as_far_as_the_limit_asked
     assert (asked['limit'] > predicted) == (limit > 2.0)  # the clip acts but far above the limit
     for aim, value in asked.items():
         assert algos[aim].cost_bias[0] == pytest.approx(rate * (measured[aim] - value)), aim
+
+
+@pytest.mark.parametrize('name', ['ppo_lag', 'pid_lag'])
+def test_a_non_finite_step_leaves_the_rule_able_to_step_again(name):
+    """A step that overflows the weights keeps the old policy and the rule's own state.
+
+    PPO's Adam moments, NaN after the overflow, would make every later step non-finite: the
+    policy frozen for the rest of the run.
+    """
+    import warnings
+
+    torch.manual_seed(0)
+    algo = _algorithm(name, value_epochs=1, ppo_minibatch=64)
+    rollout = _rollout(algo)
+    for group in algo.rule.optim.param_groups:
+        group['lr'] = 1e30  # the first Adam step makes the next minibatch's pass overflow
+    with pytest.warns(RuntimeWarning, match='non-finite'):
+        algo.update(rollout)
+    for group in algo.rule.optim.param_groups:
+        group['lr'] = 3e-4  # a sane rate from here on
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', RuntimeWarning)
+        figures = algo.update(_rollout(algo))
+    assert figures['kl'] > 0.0
+    weights = torch.nn.utils.parameters_to_vector(algo.policy.parameters())
+    assert bool(torch.isfinite(weights).all())

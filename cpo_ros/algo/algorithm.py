@@ -11,6 +11,7 @@ fit beside the step. The rules are small classes named in `algo.registry`. With 
 """
 
 from collections.abc import Callable
+import copy
 import math
 import time
 from typing import Any
@@ -216,11 +217,15 @@ class ConstrainedTrustRegion:
                                                       self.version > 0)
         self.rule.before_step(estimate)
         before = nn.utils.parameters_to_vector(self.policy.parameters()).detach().clone()
+        # The rule's own state too (PPO's Adam moments): a non-finite step leaves it NaN, and
+        # every later step would be refused the same way.
+        rule_before = copy.deepcopy(self.rule.state_dict())
         step = self.rule.improve(self, batch, estimate, clock)
         if not bool(torch.isfinite(nn.utils.parameters_to_vector(self.policy.parameters())
                                    ).all()):
             # A step that made any weight NaN or inf is no step: the old policy stays.
             nn.utils.vector_to_parameters(before, self.policy.parameters())
+            self.rule.load_state_dict(rule_before)
             warnings.warn(f'{self.rule.name}: the step made policy weights non-finite; the old '
                           f'policy is kept', RuntimeWarning, stacklevel=2)
             zeros = np.zeros_like(step.cost_change)
