@@ -188,3 +188,24 @@ def test_ctrl_c_of_a_bringup_starts_no_update_and_ends_the_sampling(ros_env, tmp
         assert node.stop(timeout=60) == 0, node.output
     assert 'training stopped: iteration 0/3' in node.output, node.output
     assert not (out / 'progress.csv').exists() or len(rows(out)) == 0
+
+
+def test_ctrl_c_while_the_node_processes_start_ends_quietly(ros_env, tmp_path):
+    """A Ctrl-C at once: the node processes are still importing torch (seconds).
+
+    The bring-up stops them with SIGTERM, which ends a process still importing by its default
+    action; a forwarded SIGINT raised KeyboardInterrupt in the middle of an import, a traceback
+    per process.
+    """
+    import signal
+
+    cmd = [sys.executable, '-m', 'cpo_ros.cli', 'bringup', 'learn_on_robot', '--stand-in',
+           '--robot', 'turtlebot3_burger', '--ros-args', '-p', f'learner:out:={tmp_path / "run"}']
+    node = NodeProcess(cmd, ros_env)
+    try:
+        assert node.wait_for_output('started learner', 60), node.output
+        node.proc.send_signal(signal.SIGINT)
+        assert node.wait(60) == 0, node.output
+    finally:
+        node.stop()
+    assert 'Traceback' not in node.output and 'KeyboardInterrupt' not in node.output, node.output

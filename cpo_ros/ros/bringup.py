@@ -93,6 +93,11 @@ PARENT_PID_ENV = 'CPO_ROS_PARENT_PID'
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
+STOP_SIGNAL = signal.SIGTERM
+"""What a bring-up sends its node processes to stop them: run_nodes handles it as Ctrl-C,
+and a process still importing (torch: seconds) ends at once by its default action, where a
+SIGINT printed a KeyboardInterrupt traceback from the middle of an import."""
+
 
 def child_environment() -> dict[str, str]:
     """Return the environment for a node process started by this bring-up process."""
@@ -291,7 +296,7 @@ def run_processes(label: str, spec: Bringup, ros_args: list[str], stand_in: bool
         for names in order:
             alive = [(n, procs[n]) for n in names if n in procs and procs[n].poll() is None]
             for _name, proc in alive:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(STOP_SIGNAL)
             for name, proc in alive:
                 limit = timeouts.get(name, 10.0)
                 try:
@@ -446,7 +451,7 @@ def _run_fleet(name: str, workers: int, argv: list[str], robot: str | None) -> i
     finally:
         for proc in procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(STOP_SIGNAL)
         for proc in procs:
             try:
                 proc.wait(timeout=10)
