@@ -153,8 +153,7 @@ def _children() -> dict[int, str]:
             if int(fields[1]) != os.getpid():
                 continue
             if fields[0] == 'Z':
-                os.waitpid(int(entry.name), os.WNOHANG)  # reap it
-                continue
+                continue  # ended; its owner (a Popen, multiprocessing) reaps it
             found[int(entry.name)] = (entry / 'cmdline').read_text().replace('\0', ' ')
         except (OSError, ValueError, ChildProcessError):
             continue
@@ -181,13 +180,19 @@ def no_process_left_behind():
     before = set(_children())
     yield
     if not wait_until(lambda: not _left(before), 20.0, period=0.2):
-        left = _left(before)
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        wait_until(lambda: not _left(before), 5.0)
+        left: dict[int, str] = {}
+
+        def kill_all() -> bool:
+            # A killed bring-up's node processes come to this process afterwards: kill them too.
+            now = _left(before)
+            left.update(now)
+            for pid in now:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return not now
+        wait_until(kill_all, 10.0, period=0.2)
         if left:
             pytest.fail(f'processes left running after the test: {left}', pytrace=False)
 

@@ -178,10 +178,11 @@ def test_a_navigation_task_learns_from_the_robots_laser_scan(probe, ros_env, tmp
 def test_an_e_stop_truncates_the_episode_and_stops_the_robot(probe, ros_env, tmp_path):
     listener = RobotListener(probe)
     client = probe.create_client(SetBool, 'e_stop')
-    # A chunk an episode: the cut one holds no finished episode, whenever the e-stop comes.
+    # A chunk an episode: the cut one holds no finished episode. Episodes of 60 s of robot
+    # time (6 s of wall time): the e-stop lands in one, not in a reset between two.
     stack = bringup(ros_env, tmp_path / 'run', 'steps_per_iteration:=3000',
                     'learner:iterations:=2', 'real_time_factor:=10.0',
-                    'policy_executor:chunk_episodes:=1')
+                    'policy_executor:chunk_episodes:=1', 'circle.max_episode_steps:=600')
     try:
         assert wait_until(lambda: listener.phase() == 'episode', 60), stack.output
         chunks_before = len(listener.robot_chunks())
