@@ -440,9 +440,11 @@ def _run_fleet(name: str, workers: int, argv: list[str], robot: str | None) -> i
     tmp = tempfile.TemporaryDirectory(prefix='cpo_ros_fleet_')
     try:
         for i in range(workers):
+            # Own session: a terminal's Ctrl-C reaches this process alone, which stops the
+            # workers with STOP_SIGNAL (a SIGINT during their import printed tracebacks).
             procs.append(subprocess.Popen(worker_command(name, i, workers, user, tmp.name,
                                                          placed, robot),
-                                          env=child_environment()))
+                                          start_new_session=True, env=child_environment()))
         own = [p for p in placed if p.worker is None]
         args = ros_arguments(name, ['--ros-args', *_placed_arguments(own, tmp.name),
                                     *_user_arguments(argv)], own[0].use_sim_time, robot)
