@@ -197,6 +197,15 @@ def test_the_parser_leaves_mujoco_unloaded_until_help_asks():
     assert result.stdout.strip() == 'False', result.stderr
 
 
+def test_the_command_line_simulator_and_monitor_start_without_torch():
+    # 2.3 s of CPU a process; the safe-area monitor on a robot needs no torch at all.
+    code = ('import sys; import cpo_ros.cli, cpo_ros.ros.bringup, cpo_ros.nodes.sim_bridge, '
+            "cpo_ros.nodes.safe_area_monitor; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == 'False', result.stderr
+
+
 def test_a_setting_the_chosen_algorithm_does_not_read_is_named(tmp_path):
     from cpo_ros.training.config import AlgoConfig
 
