@@ -188,22 +188,24 @@ def test_config_file_and_set_end_to_end(tmp_path):
     assert not (tmp_path / 'bad').exists()
 
 
+def _loads(module: str, code: str) -> bool:
+    """Return whether a fresh interpreter running code has imported module."""
+    result = subprocess.run([sys.executable, '-c', f'import sys; {code}; '
+                             f'print({module!r} in sys.modules)'],
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() in ('True', 'False'), result.stderr
+    return result.stdout.strip() == 'True'
+
+
 def test_the_parser_leaves_mujoco_unloaded_until_help_asks():
     # `eval --video` picks MuJoCo's OpenGL backend before mujoco is first imported.
-    code = ('import sys; from cpo_ros.cli import build_parser; build_parser(); '
-            "print('mujoco' in sys.modules)")
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.stdout.strip() == 'False', result.stderr
+    assert not _loads('mujoco', 'from cpo_ros.cli import build_parser; build_parser()')
 
 
 def test_the_command_line_simulator_and_monitor_start_without_torch():
     # 2.3 s of CPU a process; the safe-area monitor on a robot needs no torch at all.
-    code = ('import sys; import cpo_ros.cli, cpo_ros.ros.bringup, cpo_ros.nodes.sim_bridge, '
-            "cpo_ros.nodes.safe_area_monitor; print('torch' in sys.modules)")
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                            timeout=120)
-    assert result.stdout.strip() == 'False', result.stderr
+    assert not _loads('torch', 'import cpo_ros.cli, cpo_ros.ros.bringup, '
+                      'cpo_ros.nodes.sim_bridge, cpo_ros.nodes.safe_area_monitor')
 
 
 def test_a_setting_the_chosen_algorithm_does_not_read_is_named(tmp_path):
